@@ -1,0 +1,20 @@
+"""Numba compilation settings, kept in one place.
+
+Every kernel module compiles with these dictionaries instead of spelling out its own flags, so that a
+change of policy (e.g. turning fastmath off to chase a numerical issue) is one edit. ``tests/test_config.py``
+fails if a kernel hard-codes ``fastmath`` or omits ``cache``.
+
+* ``SERIAL``: deterministic single-threaded kernels.
+* ``PARALLEL``: kernels with ``prange`` loops.
+* ``FASTMATH``: the fast-math flags allowed in float kernels. We allow reassociation and contraction
+  (vectorised dot products and FMAs) but not ``nnan``/``ninf``, so NaN inputs stay detectable.
+"""
+
+from __future__ import annotations
+
+FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+
+SERIAL = {"cache": True, "nogil": True}
+PARALLEL = {"cache": True, "nogil": True, "parallel": True}
+SERIAL_FAST = {**SERIAL, "fastmath": set(FASTMATH)}
+PARALLEL_FAST = {**PARALLEL, "fastmath": set(FASTMATH)}
