@@ -1,0 +1,39 @@
+"""Shared fixtures: where the real data lives.
+
+The real scATAC data of the project sits beside the repository in ``../shared/data`` (see its README).
+``FASTEMBED_SHARED_DATA`` overrides the location. Tests that need it are skipped, with the reason,
+when it is absent; the bundled demo data (``fastembed.datasets``) is always available.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    env = os.environ.get("FASTEMBED_SHARED_DATA")
+    candidate = Path(env) if env else REPO.parent / "shared" / "data"
+    return candidate if (candidate / "granja2019_bmmc_hg19").is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("real data not found: set FASTEMBED_SHARED_DATA to the folder holding granja2019_bmmc_hg19")
+    return path
+
+
+@pytest.fixture(scope="session")
+def granja_dir(shared_data) -> Path:
+    return shared_data / "granja2019_bmmc_hg19"
+
+
+@pytest.fixture(scope="session")
+def buenrostro_universe(shared_data) -> Path:
+    return shared_data / "universe_buenrostro2018_hg19" / "peaks.bed"
