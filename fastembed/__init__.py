@@ -1,0 +1,16 @@
+"""fastembed: fast scEmbed (Region2Vec) cell embeddings for single-cell ATAC-seq, in numba."""
+
+from ._version import __version__
+from .io import TokenizedCells, read_10x, read_mtx, tokenize_cells
+from .region2vec import Region2VecDataset
+from .universe import Universe
+
+__all__ = [
+    "__version__",
+    "TokenizedCells",
+    "Universe",
+    "Region2VecDataset",
+    "read_10x",
+    "read_mtx",
+    "tokenize_cells",
+]

@@ -1,0 +1,296 @@
+"""The universe: the fixed, ordered set of genomic regions that are the vocabulary of a model.
+
+Region ``i`` of the universe file is token ``i``; the seven special tokens of geniml/gtars follow as
+ids ``N..N+6``. Regions are kept in file order; a sorted per-chromosome view for overlap queries is
+built once, lazily.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+SPECIAL_TOKENS: tuple[str, ...] = ("<unk>", "<pad>", "<mask>", "<cls>", "<eos>", "<bos>", "<sep>")
+"""Special tokens appended after the universe regions, in this order (ids ``N..N+6``), as gtars does."""
+
+N_SPECIAL = len(SPECIAL_TOKENS)
+
+_SKIP_PREFIXES = ("#", "track", "browser")
+
+
+def open_text(path: str | os.PathLike) -> io.TextIOBase:
+    """Open a plain or gzipped text file for reading (gzip detected from the magic bytes, not the name)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"file '{path}' does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"'{path}' is a folder; expected a file")
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="strict")
+    return open(path, encoding="utf-8", errors="strict")
+
+
+def read_bed(path: str | os.PathLike, *, what: str = "BED file") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read the first three columns of a BED file (plain or gzipped).
+
+    Lines that are empty or start with ``#``, ``track`` or ``browser`` are skipped; columns past the third
+    are ignored. Fields are tab-separated (any whitespace if a line has no tab).
+
+    Parameters
+    ----------
+    path
+        The BED file.
+    what
+        How messages name the file (e.g. ``"universe"``).
+
+    Returns
+    -------
+    chroms : np.ndarray of str (object), shape (n,)
+    starts : np.ndarray of int64, shape (n,)
+    ends : np.ndarray of int64, shape (n,)
+
+    Raises
+    ------
+    ValueError
+        A line with fewer than three fields, a non-integer coordinate, a negative start or
+        ``start > end``; the message names the file, the line number and the field.
+    """
+    path = Path(path)
+    chroms: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    try:
+        with open_text(path) as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip() or line.startswith(_SKIP_PREFIXES):
+                    continue
+                parts = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
+                if len(parts) < 3:
+                    raise ValueError(
+                        f"{what} '{path}' line {lineno}: expected at least 3 fields (chr, start, end), "
+                        f"got {len(parts)}: {line.strip()[:80]!r}"
+                    )
+                chrom, start_s, end_s = parts[0].strip(), parts[1].strip(), parts[2].strip()
+                if not chrom:
+                    raise ValueError(f"{what} '{path}' line {lineno}: field 1 (chr) is empty")
+                try:
+                    start = int(start_s)
+                except ValueError:
+                    raise ValueError(
+                        f"{what} '{path}' line {lineno}: field 2 (start) must be an integer, got {start_s!r}"
+                    ) from None
+                try:
+                    end = int(end_s)
+                except ValueError:
+                    raise ValueError(
+                        f"{what} '{path}' line {lineno}: field 3 (end) must be an integer, got {end_s!r}"
+                    ) from None
+                if start < 0:
+                    raise ValueError(f"{what} '{path}' line {lineno}: field 2 (start) is negative ({start})")
+                if start > end:
+                    raise ValueError(
+                        f"{what} '{path}' line {lineno}: start {start} > end {end} "
+                        "(BED intervals are half-open [start, end) with start <= end)"
+                    )
+                chroms.append(chrom)
+                starts.append(start)
+                ends.append(end)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} '{path}' is not a text BED file (not UTF-8 text: {err.reason})") from None
+    return (
+        np.array(chroms, dtype=object),
+        np.array(starts, dtype=np.int64),
+        np.array(ends, dtype=np.int64),
+    )
+
+
+def _encode_chroms(chroms: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Chromosome names in order of first appearance and an int32 code per region."""
+    names, first, codes = np.unique(np.asarray(chroms, dtype=object).astype(str), return_index=True,
+                                    return_inverse=True)
+    # np.unique sorts names; renumber so codes follow the order of first appearance (stable, readable).
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return [str(n) for n in names[order]], rank[codes.ravel()].astype(np.int32)
+
+
+@dataclass(frozen=True, eq=False)
+class Universe:
+    """An ordered set of genomic regions; region ``i`` is token ``i``.
+
+    Attributes
+    ----------
+    chrom_names : list of str
+        Chromosome names in order of first appearance.
+    chrom_codes : np.ndarray of int32, shape (n_regions,)
+        Index into ``chrom_names`` of each region, in token order.
+    starts, ends : np.ndarray of int64, shape (n_regions,)
+        Half-open BED coordinates ``[start, end)`` in token order.
+    source : str or None
+        Where the universe was read from (used in messages).
+    """
+
+    chrom_names: list[str]
+    chrom_codes: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    source: str | None = field(default=None)
+
+    # -- construction -------------------------------------------------------------------------------
+    @classmethod
+    def from_bed(cls, path: str | os.PathLike) -> Universe:
+        """Read a universe BED file (plain or gzipped); region order in the file is token order.
+
+        Duplicate regions are kept (so token ids match models trained on the same file) and reported
+        in a warning, since a peak overlapping one of them maps to every copy.
+        """
+        chroms, starts, ends = read_bed(path, what="universe")
+        if starts.size == 0:
+            raise ValueError(f"universe '{path}' holds no regions")
+        uni = cls.from_arrays(chroms, starts, ends, source=str(path))
+        uni._warn_duplicates()
+        return uni
+
+    @classmethod
+    def from_arrays(cls, chroms, starts, ends, *, source: str | None = None) -> Universe:
+        """Build a universe from per-region arrays (chromosome names, int starts, int ends)."""
+        starts = np.ascontiguousarray(starts, dtype=np.int64)
+        ends = np.ascontiguousarray(ends, dtype=np.int64)
+        chroms = np.asarray(chroms, dtype=object)
+        if not (chroms.shape == starts.shape == ends.shape) or starts.ndim != 1:
+            raise ValueError("universe arrays chroms, starts, ends must be 1-d and of equal length")
+        if starts.size and (starts.min() < 0 or np.any(starts > ends)):
+            bad = int(np.flatnonzero((starts < 0) | (starts > ends))[0])
+            raise ValueError(
+                f"universe {source or ''} region {bad}: invalid interval [{starts[bad]}, {ends[bad]}) "
+                "(need 0 <= start <= end)"
+            )
+        names, codes = _encode_chroms(chroms)
+        return cls(names, codes, starts, ends, source)
+
+    @classmethod
+    def from_bed_text(cls, text: str, *, source: str | None = None) -> Universe:
+        """Parse the canonical text written by :meth:`to_bed_text` (three tab-separated columns)."""
+        if not text:
+            raise ValueError(f"universe {source or ''}: empty region list")
+        table = np.array([line.split("\t") for line in text.rstrip("\n").split("\n")], dtype=object)
+        if table.ndim != 2 or table.shape[1] != 3:
+            raise ValueError(f"universe {source or ''}: expected 3 tab-separated columns per region")
+        return cls.from_arrays(table[:, 0], table[:, 1].astype(np.int64), table[:, 2].astype(np.int64),
+                               source=source)
+
+    def _warn_duplicates(self) -> None:
+        key = np.rec.fromarrays([self.chrom_codes, self.starts, self.ends])
+        _, counts = np.unique(key, return_counts=True)
+        n_dup = int((counts - 1).sum())
+        if n_dup:
+            warnings.warn(
+                f"universe '{self.source}': {n_dup} regions are exact duplicates of earlier lines; "
+                "each copy keeps its own token id and a peak overlapping it maps to every copy",
+                stacklevel=3,
+            )
+
+    # -- basic facts --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.starts.size)
+
+    @property
+    def n_regions(self) -> int:
+        """Number of regions ``N`` (tokens ``0..N-1``)."""
+        return len(self)
+
+    @property
+    def vocab_size(self) -> int:
+        """``N + 7``: the regions plus the special tokens."""
+        return len(self) + N_SPECIAL
+
+    @cached_property
+    def chroms(self) -> np.ndarray:
+        """Chromosome name of each region in token order, np.ndarray of str (object), shape (N,)."""
+        return np.array(self.chrom_names, dtype=object)[self.chrom_codes]
+
+    def to_bed_text(self) -> str:
+        """The regions as canonical BED text: ``chr\\tstart\\tend\\n`` per region, in token order."""
+        out = io.StringIO()
+        names = self.chrom_names
+        for c, s, e in zip(self.chrom_codes.tolist(), self.starts.tolist(), self.ends.tolist(), strict=True):
+            out.write(f"{names[c]}\t{s}\t{e}\n")
+        return out.getvalue()
+
+    @cached_property
+    def checksum(self) -> str:
+        """SHA-256 (hex) of :meth:`to_bed_text`: identifies the universe regardless of file formatting."""
+        return hashlib.sha256(self.to_bed_text().encode()).hexdigest()
+
+    def write_bed(self, path: str | os.PathLike) -> None:
+        """Write the regions as a three-column BED file, row ``i`` = token ``i`` (the specials are implied)."""
+        from ._atomic import atomic_file
+
+        with atomic_file(path) as tmp:
+            tmp.write_text(self.to_bed_text())
+
+    def same_as(self, other: Universe) -> bool:
+        """True if both universes hold the same regions in the same token order."""
+        return (
+            len(self) == len(other)
+            and np.array_equal(self.starts, other.starts)
+            and np.array_equal(self.ends, other.ends)
+            and np.array_equal(self.chroms, other.chroms)
+        )
+
+    # -- sorted view for overlap queries ------------------------------------------------------------
+    @cached_property
+    def sorted_index(self) -> SortedRegions:
+        """Regions sorted by (chromosome, start) with a running maximum of ends per chromosome."""
+        return SortedRegions.build(self)
+
+
+@dataclass(frozen=True)
+class SortedRegions:
+    """The universe sorted by (chromosome code, start, end), laid out for binary search in numba.
+
+    Attributes
+    ----------
+    chrom_lo, chrom_hi : np.ndarray of int64, shape (n_chroms,)
+        Slice of the sorted arrays holding each chromosome (indexed by chromosome code).
+    starts, ends : np.ndarray of int64, shape (N,)
+        Sorted region coordinates.
+    max_end : np.ndarray of int64, shape (N,)
+        Running maximum of ``ends`` from the start of each chromosome's slice; non-decreasing within a
+        chromosome, so the first region that can reach a query is found by binary search even when
+        regions nest or overlap.
+    token : np.ndarray of int32, shape (N,)
+        Token id (position in file order) of each sorted region.
+    """
+
+    chrom_lo: np.ndarray
+    chrom_hi: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    max_end: np.ndarray
+    token: np.ndarray
+
+    @classmethod
+    def build(cls, uni: Universe) -> SortedRegions:
+        order = np.lexsort((uni.ends, uni.starts, uni.chrom_codes))
+        codes = uni.chrom_codes[order]
+        starts = uni.starts[order]
+        ends = uni.ends[order]
+        n_chroms = len(uni.chrom_names)
+        chrom_lo = np.searchsorted(codes, np.arange(n_chroms), side="left").astype(np.int64)
+        chrom_hi = np.searchsorted(codes, np.arange(n_chroms), side="right").astype(np.int64)
+        max_end = ends.copy()
+        for lo, hi in zip(chrom_lo.tolist(), chrom_hi.tolist(), strict=True):
+            np.maximum.accumulate(max_end[lo:hi], out=max_end[lo:hi])
+        return cls(chrom_lo, chrom_hi, starts, ends, max_end, order.astype(np.int32))

@@ -1,0 +1,202 @@
+"""Tokenizer against a brute-force overlap oracle: real data, then hypothesis property tests."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastembed as fe
+from fastembed import tokenize as tk
+from fastembed.universe import Universe, read_bed
+
+
+# ------------------------------------------------------------------------------------------------
+# The naive reference: brute-force interval overlap in numpy
+# ------------------------------------------------------------------------------------------------
+
+def overlaps_bruteforce(q_chroms, q_starts, q_ends, u_chroms, u_starts, u_ends, min_overlap=1):
+    """For each query, the sorted universe indices it overlaps by >= min_overlap bp (half-open)."""
+    u_chroms = np.asarray(u_chroms, dtype=object)
+    out = []
+    for c, s, e in zip(q_chroms, q_starts, q_ends, strict=True):
+        ov = np.minimum(e, u_ends) - np.maximum(s, u_starts)
+        hit = (u_chroms == c) & (ov >= min_overlap)
+        out.append(np.flatnonzero(hit).astype(np.int64))
+    return out
+
+
+def cell_tokens_bruteforce(X, peak_hits):
+    """For each row of a CSR matrix, the sorted unique union of the hits of its nonzero columns."""
+    cells = []
+    for i in range(X.shape[0]):
+        row = X.getrow(i)
+        cols = row.indices[row.data != 0]
+        parts = [peak_hits[j] for j in cols]
+        cells.append(np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64))
+    return cells
+
+
+def _assert_cells_equal(tok, expected):
+    assert len(tok) == len(expected)
+    for i, want in enumerate(expected):
+        np.testing.assert_array_equal(tok[i], want, err_msg=f"cell {i}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Real data: granja2019 peaks against the Buenrostro 2018 universe
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def granja_slice(granja_dir):
+    full = fe.read_mtx(granja_dir / "matrix.mtx.gz", granja_dir / "barcodes.tsv", granja_dir / "peaks.bed")
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(full.n_obs, 300, replace=False))
+    return full[rows].copy()
+
+
+def test_real_data_matches_bruteforce(granja_slice, buenrostro_universe):
+    adata = granja_slice
+    u_chroms, u_starts, u_ends = read_bed(buenrostro_universe)
+    hits = overlaps_bruteforce(adata.var["chr"].to_numpy(), adata.var["start"].to_numpy(),
+                               adata.var["end"].to_numpy(), u_chroms, u_starts, u_ends)
+    expected = cell_tokens_bruteforce(adata.X.tocsr(), hits)
+    tok = fe.tokenize_cells(adata, buenrostro_universe)
+    _assert_cells_equal(tok, expected)
+    assert tok.indices.dtype == np.int32 and tok.indptr.dtype == np.int64
+    assert tok.vocab_size == u_starts.size + 7
+    # The data README: about 30% of granja's peaks hit a Buenrostro region.
+    mapped = np.mean([h.size > 0 for h in hits])
+    assert tok.stats["n_peaks_unmapped"] == sum(h.size == 0 for h in hits)
+    assert 0.25 < mapped < 0.35
+    # Some 501-bp peaks straddle two adjacent universe regions: a peak can map to several tokens.
+    assert max(h.size for h in hits) >= 2
+
+
+def test_identity_universe_gives_column_indices(granja_slice, tmp_path):
+    """Tokenizing against the matrix's own peaks gives each cell's nonzero columns in peak order."""
+    adata = granja_slice
+    bed = tmp_path / "own.bed"
+    adata.var[["chr", "start", "end"]].to_csv(bed, sep="\t", header=False, index=False)
+    tok = fe.tokenize_cells(adata, bed)
+    X = adata.X.tocsr()
+    X.sort_indices()
+    for i in range(0, adata.n_obs, 37):
+        np.testing.assert_array_equal(tok[i], np.sort(X.getrow(i).indices))
+
+
+def test_min_overlap_real(granja_slice, buenrostro_universe):
+    adata = granja_slice
+    u_chroms, u_starts, u_ends = read_bed(buenrostro_universe)
+    hits = overlaps_bruteforce(adata.var["chr"].to_numpy(), adata.var["start"].to_numpy(),
+                               adata.var["end"].to_numpy(), u_chroms, u_starts, u_ends, min_overlap=250)
+    expected = cell_tokens_bruteforce(adata.X.tocsr(), hits)
+    tok = fe.tokenize_cells(adata, buenrostro_universe, min_overlap=250)
+    _assert_cells_equal(tok, expected)
+    assert tok.n_tokens < fe.tokenize_cells(adata, buenrostro_universe).n_tokens
+
+
+# ------------------------------------------------------------------------------------------------
+# Property tests
+# ------------------------------------------------------------------------------------------------
+CHROMS = ["chr1", "chr2", "chrX", "chrUn"]
+
+
+@st.composite
+def intervals(draw, chroms, n_min, n_max, span=200, max_len=60):
+    n = draw(st.integers(n_min, n_max))
+    out = []
+    for _ in range(n):
+        c = draw(st.sampled_from(chroms))
+        s = draw(st.integers(0, span))
+        length = draw(st.integers(0, max_len))
+        out.append((c, s, s + length))
+    return out
+
+
+@st.composite
+def tokenize_case(draw):
+    universe = draw(intervals(CHROMS[:3], 1, 25))
+    # Reuse universe ends/starts as query boundaries now and then, so touching ends are common.
+    peaks = draw(intervals(CHROMS, 1, 20))
+    bounds = [b for (_, s, e) in universe for b in (s, e)]
+    touched = []
+    for c, s, e in peaks:
+        if bounds and draw(st.booleans()):
+            b = draw(st.sampled_from(bounds))
+            s, e = (b, b + (e - s)) if draw(st.booleans()) else (max(0, b - (e - s)), b)
+        touched.append((c, s, e))
+    n_cells = draw(st.integers(1, 6))
+    dense = draw(st.lists(st.lists(st.integers(0, 2), min_size=len(touched), max_size=len(touched)),
+                          min_size=n_cells, max_size=n_cells))
+    min_overlap = draw(st.integers(1, 8))
+    return universe, touched, np.array(dense), min_overlap
+
+
+def _adata(peaks, dense):
+    var = pd.DataFrame({"chr": [p[0] for p in peaks], "start": [p[1] for p in peaks], "end": [p[2] for p in peaks]})
+    var.index = [f"p{i}" for i in range(len(peaks))]
+    return ad.AnnData(X=sp.csr_matrix(dense), var=var, obs=pd.DataFrame(index=[f"c{i}" for i in range(len(dense))]))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tokenize_case())
+def test_property_matches_bruteforce(case):
+    universe, peaks, dense, min_overlap = case
+    uni = Universe.from_arrays([u[0] for u in universe], [u[1] for u in universe], [u[2] for u in universe],
+                               source="hypothesis")
+    adata = _adata(peaks, dense)
+    known = {u[0] for u in universe}
+    if not any(p[0] in known for p in peaks):
+        with pytest.raises(ValueError, match="name chromosomes differently"):
+            fe.tokenize_cells(adata, uni, min_overlap=min_overlap)
+        return
+    hits = overlaps_bruteforce([p[0] for p in peaks], [p[1] for p in peaks], [p[2] for p in peaks],
+                               uni.chroms, uni.starts, uni.ends, min_overlap)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tok = fe.tokenize_cells(adata, uni, min_overlap=min_overlap)
+    _assert_cells_equal(tok, cell_tokens_bruteforce(adata.X.tocsr(), hits))
+    assert tok.stats["n_peaks_unmapped"] == sum(h.size == 0 for h in hits)
+
+
+@settings(max_examples=200, deadline=None)
+@given(intervals(["chr1"], 1, 40, span=100, max_len=100), intervals(["chr1"], 1, 15, span=120, max_len=40),
+       st.integers(1, 10))
+def test_property_map_peaks_nested(universe, peaks, min_overlap):
+    """Nested and overlapping universe regions (long ones hide short ones): every hit is found."""
+    uni = Universe.from_arrays([u[0] for u in universe], [u[1] for u in universe], [u[2] for u in universe])
+    codes = np.zeros(len(peaks), dtype=np.int32)
+    offsets, tokens = tk.map_peaks(codes, np.array([p[1] for p in peaks]), np.array([p[2] for p in peaks]),
+                                   uni.sorted_index, min_overlap)
+    hits = overlaps_bruteforce([p[0] for p in peaks], [p[1] for p in peaks], [p[2] for p in peaks],
+                               uni.chroms, uni.starts, uni.ends, min_overlap)
+    for i, want in enumerate(hits):
+        np.testing.assert_array_equal(tokens[offsets[i]:offsets[i + 1]], want)
+
+
+@pytest.mark.kernel
+def test_touching_intervals_do_not_overlap():
+    """Half-open: [0,10) and [10,20) share no base."""
+    uni = Universe.from_arrays(["chr1", "chr1"], [0, 10], [10, 20])
+    off, tok = tk.map_peaks(np.zeros(3, np.int32), np.array([10, 9, 5]), np.array([15, 10, 11]),
+                            uni.sorted_index, 1)
+    assert [tok[off[i]:off[i + 1]].tolist() for i in range(3)] == [[1], [0], [0, 1]]
+
+
+@pytest.mark.kernel
+def test_cells_to_tokens_unsorted_columns_and_explicit_zeros():
+    # Peak 0 -> tokens [2], peak 1 -> [0, 1], peak 2 -> [1]; cell 0 lists columns out of order.
+    peak_offsets = np.array([0, 1, 3, 4], dtype=np.int64)
+    peak_tokens = np.array([2, 0, 1, 1], dtype=np.int32)
+    indptr = np.array([0, 3, 5, 5], dtype=np.int64)
+    indices = np.array([2, 0, 1, 0, 2], dtype=np.int32)
+    data = np.array([1, 1, 1, 0, 1], dtype=np.float32)  # cell 1's column 0 is an explicit zero
+    ip, ix = tk.cells_to_tokens(indptr, indices, data, peak_offsets, peak_tokens)
+    assert ip.tolist() == [0, 3, 4, 4]
+    assert ix.tolist() == [0, 1, 2, 1]
