@@ -273,7 +273,7 @@ def read_h5ad(path: str | os.PathLike, *, backed: bool = False):
         raise ValueError(f"AnnData file '{path}' cannot be read as .h5ad ({type(err).__name__}: {err})") from None
 
 
-def _as_adata(adata, *, backed: bool = True):
+def as_adata(adata, *, backed: bool = True):
     """Return (AnnData, name for messages) from an AnnData or an .h5ad path."""
     if isinstance(adata, str | os.PathLike):
         return read_h5ad(adata, backed=backed), f"'{adata}'"
@@ -405,7 +405,8 @@ class TokenizedCells:
         return write_tokens_parquet(path, self.indptr, self.indices, self.barcodes, self.universe)
 
 
-def _resolve_universe(universe_file) -> Universe:
+def resolve_universe(universe_file) -> Universe:
+    """A :class:`Universe` from itself or from a BED path."""
     if isinstance(universe_file, Universe):
         return universe_file
     path = Path(universe_file)
@@ -440,13 +441,58 @@ def _chrom_codes(peak_chroms: np.ndarray, uni: Universe, name: str) -> np.ndarra
 
 def _csr_rows(X, lo: int, hi: int) -> sp.csr_matrix:
     """Rows lo:hi of X (in memory or backed) as CSR with int64 indptr."""
+    if sp.issparse(X) and X.format == "csr" and lo == 0 and hi == X.shape[0]:
+        return X  # the whole in-memory matrix: no copy
     block = X[lo:hi]
     if hasattr(block, "to_memory"):
         block = block.to_memory()
     if not sp.issparse(block):
         block = sp.csr_matrix(np.asarray(block))
-    block = sp.csr_matrix(block)
-    return block
+    return sp.csr_matrix(block)
+
+
+class PeakMapper:
+    """The peaks of one AnnData mapped once to a universe; turns row blocks of its matrix into tokens.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        Cells x peaks (``var`` with coordinates, see :func:`peak_coordinates`).
+    universe : Universe
+    min_overlap : int
+        Minimum overlap in bp (>= 1).
+    name : str
+        How messages name the AnnData.
+
+    Attributes
+    ----------
+    peak_offsets : np.ndarray of int64, shape (n_peaks + 1,)
+    peak_tokens : np.ndarray of int32
+        Peak ``j`` maps to ``peak_tokens[peak_offsets[j]:peak_offsets[j+1]]``.
+    n_peaks_unmapped, n_peaks_unknown_chrom : int
+    """
+
+    def __init__(self, adata, universe: Universe, *, min_overlap: int = 1, name: str = "the AnnData"):
+        if int(min_overlap) != min_overlap or min_overlap < 1:
+            raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
+        if adata.n_obs == 0:
+            raise ValueError(f"{name} has zero cells; nothing to tokenize")
+        if adata.n_vars == 0:
+            raise ValueError(f"{name} has zero peaks (var is empty); nothing to tokenize")
+        self.universe = universe
+        self.name = name
+        chroms, starts, ends = peak_coordinates(adata, name=name)
+        codes = _chrom_codes(chroms, universe, name)
+        self.peak_offsets, self.peak_tokens = _tok.map_peaks(codes, starts, ends, universe.sorted_index,
+                                                             int(min_overlap))
+        self.n_peaks = int(adata.n_vars)
+        self.n_peaks_unmapped = int(np.count_nonzero(np.diff(self.peak_offsets) == 0))
+        self.n_peaks_unknown_chrom = int(np.count_nonzero(codes < 0))
+
+    def tokens(self, X, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens of rows ``lo:hi`` of ``X`` (in memory or backed): ``(indptr int64, indices int32)``."""
+        block = _csr_rows(X, lo, hi)
+        return _tok.cells_to_tokens(block.indptr, block.indices, block.data, self.peak_offsets, self.peak_tokens)
 
 
 def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, chunk_cells: int = 100_000):
@@ -474,36 +520,25 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
         In-memory tokens (``output=None``) or the parquet path. Every input cell keeps its row, in order,
         even with no token. Peaks that hit nothing are dropped and counted in ``stats``.
     """
-    if int(min_overlap) != min_overlap or min_overlap < 1:
-        raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
     out_path = check_output_path(output, what="parquet output") if output is not None else None
-    uni = _resolve_universe(universe_file)
-    adata, name = _as_adata(adata)
-    if adata.n_obs == 0:
-        raise ValueError(f"{name} has zero cells; nothing to tokenize")
-    if adata.n_vars == 0:
-        raise ValueError(f"{name} has zero peaks (var is empty); nothing to tokenize")
-    chroms, starts, ends = peak_coordinates(adata, name=name)
-    codes = _chrom_codes(chroms, uni, name)
-    peak_offsets, peak_tokens = _tok.map_peaks(codes, starts, ends, uni.sorted_index, int(min_overlap))
-    unmapped = np.diff(peak_offsets) == 0
-
+    uni = resolve_universe(universe_file)
+    adata, name = as_adata(adata)
+    mapper = PeakMapper(adata, uni, min_overlap=min_overlap, name=name)
     indptr_parts, index_parts = [np.zeros(1, dtype=np.int64)], []
     total = 0
     for lo in range(0, adata.n_obs, chunk_cells):
-        block = _csr_rows(adata.X, lo, min(lo + chunk_cells, adata.n_obs))
-        ip, ix = _tok.cells_to_tokens(block.indptr, block.indices, block.data, peak_offsets, peak_tokens)
+        ip, ix = mapper.tokens(adata.X, lo, min(lo + chunk_cells, adata.n_obs))
         indptr_parts.append(ip[1:] + total)
         index_parts.append(ix)
         total += int(ip[-1])
     indptr = np.concatenate(indptr_parts)
-    indices = np.concatenate(index_parts) if index_parts else np.empty(0, dtype=np.int32)
+    indices = np.concatenate(index_parts)
     n_empty = int(np.count_nonzero(np.diff(indptr) == 0))
     stats = {
         "n_cells": int(adata.n_obs),
-        "n_peaks": int(adata.n_vars),
-        "n_peaks_unmapped": int(unmapped.sum()),
-        "n_peaks_unknown_chrom": int((codes < 0).sum()),
+        "n_peaks": mapper.n_peaks,
+        "n_peaks_unmapped": mapper.n_peaks_unmapped,
+        "n_peaks_unknown_chrom": mapper.n_peaks_unknown_chrom,
         "n_empty_cells": n_empty,
         "n_tokens": int(indptr[-1]),
     }
@@ -514,9 +549,8 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
             stacklevel=2,
         )
     barcodes = np.asarray(adata.obs_names, dtype=object)
-    result = TokenizedCells(indptr, indices, barcodes, uni, stats)
     if out_path is None:
-        return result
+        return TokenizedCells(indptr, indices, barcodes, uni, stats)
     return write_tokens_parquet(out_path, indptr, indices, barcodes, uni)
 
 
@@ -609,7 +643,7 @@ def read_tokens_parquet(path: str | os.PathLike, *, universe=None):
     if not (pa.types.is_list(ttype) or pa.types.is_large_list(ttype)) or not pa.types.is_integer(ttype.value_type):
         raise ValueError(f"token file '{path}': column 'tokens' must be list<int32>, got {ttype}")
     meta = schema.metadata or {}
-    uni = _universe_from_metadata(meta, path) if universe is None else _resolve_universe(universe)
+    uni = _universe_from_metadata(meta, path) if universe is None else resolve_universe(universe)
     if uni is None:
         raise ValueError(
             f"token file '{path}' does not carry its universe (not written by fastembed); "

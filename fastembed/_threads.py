@@ -1,0 +1,39 @@
+"""Numba thread count for the duration of one call."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numba
+
+
+def check_threads(threads: int | None) -> int | None:
+    """Validate a thread count: None (numba's current setting) or 1..NUMBA_NUM_THREADS."""
+    if threads is None:
+        return None
+    top = numba.config.NUMBA_NUM_THREADS
+    if int(threads) != threads or not 1 <= threads <= top:
+        raise ValueError(f"threads must be an integer from 1 to {top} (NUMBA_NUM_THREADS), got {threads!r}")
+    return int(threads)
+
+
+@contextlib.contextmanager
+def numba_threads(threads: int | None) -> Iterator[int]:
+    """Run the block with ``threads`` numba threads (None: leave as is); restore the old count after.
+
+    Yields
+    ------
+    int
+        The thread count in effect inside the block.
+    """
+    threads = check_threads(threads)
+    old = numba.get_num_threads()
+    if threads is None:
+        yield old
+        return
+    numba.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        numba.set_num_threads(old)

@@ -1,0 +1,39 @@
+"""Pooling kernel against a scipy sparse-matrix product."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from fastembed.pooling import weighted_mean_pool
+
+
+def pool_reference(indptr, indices, vectors, weights):
+    """The obvious version: (cells x vocab weight matrix) @ vectors, divided by the row sums."""
+    n = indptr.size - 1
+    A = sp.csr_matrix((weights[indices].astype(np.float64), indices, indptr), shape=(n, vectors.shape[0]))
+    total = np.asarray(A.sum(axis=1)).ravel()
+    out = A @ vectors.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(total[:, None] > 0, out / total[:, None], 0.0)
+    return out, total == 0
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("kind", ["mean", "weighted"])
+def test_pool_matches_sparse_product(kind):
+    rng = np.random.default_rng(3)
+    vocab, dim, n = 50, 7, 40
+    lengths = rng.integers(0, 12, n)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    indices = np.concatenate([np.sort(rng.choice(vocab, k, replace=False)) for k in lengths]).astype(np.int32)
+    vectors = rng.standard_normal((vocab, dim)).astype(np.float32)
+    trained = rng.random(vocab) > 0.2
+    weights = trained.astype(np.float32) * (rng.random(vocab).astype(np.float32) + 0.5 if kind == "weighted" else 1)
+    got, empty = weighted_mean_pool(indptr, indices, vectors, weights)
+    want, want_empty = pool_reference(indptr, indices, vectors, weights)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(empty, want_empty)
+    assert got.dtype == np.float32
+    assert want_empty.any() and not want_empty.all()  # the case of cells with no trained token is covered
