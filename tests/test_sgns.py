@@ -1,0 +1,350 @@
+"""Tests of the SGNS trainer against a slow pure-Python SGNS implementing the same algorithm and random stream."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import pytest
+
+from fastembed.alias import build_alias_table
+from fastembed.sgns import SGNSResult, init_vectors, train_sgns
+
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+
+# --- naive reference ----------------------------------------------------------------------------------------
+M64 = (1 << 64) - 1
+GAMMA = 0x9E3779B97F4A7C15
+
+
+def _mix(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+class RefRng:
+    def __init__(self, seed, stream, block):
+        h = _mix((seed + GAMMA) & M64)
+        h = _mix((h + stream * GAMMA + GAMMA) & M64)
+        self.s = _mix((h + block * GAMMA + GAMMA) & M64)
+
+    def next(self):
+        self.s = (self.s + GAMMA) & M64
+        return _mix(self.s)
+
+    def randint(self, n):
+        return ((self.next() >> 32) * n) >> 32
+
+    def alias(self, table):
+        r = self.next()
+        i = ((r >> 32) * table.threshold.size) >> 32
+        return int(table.primary[i]) if (r & 0xFFFFFFFF) < int(table.threshold[i]) else int(table.alias[i])
+
+
+REF_TABLE = np.array(
+    [math.exp((i / 1000 * 2 - 1) * 6) / (math.exp((i / 1000 * 2 - 1) * 6) + 1) for i in range(1000)],
+    dtype=np.float32,
+)
+
+
+def ref_sigmoid(f):
+    if f >= 6.0:
+        return np.float32(1.0)
+    if f <= -6.0:
+        return np.float32(0.0)
+    return REF_TABLE[int((np.float32(f) + np.float32(6.0)) * np.float32(1000 / 12))]
+
+
+def ref_sgns(cells, vocab_size, *, dim, window, negative, epochs, batch_size, lr0, lr_min, min_count, seed):
+    """Skip-gram over shuffled cells with word2vec's reduced window, negatives shared per centre, the output rows
+    of a window buffered and their deltas added back, hogwild blocks run in order. Plain Python and numpy."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for cell in cells:
+        for t in cell:
+            counts[t] += 1
+    trained = counts >= min_count
+    cells = [[t for t in cell if trained[t]] for cell in cells]
+    table = build_alias_table(counts, 0.75, mask=trained)
+    w_in, w_out = init_vectors(vocab_size, dim, seed)
+    w_in[~trained] = 0.0
+    epoch_words = sum(len(c) for c in cells)
+    total = float(epoch_words * epochs)
+    n_blocks = -(-len(cells) // batch_size)
+    done = 0
+    for epoch in range(epochs):
+        for b in range(n_blocks):
+            rng = RefRng(seed, epoch, b)
+            for cell in cells[b * batch_size : (b + 1) * batch_size]:
+                n = len(cell)
+                lr = np.float32(max(lr_min, lr0 - (lr0 - lr_min) * done / total))
+                done += n
+                if n < 2:
+                    continue
+                cell = list(cell)
+                for i in range(n - 1, 0, -1):
+                    j = rng.randint(i + 1)
+                    cell[i], cell[j] = cell[j], cell[i]
+                for i, centre in enumerate(cell):
+                    w = window - rng.randint(window)
+                    ids = [centre] + [rng.alias(table) for _ in range(negative)]
+                    out = w_out[ids].copy()
+                    out0 = out.copy()
+                    for j in range(max(0, i - w), min(n, i + w + 1)):
+                        if j == i:
+                            continue
+                        h = w_in[cell[j]].copy()
+                        grad = np.zeros(dim, dtype=np.float32)
+                        for k, target in enumerate(ids):
+                            if k > 0 and target == centre:
+                                continue
+                            f = np.float32(np.dot(h, out[k]))
+                            g = np.float32((np.float32(k == 0) - ref_sigmoid(f)) * lr)
+                            grad += g * out[k]
+                            out[k] += g * h
+                        w_in[cell[j]] = h + grad
+                    for k, target in enumerate(ids):
+                        w_out[target] += out[k] - out0[k]
+    return w_in, w_out, counts, trained
+
+
+# ------------------------------------------------------------------------------------------------------------
+
+
+def to_csr(cells):
+    indptr = np.zeros(len(cells) + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum([len(c) for c in cells])
+    indices = np.array([t for c in cells for t in c], dtype=np.int32)
+    return indptr, indices
+
+
+def tiny_corpus(n_cells=14, vocab=24, seed=0):
+    rng = np.random.default_rng(seed)
+    cells = []
+    for c in range(n_cells):
+        size = int(rng.integers(0, 11))
+        pool = np.arange(vocab) if c % 2 else np.arange(vocab // 2)
+        cells.append(sorted(rng.choice(pool, size=min(size, pool.size), replace=False).tolist()))
+    return cells
+
+
+def planted_corpus(n_types=4, cells_per_type=80, specific=40, shared=60, per_cell=30, seed=0):
+    """Cells of ``n_types`` types: each draws most tokens from its type's own regions, the rest from shared ones."""
+    rng = np.random.default_rng(seed)
+    vocab = n_types * specific + shared
+    cells, labels = [], []
+    for t in range(n_types):
+        own = np.arange(t * specific, (t + 1) * specific)
+        common = np.arange(n_types * specific, vocab)
+        for _ in range(cells_per_type):
+            a = rng.choice(own, size=per_cell * 2 // 3, replace=False)
+            b = rng.choice(common, size=per_cell - a.size, replace=False)
+            cells.append(sorted(np.concatenate([a, b]).tolist()))
+            labels.append(t)
+    order = rng.permutation(len(cells))
+    return [cells[i] for i in order], np.array(labels)[order], vocab
+
+
+PARAMS = dict(
+    dim=8, window=3, negative=3, epochs=3, batch_size=4, lr0=0.05, lr_min=0.001, min_count=1, seed=11
+)
+
+
+def run_kernel(cells, vocab, **overrides):
+    p = {**PARAMS, **overrides}
+    indptr, indices = to_csr(cells)
+    return train_sgns(
+        indptr,
+        indices,
+        vocab,
+        embedding_dim=p["dim"],
+        window_size=p["window"],
+        negative_samples=p["negative"],
+        epochs=p["epochs"],
+        batch_size=p["batch_size"],
+        learning_rate=p["lr0"],
+        min_learning_rate=p["lr_min"],
+        min_count=p["min_count"],
+        seed=p["seed"],
+        threads=1,
+        progress=False,
+    )
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("min_count", [1, 3])
+def test_kernel_matches_reference(min_count):
+    cells = tiny_corpus()
+    vocab = 26  # two tokens never occur
+    result = run_kernel(cells, vocab, min_count=min_count)
+    w_in, w_out, counts, trained = ref_sgns(cells, vocab, **{**PARAMS, "min_count": min_count})
+    np.testing.assert_array_equal(result.counts, counts)
+    np.testing.assert_array_equal(result.trained, trained)
+    # Same stream and same operations; only the summation order of the dot products differs (vectorised).
+    np.testing.assert_allclose(result.w_in, w_in, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.w_out, w_out, rtol=1e-4, atol=1e-6)
+    assert np.abs(result.w_out).max() > 1e-3  # the comparison is not between two untrained models
+
+
+@pytest.mark.kernel
+def test_same_seed_single_thread_is_bit_identical():
+    cells = tiny_corpus(seed=3)
+    a = run_kernel(cells, 24)
+    b = run_kernel(cells, 24)
+    assert a.w_in.tobytes() == b.w_in.tobytes()
+    assert a.w_out.tobytes() == b.w_out.tobytes()
+    c = run_kernel(cells, 24, seed=12)
+    assert not np.array_equal(a.w_in, c.w_in)
+
+
+@pytest.mark.kernel
+def test_result_fields():
+    cells = tiny_corpus()
+    r = run_kernel(cells, 30)
+    assert isinstance(r, SGNSResult)
+    assert r.w_in.shape == r.w_out.shape == (30, PARAMS["dim"])
+    assert r.w_in.dtype == r.w_out.dtype == np.float32
+    assert r.w_in.flags.c_contiguous and r.w_out.flags.c_contiguous
+    assert r.counts.dtype == np.int64 and r.trained.dtype == np.bool_
+    assert r.words_processed == PARAMS["epochs"] * sum(len(c) for c in cells)
+    assert r.seconds >= 0
+
+
+@pytest.mark.kernel
+def test_min_count_tokens_are_untouched():
+    cells = tiny_corpus()
+    counts = np.bincount(np.concatenate([np.array(c, dtype=np.int64) for c in cells]), minlength=26)
+    r = run_kernel(cells, 26, min_count=4)
+    rare = counts < 4
+    assert rare.any() and (~rare).any()
+    np.testing.assert_array_equal(r.trained, ~rare)
+    # Not trained: zero input vectors; never a target or a negative: zero output vectors.
+    assert not r.w_in[rare].any() and not r.w_out[rare].any()
+    assert r.w_out[~rare].any()
+    assert r.words_processed == PARAMS["epochs"] * int(counts[~rare].sum())
+
+
+@pytest.mark.kernel
+def test_input_arrays_are_not_modified():
+    indptr, indices = to_csr(tiny_corpus())
+    before = indices.copy()
+    train_sgns(indptr, indices, 24, embedding_dim=4, epochs=2, seed=0, threads=1, progress=False)
+    np.testing.assert_array_equal(indices, before)
+
+
+def test_planted_cell_types_separate():
+    sklearn_cluster = pytest.importorskip("sklearn.cluster")
+    metrics = pytest.importorskip("sklearn.metrics")
+    cells, labels, vocab = planted_corpus()
+    indptr, indices = to_csr(cells)
+    r = train_sgns(
+        indptr, indices, vocab, embedding_dim=16, epochs=30, batch_size=16, seed=1, threads=1, progress=False
+    )
+    emb = np.stack([r.w_in[c].mean(axis=0) for c in cells])
+    pred = sklearn_cluster.KMeans(n_clusters=4, n_init=10, random_state=0).fit_predict(emb)
+    assert metrics.adjusted_rand_score(labels, pred) > 0.9
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+def test_parallel_run_restores_threads_and_learns():
+    cells, labels, vocab = planted_corpus(seed=2)
+    indptr, indices = to_csr(cells)
+    before = numba.get_num_threads()
+    r = train_sgns(
+        indptr, indices, vocab, embedding_dim=16, epochs=20, batch_size=8, seed=1, threads=2, progress=False
+    )
+    assert numba.get_num_threads() == before
+    assert np.isfinite(r.w_in).all() and np.isfinite(r.w_out).all()
+    emb = np.stack([r.w_in[c].mean(axis=0) for c in cells])
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    centroids = np.stack([emb[labels == t].mean(axis=0) for t in range(4)])
+    assert (np.argmax(emb @ centroids.T, axis=1) == labels).mean() > 0.95
+
+
+@pytest.mark.parametrize(
+    ("embedding_dim", "window_size", "negative_samples", "batch_size", "learning_rate"),
+    [(50, 3, 5, 128, 0.01), (200, 10, 20, 512, 0.05), (100, 5, 5, 256, 0.025)],
+)
+def test_seed_workflow_parameter_ranges(
+    embedding_dim, window_size, negative_samples, batch_size, learning_rate
+):
+    cells, _, vocab = planted_corpus(cells_per_type=20)
+    indptr, indices = to_csr(cells)
+    r = train_sgns(
+        indptr,
+        indices,
+        vocab + 7,  # the special tokens of a real universe: never seen, never trained
+        embedding_dim=embedding_dim,
+        window_size=window_size,
+        negative_samples=negative_samples,
+        epochs=2,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=0,
+        progress=True,  # stderr is not a terminal under pytest: the bar stays silent
+    )
+    assert r.w_in.shape == (vocab + 7, embedding_dim)
+    assert np.isfinite(r.w_in).all()
+    assert not r.trained[vocab:].any() and not r.w_in[vocab:].any()
+
+
+def test_threads_beyond_numba_limit_warns_and_clamps():
+    indptr, indices = to_csr(tiny_corpus())
+    with pytest.warns(UserWarning, match="NUMBA_NUM_THREADS"):
+        train_sgns(
+            indptr,
+            indices,
+            24,
+            embedding_dim=4,
+            epochs=1,
+            threads=numba.config.NUMBA_NUM_THREADS + 1,
+            progress=False,
+        )
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(epochs=0), "epochs must be >= 1"),
+        (dict(epochs=2.5), "epochs must be an integer"),
+        (dict(embedding_dim=0), "embedding_dim"),
+        (dict(window_size=0), "window_size"),
+        (dict(negative_samples=0), "negative_samples"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(learning_rate=0.0), "learning_rate"),
+        (dict(learning_rate=float("nan")), "learning_rate"),
+        (dict(min_learning_rate=0.1), "min_learning_rate"),
+        (dict(min_learning_rate=-1.0), "min_learning_rate"),
+        (dict(min_count=0), "min_count"),
+        (dict(min_count=1000), "min_count=1000"),
+        (dict(threads=0), "threads"),
+        (dict(seed="x"), "seed"),
+    ],
+)
+def test_bad_parameters(kwargs, message):
+    indptr, indices = to_csr(tiny_corpus())
+    with pytest.raises(ValueError, match=message):
+        train_sgns(indptr, indices, 24, progress=False, **kwargs)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize(
+    ("indptr", "indices", "vocab", "message"),
+    [
+        (np.array([0]), np.array([], dtype=np.int32), 10, "empty dataset"),
+        (np.array([0, 0, 0]), np.array([], dtype=np.int32), 10, "empty dataset"),
+        (np.array([0, 2]), np.array([1, 10], dtype=np.int32), 10, "outside the vocabulary"),
+        (np.array([0, 2]), np.array([-1, 3], dtype=np.int32), 10, "outside the vocabulary"),
+        (np.array([0, 3]), np.array([1, 2], dtype=np.int32), 10, "indptr"),
+        (np.array([1, 2]), np.array([1, 2], dtype=np.int32), 10, "indptr"),
+        (np.array([0, 2, 1, 2]), np.array([1, 2], dtype=np.int32), 10, "indptr"),
+        (np.array([0.0, 2.0]), np.array([1, 2], dtype=np.int32), 10, "indptr"),
+        (np.array([0, 2]), np.array([1.0, 2.0]), 10, "indices"),
+        (np.array([0, 2]), np.array([1, 2], dtype=np.int32), 0, "vocab_size"),
+    ],
+)
+def test_bad_data(indptr, indices, vocab, message):
+    with pytest.raises(ValueError, match=message):
+        train_sgns(indptr, indices, vocab, epochs=1, progress=False)
