@@ -16,7 +16,6 @@ import fastembed as fe
 from fastembed import tokenize as tk
 from fastembed.universe import Universe, read_bed
 
-
 # ------------------------------------------------------------------------------------------------
 # The naive reference: brute-force interval overlap in numpy
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,299 @@
+"""The user-facing model: :class:`ScEmbed` (train, encode, save, load) and cell-type annotation.
+
+The class validates input, picks kernels and holds results; the work happens in plain numba functions
+(:mod:`fastembed.sgns` for training, :mod:`fastembed.pooling` for encoding).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from ._atomic import atomic_dir, check_output_path
+from ._threads import check_threads, numba_threads
+from ._version import __version__
+from .io import PeakMapper, TokenizedCells, as_adata, read_tokens_parquet
+from .pooling import weighted_mean_pool
+from .region2vec import Region2VecDataset
+from .universe import Universe
+
+__all__ = ["ScEmbed"]
+
+POOLINGS = ("mean",)
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _as_dataset(data) -> Region2VecDataset:
+    if isinstance(data, Region2VecDataset):
+        return data
+    if isinstance(data, TokenizedCells | str | os.PathLike):
+        return Region2VecDataset(data)
+    raise TypeError(
+        f"expected a Region2VecDataset, TokenizedCells or token parquet path, got {type(data).__name__}"
+    )
+
+
+class ScEmbed:
+    """scEmbed (Region2Vec) model: one vector per universe region, learned by skip-gram with negative sampling.
+
+    Parameters
+    ----------
+    embedding_dim : int
+        Length of region and cell vectors (typical 50-200).
+    window_size : int
+        Context window: each token is paired with up to this many tokens on each side of it in a fresh
+        random order of its cell, every epoch (typical 3-10).
+    negative_samples : int
+        Negative tokens per positive pair, drawn from the unigram^0.75 distribution (typical 5-20).
+    min_count : int
+        Tokens found in fewer cells are neither trained nor used when encoding.
+    seed : int, optional
+        Seed of all random draws. With ``threads=1`` two runs give bit-identical vectors.
+    threads : int, optional
+        Numba threads for training and encoding (default: numba's setting, usually all cores).
+
+    Attributes
+    ----------
+    universe : Universe or None
+        The model's vocabulary (None before training or loading).
+    training_info : dict
+        Training parameters and measured statistics of the last :meth:`train` (or what a loaded folder
+        recorded).
+    """
+
+    def __init__(self, embedding_dim: int = 100, window_size: int = 5, negative_samples: int = 5, *,
+                 min_count: int = 1, seed: int | None = None, threads: int | None = None):
+        self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
+        self.window_size = _positive_int("window_size", window_size)
+        self.negative_samples = _positive_int("negative_samples", negative_samples)
+        self.min_count = _positive_int("min_count", min_count)
+        if seed is not None and (isinstance(seed, bool) or int(seed) != seed or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self.seed = None if seed is None else int(seed)
+        self.threads = check_threads(threads)
+        self.universe: Universe | None = None
+        self.training_info: dict = {}
+        self._w_in: np.ndarray | None = None
+        self._w_out: np.ndarray | None = None
+        self._token_counts: np.ndarray | None = None
+
+    # -- state ----------------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        state = f"vocab_size={self.vocab_size}" if self.universe is not None else "untrained"
+        return (f"ScEmbed(embedding_dim={self.embedding_dim}, window_size={self.window_size}, "
+                f"negative_samples={self.negative_samples}, min_count={self.min_count}, {state})")
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Universe regions + 7 special tokens, or None before training/loading."""
+        return None if self.universe is None else self.universe.vocab_size
+
+    @property
+    def region_vectors(self) -> np.ndarray:
+        """Trained input vectors, float32 (vocab_size, embedding_dim); a read-only view."""
+        self._require_weights()
+        view = self._w_in.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def trained_tokens(self) -> np.ndarray:
+        """bool (vocab_size,): tokens with a trained vector (seen in >= ``min_count`` cells; no specials)."""
+        self._require_weights()
+        if self._token_counts is not None:
+            mask = self._token_counts >= self.min_count
+        else:  # a model folder without counts (e.g. geniml's): every region token counts as trained
+            mask = np.ones(self.vocab_size, dtype=bool)
+        mask = mask.copy()
+        mask[len(self.universe):] = False
+        return mask
+
+    def _require_weights(self) -> None:
+        if self._w_in is None:
+            raise RuntimeError("the model has no vectors yet: call train() or load one with ScEmbed.from_pretrained()")
+
+    # -- training -------------------------------------------------------------------------------------
+    def train(self, dataset, epochs: int = 100, batch_size: int = 256, learning_rate: float = 0.025, *,
+              min_learning_rate: float = 1e-4, progress: bool = True) -> ScEmbed:
+        """Learn region vectors by skip-gram with negative sampling over the tokens of each cell.
+
+        Parameters
+        ----------
+        dataset : Region2VecDataset, TokenizedCells or str/os.PathLike
+            Tokenized cells (a parquet path is loaded with :class:`Region2VecDataset`). Its universe
+            becomes the model's; a model that already has a universe only trains on the same one.
+        epochs : int
+            Passes over all cells (typical 50-200).
+        batch_size : int
+            Number of cells in one parallel work unit: threads take blocks of ``batch_size`` cells, each
+            with its own random stream; hogwild updates are shared (not a gradient mini-batch).
+        learning_rate : float
+            Initial learning rate, decaying linearly to ``min_learning_rate`` over all epochs.
+        min_learning_rate : float
+        progress : bool
+            Show a tqdm progress bar (epochs, tokens/s, learning rate) on an interactive terminal.
+
+        Returns
+        -------
+        ScEmbed
+            ``self``, with new vectors (training always starts from a fresh word2vec initialisation).
+        """
+        from .sgns import train_sgns
+
+        ds = _as_dataset(dataset)
+        if self.universe is not None and not ds.universe.same_as(self.universe):
+            raise ValueError(
+                f"dataset {ds.source} was tokenized with another universe ({len(ds.universe)} regions, "
+                f"checksum {ds.universe.checksum[:12]}) than the model's ({len(self.universe)} regions, "
+                f"checksum {self.universe.checksum[:12]}); tokenize it with the model's universe.bed"
+            )
+        result = train_sgns(
+            ds.indptr, ds.indices, ds.vocab_size,
+            embedding_dim=self.embedding_dim, window_size=self.window_size,
+            negative_samples=self.negative_samples, epochs=epochs, batch_size=batch_size,
+            learning_rate=learning_rate, min_learning_rate=min_learning_rate, min_count=self.min_count,
+            seed=self.seed, threads=self.threads, progress=progress,
+        )
+        self.universe = ds.universe
+        self._w_in, self._w_out, self._token_counts = result.w_in, result.w_out, result.counts
+        self.training_info = {
+            "epochs": int(epochs), "batch_size": int(batch_size), "learning_rate": float(learning_rate),
+            "min_learning_rate": float(min_learning_rate), "n_cells": len(ds), "n_tokens": ds.n_tokens,
+            "words_processed": int(result.words_processed), "seconds": float(result.seconds),
+            "n_trained_tokens": int(np.count_nonzero(result.trained)),
+        }
+        return self
+
+    # -- encoding -------------------------------------------------------------------------------------
+    def _token_chunks(self, data, batch_cells: int):
+        """(n_cells, barcodes, iterator of (lo, hi, indptr, indices)) for any accepted input."""
+        if isinstance(data, str | os.PathLike) and str(data).endswith(".parquet"):
+            data = read_tokens_parquet(data)
+        if isinstance(data, Region2VecDataset):
+            data = data.tokenized
+        if isinstance(data, TokenizedCells):
+            if not data.universe.same_as(self.universe):
+                raise ValueError(
+                    f"these tokens were made with another universe ({len(data.universe)} regions, checksum "
+                    f"{data.universe.checksum[:12]}) than the model's ({len(self.universe)} regions, checksum "
+                    f"{self.universe.checksum[:12]}); pass the AnnData instead and it is tokenized against the "
+                    "model's universe"
+                )
+            tok = data
+
+            def chunks():
+                for lo in range(0, len(tok), batch_cells):
+                    hi = min(lo + batch_cells, len(tok))
+                    ip = tok.indptr[lo:hi + 1]
+                    yield lo, hi, ip - ip[0], tok.indices[ip[0]:ip[-1]]
+
+            return len(tok), np.asarray(tok.barcodes, dtype=object), chunks()
+
+        adata, name = as_adata(data)
+        mapper = PeakMapper(adata, self.universe, name=name)
+        if mapper.n_peaks_unmapped:
+            warnings.warn(
+                f"{mapper.n_peaks_unmapped} of {mapper.n_peaks} peaks of {name} overlap no region of the "
+                f"model's universe ({len(self.universe)} regions); they do not contribute to the embeddings",
+                stacklevel=3,
+            )
+
+        def chunks():
+            for lo in range(0, adata.n_obs, batch_cells):
+                hi = min(lo + batch_cells, adata.n_obs)
+                ip, ix = mapper.tokens(adata.X, lo, hi)
+                yield lo, hi, ip, ix
+
+        return adata.n_obs, np.asarray(adata.obs_names, dtype=object), chunks()
+
+    def pooling_weights(self, pooling: str = "mean") -> np.ndarray:
+        """Per-token pooling weights, float32 (vocab_size,): 1 for trained tokens, 0 otherwise for ``"mean"``."""
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        return self.trained_tokens.astype(np.float32)
+
+    def encode(self, adata_or_tokens, *, pooling: str = "mean", out: str | os.PathLike | None = None,
+               batch_cells: int = 65_536, overwrite: bool = False):
+        """Embed cells: the mean of the vectors of each cell's trained tokens.
+
+        Parameters
+        ----------
+        adata_or_tokens : AnnData, str/os.PathLike (.h5ad or .parquet), TokenizedCells or Region2VecDataset
+            An AnnData (or ``.h5ad``) is tokenized against the model's own universe, chunk by chunk;
+            tokens must come from the model's universe.
+        pooling : str
+            ``"mean"``: plain mean of the trained tokens' vectors.
+        out : str or os.PathLike, optional
+            A ``.zarr`` path: embeddings stream there in chunks of ``batch_cells`` cells (group with
+            ``embeddings`` float32 (n_cells, dim) and ``barcodes``; the model config in its attributes),
+            written to a temporary store and renamed when complete.
+        batch_cells : int
+            Cells tokenized and pooled at a time (and zarr chunk length).
+        overwrite : bool
+            Replace an existing ``out`` store.
+
+        Returns
+        -------
+        np.ndarray of float32, shape (n_cells, embedding_dim), or zarr.Array
+            Rows follow the input cells. A cell with no trained token gets zeros (counted in a warning).
+        """
+        self._require_weights()
+        batch_cells = _positive_int("batch_cells", batch_cells)
+        weights = self.pooling_weights(pooling)
+        if out is not None:
+            out = check_output_path(out, what="zarr output", overwrite=overwrite)
+        n_cells, barcodes, chunks = self._token_chunks(adata_or_tokens, batch_cells)
+        n_empty = 0
+        with numba_threads(self.threads):
+            if out is None:
+                result = np.zeros((n_cells, self.embedding_dim), dtype=np.float32)
+                for lo, hi, ip, ix in chunks:
+                    _, empty = weighted_mean_pool(ip, ix, self._w_in, weights, out=result[lo:hi])
+                    n_empty += int(empty.sum())
+            else:
+                import zarr
+
+                with atomic_dir(out, overwrite=overwrite) as tmp:
+                    group = zarr.open_group(str(tmp), mode="w")
+                    emb = group.create_array("embeddings", shape=(n_cells, self.embedding_dim),
+                                             chunks=(min(batch_cells, max(n_cells, 1)), self.embedding_dim),
+                                             dtype="float32")
+                    group.create_array("barcodes", shape=(n_cells,), dtype=str)[:] = barcodes.astype(str)
+                    group.attrs.update({"fastembed_version": __version__, "pooling": pooling,
+                                        "config": self.config()})
+                    block = np.empty((min(batch_cells, n_cells), self.embedding_dim), dtype=np.float32)
+                    for lo, hi, ip, ix in chunks:
+                        _, empty = weighted_mean_pool(ip, ix, self._w_in, weights, out=block[:hi - lo])
+                        emb[lo:hi] = block[:hi - lo]
+                        n_empty += int(empty.sum())
+                result = zarr.open_group(str(out), mode="r")["embeddings"]
+        if n_empty:
+            warnings.warn(
+                f"{n_empty} of {n_cells} cells have no trained token (no region of the model's universe, or "
+                f"only regions seen in fewer than min_count={self.min_count} training cells); they get zeros",
+                stacklevel=2,
+            )
+        return result
+
+    # -- persistence ----------------------------------------------------------------------------------
+    def config(self) -> dict:
+        """Model configuration as plain Python values (what ``config.yaml`` holds)."""
+        return {
+            "embedding_dim": self.embedding_dim,
+            "vocab_size": self.vocab_size,
+            "window_size": self.window_size,
+            "negative_samples": self.negative_samples,
+            "min_count": self.min_count,
+            "seed": self.seed,
+            "fastembed_version": __version__,
+            "universe_sha256": None if self.universe is None else self.universe.checksum,
+            "training": dict(self.training_info),
+        }
+
