@@ -1,0 +1,153 @@
+"""ScEmbed: the seed workflow's training call, encode from every input kind, zarr streaming, errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import zarr
+
+import fastembed as fe
+from fastembed.datasets import demo_peaks_path, load_demo
+from fastembed.scembed import ScEmbed
+
+
+@pytest.fixture(scope="module")
+def demo_small():
+    demo = load_demo()
+    rows = np.sort(np.random.default_rng(0).choice(demo.n_obs, 1000, replace=False))
+    return demo[rows].copy()
+
+
+@pytest.fixture(scope="module")
+def tokens(demo_small, tmp_path_factory):
+    path = tmp_path_factory.mktemp("tok") / "tokens.parquet"
+    return fe.tokenize_cells(demo_small, demo_peaks_path(), output=path)
+
+
+@pytest.fixture(scope="module")
+def model(tokens):
+    # The seed's training call (scaled down in epochs and dim to keep the suite fast).
+    dataset = fe.Region2VecDataset(tokens)
+    m = ScEmbed(embedding_dim=24, window_size=5, negative_samples=5, seed=3, threads=1)
+    return m.train(dataset, epochs=5, batch_size=256, learning_rate=0.025, progress=False)
+
+
+def test_training_records_and_vectors(model, tokens):
+    ds = fe.Region2VecDataset(tokens)
+    assert model.vocab_size == ds.vocab_size == 10007
+    rv = model.region_vectors
+    assert rv.shape == (10007, 24) and rv.dtype == np.float32
+    assert not rv.flags.writeable
+    with pytest.raises(ValueError):
+        rv[0, 0] = 1.0
+    trained = model.trained_tokens
+    assert not trained[10000:].any()  # special tokens are never trained
+    seen = np.zeros(model.vocab_size, bool)
+    seen[ds.indices] = True
+    np.testing.assert_array_equal(trained, seen)
+    assert model.training_info["epochs"] == 5 and model.training_info["n_cells"] == 1000
+
+
+def test_seed_with_one_thread_is_bit_identical(tokens, model):
+    again = ScEmbed(embedding_dim=24, seed=3, threads=1).train(tokens, epochs=5, progress=False)
+    np.testing.assert_array_equal(again.region_vectors, model.region_vectors)
+
+
+def test_encode_inputs_agree(model, demo_small, tokens):
+    from_adata = model.encode(demo_small)
+    from_parquet = model.encode(tokens)
+    from_dataset = model.encode(fe.Region2VecDataset(tokens))
+    np.testing.assert_array_equal(from_adata, from_parquet)
+    np.testing.assert_array_equal(from_adata, from_dataset)
+    assert from_adata.shape == (1000, 24) and from_adata.dtype == np.float32
+    # Plain mean of the cell's token vectors.
+    ds = fe.Region2VecDataset(tokens)
+    np.testing.assert_allclose(from_adata[7], model.region_vectors[ds[7]].mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_encode_zarr_equals_memory_and_is_chunked(model, demo_small, tmp_path):
+    mem = model.encode(demo_small)
+    arr = model.encode(demo_small, out=tmp_path / "e.zarr", batch_cells=300)
+    np.testing.assert_array_equal(arr[:], mem)
+    g = zarr.open_group(str(tmp_path / "e.zarr"), mode="r")
+    assert g["embeddings"].chunks == (300, 24)
+    assert list(g["barcodes"][:]) == list(demo_small.obs_names)
+    assert g.attrs["config"]["embedding_dim"] == 24
+    assert [p.name for p in tmp_path.iterdir()] == ["e.zarr"]  # no temporary store left
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        model.encode(demo_small, out=tmp_path / "e.zarr")
+    model.encode(demo_small[:10], out=tmp_path / "e.zarr", overwrite=True)
+    assert zarr.open_group(str(tmp_path / "e.zarr"), mode="r")["embeddings"].shape == (10, 24)
+
+
+def test_failed_encode_leaves_no_store(model, demo_small, tmp_path, monkeypatch):
+    import fastembed.scembed as mod
+
+    calls = {"n": 0}
+    real = mod.weighted_mean_pool
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise MemoryError("simulated failure in the second chunk")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mod, "weighted_mean_pool", failing)
+    with pytest.raises(MemoryError):
+        model.encode(demo_small, out=tmp_path / "e.zarr", batch_cells=300)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cells_without_trained_tokens_get_zeros(model, demo_small):
+    a = demo_small[:20].copy()
+    X = a.X.tolil()
+    X[3, :] = 0
+    a.X = X.tocsr()
+    with pytest.warns(UserWarning, match="1 of 20 cells have no trained token"):
+        emb = model.encode(a)
+    assert not emb[3].any() and emb[2].any()
+
+
+def test_min_count_excludes_rare_tokens(tokens):
+    ds = fe.Region2VecDataset(tokens)
+    counts = np.bincount(ds.indices, minlength=ds.vocab_size)
+    m = ScEmbed(embedding_dim=8, min_count=20, seed=0, threads=1).train(ds, epochs=1, progress=False)
+    np.testing.assert_array_equal(m.trained_tokens[:10000], counts[:10000] >= 20)
+    emb = m.encode(ds)
+    i = 11
+    toks = ds[i][m.trained_tokens[ds[i]]]
+    np.testing.assert_allclose(emb[i], m.region_vectors[toks].mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_real_universe_mismatch(granja_dir, buenrostro_universe, tmp_path):
+    """A model on the Buenrostro universe encodes granja cells (other peaks) like their pre-tokenized form."""
+    adata = fe.read_mtx(granja_dir / "matrix.mtx.gz", granja_dir / "barcodes.tsv", granja_dir / "peaks.bed")
+    adata = adata[:1500].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tok = fe.tokenize_cells(adata, buenrostro_universe)
+    model = ScEmbed(embedding_dim=16, seed=0, threads=1).train(tok, epochs=2, progress=False)
+    with pytest.warns(UserWarning, match="peaks of the AnnData overlap no region of the model's universe"):
+        direct = model.encode(adata)
+    np.testing.assert_array_equal(direct, model.encode(tok))
+    # Tokens from another universe are refused.
+    other = fe.tokenize_cells(adata, fe.Universe.from_arrays(adata.var["chr"], adata.var["start"], adata.var["end"]))
+    with pytest.raises(ValueError, match="another universe"):
+        model.encode(other)
+    with pytest.raises(ValueError, match="another universe"):
+        model.train(other, epochs=1, progress=False)
+
+
+def test_parameter_errors(tokens):
+    with pytest.raises(ValueError, match="embedding_dim"):
+        ScEmbed(embedding_dim=0)
+    with pytest.raises(ValueError, match="seed"):
+        ScEmbed(seed=-1)
+    with pytest.raises(RuntimeError, match="call train"):
+        ScEmbed().encode(tokens)
+    with pytest.raises(TypeError, match="Region2VecDataset"):
+        ScEmbed().train([[1, 2, 3]])
+    with pytest.raises(ValueError, match="pooling"):
+        ScEmbed(embedding_dim=4, seed=0).train(tokens, epochs=1, progress=False).encode(tokens, pooling="max")
