@@ -3,6 +3,7 @@
 from ._version import __version__
 from .io import TokenizedCells, read_10x, read_mtx, tokenize_cells
 from .region2vec import Region2VecDataset
+from .scembed import ScEmbed, annotate_celltypes
 from .universe import Universe
 
 __all__ = [
@@ -10,6 +11,8 @@ __all__ = [
     "TokenizedCells",
     "Universe",
     "Region2VecDataset",
+    "ScEmbed",
+    "annotate_celltypes",
     "read_10x",
     "read_mtx",
     "tokenize_cells",

@@ -14,12 +14,13 @@ import numpy as np
 from ._atomic import atomic_dir, check_output_path
 from ._threads import check_threads, numba_threads
 from ._version import __version__
+from .annotate import annotate_celltypes
 from .io import PeakMapper, TokenizedCells, as_adata, read_tokens_parquet
 from .pooling import weighted_mean_pool
 from .region2vec import Region2VecDataset
 from .universe import Universe
 
-__all__ = ["ScEmbed"]
+__all__ = ["ScEmbed", "annotate_celltypes"]
 
 POOLINGS = ("mean",)
 

@@ -1,0 +1,143 @@
+"""annotate_celltypes against a brute-force k-NN vote, on real embeddings of the bundled demo data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.utils.extmath import randomized_svd
+
+import fastembed.annotate as ann
+from fastembed.annotate import annotate_celltypes
+from fastembed.datasets import load_demo
+
+
+# ------------------------------------------------------------------------------------------------
+# The naive reference: loop over query cells, sort all similarities, weighted vote
+# ------------------------------------------------------------------------------------------------
+def vote_reference(ref_emb, ref_labels, query_emb, k):
+    ref = ref_emb / np.linalg.norm(ref_emb, axis=1, keepdims=True)
+    out, conf = [], []
+    for q in query_emb:
+        sim = ref @ (q / np.linalg.norm(q))
+        nearest = np.argsort(-sim, kind="stable")[:k]
+        totals = {}
+        for rank, j in enumerate(nearest):
+            w = max(sim[j], 1e-6)
+            s, r = totals.get(ref_labels[j], (0.0, rank))
+            totals[ref_labels[j]] = (s + w, min(r, rank))
+        best = max(totals.items(), key=lambda kv: (kv[1][0], -kv[1][1]))
+        out.append(best[0])
+        conf.append(best[1][0] / sum(v[0] for v in totals.values()))
+    return np.array(out, dtype=object), np.array(conf)
+
+
+@pytest.fixture(scope="module")
+def split():
+    """LSI embeddings (TF-IDF + SVD) of the demo cells, split by donor as reference and query."""
+    demo = load_demo()
+    X = (demo.X > 0).astype(np.float32)
+    idf = np.log1p(X.shape[0] / (1 + np.asarray(X.sum(axis=0)).ravel()))
+    tf = X.multiply(1 / np.asarray(X.sum(axis=1))).tocsr().multiply(idf).tocsr()
+    u, s, _ = randomized_svd(tf, 21, random_state=0)
+    demo.obsm["scembed_X"] = (u * s)[:, 1:].astype(np.float32)
+    donor = demo.obs["donor"].astype(str)
+    return demo[donor == "D6T1"].copy(), demo[donor == "D5T1"].copy()
+
+
+def test_matches_bruteforce_vote(split):
+    ref, query = split[0], split[1].copy()
+    got = annotate_celltypes(query, ref, k=10, confidence_key="cell_type_confidence")
+    want, conf = vote_reference(ref.obsm["scembed_X"], ref.obs["cell_type"].astype(str).to_numpy(),
+                                query.obsm["scembed_X"], 10)
+    assert (got.astype(str).to_numpy() == want).mean() > 0.995  # float32 vs float64 near-ties may differ
+    np.testing.assert_allclose(query.obs["cell_type_confidence"], conf, atol=1e-4)
+    assert isinstance(got.dtype, pd.CategoricalDtype)
+    assert list(got.index) == list(query.obs_names) and got.name == "cell_type"
+    # Real data, real donor shift: far above the majority-class rate.
+    truth = query.obs["cell_type"].astype(str).to_numpy()
+    majority = ref.obs["cell_type"].value_counts(normalize=True).iloc[0]
+    assert (got.astype(str).to_numpy() == truth).mean() > majority + 0.2
+
+
+def test_confidence_only_when_asked(split):
+    ref, query = split
+    q = query.copy()
+    annotate_celltypes(q, ref)
+    assert "cell_type_confidence" not in q.obs
+
+
+def test_pynndescent_path_recall(split, monkeypatch):
+    ref, query = split
+    r, _ = ann._unit_rows(ref.obsm["scembed_X"])
+    q, _ = ann._unit_rows(query.obsm["scembed_X"])
+    exact, _ = ann.knn_cosine(r, q, 10)
+    monkeypatch.setattr(ann, "EXACT_SEARCH_PAIRS", 0)
+    approx, sim = ann.knn_cosine(r, q, 10, random_state=0)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx, strict=True)])
+    assert recall >= 0.98
+    assert np.all(np.diff(sim, axis=1) <= 1e-6)  # nearest first
+    labels_exact = annotate_celltypes(query, ref)
+    monkeypatch.setattr(ann, "EXACT_SEARCH_PAIRS", 200_000_000)
+    assert (annotate_celltypes(query, ref).to_numpy() == labels_exact.to_numpy()).mean() > 0.98
+
+
+def test_query_order_does_not_matter(split):
+    ref, query = split
+    base = annotate_celltypes(query, ref)
+    perm = np.random.default_rng(0).permutation(query.n_obs)
+    shuffled = annotate_celltypes(query[perm].copy(), ref)
+    assert list(shuffled.index) == list(query.obs_names[perm])
+    pd.testing.assert_series_equal(shuffled.loc[base.index], base)
+
+
+def test_min_confidence_gives_unknown(split):
+    ref, query = split
+    q = query.copy()
+    labels = annotate_celltypes(q, ref, confidence_key="conf", min_confidence=0.9)
+    low = q.obs["conf"].to_numpy() < 0.9
+    assert low.any() and (~low).any()
+    assert (labels[low] == "unknown").all() and (labels[~low] != "unknown").all()
+    assert "unknown" in labels.cat.categories
+
+
+def test_zero_embeddings_and_missing_labels(split):
+    ref, query = split
+    ref, q = ref.copy(), query[:30].copy()
+    q.obsm["scembed_X"][4] = 0
+    ref.obs["cell_type"] = ref.obs["cell_type"].astype(object)
+    ref.obs.iloc[:5, ref.obs.columns.get_loc("cell_type")] = np.nan
+    with pytest.warns(UserWarning) as record:
+        labels = annotate_celltypes(q, ref, confidence_key="conf")
+    messages = " ".join(str(w.message) for w in record)
+    assert "5 reference cells have no label" in messages and "1 query cells have an all-zero embedding" in messages
+    assert labels.iloc[4] == "unknown" and q.obs["conf"].iloc[4] == 0
+
+
+@pytest.mark.parametrize(
+    ("mutate", "exc", "pattern"),
+    [
+        (lambda q, r: q.obsm.pop("scembed_X"), KeyError, r"query AnnData has no obsm\['scembed_X'\]"),
+        (lambda q, r: r.obsm.pop("scembed_X"), KeyError, r"reference AnnData has no obsm"),
+        (lambda q, r: r.obs.pop("cell_type"), KeyError, r"no obs\['cell_type'\]"),
+        (lambda q, r: q.obsm.__setitem__("scembed_X", q.obsm["scembed_X"][:, :5]), ValueError,
+         "dimensions differ: query .* 5, reference has 20"),
+        (lambda q, r: q.obsm["scembed_X"].__setitem__((2, 3), np.nan), ValueError, "NaN or infinite"),
+    ],
+)
+def test_errors(split, mutate, exc, pattern):
+    ref, query = split[0].copy(), split[1][:20].copy()
+    mutate(query, ref)
+    with pytest.raises(exc, match=pattern):
+        annotate_celltypes(query, ref)
+
+
+def test_k_errors(split):
+    ref, query = split[0][:8].copy(), split[1][:5].copy()
+    with pytest.raises(ValueError, match="k=9 is larger than the 8"):
+        annotate_celltypes(query, ref, k=9)
+    with pytest.raises(ValueError, match="k must be an integer"):
+        annotate_celltypes(query, ref, k=0)
+    assert len(annotate_celltypes(query, ref, k=8)) == 5  # k == reference size works
+    with pytest.raises(ValueError, match="query AnnData has no cells"):
+        annotate_celltypes(query[:0], ref)
