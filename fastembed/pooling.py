@@ -8,30 +8,47 @@ import numpy as np
 from ._config import PARALLEL_FAST
 
 
+# Cells per parallel work unit: each unit reuses one accumulator buffer.
+_CHUNK = 256
+
+
 @numba.njit(**PARALLEL_FAST)
 def _weighted_mean(indptr, indices, vectors, weights, out):
     n_cells = indptr.size - 1
     dim = vectors.shape[1]
     empty = np.zeros(n_cells, dtype=np.bool_)
-    for c in numba.prange(n_cells):
-        row = out[c]
-        row[:] = 0.0
-        total = 0.0
-        for p in range(indptr[c], indptr[c + 1]):
-            t = indices[p]
-            w = weights[t]
-            if w == 0.0:
-                continue
-            total += w
-            v = vectors[t]
-            for j in range(dim):
-                row[j] += w * v[j]
-        if total > 0.0:
-            inv = np.float32(1.0 / total)
-            for j in range(dim):
-                row[j] *= inv
-        else:
-            empty[c] = True
+    n_chunks = (n_cells + _CHUNK - 1) // _CHUNK
+    for chunk in numba.prange(n_chunks):
+        # A thread-local accumulator (not a view of `out`) lets LLVM vectorise the inner loop, and four
+        # token rows per pass keep several independent loads in flight: ~1.7x over one row per pass,
+        # since gathering random rows of `vectors` is memory-bound (bench/encode.py).
+        acc = np.empty(dim, dtype=np.float32)
+        for c in range(chunk * _CHUNK, min(n_cells, (chunk + 1) * _CHUNK)):
+            acc[:] = 0.0
+            total = 0.0
+            p = indptr[c]
+            end = indptr[c + 1]
+            while p + 3 < end:
+                t0, t1, t2, t3 = indices[p], indices[p + 1], indices[p + 2], indices[p + 3]
+                w0, w1, w2, w3 = weights[t0], weights[t1], weights[t2], weights[t3]
+                total += w0 + w1 + w2 + w3
+                for j in range(dim):
+                    acc[j] += (w0 * vectors[t0, j] + w1 * vectors[t1, j]) + (w2 * vectors[t2, j] + w3 * vectors[t3, j])
+                p += 4
+            while p < end:
+                t0 = indices[p]
+                w0 = weights[t0]
+                total += w0
+                for j in range(dim):
+                    acc[j] += w0 * vectors[t0, j]
+                p += 1
+            if total > 0.0:
+                inv = np.float32(1.0 / total)
+                for j in range(dim):
+                    out[c, j] = acc[j] * inv
+            else:
+                out[c, :] = 0.0
+                empty[c] = True
     return empty
 
 
