@@ -7,7 +7,6 @@ import numpy as np
 
 from ._config import PARALLEL_FAST
 
-
 # Cells per parallel work unit: each unit reuses one accumulator buffer.
 _CHUNK = 256
 
