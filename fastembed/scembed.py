@@ -7,7 +7,10 @@ The class validates input, picks kernels and holds results; the work happens in 
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -297,4 +300,128 @@ class ScEmbed:
             "universe_sha256": None if self.universe is None else self.universe.checksum,
             "training": dict(self.training_info),
         }
+
+    def save(self, directory: str | os.PathLike, *, format: str = "fastembed", overwrite: bool = False) -> Path:
+        """Write the model to a folder, atomically (a temporary folder renamed when complete).
+
+        Parameters
+        ----------
+        directory
+            The model folder to create.
+        format : {"fastembed", "geniml"}
+            ``"fastembed"``: ``config.yaml``, ``universe.bed`` (row i = token i), ``region_vectors.npy``,
+            ``output_vectors.npy`` and ``token_counts.npy``. ``"geniml"``: the layout geniml and the Hugging
+            Face scEmbed models use (``checkpoint.pt`` with ``projection.weight``, ``config.yaml``,
+            ``universe.bed``), written without torch.
+        overwrite
+            Replace an existing folder.
+
+        Returns
+        -------
+        pathlib.Path
+            The folder.
+        """
+        from .modelfolder import ModelFolder, write_model_folder
+
+        self._require_weights()
+        folder = ModelFolder(config=self.config(), weights=self._w_in, universe=self.universe, format=format,
+                             token_counts=self._token_counts, output_weights=self._w_out)
+        return write_model_folder(directory, folder, format=format, overwrite=overwrite)
+
+    @classmethod
+    def from_pretrained(cls, directory_or_hub_id: str | os.PathLike, *, revision: str | None = None,
+                        threads: int | None = None) -> ScEmbed:
+        """Load a model folder (ours or geniml's / Hugging Face's), or fetch one from the Hugging Face hub.
+
+        Parameters
+        ----------
+        directory_or_hub_id
+            A local folder, or a hub id such as ``"databio/scembed-pbmc-10k"`` (needs the ``hub`` extra and
+            network access).
+        revision
+            Hub revision (branch, tag or commit); only for hub ids.
+        threads
+            Numba threads for encoding.
+
+        Returns
+        -------
+        ScEmbed
+            With ``universe``, ``region_vectors`` and the folder's configuration. geniml folders carry no token
+            counts, so every region token counts as trained.
+        """
+        from .modelfolder import read_model_folder
+
+        path = Path(directory_or_hub_id).expanduser()
+        if not path.exists():
+            path = _fetch_from_hub(str(directory_or_hub_id), revision)
+        folder = read_model_folder(path)
+        cfg = folder.config
+        model = cls(embedding_dim=int(folder.weights.shape[1]), window_size=int(cfg.get("window_size") or 5),
+                    negative_samples=int(cfg.get("negative_samples") or 5), min_count=int(cfg.get("min_count") or 1),
+                    seed=cfg.get("seed"), threads=threads)
+        model.universe = folder.universe
+        model._w_in = np.ascontiguousarray(folder.weights, dtype=np.float32)
+        model._w_out = folder.output_weights
+        model._token_counts = folder.token_counts
+        model.training_info = dict(cfg.get("training") or {})
+        return model
+
+    def push_to_hub(self, repo_id: str, *, format: str = "geniml", private: bool = False, token: str | None = None,
+                    commit_message: str = "Upload scEmbed model (fastembed)") -> str:
+        """Upload the model folder to the Hugging Face hub (needs the ``hub`` extra and network access).
+
+        Parameters
+        ----------
+        repo_id
+            ``"owner/name"``; created if missing.
+        format
+            Folder layout (see :meth:`save`); ``"geniml"`` (default) so geniml users can load it too.
+        private, token, commit_message
+            Passed to ``huggingface_hub``.
+
+        Returns
+        -------
+        str
+            The URL of the commit.
+        """
+        hub = _hub_module(repo_id)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save(Path(tmp) / "model", format=format)
+            try:
+                api = hub.HfApi(token=token)
+                api.create_repo(repo_id, private=private, exist_ok=True)
+                info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message)
+            except Exception as err:
+                raise OSError(f"could not upload to the Hugging Face hub repository '{repo_id}' "
+                              f"({type(err).__name__}: {err}); save the model with model.save(folder) and upload "
+                              "the folder later") from None
+        return str(getattr(info, "commit_url", info))
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _hub_module(what: str):
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise ImportError(
+            f"'{what}' needs the Hugging Face hub client, an optional extra: pip install 'fastembed-sc[hub]'; "
+            "or use a local model folder (config.yaml, universe.bed and weights) instead"
+        ) from None
+    return huggingface_hub
+
+
+def _fetch_from_hub(repo_id: str, revision: str | None) -> Path:
+    if not _HUB_ID.match(repo_id):
+        raise FileNotFoundError(f"model folder '{repo_id}' does not exist (and it is not a hub id like 'owner/name')")
+    hub = _hub_module(repo_id)
+    try:
+        return Path(hub.snapshot_download(repo_id, revision=revision))
+    except Exception as err:
+        raise OSError(
+            f"model '{repo_id}' is not a local folder and could not be fetched from the Hugging Face hub "
+            f"({type(err).__name__}: {err}); without network access, download the model folder (checkpoint.pt or "
+            "region_vectors.npy, config.yaml, universe.bed) on another machine and pass its local path"
+        ) from None
 

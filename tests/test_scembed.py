@@ -151,3 +151,72 @@ def test_parameter_errors(tokens):
         ScEmbed().train([[1, 2, 3]])
     with pytest.raises(ValueError, match="pooling"):
         ScEmbed(embedding_dim=4, seed=0).train(tokens, epochs=1, progress=False).encode(tokens, pooling="max")
+
+
+# ------------------------------------------------------------------------------------------------
+# Persistence
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["fastembed", "geniml"])
+def test_save_from_pretrained_round_trip(model, demo_small, tmp_path, fmt):
+    model.save(tmp_path / "m", format=fmt)
+    loaded = ScEmbed.from_pretrained(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.region_vectors, model.region_vectors)
+    assert loaded.universe.same_as(model.universe)
+    if fmt == "fastembed":
+        np.testing.assert_array_equal(loaded.encode(demo_small), model.encode(demo_small))
+        assert loaded.min_count == model.min_count and loaded.training_info["epochs"] == 5
+    else:  # geniml folders carry no token counts: every region token counts as trained
+        assert loaded.trained_tokens[:10000].all()
+
+
+def test_geniml_fixture_encodes(tmp_path):
+    """The torch-made geniml folder loads and encodes: the mean of the listed rows of projection.weight."""
+    from pathlib import Path
+
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    model = ScEmbed.from_pretrained(Path(__file__).parent / "data" / "geniml_legacy")
+    weights = np.arange(17 * 4, dtype=np.float32).reshape(17, 4) / 10
+    var = pd.DataFrame({"chr": ["chr1", "chr1", "chr1"], "start": [237600, 713950, 5], "end": [237700, 752600, 6]})
+    var.index = ["a", "b", "c"]  # overlaps token 0; tokens 2 and 3; nothing
+    adata = ad.AnnData(X=sp.csr_matrix(np.array([[1, 1, 0], [0, 0, 1]], dtype=np.float32)), var=var)
+    with pytest.warns(UserWarning):
+        emb = model.encode(adata)
+    np.testing.assert_allclose(emb[0], weights[[0, 2, 3]].mean(axis=0), rtol=1e-6)
+    assert not emb[1].any()
+
+
+def test_hub_errors_offline(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # the extra is not installed
+    with pytest.raises(ImportError, match=r"fastembed-sc\[hub\].*local model folder"):
+        ScEmbed.from_pretrained("databio/scembed-pbmc-10k")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ScEmbed.from_pretrained(tmp_path / "no" / "such" / "folder")
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Failed to resolve 'huggingface.co'")
+
+    fake = types.SimpleNamespace(snapshot_download=offline, HfApi=lambda token=None: types.SimpleNamespace(
+        create_repo=offline, upload_folder=offline))
+    monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
+    with pytest.raises(OSError, match="could not be fetched from the Hugging Face hub.*local path"):
+        ScEmbed.from_pretrained("databio/scembed-pbmc-10k")
+
+
+def test_push_to_hub_offline(model, monkeypatch):
+    import sys
+    import types
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    fake = types.SimpleNamespace(HfApi=lambda token=None: types.SimpleNamespace(create_repo=offline,
+                                                                                  upload_folder=offline))
+    monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
+    with pytest.raises(OSError, match="could not upload .* model.save"):
+        model.push_to_hub("someone/model")

@@ -1,0 +1,227 @@
+"""The ``fastembed`` command line: tokenize, train, encode, annotate, demo.
+
+Exit codes: 0 success, 1 bad input (one line on stderr naming the problem; the traceback only with
+``--debug``), 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+# Errors that mean "the input is wrong", reported as one line with exit code 1.
+# OSError covers missing/unwritable files and an unreachable model hub; ImportError a missing optional extra.
+INPUT_ERRORS = (ValueError, KeyError, OSError, ImportError)
+
+
+def _log(args, msg: str) -> None:
+    if not args.quiet:
+        print(msg, file=sys.stderr)
+
+
+def _read_input(path: str, args):
+    """An AnnData from a .h5ad file, a 10x folder or a .mtx file (with --barcodes and --peaks)."""
+    from . import io
+
+    p = Path(path)
+    if p.is_dir():
+        return io.read_10x(p)
+    if p.suffix == ".h5ad":
+        return io.read_h5ad(p)
+    if p.name.endswith((".mtx", ".mtx.gz")):
+        if not (getattr(args, "barcodes", None) and getattr(args, "peaks", None)):
+            raise ValueError(f"input '{p}' is a MatrixMarket file: also pass --barcodes and --peaks")
+        return io.read_mtx(p, args.barcodes, args.peaks)
+    if not p.exists():
+        raise FileNotFoundError(f"input '{p}' does not exist")
+    raise ValueError(f"input '{p}': expected an .h5ad file, a 10x folder or a .mtx[.gz] file")
+
+
+def cmd_tokenize(args) -> None:
+    from .io import tokenize_cells
+
+    t = time.perf_counter()
+    adata = _read_input(args.input, args)
+    out = tokenize_cells(adata, args.universe, args.output, min_overlap=args.min_overlap)
+    _log(args, f"tokenized {adata.n_obs} cells in {time.perf_counter() - t:.1f} s -> {out}")
+
+
+def cmd_train(args) -> None:
+    from .region2vec import Region2VecDataset
+    from .scembed import ScEmbed
+
+    out = Path(args.output)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise FileExistsError(f"model folder '{out}' exists and is not empty; pass --overwrite to replace it")
+    ds = Region2VecDataset(args.input)
+    model = ScEmbed(args.embedding_dim, args.window_size, args.negative_samples, min_count=args.min_count,
+                    seed=args.seed, threads=args.threads)
+    model.train(ds, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                progress=not args.quiet)
+    model.save(out, overwrite=args.overwrite)
+    info = model.training_info
+    _log(args, f"trained on {len(ds)} cells, {info['epochs']} epochs in {info['seconds']:.1f} s -> {out}")
+
+
+def cmd_encode(args) -> None:
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    from ._atomic import atomic_file, check_output_path
+    from .scembed import ScEmbed
+
+    out = Path(args.output)
+    if out.suffix not in (".zarr", ".h5ad"):
+        raise ValueError(f"output '{out}': expected a path ending in .zarr or .h5ad")
+    check_output_path(out, what="output", overwrite=args.overwrite)
+    model = ScEmbed.from_pretrained(args.model)
+    src = Path(args.input)
+    data = src if src.suffix in (".parquet", ".h5ad") else _read_input(args.input, args)
+    if out.suffix == ".zarr":
+        emb = model.encode(data, out=out, batch_cells=args.batch_cells, overwrite=args.overwrite)
+        _log(args, f"encoded {emb.shape[0]} cells -> {out}")
+        return
+    if src.suffix == ".parquet":
+        from .io import read_tokens_parquet
+
+        data = read_tokens_parquet(src)
+        adata = ad.AnnData(obs=pd.DataFrame(index=pd.Index(np.asarray(data.barcodes, dtype=str))))
+    else:
+        from .io import read_h5ad
+
+        adata = read_h5ad(src) if src.suffix == ".h5ad" else data
+        data = adata
+    adata.obsm[args.embedding_key] = model.encode(data, batch_cells=args.batch_cells)
+    with atomic_file(out) as tmp:
+        adata.write_h5ad(tmp)
+    _log(args, f"encoded {adata.n_obs} cells -> {out} (obsm['{args.embedding_key}'])")
+
+
+def cmd_annotate(args) -> None:
+    from ._atomic import atomic_file, check_output_path
+    from .io import read_h5ad
+    from .scembed import annotate_celltypes
+
+    out = check_output_path(args.output, what="labels output")
+    query = read_h5ad(args.query)
+    reference = read_h5ad(args.reference)
+    labels = annotate_celltypes(query, reference, embedding_key=args.embedding_key, k=args.k,
+                                label_key=args.label_key, confidence_key="cell_type_confidence",
+                                min_confidence=args.min_confidence)
+    table = query.obs[["cell_type_confidence"]].copy()
+    table.insert(0, args.label_key, labels)
+    table.index.name = "barcode"
+    with atomic_file(out) as tmp:
+        table.to_csv(tmp)
+    _log(args, f"annotated {query.n_obs} cells -> {out}")
+
+
+def cmd_demo(args) -> None:
+    from .demo import run_demo
+
+    run_demo(args.output, epochs=args.epochs, n_cells=args.cells, threads=args.threads, quiet=args.quiet,
+             overwrite=args.overwrite)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    def flags(default):
+        # The flags work before or after the subcommand; SUPPRESS keeps a subcommand's unset flag from
+        # overwriting one given before it.
+        p = argparse.ArgumentParser(add_help=False)
+        p.add_argument("--debug", action="store_true", default=default, help="show the full traceback on errors")
+        p.add_argument("--quiet", action="store_true", default=default, help="no progress bars or messages")
+        return p
+
+    common = flags(argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(prog="fastembed", parents=[flags(False)],
+                                     description="Fast scEmbed cell embeddings for single-cell ATAC-seq.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def matrix_inputs(p):
+        p.add_argument("--barcodes", help="barcodes file, when INPUT is a .mtx[.gz] file")
+        p.add_argument("--peaks", help="peaks BED file, when INPUT is a .mtx[.gz] file")
+
+    p = sub.add_parser("tokenize", parents=[common], help="tokenize cells against a universe -> parquet",
+                       description="Map each cell's peaks to universe regions and write the tokens as parquet.")
+    p.add_argument("input", help=".h5ad file, 10x folder, or .mtx[.gz] (with --barcodes/--peaks)")
+    p.add_argument("--universe", required=True, help="universe BED file (optionally gzipped)")
+    p.add_argument("--output", required=True, help="output .parquet file")
+    p.add_argument("--min-overlap", type=int, default=1, help="minimum overlap in bp (default: 1)")
+    matrix_inputs(p)
+    p.set_defaults(func=cmd_tokenize)
+
+    p = sub.add_parser("train", parents=[common], help="train a model on tokenized cells",
+                       description="Train scEmbed region vectors (skip-gram, negative sampling) on a token parquet.")
+    p.add_argument("input", help="token .parquet file from 'fastembed tokenize'")
+    p.add_argument("--output", required=True, help="model folder to write")
+    p.add_argument("--epochs", type=int, default=100, help="passes over all cells (default: 100)")
+    p.add_argument("--embedding-dim", type=int, default=100, help="vector length (default: 100)")
+    p.add_argument("--window-size", type=int, default=5, help="context window (default: 5)")
+    p.add_argument("--negative-samples", type=int, default=5, help="negatives per pair (default: 5)")
+    p.add_argument("--batch-size", type=int, default=256, help="cells per parallel work unit (default: 256)")
+    p.add_argument("--learning-rate", type=float, default=0.025, help="initial learning rate (default: 0.025)")
+    p.add_argument("--min-count", type=int, default=1, help="ignore tokens seen in fewer cells (default: 1)")
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("encode", parents=[common], help="embed cells with a trained model",
+                       description="Embed cells with a model folder or Hugging Face id; write .zarr or .h5ad.")
+    p.add_argument("input", help=".h5ad, 10x folder, .mtx[.gz] (with --barcodes/--peaks) or token .parquet")
+    p.add_argument("--model", required=True, help="model folder or Hugging Face model id")
+    p.add_argument("--output", required=True, help="output ending in .zarr or .h5ad")
+    p.add_argument("--embedding-key", default="scembed_X", help="obsm key for .h5ad output (default: scembed_X)")
+    p.add_argument("--batch-cells", type=int, default=65_536, help="cells per chunk (default: 65536)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    matrix_inputs(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("annotate", parents=[common], help="transfer cell-type labels from a reference",
+                       description="k-NN label transfer from a labelled reference .h5ad to a query .h5ad.")
+    p.add_argument("query", help="query .h5ad with embeddings in obsm")
+    p.add_argument("--reference", required=True, help="reference .h5ad with embeddings and labels")
+    p.add_argument("--output", required=True, help="output .csv (barcode, label, confidence)")
+    p.add_argument("--label-key", default="cell_type", help="reference obs column (default: cell_type)")
+    p.add_argument("--embedding-key", default="scembed_X", help="obsm key (default: scembed_X)")
+    p.add_argument("-k", type=int, default=10, help="neighbours (default: 10)")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="call cells whose vote share is below this 'unknown'")
+    p.set_defaults(func=cmd_annotate)
+
+    p = sub.add_parser("demo", parents=[common], help="run the whole workflow on the bundled real data",
+                       description="Tokenize, train, encode, cluster, plot and annotate the bundled granja2019 "
+                                   "bone-marrow slice, offline.")
+    p.add_argument("--output", default="fastembed-demo", help="output folder (default: ./fastembed-demo)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: sized for about a minute)")
+    p.add_argument("--cells", type=int, default=None, help="use a random subset of this many cells")
+    p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs in an existing folder")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fastembed`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.quiet:
+        os.environ.setdefault("TQDM_DISABLE", "1")
+    try:
+        args.func(args)
+    except INPUT_ERRORS as err:
+        if args.debug:
+            raise
+        msg = str(err).strip().replace("\n", " ") or type(err).__name__
+        if isinstance(err, KeyError) and err.args:
+            msg = str(err.args[0])
+        print(f"fastembed {args.command}: error: {msg}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
