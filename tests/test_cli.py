@@ -1,0 +1,133 @@
+"""The command line: each subcommand on real data slices, and bad arguments."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from fastembed.cli import main
+from fastembed.datasets import demo_peaks_path, load_demo
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    demo = load_demo()
+    rows = np.sort(np.random.default_rng(0).choice(demo.n_obs, 800, replace=False))
+    demo[rows].copy().write_h5ad(d / "cells.h5ad")
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(workdir):
+    assert main(["--quiet", "tokenize", str(workdir / "cells.h5ad"), "--universe", str(demo_peaks_path()),
+                 "--output", str(workdir / "tokens.parquet")]) == 0
+    assert main(["train", str(workdir / "tokens.parquet"), "--output", str(workdir / "model"), "--epochs", "5",
+                 "--embedding-dim", "16", "--seed", "1", "--threads", "1", "--quiet"]) == 0
+    return workdir
+
+
+def test_tokenize_train_encode_annotate(trained):
+    d = trained
+    assert (d / "tokens.parquet").is_file() and (d / "model" / "config.yaml").is_file()
+    assert main(["encode", str(d / "cells.h5ad"), "--model", str(d / "model"), "--output", str(d / "e.zarr"),
+                 "--quiet"]) == 0
+    assert main(["encode", str(d / "cells.h5ad"), "--model", str(d / "model"), "--output", str(d / "e.h5ad"),
+                 "--quiet"]) == 0
+    z = zarr.open_group(str(d / "e.zarr"), mode="r")
+    a = ad.read_h5ad(d / "e.h5ad")
+    assert z["embeddings"].shape == (800, 16)
+    np.testing.assert_array_equal(z["embeddings"][:], a.obsm["scembed_X"])
+    assert list(z["barcodes"][:]) == list(a.obs_names)
+    donor = a.obs["donor"].astype(str)
+    a[donor == "D6T1"].write_h5ad(d / "ref.h5ad")
+    a[donor == "D5T1"].write_h5ad(d / "query.h5ad")
+    assert main(["annotate", str(d / "query.h5ad"), "--reference", str(d / "ref.h5ad"),
+                 "--output", str(d / "labels.csv"), "-k", "5", "--quiet"]) == 0
+    labels = pd.read_csv(d / "labels.csv", index_col=0)
+    assert list(labels.index) == list(a.obs_names[donor == "D5T1"])
+    assert set(labels.columns) == {"cell_type", "cell_type_confidence"}
+    assert labels["cell_type_confidence"].between(0, 1).all()
+
+
+def test_encode_parquet_input(trained):
+    d = trained
+    assert main(["encode", str(d / "tokens.parquet"), "--model", str(d / "model"),
+                 "--output", str(d / "p.h5ad"), "--quiet"]) == 0
+    assert ad.read_h5ad(d / "p.h5ad").obsm["scembed_X"].shape == (800, 16)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tokenize", "{d}/missing.h5ad", "--universe", "{u}", "--output", "{d}/t.parquet"], "does not exist"),
+        (["tokenize", "{d}/cells.h5ad", "--universe", "{d}/cells.h5ad", "--output", "{d}/t.parquet"],
+         "not a text BED file"),
+        (["tokenize", "{d}/cells.h5ad", "--universe", "{u}", "--output", "{d}/no/such/t.parquet"], "does not exist"),
+        (["train", "{d}/cells.h5ad", "--output", "{d}/m2"], "is not a parquet file"),
+        (["encode", "{d}/cells.h5ad", "--model", "{d}/nomodel", "--output", "{d}/x.zarr"], "nomodel"),
+        (["encode", "{d}/cells.h5ad", "--model", "{d}/model", "--output", "{d}/x.csv"], "ending in .zarr or .h5ad"),
+        (["annotate", "{d}/cells.h5ad", "--reference", "{d}/cells.h5ad", "--output", "{d}/l.csv"], "scembed_X"),
+    ],
+)
+def test_bad_input_exit_1(trained, capsys, argv, message):
+    argv = [a.format(d=trained, u=demo_peaks_path()) for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"fastembed {argv[0]}: error:") and message in err
+    assert len(err.splitlines()) == 1  # one readable line, no traceback
+
+
+def test_bad_arguments_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "x.parquet"])  # --output missing
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "x.parquet", "--output", "m", "--epochs", "many"])
+    assert exc.value.code == 2
+
+
+def test_help_of_every_subcommand():
+    for cmd in ("tokenize", "train", "encode", "annotate", "demo"):
+        res = subprocess.run([sys.executable, "-m", "fastembed", cmd, "--help"], capture_output=True, text=True)
+        assert res.returncode == 0 and f"usage: fastembed {cmd}" in res.stdout
+
+
+def test_debug_shows_traceback(trained):
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "tokenize", str(trained / "missing.h5ad"), "--universe", str(demo_peaks_path()),
+              "--output", str(trained / "t.parquet")])
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--output", str(out), "--epochs", "40", "--cells", "1500", "--quiet"]) == 0
+    for name in ("tokens.parquet", "embeddings.zarr", "embeddings.h5ad", "umap.png", "clusters.csv",
+                 "annotations.csv", "report.md"):
+        assert (out / name).exists(), name
+    from fastembed import Region2VecDataset, ScEmbed
+
+    assert len(Region2VecDataset(out / "tokens.parquet")) == 1500
+    model = ScEmbed.from_pretrained(out / "model")
+    a = ad.read_h5ad(out / "embeddings.h5ad")
+    z = zarr.open_group(str(out / "embeddings.zarr"), mode="r")
+    np.testing.assert_array_equal(z["embeddings"][:], a.obsm["scembed_X"])
+    assert a.obsm["scembed_X"].shape == (1500, model.embedding_dim)
+    assert {"leiden", "predicted_cell_type"} <= set(a.obs.columns) and "X_umap" in a.obsm
+    assert (out / "umap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((out / "report.md").read_text().split("```json\n")[1].split("```")[0])
+    # Label transfer across donors must be far above the majority-class rate (real data, real signal).
+    assert report["annotation_accuracy"] > report["majority_class_accuracy"] + 0.25
+    ann = pd.read_csv(out / "annotations.csv", index_col=0)
+    assert np.isclose((ann["true_cell_type"] == ann["predicted_cell_type"]).mean(), report["annotation_accuracy"])
+    # A second run refuses to overwrite without --overwrite, and says so in one line.
+    assert main(["demo", "--output", str(out), "--epochs", "1", "--cells", "300", "--quiet"]) == 1
+    assert "--overwrite" in capsys.readouterr().err
