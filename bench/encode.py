@@ -14,19 +14,14 @@ tokens pooled per second, each a ``dim``-long row. Also reported: encode of the 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import scipy
 import scipy.sparse as sp
+from _data import machine, shared_data
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fastembed.pooling import weighted_mean_pool  # noqa: E402
+from fastembed.pooling import weighted_mean_pool
 
 
 def scipy_reference(indptr, indices, vectors, weights):
@@ -57,8 +52,6 @@ def main(argv=None):
     ap.add_argument("--dim", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args(argv)
-    import numba
-
     rng = np.random.default_rng(0)
     p = 1.0 / np.arange(1, args.vocab + 1) ** 0.7
     p /= p.sum()
@@ -77,8 +70,7 @@ def main(argv=None):
     t_ref, ref = best_of(lambda: scipy_reference(indptr, indices, vectors, weights), max(1, args.repeat // 2))
     err = float(np.abs(ours - ref).max())
     n = indices.size
-    print(f"# encode bench — {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"numba {numba.__version__} ({numba.get_num_threads()} threads), scipy {scipy.__version__}")
+    print(f"# encode bench — {machine()}, scipy {scipy.__version__}")
     print(f"workload: {args.cells:,} cells, {n:,} tokens, vocab {args.vocab:,}, dim {args.dim}")
     print("| method | seconds | M token-rows/s |")
     print("|---|---|---|")
@@ -88,8 +80,7 @@ def main(argv=None):
 
     from fastembed.scembed import ScEmbed
 
-    env = os.environ.get("FASTEMBED_SHARED_DATA")
-    d = (Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data") / "granja2019_bmmc_hg19"
+    d = shared_data() / "granja2019_bmmc_hg19"
     if d.is_dir():
         import fastembed as fe
 

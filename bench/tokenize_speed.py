@@ -16,25 +16,15 @@ cells x peaks CSR matrix to the CSR of tokens, after a JIT warm-up. Peak RSS is 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from _data import machine, shared_data
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import fastembed as fe  # noqa: E402
-from fastembed.universe import Universe  # noqa: E402
-
-
-def shared_data() -> Path:
-    env = os.environ.get("FASTEMBED_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+import fastembed as fe
+from fastembed.universe import Universe
 
 
 def numpy_reference(adata, uni: Universe, min_overlap: int = 1) -> sp.csr_matrix:
@@ -134,10 +124,7 @@ def main(argv=None):
                     help="cells of the synthetic set the numpy reference tokenizes (it needs far more memory)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
-    import numba
-
-    print(f"# tokenize bench — {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, numba {numba.__version__} ({numba.get_num_threads()} threads), numpy {np.__version__}")
+    print(f"# tokenize bench — {machine()}")
     print("| workload | cells x peaks | tokens | fastembed | numpy/scipy reference | ratio | same tokens | input CSR |")
     print("|---|---|---|---|---|---|---|---|")
     d = shared_data() / "granja2019_bmmc_hg19"

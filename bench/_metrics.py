@@ -1,0 +1,54 @@
+"""Quality measures shared by the benchmarks: Leiden ARI at the number of labels, donor label transfer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def leiden_at_n_clusters(embedding: np.ndarray, labels: np.ndarray, *, seed: int = 0, n_neighbors: int = 15,
+                         max_steps: int = 40) -> dict:
+    """Leiden clusters on the k-NN graph of ``embedding`` with the resolution bisected so that the number of
+    clusters equals the number of distinct ``labels``; returns ARI, AMI, the resolution and clusters reached."""
+    import anndata as ad
+    import scanpy as sc
+    from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
+
+    target = len(np.unique(labels))
+    a = ad.AnnData(obs={"i": np.arange(len(labels))}, obsm={"e": np.asarray(embedding, dtype=np.float32)})
+    sc.pp.neighbors(a, use_rep="e", n_neighbors=n_neighbors, random_state=seed)
+    lo, hi, res = 0.01, 5.0, 1.0
+    best = None
+    for _ in range(max_steps):
+        sc.tl.leiden(a, resolution=res, random_state=seed, flavor="igraph", n_iterations=2, directed=False,
+                     key_added="c")
+        n = a.obs["c"].nunique()
+        if best is None or abs(n - target) < abs(best[1] - target):
+            best = (res, n, a.obs["c"].to_numpy().copy())
+        if n == target:
+            break
+        lo, hi = (res, hi) if n < target else (lo, res)
+        res = (lo + hi) / 2
+    res, n, clusters = best
+    return {"ari": adjusted_rand_score(labels, clusters), "ami": adjusted_mutual_info_score(labels, clusters),
+            "resolution": res, "n_clusters": n}
+
+
+def donor_transfer(embedding: np.ndarray, labels: np.ndarray, donor: np.ndarray, *, reference: str, query: str,
+                   k: int = 10) -> dict:
+    """Label transfer from the reference donor's cells to the query donor's with fastembed's annotate_celltypes
+    (cosine k-NN, similarity-weighted vote); accuracy and macro-F1 on the query cells."""
+    import anndata as ad
+    import pandas as pd
+    from sklearn.metrics import f1_score
+
+    from fastembed.annotate import annotate_celltypes
+
+    emb = np.asarray(embedding, dtype=np.float32)
+    ref = ad.AnnData(obs=pd.DataFrame({"cell_type": pd.Categorical(labels[donor == reference])}),
+                     obsm={"e": emb[donor == reference]})
+    qry = ad.AnnData(obs=pd.DataFrame(index=np.arange((donor == query).sum()).astype(str)),
+                     obsm={"e": emb[donor == query]})
+    predicted = annotate_celltypes(qry, ref, embedding_key="e", k=k).astype(str).to_numpy()
+    truth = labels[donor == query]
+    return {"accuracy": float(np.mean(predicted == truth)),
+            "macro_f1": float(f1_score(truth, predicted, average="macro"))}
