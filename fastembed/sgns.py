@@ -508,7 +508,7 @@ def train_sgns(
         raise ValueError(
             f"no token is held by at least min_count={min_count} cells (most common: {counts.max()})"
         )
-    if not trained[indices].all():
+    if not np.all(trained | (counts == 0)):  # some token that occurs is below min_count
         indptr, indices = _drop_untrained(indptr, indices, trained)
     table = build_alias_table(counts, 0.75, mask=trained)
     w_in, w_out = init_vectors(vocab_size, embedding_dim, seed)
