@@ -255,8 +255,9 @@ def _train_block(
 
 
 # Two drivers of the same block kernel: the serial one is deterministic (threads=1), the parallel one hogwild.
-# They are separate functions rather than one function compiled twice because numba's on-disk cache keys
-# entries by function and signature, not by the ``parallel`` flag.
+# They are separate functions rather than one function compiled twice (umap-learn style) because numba's on-disk
+# cache keys entries by bytecode and signature, not by compile flags: with cache=True one variant could load the
+# other's machine code.
 @njit(**SERIAL_FAST)
 def _blocks_serial(
     b0,
