@@ -158,7 +158,7 @@ def run_ours(job: dict) -> dict:
     rss0 = rss()
     indptr, indices, vocab = load_corpus(job["corpus"])
     with RssSampler() as sampler:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         r = train_sgns(
             indptr,
             indices,
@@ -173,7 +173,7 @@ def run_ours(job: dict) -> dict:
             threads=threads,
             progress=False,
         )
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     if job.get("save"):
         np.save(job["save"], r.w_in)
     return dict(
@@ -181,6 +181,8 @@ def run_ours(job: dict) -> dict:
         train_seconds=r.seconds,
         wall_seconds=wall,
         words_per_s=r.words_processed / r.seconds,
+        cpu_per_wall=cpu / wall,
+        loadavg_1min=os.getloadavg()[0],
         rss_before_mb=rss0 / 2**20,
         added_rss_mb=(sampler.peak - rss0) / 2**20,
         peak_rss_mb=max(peak_rss(), sampler.peak) / 2**20,
@@ -207,7 +209,7 @@ def run_gensim(job: dict) -> dict:
     lr0, lr1 = SETTINGS["lr"], SETTINGS["min_lr"]
     train_seconds = 0.0
     with RssSampler() as sampler:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         model = Word2Vec(
             vector_size=SETTINGS["dim"],
             window=SETTINGS["window"],
@@ -237,7 +239,7 @@ def run_gensim(job: dict) -> dict:
             t = time.perf_counter()
             model.train(cells, total_words=n_words, epochs=epochs, start_alpha=lr0, end_alpha=lr1)
             train_seconds = time.perf_counter() - t
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     if job.get("save"):
         w = np.zeros((vocab, SETTINGS["dim"]), dtype=np.float32)
         w[np.array([int(k) for k in model.wv.index_to_key])] = model.wv.vectors
@@ -247,6 +249,8 @@ def run_gensim(job: dict) -> dict:
         train_seconds=train_seconds,
         wall_seconds=wall,
         words_per_s=n_words * epochs / train_seconds,
+        cpu_per_wall=cpu / wall,
+        loadavg_1min=os.getloadavg()[0],
         rss_before_mb=rss0 / 2**20,
         added_rss_mb=(sampler.peak - rss0) / 2**20,
         peak_rss_mb=max(peak_rss(), sampler.peak) / 2**20,
@@ -427,7 +431,8 @@ def main(argv=None) -> None:
         label = f"{r['method']}{' reshuffled' if r['method'] == 'gensim' and r['reshuffle'] else ''} x{r['threads']}"
         print(
             f"{r['dataset']:<11} {label:<22} seed {r['seed']}: {r['words_per_s'] / 1e3:7.0f}k words/s "
-            f"({r['train_seconds']:.1f} s), peak RSS {r['peak_rss_mb']:.0f} MB, +{r['added_rss_mb']:.0f} MB",
+            f"({r['train_seconds']:.1f} s, {r['cpu_per_wall']:.2f} cores busy, load {r['loadavg_1min']:.1f}), "
+            f"peak RSS {r['peak_rss_mb']:.0f} MB, +{r['added_rss_mb']:.0f} MB",
             flush=True,
         )
         results.append(r)
