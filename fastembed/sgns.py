@@ -66,7 +66,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from fastembed._config import PARALLEL_FAST, SERIAL_FAST
+from fastembed._config import PARALLEL_FAST, SERIAL, SERIAL_FAST
 from fastembed._prefetch import prefetch_row
 from fastembed._rng import block_state, new_seed, randint
 from fastembed.alias import alias_draw, build_alias_table
@@ -348,6 +348,16 @@ def _blocks_parallel(
         )
 
 
+@njit(**SERIAL)
+def _count_tokens(indices, vocab_size):
+    """Occurrences of each token (int64[vocab_size]). np.bincount would first copy int32 ids to int64, an
+    nnz-sized temporary that showed up in peak memory."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for t in indices:
+        counts[t] += 1
+    return counts
+
+
 def init_vectors(vocab_size: int, embedding_dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """word2vec's initialisation: input rows uniform in ``[-0.5/dim, 0.5/dim)``, output rows zero.
 
@@ -503,7 +513,7 @@ def train_sgns(
     seed = new_seed(seed)
     indptr, indices = _check_csr(indptr, indices, vocab_size)
 
-    counts = np.bincount(indices, minlength=vocab_size).astype(np.int64, copy=False)
+    counts = _count_tokens(indices, vocab_size)
     trained = counts >= min_count
     if not trained.any():
         raise ValueError(
