@@ -4,20 +4,21 @@ A cell is a *set* of universe regions (tokens). Training learns an input vector 
 so that tokens open in the same cells score high against each other. :func:`train_sgns` is the entry point;
 ``ScEmbed.train`` calls it with the dataset's CSR arrays.
 
-Algorithm (per epoch, per cell)
--------------------------------
-1. The cell's tokens are put in a fresh random order (Fisher-Yates), because a cell has no token order.
-2. Each position ``i`` is a *centre*; word2vec's reduced window picks ``w`` uniformly in ``1..window_size`` and
-   every other position within ``w`` of ``i`` is a *context* (about ``window_size + 1`` contexts per centre).
+Algorithm (per epoch, per cell of n tokens)
+-------------------------------------------
+1. The cell's tokens are put in a fresh random order (Fisher-Yates): a cell has no token order.
+2. Each token is a *centre* in turn. Its *contexts* are the next ``m = min(2w, n - 1)`` tokens of the shuffled
+   cell, wrapping around at the end, with ``w`` uniform in ``1..window_size`` (word2vec's reduced window, so the
+   same ``window_size + 1`` contexts per centre on average as a two-sided word2vec window).
 3. ``negative_samples`` negatives are drawn once per centre from the unigram^0.75 alias table and shared by all
-   contexts of that window (HogBatch, Ji et al. 2016; BlazingText, Gupta & Khare 2017). Each context's input row
-   is trained against the centre's output row (label 1) and the negatives' output rows (label 0), exactly like
-   word2vec's skip-gram, where the context word is the input and the centre word the target.
-4. The centre's and the negatives' output rows are copied into a small thread-local buffer for the window, updated
-   there in word2vec's sequential order, and their *deltas* are added back once at the end of the window; input
-   rows are updated after each context, as in word2vec.
+   its contexts (HogBatch, Ji et al. 2016; BlazingText, Gupta & Khare 2017). Each context's input row is trained
+   against the centre's output row (label 1) and the negatives' output rows (label 0), as in word2vec's
+   skip-gram, where the context word is the input and the centre word the target.
+4. The centre's and the negatives' output rows are copied into a small thread-local buffer, updated there in
+   word2vec's sequential order, and their *deltas* are added back once per centre; input rows are updated after
+   each context, as in word2vec. The rows the next centre will touch are prefetched one centre ahead.
 5. The learning rate decays linearly from ``learning_rate`` to ``min_learning_rate`` with the number of tokens
-   processed before the current cell over all epochs; the count is derived from the block's position, so it does
+   processed before the current cell over all epochs; that count follows from the block's position, so it does
    not depend on thread scheduling.
 6. The sigmoid is read from a 1,000-entry table over ``[-6, 6]`` and saturates outside, as in word2vec and gensim.
 
@@ -27,22 +28,31 @@ from ``(seed, epoch, block)``, so with ``threads=1`` (which runs a serial compil
 runs with the same seed give bit-identical vectors. With more threads the interleaving of updates is up to the OS,
 so results are statistically equivalent but not bit-reproducible.
 
-Why these choices (measured on granja2019 tokens, 14,125 cells, 10,000 regions, 2.3M tokens, dim 100, window 5,
-negative 5, on the project's 2-core AMD EPYC; single-thread words/s unless noted; see ``bench/RESULTS.md``)
-------------------------------------------------------------------------------------------------------------
-* Per-pair negatives (word2vec exactly): 0.42M words/s, and poor 2-thread scaling (0.46M: frequent negatives'
-  rows bounce between cores). Shared negatives per centre: 0.56M; plus the thread-local output buffer: 0.72M;
-  plus hoisting each row index out of the inner loops (numba reloaded it every element, which blocked
-  vectorisation): 1.06-1.1M, 2.1M at 2 threads. Quality (mean-pooled cells, 10-NN label transfer from donor
-  D6T1 to D5T1) after 30 epochs: 0.676 for shared negatives vs 0.673 for gensim sg on the same shuffled cells.
-* Scoring the centre against its contexts and the shared negatives only once (centre as input, negative gradient
-  scaled by the number of contexts) costs 3x fewer dot products, but lost quality (0.637 vs 0.676): rejected.
-* Shuffled window vs drawing each centre's contexts directly from the cell (same expected number): equal quality
-  and the window is no slower (1.07M vs 0.86-1.02M words/s; the sliding window reuses input rows that are still
-  in cache and needs one random draw per centre instead of one per context), and it is gensim's/geniml's scheme.
-* Sigmoid table vs ``1 / (1 + exp(-x))``: 0.74M vs 0.54M words/s (``expf`` is a libm call that blocks
-  vectorisation of the surrounding code); the table is what word2vec and gensim use.
-* ``fastmath`` (reassociation for the dot product): 1.09M vs 0.50M words/s.
+Why (measured on the 2-core AMD EPYC of the project; granja2019 = 14,125 cells, 10,000 regions, 2.3M tokens per
+epoch; synthetic = 5,000 cells x 100,000 regions, 17.4M tokens; dim 100, window 5, negative 5; words/s on one
+thread unless noted; run-to-run noise on this shared machine is about +-10%; ``bench/RESULTS.md`` has the final
+comparison with gensim)
+------------------------------------------------------------------------------------------------------------------
+* Negatives per (context, centre) pair, as word2vec: 0.42M words/s, and 0.46M on 2 threads (the frequent
+  negatives' rows bounce between cores). Shared per centre: 0.56M (1.04M on 2 threads). Plus the thread-local
+  output buffer: 0.72M. Plus reading each row index into a scalar before the inner loops (numba re-read ``ids[k]``
+  on every element, which also blocked vectorisation): 1.06-1.1M. Prefetching the next centre's rows (final
+  kernel, with vs without): 1.16M vs 0.97M on granja, 1.02M vs 0.66M on the synthetic corpus, whose 2 x 40 MB of
+  vectors do not fit in cache.
+* Pairing a centre with the next 2w tokens rather than w on each side: in a two-sided window every pair shows up
+  twice per epoch (a sees b, b sees a), one-sided it shows up once, so an epoch covers about twice as many distinct
+  pairs at the same cost. Granja, 30 epochs, 2 threads, mean of 5 seeds (Leiden ARI at 16 clusters / 10-NN label
+  transfer D6T1 -> D5T1): two-sided 0.372 / 0.675; one-sided 0.389 / 0.679; drawing each centre's contexts
+  uniformly from its cell 0.386 / 0.677 but 8-20% slower (random input rows instead of a sliding window); gensim
+  sg on cells reshuffled every epoch (3 seeds) 0.383 / 0.672.
+* Scoring the centre once against its contexts and the shared negatives (centre as input, negative gradient
+  scaled by the number of contexts) needs 3x fewer dot products (1.4-1.6M words/s) but lost quality (10-NN
+  0.637 vs 0.677 at 30 epochs): rejected.
+* Sigmoid table vs ``1 / (1 + exp(-x))``: 0.76M vs 0.54M words/s (``expf`` is a libm call in the middle of the
+  vectorised loops).
+* ``fastmath`` (reassociation, which the vectorised dot product needs): 1.09M vs 0.50M words/s.
+* Dynamic scheduling of blocks (``numba.parallel_chunksize(1)``) and batch sizes of 64 to 1,024 cells changed
+  2-thread speed by less than the noise; the default static split is kept.
 """
 
 from __future__ import annotations
@@ -56,7 +66,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from fastembed._config import PARALLEL_FAST, SERIAL_FAST
+from fastembed._config import PARALLEL_FAST, SERIAL, SERIAL_FAST
+from fastembed._prefetch import prefetch_row
 from fastembed._rng import block_state, new_seed, randint
 from fastembed.alias import alias_draw, build_alias_table
 
@@ -108,8 +119,8 @@ class SGNSResult(NamedTuple):
 
 @njit(**SERIAL_FAST)
 def _sigmoid(f):
-    """word2vec's table sigmoid, saturated outside +-MAX_EXP. Written with selects rather than early returns
-    so it compiles without branches: the sign of a score is a coin flip early in training."""
+    """word2vec's table sigmoid, saturated outside +-MAX_EXP. Written with min/max and selects rather than
+    early returns so it compiles without branches (measured a few % faster)."""
     x = min(max(f, _LO), _HI)
     s = _SIGMOID[int((x + _HI) * _SIGMOID_SCALE)]
     s = _ONE if f >= _HI else s
@@ -168,7 +179,9 @@ def _train_block(
     """Train on cells ``[block * batch_size, (block + 1) * batch_size)`` for one epoch.
 
     ``words_done`` is the number of tokens processed, over all epochs, before this block (it drives the learning
-    rate); ``words_total`` the number over the whole run. Draws from the RNG stream of ``(seed, epoch, block)``.
+    rate); ``words_total`` the number over the whole run; ``max_len`` the longest cell. Draws from the RNG stream
+    of ``(seed, epoch, block)``, in this order per cell: the shuffle, the negatives of centre 0, then for each
+    centre ``i`` the negatives of centre ``i + 1`` (if any) and the window of ``i``.
     """
     n_cells = indptr.size - 1
     dim = w_in.shape[1]
@@ -176,6 +189,7 @@ def _train_block(
     state = block_state(seed, epoch, block)
     cell = np.empty(max_len, dtype=np.int32)
     ids = np.empty(n_out, dtype=np.int64)
+    upcoming = np.empty(n_out, dtype=np.int64)
     skip = np.zeros(n_out, dtype=np.bool_)
     out = np.empty((n_out, dim), dtype=np.float32)
     out0 = np.empty((n_out, dim), dtype=np.float32)
@@ -197,15 +211,26 @@ def _train_block(
             tmp = cell[i]
             cell[i] = cell[j]
             cell[j] = tmp
+        # Negatives are drawn one centre ahead so that their output rows can be prefetched.
+        for k in range(1, n_out):
+            upcoming[k] = alias_draw(threshold, primary, alias, state)
         for i in range(n):
             centre = np.int64(cell[i])
-            w = window - randint(state, window)
             ids[0] = centre
             for k in range(1, n_out):
-                t = alias_draw(threshold, primary, alias, state)
+                t = upcoming[k]
                 ids[k] = t
                 # word2vec skips a negative that hits the target itself.
                 skip[k] = t == centre
+            if i + 1 < n:
+                for k in range(1, n_out):
+                    t = alias_draw(threshold, primary, alias, state)
+                    upcoming[k] = t
+                    prefetch_row(w_out, t)
+                prefetch_row(w_out, cell[i + 1])
+                # The farthest context the next centre can reach is the only input row it may need afresh.
+                prefetch_row(w_in, cell[(i + 2 * window + 1) % n])
+            m = min(2 * (window - randint(state, window)), n - 1)
             # Row indices go through a scalar first: numba re-reads ``ids[k]`` on every element otherwise
             # (it cannot rule out that the float stores change it), which costs a third of the run time.
             for k in range(n_out):
@@ -214,9 +239,13 @@ def _train_block(
                     v = w_out[r, d]
                     out[k, d] = v
                     out0[k, d] = v
-            for j in range(max(0, i - w), min(n, i + w + 1)):
-                if j != i:
-                    _train_context(w_in, np.int64(cell[j]), out, n_out, skip, lr, h, grad)
+            # The contexts are the next m tokens of the shuffled cell, wrapping around at its end.
+            j = i
+            for _ in range(m):
+                j += 1
+                if j == n:
+                    j = 0
+                _train_context(w_in, np.int64(cell[j]), out, n_out, skip, lr, h, grad)
             # Add deltas rather than copy back, so updates other threads made meanwhile are kept.
             for k in range(n_out):
                 r = ids[k]
@@ -226,8 +255,9 @@ def _train_block(
 
 
 # Two drivers of the same block kernel: the serial one is deterministic (threads=1), the parallel one hogwild.
-# They are separate functions rather than one function compiled twice because numba's on-disk cache keys
-# entries by function and signature, not by the ``parallel`` flag.
+# They are separate functions rather than one function compiled twice (umap-learn style) because numba's on-disk
+# cache keys entries by bytecode and signature, not by compile flags: with cache=True one variant could load the
+# other's machine code.
 @njit(**SERIAL_FAST)
 def _blocks_serial(
     b0,
@@ -316,6 +346,16 @@ def _blocks_parallel(
             words_total,
             max_len,
         )
+
+
+@njit(**SERIAL)
+def _count_tokens(indices, vocab_size):
+    """Occurrences of each token (int64[vocab_size]). np.bincount would first copy int32 ids to int64, an
+    nnz-sized temporary that showed up in peak memory."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for t in indices:
+        counts[t] += 1
+    return counts
 
 
 def init_vectors(vocab_size: int, embedding_dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -419,8 +459,9 @@ def train_sgns(
     embedding_dim : int, default 100
         Vector length.
     window_size : int, default 5
-        Maximum distance between a centre and its contexts in the shuffled cell; each centre uses a window
-        drawn uniformly in ``1..window_size`` (word2vec), so about ``window_size + 1`` contexts on average.
+        Each centre is paired with the next ``2w`` tokens of the freshly shuffled cell (wrapping around), with
+        ``w`` uniform in ``1..window_size``: on average ``window_size + 1`` contexts, as many as a two-sided
+        word2vec window of this size.
     negative_samples : int, default 5
         Negatives per centre, from the counts^0.75 distribution of trained tokens, shared by its contexts.
     epochs : int, default 100
@@ -472,13 +513,13 @@ def train_sgns(
     seed = new_seed(seed)
     indptr, indices = _check_csr(indptr, indices, vocab_size)
 
-    counts = np.bincount(indices, minlength=vocab_size).astype(np.int64, copy=False)
+    counts = _count_tokens(indices, vocab_size)
     trained = counts >= min_count
     if not trained.any():
         raise ValueError(
             f"no token is held by at least min_count={min_count} cells (most common: {counts.max()})"
         )
-    if not trained[indices].all():
+    if not np.all(trained | (counts == 0)):  # some token that occurs is below min_count
         indptr, indices = _drop_untrained(indptr, indices, trained)
     table = build_alias_table(counts, 0.75, mask=trained)
     w_in, w_out = init_vectors(vocab_size, embedding_dim, seed)
@@ -546,7 +587,7 @@ def train_sgns(
 def _progress_bar(epochs: int, progress: bool):
     if not progress:
         return None
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     # disable=None: tqdm turns itself off when stderr is not a terminal (logs, CI, pipes).
     return tqdm(total=epochs, unit="epoch", desc="training", disable=None, file=sys.stderr)

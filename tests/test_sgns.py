@@ -58,8 +58,9 @@ def ref_sigmoid(f):
 
 
 def ref_sgns(cells, vocab_size, *, dim, window, negative, epochs, batch_size, lr0, lr_min, min_count, seed):
-    """Skip-gram over shuffled cells with word2vec's reduced window, negatives shared per centre, the output rows
-    of a window buffered and their deltas added back, hogwild blocks run in order. Plain Python and numpy."""
+    """Skip-gram over cells: each epoch a cell is shuffled, and each token is a centre whose contexts are the next
+    2*w tokens (w uniform in 1..window, at most n - 1, wrapping around), with negatives shared per centre, the
+    output rows of a centre buffered and their deltas added back; blocks run in order. Plain Python and numpy."""
     counts = np.zeros(vocab_size, dtype=np.int64)
     for cell in cells:
         for t in cell:
@@ -86,15 +87,18 @@ def ref_sgns(cells, vocab_size, *, dim, window, negative, epochs, batch_size, lr
                 for i in range(n - 1, 0, -1):
                     j = rng.randint(i + 1)
                     cell[i], cell[j] = cell[j], cell[i]
+                upcoming = [rng.alias(table) for _ in range(negative)]  # negatives are drawn a centre ahead
                 for i, centre in enumerate(cell):
-                    w = window - rng.randint(window)
-                    ids = [centre] + [rng.alias(table) for _ in range(negative)]
+                    negatives = upcoming
+                    if i + 1 < n:
+                        upcoming = [rng.alias(table) for _ in range(negative)]
+                    m = min(2 * (window - rng.randint(window)), n - 1)
+                    contexts = [cell[(i + d) % n] for d in range(1, m + 1)]  # the next m tokens, circularly
+                    ids = [centre] + negatives
                     out = w_out[ids].copy()
                     out0 = out.copy()
-                    for j in range(max(0, i - w), min(n, i + w + 1)):
-                        if j == i:
-                            continue
-                        h = w_in[cell[j]].copy()
+                    for ctx in contexts:
+                        h = w_in[ctx].copy()
                         grad = np.zeros(dim, dtype=np.float32)
                         for k, target in enumerate(ids):
                             if k > 0 and target == centre:
@@ -103,7 +107,7 @@ def ref_sgns(cells, vocab_size, *, dim, window, negative, epochs, batch_size, lr
                             g = np.float32((np.float32(k == 0) - ref_sigmoid(f)) * lr)
                             grad += g * out[k]
                             out[k] += g * h
-                        w_in[cell[j]] = h + grad
+                        w_in[ctx] = h + grad
                     for k, target in enumerate(ids):
                         w_out[target] += out[k] - out0[k]
     return w_in, w_out, counts, trained
