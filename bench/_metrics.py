@@ -6,9 +6,10 @@ import numpy as np
 
 
 def leiden_at_n_clusters(embedding: np.ndarray, labels: np.ndarray, *, seed: int = 0, n_neighbors: int = 15,
-                         max_steps: int = 40) -> dict:
-    """Leiden clusters on the k-NN graph of ``embedding`` with the resolution bisected so that the number of
-    clusters equals the number of distinct ``labels``; returns ARI, AMI, the resolution and clusters reached."""
+                         leiden_seeds: tuple[int, ...] = (0, 1, 2), max_steps: int = 40) -> dict:
+    """Leiden clusters on the 15-NN graph (scanpy defaults: euclidean) of ``embedding``, with the resolution
+    bisected so the number of clusters equals the number of distinct ``labels``; ARI and AMI are averaged over
+    ``leiden_seeds`` because one Leiden run moves ARI by about +-0.02 on granja2019."""
     import anndata as ad
     import scanpy as sc
     from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
@@ -16,21 +17,24 @@ def leiden_at_n_clusters(embedding: np.ndarray, labels: np.ndarray, *, seed: int
     target = len(np.unique(labels))
     a = ad.AnnData(obs={"i": np.arange(len(labels))}, obsm={"e": np.asarray(embedding, dtype=np.float32)})
     sc.pp.neighbors(a, use_rep="e", n_neighbors=n_neighbors, random_state=seed)
-    lo, hi, res = 0.01, 5.0, 1.0
-    best = None
-    for _ in range(max_steps):
-        sc.tl.leiden(a, resolution=res, random_state=seed, flavor="igraph", n_iterations=2, directed=False,
-                     key_added="c")
-        n = a.obs["c"].nunique()
-        if best is None or abs(n - target) < abs(best[1] - target):
-            best = (res, n, a.obs["c"].to_numpy().copy())
-        if n == target:
-            break
-        lo, hi = (res, hi) if n < target else (lo, res)
-        res = (lo + hi) / 2
-    res, n, clusters = best
-    return {"ari": adjusted_rand_score(labels, clusters), "ami": adjusted_mutual_info_score(labels, clusters),
-            "resolution": res, "n_clusters": n}
+    aris, amis, reached = [], [], []
+    for leiden_seed in leiden_seeds:
+        lo, hi, res = 0.01, 5.0, 1.0
+        best = None
+        for _ in range(max_steps):
+            sc.tl.leiden(a, resolution=res, random_state=leiden_seed, flavor="igraph", n_iterations=2,
+                         directed=False, key_added="c")
+            n = a.obs["c"].nunique()
+            if best is None or abs(n - target) < abs(best[0] - target):
+                best = (n, a.obs["c"].to_numpy().copy())
+            if n == target:
+                break
+            lo, hi = (res, hi) if n < target else (lo, res)
+            res = (lo + hi) / 2
+        reached.append(best[0])
+        aris.append(adjusted_rand_score(labels, best[1]))
+        amis.append(adjusted_mutual_info_score(labels, best[1]))
+    return {"ari": float(np.mean(aris)), "ami": float(np.mean(amis)), "n_clusters": reached}
 
 
 def donor_transfer(embedding: np.ndarray, labels: np.ndarray, donor: np.ndarray, *, reference: str, query: str,
