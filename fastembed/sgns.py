@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from typing import NamedTuple
 
 import numba
@@ -69,6 +68,7 @@ from numba import njit, prange
 from fastembed._config import PARALLEL_FAST, SERIAL, SERIAL_FAST
 from fastembed._prefetch import prefetch_row
 from fastembed._rng import block_state, new_seed, randint
+from fastembed._threads import check_threads, numba_threads
 from fastembed.alias import alias_draw, build_alias_table
 
 __all__ = ["SGNSResult", "train_sgns", "init_vectors", "MAX_EXP", "SIGMOID_TABLE_SIZE"]
@@ -414,20 +414,6 @@ def _drop_untrained(indptr: np.ndarray, indices: np.ndarray, trained: np.ndarray
     return kept_before[indptr], indices[keep]
 
 
-def _resolve_threads(threads: int | None) -> int:
-    available = numba.config.NUMBA_NUM_THREADS
-    if threads is None:
-        return available
-    threads = _check_int("threads", threads, 1)
-    if threads > available:
-        warnings.warn(
-            f"threads={threads} but numba can use at most {available} (NUMBA_NUM_THREADS); using {available}",
-            stacklevel=3,
-        )
-        return available
-    return threads
-
-
 def train_sgns(
     indptr: np.ndarray,
     indices: np.ndarray,
@@ -476,7 +462,8 @@ def train_sgns(
         Seed for initialisation and sampling. With ``threads=1`` the same seed gives bit-identical results.
         With more threads, updates race (hogwild), so results differ slightly between runs.
     threads : int, optional
-        Numba threads for this call (default: all numba may use); the previous setting is restored afterwards.
+        Numba threads for this call, 1 to NUMBA_NUM_THREADS (default: all of them); the previous setting is
+        restored afterwards.
     progress : bool, default True
         Show a tqdm bar (epochs, tokens/s, learning rate) on stderr; it stays silent when stderr is not a terminal.
 
@@ -509,7 +496,7 @@ def train_sgns(
         raise ValueError(
             f"min_learning_rate must be in [0, learning_rate={learning_rate}], got {min_learning_rate}"
         )
-    threads = _resolve_threads(threads)
+    threads = numba.config.NUMBA_NUM_THREADS if threads is None else check_threads(threads)
     seed = new_seed(seed)
     indptr, indices = _check_csr(indptr, indices, vocab_size)
 
@@ -556,29 +543,27 @@ def train_sgns(
         )
 
     bar = _progress_bar(epochs, progress)
-    previous_threads = numba.get_num_threads()
     seconds = 0.0
     try:
-        numba.set_num_threads(threads)
-        run(0, 0, 0)  # an empty range: compiles (or loads from cache) outside the timed loop
-        for epoch in range(epochs):
-            t0 = time.perf_counter()
-            for b0 in range(0, n_blocks, step):
-                run(epoch, b0, min(b0 + step, n_blocks))
-            elapsed = time.perf_counter() - t0
-            seconds += elapsed
-            if bar is not None:
-                done = (epoch + 1) * epoch_words
-                lr = max(
-                    min_learning_rate,
-                    learning_rate - (learning_rate - min_learning_rate) * done / words_total,
-                )
-                bar.set_postfix(
-                    tokens_per_s=f"{epoch_words / max(elapsed, 1e-9):.3g}", lr=f"{lr:.2e}", refresh=False
-                )
-                bar.update(1)
+        with numba_threads(threads):
+            run(0, 0, 0)  # an empty range: compiles (or loads from cache) outside the timed loop
+            for epoch in range(epochs):
+                t0 = time.perf_counter()
+                for b0 in range(0, n_blocks, step):
+                    run(epoch, b0, min(b0 + step, n_blocks))
+                elapsed = time.perf_counter() - t0
+                seconds += elapsed
+                if bar is not None:
+                    done = (epoch + 1) * epoch_words
+                    lr = max(
+                        min_learning_rate,
+                        learning_rate - (learning_rate - min_learning_rate) * done / words_total,
+                    )
+                    bar.set_postfix(
+                        tokens_per_s=f"{epoch_words / max(elapsed, 1e-9):.3g}", lr=f"{lr:.2e}", refresh=False
+                    )
+                    bar.update(1)
     finally:
-        numba.set_num_threads(previous_threads)
         if bar is not None:
             bar.close()
     return SGNSResult(w_in, w_out, counts, trained, epoch_words * epochs, seconds)

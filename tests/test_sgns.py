@@ -293,9 +293,9 @@ def test_seed_workflow_parameter_ranges(
     assert not r.trained[vocab:].any() and not r.w_in[vocab:].any()
 
 
-def test_threads_beyond_numba_limit_warns_and_clamps():
+def test_threads_beyond_numba_limit_is_refused():
     indptr, indices = to_csr(tiny_corpus())
-    with pytest.warns(UserWarning, match="NUMBA_NUM_THREADS"):
+    with pytest.raises(ValueError, match="NUMBA_NUM_THREADS"):
         train_sgns(
             indptr,
             indices,
