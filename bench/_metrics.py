@@ -38,9 +38,10 @@ def leiden_at_n_clusters(embedding: np.ndarray, labels: np.ndarray, *, seed: int
 
 
 def donor_transfer(embedding: np.ndarray, labels: np.ndarray, donor: np.ndarray, *, reference: str, query: str,
-                   k: int = 10) -> dict:
+                   k: int = 10, center: bool = True) -> dict:
     """Label transfer from the reference donor's cells to the query donor's with fastembed's annotate_celltypes
-    (cosine k-NN, similarity-weighted vote); accuracy and macro-F1 on the query cells."""
+    (cosine k-NN, around the reference mean unless ``center=False``; similarity-weighted vote); accuracy and
+    macro-F1 on the query cells."""
     import anndata as ad
     import pandas as pd
     from sklearn.metrics import f1_score
@@ -52,7 +53,7 @@ def donor_transfer(embedding: np.ndarray, labels: np.ndarray, donor: np.ndarray,
                      obsm={"e": emb[donor == reference]})
     qry = ad.AnnData(obs=pd.DataFrame(index=np.arange((donor == query).sum()).astype(str)),
                      obsm={"e": emb[donor == query]})
-    predicted = annotate_celltypes(qry, ref, embedding_key="e", k=k).astype(str).to_numpy()
+    predicted = annotate_celltypes(qry, ref, embedding_key="e", k=k, center=center).astype(str).to_numpy()
     truth = labels[donor == query]
     return {"accuracy": float(np.mean(predicted == truth)),
             "macro_f1": float(f1_score(truth, predicted, average="macro"))}

@@ -111,7 +111,7 @@ def cmd_annotate(args) -> None:
     reference = read_h5ad(args.reference)
     labels = annotate_celltypes(query, reference, embedding_key=args.embedding_key, k=args.k,
                                 label_key=args.label_key, confidence_key="cell_type_confidence",
-                                min_confidence=args.min_confidence)
+                                min_confidence=args.min_confidence, center=not args.no_center)
     table = query.obs[["cell_type_confidence"]].copy()
     table.insert(0, args.label_key, labels)
     table.index.name = "barcode"
@@ -191,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=10, help="neighbours (default: 10)")
     p.add_argument("--min-confidence", type=float, default=None,
                    help="call cells whose vote share is below this 'unknown'")
+    p.add_argument("--no-center", action="store_true",
+                   help="plain cosine k-NN (default: cosine around the reference's mean embedding)")
     p.set_defaults(func=cmd_annotate)
 
     p = sub.add_parser("demo", parents=[common], help="run the whole workflow on the bundled real data",

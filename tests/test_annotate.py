@@ -15,7 +15,10 @@ from fastembed.datasets import load_demo
 # ------------------------------------------------------------------------------------------------
 # The naive reference: loop over query cells, sort all similarities, weighted vote
 # ------------------------------------------------------------------------------------------------
-def vote_reference(ref_emb, ref_labels, query_emb, k):
+def vote_reference(ref_emb, ref_labels, query_emb, k, center=True):
+    if center:
+        mean = ref_emb.astype(np.float64).mean(axis=0)
+        ref_emb, query_emb = ref_emb - mean, query_emb - mean
     ref = ref_emb / np.linalg.norm(ref_emb, axis=1, keepdims=True)
     out, conf = [], []
     for q in query_emb:
@@ -45,11 +48,12 @@ def split():
     return demo[donor == "D6T1"].copy(), demo[donor == "D5T1"].copy()
 
 
-def test_matches_bruteforce_vote(split):
+@pytest.mark.parametrize("center", [True, False])
+def test_matches_bruteforce_vote(split, center):
     ref, query = split[0], split[1].copy()
-    got = annotate_celltypes(query, ref, k=10, confidence_key="cell_type_confidence")
+    got = annotate_celltypes(query, ref, k=10, confidence_key="cell_type_confidence", center=center)
     want, conf = vote_reference(ref.obsm["scembed_X"], ref.obs["cell_type"].astype(str).to_numpy(),
-                                query.obsm["scembed_X"], 10)
+                                query.obsm["scembed_X"], 10, center=center)
     assert (got.astype(str).to_numpy() == want).mean() > 0.995  # float32 vs float64 near-ties may differ
     np.testing.assert_allclose(query.obs["cell_type_confidence"], conf, atol=1e-4)
     assert isinstance(got.dtype, pd.CategoricalDtype)
@@ -58,6 +62,22 @@ def test_matches_bruteforce_vote(split):
     truth = query.obs["cell_type"].astype(str).to_numpy()
     majority = ref.obs["cell_type"].value_counts(normalize=True).iloc[0]
     assert (got.astype(str).to_numpy() == truth).mean() > majority + 0.2
+
+
+def test_centering_ignores_a_shared_offset(split):
+    """A component common to every cell (as mean pooling of region vectors produces) must not decide the
+    neighbours: with centring the labels do not move when one vector is added to all embeddings; plain cosine
+    does move."""
+    ref, query = split[0].copy(), split[1].copy()
+    base = annotate_celltypes(query, ref, center=True).astype(str).to_numpy()
+    plain_base = annotate_celltypes(query, ref, center=False).astype(str).to_numpy()
+    offset = 3 * np.abs(ref.obsm["scembed_X"]).max() * np.ones(ref.obsm["scembed_X"].shape[1], np.float32)
+    ref.obsm["scembed_X"] = ref.obsm["scembed_X"] + offset
+    query.obsm["scembed_X"] = query.obsm["scembed_X"] + offset
+    shifted = annotate_celltypes(query, ref, center=True).astype(str).to_numpy()
+    assert (shifted == base).mean() > 0.995  # float32 rounding of the offset may flip near-ties
+    plain = annotate_celltypes(query, ref, center=False).astype(str).to_numpy()
+    assert (plain != plain_base).mean() > 0.05
 
 
 def test_confidence_only_when_asked(split):

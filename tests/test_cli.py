@@ -13,6 +13,7 @@ import zarr
 
 from fastembed.cli import main
 from fastembed.datasets import demo_peaks_path, load_demo
+from fastembed.scembed import annotate_celltypes
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,12 @@ def test_tokenize_train_encode_annotate(trained):
     assert list(labels.index) == list(a.obs_names[donor == "D5T1"])
     assert set(labels.columns) == {"cell_type", "cell_type_confidence"}
     assert labels["cell_type_confidence"].between(0, 1).all()
+    # --no-center reaches annotate_celltypes: its labels are those of the plain-cosine call
+    assert main(["annotate", str(d / "query.h5ad"), "--reference", str(d / "ref.h5ad"),
+                 "--output", str(d / "plain.csv"), "-k", "5", "--no-center", "--quiet"]) == 0
+    plain = pd.read_csv(d / "plain.csv", index_col=0)["cell_type"].astype(str)
+    want = annotate_celltypes(a[donor == "D5T1"].copy(), a[donor == "D6T1"].copy(), k=5, center=False)
+    assert (plain.to_numpy() == want.astype(str).to_numpy()).all()
 
 
 def test_encode_parquet_input(trained):
