@@ -6,9 +6,10 @@ Usage (from the repository root, in the bench venv of bench/README.md):
                             [--gensim-epochs 100] [--seeds 0,1,2] [--threads 2]
 
 For each method, in one run: (a) Leiden ARI/AMI (mean of 3 Leiden seeds) with the resolution bisected so the
-number of clusters equals the number of labels (16), on a 15-NN graph of the embedding; (b) accuracy and macro-F1 of 10-NN label transfer
-from donor D6T1 (reference) to D5T1 (query) with fastembed.annotate_celltypes — every method's embedding goes
-through the same k-NN, once with its default cosine around the reference mean and once with plain cosine; (c) wall time of the embedding step. Methods with seeds report mean ± sd over seeds.
+number of clusters equals the number of labels (16), on a 15-NN graph of the embedding; (b) accuracy and
+macro-F1 of 10-NN label transfer from donor D6T1 (reference) to D5T1 (query) with fastembed.annotate_celltypes —
+every method's embedding goes through the same k-NN, once with its default cosine around the reference mean and
+once with plain cosine; (c) wall time of the embedding step. Methods with seeds report mean ± sd over seeds.
 
 - lsi: binarise, TF-IDF (log1p of tf * idf * 1e4), truncated SVD with 50 components, first component dropped.
 - snapatac2: ``snap.pp.select_features`` then ``snap.tl.spectral`` with default parameters (``X_spectral``).

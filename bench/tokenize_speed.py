@@ -100,8 +100,8 @@ def synthetic(n_cells: int, per_cell: int, seed: int = 0):
 
     pc, ps, pe = regions(n_peaks)
     uc, us, ue = regions(100_000)
-    # Random starts collide a few dozen times; a real universe has no duplicate regions (gtars drops them from its
-    # vocabulary and then misnames every later hit), so keep the first of each.
+    # Random starts collide a few dozen times; a real universe has no duplicate regions (gtars keeps each once in
+    # its vocabulary and then names most cells' hits as other regions), so keep the first of each.
     _, first = np.unique(np.char.add(uc.astype(str), us.astype(str)), return_index=True)
     first.sort()
     uc, us, ue = uc[first], us[first], ue[first]

@@ -1,7 +1,7 @@
 """Numba compilation settings, kept in one place.
 
 Every kernel module compiles with these dictionaries instead of spelling out its own flags, so that a
-change of policy (e.g. turning fastmath off to chase a numerical issue) is one edit. ``tests/test_config.py``
+change of policy (e.g. turning fastmath off to chase a numerical issue) is one edit. ``tests/test_repo.py``
 fails if a kernel hard-codes ``fastmath`` or omits ``cache``.
 
 * ``SERIAL``: deterministic single-threaded kernels.

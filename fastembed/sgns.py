@@ -137,7 +137,7 @@ def _train_context(w_in, ctx, out, n_out, skip, lr, h, grad, gs):
     label 1; the rest are negatives, label 0; rows with ``skip`` set are ignored). Updates ``out`` in place
     and ``w_in[ctx]`` at the end, as word2vec does per (context, centre) pair.
 
-    ``h`` and ``grad`` are float32[dim] scratch buffers owned by the calling block.
+    ``h`` and ``grad`` are float32[dim] and ``gs`` float32[n_out] scratch buffers owned by the calling block.
     """
     dim = h.size
     # A local copy of the input row lets LLVM vectorise without checking whether it overlaps ``out``.

@@ -20,7 +20,7 @@ def embedded():
     adata = load_demo()
     assert adata.n_obs > 4096
     tokens = fe.tokenize_cells(adata, demo_peaks_path())
-    model = fe.ScEmbed(embedding_dim=32, seed=0, threads=2).train(tokens, epochs=8, progress=False)
+    model = fe.ScEmbed(embedding_dim=32, seed=0).train(tokens, epochs=8, progress=False)
     adata.obsm["scembed_X"] = model.encode(adata)
     return adata
 
