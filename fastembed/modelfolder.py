@@ -7,6 +7,8 @@ fastembed layout::
     region_vectors.npy   float32 (vocab_size, embedding_dim): the input vectors used for encoding
     output_vectors.npy   float32 (vocab_size, embedding_dim), optional
     token_counts.npy     int64 (vocab_size,): cells containing each token in training, optional
+    cell_projection.npy  float32 (k + 1, embedding_dim): centre and principal axes of the training cells
+                         (:mod:`fastembed.projection`), optional; also written beside a geniml checkpoint
 
 geniml layout (what ``geniml``'s ``export`` writes and Hugging Face scEmbed models hold)::
 
@@ -38,6 +40,7 @@ UNIVERSE = "universe.bed"
 REGION_VECTORS = "region_vectors.npy"
 OUTPUT_VECTORS = "output_vectors.npy"
 TOKEN_COUNTS = "token_counts.npy"
+CELL_PROJECTION = "cell_projection.npy"
 CHECKPOINT = "checkpoint.pt"
 WEIGHT_KEY = "projection.weight"
 
@@ -62,6 +65,8 @@ class ModelFolder:
         ``"fastembed"`` or ``"geniml"``.
     token_counts : np.ndarray of int64, shape (vocab_size,), or None
     output_weights : np.ndarray of float32, shape (vocab_size, embedding_dim), or None
+    cell_projection : np.ndarray of float32, shape (k + 1, embedding_dim), or None
+        Row 0 the centre, rows 1..k orthonormal axes (see :mod:`fastembed.projection`).
     """
 
     config: dict
@@ -70,6 +75,7 @@ class ModelFolder:
     format: str = "fastembed"
     token_counts: np.ndarray | None = None
     output_weights: np.ndarray | None = None
+    cell_projection: np.ndarray | None = None
 
 
 def _read_config(path: Path) -> dict:
@@ -185,6 +191,15 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
         output = np.ascontiguousarray(output, dtype=np.float32)
     if counts is not None:
         counts = np.asarray(counts, dtype=np.int64)
+    projection = _load_npy(directory / CELL_PROJECTION, required=False)
+    if projection is not None:
+        if (projection.ndim != 2 or projection.dtype != np.float32 or not 2 <= projection.shape[0] <= dim + 1
+                or projection.shape[1] != dim or not np.isfinite(projection).all()):
+            raise ValueError(f"'{directory / CELL_PROJECTION}': expected finite float32 of shape (k + 1, {dim}) "
+                             f"with 1 <= k <= {dim}, got {projection.dtype} of shape {projection.shape}")
+        axes = projection[1:].astype(np.float64)
+        if not np.allclose(axes @ axes.T, np.eye(axes.shape[0]), atol=1e-3):
+            raise ValueError(f"'{directory / CELL_PROJECTION}': rows 1..k must be orthonormal axes")
     expected_sha = config.get("universe_sha256")
     if expected_sha and expected_sha != universe.checksum:
         raise ValueError(f"'{directory / UNIVERSE}' does not match the universe checksum recorded in "
@@ -192,7 +207,7 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
     config = dict(config)
     config["embedding_dim"] = dim
     config["vocab_size"] = int(weights.shape[0])
-    return ModelFolder(config, weights, universe, fmt, counts, output)
+    return ModelFolder(config, weights, universe, fmt, counts, output, projection)
 
 
 def write_model_folder(directory: str | os.PathLike, folder: ModelFolder, *, format: str = "fastembed",
@@ -244,5 +259,7 @@ def write_model_folder(directory: str | os.PathLike, folder: ModelFolder, *, for
             config = {"vocab_size": vocab, "embedding_dim": int(weights.shape[1]), "pooling_method": "mean",
                       **{k: v for k, v in config.items() if k not in ("vocab_size", "embedding_dim", "format")}}
             write_torch_state_dict(tmp / CHECKPOINT, {WEIGHT_KEY: weights})
+        if folder.cell_projection is not None:
+            np.save(tmp / CELL_PROJECTION, np.asarray(folder.cell_projection, dtype=np.float32), allow_pickle=False)
         (tmp / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
     return directory

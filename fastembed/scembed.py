@@ -20,12 +20,27 @@ from ._version import __version__
 from .annotate import annotate_celltypes
 from .io import PeakMapper, TokenizedCells, as_adata, read_tokens_parquet
 from .pooling import weighted_mean_pool
+from .projection import apply_projection, fit_projection
 from .region2vec import Region2VecDataset
 from .universe import Universe
 
 __all__ = ["ScEmbed", "annotate_celltypes"]
 
-POOLINGS = ("mean",)
+POOLINGS = ("mean", "pca")
+
+
+DEFAULT_SAMPLE = 0.0
+"""Default frequent-region subsampling threshold (word2vec's ``sample``), see :func:`fastembed.sgns.keep_probabilities`."""
+DEFAULT_COMPONENTS = 20
+"""Default number of principal axes of the cell projection fitted at training (``pooling="pca"``)."""
+
+
+def _fraction(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    if not (np.isfinite(value) and 0 <= value < 1):
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
 
 
 def _positive_int(name: str, value) -> int:
@@ -73,11 +88,14 @@ class ScEmbed:
     """
 
     def __init__(self, embedding_dim: int = 100, window_size: int = 5, negative_samples: int = 5, *,
-                 min_count: int = 1, seed: int | None = None, threads: int | None = None):
+                 min_count: int = 1, sample: float = DEFAULT_SAMPLE, n_components: int | None = DEFAULT_COMPONENTS,
+                 seed: int | None = None, threads: int | None = None):
         self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
         self.window_size = _positive_int("window_size", window_size)
         self.negative_samples = _positive_int("negative_samples", negative_samples)
         self.min_count = _positive_int("min_count", min_count)
+        self.sample = _fraction("sample", sample)
+        self.n_components = None if n_components is None else _positive_int("n_components", n_components)
         if seed is not None and (isinstance(seed, bool) or int(seed) != seed or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.seed = None if seed is None else int(seed)
@@ -87,6 +105,7 @@ class ScEmbed:
         self._w_in: np.ndarray | None = None
         self._w_out: np.ndarray | None = None
         self._token_counts: np.ndarray | None = None
+        self._projection: np.ndarray | None = None
 
     # -- state ----------------------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -124,7 +143,7 @@ class ScEmbed:
             raise RuntimeError("the model has no vectors yet: call train() or load one with ScEmbed.from_pretrained()")
 
     # -- training -------------------------------------------------------------------------------------
-    def train(self, dataset, epochs: int = 100, batch_size: int = 256, learning_rate: float = 0.025, *,
+    def train(self, dataset, epochs: int | None = None, batch_size: int = 256, learning_rate: float = 0.025, *,
               min_learning_rate: float = 1e-4, progress: bool = True) -> ScEmbed:
         """Learn region vectors by skip-gram with negative sampling over the tokens of each cell.
 
@@ -133,8 +152,10 @@ class ScEmbed:
         dataset : Region2VecDataset, TokenizedCells or str/os.PathLike
             Tokenized cells (a parquet path is loaded with :class:`Region2VecDataset`). Its universe
             becomes the model's; a model that already has a universe only trains on the same one.
-        epochs : int
-            Passes over all cells (typical 50-200).
+        epochs : int, optional
+            Passes over all cells. By default it follows from the data (:func:`fastembed.sgns.auto_epochs`):
+            enough passes for the typical region to be seen about ``EPOCH_BUDGET`` times, between
+            ``MIN_EPOCHS`` and ``MAX_EPOCHS``; small datasets get more passes, large ones fewer.
         batch_size : int
             Number of cells in one parallel work unit: threads take blocks of ``batch_size`` cells, each
             with its own random stream; hogwild updates are shared (not a gradient mini-batch).
@@ -149,7 +170,7 @@ class ScEmbed:
         ScEmbed
             ``self``, with new vectors (training always starts from a fresh word2vec initialisation).
         """
-        from .sgns import train_sgns
+        from .sgns import auto_epochs, train_sgns
 
         ds = _as_dataset(dataset)
         if self.universe is not None and not ds.universe.same_as(self.universe):
@@ -158,20 +179,27 @@ class ScEmbed:
                 f"checksum {ds.universe.checksum[:12]}) than the model's ({len(self.universe)} regions, "
                 f"checksum {self.universe.checksum[:12]}); tokenize it with the model's universe.bed"
             )
+        if epochs is None:
+            epochs = auto_epochs(ds.indptr, ds.indices, ds.vocab_size, min_count=self.min_count)
         result = train_sgns(
             ds.indptr, ds.indices, ds.vocab_size,
             embedding_dim=self.embedding_dim, window_size=self.window_size,
             negative_samples=self.negative_samples, epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate, min_learning_rate=min_learning_rate, min_count=self.min_count,
-            seed=self.seed, threads=self.threads, progress=progress,
+            sample=self.sample, seed=self.seed, threads=self.threads, progress=progress,
         )
         self.universe = ds.universe
         self._w_in, self._w_out, self._token_counts = result.w_in, result.w_out, result.counts
+        self._projection = None
+        if self.n_components is not None:
+            cells, empty = weighted_mean_pool(ds.indptr, ds.indices, self._w_in, self.pooling_weights("mean"))
+            self._projection = fit_projection(cells[~empty], self.n_components)
         self.training_info = {
             "epochs": int(epochs), "batch_size": int(batch_size), "learning_rate": float(learning_rate),
             "min_learning_rate": float(min_learning_rate), "n_cells": len(ds), "n_tokens": ds.n_tokens,
             "words_processed": int(result.words_processed), "seconds": float(result.seconds),
             "n_trained_tokens": int(np.count_nonzero(result.trained)),
+            "n_components": None if self._projection is None else int(self._projection.shape[0] - 1),
         }
         return self
 
@@ -218,12 +246,33 @@ class ScEmbed:
         return adata.n_obs, np.asarray(adata.obs_names, dtype=object), chunks()
 
     def pooling_weights(self, pooling: str = "mean") -> np.ndarray:
-        """Per-token pooling weights, float32 (vocab_size,): 1 for trained tokens, 0 otherwise for ``"mean"``."""
+        """Per-token pooling weights, float32 (vocab_size,): 1 for trained tokens, 0 otherwise (both poolings
+        start from the plain mean)."""
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         return self.trained_tokens.astype(np.float32)
 
-    def encode(self, adata_or_tokens, *, pooling: str = "mean", out: str | os.PathLike | None = None,
+    @property
+    def default_pooling(self) -> str:
+        """``"pca"`` when the model holds a fitted cell projection, else ``"mean"``."""
+        return "mean" if self._projection is None else "pca"
+
+    def _resolve_pooling(self, pooling: str | None) -> str:
+        pooling = self.default_pooling if pooling is None else pooling
+        self.pooling_weights(pooling)  # validates the name
+        if pooling == "pca" and self._projection is None:
+            raise ValueError("pooling='pca' needs a cell projection, which this model does not have (it was trained "
+                             "with n_components=None or loaded from a folder without one); use pooling='mean'")
+        return pooling
+
+    def _pool(self, ip, ix, weights, pooling: str, out: np.ndarray) -> int:
+        """Pool one chunk into ``out`` (float32 (n, dim)); returns how many cells had no trained token."""
+        _, empty = weighted_mean_pool(ip, ix, self._w_in, weights, out=out)
+        if pooling == "pca":
+            apply_projection(out, self._projection, empty)
+        return int(empty.sum())
+
+    def encode(self, adata_or_tokens, *, pooling: str | None = None, out: str | os.PathLike | None = None,
                batch_cells: int = 65_536, overwrite: bool = False):
         """Embed cells: the mean of the vectors of each cell's trained tokens.
 
@@ -232,8 +281,11 @@ class ScEmbed:
         adata_or_tokens : AnnData, str/os.PathLike (.h5ad or .parquet), TokenizedCells or Region2VecDataset
             An AnnData (or ``.h5ad``) is tokenized against the model's own universe, chunk by chunk;
             tokens must come from the model's universe.
-        pooling : str
-            ``"mean"``: plain mean of the trained tokens' vectors.
+        pooling : {"pca", "mean"}, optional
+            ``"mean"``: the plain mean of the trained tokens' vectors. ``"pca"`` (the default for a model
+            trained by fastembed): that mean, centred and projected onto the top ``n_components`` principal
+            axes of the training cells (fitted once, at training; see :mod:`fastembed.projection`), still
+            ``embedding_dim`` columns. Models without a projection (e.g. geniml's) default to ``"mean"``.
         out : str or os.PathLike, optional
             A ``.zarr`` path: embeddings stream there in chunks of ``batch_cells`` cells (group with
             ``embeddings`` float32 (n_cells, dim) and ``barcodes``; the model config in its attributes),
@@ -250,6 +302,7 @@ class ScEmbed:
         """
         self._require_weights()
         batch_cells = _positive_int("batch_cells", batch_cells)
+        pooling = self._resolve_pooling(pooling)
         weights = self.pooling_weights(pooling)
         if out is not None:
             out = check_output_path(out, what="zarr output", overwrite=overwrite)
@@ -259,8 +312,7 @@ class ScEmbed:
             if out is None:
                 result = np.zeros((n_cells, self.embedding_dim), dtype=np.float32)
                 for lo, hi, ip, ix in chunks:
-                    _, empty = weighted_mean_pool(ip, ix, self._w_in, weights, out=result[lo:hi])
-                    n_empty += int(empty.sum())
+                    n_empty += self._pool(ip, ix, weights, pooling, result[lo:hi])
             else:
                 import zarr
 
@@ -274,9 +326,8 @@ class ScEmbed:
                                         "config": self.config()})
                     block = np.empty((min(batch_cells, n_cells), self.embedding_dim), dtype=np.float32)
                     for lo, hi, ip, ix in chunks:
-                        _, empty = weighted_mean_pool(ip, ix, self._w_in, weights, out=block[:hi - lo])
+                        n_empty += self._pool(ip, ix, weights, pooling, block[:hi - lo])
                         emb[lo:hi] = block[:hi - lo]
-                        n_empty += int(empty.sum())
                 result = zarr.open_group(str(out), mode="r")["embeddings"]
         if n_empty:
             warnings.warn(
@@ -295,6 +346,8 @@ class ScEmbed:
             "window_size": self.window_size,
             "negative_samples": self.negative_samples,
             "min_count": self.min_count,
+            "sample": self.sample,
+            "n_components": self.n_components,
             "seed": self.seed,
             "fastembed_version": __version__,
             "universe_sha256": None if self.universe is None else self.universe.checksum,
@@ -325,7 +378,8 @@ class ScEmbed:
 
         self._require_weights()
         folder = ModelFolder(config=self.config(), weights=self._w_in, universe=self.universe, format=format,
-                             token_counts=self._token_counts, output_weights=self._w_out)
+                             token_counts=self._token_counts, output_weights=self._w_out,
+                             cell_projection=self._projection)
         return write_model_folder(directory, folder, format=format, overwrite=overwrite)
 
     @classmethod
@@ -360,9 +414,12 @@ class ScEmbed:
                     negative_samples=int(cfg.get("negative_samples") or 5), min_count=int(cfg.get("min_count") or 1),
                     seed=cfg.get("seed"), threads=threads)
         model.universe = folder.universe
+        model.sample = float(cfg.get("sample") or 0.0)
+        model.n_components = None if folder.cell_projection is None else int(folder.cell_projection.shape[0] - 1)
         model._w_in = np.ascontiguousarray(folder.weights, dtype=np.float32)
         model._w_out = folder.output_weights
         model._token_counts = folder.token_counts
+        model._projection = folder.cell_projection
         model.training_info = dict(cfg.get("training") or {})
         return model
 

@@ -71,11 +71,12 @@ from numba import njit, prange
 
 from fastembed._config import PARALLEL_FAST, SERIAL, SERIAL_FAST
 from fastembed._prefetch import prefetch_row
-from fastembed._rng import block_state, new_seed, randint
+from fastembed._rng import block_state, new_seed, randint, uniform
 from fastembed._threads import check_threads, numba_threads
 from fastembed.alias import alias_draw, build_alias_table
 
-__all__ = ["SGNSResult", "train_sgns", "init_vectors", "MAX_EXP", "SIGMOID_TABLE_SIZE"]
+__all__ = ["SGNSResult", "train_sgns", "auto_epochs", "keep_probabilities", "init_vectors", "MAX_EXP",
+           "SIGMOID_TABLE_SIZE"]
 
 MAX_EXP = 6.0
 """The sigmoid saturates to 0/1 for scores beyond +-MAX_EXP (word2vec's clipping)."""
@@ -173,6 +174,7 @@ def _train_block(
     threshold,
     primary,
     alias,
+    keep,
     seed,
     epoch,
     batch_size,
@@ -213,8 +215,18 @@ def _train_block(
         done += n
         if n < 2:
             continue
+        # Frequent-token subsampling (word2vec's ``sample``): a token stays with probability keep[t]. Tokens
+        # that always stay draw no random number, so sample=0 leaves the random stream as it was.
+        kept = 0
         for i in range(n):
-            cell[i] = indices[start + i]
+            t = indices[start + i]
+            p = keep[t]
+            if p >= _ONE or uniform(state) < p:
+                cell[kept] = t
+                kept += 1
+        n = kept
+        if n < 2:
+            continue
         for i in range(n - 1, 0, -1):
             j = randint(state, i + 1)
             tmp = cell[i]
@@ -278,6 +290,7 @@ def _blocks_serial(
     threshold,
     primary,
     alias,
+    keep,
     seed,
     epoch,
     batch_size,
@@ -299,6 +312,7 @@ def _blocks_serial(
             threshold,
             primary,
             alias,
+            keep,
             seed,
             epoch,
             batch_size,
@@ -323,6 +337,7 @@ def _blocks_parallel(
     threshold,
     primary,
     alias,
+    keep,
     seed,
     epoch,
     batch_size,
@@ -344,6 +359,7 @@ def _blocks_parallel(
             threshold,
             primary,
             alias,
+            keep,
             seed,
             epoch,
             batch_size,
@@ -365,6 +381,73 @@ def _count_tokens(indices, vocab_size):
     for t in indices:
         counts[t] += 1
     return counts
+
+
+EPOCH_BUDGET = 6000
+"""Occurrences of the average trained token that the default number of epochs aims at (see :func:`auto_epochs`)."""
+MIN_EPOCHS, MAX_EPOCHS = 5, 100
+"""Bounds of the data-derived default number of epochs."""
+
+
+def auto_epochs(indptr: np.ndarray, indices: np.ndarray, vocab_size: int, *, min_count: int = 1) -> int:
+    """The default number of epochs for a dataset: enough passes for the average trained token to occur
+    about ``EPOCH_BUDGET`` times over the run, between ``MIN_EPOCHS`` and ``MAX_EPOCHS``.
+
+    A region's vector improves with the number of times it is trained, not with the number of passes: a
+    token held by 50 of 500 cells needs ten times the epochs of one held by 500 of 5,000 cells for the same
+    number of updates. So small datasets get more passes and atlases fewer.
+
+    Parameters
+    ----------
+    indptr : int[n_cells + 1], indices : int[nnz]
+        The cells' tokens (CSR), as for :func:`train_sgns`.
+    vocab_size : int
+    min_count : int
+        Tokens held by fewer cells are not trained and do not count.
+
+    Returns
+    -------
+    int
+        Epochs in ``[MIN_EPOCHS, MAX_EPOCHS]``.
+    """
+    indices = np.asarray(indices)
+    if indices.size == 0:
+        return MAX_EPOCHS
+    counts = _count_tokens(indices.astype(np.int32, copy=False), int(vocab_size))
+    trained = counts >= min_count
+    if not trained.any():
+        return MAX_EPOCHS
+    per_token = counts[trained].mean()
+    return int(np.clip(np.ceil(EPOCH_BUDGET / per_token), MIN_EPOCHS, MAX_EPOCHS))
+
+
+def keep_probabilities(counts: np.ndarray, trained: np.ndarray, sample: float) -> np.ndarray:
+    """word2vec's subsampling of frequent tokens: the probability that an occurrence of each token is kept.
+
+    A token making up a fraction ``f`` of all trained occurrences is kept with probability
+    ``min(1, (sqrt(f / sample) + 1) * sample / f)`` (word2vec.c; gensim's ``sample``), so tokens rarer than
+    about ``sample`` are always kept and very frequent ones (regions open in most cells) are thinned.
+
+    Parameters
+    ----------
+    counts : int64[vocab_size]
+        Occurrences of each token.
+    trained : bool[vocab_size]
+        Tokens that take part in training; only their occurrences count towards ``f``.
+    sample : float
+        The threshold; 0 keeps everything.
+
+    Returns
+    -------
+    float32[vocab_size]
+        Keep probabilities in ``(0, 1]``; exactly 1 for tokens that are always kept.
+    """
+    keep = np.ones(counts.size, dtype=np.float32)
+    if sample > 0:
+        total = float(counts[trained].sum())
+        f = counts[trained] / total
+        keep[trained] = np.minimum(1.0, (np.sqrt(f / sample) + 1.0) * sample / f)
+    return keep
 
 
 def init_vectors(vocab_size: int, embedding_dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -436,9 +519,11 @@ def train_sgns(
     learning_rate: float = 0.025,
     min_learning_rate: float = 1e-4,
     min_count: int = 1,
+    sample: float = 0.0,
     seed: int | None = None,
     threads: int | None = None,
     progress: bool = True,
+    initial: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SGNSResult:
     """Train skip-gram with negative sampling on cells given as CSR token lists.
 
@@ -497,6 +582,9 @@ def train_sgns(
     epochs = _check_int("epochs", epochs, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
     min_count = _check_int("min_count", min_count, 1)
+    sample = float(sample)
+    if not (np.isfinite(sample) and 0 <= sample < 1):
+        raise ValueError(f"sample must be a number in [0, 1), got {sample}")
     learning_rate = float(learning_rate)
     min_learning_rate = float(min_learning_rate)
     if not (np.isfinite(learning_rate) and learning_rate > 0):
@@ -518,7 +606,15 @@ def train_sgns(
     if not np.all(trained | (counts == 0)):  # some token that occurs is below min_count
         indptr, indices = _drop_untrained(indptr, indices, trained)
     table = build_alias_table(counts, 0.75, mask=trained)
-    w_in, w_out = init_vectors(vocab_size, embedding_dim, seed)
+    if initial is None:
+        w_in, w_out = init_vectors(vocab_size, embedding_dim, seed)
+    else:
+        w_in, w_out = (np.array(m, dtype=np.float32, order="C") for m in initial)
+        if w_in.shape != (vocab_size, embedding_dim) or w_out.shape != (vocab_size, embedding_dim):
+            raise ValueError(f"initial vectors must both have shape ({vocab_size}, {embedding_dim}), got "
+                             f"{w_in.shape} and {w_out.shape}")
+        if not (np.isfinite(w_in).all() and np.isfinite(w_out).all()):
+            raise ValueError("initial vectors hold NaN or infinite values")
     w_in[~trained] = 0.0
 
     n_cells = indptr.size - 1
@@ -530,7 +626,8 @@ def train_sgns(
     # a call costs at most one block per thread.
     step = max(n_blocks if threads == 1 else 64 * threads, 1)
     run_blocks = _blocks_serial if threads == 1 else _blocks_parallel
-    args = (table.threshold, table.primary, table.alias, np.uint64(seed))
+    keep = keep_probabilities(counts, trained, sample)
+    args = (table.threshold, table.primary, table.alias, keep, np.uint64(seed))
 
     def run(epoch: int, b0: int, b1: int) -> None:
         run_blocks(

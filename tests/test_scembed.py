@@ -62,9 +62,10 @@ def test_encode_inputs_agree(model, demo_small, tokens):
     np.testing.assert_array_equal(from_adata, from_parquet)
     np.testing.assert_array_equal(from_adata, from_dataset)
     assert from_adata.shape == (1000, 24) and from_adata.dtype == np.float32
-    # Plain mean of the cell's token vectors.
+    # pooling="mean" is the plain mean of the cell's token vectors.
     ds = fe.Region2VecDataset(tokens)
-    np.testing.assert_allclose(from_adata[7], model.region_vectors[ds[7]].mean(axis=0), rtol=1e-5, atol=1e-6)
+    mean = model.encode(tokens, pooling="mean")
+    np.testing.assert_allclose(mean[7], model.region_vectors[ds[7]].mean(axis=0), rtol=1e-5, atol=1e-6)
 
 
 def test_encode_zarr_equals_memory_and_is_chunked(model, demo_small, tmp_path):
@@ -115,7 +116,7 @@ def test_min_count_excludes_rare_tokens(tokens):
     counts = np.bincount(ds.indices, minlength=ds.vocab_size)
     m = ScEmbed(embedding_dim=8, min_count=20, seed=0, threads=1).train(ds, epochs=1, progress=False)
     np.testing.assert_array_equal(m.trained_tokens[:10000], counts[:10000] >= 20)
-    emb = m.encode(ds)
+    emb = m.encode(ds, pooling="mean")
     i = 11
     toks = ds[i][m.trained_tokens[ds[i]]]
     np.testing.assert_allclose(emb[i], m.region_vectors[toks].mean(axis=0), rtol=1e-5, atol=1e-6)

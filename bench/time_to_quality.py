@@ -1,0 +1,273 @@
+"""Time to quality: embedding quality against wall seconds, fastembed vs gensim skip-gram, LSI and SnapATAC2.
+
+Usage (from the repository root, in the bench venv of bench/README.md):
+
+    python bench/time_to_quality.py [--datasets granja,granja-1000,granja-400,demo] [--seeds 0,1,2]
+                                    [--threads 2] [--methods ...] [--quick]
+
+Datasets
+- ``granja``: granja2019, 14,125 cells x 10,000 peaks, 16 cell types, two donors (../shared/data).
+- ``granja-N``: N cells drawn at random from granja2019, a new draw for every seed (so small-data results are
+  averaged over draws, not one lucky subset).
+- ``demo``: the 5,000-cell slice bundled with the package.
+
+Every method embeds all cells of a dataset (transductive, as in bench/quality.py); quality is then measured the
+same way for all: Leiden ARI at the number of cell types on scanpy's default 15-NN euclidean graph (one Leiden
+seed, resolution bisected), and 10-NN label transfer from donor D6T1 to donor D5T1 with
+``fastembed.annotate_celltypes`` (accuracy and macro-F1 on the query donor's cells). Peers get the better of
+centred and plain cosine k-NN; fastembed its default (centred). Time is the wall time of the embedding step
+(tokenize + train + encode for fastembed, TF-IDF + SVD for LSI, feature selection + spectral for SnapATAC2,
+training + pooling for gensim), in one process, one method after another.
+
+On ``granja`` the inductive mode is also measured, which is how scEmbed is meant to be used: fit on the
+reference donor's cells only, embed the unseen query donor's cells through the fitted model, transfer labels
+(fastembed: train + ``encode``; LSI: IDF and SVD fitted on the reference, query projected onto them).
+
+Output: a markdown table on stdout, ``bench/out/time_to_quality.json`` and the plot
+``bench/time_to_quality.png`` (quality against seconds, one panel per dataset and measure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from _data import QUERY_DONOR, REFERENCE_DONOR, REPO, load_granja, machine
+from _metrics import donor_transfer, leiden_at_n_clusters
+
+warnings.simplefilter("ignore")
+logging.getLogger("gensim").setLevel(logging.ERROR)
+
+
+# -- methods: each returns the embedding of all cells of ``adata`` ---------------------------------------------
+def _universe(adata):
+    import fastembed as fe
+
+    return fe.Universe.from_arrays(adata.var["chr"], adata.var["start"], adata.var["end"])
+
+
+def fastembed_method(**params):
+    """A fastembed setting: ``params`` split into ScEmbed's, train()'s and encode()'s keywords."""
+    model_keys = {"embedding_dim", "window_size", "negative_samples", "min_count", "sample", "n_components"}
+    encode_keys = {"pooling"}
+
+    def run(adata, seed, args, fit_mask=None):
+        import fastembed as fe
+
+        model_kw = {k: v for k, v in params.items() if k in model_keys}
+        encode_kw = {k: v for k, v in params.items() if k in encode_keys}
+        train_kw = {k: v for k, v in params.items() if k not in model_keys | encode_keys}
+        uni = _universe(adata)
+        tokens = fe.tokenize_cells(adata if fit_mask is None else adata[fit_mask], uni)
+        model = fe.ScEmbed(seed=seed, threads=args.threads, **model_kw).train(tokens, progress=False, **train_kw)
+        target = tokens if fit_mask is None else fe.tokenize_cells(adata, uni)
+        return model.encode(target, **encode_kw)
+
+    return run
+
+
+def lsi(adata, seed, args, fit_mask=None):
+    """Binarise, TF-IDF (log1p of tf * idf * 1e4), randomized SVD with 50 components, first one dropped."""
+    from sklearn.utils.extmath import randomized_svd
+
+    X = adata.X.tocsr().astype(np.float64)
+    X.data[:] = 1.0
+    fit = X if fit_mask is None else X[fit_mask]
+    idf = fit.shape[0] / np.maximum(np.asarray(fit.sum(axis=0)).ravel(), 1)
+
+    def tfidf(M):
+        T = M.multiply(1.0 / np.maximum(np.asarray(M.sum(axis=1)), 1)).multiply(idf).tocsr()
+        T.data = np.log1p(T.data * 1e4)
+        return T
+
+    _, s, vt = randomized_svd(tfidf(fit), 51, random_state=seed)
+    return (tfidf(X) @ vt.T)[:, 1:]
+
+
+def snapatac2(adata, seed, args, fit_mask=None):
+    import snapatac2 as snap
+
+    a = adata.copy()
+    snap.pp.select_features(a, verbose=False)
+    snap.tl.spectral(a, random_state=seed)
+    return np.asarray(a.obsm["X_spectral"])
+
+
+def gensim_sg(epochs):
+    def run(adata, seed, args, fit_mask=None):
+        from gensim.models import Word2Vec
+
+        from fastembed.pooling import weighted_mean_pool
+
+        X = adata.X.tocsr()
+        X.sort_indices()
+        indptr, indices = X.indptr.astype(np.int64), X.indices.astype(np.int32)
+        cells = [[str(t) for t in indices[indptr[i]:indptr[i + 1]]] for i in range(adata.n_obs)]
+        rng = np.random.default_rng(seed)
+
+        class Shuffled:  # a new random order of every cell on every pass, as geniml does
+            def __iter__(self):
+                for c in cells:
+                    yield [c[j] for j in rng.permutation(len(c))]
+
+        model = Word2Vec(Shuffled(), workers=args.threads, seed=seed, sg=1, vector_size=100, window=5, negative=5,
+                         sample=0, min_count=1, alpha=0.025, min_alpha=1e-4, epochs=epochs)
+        vectors = np.zeros((adata.n_vars, 100), dtype=np.float32)
+        known = np.zeros(adata.n_vars, dtype=np.float32)
+        for key, i in model.wv.key_to_index.items():
+            vectors[int(key)] = model.wv.vectors[i]
+            known[int(key)] = 1.0
+        return weighted_mean_pool(indptr, indices, vectors, known)[0]
+
+    return run
+
+
+# Settings compared. "fastembed" is the defaults of this version; "fastembed-0.1" the defaults before the
+# time-to-quality work (100 epochs, no subsampling, plain mean pooling).
+METHODS = {
+    "fastembed": (fastembed_method(), True, True),
+    "fastembed-0.1": (fastembed_method(epochs=100, sample=0.0, pooling="mean"), True, True),
+    "fastembed-mean": (fastembed_method(pooling="mean"), True, False),
+    "fastembed-e10": (fastembed_method(epochs=10), True, False),
+    "fastembed-e60": (fastembed_method(epochs=60), True, False),
+    "gensim_sg-e10": (gensim_sg(10), True, False),
+    "lsi": (lsi, True, True),
+    "snapatac2": (snapatac2, True, False),
+}
+# name -> (function, takes a seed, has an inductive mode)
+
+
+def load_dataset(name: str, seed: int):
+    if name == "demo":
+        from fastembed.datasets import load_demo
+
+        a = load_demo()
+        a.X.data[:] = 1
+        return a
+    adata = load_granja()
+    if name == "granja":
+        return adata
+    n = int(name.split("-", 1)[1])
+    idx = np.sort(np.random.default_rng(1000 + seed).choice(adata.n_obs, size=n, replace=False))
+    return adata[idx].copy()
+
+
+def evaluate(emb, adata, *, centred_only: bool, fit_mask=None) -> dict:
+    labels = adata.obs["cell_type"].astype(str).to_numpy()
+    donor = adata.obs["donor"].astype(str).to_numpy()
+    res = {}
+    if fit_mask is None:
+        res["ari"] = leiden_at_n_clusters(emb, labels, leiden_seeds=(0,))["ari"]
+    best = None
+    for center in (True,) if centred_only else (True, False):
+        tr = donor_transfer(emb, labels, donor, reference=REFERENCE_DONOR, query=QUERY_DONOR, center=center)
+        if best is None or tr["accuracy"] > best["accuracy"]:
+            best = tr
+    res.update(best)
+    return res
+
+
+def plot(rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows if r["mode"] == "transductive"))
+    measures = [("ari", "Leiden ARI"), ("accuracy", "transfer accuracy"), ("macro_f1", "transfer macro-F1")]
+    fig, axes = plt.subplots(len(datasets), 3, figsize=(13, 3.2 * len(datasets)), squeeze=False)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    colours = dict(zip(methods, plt.cm.tab10.colors, strict=False))
+    for i, ds in enumerate(datasets):
+        for j, (key, title) in enumerate(measures):
+            ax = axes[i, j]
+            for m in methods:
+                pts = [(r["seconds"], r[key]) for r in rows
+                       if r["dataset"] == ds and r["method"] == m and r["mode"] == "transductive"]
+                if pts:
+                    x, y = zip(*pts, strict=True)
+                    ax.scatter(x, y, color=colours[m], label=m, s=18)
+                    ax.scatter([np.mean(x)], [np.mean(y)], color=colours[m], marker="D", s=50, edgecolor="k")
+            ax.set_xscale("log")
+            ax.set_title(f"{ds}: {title}", fontsize=9)
+            ax.set_xlabel("wall seconds (log)", fontsize=8)
+    axes[0, 0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="granja,granja-1000,granja-400,demo")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-inductive", action="store_true")
+    ap.add_argument("--out", default=str(REPO / "bench" / "out" / "time_to_quality.json"))
+    ap.add_argument("--plot", default=str(REPO / "bench" / "time_to_quality.png"))
+    args = ap.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = args.methods.split(",")
+    print(f"# time to quality — {machine()}, threads {args.threads}, seeds {seeds}", flush=True)
+    rows = []
+    for ds in args.datasets.split(","):
+        for seed in seeds:
+            adata = load_dataset(ds, seed)
+            for name in methods:
+                fn, seeded, inductive = METHODS[name]
+                if not seeded and seed != seeds[0]:
+                    continue
+                modes = [("transductive", None)]
+                if ds == "granja" and inductive and not args.no_inductive:
+                    modes.append(("inductive", (adata.obs["donor"] == REFERENCE_DONOR).to_numpy()))
+                for mode, mask in modes:
+                    t = time.perf_counter()
+                    try:
+                        emb = fn(adata, seed, args, fit_mask=mask)
+                    except ImportError as err:
+                        print(f"  {name}: skipped ({err})", flush=True)
+                        break
+                    seconds = time.perf_counter() - t
+                    q = evaluate(np.asarray(emb, dtype=np.float32), adata, centred_only=name.startswith("fastembed"),
+                                 fit_mask=mask)
+                    row = {"dataset": ds, "method": name, "mode": mode, "seed": seed, "seconds": seconds, **q}
+                    rows.append(row)
+                    print("  " + json.dumps(row), flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    print_table(rows)
+    plot(rows, Path(args.plot))
+
+
+def print_table(rows) -> None:
+    print("\n| dataset | mode | method | seconds | Leiden ARI | transfer accuracy | transfer macro-F1 | n |")
+    print("|---|---|---|---|---|---|---|---|")
+    keys = list(dict.fromkeys((r["dataset"], r["mode"], r["method"]) for r in rows))
+    for ds, mode, m in keys:
+        sel = [r for r in rows if (r["dataset"], r["mode"], r["method"]) == (ds, mode, m)]
+
+        def cell(k, sel=sel):
+            v = [r[k] for r in sel if k in r]
+            if not v:
+                return "—"
+            return f"{np.mean(v):.3f}" + (f" ± {np.std(v, ddof=1):.3f}" if len(v) > 1 else "")
+
+        print(f"| {ds} | {mode} | {m} | {np.mean([r['seconds'] for r in sel]):.1f} | {cell('ari')} | "
+              f"{cell('accuracy')} | {cell('macro_f1')} | {len(sel)} |")
+    # The issue's yardstick: fastembed's time against gensim skip-gram's 10 epochs in the same run.
+    for ds in dict.fromkeys(r["dataset"] for r in rows):
+        fe_t = [r["seconds"] for r in rows if r["dataset"] == ds and r["method"] == "fastembed"
+                and r["mode"] == "transductive"]
+        g_t = [r["seconds"] for r in rows if r["dataset"] == ds and r["method"] == "gensim_sg-e10"]
+        if fe_t and g_t:
+            print(f"{ds}: gensim sg 10 epochs / fastembed defaults = {np.mean(g_t) / np.mean(fe_t):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

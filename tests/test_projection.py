@@ -1,0 +1,84 @@
+"""The cell projection fitted at training and applied by encode (pooling="pca"), against a numpy oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastembed as fe
+from fastembed.datasets import demo_peaks_path, load_demo
+from fastembed.projection import apply_projection, fit_projection
+from fastembed.scembed import ScEmbed
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    demo = load_demo()
+    rows = np.sort(np.random.default_rng(1).choice(demo.n_obs, 600, replace=False))
+    return fe.tokenize_cells(demo[rows].copy(), demo_peaks_path())
+
+
+@pytest.fixture(scope="module")
+def model(tokens):
+    return ScEmbed(embedding_dim=16, n_components=5, seed=0, threads=1).train(tokens, epochs=3, progress=False)
+
+
+def test_fit_projection_matches_svd():
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(300, 12)) * np.linspace(3, 0.1, 12)).astype(np.float32)
+    proj = fit_projection(x, 4)
+    assert proj.shape == (5, 12) and proj.dtype == np.float32
+    np.testing.assert_allclose(proj[0], x.mean(0), atol=1e-6)
+    _, _, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
+    # Same subspace as numpy's SVD (axes agree up to sign).
+    np.testing.assert_allclose(np.abs(proj[1:] @ vt[:4].T), np.eye(4), atol=1e-4)
+    # Deterministic sign: the largest coordinate of every axis is positive.
+    assert (proj[1:][np.arange(4), np.abs(proj[1:]).argmax(1)] > 0).all()
+
+
+def test_fit_projection_caps_components_and_needs_two_cells():
+    x = np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)
+    assert fit_projection(x, 50).shape == (3, 6)  # at most n_cells - 1 axes
+    with pytest.raises(ValueError, match="at least 2 cells"):
+        fit_projection(x[:1], 2)
+
+
+def test_apply_projection_keeps_empty_cells_zero():
+    proj = fit_projection(np.random.default_rng(0).normal(size=(50, 6)).astype(np.float32), 2)
+    block = np.ones((3, 6), np.float32)
+    block[1] = 0
+    apply_projection(block, proj, np.array([False, True, False]))
+    assert (block[1] == 0).all() and np.abs(block[0]).sum() > 0
+
+
+def test_pca_pooling_is_centred_projection_of_training_cells(model, tokens):
+    mean = model.encode(tokens, pooling="mean")
+    centre = mean.mean(0)
+    _, _, vt = np.linalg.svd(mean.astype(np.float64) - centre, full_matrices=False)
+    oracle = (mean - centre) @ vt[:5].T @ vt[:5]
+    pca = model.encode(tokens)  # the default for a model trained with a projection
+    np.testing.assert_allclose(pca, oracle, atol=1e-5)
+    assert pca.shape == (600, 16)
+    assert model.training_info["n_components"] == 5
+
+
+def test_projection_survives_save_and_load(model, tokens, tmp_path):
+    for fmt in ("fastembed", "geniml"):
+        loaded = ScEmbed.from_pretrained(model.save(tmp_path / fmt, format=fmt))
+        assert loaded.default_pooling == "pca" and loaded.n_components == 5
+        np.testing.assert_array_equal(loaded.encode(tokens), model.encode(tokens))
+
+
+def test_without_projection_mean_is_the_default(tokens):
+    m = ScEmbed(embedding_dim=8, n_components=None, seed=0, threads=1).train(tokens, epochs=1, progress=False)
+    assert m.default_pooling == "mean"
+    np.testing.assert_array_equal(m.encode(tokens), m.encode(tokens, pooling="mean"))
+    with pytest.raises(ValueError, match="projection"):
+        m.encode(tokens, pooling="pca")
+
+
+def test_bad_projection_file_is_refused(model, tmp_path):
+    folder = model.save(tmp_path / "m")
+    np.save(folder / "cell_projection.npy", np.ones((3, 16), np.float32))  # axes not orthonormal
+    with pytest.raises(ValueError, match="cell_projection.npy"):
+        ScEmbed.from_pretrained(folder)
