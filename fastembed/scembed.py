@@ -144,7 +144,7 @@ class ScEmbed:
 
     # -- training -------------------------------------------------------------------------------------
     def train(self, dataset, epochs: int | None = None, batch_size: int = 256, learning_rate: float = 0.025, *,
-              min_learning_rate: float = 1e-4, progress: bool = True) -> ScEmbed:
+              min_learning_rate: float = 1e-4, init: str = "spectral", progress: bool = True) -> ScEmbed:
         """Learn region vectors by skip-gram with negative sampling over the tokens of each cell.
 
         Parameters
@@ -162,6 +162,9 @@ class ScEmbed:
         learning_rate : float
             Initial learning rate, decaying linearly to ``min_learning_rate`` over all epochs.
         min_learning_rate : float
+        init : {"spectral", "random"}
+            ``"spectral"``: start from region vectors of a truncated SVD of the cells' TF-IDF matrix
+            (:mod:`fastembed.warmstart`), which needs far fewer epochs; ``"random"``: word2vec's initialisation.
         progress : bool
             Show a tqdm progress bar (epochs, tokens/s, learning rate) on an interactive terminal.
 
@@ -186,7 +189,7 @@ class ScEmbed:
             embedding_dim=self.embedding_dim, window_size=self.window_size,
             negative_samples=self.negative_samples, epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate, min_learning_rate=min_learning_rate, min_count=self.min_count,
-            sample=self.sample, seed=self.seed, threads=self.threads, progress=progress,
+            sample=self.sample, seed=self.seed, threads=self.threads, progress=progress, init=init,
         )
         self.universe = ds.universe
         self._w_in, self._w_out, self._token_counts = result.w_in, result.w_out, result.counts
@@ -196,7 +199,8 @@ class ScEmbed:
             self._projection = fit_projection(cells[~empty], self.n_components)
         self.training_info = {
             "epochs": int(epochs), "batch_size": int(batch_size), "learning_rate": float(learning_rate),
-            "min_learning_rate": float(min_learning_rate), "n_cells": len(ds), "n_tokens": ds.n_tokens,
+            "min_learning_rate": float(min_learning_rate), "init": init, "n_cells": len(ds),
+            "n_tokens": ds.n_tokens,
             "words_processed": int(result.words_processed), "seconds": float(result.seconds),
             "n_trained_tokens": int(np.count_nonzero(result.trained)),
             "n_components": None if self._projection is None else int(self._projection.shape[0] - 1),

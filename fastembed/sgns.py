@@ -74,9 +74,14 @@ from fastembed._prefetch import prefetch_row
 from fastembed._rng import block_state, new_seed, randint, uniform
 from fastembed._threads import check_threads, numba_threads
 from fastembed.alias import alias_draw, build_alias_table
+from fastembed.warmstart import spectral_init
 
 __all__ = ["SGNSResult", "train_sgns", "auto_epochs", "keep_probabilities", "init_vectors", "MAX_EXP",
            "SIGMOID_TABLE_SIZE"]
+
+INITS = ("random", "spectral")
+"""Ways to initialise the input vectors: word2vec's small random vectors, or the spectral warm start of
+:mod:`fastembed.warmstart`. Output vectors always start at zero."""
 
 MAX_EXP = 6.0
 """The sigmoid saturates to 0/1 for scores beyond +-MAX_EXP (word2vec's clipping)."""
@@ -111,7 +116,7 @@ class SGNSResult(NamedTuple):
     words_processed : int
         Centre tokens processed over all epochs (trained token occurrences x epochs).
     seconds : float
-        Wall time of the training epochs (excluding validation, initialisation and JIT compilation).
+        Wall time of the initialisation and the training epochs (excluding validation and JIT compilation).
     """
 
     w_in: np.ndarray
@@ -523,7 +528,7 @@ def train_sgns(
     seed: int | None = None,
     threads: int | None = None,
     progress: bool = True,
-    initial: tuple[np.ndarray, np.ndarray] | None = None,
+    init: str | tuple[np.ndarray, np.ndarray] = "random",
 ) -> SGNSResult:
     """Train skip-gram with negative sampling on cells given as CSR token lists.
 
@@ -558,6 +563,13 @@ def train_sgns(
     threads : int, optional
         Numba threads for this call, 1 to NUMBA_NUM_THREADS (default: all of them); the previous setting is
         restored afterwards.
+    sample : float, default 0
+        Frequent-token subsampling threshold (word2vec's ``sample``; see :func:`keep_probabilities`); 0 keeps
+        every token.
+    init : {"random", "spectral"} or (w_in, w_out), default "random"
+        Initial input vectors: word2vec's uniform ``[-0.5/dim, 0.5/dim)``, the spectral warm start of
+        :func:`fastembed.warmstart.spectral_init` (its time is counted in ``seconds``), or given matrices
+        (float32[vocab_size, embedding_dim] each, copied) to continue training.
     progress : bool, default True
         Show a tqdm bar (epochs, tokens/s, learning rate) on stderr; it stays silent when stderr is not a terminal.
 
@@ -606,16 +618,22 @@ def train_sgns(
     if not np.all(trained | (counts == 0)):  # some token that occurs is below min_count
         indptr, indices = _drop_untrained(indptr, indices, trained)
     table = build_alias_table(counts, 0.75, mask=trained)
-    if initial is None:
+    t_init = time.perf_counter()
+    if isinstance(init, str):
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)} or a (w_in, w_out) pair, got {init!r}")
         w_in, w_out = init_vectors(vocab_size, embedding_dim, seed)
+        if init == "spectral":
+            w_in = spectral_init(indptr, indices, vocab_size, embedding_dim, trained=trained, seed=seed)
     else:
-        w_in, w_out = (np.array(m, dtype=np.float32, order="C") for m in initial)
+        w_in, w_out = (np.array(m, dtype=np.float32, order="C") for m in init)
         if w_in.shape != (vocab_size, embedding_dim) or w_out.shape != (vocab_size, embedding_dim):
             raise ValueError(f"initial vectors must both have shape ({vocab_size}, {embedding_dim}), got "
                              f"{w_in.shape} and {w_out.shape}")
         if not (np.isfinite(w_in).all() and np.isfinite(w_out).all()):
             raise ValueError("initial vectors hold NaN or infinite values")
     w_in[~trained] = 0.0
+    init_seconds = time.perf_counter() - t_init
 
     n_cells = indptr.size - 1
     n_blocks = -(-n_cells // batch_size)
@@ -649,7 +667,7 @@ def train_sgns(
         )
 
     bar = _progress_bar(epochs, progress)
-    seconds = 0.0
+    seconds = init_seconds
     try:
         with numba_threads(threads):
             run(0, 0, 0)  # an empty range: compiles (or loads from cache) outside the timed loop
