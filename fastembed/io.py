@@ -567,7 +567,8 @@ def _universe_metadata(uni: Universe) -> dict[bytes, bytes]:
     }
 
 
-def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe) -> Path:
+def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe, *, extra_columns=None,
+                         extra_metadata=None) -> Path:
     """Write tokenized cells to parquet atomically (temp file in the same folder, then rename).
 
     Parameters
@@ -579,6 +580,10 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe) ->
     barcodes : array-like of str, shape (n_cells,)
     universe : Universe
         Stored in the file's key-value metadata (gzip+base64 BED text) with its SHA-256 checksum.
+    extra_columns : dict of str to np.ndarray of shape (n_cells,), optional
+        Further per-cell int64 columns after ``barcode`` (e.g. fragment counts).
+    extra_metadata : dict of bytes to bytes, optional
+        Further key-value metadata.
 
     Returns
     -------
@@ -595,9 +600,14 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe) ->
     n_cells = indptr.size - 1
     if barcodes.size != n_cells:
         raise ValueError(f"{barcodes.size} barcodes for {n_cells} cells")
+    extra = {k: np.asarray(v, dtype=np.int64) for k, v in (extra_columns or {}).items()}
+    for k, v in extra.items():
+        if v.shape != (n_cells,):
+            raise ValueError(f"column '{k}': {v.size} values for {n_cells} cells")
     schema = pa.schema(
-        [pa.field("tokens", pa.list_(pa.int32())), pa.field("barcode", pa.string())],
-        metadata=_universe_metadata(universe),
+        [pa.field("tokens", pa.list_(pa.int32())), pa.field("barcode", pa.string())]
+        + [pa.field(k, pa.int64()) for k in extra],
+        metadata={**_universe_metadata(universe), **(extra_metadata or {})},
     )
     with atomic_file(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         for lo in range(0, max(n_cells, 1), ROW_GROUP_CELLS):
@@ -606,8 +616,9 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe) ->
             offsets = pa.array((indptr[lo:hi + 1] - base).astype(np.int32))
             values = pa.array(indices[base:indptr[hi]], type=pa.int32())
             tokens = pa.ListArray.from_arrays(offsets, values)
-            writer.write_table(pa.table({"tokens": tokens, "barcode": pa.array(barcodes[lo:hi].astype(str))},
-                                        schema=schema))
+            columns = {"tokens": tokens, "barcode": pa.array(barcodes[lo:hi].astype(str))}
+            columns.update({k: pa.array(v[lo:hi]) for k, v in extra.items()})
+            writer.write_table(pa.table(columns, schema=schema))
     return path
 
 
