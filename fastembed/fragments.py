@@ -238,9 +238,8 @@ def _malformed(path: Path, n_cols: int, first_row: int, n_rows: int, cause: str)
             problem = _line_problem(line.rstrip("\r\n").split("\t"), n_cols)
             if problem:
                 return ValueError(f"fragments file '{path}' line {lineno}: {problem}: {line.strip()[:60]!r}")
-    return ValueError(
-        f"fragments file '{path}': fragments {first_row + 1}-{first_row + n_rows} cannot be read ({cause[:200]})"
-    )
+    where = f"fragments {first_row + 1}-{first_row + n_rows}" if n_rows else f"the block after fragment {first_row}"
+    return ValueError(f"fragments file '{path}': {where} cannot be read ({cause[:200]})")
 
 
 def _open_batches(path: Path, n_skip: int, n_cols: int, block_size: int):

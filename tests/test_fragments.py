@@ -110,7 +110,9 @@ FRAGS = [
 @pytest.mark.parametrize("mode,min_overlap", [("fragment", 1), ("fragment", 2), ("fragment", 50),
                                               ("insertion", 1)])
 def test_hand_cases_match_oracle(tmp_path, mode, min_overlap):
-    path = write_fragments(tmp_path / "fragments.tsv.gz", FRAGS, comments_at=(3,))
+    # Blank lines and a tabbed comment in the header, a comment line in the middle.
+    path = write_fragments(tmp_path / "fragments.tsv.gz", FRAGS, header=("", "# id=x", "# a\tb\tc\td\te", ""),
+                           comments_at=(3,))
     uni = write_bed(tmp_path / "u.bed", UNIVERSE)
     tok = run(path, uni, mode=mode, min_overlap=min_overlap)
     assert_matches(tok, oracle(FRAGS, UNIVERSE, mode=mode, min_overlap=min_overlap))
