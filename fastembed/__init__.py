@@ -1,6 +1,7 @@
 """fastembed: fast scEmbed (Region2Vec) cell embeddings for single-cell ATAC-seq, in numba."""
 
 from ._version import __version__
+from .fragments import tokenize_fragments
 from .io import TokenizedCells, read_10x, read_mtx, tokenize_cells
 from .region2vec import Region2VecDataset
 from .scembed import ScEmbed, annotate_celltypes
@@ -16,4 +17,5 @@ __all__ = [
     "read_10x",
     "read_mtx",
     "tokenize_cells",
+    "tokenize_fragments",
 ]

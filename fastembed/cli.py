@@ -40,9 +40,37 @@ def _read_input(path: str, args):
     raise ValueError(f"input '{p}': expected an .h5ad file, a 10x folder or a .mtx[.gz] file")
 
 
+# A file INPUT with one of these endings (10x writes fragments.tsv.gz) is a fragments file; --fragments says so
+# for any other name.
+FRAGMENT_SUFFIXES = (".tsv", ".tsv.gz", ".tsv.bgz")
+
+
+def _tokenize_fragments(args) -> None:
+    import json
+
+    import pyarrow.parquet as pq
+
+    from .fragments import META_STATS, tokenize_fragments
+
+    t = time.perf_counter()
+    out = tokenize_fragments(args.input, args.universe, args.output, barcodes=args.barcodes, mode=args.mode,
+                             min_fragments=args.min_fragments, min_overlap=args.min_overlap)
+    s = json.loads(pq.ParquetFile(out).schema_arrow.metadata[META_STATS])
+    pct = 100 * s["n_fragments_in_universe"] / max(s["n_fragments_kept"], 1)
+    _log(args, f"read {s['n_fragments']} fragments of {s['n_barcodes']} barcodes; kept {s['n_barcodes_kept']} "
+               f"barcodes with {s['n_fragments_kept']} fragments, {s['n_fragments_in_universe']} ({pct:.1f}%) in the "
+               f"universe; dropped {s['n_barcodes_not_in_whitelist']} barcodes not in the whitelist "
+               f"({s['n_fragments_not_in_whitelist']} fragments) and {s['n_barcodes_below_min_fragments']} below "
+               f"--min-fragments ({s['n_fragments_below_min_fragments']} fragments); "
+               f"{s['n_fragments_unknown_chrom']} fragments on chromosomes absent from the universe; "
+               f"{time.perf_counter() - t:.1f} s -> {out}")
+
+
 def cmd_tokenize(args) -> None:
     from .io import tokenize_cells
 
+    if args.fragments or (Path(args.input).name.endswith(FRAGMENT_SUFFIXES) and not Path(args.input).is_dir()):
+        return _tokenize_fragments(args)
     t = time.perf_counter()
     adata = _read_input(args.input, args)
     out = tokenize_cells(adata, args.universe, args.output, min_overlap=args.min_overlap)
@@ -147,11 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tokenize", parents=[common], help="tokenize cells against a universe -> parquet",
                        description="Map each cell's peaks to universe regions and write the tokens as parquet.")
-    p.add_argument("input", help=".h5ad file, 10x folder, or .mtx[.gz] (with --barcodes/--peaks)")
+    p.add_argument("input", help=".h5ad file, 10x folder, .mtx[.gz] (with --barcodes/--peaks) "
+                                  "or fragments file (fragments.tsv.gz)")
     p.add_argument("--universe", required=True, help="universe BED file (optionally gzipped)")
     p.add_argument("--output", required=True, help="output .parquet file")
     p.add_argument("--min-overlap", type=int, default=1, help="minimum overlap in bp (default: 1)")
     matrix_inputs(p)
+    p.add_argument("--fragments", action="store_true",
+                   help="INPUT is a fragments file (automatic for names ending .tsv, .tsv.gz, .tsv.bgz); "
+                        "--barcodes is then a whitelist of barcodes to keep")
+    p.add_argument("--mode", choices=("fragment", "insertion"), default="fragment",
+                   help="fragments: overlap the whole fragment or its two Tn5 insertion sites (default: fragment)")
+    p.add_argument("--min-fragments", type=int, default=1,
+                   help="fragments: drop barcodes with fewer fragments, without --barcodes (default: 1)")
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser("train", parents=[common], help="train a model on tokenized cells",

@@ -273,9 +273,66 @@ def read_h5ad(path: str | os.PathLike, *, backed: bool = False):
         raise ValueError(f"AnnData file '{path}' cannot be read as .h5ad ({type(err).__name__}: {err})") from None
 
 
+class LazyAnnData:
+    """The parts of an on-disk AnnData (``.h5ad`` or ``.zarr``) that tokenizing and encoding read, lazily.
+
+    Only ``var`` and the cell names are loaded; ``X`` stays on disk and ``X[lo:hi]`` reads one block of rows
+    (anndata's backed sparse dataset for CSR/CSC groups, an array slice for dense ``X``; a CSC ``X`` is
+    read whole for each block, so store large data as CSR). Other ``obs`` columns,
+    ``obsm``, layers etc. are never read, so memory is bounded by the block size, not the dataset.
+
+    Attributes
+    ----------
+    X : anndata backed sparse dataset or h5py/zarr array, shape (n_obs, n_vars)
+    var : pandas.DataFrame
+    obs_names, var_names : pandas.Index
+    n_obs, n_vars : int
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        from anndata.io import read_elem, sparse_dataset
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"AnnData file '{path}' does not exist")
+        try:
+            if path.suffix == ".zarr":
+                import zarr
+
+                self._root = zarr.open_group(str(path), mode="r")
+            else:
+                import h5py
+
+                self._root = h5py.File(path, "r")
+            root = self._root
+            self.var = read_elem(root["var"])
+            obs = root["obs"]
+            self.obs_names = pd.Index(np.asarray(read_elem(obs[obs.attrs["_index"]]), dtype=object))
+            x = root["X"]
+            sparse = x.attrs.get("encoding-type", "") in ("csr_matrix", "csc_matrix")
+            self.X = sparse_dataset(x) if sparse else x
+        except (KeyError, OSError, ValueError, TypeError) as err:
+            raise ValueError(
+                f"AnnData file '{path}' cannot be read as {path.suffix} ({type(err).__name__}: {str(err)[:200]})"
+            ) from None
+        self.n_obs, self.n_vars = (int(n) for n in self.X.shape)
+        if self.n_obs != len(self.obs_names) or self.n_vars != len(self.var):
+            raise ValueError(
+                f"AnnData file '{path}': X is {self.n_obs} x {self.n_vars} but obs has {len(self.obs_names)} and "
+                f"var {len(self.var)} rows"
+            )
+        self.var_names = self.var.index
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.n_obs, self.n_vars
+
+
 def as_adata(adata, *, backed: bool = True):
-    """Return (AnnData, name for messages) from an AnnData or an .h5ad path."""
+    """Return (AnnData, name for messages) from an AnnData or an .h5ad/.zarr path (read lazily, see LazyAnnData)."""
     if isinstance(adata, str | os.PathLike):
+        if backed and Path(adata).suffix in (".h5ad", ".zarr"):
+            return LazyAnnData(adata), f"'{adata}'"
         return read_h5ad(adata, backed=backed), f"'{adata}'"
     if not hasattr(adata, "var") or not hasattr(adata, "X"):
         raise TypeError(f"expected an AnnData or an .h5ad path, got {type(adata).__name__}")
@@ -501,7 +558,8 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
     Parameters
     ----------
     adata : anndata.AnnData or str or os.PathLike
-        Cells x peaks AnnData (or an ``.h5ad`` path, read in backed mode chunk by chunk). Its peaks come from
+        Cells x peaks AnnData, or a path to an on-disk ``.h5ad`` or ``.zarr`` AnnData, read lazily
+        ``chunk_cells`` rows at a time (:class:`LazyAnnData`; bit-identical to the in-memory result). Its peaks come from
         ``var`` ``chr``/``start``/``end`` or ``var_names`` like ``chr1:100-200``. A cell's regions are its
         nonzero columns; values are not counts.
     universe_file : str or os.PathLike or Universe
@@ -567,7 +625,8 @@ def _universe_metadata(uni: Universe) -> dict[bytes, bytes]:
     }
 
 
-def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe) -> Path:
+def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe, *, extra_columns=None,
+                         extra_metadata=None) -> Path:
     """Write tokenized cells to parquet atomically (temp file in the same folder, then rename).
 
     Parameters
@@ -579,6 +638,10 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe) ->
     barcodes : array-like of str, shape (n_cells,)
     universe : Universe
         Stored in the file's key-value metadata (gzip+base64 BED text) with its SHA-256 checksum.
+    extra_columns : dict of str to np.ndarray of shape (n_cells,), optional
+        Further per-cell int64 columns after ``barcode`` (e.g. fragment counts).
+    extra_metadata : dict of bytes to bytes, optional
+        Further key-value metadata.
 
     Returns
     -------
@@ -595,9 +658,14 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe) ->
     n_cells = indptr.size - 1
     if barcodes.size != n_cells:
         raise ValueError(f"{barcodes.size} barcodes for {n_cells} cells")
+    extra = {k: np.asarray(v, dtype=np.int64) for k, v in (extra_columns or {}).items()}
+    for k, v in extra.items():
+        if v.shape != (n_cells,):
+            raise ValueError(f"column '{k}': {v.size} values for {n_cells} cells")
     schema = pa.schema(
-        [pa.field("tokens", pa.list_(pa.int32())), pa.field("barcode", pa.string())],
-        metadata=_universe_metadata(universe),
+        [pa.field("tokens", pa.list_(pa.int32())), pa.field("barcode", pa.string())]
+        + [pa.field(k, pa.int64()) for k in extra],
+        metadata={**_universe_metadata(universe), **(extra_metadata or {})},
     )
     with atomic_file(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         for lo in range(0, max(n_cells, 1), ROW_GROUP_CELLS):
@@ -606,8 +674,9 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe) ->
             offsets = pa.array((indptr[lo:hi + 1] - base).astype(np.int32))
             values = pa.array(indices[base:indptr[hi]], type=pa.int32())
             tokens = pa.ListArray.from_arrays(offsets, values)
-            writer.write_table(pa.table({"tokens": tokens, "barcode": pa.array(barcodes[lo:hi].astype(str))},
-                                        schema=schema))
+            columns = {"tokens": tokens, "barcode": pa.array(barcodes[lo:hi].astype(str))}
+            columns.update({k: pa.array(v[lo:hi]) for k, v in extra.items()})
+            writer.write_table(pa.table(columns, schema=schema))
     return path
 
 

@@ -1,0 +1,547 @@
+"""Fragments to tokens: stream a 10x/tabix fragments file into each barcode's universe token set.
+
+Input: a plain or gzipped (also BGZF, i.e. tabix) text file, one fragment per line,
+``chrom  start  end  barcode  [count ...]`` tab-separated; lines starting with ``#`` are comments.
+Only the first four columns are used: a line is one fragment whatever its duplicate count (column 5).
+Every line must have as many columns as the first data line (at least four).
+
+Coordinates are 0-based and end-exclusive (10x, BED): a fragment covers bases ``start .. end-1`` and must
+span at least one base (``start < end``).
+
+* ``mode="fragment"``: the fragment ``[start, end)`` maps to every region it overlaps by ``>= min_overlap``
+  bp (the rule of :func:`fastembed.tokenize.map_peaks`).
+* ``mode="insertion"``: the fragment stands for its two Tn5 insertion sites, the first and the last base it
+  covers, i.e. the 1-bp intervals ``[start, start+1)`` and ``[end-1, end)`` (the 10x convention; ArchR's
+  1-based ``start+1`` and ``end`` are the same bases). A region gets the token if it contains either site,
+  so ``min_overlap`` must be 1. A fragment whose body spans a region but whose ends both lie outside it does
+  not count.
+
+How it stays in bounded memory: pyarrow's streaming CSV reader hands over blocks of lines; chromosome and
+barcode columns are dictionary-encoded per block, so Python touches each *distinct* barcode of a block once
+(never each fragment); the numba overlap kernels map the block; (cell, token) pairs are kept as int32 arrays
+and folded into the per-cell sorted unique token lists whenever the pending pairs outgrow the folded result.
+Peak memory is therefore about the result (unique tokens per cell) plus a few blocks, not the file.
+
+Malformed lines are found without slowing the good path: when a block fails to parse or validate, the file is
+scanned once more in plain Python up to the first bad line, whose number and field go into the error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from . import tokenize as _tok
+from ._atomic import check_output_path
+from ._config import PARALLEL, SERIAL
+from .io import TokenizedCells, resolve_universe, write_tokens_parquet
+from .universe import Universe, open_text
+
+__all__ = ["tokenize_fragments", "read_whitelist"]
+
+MODES = ("fragment", "insertion")
+META_STATS = b"fastembed.fragments.stats"
+
+# Bytes of (decompressed) text per parsed block: ~300k fragments, a few tens of MB in flight.
+BLOCK_SIZE = 16 << 20
+# Pending (cell, token) pairs are folded into the per-cell result once they exceed both this and the result.
+FOLD_PAIRS = 1 << 24
+# Scalar stats first, then per-cell arrays; the metadata gets the scalars.
+_PER_CELL = ("fragments_per_cell", "fragments_in_universe_per_cell")
+
+
+# --------------------------------------------------------------------------------------------------
+# Kernels: fold (cell, token) pairs into per-cell sorted unique token lists
+# --------------------------------------------------------------------------------------------------
+@numba.njit(**SERIAL)
+def _scatter(old_indptr, old_indices, cells, tokens, n_cells):
+    """Group the old CSR rows and the new pairs by cell (counting sort): returns (offsets, buffer)."""
+    n_old = old_indptr.size - 1
+    counts = np.zeros(n_cells + 1, dtype=np.int64)
+    for c in range(n_old):
+        counts[c + 1] = old_indptr[c + 1] - old_indptr[c]
+    for i in range(cells.size):
+        counts[cells[i] + 1] += 1
+    for c in range(n_cells):
+        counts[c + 1] += counts[c]
+    buf = np.empty(counts[n_cells], dtype=np.int32)
+    pos = counts[:n_cells].copy()
+    for c in range(n_old):
+        for j in range(old_indptr[c], old_indptr[c + 1]):
+            buf[pos[c]] = old_indices[j]
+            pos[c] += 1
+    for i in range(cells.size):
+        c = cells[i]
+        buf[pos[c]] = tokens[i]
+        pos[c] += 1
+    return counts, buf
+
+
+@numba.njit(**PARALLEL)
+def _sort_unique_rows(offsets, buf):
+    """Sort each row ``buf[offsets[c]:offsets[c+1]]`` and move its unique values to its front."""
+    n_cells = offsets.size - 1
+    n_unique = np.zeros(n_cells, dtype=np.int64)
+    for c in numba.prange(n_cells):
+        lo = offsets[c]
+        hi = offsets[c + 1]
+        if hi == lo:
+            continue
+        buf[lo:hi].sort()
+        w = lo + 1
+        for j in range(lo + 1, hi):
+            if buf[j] != buf[w - 1]:
+                buf[w] = buf[j]
+                w += 1
+        n_unique[c] = w - lo
+    return n_unique
+
+
+def fold_pairs(indptr, indices, cells, tokens, n_cells):
+    """Merge (cell, token) pairs into a CSR of sorted unique tokens per cell.
+
+    Parameters
+    ----------
+    indptr : np.ndarray of int64, shape (n_old + 1,)
+    indices : np.ndarray of int32, shape (indptr[-1],)
+        Tokens already folded, for cells ``0..n_old-1`` (``n_old <= n_cells``).
+    cells : np.ndarray of int32, shape (n_pairs,)
+        Cell of each new pair, in ``[0, n_cells)``.
+    tokens : np.ndarray of int32, shape (n_pairs,)
+    n_cells : int
+
+    Returns
+    -------
+    indptr : np.ndarray of int64, shape (n_cells + 1,)
+    indices : np.ndarray of int32
+        Cell ``c`` holds ``indices[indptr[c]:indptr[c+1]]``, strictly increasing.
+    """
+    offsets, buf = _scatter(indptr, indices, cells, tokens, np.int64(n_cells))
+    n_unique = _sort_unique_rows(offsets, buf)
+    new_indptr = np.zeros(n_cells + 1, dtype=np.int64)
+    np.cumsum(n_unique, out=new_indptr[1:])
+    if new_indptr[-1] == buf.size:
+        return new_indptr, buf
+    out = np.empty(new_indptr[-1], dtype=np.int32)
+    _tok._compact(buf, offsets, new_indptr, out)
+    return new_indptr, out
+
+
+# --------------------------------------------------------------------------------------------------
+# Whitelist
+# --------------------------------------------------------------------------------------------------
+def read_whitelist(barcodes) -> list[str]:
+    """The barcodes to keep, in order, from a file or a sequence of strings.
+
+    Parameters
+    ----------
+    barcodes : str or os.PathLike or sequence of str
+        A text file (plain or gzipped), one barcode per line; further tab-separated columns, blank lines and a
+        UTF-8 byte-order mark are ignored. Or the barcodes themselves.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    ValueError
+        Empty whitelist, an empty barcode among other columns, or a barcode listed twice (named).
+    """
+    if isinstance(barcodes, str | os.PathLike):
+        path = Path(barcodes)
+        if not path.is_file():
+            raise FileNotFoundError(f"barcode whitelist '{path}' does not exist")
+        name = f"barcode whitelist '{path}'"
+        out = []
+        with open_text(path) as fh:
+            for lineno, line in enumerate(fh, 1):
+                if lineno == 1:
+                    line = line.lstrip("\ufeff")
+                if not line.strip():
+                    continue
+                bc = line.rstrip("\r\n").split("\t", 1)[0].strip()
+                if not bc:
+                    raise ValueError(f"{name} line {lineno}: field 1 (barcode) is empty")
+                out.append(bc)
+    else:
+        name = "barcodes"
+        out = list(barcodes)
+        bad = [b for b in out if not isinstance(b, str) or not b]
+        if bad:
+            raise ValueError(f"barcodes must be non-empty strings, got {bad[0]!r}")
+    if not out:
+        raise ValueError(f"{name}: the whitelist holds no barcodes")
+    if len(set(out)) != len(out):
+        seen = set()
+        dup = next(b for b in out if b in seen or seen.add(b))
+        raise ValueError(f"{name}: barcode {dup!r} is listed more than once")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------
+def _layout(path: Path) -> tuple[int, int]:
+    """(leading comment lines, number of columns) from the first data line."""
+    n_skip = 0
+    with open_text(path) as fh:
+        try:
+            for lineno, line in enumerate(fh, 1):
+                if line.startswith("#") or not line.strip():
+                    n_skip += 1
+                    continue
+                n_cols = len(line.rstrip("\r\n").split("\t"))
+                if n_cols < 4:
+                    raise ValueError(
+                        f"fragments file '{path}' line {lineno}: expected at least 4 tab-separated fields "
+                        f"(chrom, start, end, barcode), got {n_cols}: {line.strip()[:80]!r}"
+                    )
+                return n_skip, n_cols
+        except UnicodeDecodeError as err:
+            raise ValueError(f"fragments file '{path}' is not UTF-8 text ({err.reason})") from None
+    raise ValueError(f"fragments file '{path}' holds no fragments (only comments or blank lines)")
+
+
+def _line_problem(fields: list[str], n_cols: int) -> str | None:
+    if len(fields) != n_cols:
+        return f"expected {n_cols} tab-separated fields like the first fragment, got {len(fields)}"
+    if not fields[0]:
+        return "field 1 (chrom) is empty"
+    if not fields[3]:
+        return "field 4 (barcode) is empty"
+    coords = []
+    for k, what in ((1, "start"), (2, "end")):
+        try:
+            coords.append(int(fields[k]))
+        except ValueError:
+            return f"field {k + 1} ({what}) must be an integer, got {fields[k][:40]!r}"
+    start, end = coords
+    if start < 0:
+        return f"field 2 (start) is negative ({start})"
+    if start >= end:
+        return f"start {start} >= end {end} (a fragment [start, end) spans at least 1 bp)"
+    return None
+
+
+def _malformed(path: Path, n_cols: int, first_row: int, n_rows: int, cause: str) -> ValueError:
+    """The error for a block that failed: find its first bad line by a plain re-read of the file."""
+    with open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.startswith("#") or not line.strip():
+                continue
+            problem = _line_problem(line.rstrip("\r\n").split("\t"), n_cols)
+            if problem:
+                return ValueError(f"fragments file '{path}' line {lineno}: {problem}: {line.strip()[:60]!r}")
+    where = f"fragments {first_row + 1}-{first_row + n_rows}" if n_rows else f"the block after fragment {first_row}"
+    return ValueError(f"fragments file '{path}': {where} cannot be read ({cause[:200]})")
+
+
+def _open_batches(path: Path, n_skip: int, n_cols: int, block_size: int):
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    names = ["chrom", "start", "end", "barcode"] + [f"c{i}" for i in range(5, n_cols + 1)]
+
+    def on_invalid(row):
+        # Comment lines inside the file have a different field count; skip them, fail on anything else.
+        return "skip" if (row.text or "").startswith("#") else "error"
+
+    stream = pa.input_stream(str(path), compression="gzip" if gz else None)
+    return pcsv.open_csv(
+        stream,
+        read_options=pcsv.ReadOptions(column_names=names, skip_rows=n_skip, block_size=block_size),
+        parse_options=pcsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False,
+                                        escape_char=False, invalid_row_handler=on_invalid),
+        convert_options=pcsv.ConvertOptions(
+            include_columns=["chrom", "start", "end", "barcode"],
+            column_types={"chrom": pa.string(), "start": pa.int64(), "end": pa.int64(), "barcode": pa.string()},
+            strings_can_be_null=False, quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+class _Barcodes:
+    """Global barcode ids: the whitelist's positions, or ids in order of first appearance."""
+
+    def __init__(self, whitelist: list[str] | None):
+        self.fixed = whitelist is not None
+        self.ids: dict[str, int] = {b: i for i, b in enumerate(whitelist)} if self.fixed else {}
+        self.rejected: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def map(self, values: list[str]) -> np.ndarray:
+        ids = self.ids
+        out = np.empty(len(values), dtype=np.int32)
+        if self.fixed:
+            for k, b in enumerate(values):
+                i = ids.get(b, -1)
+                if i < 0:
+                    self.rejected.add(b)
+                out[k] = i
+        else:
+            for k, b in enumerate(values):
+                i = ids.get(b)
+                if i is None:
+                    i = ids[b] = len(ids)
+                out[k] = i
+        return out
+
+
+def _grow(a: np.ndarray, n: int) -> np.ndarray:
+    if a.size >= n:
+        return a
+    b = np.zeros(max(n, 2 * a.size), dtype=a.dtype)
+    b[:a.size] = a
+    return b
+
+
+def tokenize_fragments(path, universe, output=None, *, barcodes=None, min_fragments: int = 1,
+                       mode: str = "fragment", min_overlap: int = 1, block_size: int = BLOCK_SIZE):
+    """Tokenize a fragments file: each barcode becomes the sorted unique set of universe regions its fragments hit.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Fragments file, plain or gzipped/BGZF: ``chrom start end barcode [count ...]`` tab-separated, 0-based
+        end-exclusive, ``#`` comment lines; read as a stream (see the module docstring for the conventions).
+    universe : str or os.PathLike or Universe
+        Universe BED file; line ``i`` is token ``i``.
+    output : str or os.PathLike, optional
+        Parquet path, written atomically in the layout of :func:`fastembed.io.tokenize_cells` plus two
+        int64 columns ``n_fragments`` and ``n_fragments_in_universe`` per cell and the scalar ``stats`` as JSON
+        under the metadata key ``fastembed.fragments.stats``. If None, the tokens are returned in memory.
+    barcodes : str or os.PathLike or sequence of str, optional
+        Whitelist (a one-column file or the barcodes): only these are kept, one row each in the whitelist's
+        order, also those without fragments (an empty row). Without it every barcode with at least
+        ``min_fragments`` fragments is kept, in order of first appearance in the file.
+    min_fragments : int
+        Drop barcodes with fewer fragments (lines, on any chromosome). Only without a whitelist.
+    mode : {"fragment", "insertion"}
+        What of a fragment is overlapped with the regions: its whole interval, or its two Tn5 insertion sites.
+    min_overlap : int
+        Minimum overlap in bp (``"fragment"`` mode; must be 1 in ``"insertion"`` mode).
+    block_size : int
+        Bytes of decompressed text parsed at a time (pyarrow ``block_size``); bounds memory, not the result.
+
+    Returns
+    -------
+    TokenizedCells or pathlib.Path
+        ``indptr`` int64 (n_cells + 1,), ``indices`` int32, ``barcodes`` str; or the parquet path. ``stats``:
+        ``n_fragments`` (lines read), ``n_fragments_kept`` (of kept barcodes), ``n_fragments_in_universe``
+        (of kept barcodes, hitting >= 1 region), ``fragments_per_cell`` and ``fragments_in_universe_per_cell``
+        (int64 arrays, one per row), ``n_fragments_unknown_chrom`` and ``unknown_chroms`` (chromosomes absent
+        from the universe), ``n_barcodes`` (distinct in the file), ``n_barcodes_kept``,
+        ``n_barcodes_not_in_whitelist`` / ``n_fragments_not_in_whitelist``,
+        ``n_barcodes_below_min_fragments`` / ``n_fragments_below_min_fragments``,
+        ``n_whitelist_without_fragments``, ``n_empty_cells``, ``n_tokens``.
+
+    Raises
+    ------
+    FileNotFoundError
+        Missing fragments, universe or whitelist file.
+    ValueError
+        A malformed line (file, line number and field named), bad parameters, no fragment chromosome in the
+        universe, no barcode left. Nothing is written then.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"fragments file '{path}' does not exist")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+    if isinstance(min_overlap, bool) or int(min_overlap) != min_overlap or min_overlap < 1:
+        raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
+    if mode == "insertion" and min_overlap != 1:
+        raise ValueError(f"min_overlap must be 1 in mode='insertion' (an insertion site is 1 bp), got {min_overlap}")
+    if isinstance(min_fragments, bool) or int(min_fragments) != min_fragments or min_fragments < 1:
+        raise ValueError(f"min_fragments must be an integer >= 1, got {min_fragments!r}")
+    if barcodes is not None and min_fragments != 1:
+        raise ValueError("pass either barcodes= (a whitelist keeps every listed barcode) or min_fragments=, not both")
+    if int(block_size) < 1024:
+        raise ValueError(f"block_size must be at least 1024 bytes, got {block_size!r}")
+    out_path = check_output_path(output, what="parquet output") if output is not None else None
+    uni = resolve_universe(universe)
+    whitelist = read_whitelist(barcodes) if barcodes is not None else None
+
+    sorted_regions = uni.sorted_index
+    chrom_ids = {c: i for i, c in enumerate(uni.chrom_names)}
+    bcs = _Barcodes(whitelist)
+    m = int(min_overlap)
+    n_read = n_unknown = n_rejected_frags = 0
+    unknown_chroms: dict[str, int] = {}
+    frags = np.zeros(len(bcs) or 1024, dtype=np.int64)
+    in_uni = np.zeros_like(frags)
+    indptr, indices = np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.int32)
+    pending_cells: list[np.ndarray] = []
+    pending_tokens: list[np.ndarray] = []
+    n_pending = 0
+
+    n_skip, n_cols = _layout(path)
+    reader = _open_batches(path, n_skip, n_cols, int(block_size))
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise _malformed(path, n_cols, n_read, 0, str(err)) from None
+        n = batch.num_rows
+        if n == 0:
+            continue
+        chrom_col = pc.dictionary_encode(batch.column(0))
+        bc_col = pc.dictionary_encode(batch.column(3))
+        starts = batch.column(1).to_numpy()
+        ends = batch.column(2).to_numpy()
+        chrom_names = chrom_col.dictionary.to_pylist()
+        bc_names = bc_col.dictionary.to_pylist()
+        if "" in chrom_names or "" in bc_names or starts.min() < 0 or np.any(starts >= ends):
+            raise _malformed(path, n_cols, n_read, n, "empty field or bad coordinates")
+        # -2: a '#' line that happened to have the right number of fields; not a fragment.
+        chrom_map = np.array([-2 if c.startswith("#") else chrom_ids.get(c, -1) for c in chrom_names],
+                             dtype=np.int32)
+        chrom_idx = chrom_col.indices.to_numpy()
+        codes = chrom_map[chrom_idx]
+        cells = bcs.map(bc_names)[bc_col.indices.to_numpy()]
+        if (chrom_map == -2).any():
+            real = codes != -2
+            codes, cells, starts, ends, chrom_idx = codes[real], cells[real], starts[real], ends[real], chrom_idx[real]
+        n_read += codes.size
+        unknown = codes == -1
+        if unknown.any():
+            n_unknown += int(np.count_nonzero(unknown))
+            per_name = np.bincount(chrom_idx[unknown], minlength=len(chrom_names))
+            for k in np.flatnonzero(per_name):
+                unknown_chroms[chrom_names[k]] = unknown_chroms.get(chrom_names[k], 0) + int(per_name[k])
+        kept = cells >= 0
+        if not kept.all():
+            n_rejected_frags += int(np.count_nonzero(~kept))
+            codes = np.where(kept, codes, -1)
+        frags = _grow(frags, len(bcs))
+        in_uni = _grow(in_uni, len(bcs))
+        frags[:len(bcs)] += np.bincount(cells[kept], minlength=len(bcs))
+        if mode == "fragment":
+            q_codes, q_starts, q_ends, q_cells = codes, starts, ends, cells
+        else:
+            q_codes = np.repeat(codes, 2)
+            q_starts = np.empty(2 * codes.size, dtype=np.int64)
+            q_starts[0::2] = starts
+            q_starts[1::2] = ends - 1
+            q_ends = q_starts + 1
+            q_cells = np.repeat(cells, 2)
+        offsets, tokens = _tok.map_peaks(q_codes, q_starts, q_ends, sorted_regions, m)
+        hits = np.diff(offsets)
+        if mode == "insertion":
+            hits = hits[0::2] + hits[1::2]
+        in_uni[:len(bcs)] += np.bincount(cells[hits > 0], minlength=len(bcs))
+        if tokens.size:
+            pending_cells.append(np.repeat(q_cells, np.diff(offsets)))
+            pending_tokens.append(tokens)
+            n_pending += tokens.size
+        if n_pending > max(FOLD_PAIRS, indices.size):
+            indptr, indices = fold_pairs(indptr, indices, np.concatenate(pending_cells),
+                                         np.concatenate(pending_tokens), len(bcs))
+            pending_cells, pending_tokens, n_pending = [], [], 0
+
+    n_cells_all = len(bcs)
+    cat_cells = np.concatenate(pending_cells) if pending_cells else np.empty(0, dtype=np.int32)
+    cat_tokens = np.concatenate(pending_tokens) if pending_tokens else np.empty(0, dtype=np.int32)
+    indptr, indices = fold_pairs(indptr, indices, cat_cells, cat_tokens, n_cells_all)
+    frags, in_uni = frags[:n_cells_all].copy(), in_uni[:n_cells_all].copy()
+    return _finish(path, uni, out_path, indptr, indices, bcs, frags, in_uni, n_read=n_read, n_unknown=n_unknown,
+                   unknown_chroms=unknown_chroms, n_rejected_frags=n_rejected_frags, min_fragments=int(min_fragments),
+                   mode=mode, min_overlap=m)
+
+
+def _finish(path, uni: Universe, out_path, indptr, indices, bcs: _Barcodes, frags, in_uni, *, n_read, n_unknown,
+            unknown_chroms, n_rejected_frags, min_fragments, mode, min_overlap):
+    """Apply min_fragments, check what is left, assemble stats, return or write the result."""
+    name = f"fragments file '{path}'"
+    if n_unknown == n_read:
+        frag_examples = ", ".join(repr(c) for c in list(unknown_chroms)[:4])
+        uni_examples = ", ".join(repr(c) for c in uni.chrom_names[:4])
+        raise ValueError(
+            f"none of the chromosomes of {name} ({frag_examples}) occur in universe '{uni.source}' "
+            f"({uni_examples}): the two name chromosomes differently (e.g. '1' vs 'chr1'); rename one to match"
+        )
+    names = np.array(list(bcs.ids), dtype=object)
+    n_seen = int(np.count_nonzero(frags)) if bcs.fixed else len(names)
+    stats = {
+        "mode": mode,
+        "min_overlap": min_overlap,
+        "min_fragments": min_fragments,
+        "n_fragments": n_read,
+        "n_barcodes": n_seen + len(bcs.rejected),
+        "n_barcodes_not_in_whitelist": len(bcs.rejected),
+        "n_fragments_not_in_whitelist": n_rejected_frags,
+        "n_whitelist_without_fragments": int(np.count_nonzero(frags == 0)) if bcs.fixed else 0,
+        "n_barcodes_below_min_fragments": 0,
+        "n_fragments_below_min_fragments": 0,
+    }
+    if bcs.fixed:
+        if n_seen == 0:
+            file_examples = ", ".join(repr(b) for b in sorted(bcs.rejected)[:3])
+            raise ValueError(
+                f"none of the {len(names)} whitelisted barcodes ({', '.join(repr(b) for b in names[:3])}) occur in "
+                f"{name} (its barcodes look like {file_examples}); check the whitelist (e.g. a '-1' suffix)"
+            )
+    else:
+        keep = frags >= min_fragments
+        if not keep.all():
+            stats["n_barcodes_below_min_fragments"] = int(np.count_nonzero(~keep))
+            stats["n_fragments_below_min_fragments"] = int(frags[~keep].sum())
+            if not keep.any():
+                raise ValueError(
+                    f"no barcode of {name} has min_fragments={min_fragments} fragments (the most is {frags.max()})"
+                )
+            lengths = np.diff(indptr)
+            indices = indices[np.repeat(keep, lengths)]
+            indptr = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+            np.cumsum(lengths[keep], out=indptr[1:])
+            names, frags, in_uni = names[keep], frags[keep], in_uni[keep]
+    n_empty = int(np.count_nonzero(np.diff(indptr) == 0))
+    stats.update({
+        "n_barcodes_kept": int(names.size),
+        "n_fragments_kept": int(frags.sum()),
+        "n_fragments_in_universe": int(in_uni.sum()),
+        "n_fragments_unknown_chrom": n_unknown,
+        "unknown_chroms": sorted(unknown_chroms),
+        "n_cells": int(names.size),
+        "n_empty_cells": n_empty,
+        "n_tokens": int(indptr[-1]),
+        "fragments_per_cell": frags,
+        "fragments_in_universe_per_cell": in_uni,
+    })
+    if unknown_chroms:
+        shown = sorted(unknown_chroms, key=unknown_chroms.get, reverse=True)
+        warnings.warn(
+            f"{n_unknown} of {n_read} fragments of {name} lie on {len(shown)} chromosomes absent from universe "
+            f"'{uni.source}' ({', '.join(repr(c) for c in shown[:5])}{', ...' if len(shown) > 5 else ''}); "
+            "they get no token",
+            stacklevel=3,
+        )
+    if n_empty:
+        warnings.warn(
+            f"{n_empty} of {names.size} barcodes of {name} have no token in universe '{uni.source}'; they keep "
+            "their rows with an empty token list",
+            stacklevel=3,
+        )
+    if out_path is None:
+        return TokenizedCells(indptr, indices, names, uni, stats)
+    scalars = {k: v for k, v in stats.items() if k not in _PER_CELL}
+    return write_tokens_parquet(
+        out_path, indptr, indices, names, uni,
+        extra_columns={"n_fragments": frags, "n_fragments_in_universe": in_uni},
+        extra_metadata={META_STATS: json.dumps(scalars).encode()},
+    )

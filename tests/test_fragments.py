@@ -1,0 +1,374 @@
+"""tokenize_fragments against a brute-force overlap oracle: hand cases, real data, hypothesis, errors, CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastembed as fe
+from fastembed import fragments as fr
+from fastembed.cli import main
+from fastembed.datasets import demo_peaks_path, load_demo
+from fastembed.io import read_tokens_parquet
+
+# ------------------------------------------------------------------------------------------------
+# The naive reference
+# ------------------------------------------------------------------------------------------------
+
+
+def oracle(frags, universe, *, mode="fragment", min_overlap=1, whitelist=None, min_fragments=1):
+    """Brute force: (barcodes, token lists, fragments per cell, fragments in universe per cell).
+
+    ``frags``: list of (chrom, start, end, barcode); ``universe``: list of (chrom, start, end).
+    """
+    u_chr = np.array([u[0] for u in universe], dtype=object)
+    u_s = np.array([u[1] for u in universe], dtype=np.int64)
+    u_e = np.array([u[2] for u in universe], dtype=np.int64)
+
+    def hits(c, s, e):
+        ov = np.minimum(e, u_e) - np.maximum(s, u_s)
+        return set(np.flatnonzero((u_chr == c) & (ov >= min_overlap)).tolist())
+
+    order, tokens, n_frag, n_in = [], {}, {}, {}
+    for c, s, e, b in frags:
+        if b not in n_frag:
+            order.append(b)
+            tokens[b], n_frag[b], n_in[b] = set(), 0, 0
+        h = hits(c, s, e) if mode == "fragment" else hits(c, s, s + 1) | hits(c, e - 1, e)
+        tokens[b] |= h
+        n_frag[b] += 1
+        n_in[b] += bool(h)
+    if whitelist is not None:
+        order = list(whitelist)
+    else:
+        order = [b for b in order if n_frag[b] >= min_fragments]
+    return (order, [sorted(tokens.get(b, ())) for b in order], [n_frag.get(b, 0) for b in order],
+            [n_in.get(b, 0) for b in order])
+
+
+def write_fragments(path, frags, *, header=("# id=test", "# reference_path=/x"), comments_at=(), gz=None):
+    lines = list(header)
+    for i, (c, s, e, b) in enumerate(frags):
+        if i in comments_at:
+            lines.append("# a comment in the middle")
+        lines.append(f"{c}\t{s}\t{e}\t{b}\t1")
+    text = ("\n".join(lines) + "\n").encode()
+    path = Path(path)
+    if gz if gz is not None else path.name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text))
+    else:
+        path.write_bytes(text)
+    return path
+
+
+def write_bed(path, regions):
+    Path(path).write_text("".join(f"{c}\t{s}\t{e}\n" for c, s, e in regions))
+    return path
+
+
+def assert_matches(tok, expected):
+    order, tokens, n_frag, n_in = expected
+    assert list(tok.barcodes) == order
+    assert len(tok) == len(order)
+    for i, want in enumerate(tokens):
+        np.testing.assert_array_equal(tok[i], np.array(want, dtype=np.int32), err_msg=f"cell {order[i]}")
+    np.testing.assert_array_equal(tok.stats["fragments_per_cell"], n_frag)
+    np.testing.assert_array_equal(tok.stats["fragments_in_universe_per_cell"], n_in)
+    assert tok.indices.dtype == np.int32 and tok.indptr.dtype == np.int64
+
+
+def run(*args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fe.tokenize_fragments(*args, **kwargs)
+
+
+# A universe with nested and touching regions, and boundary fragments around region [100, 200).
+UNIVERSE = [("chr1", 100, 200), ("chr1", 150, 300), ("chr1", 300, 400), ("chr1", 120, 130), ("chr2", 0, 50)]
+FRAGS = [
+    ("chr1", 50, 100, "A"),    # ends where region 0 starts: no overlap (half-open)
+    ("chr1", 50, 101, "A"),    # 1 bp into region 0; insertion end-1=100 inside it
+    ("chr1", 199, 260, "B"),   # last base of region 0, inside region 1
+    ("chr1", 200, 300, "B"),   # starts at region 0's end: not in it; insertion 299 in region 1
+    ("chr1", 300, 301, "C"),   # 1-bp fragment at region 2's start
+    ("chr1", 50, 450, "C"),    # spans everything; insertions 50 and 449 hit nothing
+    ("chrUn", 10, 20, "C"),    # chromosome absent from the universe
+    ("chr2", 49, 60, "D"),
+    ("chr1", 125, 127, "A"),   # inside nested region 3 and region 0
+    ("chr1", 0, 10, "E"),      # in no region
+]
+
+
+@pytest.mark.parametrize("mode,min_overlap", [("fragment", 1), ("fragment", 2), ("fragment", 50),
+                                              ("insertion", 1)])
+def test_hand_cases_match_oracle(tmp_path, mode, min_overlap):
+    # Blank lines and a tabbed comment in the header, a comment line in the middle.
+    path = write_fragments(tmp_path / "fragments.tsv.gz", FRAGS, header=("", "# id=x", "# a\tb\tc\td\te", ""),
+                           comments_at=(3,))
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    tok = run(path, uni, mode=mode, min_overlap=min_overlap)
+    assert_matches(tok, oracle(FRAGS, UNIVERSE, mode=mode, min_overlap=min_overlap))
+    assert tok.stats["n_fragments"] == len(FRAGS)
+    assert tok.stats["n_fragments_unknown_chrom"] == 1 and tok.stats["unknown_chroms"] == ["chrUn"]
+
+
+def test_region_boundaries(tmp_path):
+    """The convention spelled out: 0-based half-open fragments; insertions are bases start and end-1."""
+    uni = write_bed(tmp_path / "u.bed", [("chr1", 100, 200)])
+    cases = {  # (start, end): (token in fragment mode, token in insertion mode)
+        (50, 100): (False, False), (50, 101): (True, True), (199, 250): (True, True), (200, 250): (False, False),
+        (20, 300): (True, False), (120, 180): (True, True), (99, 100): (False, False), (100, 101): (True, True),
+    }
+    frags = [("chr1", s, e, f"bc{i}") for i, (s, e) in enumerate(cases)]
+    path = write_fragments(tmp_path / "f.tsv", frags)
+    for k, mode in enumerate(("fragment", "insertion")):
+        tok = run(path, uni, mode=mode)
+        got = [len(tok[i]) == 1 for i in range(len(tok))]
+        assert got == [v[k] for v in cases.values()], mode
+
+
+def test_whitelist_file_order_bom_and_stats(tmp_path):
+    path = write_fragments(tmp_path / "f.tsv.gz", FRAGS)
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    wl = tmp_path / "wl.tsv"
+    wl.write_bytes("\ufeffD\textra\r\nZ\tnone\r\nA\r\n\r\n".encode())
+    tok = run(path, uni, barcodes=wl)
+    assert_matches(tok, oracle(FRAGS, UNIVERSE, whitelist=["D", "Z", "A"]))
+    s = tok.stats
+    assert s["n_barcodes"] == 5 and s["n_barcodes_kept"] == 3
+    assert s["n_barcodes_not_in_whitelist"] == 3  # B, C, E
+    assert s["n_fragments_not_in_whitelist"] == sum(f[3] in "BCE" for f in FRAGS)
+    assert s["n_whitelist_without_fragments"] == 1 and s["n_empty_cells"] == 1
+    assert s["n_fragments_kept"] == sum(f[3] in "AD" for f in FRAGS)
+    # A sequence gives the same.
+    tok2 = run(path, uni, barcodes=["D", "Z", "A"])
+    np.testing.assert_array_equal(tok2.indices, tok.indices)
+
+
+def test_min_fragments(tmp_path):
+    path = write_fragments(tmp_path / "f.tsv", FRAGS)
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    tok = run(path, uni, min_fragments=3)
+    assert_matches(tok, oracle(FRAGS, UNIVERSE, min_fragments=3))
+    assert list(tok.barcodes) == ["A", "C"]
+    assert tok.stats["n_barcodes_below_min_fragments"] == 3
+    assert tok.stats["n_fragments_below_min_fragments"] == 4
+
+
+def test_parquet_output(tmp_path):
+    path = write_fragments(tmp_path / "f.tsv", FRAGS)
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    mem = run(path, uni)
+    out = run(path, uni, tmp_path / "t.parquet")
+    back = read_tokens_parquet(out)
+    np.testing.assert_array_equal(back.indptr, mem.indptr)
+    np.testing.assert_array_equal(back.indices, mem.indices)
+    assert list(back.barcodes) == list(mem.barcodes) and back.universe.same_as(mem.universe)
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(out)
+    stats = json.loads(f.schema_arrow.metadata[fr.META_STATS])
+    assert stats["n_fragments"] == len(FRAGS) and stats["mode"] == "fragment"
+    table = f.read()
+    np.testing.assert_array_equal(table.column("n_fragments").to_numpy(), mem.stats["fragments_per_cell"])
+    np.testing.assert_array_equal(table.column("n_fragments_in_universe").to_numpy(),
+                                  mem.stats["fragments_in_universe_per_cell"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Real data: demo cells turned into fragments inside their peaks
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_fragments(tmp_path_factory):
+    """150 demo cells, 1-2 fragments strictly inside each open peak, sorted by position like 10x writes them,
+    gzipped as two members (BGZF-like), plus fragments on a contig the universe lacks."""
+    adata = load_demo()[:150].copy()
+    rng = np.random.default_rng(1)
+    X = adata.X.tocsr()
+    chroms, starts, ends, bcs = [], [], [], []
+    var = adata.var
+    for i in range(adata.n_obs):
+        cols = X.indices[X.indptr[i]:X.indptr[i + 1]]
+        reps = rng.integers(1, 3, cols.size)
+        cols = np.repeat(cols, reps)
+        ps, pe = var["start"].to_numpy()[cols], var["end"].to_numpy()[cols]
+        s = ps + rng.integers(0, 200, cols.size)
+        e = np.minimum(s + rng.integers(1, 300, cols.size), pe)
+        chroms += var["chr"].to_numpy()[cols].tolist() + ["chrM"]
+        starts += s.tolist() + [5]
+        ends += e.tolist() + [80]
+        bcs += [adata.obs_names[i]] * (cols.size + 1)
+    order = np.lexsort((np.array(starts), np.array(chroms)))
+    lines = ["# id=demo"] + [f"{chroms[k]}\t{starts[k]}\t{ends[k]}\t{bcs[k]}\t1" for k in order]
+    text = ("\n".join(lines) + "\n").encode()
+    path = tmp_path_factory.mktemp("frag") / "demo_fragments.tsv.gz"
+    half = len(text) // 2
+    path.write_bytes(gzip.compress(text[:half]) + gzip.compress(text[half:]))
+    return adata, path
+
+
+def test_demo_fragments_match_tokenize_cells(demo_fragments):
+    adata, path = demo_fragments
+    cells = fe.tokenize_cells(adata, demo_peaks_path())
+    tok = run(path, demo_peaks_path(), barcodes=list(adata.obs_names))
+    np.testing.assert_array_equal(tok.indptr, cells.indptr)
+    np.testing.assert_array_equal(tok.indices, cells.indices)
+    assert tok.stats["unknown_chroms"] == ["chrM"] and tok.stats["n_fragments_unknown_chrom"] == adata.n_obs
+    np.testing.assert_array_equal(tok.stats["fragments_in_universe_per_cell"] + 1, tok.stats["fragments_per_cell"])
+
+
+def test_small_blocks_and_folds_give_identical_results(demo_fragments, monkeypatch):
+    _, path = demo_fragments
+    ref = run(path, demo_peaks_path())
+    monkeypatch.setattr(fr, "FOLD_PAIRS", 500)  # fold pending pairs many times on the way
+    small = run(path, demo_peaks_path(), block_size=4096)
+    assert list(small.barcodes) == list(ref.barcodes)
+    np.testing.assert_array_equal(small.indptr, ref.indptr)
+    np.testing.assert_array_equal(small.indices, ref.indices)
+    for k, v in ref.stats.items():
+        np.testing.assert_array_equal(small.stats[k], v, err_msg=k)
+
+
+# ------------------------------------------------------------------------------------------------
+# Property test
+# ------------------------------------------------------------------------------------------------
+CHROMS = ("chr1", "chr2", "chrX")
+
+
+@st.composite
+def fragment_case(draw):
+    def interval(chroms, max_len):
+        c = draw(st.sampled_from(chroms))
+        s = draw(st.integers(0, 150))
+        return c, s, s + draw(st.integers(1, max_len))
+
+    universe = [interval(CHROMS[:2], 40) for _ in range(draw(st.integers(1, 12)))]
+    frags = [(*interval(CHROMS, 60), draw(st.sampled_from("ABCDE")))
+             for _ in range(draw(st.integers(1, 60)))]
+    mode = draw(st.sampled_from(fr.MODES))
+    m = 1 if mode == "insertion" else draw(st.integers(1, 8))
+    whitelist = draw(st.none() | st.lists(st.sampled_from("ABCDEZ"), min_size=1, max_size=6, unique=True))
+    return universe, frags, mode, m, whitelist
+
+
+@settings(max_examples=80, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(fragment_case())
+def test_property_matches_oracle(case):
+    universe, frags, mode, m, whitelist = case
+    if not any(f[0] in ("chr1", "chr2") for f in frags):
+        return  # all on chrX: the "no chromosome in the universe" error, tested below
+    if whitelist is not None and not set(whitelist) & {f[3] for f in frags}:
+        return  # no whitelisted barcode in the file: an error, tested below
+    with tempfile.TemporaryDirectory() as d:
+        path = write_fragments(Path(d) / "f.tsv.gz", frags, comments_at=(len(frags) // 2,))
+        uni = write_bed(Path(d) / "u.bed", universe)
+        tok = run(path, uni, mode=mode, min_overlap=m, barcodes=whitelist, block_size=1024)
+        assert_matches(tok, oracle(frags, universe, mode=mode, min_overlap=m, whitelist=whitelist))
+
+
+def test_fold_pairs_merges_old_rows_and_new_pairs():
+    indptr = np.array([0, 2, 2], dtype=np.int64)
+    indices = np.array([3, 7], dtype=np.int32)
+    cells = np.array([2, 0, 1, 0, 2], dtype=np.int32)
+    tokens = np.array([5, 3, 9, 1, 5], dtype=np.int32)
+    ip, ix = fr.fold_pairs(indptr, indices, cells, tokens, 3)
+    assert ip.tolist() == [0, 3, 4, 5] and ix.tolist() == [1, 3, 7, 9, 5]
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad,expect", [
+    ("chr1\t10\t20\tA", "expected 5 tab-separated fields"),
+    ("chr1\tten\t20\tA\t1", "field 2 (start) must be an integer"),
+    ("chr1\t10\t2x\tA\t1", "field 3 (end) must be an integer"),
+    ("chr1\t30\t20\tA\t1", "start 30 >= end 20"),
+    ("chr1\t-5\t20\tA\t1", "field 2 (start) is negative"),
+    ("chr1\t10\t20\t\t1", "field 4 (barcode) is empty"),
+])
+def test_malformed_line_names_file_and_line(tmp_path, bad, expect):
+    good = [f"chr1\t{i}\t{i + 30}\tA\t1" for i in range(400)]
+    lines = ["# header"] + good[:300] + [bad] + good[300:]
+    path = tmp_path / "f.tsv.gz"
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    out = tmp_path / "t.parquet"
+    with pytest.raises(ValueError) as err:
+        fe.tokenize_fragments(path, uni, out, block_size=2048)  # the bad line sits in a later block
+    msg = str(err.value)
+    assert "line 302" in msg and str(path) in msg and expect in msg and len(msg) < 500
+    assert sorted(tmp_path.iterdir()) == sorted([path, uni])  # nothing half-written
+
+
+def test_missing_files(tmp_path):
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    with pytest.raises(FileNotFoundError, match="fragments file"):
+        fe.tokenize_fragments(tmp_path / "nope.tsv.gz", uni)
+    path = write_fragments(tmp_path / "f.tsv", FRAGS)
+    with pytest.raises(FileNotFoundError, match="whitelist"):
+        fe.tokenize_fragments(path, uni, barcodes=tmp_path / "nope.txt")
+
+
+@pytest.mark.parametrize("kwargs,expect", [
+    ({"mode": "insertion", "min_overlap": 2}, "min_overlap must be 1 in mode='insertion'"),
+    ({"mode": "cutsite"}, "mode must be one of"),
+    ({"min_overlap": 0}, "min_overlap must be an integer >= 1"),
+    ({"min_fragments": 0}, "min_fragments must be an integer >= 1"),
+    ({"barcodes": ["A"], "min_fragments": 2}, "either barcodes= "),
+    ({"barcodes": ["A", "A"]}, "'A' is listed more than once"),
+    ({"barcodes": ["Q", "R"]}, "none of the 2 whitelisted barcodes"),
+    ({"min_fragments": 99}, "no barcode of fragments file"),
+])
+def test_bad_parameters(tmp_path, kwargs, expect):
+    path = write_fragments(tmp_path / "f.tsv", FRAGS)
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    with pytest.raises(ValueError, match=expect.replace("(", r"\(").replace(")", r"\)")):
+        run(path, uni, **kwargs)
+
+
+def test_chromosome_naming_mismatch_and_empty_file(tmp_path):
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    path = write_fragments(tmp_path / "f.tsv", [("1", 100, 150, "A"), ("2", 0, 10, "B")])
+    with pytest.raises(ValueError, match="'1'.*'chr1'"):
+        run(path, uni)
+    empty = write_fragments(tmp_path / "e.tsv", [])
+    with pytest.raises(ValueError, match="holds no fragments"):
+        run(empty, uni)
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------------
+def test_cli_tokenizes_fragments(tmp_path, capsys):
+    path = write_fragments(tmp_path / "fragments.tsv.gz", FRAGS)
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    wl = tmp_path / "wl.txt"
+    wl.write_text("A\nB\n")
+    out = tmp_path / "t.parquet"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["tokenize", str(path), "--universe", str(uni), "--output", str(out), "--barcodes", str(wl),
+                     "--mode", "insertion"]) == 0
+    err = capsys.readouterr().err
+    assert "10 fragments" in err and "3 barcodes not in the whitelist" in err
+    tok = read_tokens_parquet(out)
+    want = oracle(FRAGS, UNIVERSE, mode="insertion", whitelist=["A", "B"])[1]
+    assert [tok[i].tolist() for i in range(len(tok))] == want
+    # A fragments file under another name needs --fragments; a malformed one exits 1 with one line.
+    other = write_fragments(tmp_path / "frags.bed", FRAGS + [("chr1", 9, 3, "A")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["tokenize", str(other), "--universe", str(uni), "--output", str(tmp_path / "u.parquet"),
+                     "--fragments"]) == 1
+    err = capsys.readouterr().err
+    assert "line 13" in err and err.count("\n") == 1
+    assert not (tmp_path / "u.parquet").exists()

@@ -1,0 +1,89 @@
+"""On-disk AnnData (.h5ad, .zarr) read lazily in blocks of cells: bit-identical to the in-memory path."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import fastembed as fe
+from fastembed import io
+from fastembed.datasets import demo_peaks_path, load_demo
+
+
+@pytest.fixture(scope="module")
+def demo_subset():
+    # 1,001 cells: not a multiple of the block sizes used below.
+    return load_demo()[:1001].copy()
+
+
+def _write(adata, folder, fmt, layout):
+    a = adata.copy()
+    if layout == "csc":
+        a.X = sp.csc_matrix(a.X)
+    elif layout == "dense":
+        a.X = a.X.toarray()
+    path = folder / f"cells.{fmt}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr format-version notices
+        a.write_h5ad(path) if fmt == "h5ad" else a.write_zarr(path)
+    return path
+
+
+class _SpyX:
+    """Wraps an on-disk X and records the row blocks read from it."""
+
+    def __init__(self, X):
+        self.X, self.blocks = X, []
+        self.shape = X.shape
+
+    def __getitem__(self, key):
+        self.blocks.append((key.start, key.stop))
+        return self.X[key]
+
+
+@pytest.mark.parametrize("fmt,layout", [("h5ad", "csr"), ("zarr", "csr"), ("h5ad", "dense"), ("zarr", "csc")])
+def test_lazy_tokenize_is_bit_identical(demo_subset, tmp_path, fmt, layout):
+    path = _write(demo_subset, tmp_path, fmt, layout)
+    mem = fe.tokenize_cells(demo_subset, demo_peaks_path())
+    lazy = fe.tokenize_cells(path, demo_peaks_path(), chunk_cells=250)
+    np.testing.assert_array_equal(lazy.indptr, mem.indptr)
+    np.testing.assert_array_equal(lazy.indices, mem.indices)
+    assert list(lazy.barcodes) == list(demo_subset.obs_names)
+    assert lazy.stats == mem.stats
+
+
+def test_lazy_reads_blocks_not_the_whole_matrix(demo_subset, tmp_path, monkeypatch):
+    path = _write(demo_subset, tmp_path, "zarr", "csr")
+    spies = []
+    real = io.LazyAnnData.__init__
+
+    def init(self, p):
+        real(self, p)
+        self.X = _SpyX(self.X)
+        spies.append(self.X)
+
+    monkeypatch.setattr(io.LazyAnnData, "__init__", init)
+    fe.tokenize_cells(path, demo_peaks_path(), chunk_cells=300)
+    assert spies[0].blocks == [(0, 300), (300, 600), (600, 900), (900, 1001)]
+
+
+def test_lazy_encode_matches_memory(demo_subset, tmp_path):
+    path = _write(demo_subset, tmp_path, "h5ad", "csr")
+    tok = fe.tokenize_cells(demo_subset, demo_peaks_path())
+    model = fe.ScEmbed(embedding_dim=8, seed=0, threads=1).train(tok, epochs=1, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = model.encode(demo_subset, batch_cells=128)
+        b = model.encode(path, batch_cells=128)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_lazy_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        fe.tokenize_cells(tmp_path / "nope.zarr", demo_peaks_path())
+    (tmp_path / "x.h5ad").write_text("hello")
+    with pytest.raises(ValueError, match=r"x.h5ad' cannot be read"):
+        fe.tokenize_cells(tmp_path / "x.h5ad", demo_peaks_path())
