@@ -205,6 +205,13 @@ class ScEmbed:
             "n_trained_tokens": int(np.count_nonzero(result.trained)),
             "n_components": None if self._projection is None else int(self._projection.shape[0] - 1),
         }
+        if result.epochs_done < epochs:
+            self.training_info.update(epochs_completed=int(result.epochs_done), partial=True)
+            warnings.warn(
+                f"training was interrupted after {result.epochs_done} of {epochs} epochs; the model keeps the "
+                "vectors trained so far and is marked partial (training_info['partial']); save it or train again",
+                stacklevel=2,
+            )
         return self
 
     # -- encoding -------------------------------------------------------------------------------------

@@ -61,7 +61,6 @@ comparison with gensim)
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import NamedTuple
 
@@ -71,6 +70,7 @@ from numba import njit, prange
 
 from fastembed._config import PARALLEL_FAST, SERIAL, SERIAL_FAST
 from fastembed._prefetch import prefetch_row
+from fastembed._progress import progress_bar
 from fastembed._rng import block_state, new_seed, randint, uniform
 from fastembed._threads import check_threads, numba_threads
 from fastembed.alias import alias_draw, build_alias_table
@@ -117,6 +117,9 @@ class SGNSResult(NamedTuple):
         Centre tokens processed over all epochs (trained token occurrences x epochs).
     seconds : float
         Wall time of the initialisation and the training epochs (excluding validation and JIT compilation).
+    epochs_done : int
+        Epochs completed: fewer than asked when training was interrupted (Ctrl-C), in which case the
+        vectors are those of the last completed kernel call (part of an epoch may be in them).
     """
 
     w_in: np.ndarray
@@ -125,6 +128,7 @@ class SGNSResult(NamedTuple):
     trained: np.ndarray
     words_processed: int
     seconds: float
+    epochs_done: int
 
 
 @njit(**SERIAL_FAST)
@@ -571,7 +575,8 @@ def train_sgns(
         :func:`fastembed.warmstart.spectral_init` (its time is counted in ``seconds``), or given matrices
         (float32[vocab_size, embedding_dim] each, copied) to continue training.
     progress : bool, default True
-        Show a tqdm bar (epochs, tokens/s, learning rate) on stderr; it stays silent when stderr is not a terminal.
+        Show a progress bar (epochs, tokens/s, learning rate): in a Jupyter notebook, or on stderr when it is a
+        terminal; silent in logs, pipes and CI (see :func:`fastembed._progress.progress_bar`).
 
     Returns
     -------
@@ -668,6 +673,7 @@ def train_sgns(
 
     bar = _progress_bar(epochs, progress)
     seconds = init_seconds
+    epochs_done = 0
     try:
         with numba_threads(threads):
             run(0, 0, 0)  # an empty range: compiles (or loads from cache) outside the timed loop
@@ -687,16 +693,16 @@ def train_sgns(
                         tokens_per_s=f"{epoch_words / max(elapsed, 1e-9):.3g}", lr=f"{lr:.2e}", refresh=False
                     )
                     bar.update(1)
+                epochs_done = epoch + 1
+    except KeyboardInterrupt:
+        # Ctrl-C lands between two kernel calls (a running numba call cannot be interrupted): what was
+        # trained so far is consistent and is returned, as gensim keeps its vectors, for the caller to keep.
+        pass
     finally:
         if bar is not None:
             bar.close()
-    return SGNSResult(w_in, w_out, counts, trained, epoch_words * epochs, seconds)
+    return SGNSResult(w_in, w_out, counts, trained, epoch_words * epochs_done, seconds, epochs_done)
 
 
 def _progress_bar(epochs: int, progress: bool):
-    if not progress:
-        return None
-    from tqdm import tqdm
-
-    # disable=None: tqdm turns itself off when stderr is not a terminal (logs, CI, pipes).
-    return tqdm(total=epochs, unit="epoch", desc="training", disable=None, file=sys.stderr)
+    return progress_bar(epochs, desc="training", unit="epoch", enabled=progress)

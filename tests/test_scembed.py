@@ -221,3 +221,22 @@ def test_push_to_hub_offline(model, monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
     with pytest.raises(OSError, match="could not upload .* model.save"):
         model.push_to_hub("someone/model")
+
+
+def test_interrupted_training_keeps_a_partial_model(tokens, monkeypatch):
+    import fastembed.sgns as sg
+
+    real, calls = sg._blocks_serial, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 3:  # the compile call, epoch 0, then Ctrl-C during epoch 1
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(sg, "_blocks_serial", interrupted)
+    m = ScEmbed(embedding_dim=8, seed=0, threads=1)
+    with pytest.warns(UserWarning, match="interrupted after 1 of 4 epochs"):
+        m.train(tokens, epochs=4, progress=False)
+    assert m.training_info["partial"] and m.training_info["epochs_completed"] == 1
+    assert m.encode(tokens).shape == (1000, 8)  # usable, and can be saved

@@ -352,3 +352,24 @@ def test_bad_parameters(kwargs, message):
 def test_bad_data(indptr, indices, vocab, message):
     with pytest.raises(ValueError, match=message):
         train_sgns(indptr, indices, vocab, epochs=1, progress=False)
+
+
+def test_interrupt_keeps_the_epochs_done(monkeypatch):
+    """Ctrl-C between kernel calls returns the vectors trained so far, not nothing."""
+    import fastembed.sgns as sg
+
+    indptr, indices = np.array([0, 3, 6, 9], np.int64), np.array([0, 1, 2, 1, 2, 3, 0, 2, 3], np.int32)
+    real, calls = sg._blocks_serial, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 4:  # the compile call, then epochs 0 and 1; Ctrl-C during epoch 2
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(sg, "_blocks_serial", interrupted)
+    r = sg.train_sgns(indptr, indices, 4, embedding_dim=4, epochs=5, seed=0, threads=1, progress=False)
+    assert r.epochs_done == 2 and r.words_processed == 2 * 9
+    monkeypatch.setattr(sg, "_blocks_serial", real)
+    two = sg.train_sgns(indptr, indices, 4, embedding_dim=4, epochs=5, seed=0, threads=1, progress=False)
+    assert two.epochs_done == 5 and not np.array_equal(two.w_in, r.w_in)
