@@ -327,7 +327,8 @@ def _materialise(record: _TensorRecord, archive: _Archive, tensor: str) -> np.nd
     if kind == "BFloat16Storage":
         array = (array.astype(np.uint32) << 16).view(np.float32)
     elif array.dtype.kind == "f" and array.dtype != np.float32:
-        array = array.astype(np.float32)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, refused by model loaders
+            array = array.astype(np.float32)
     return array
 
 
