@@ -59,6 +59,7 @@ MEMORY_FACTOR = 8
 _MEMORY_FLOOR = 1 << 16
 _MAX_NDIM = 32  # numpy's limit was 32 before 2.0; no real state dict comes close
 _MAX_DIM = 1 << 62  # any larger size or stride cannot index real memory
+_OBJECT_BYTES = 64  # memory charged per pickle opcode (sys.getsizeof({}) == 64)
 
 # The pickle opcodes of a state dict written by any torch version (protocols 2 to 5): containers, numbers,
 # strings, memo traffic, globals, persistent ids, REDUCE and BUILD. Everything else (bytes and buffers, INST/
@@ -181,11 +182,15 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return _StorageRecord(pid)
 
 
-def _check_opcodes(data: bytes) -> None:
-    """Refuse a pickle whose opcodes could run code or make the unpickler allocate beyond the data's size."""
-    n_memo = 0
+def _check_opcodes(data: bytes) -> int:
+    """Refuse a pickle whose opcodes could run code or make the unpickler allocate beyond the data's size.
+
+    Returns the number of opcodes (each makes at most one small object).
+    """
+    n_memo = n_ops = 0
     try:
         for op, arg, pos in pickletools.genops(data):
+            n_ops += 1
             if op.name not in _OPCODES:
                 raise _Invalid(f"data.pkl uses the pickle opcode {op.name} (at byte {pos}), which a tensor "
                                "state dict does not need")
@@ -202,6 +207,7 @@ def _check_opcodes(data: bytes) -> None:
         raise
     except Exception as err:  # pickletools reports damage as ValueError, struct.error, UnicodeDecodeError, ...
         raise _Invalid(f"data.pkl is damaged ({type(err).__name__}: {str(err)[:120]})") from None
+    return n_ops
 
 
 class _Archive:
@@ -303,9 +309,12 @@ def _materialise(record: _TensorRecord, archive: _Archive, tensor: str) -> np.nd
     stride = _int_tuple(args[3], tensor, "stride")
     if len(size) != len(stride):
         raise _Invalid(f"tensor '{tensor}': size {size} and stride {stride} differ in length")
-    numel = 1
+    numel, extent = 1, 1
     for n in size:
         numel *= n
+        extent *= max(n, 1)
+    if extent * 8 > _MAX_DIM:  # numpy cannot even describe such an array, empty or not
+        raise _Invalid(f"tensor '{tensor}' has size {_short(size)}, beyond any array")
     if numel:
         last = offset + sum((n - 1) * st for n, st in zip(size, stride, strict=True))
         if last >= data.size:
@@ -387,7 +396,9 @@ def _read(fh, file_size: int) -> dict[str, np.ndarray]:
         if order != "little":
             raise _Invalid(f"it stores {order[:16]}-endian data; only little-endian is supported")
         data = archive.read(archive.prefix + "data.pkl")
-        _check_opcodes(data)
+        # One opcode makes at most one small object (an empty dict is the largest); charge that up front, so a
+        # data.pkl of a million '}' opcodes is refused rather than unpickled.
+        archive.spend(_OBJECT_BYTES * _check_opcodes(data), "unpickling data.pkl")
         try:
             root = _RestrictedUnpickler(data).load()
         except _Invalid:
