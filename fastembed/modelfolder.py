@@ -103,8 +103,8 @@ def _check_config(config: dict, path: Path) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= _MAX_INT:
             raise bad(key, f"an integer from {low} to {_MAX_INT}")
     seed = config.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
-        raise bad("seed", "a non-negative integer below 2**64, or null")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise bad("seed", "a non-negative integer or null")  # what ScEmbed accepts, so every saved model loads
     for key in _STR_KEYS:
         if config.get(key) is not None and not isinstance(config[key], str):
             raise bad(key, "a string")
