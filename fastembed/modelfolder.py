@@ -176,6 +176,8 @@ def _load_npy(path: Path, *, required: bool, dtype_kind: str, what: str) -> np.n
                 raise ValueError(f"dtype {dtype} is not a plain numeric type")
             if f"{dtype.kind}{dtype.itemsize}" != dtype_kind:
                 raise ValueError(f"expected {what} of dtype {np.dtype(dtype_kind).name}, got {dtype}")
+            if any(d < 0 for d in shape):
+                raise ValueError(f"its header claims shape {shape}")
             n = 1
             for d in shape:
                 n *= d
@@ -183,12 +185,11 @@ def _load_npy(path: Path, *, required: bool, dtype_kind: str, what: str) -> np.n
             if n * dtype.itemsize != size - header_end:
                 raise ValueError(f"its header claims shape {shape} ({n * dtype.itemsize} bytes) but the file "
                                  f"holds {size - header_end} bytes of data")
-            array = np.fromfile(fh, dtype=dtype, count=n)
+            array = np.fromfile(fh, dtype=dtype, count=n).reshape(shape, order="F" if fortran else "C")
     except OSError:
         raise
     except Exception as err:  # numpy reports bad headers as ValueError, SyntaxError, struct.error, ...
         raise ValueError(f"'{path}' is not a plain numpy array file ({str(err)[:200]})") from None
-    array = array.reshape(shape, order="F" if fortran else "C")
     return np.ascontiguousarray(array, dtype=dtype.newbyteorder("="))
 
 

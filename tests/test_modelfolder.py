@@ -240,6 +240,7 @@ def _npy_with_header(path, shape, descr="<f4", data=b""):
         ("region_vectors.npy", lambda p: _npy_with_header(p, (2**20, 2**12), data=b"\0" * 64),
          r"claims shape \(1048576, 4096\) \(17179869184 bytes\) but the file holds 64"),
         ("region_vectors.npy", lambda p: _npy_with_header(p, (19, 5), descr="|O"), "not a plain numeric type"),
+        ("region_vectors.npy", lambda p: _npy_with_header(p, (-1, 0)), r"claims shape \(-1, 0\)"),
         ("region_vectors.npy", lambda p: p.write_bytes(b"\x93NUMPY\x01\x00\xff\xff{"), "not a plain numpy array"),
         ("region_vectors.npy", lambda p: p.write_bytes(b"junk"), "not a plain numpy array"),
         ("region_vectors.npy", lambda p: np.save(p, np.zeros((19, 6), np.float32)),
