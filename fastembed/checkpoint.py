@@ -438,6 +438,8 @@ def read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     if not path.is_file():
+        if path.exists():  # a folder, a FIFO (which would block the read), a device
+            raise ValueError(f"'{path}' is not a valid checkpoint: it is not a regular file")
         raise FileNotFoundError(f"checkpoint '{path}' does not exist")
     with open(path, "rb") as fh:
         file_size = os.fstat(fh.fileno()).st_size

@@ -108,8 +108,12 @@ def _check_config(config: dict, path: Path) -> None:
     for key in _STR_KEYS:
         if config.get(key) is not None and not isinstance(config[key], str):
             raise bad(key, "a string")
-    if config.get("training") is not None and not isinstance(config["training"], dict):
-        raise bad("training", "a mapping of training statistics")
+    training = config.get("training")
+    # The training record travels on (into zarr attributes as JSON, into saved configs): flat scalars only, so
+    # a YAML alias bomb or a date cannot surface later as a blow-up or a serialisation error.
+    if training is not None and not (isinstance(training, dict) and all(
+            isinstance(k, str) and (v is None or isinstance(v, bool | int | float | str)) for k, v in training.items())):
+        raise bad("training", "a mapping of names to numbers, strings or null")
     dim, legacy = config.get("embedding_dim"), config.get("embedding_size")
     if dim is not None and legacy is not None and dim != legacy:
         raise ValueError(f"model config '{path}' gives embedding_dim {dim} and embedding_size {legacy}; "

@@ -68,6 +68,10 @@ def test_other_zip_and_missing(tmp_path):
         read_torch_state_dict(tmp_path / "x.pt")
     with pytest.raises(FileNotFoundError):
         read_torch_state_dict(tmp_path / "missing.pt")
+    os.mkfifo(tmp_path / "fifo.pt")  # reading it would block forever
+    for special in (tmp_path, tmp_path / "fifo.pt"):
+        with pytest.raises(ValueError, match="not a regular file"):
+            read_torch_state_dict(special)
 
 
 def test_truncated_storage_is_an_error(tmp_path):

@@ -155,6 +155,8 @@ def test_overwrite_protection_and_atomicity(tmp_path, monkeypatch):
         ("seed: 1.5\n", "seed", "a non-negative integer"),
         ("universe_sha256: 12\n", "universe_sha256", "a string"),
         ("training: [1, 2]\n", "training", "a mapping"),
+        ("training: {epochs: 2001-01-01}\n", "training", "a mapping of names to numbers"),
+        ("a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\ntraining: {n: [*b, *b, *b, *b]}\n", "training", "a mapping"),
     ],
 )
 def test_config_values_of_the_wrong_type(tmp_path, text, key, expected):
