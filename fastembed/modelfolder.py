@@ -17,7 +17,9 @@ geniml layout (what ``geniml``'s ``export`` writes and Hugging Face scEmbed mode
     universe.bed         the regions; legacy exports end with placeholder lines for the special tokens
                          (chrUNK/chrPAD/chrMASK/chrCLS/chrEOS/chrBOS/chrSEP with start = end = 0)
 
-All ``.npy`` files are read with ``allow_pickle=False``; the checkpoint with :mod:`fastembed.checkpoint`.
+Model folders may come from strangers: ``.npy`` files are parsed header first and never unpickled, the
+checkpoint is read with :mod:`fastembed.checkpoint` (tensors only), config.yaml with ``yaml.safe_load`` and a
+type check of every key fastembed uses, and vectors holding NaN or infinity are refused.
 """
 
 from __future__ import annotations
@@ -78,15 +80,73 @@ class ModelFolder:
     cell_projection: np.ndarray | None = None
 
 
+# config.yaml keys fastembed reads, with the lowest value each may take; all are integers below 2**31.
+_INT_KEYS = {"embedding_dim": 1, "embedding_size": 1, "vocab_size": 1, "window_size": 1, "negative_samples": 1,
+             "min_count": 1, "n_components": 1}
+_STR_KEYS = ("format", "universe_sha256", "pooling_method")
+_MAX_INT = 2**31 - 1
+_MAX_CONFIG_BYTES = 1 << 20  # a model config is a few hundred bytes; a huge one is not a config
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_config(config: dict, path: Path) -> None:
+    """Every key fastembed reads has the type and range it needs (None means absent)."""
+    def bad(key, expected):
+        value = config[key]
+        return ValueError(f"model config '{path}': {key} must be {expected}, got {_short(value)} "
+                          f"({type(value).__name__})")
+
+    for key, low in _INT_KEYS.items():
+        value = config.get(key)
+        if value is None:
+            continue
+        # bool is an int to Python but never a size; floats (even 100.0) and strings are refused rather than
+        # guessed at, so a damaged file cannot slip through as a plausible number
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= _MAX_INT:
+            raise bad(key, f"an integer from {low} to {_MAX_INT}")
+    seed = config.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise bad("seed", "a non-negative integer or null")  # what ScEmbed accepts, so every saved model loads
+    sample = config.get("sample")
+    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int | float)
+                               or not 0 <= sample < 1):
+        raise bad("sample", "a number in [0, 1) or null")
+    for key in _STR_KEYS:
+        if config.get(key) is not None and not isinstance(config[key], str):
+            raise bad(key, "a string")
+    training = config.get("training")
+    # The training record travels on (into zarr attributes as JSON, into saved configs): flat scalars only, so
+    # a YAML alias bomb or a date cannot surface later as a blow-up or a serialisation error.
+    if training is not None and not (isinstance(training, dict) and all(
+            isinstance(k, str) and (v is None or isinstance(v, bool | int | float | str)) for k, v in training.items())):
+        raise bad("training", "a mapping of names to numbers, strings or null")
+    dim, legacy = config.get("embedding_dim"), config.get("embedding_size")
+    if dim is not None and legacy is not None and dim != legacy:
+        raise ValueError(f"model config '{path}' gives embedding_dim {dim} and embedding_size {legacy}; "
+                         "they must agree")
+
+
 def _read_config(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"model folder '{path.parent}' has no {CONFIG}")
+    if path.stat().st_size > _MAX_CONFIG_BYTES:
+        raise ValueError(f"model config '{path}' is {path.stat().st_size} bytes; a model config is far smaller")
     try:
-        config = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ValueError(f"model config '{path}' is not valid YAML ({err})") from None
+        # safe_load builds only plain YAML types. Anything it raises (bad syntax, a bad date, nesting deep
+        # enough to exhaust the recursion limit) means the file is not a config we can use.
+        config = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except Exception as err:
+        msg = str(err).replace("\n", " ")
+        raise ValueError(f"model config '{path}' is not valid YAML ({type(err).__name__}: "
+                         f"{msg[:200]})") from None
     if not isinstance(config, dict):
-        raise ValueError(f"model config '{path}' must be a mapping of keys to values")
+        raise ValueError(f"model config '{path}' must be a mapping of keys to values, got "
+                         f"{type(config).__name__}")
+    _check_config(config, path)
     return config
 
 
@@ -106,15 +166,54 @@ def _read_universe(path: Path) -> tuple[Universe, int]:
     return uni, int(placeholder.size - n_regions)
 
 
-def _load_npy(path: Path, *, required: bool) -> np.ndarray | None:
+def _load_npy(path: Path, *, required: bool, dtype_kind: str, what: str) -> np.ndarray | None:
+    """A ``.npy`` file of ours, its header checked against the file's size before anything is allocated.
+
+    ``dtype_kind`` is ``"f4"`` (float32, any byte order) or ``"i8"`` (int64); the result is native-endian.
+    """
     if not path.is_file():
         if required:
             raise FileNotFoundError(f"model folder '{path.parent}' has no {path.name}")
         return None
+    size = path.stat().st_size
     try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise ValueError(f"'{path}' is not a plain numpy array file ({err})") from None
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"npy format version {version} is not one numpy.save writes for plain arrays")
+            header_end = fh.tell()
+            if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+                raise ValueError(f"dtype {dtype} is not a plain numeric type")
+            if f"{dtype.kind}{dtype.itemsize}" != dtype_kind:
+                raise ValueError(f"expected {what} of dtype {np.dtype(dtype_kind).name}, got {dtype}")
+            if any(d < 0 for d in shape):
+                raise ValueError(f"its header claims shape {shape}")
+            n = 1
+            for d in shape:
+                n *= d
+            # A header may claim any shape; the data must be exactly the bytes the file holds.
+            if n * dtype.itemsize != size - header_end:
+                raise ValueError(f"its header claims shape {shape} ({n * dtype.itemsize} bytes) but the file "
+                                 f"holds {size - header_end} bytes of data")
+            array = np.fromfile(fh, dtype=dtype, count=n).reshape(shape, order="F" if fortran else "C")
+    except OSError:
+        raise
+    except Exception as err:  # numpy reports bad headers as ValueError, SyntaxError, struct.error, ...
+        raise ValueError(f"'{path}' is not a plain numpy array file ({str(err)[:200]})") from None
+    return np.ascontiguousarray(array, dtype=dtype.newbyteorder("="))
+
+
+def _check_finite(array: np.ndarray, path: Path) -> None:
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        row = int(np.argmin(finite.all(axis=1)))
+        raise ValueError(f"'{path}' holds {bad} NaN or infinite values (first in row {row}); the model is "
+                         "damaged and would give NaN embeddings")
 
 
 def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
@@ -136,8 +235,13 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
     FileNotFoundError
         The folder or one of its required files is missing (the file is named).
     ValueError
-        A file disagrees with the others (e.g. weight rows vs ``vocab_size`` in config.yaml, or vs the
-        regions of universe.bed); the message names the file and what was expected.
+        A file is damaged or disagrees with the others; the message names the file (both files for a
+        disagreement) and what was expected. Checked: config.yaml is a YAML mapping (read with
+        ``yaml.safe_load``) whose known keys have the right type and range; ``.npy`` files are plain float32
+        (vectors) or int64 (counts) arrays whose header matches the file size (never unpickled); the
+        checkpoint is read by :func:`fastembed.checkpoint.read_torch_state_dict`; weight rows agree with
+        ``vocab_size`` and with the regions of universe.bed, vector length with ``embedding_dim``; no vector
+        holds NaN or infinity; token counts are non-negative.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -147,9 +251,9 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
     n = len(universe)
     if (directory / REGION_VECTORS).is_file():
         fmt = "fastembed"
-        weights = _load_npy(directory / REGION_VECTORS, required=True)
-        output = _load_npy(directory / OUTPUT_VECTORS, required=False)
-        counts = _load_npy(directory / TOKEN_COUNTS, required=False)
+        weights = _load_npy(directory / REGION_VECTORS, required=True, dtype_kind="f4", what="region vectors")
+        output = _load_npy(directory / OUTPUT_VECTORS, required=False, dtype_kind="f4", what="output vectors")
+        counts = _load_npy(directory / TOKEN_COUNTS, required=False, dtype_kind="i8", what="token counts")
         weight_file = REGION_VECTORS
     elif (directory / CHECKPOINT).is_file():
         fmt = "geniml"
@@ -167,13 +271,14 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
         raise ValueError(f"'{directory / weight_file}': expected a 2-d float matrix (vocab_size x embedding_dim), "
                          f"got {weights.dtype} of shape {weights.shape}")
     weights = np.ascontiguousarray(weights, dtype=np.float32)
+    _check_finite(weights, directory / weight_file)  # after the cast: float64 beyond float32's range is inf
     rows, dim = weights.shape
     dim_cfg = config.get("embedding_dim", config.get("embedding_size"))
-    if dim_cfg is not None and int(dim_cfg) != dim:
+    if dim_cfg is not None and dim_cfg != dim:
         raise ValueError(f"'{directory / CONFIG}' says embedding_dim {dim_cfg} but '{directory / weight_file}' has "
                          f"vectors of length {dim}")
     vocab_cfg = config.get("vocab_size")
-    if vocab_cfg is not None and int(vocab_cfg) != rows:
+    if vocab_cfg is not None and vocab_cfg != rows:
         raise ValueError(f"'{directory / CONFIG}' says vocab_size {vocab_cfg} but '{directory / weight_file}' has "
                          f"{rows} rows")
     if rows == n:  # no special-token rows (older geniml models): keep ids, specials get zero vectors
@@ -186,17 +291,21 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
         )
     for name, extra, shape in ((OUTPUT_VECTORS, output, weights.shape), (TOKEN_COUNTS, counts, (weights.shape[0],))):
         if extra is not None and extra.shape != shape:
-            raise ValueError(f"'{directory / name}' has shape {extra.shape}; expected {shape}")
+            raise ValueError(f"'{directory / name}' has shape {extra.shape}; expected {shape} to match "
+                             f"'{directory / weight_file}'")
     if output is not None:
         output = np.ascontiguousarray(output, dtype=np.float32)
+        _check_finite(output, directory / OUTPUT_VECTORS)
     if counts is not None:
         counts = np.asarray(counts, dtype=np.int64)
-    projection = _load_npy(directory / CELL_PROJECTION, required=False)
+        if counts.size and counts.min() < 0:
+            raise ValueError(f"'{directory / TOKEN_COUNTS}' holds negative counts; expected cells per token")
+    projection = _load_npy(directory / CELL_PROJECTION, required=False, dtype_kind="f4", what="cell projection")
     if projection is not None:
-        if (projection.ndim != 2 or projection.dtype != np.float32 or not 2 <= projection.shape[0] <= dim + 1
-                or projection.shape[1] != dim or not np.isfinite(projection).all()):
-            raise ValueError(f"'{directory / CELL_PROJECTION}': expected finite float32 of shape (k + 1, {dim}) "
-                             f"with 1 <= k <= {dim}, got {projection.dtype} of shape {projection.shape}")
+        if projection.ndim != 2 or not 2 <= projection.shape[0] <= dim + 1 or projection.shape[1] != dim:
+            raise ValueError(f"'{directory / CELL_PROJECTION}': expected float32 of shape (k + 1, {dim}) "
+                             f"with 1 <= k <= {dim}, got shape {projection.shape}")
+        _check_finite(projection, directory / CELL_PROJECTION)
         axes = projection[1:].astype(np.float64)
         if not np.allclose(axes @ axes.T, np.eye(axes.shape[0]), atol=1e-3):
             raise ValueError(f"'{directory / CELL_PROJECTION}': rows 1..k must be orthonormal axes")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,162 @@ def test_overwrite_protection_and_atomicity(tmp_path, monkeypatch):
     write_model_folder(tmp_path / "m", _folder(seed=2), overwrite=True)
     np.testing.assert_array_equal(read_model_folder(tmp_path / "m").weights, _folder(seed=2).weights)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Model files from strangers: config.yaml types, NaN vectors, .npy headers
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("embedding_dim: abc\nvocab_size: 17\n", "embedding_dim", "an integer from 1"),
+        ("embedding_dim: [4]\n", "embedding_dim", "an integer"),
+        ("embedding_dim: true\n", "embedding_dim", "an integer"),
+        ("embedding_dim: 4.0\n", "embedding_dim", "an integer"),
+        ("embedding_size: .nan\n", "embedding_size", "an integer"),
+        ("vocab_size: -17\n", "vocab_size", "an integer from 1"),
+        ("vocab_size: 0\n", "vocab_size", "an integer from 1"),
+        ("vocab_size: 100000000000000000000000000000\n", "vocab_size", "an integer from 1 to 2147483647"),
+        ("window_size: {a: 1}\n", "window_size", "an integer"),
+        ("negative_samples: '5'\n", "negative_samples", "an integer"),
+        ("min_count: .inf\n", "min_count", "an integer"),
+        ("seed: -1\n", "seed", "a non-negative integer"),
+        ("seed: 1.5\n", "seed", "a non-negative integer"),
+        ("universe_sha256: 12\n", "universe_sha256", "a string"),
+        ("training: [1, 2]\n", "training", "a mapping"),
+        ("training: {epochs: 2001-01-01}\n", "training", "a mapping of names to numbers"),
+        ("a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\ntraining: {n: [*b, *b, *b, *b]}\n", "training", "a mapping"),
+    ],
+)
+def test_config_values_of_the_wrong_type(tmp_path, text, key, expected):
+    from fastembed.scembed import ScEmbed
+
+    d = tmp_path / "m"
+    shutil.copytree(DATA / "geniml_model", d)
+    (d / "config.yaml").write_text(text)
+    for load in (read_model_folder, ScEmbed.from_pretrained):
+        with pytest.raises(ValueError) as info:
+            load(d)
+        msg = str(info.value)
+        assert f"'{d / 'config.yaml'}'" in msg and f"{key} must be {expected}" in msg and len(msg) < 500, msg
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("- 1\n- 2\n", "must be a mapping .* got list"),
+        ("", "must be a mapping .* got NoneType"),
+        ("just text", "must be a mapping .* got str"),
+        ("a: 2001-02-30\n", "not valid YAML .*ValueError"),  # safe_load's date constructor raises ValueError
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "not valid YAML"),
+        ("a: !!python/object/apply:os.system ['touch PWNED']\n", "not valid YAML"),
+        ("embedding_dim: 4\nembedding_size: 5\n", "embedding_dim 4 and embedding_size 5"),
+    ],
+)
+def test_config_that_is_not_a_usable_mapping(tmp_path, monkeypatch, text, pattern):
+    monkeypatch.chdir(tmp_path)
+    d = tmp_path / "m"
+    shutil.copytree(DATA / "geniml_model", d)
+    (d / "config.yaml").write_text(text)
+    with pytest.raises(ValueError, match=pattern) as info:
+        read_model_folder(d)
+    assert str(d / "config.yaml") in str(info.value) and len(str(info.value)) < 500
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_config_with_a_byte_order_mark_and_unknown_keys_loads(tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(DATA / "geniml_model", d)
+    (d / "config.yaml").write_text("\ufeffvocab_size: 17\nembedding_dim: 4\nsomething_else: [1, x]\nseed: null\n")
+    assert read_model_folder(d).config["something_else"] == [1, "x"]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e300])
+def test_nan_vectors_in_a_checkpoint_are_refused(tmp_path, bad):
+    from fastembed.checkpoint import write_torch_state_dict
+
+    d = tmp_path / "m"
+    shutil.copytree(DATA / "geniml_model", d)
+    w = EXPECTED.astype(np.float64)
+    w[5, 2] = bad  # 1e300 is finite in float64 but infinite as the float32 fastembed computes with
+    write_torch_state_dict(d / "checkpoint.pt", {"projection.weight": w})
+    with pytest.raises(ValueError, match=r"checkpoint.pt' holds 1 NaN or infinite values \(first in row 5\)"):
+        read_model_folder(d)
+
+
+@pytest.mark.parametrize("name", ["region_vectors.npy", "output_vectors.npy"])
+def test_nan_vectors_in_npy_are_refused(tmp_path, name):
+    write_model_folder(tmp_path / "m", _folder())
+    w = np.load(tmp_path / "m" / name)
+    w[3, 1] = np.nan
+    np.save(tmp_path / "m" / name, w)
+    with pytest.raises(ValueError, match=rf"{name}' holds 1 NaN or infinite values \(first in row 3\)"):
+        read_model_folder(tmp_path / "m")
+
+
+def _npy_with_header(path, shape, descr="<f4", data=b""):
+    header = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (-(len(header) + 11) % 64) + b"\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + data)
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "pattern"),
+    [
+        ("region_vectors.npy", lambda p: np.save(p, np.zeros((19, 5))), "expected region vectors of dtype float32"),
+        ("region_vectors.npy", lambda p: np.save(p, np.zeros((19, 5), np.float16)), "dtype float32, got float16"),
+        ("region_vectors.npy", lambda p: np.save(p, np.zeros((19, 5), np.int32)), "dtype float32, got int32"),
+        ("token_counts.npy", lambda p: np.save(p, np.zeros(19, np.float32)), "token counts of dtype int64"),
+        ("token_counts.npy", lambda p: np.save(p, -np.ones(19, np.int64)), "holds negative counts"),
+        ("region_vectors.npy", lambda p: _npy_with_header(p, (2**20, 2**12), data=b"\0" * 64),
+         r"claims shape \(1048576, 4096\) \(17179869184 bytes\) but the file holds 64"),
+        ("region_vectors.npy", lambda p: _npy_with_header(p, (19, 5), descr="|O"), "not a plain numeric type"),
+        ("region_vectors.npy", lambda p: _npy_with_header(p, (-1, 0)), r"claims shape \(-1, 0\)"),
+        ("region_vectors.npy", lambda p: p.write_bytes(b"\x93NUMPY\x01\x00\xff\xff{"), "not a plain numpy array"),
+        ("region_vectors.npy", lambda p: p.write_bytes(b"junk"), "not a plain numpy array"),
+        ("region_vectors.npy", lambda p: np.save(p, np.zeros((19, 6), np.float32)),
+         r"config.yaml' says embedding_dim 5 but .*region_vectors.npy' has vectors of length 6"),
+        ("region_vectors.npy", lambda p: np.save(p, np.zeros((20, 5), np.float32)),
+         r"config.yaml' says vocab_size 19 but .*region_vectors.npy' has 20 rows"),
+        ("output_vectors.npy", lambda p: np.save(p, np.zeros((19, 4), np.float32)),
+         r"output_vectors.npy' has shape \(19, 4\); expected \(19, 5\) to match .*region_vectors.npy'"),
+    ],
+)
+def test_npy_files_are_checked_before_reading(tmp_path, name, write, pattern):
+    write_model_folder(tmp_path / "m", _folder())
+    write(tmp_path / "m" / name)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=pattern) as info:
+            read_model_folder(tmp_path / "m")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(tmp_path / "m" / name) in str(info.value) and len(str(info.value)) < 500
+    assert peak < 1 << 20
+
+
+def test_universe_and_vectors_mismatch_names_both_files(tmp_path):
+    write_model_folder(tmp_path / "m", _folder())
+    cfg = yaml.safe_load((tmp_path / "m" / "config.yaml").read_text())
+    del cfg["universe_sha256"], cfg["vocab_size"]
+    (tmp_path / "m" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "m" / "universe.bed").write_text("chr2\t0\t500\n" * 3)
+    with pytest.raises(ValueError, match=r"universe.bed' has 3 regions, .*region_vectors.npy' has 19"):
+        read_model_folder(tmp_path / "m")
+
+
+@pytest.mark.parametrize("value", ["abc", -0.1, 1.5, True, [1]])
+def test_config_sample_must_be_a_fraction(tmp_path, value):
+    import yaml
+
+    from fastembed.modelfolder import read_model_folder
+
+    src = Path(__file__).parent / "data" / "geniml_model"
+    folder = tmp_path / "m"
+    shutil.copytree(src, folder)
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    cfg["sample"] = value
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="sample"):
+        read_model_folder(folder)
