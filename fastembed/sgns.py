@@ -6,7 +6,9 @@ so that tokens open in the same cells score high against each other. :func:`trai
 
 Algorithm (per epoch, per cell of n tokens)
 -------------------------------------------
-1. The cell's tokens are put in a fresh random order (Fisher-Yates): a cell has no token order.
+1. With ``sample > 0``, each token of the cell is kept with its probability from :func:`keep_probabilities`
+   (one uniform draw per token that may be dropped). The kept tokens are put in a fresh random order
+   (Fisher-Yates): a cell has no token order.
 2. Each token is a *centre* in turn. Its *contexts* are the next ``m = min(2w, n - 1)`` tokens of the shuffled
    cell, wrapping around at the end, with ``w`` uniform in ``1..window_size`` (word2vec's reduced window, so the
    same ``window_size + 1`` contexts per centre on average as a two-sided word2vec window).
@@ -28,35 +30,18 @@ from ``(seed, epoch, block)``, so with ``threads=1`` (which runs a serial compil
 runs with the same seed give bit-identical vectors. With more threads the interleaving of updates is up to the OS,
 so results are statistically equivalent but not bit-reproducible.
 
-Why (measured on the 2-core AMD EPYC of the project; granja2019 = 14,125 cells, 10,000 regions, 2.3M tokens per
-epoch; synthetic = 5,000 cells x 100,000 regions, 17.4M tokens; dim 100, window 5, negative 5; words/s on one
-thread unless noted; run-to-run noise on this shared machine is about +-10%; ``bench/RESULTS.md`` has the final
-comparison with gensim)
-------------------------------------------------------------------------------------------------------------------
-* Negatives per (context, centre) pair, as word2vec: 0.42M words/s, and 0.46M on 2 threads (the frequent
-  negatives' rows bounce between cores). Shared per centre: 0.56M (1.04M on 2 threads). Plus the thread-local
-  output buffer: 0.72M. Plus reading each row index into a scalar before the inner loops (numba re-read ``ids[k]``
-  on every element, which also blocked vectorisation): 1.06-1.1M. Prefetching the next centre's rows (final
-  kernel, with vs without): 1.16M vs 0.97M on granja, 1.02M vs 0.66M on the synthetic corpus, whose 2 x 40 MB of
-  vectors do not fit in cache.
-* Pairing a centre with the next 2w tokens rather than w on each side: in a two-sided window every pair shows up
-  twice per epoch (a sees b, b sees a), one-sided it shows up once, so an epoch covers about twice as many distinct
-  pairs at the same cost. Granja, 30 epochs, 2 threads, mean of 5 seeds (Leiden ARI at 16 clusters / 10-NN label
-  transfer D6T1 -> D5T1): two-sided 0.372 / 0.675; one-sided 0.389 / 0.679; drawing each centre's contexts
-  uniformly from its cell 0.386 / 0.677 but 8-20% slower (random input rows instead of a sliding window); gensim
-  sg on cells reshuffled every epoch (3 seeds) 0.383 / 0.672.
-* Scoring the centre once against its contexts and the shared negatives (centre as input, negative gradient
-  scaled by the number of contexts) needs 3x fewer dot products (1.4-1.6M words/s) but lost quality (10-NN
-  0.637 vs 0.677 at 30 epochs): rejected.
-* Sigmoid table vs ``1 / (1 + exp(-x))``: 0.76M vs 0.54M words/s (``expf`` is a libm call in the middle of the
-  vectorised loops).
-* ``fastmath`` (reassociation, which the vectorised dot product needs): 1.09M vs 0.50M words/s.
-* Scoring a context against all its output rows before updating any (the scores do not depend on each other's
-  updates, so the result is the same): 0.80-0.81M vs 0.77M words/s on one thread (2026-11-25; this VM ran the
-  whole kernel about a third slower than the one of the figures above). Padding rows from 100 to 128 floats for
-  whole AVX-512 vectors: +4% words/s for 28% more memory: rejected.
-* Dynamic scheduling of blocks (``numba.parallel_chunksize(1)``) and batch sizes of 64 to 1,024 cells changed
-  2-thread speed by less than the noise; the default static split is kept.
+Decisions (the measurements behind each are in bench/RESULTS.md, "Trainer design measurements")
+------------------------------------------------------------------------------------------------------
+* Negatives shared per centre, a thread-local buffer for the output rows, row indices read into scalars,
+  prefetching the next centre's rows, a sigmoid table, ``fastmath`` reassociation: each measured faster at the
+  same quality.
+* A one-sided circular window: each pair of tokens shows up once per epoch instead of twice, so an epoch covers
+  about twice as many distinct pairs at the same cost.
+* Scoring the centre once against all its contexts (3x fewer dot products) lost quality: rejected.
+* Frequent-token subsampling (``sample``, word2vec's) is available but off by default: on granja2019 it lowered
+  quality per second (regions open in many cells carry cell-type signal here).
+* The input vectors may start from the spectral warm start of :mod:`fastembed.warmstart` (``init="spectral"``,
+  what :class:`fastembed.ScEmbed` uses), which needs several times fewer epochs than word2vec's random start.
 """
 
 from __future__ import annotations
@@ -199,8 +184,9 @@ def _train_block(
 
     ``words_done`` is the number of tokens processed, over all epochs, before this block (it drives the learning
     rate); ``words_total`` the number over the whole run; ``max_len`` the longest cell. Draws from the RNG stream
-    of ``(seed, epoch, block)``, in this order per cell: the shuffle, the negatives of centre 0, then for each
-    centre ``i`` the negatives of centre ``i + 1`` (if any) and the window of ``i``.
+    of ``(seed, epoch, block)``, in this order per cell: the subsampling draws (only for tokens that may be
+    dropped), the shuffle, the negatives of centre 0, then for each centre ``i`` the negatives of centre
+    ``i + 1`` (if any) and the window of ``i``.
     """
     n_cells = indptr.size - 1
     dim = w_in.shape[1]
