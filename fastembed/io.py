@@ -400,9 +400,10 @@ class TokenizedCells:
         """Universe regions plus the 7 special tokens."""
         return self.universe.vocab_size
 
-    def to_parquet(self, path: str | os.PathLike) -> Path:
+    def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the gtars-layout parquet file (see :func:`write_tokens_parquet`); returns its path."""
-        return write_tokens_parquet(path, self.indptr, self.indices, self.barcodes, self.universe)
+        return write_tokens_parquet(path, self.indptr, self.indices, self.barcodes, self.universe,
+                                    overwrite=overwrite)
 
 
 def resolve_universe(universe_file) -> Universe:
@@ -495,7 +496,8 @@ class PeakMapper:
         return _tok.cells_to_tokens(block.indptr, block.indices, block.data, self.peak_offsets, self.peak_tokens)
 
 
-def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, chunk_cells: int = 100_000):
+def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, chunk_cells: int = 100_000,
+                   overwrite: bool = False):
     """Tokenize each cell's open regions against a universe.
 
     Parameters
@@ -513,6 +515,9 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
         overlap, as gtars does). A peak maps to every region it overlaps.
     chunk_cells : int
         Cells processed at a time; bounds memory for large backed files.
+    overwrite : bool
+        Replace an existing ``output``, only if it is a token parquet file written by fastembed. ``output`` may
+        never be the AnnData's file or the universe file (nor a folder holding them).
 
     Returns
     -------
@@ -520,7 +525,11 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
         In-memory tokens (``output=None``) or the parquet path. Every input cell keeps its row, in order,
         even with no token. Peaks that hit nothing are dropped and counted in ``stats``.
     """
-    out_path = check_output_path(output, what="parquet output") if output is not None else None
+    inputs = [adata, universe_file if not isinstance(universe_file, Universe) else universe_file.source]
+    out_path = None
+    if output is not None:
+        out_path = check_output_path(output, what="parquet output", overwrite=overwrite, inputs=inputs,
+                                     kind="parquet")
     uni = resolve_universe(universe_file)
     adata, name = as_adata(adata)
     mapper = PeakMapper(adata, uni, min_overlap=min_overlap, name=name)
@@ -551,7 +560,7 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
     barcodes = np.asarray(adata.obs_names, dtype=object)
     if out_path is None:
         return TokenizedCells(indptr, indices, barcodes, uni, stats)
-    return write_tokens_parquet(out_path, indptr, indices, barcodes, uni)
+    return write_tokens_parquet(out_path, indptr, indices, barcodes, uni, overwrite=overwrite, inputs=inputs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -567,7 +576,8 @@ def _universe_metadata(uni: Universe) -> dict[bytes, bytes]:
     }
 
 
-def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe) -> Path:
+def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe, *, overwrite: bool = False,
+                         inputs=()) -> Path:
     """Write tokenized cells to parquet atomically (temp file in the same folder, then rename).
 
     Parameters
@@ -579,6 +589,10 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe) ->
     barcodes : array-like of str, shape (n_cells,)
     universe : Universe
         Stored in the file's key-value metadata (gzip+base64 BED text) with its SHA-256 checksum.
+    overwrite : bool
+        Replace an existing ``path``, only if it is a token parquet file written by fastembed.
+    inputs : iterable of paths
+        Files the tokens were made from; ``path`` may not be one of them or a folder holding one.
 
     Returns
     -------
@@ -588,7 +602,7 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe) ->
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = check_output_path(path, what="parquet output")
+    path = check_output_path(path, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet")
     indptr = np.asarray(indptr, dtype=np.int64)
     indices = np.asarray(indices, dtype=np.int32)
     barcodes = np.asarray(barcodes, dtype=object)
@@ -599,7 +613,8 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe) ->
         [pa.field("tokens", pa.list_(pa.int32())), pa.field("barcode", pa.string())],
         metadata=_universe_metadata(universe),
     )
-    with atomic_file(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+    with (atomic_file(path, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet") as tmp,
+          pq.ParquetWriter(tmp, schema, compression="zstd") as writer):
         for lo in range(0, max(n_cells, 1), ROW_GROUP_CELLS):
             hi = min(lo + ROW_GROUP_CELLS, n_cells)
             base = indptr[lo]
