@@ -40,22 +40,31 @@ def _read_input(path: str, args):
     raise ValueError(f"input '{p}': expected an .h5ad file, a 10x folder or a .mtx[.gz] file")
 
 
+def _inputs(args, *names: str) -> list:
+    """The input paths among ``args`` (for the check that no output replaces one)."""
+    return [getattr(args, n) for n in names if getattr(args, n, None)]
+
+
 def cmd_tokenize(args) -> None:
+    from ._atomic import check_output_path
     from .io import tokenize_cells
 
     t = time.perf_counter()
+    # Checked here as well as in tokenize_cells: only the command line knows which files the cells came from.
+    check_output_path(args.output, what="parquet output", overwrite=args.overwrite, kind="parquet",
+                      inputs=_inputs(args, "input", "universe", "barcodes", "peaks"))
     adata = _read_input(args.input, args)
-    out = tokenize_cells(adata, args.universe, args.output, min_overlap=args.min_overlap)
+    out = tokenize_cells(adata, args.universe, args.output, min_overlap=args.min_overlap, overwrite=args.overwrite)
     _log(args, f"tokenized {adata.n_obs} cells in {time.perf_counter() - t:.1f} s -> {out}")
 
 
 def cmd_train(args) -> None:
+    from ._atomic import check_output_path
     from .region2vec import Region2VecDataset
     from .scembed import ScEmbed
 
-    out = Path(args.output)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise FileExistsError(f"model folder '{out}' exists and is not empty; pass --overwrite to replace it")
+    out = check_output_path(args.output, what="model folder", overwrite=args.overwrite, kind="model",
+                            inputs=_inputs(args, "input"))
     ds = Region2VecDataset(args.input)
     model = ScEmbed(args.embedding_dim, args.window_size, args.negative_samples, min_count=args.min_count,
                     seed=args.seed, threads=args.threads)
@@ -72,12 +81,15 @@ def cmd_encode(args) -> None:
     import pandas as pd
 
     from ._atomic import atomic_file, check_output_path
+    from ._version import __version__
     from .scembed import ScEmbed
 
     out = Path(args.output)
     if out.suffix not in (".zarr", ".h5ad"):
         raise ValueError(f"output '{out}': expected a path ending in .zarr or .h5ad")
-    check_output_path(out, what="output", overwrite=args.overwrite)
+    kind = "zarr" if out.suffix == ".zarr" else "h5ad"
+    inputs = _inputs(args, "input", "barcodes", "peaks") + ([args.model] if Path(args.model).exists() else [])
+    out = check_output_path(out, what=f"{kind} output", overwrite=args.overwrite, inputs=inputs, kind=kind)
     model = ScEmbed.from_pretrained(args.model)
     src = Path(args.input)
     data = src if src.suffix in (".parquet", ".h5ad") else _read_input(args.input, args)
@@ -96,7 +108,9 @@ def cmd_encode(args) -> None:
         adata = read_h5ad(src) if src.suffix == ".h5ad" else data
         data = adata
     adata.obsm[args.embedding_key] = model.encode(data, batch_cells=args.batch_cells)
-    with atomic_file(out) as tmp:
+    # Marks the file as ours, so a later --overwrite may replace it (and nothing else).
+    adata.uns["fastembed"] = {"version": __version__, "embedding_key": args.embedding_key, "model": str(args.model)}
+    with atomic_file(out, what="h5ad output", overwrite=args.overwrite, inputs=inputs, kind="h5ad") as tmp:
         adata.write_h5ad(tmp)
     _log(args, f"encoded {adata.n_obs} cells -> {out} (obsm['{args.embedding_key}'])")
 
@@ -106,7 +120,8 @@ def cmd_annotate(args) -> None:
     from .io import read_h5ad
     from .scembed import annotate_celltypes
 
-    out = check_output_path(args.output, what="labels output")
+    inputs = _inputs(args, "query", "reference")
+    out = check_output_path(args.output, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv")
     query = read_h5ad(args.query)
     reference = read_h5ad(args.reference)
     labels = annotate_celltypes(query, reference, embedding_key=args.embedding_key, k=args.k,
@@ -115,7 +130,7 @@ def cmd_annotate(args) -> None:
     table = query.obs[["cell_type_confidence"]].copy()
     table.insert(0, args.label_key, labels)
     table.index.name = "barcode"
-    with atomic_file(out) as tmp:
+    with atomic_file(out, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv") as tmp:
         table.to_csv(tmp)
     _log(args, f"annotated {query.n_obs} cells -> {out}")
 
@@ -151,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--universe", required=True, help="universe BED file (optionally gzipped)")
     p.add_argument("--output", required=True, help="output .parquet file")
     p.add_argument("--min-overlap", type=int, default=1, help="minimum overlap in bp (default: 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing token parquet written by fastembed")
     matrix_inputs(p)
     p.set_defaults(func=cmd_tokenize)
 
@@ -167,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-count", type=int, default=1, help="ignore tokens seen in fewer cells (default: 1)")
     p.add_argument("--seed", type=int, default=None, help="random seed")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model folder written by fastembed")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("encode", parents=[common], help="embed cells with a trained model",
@@ -177,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output ending in .zarr or .h5ad")
     p.add_argument("--embedding-key", default="scembed_X", help="obsm key for .h5ad output (default: scembed_X)")
     p.add_argument("--batch-cells", type=int, default=65_536, help="cells per chunk (default: 65536)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output written by fastembed")
     matrix_inputs(p)
     p.set_defaults(func=cmd_encode)
 
@@ -193,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="call cells whose vote share is below this 'unknown'")
     p.add_argument("--no-center", action="store_true",
                    help="plain cosine k-NN (default: cosine around the reference's mean embedding)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing labels CSV written by fastembed")
     p.set_defaults(func=cmd_annotate)
 
     p = sub.add_parser("demo", parents=[common], help="run the whole workflow on the bundled real data",
