@@ -508,6 +508,9 @@ def atomic_file(path: str | os.PathLike, *, what: str = "output", overwrite: boo
     check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
     with output_lock(path, what=what):
         check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
+        # Decided now, under the lock: only what was checked above may be replaced, never a file that appears
+        # while we write.
+        replace = os.path.lexists(path)
         clean_stale_temporaries(path)
         fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
         os.close(fd)
@@ -515,7 +518,7 @@ def atomic_file(path: str | os.PathLike, *, what: str = "output", overwrite: boo
         try:
             yield tmp
             os.chmod(tmp, 0o666 & ~current_umask())
-            _publish_file(tmp, path, os.path.lexists(path), what)
+            _publish_file(tmp, path, replace, what)
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -544,12 +547,13 @@ def atomic_dir(path: str | os.PathLike, *, what: str = "output", overwrite: bool
     check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
     with output_lock(path, what=what):
         check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
+        replace = os.path.lexists(path) and not _empty_real_folder(path)
         clean_stale_temporaries(path)
         tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
         try:
             yield tmp
             os.chmod(tmp, 0o777 & ~current_umask())
-            if os.path.lexists(path) and not _empty_real_folder(path):
+            if replace:
                 old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
                 os.replace(path, old / "x")
                 try:
