@@ -431,7 +431,8 @@ def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Remove temporaries that killed writers of ``path`` left beside it; call while holding its lock.
 
     Only names of fastembed's own pattern for this destination are touched. One whose writer's PID is still
-    running (another host on a shared file system, or a reused PID) is kept and reported in a warning.
+    running (another host on a shared file system, or a reused PID) is kept and reported in a warning. An old
+    output moved aside by an overwrite that was killed before the new one was published is put back.
 
     Returns
     -------
@@ -453,6 +454,11 @@ def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
         if m["pid"] is not None and int(m["pid"]) != os.getpid() and _pid_alive(int(m["pid"])):
             kept.append(tmp)
             continue
+        saved = tmp / "x"
+        if name.endswith(".old") and os.path.lexists(saved) and not os.path.lexists(path):
+            # Killed between moving the old output aside and publishing the new one: the old one is all there is.
+            os.rename(saved, path)
+            warnings.warn(f"restored '{path}' from '{tmp}', left by an interrupted overwrite", stacklevel=3)
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
@@ -507,11 +513,11 @@ def atomic_file(path: str | os.PathLike, *, what: str = "output", overwrite: boo
     inputs = list(inputs)
     check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
     with output_lock(path, what=what):
+        clean_stale_temporaries(path)  # first: it may put back an output a killed overwrite moved aside
         check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
         # Decided now, under the lock: only what was checked above may be replaced, never a file that appears
         # while we write.
         replace = os.path.lexists(path)
-        clean_stale_temporaries(path)
         fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
         os.close(fd)
         tmp = Path(name)
@@ -546,9 +552,9 @@ def atomic_dir(path: str | os.PathLike, *, what: str = "output", overwrite: bool
     inputs = list(inputs)
     check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
     with output_lock(path, what=what):
+        clean_stale_temporaries(path)
         check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
         replace = os.path.lexists(path) and not _empty_real_folder(path)
-        clean_stale_temporaries(path)
         tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
         try:
             yield tmp

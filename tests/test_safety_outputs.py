@@ -329,6 +329,18 @@ def test_killed_writer_leaves_nothing_the_next_write_keeps(model, tmp_path):
     assert ScEmbed.from_pretrained(out).embedding_dim == 8
 
 
+def test_overwrite_killed_between_renames_restores_the_old_output(model, tmp_path):
+    model.save(tmp_path / "model")
+    before = snapshot(tmp_path / "model")
+    aside = tmp_path / ".model.fastembed-999999999-abcd.old"
+    aside.mkdir()
+    os.rename(tmp_path / "model", aside / "x")  # what a killed overwrite leaves
+    with pytest.warns(UserWarning, match="restored"), pytest.raises(FileExistsError, match="already exists"):
+        model.save(tmp_path / "model")
+    assert snapshot(tmp_path / "model") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
 def test_only_our_temporary_names_are_cleaned(tmp_path):
     for name in (".t.csv.mine.tmp", ".other.csv.fastembed-1-x.tmp", ".t.csv.fastembed-notapid-x.tmp", "t.csv.tmp"):
         (tmp_path / name).write_text("keep")
