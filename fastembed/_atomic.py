@@ -25,6 +25,7 @@ import shutil
 import socket
 import stat
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -336,34 +337,25 @@ def check_output_path(path: str | os.PathLike, *, what: str = "output", overwrit
 # --------------------------------------------------------------------------------------------------
 # Lock, permissions, temporaries
 # --------------------------------------------------------------------------------------------------
-def lock_path(path: Path) -> Path:
-    """The lock file that guards writes to ``path``."""
-    return path.parent / f".{path.name}{LOCK_SUFFIX}"
+def lock_path(path: str | os.PathLike) -> Path:
+    """The lock file that guards writes to ``path``: ``.NAME.fastembed-lock`` in its (resolved) folder."""
+    path = Path(path).expanduser().absolute()
+    # Resolving the folder gives every spelling of the same destination the same lock.
+    return Path(os.path.realpath(path.parent)) / f".{path.name}{LOCK_SUFFIX}"
 
 
-@contextlib.contextmanager
-def output_lock(path: str | os.PathLike, *, what: str = "output") -> Iterator[None]:
-    """Hold the write lock of ``path``; raise ``FileExistsError`` at once if another writer holds it.
+# Locks this process holds: lock file -> [owning thread, depth]. A command takes the lock of its output before
+# its work and the writer takes it again at the end; the same thread may re-enter, any other writer fails.
+_held: dict[Path, list] = {}
+_held_guard = threading.Lock()
 
-    With ``fcntl`` the lock is an ``flock`` on ``.NAME.fastembed-lock``: the kernel releases it when the writer
-    exits or is killed, so a dead writer never blocks the next one.
-    """
-    path = Path(path)
-    lock = lock_path(path)
-    busy = FileExistsError(f"{what} '{path}' is being written by another process (lock '{lock}'); "
-                           "wait for it to finish or choose another path")
+
+def _acquire(lock: Path, busy: Exception) -> int:
     if fcntl is None:
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            return os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             raise busy from None
-        try:
-            yield
-        finally:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(lock)
-        return
     while True:
         fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
         try:
@@ -380,13 +372,43 @@ def output_lock(path: str | os.PathLike, *, what: str = "output") -> Iterator[No
         except FileNotFoundError:
             same = False
         if same:
-            break
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            return fd
         os.close(fd)
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike, *, what: str = "output") -> Iterator[None]:
+    """Hold the write lock of ``path``; raise ``FileExistsError`` at once if another writer holds it.
+
+    With ``fcntl`` the lock is an ``flock`` on ``.NAME.fastembed-lock``: the kernel releases it when the writer
+    exits or is killed, so a dead writer never blocks the next one. The thread holding it may take it again
+    (a command locks its output for its whole run; the writer inside locks it once more).
+    """
+    lock = lock_path(path)
+    me = threading.get_ident()
+    with _held_guard:
+        entry = _held.get(lock)
+        if entry is not None and entry[0] == me:
+            entry[1] += 1
+    if entry is not None and entry[0] == me:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                entry[1] -= 1
+        return
+    busy = FileExistsError(f"{what} '{path}' is being written by another process (lock '{lock}'); "
+                           "wait for it to finish or choose another path")
+    fd = _acquire(lock, busy)
+    with _held_guard:
+        _held[lock] = [me, 1]
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
         yield
     finally:
+        with _held_guard:
+            del _held[lock]
         with contextlib.suppress(OSError):
             os.unlink(lock)
         os.close(fd)
