@@ -224,13 +224,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _output_claim(args):
+    """The write lock of the command's output, held for its whole run.
+
+    A second command writing the same output fails at once, before its work, instead of replacing the first's
+    result (also with --overwrite). The demo locks its folder itself.
+    """
+    import contextlib
+
+    from ._atomic import output_lock
+
+    out = getattr(args, "output", None)
+    if args.command == "demo" or not out:
+        return contextlib.nullcontext()
+    parent = Path(out).expanduser().absolute().parent
+    if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+        return contextlib.nullcontext()  # the command's own check names the problem
+    return output_lock(out, what=f"{args.command} output")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fastembed`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     if args.quiet:
         os.environ.setdefault("TQDM_DISABLE", "1")
     try:
-        args.func(args)
+        with _output_claim(args):
+            args.func(args)
     except INPUT_ERRORS as err:
         if args.debug:
             raise

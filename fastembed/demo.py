@@ -46,6 +46,19 @@ def run_demo(output: str | os.PathLike = "fastembed-demo", *, epochs: int | None
         The report: paths of every output, ARI/NMI of Leiden clusters against the authors' labels,
         annotation accuracy and macro-F1 of donor D5T1 from donor D6T1, timings in seconds.
     """
+    from ._atomic import check_output_path, output_lock
+    from .datasets import demo_peaks_path
+
+    # The bundled data are the demo's inputs: no output may be, or hold, the folder they live in.
+    inputs = [demo_peaks_path().parent]
+    out = check_output_path(output, what="demo output folder", kind="demo", inputs=inputs)
+    # Held for the whole run: a second demo writing into the same folder fails at once.
+    with output_lock(out, what="demo output folder"):
+        return _run_demo(out, inputs, epochs=epochs, n_cells=n_cells, threads=threads, seed=seed, quiet=quiet,
+                         overwrite=overwrite)
+
+
+def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,9 +74,6 @@ def run_demo(output: str | os.PathLike = "fastembed-demo", *, epochs: int | None
     from .scembed import ScEmbed, annotate_celltypes
 
     epochs = DEFAULT_EPOCHS if epochs is None else epochs
-    # The bundled data are the demo's inputs: no output may be, or hold, the folder they live in.
-    inputs = [demo_peaks_path().parent]
-    out = check_output_path(output, what="demo output folder", kind="demo", inputs=inputs)
     paths = {
         "tokens": out / "tokens.parquet", "model": out / "model", "zarr": out / "embeddings.zarr",
         "h5ad": out / "embeddings.h5ad", "umap": out / "umap.png", "clusters": out / "clusters.csv",

@@ -21,7 +21,7 @@ import scipy.io
 import scipy.sparse as sp
 
 from . import tokenize as _tok
-from ._atomic import atomic_file, check_output_path
+from ._atomic import atomic_file, check_output_path, output_lock
 from .universe import Universe, open_text, read_bed
 
 __all__ = [
@@ -526,10 +526,15 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
         even with no token. Peaks that hit nothing are dropped and counted in ``stats``.
     """
     inputs = [adata, universe_file if not isinstance(universe_file, Universe) else universe_file.source]
-    out_path = None
-    if output is not None:
-        out_path = check_output_path(output, what="parquet output", overwrite=overwrite, inputs=inputs,
-                                     kind="parquet")
+    if output is None:
+        return _tokenize_cells(adata, universe_file, None, min_overlap, chunk_cells, overwrite, inputs)
+    out_path = check_output_path(output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet")
+    # Held for the whole run, so a second writer of the same file fails now rather than after the work.
+    with output_lock(out_path, what="parquet output"):
+        return _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs)
+
+
+def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs):
     uni = resolve_universe(universe_file)
     adata, name = as_adata(adata)
     mapper = PeakMapper(adata, uni, min_overlap=min_overlap, name=name)
@@ -555,7 +560,7 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
         warnings.warn(
             f"{n_empty} of {adata.n_obs} cells of {name} have no token in universe '{uni.source}' "
             "(their peaks overlap no region); they keep their rows with an empty token list",
-            stacklevel=2,
+            stacklevel=3,
         )
     barcodes = np.asarray(adata.obs_names, dtype=object)
     if out_path is None:

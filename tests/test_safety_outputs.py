@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import anndata as ad
@@ -305,6 +306,62 @@ def test_two_processes_racing_for_one_model_folder(model, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+_LOCK_AND_WAIT = """
+import sys, time
+from pathlib import Path
+from fastembed._atomic import output_lock
+with output_lock(sys.argv[1]):
+    Path(sys.argv[2]).write_text("in")
+    time.sleep(30)
+"""
+
+
+def test_second_command_fails_before_its_work_even_with_overwrite(work, capsys):
+    out, flag = work / "model", work / "flag"
+    proc = _python(_LOCK_AND_WAIT, out, flag)
+    try:
+        _wait_for(flag, proc)
+        assert flag.exists()
+        argv = ["train", str(work / "tokens.parquet"), "--output", str(out), "--overwrite", "--epochs", "1000",
+                "--quiet"]
+        t0 = time.perf_counter()
+        assert main(argv) == 1
+        assert time.perf_counter() - t0 < 20  # refused before training: 1000 epochs would take minutes
+        assert "being written by another process" in one_line_error(capsys, "train")
+        with pytest.raises(FileExistsError, match="being written by another process"):
+            fe.tokenize_cells(work / "cells.h5ad", work / "u.bed.gz", output=out, overwrite=True)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not out.exists()
+
+
+def test_lock_is_reentrant_in_its_thread_and_shared_by_every_spelling(tmp_path):
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "alias")
+    inside, release = threading.Event(), threading.Event()
+
+    def hold():
+        with _atomic.output_lock(tmp_path / "real" / "t.csv"):
+            with atomic_file(tmp_path / "real" / "t.csv") as tmp:  # the same thread may take it again
+                tmp.write_text("barcode,a\n")
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert inside.wait(10)
+    try:
+        with pytest.raises(FileExistsError, match="being written"), atomic_file(tmp_path / "alias" / "t.csv",
+                                                                               overwrite=True) as tmp:
+            tmp.write_text("barcode,b\n")
+    finally:
+        release.set()
+        t.join()
+    assert (tmp_path / "real" / "t.csv").read_text() == "barcode,a\n"
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["t.csv"]  # lock file gone
 
 
 def test_killed_writer_leaves_nothing_the_next_write_keeps(model, tmp_path):
