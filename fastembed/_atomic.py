@@ -7,9 +7,9 @@ Every output fastembed writes goes through here, so the rules hold everywhere:
 - an existing output is refused unless ``overwrite`` is set, and even then it is only replaced when it is
   something fastembed wrote and recognises (see :data:`KINDS`);
 - a writer holds a lock on the destination (``.NAME.fastembed-lock`` beside it, an ``flock`` the kernel drops
-  when the process dies), so a second writer of the same output fails instead of replacing the first; a fresh
-  output is published with an exclusive step (``os.link`` for files, ``os.rename`` for folders, which both
-  fail rather than replace existing data);
+  when the process dies; commands take it for their whole run), so a second writer of the same output fails
+  instead of replacing the first; a fresh output is published with an exclusive step (``os.link`` for files,
+  ``os.rename`` for folders, which both fail rather than replace existing data);
 - outputs get the permissions the user's umask gives a new file or folder, not the 0600/0700 of temp files;
 - temporaries of a killed writer (``.NAME.fastembed-PID-XXXX.tmp``/``.old``) are removed by the next writer
   of the same destination.
