@@ -78,6 +78,11 @@ def test_tokenize_output_is_an_input(work, cells):
             fe.tokenize_cells(work / "cells.h5ad", work / "u.bed.gz", output=work / out, overwrite=True)
     (work / "link.parquet").unlink()
     (work / "hard.parquet").unlink()
+    # An AnnData opened in backed mode still reads its file.
+    backed = ad.read_h5ad(work / "cells.h5ad", backed="r")
+    with pytest.raises(ValueError, match="is the input"):
+        fe.tokenize_cells(backed, work / "u.bed.gz", output=work / "cells.h5ad", overwrite=True)
+    backed.file.close()
     assert snapshot(work) == before
 
 
