@@ -1,17 +1,276 @@
-"""Write-then-rename helpers, so a failed or interrupted write never leaves a half-written output."""
+"""Safe outputs: checks before writing, and write-then-rename helpers that never lose data.
+
+Every output fastembed writes goes through here, so the rules hold everywhere:
+
+- an output that is, or is a folder holding, one of the command's inputs is refused (files are compared by
+  device and inode after following links, not by their names);
+- an existing output is refused unless ``overwrite`` is set, and even then it is only replaced when it is
+  something fastembed wrote and recognises (see :data:`KINDS`);
+- a writer holds a lock on the destination (``.NAME.fastembed-lock`` beside it, an ``flock`` the kernel drops
+  when the process dies; commands take it for their whole run), so a second writer of the same output fails
+  instead of replacing the first; a fresh output is published with an exclusive step (``os.link`` for files,
+  ``os.rename`` for folders, which both fail rather than replace existing data);
+- outputs get the permissions the user's umask gives a new file or folder, not the 0600/0700 of temp files;
+- temporaries of a killed writer (``.NAME.fastembed-PID-XXXX.tmp``/``.old``) are removed by the next writer
+  of the same destination.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
+import socket
+import stat
 import tempfile
-from collections.abc import Iterator
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: fall back to an O_EXCL lock file
+    fcntl = None
 
-def check_output_path(path: str | os.PathLike, *, what: str = "output", overwrite: bool = True) -> Path:
-    """Check, before any work is done, that ``path`` can be written.
+LOCK_SUFFIX = ".fastembed-lock"
+_TEMP_TAG = "fastembed"
+
+
+# --------------------------------------------------------------------------------------------------
+# What fastembed recognises as its own
+# --------------------------------------------------------------------------------------------------
+def _regular_file(path: Path) -> str | None:
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return "it is a symbolic link"
+    if stat.S_ISDIR(st.st_mode):
+        return "it is a folder"
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
+    return None
+
+
+def _head(path: Path, n: int) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def _is_file(path: Path) -> str | None:
+    return _regular_file(path)
+
+
+def _is_parquet(path: Path) -> str | None:
+    reason = _regular_file(path)
+    if reason:
+        return reason
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception:
+        return "it is not a parquet file"
+    if b"fastembed.format" not in meta:
+        return "its parquet metadata has no fastembed.format entry"
+    return None
+
+
+def _is_h5ad(path: Path) -> str | None:
+    reason = _regular_file(path)
+    if reason:
+        return reason
+    if _head(path, 8) != b"\x89HDF\r\n\x1a\n":
+        return "it is not an HDF5 file"
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            ours = "uns" in f and "fastembed" in f["uns"]
+    except Exception:
+        return "it cannot be opened as HDF5"
+    return None if ours else "it has no uns['fastembed'] entry"
+
+
+def _is_csv(path: Path) -> str | None:
+    reason = _regular_file(path)
+    if reason:
+        return reason
+    # Our tables (labels, clusters, annotations) all start with a 'barcode' index column.
+    if not _head(path, 4096).startswith(b"barcode,"):
+        return "its first line does not start with 'barcode,'"
+    return None
+
+
+def _is_png(path: Path) -> str | None:
+    reason = _regular_file(path)
+    if reason:
+        return reason
+    return None if _head(path, 8) == b"\x89PNG\r\n\x1a\n" else "it is not a PNG image"
+
+
+def _is_report(path: Path) -> str | None:
+    reason = _regular_file(path)
+    if reason:
+        return reason
+    return None if _head(path, 64).startswith(b"# fastembed demo report") else "it is not a fastembed demo report"
+
+
+def _small_yaml(path: Path) -> dict | None:
+    import yaml
+
+    try:
+        if os.lstat(path).st_size > 1 << 20 or not path.is_file() or path.is_symlink():
+            return None
+        data = yaml.safe_load(path.read_text())
+    except Exception:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+_MODEL_FILES = {"config.yaml", "universe.bed", "region_vectors.npy", "output_vectors.npy", "token_counts.npy",
+                "checkpoint.pt"}
+
+
+def _real_folder(path: Path) -> str | None:
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return "it is a symbolic link"
+    if not stat.S_ISDIR(st.st_mode):
+        return "it is not a folder"
+    return None
+
+
+def _is_model(path: Path) -> str | None:
+    reason = _real_folder(path)
+    if reason:
+        return reason
+    names = set(os.listdir(path))
+    foreign = sorted(names - _MODEL_FILES)
+    if foreign:
+        return f"it holds files a model folder does not ({', '.join(foreign[:3])})"
+    if not {"config.yaml", "universe.bed"} <= names or not names & {"region_vectors.npy", "checkpoint.pt"}:
+        return "it lacks config.yaml, universe.bed or the weights"
+    for name in names:
+        if not stat.S_ISREG(os.lstat(path / name).st_mode):
+            return f"'{name}' in it is not a regular file"
+    config = _small_yaml(path / "config.yaml")
+    if config is None or "fastembed_version" not in config:
+        return "its config.yaml was not written by fastembed (no fastembed_version)"
+    return None
+
+
+_ZARR_TOP = {"zarr.json", ".zgroup", ".zattrs", ".zmetadata", "embeddings", "barcodes"}
+
+
+def _is_zarr(path: Path) -> str | None:
+    import json
+
+    reason = _real_folder(path)
+    if reason:
+        return reason
+    names = set(os.listdir(path))
+    foreign = sorted(names - _ZARR_TOP)
+    if foreign:
+        return f"it holds entries an embeddings store does not ({', '.join(foreign[:3])})"
+    attrs = None
+    for meta, key in (("zarr.json", "attributes"), (".zattrs", None)):
+        f = path / meta
+        if f.is_file() and not f.is_symlink() and f.stat().st_size < 1 << 20:
+            try:
+                doc = json.loads(f.read_text())
+            except ValueError:
+                return f"its {meta} is not JSON"
+            attrs = doc.get(key) if key else doc
+            break
+    if not isinstance(attrs, dict) or "fastembed_version" not in attrs:
+        return "its zarr attributes have no fastembed_version"
+    return None
+
+
+def _is_demo_folder(path: Path) -> str | None:
+    # The demo writes its named outputs into the folder and leaves anything else in it alone.
+    return _real_folder(path)
+
+
+#: Output kinds: a description for messages, and a check that returns None when an existing path is something
+#: fastembed wrote (and may replace with ``overwrite``), else why not. Plain files ("file") are replaced when
+#: they are regular files; a folder or a link is never replaced by a file.
+KINDS: dict[str, tuple[str, Callable[[Path], str | None]]] = {
+    "file": ("file", _is_file),
+    "parquet": ("token parquet file", _is_parquet),
+    "h5ad": (".h5ad file", _is_h5ad),
+    "csv": ("CSV table", _is_csv),
+    "png": ("PNG image", _is_png),
+    "report": ("demo report", _is_report),
+    "model": ("model folder", _is_model),
+    "zarr": ("zarr store", _is_zarr),
+    "demo": ("demo folder", _is_demo_folder),
+}
+_FOLDER_KINDS = {"model", "zarr", "demo"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------------------------------
+def _input_paths(inputs: Iterable) -> list[Path]:
+    out = []
+    for item in inputs:
+        if item is None:
+            continue
+        if not isinstance(item, str | os.PathLike):
+            # An in-memory AnnData opened in backed mode still reads its file.
+            name = getattr(item, "filename", None) if getattr(item, "isbacked", False) else None
+            if name is None:
+                continue
+            item = name
+        p = Path(item).expanduser()
+        if os.path.lexists(p):
+            out.append(p.absolute())
+    return out
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _clashing_input(path: Path, inputs: list[Path]) -> Path | None:
+    """The first input that ``path`` is, or that lies in the folder ``path`` (links followed both ways)."""
+    targets = []
+    for p in {path, Path(os.path.realpath(path))}:
+        with contextlib.suppress(OSError):
+            targets.append(os.stat(p))
+        with contextlib.suppress(OSError):
+            targets.append(os.lstat(p))
+    if not targets:
+        return None
+    for inp in inputs:
+        # The input as named and as resolved: a link inside the output folder is as much at risk as its target.
+        for cand in (inp, Path(os.path.realpath(inp))):
+            for anc in (cand, *cand.parents):
+                try:
+                    st = os.stat(anc)
+                except OSError:
+                    continue
+                if any(_same(st, t) for t in targets):
+                    return inp
+            with contextlib.suppress(OSError):
+                if any(_same(os.lstat(cand), t) for t in targets):
+                    return inp
+    return None
+
+
+def _empty_real_folder(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode) and not os.listdir(path)
+    except OSError:
+        return False
+
+
+def check_output_path(path: str | os.PathLike, *, what: str = "output", overwrite: bool = False,
+                      inputs: Iterable = (), kind: str = "file") -> Path:
+    """Check, before any work is done, that ``path`` may be written.
 
     Parameters
     ----------
@@ -20,12 +279,17 @@ def check_output_path(path: str | os.PathLike, *, what: str = "output", overwrit
     what
         How the caller names this output in messages (e.g. ``"parquet output"``).
     overwrite
-        If False, an existing ``path`` is an error.
+        Allow replacing an existing ``path``, but only one that fastembed wrote and recognises as a ``kind``.
+    inputs
+        Paths (or backed AnnData objects) the command reads. ``path`` may not be one of them, nor a folder
+        holding one; ``None`` and in-memory objects are skipped.
+    kind
+        A key of :data:`KINDS`: what the output is, so an existing one can be recognised.
 
     Returns
     -------
     pathlib.Path
-        ``path`` as an absolute path.
+        ``path`` as an absolute path (links not resolved).
 
     Raises
     ------
@@ -33,80 +297,306 @@ def check_output_path(path: str | os.PathLike, *, what: str = "output", overwrit
         The parent folder does not exist.
     PermissionError
         The parent folder is not writable.
+    ValueError
+        ``path`` is, or holds, one of ``inputs``.
     FileExistsError
-        ``path`` exists and ``overwrite`` is False.
+        ``path`` exists and ``overwrite`` is False, or it is not something fastembed wrote.
     """
+    if kind not in KINDS:
+        raise ValueError(f"unknown output kind {kind!r}; expected one of {', '.join(KINDS)}")
     path = Path(path).expanduser().absolute()
+    clash = _clashing_input(path, _input_paths(inputs))
+    if clash is not None:
+        try:
+            rel = "is" if os.path.samefile(clash, path) else "holds"
+        except OSError:
+            rel = "is"
+        raise ValueError(f"{what} '{path}' {rel} the input '{clash}'; writing it would destroy the input: "
+                         "choose another output path")
     parent = path.parent
     if not parent.is_dir():
         raise FileNotFoundError(f"{what} '{path}': folder '{parent}' does not exist; create it first")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"{what} '{path}': folder '{parent}' is not writable")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{what} '{path}' already exists; pass overwrite=True to replace it")
+    if not os.path.lexists(path) or kind == "demo":
+        if kind == "demo" and os.path.lexists(path) and (reason := _real_folder(path)):
+            raise FileExistsError(f"{what} '{path}' exists and {reason}; expected a folder")
+        return path
+    if kind in _FOLDER_KINDS and _empty_real_folder(path):
+        return path  # an empty folder holds nothing to lose
+    if not overwrite:
+        raise FileExistsError(f"{what} '{path}' already exists; pass overwrite=True (--overwrite) to replace it")
+    desc, recognise = KINDS[kind]
+    reason = recognise(path)
+    if reason:
+        raise FileExistsError(f"{what} '{path}' exists and is not a {desc} written by fastembed ({reason}); "
+                              "refusing to replace it: move it away or choose another path")
     return path
 
 
-def _temp_name(path: Path) -> Path:
-    # Same folder as the target, so the final os.replace is a rename on one file system.
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(name)
+# --------------------------------------------------------------------------------------------------
+# Lock, permissions, temporaries
+# --------------------------------------------------------------------------------------------------
+def lock_path(path: str | os.PathLike) -> Path:
+    """The lock file that guards writes to ``path``: ``.NAME.fastembed-lock`` in its (resolved) folder."""
+    path = Path(path).expanduser().absolute()
+    # Resolving the folder gives every spelling of the same destination the same lock.
+    return Path(os.path.realpath(path.parent)) / f".{path.name}{LOCK_SUFFIX}"
+
+
+# Locks this process holds: lock file -> [owning thread, depth]. A command takes the lock of its output before
+# its work and the writer takes it again at the end; the same thread may re-enter, any other writer fails.
+_held: dict[Path, list] = {}
+_held_guard = threading.Lock()
+
+
+def _acquire(lock: Path, busy: Exception) -> int:
+    if fcntl is None:
+        try:
+            return os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            raise busy from None
+    while True:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise busy from None
+            raise
+        # The previous holder may have unlinked the file between our open and flock: then we hold a lock
+        # nobody else can see, so start again on the current file.
+        try:
+            same = _same(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            return fd
+        os.close(fd)
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it to ``path``, on error delete it.
+def output_lock(path: str | os.PathLike, *, what: str = "output") -> Iterator[None]:
+    """Hold the write lock of ``path``; raise ``FileExistsError`` at once if another writer holds it.
+
+    With ``fcntl`` the lock is an ``flock`` on ``.NAME.fastembed-lock``: the kernel releases it when the writer
+    exits or is killed, so a dead writer never blocks the next one. The thread holding it may take it again
+    (a command locks its output for its whole run; the writer inside locks it once more).
+    """
+    lock = lock_path(path)
+    me = threading.get_ident()
+    with _held_guard:
+        entry = _held.get(lock)
+        if entry is not None and entry[0] == me:
+            entry[1] += 1
+    if entry is not None and entry[0] == me:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                entry[1] -= 1
+        return
+    busy = FileExistsError(f"{what} '{path}' is being written by another process (lock '{lock}'); "
+                           "wait for it to finish or choose another path")
+    fd = _acquire(lock, busy)
+    with _held_guard:
+        _held[lock] = [me, 1]
+    try:
+        yield
+    finally:
+        with _held_guard:
+            del _held[lock]
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux /proc)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    # Setting and restoring is the only portable way; the window is two system calls.
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{_TEMP_TAG}-{os.getpid()}-"
+
+
+def _temp_pattern(path: Path) -> re.Pattern:
+    name = re.escape(path.name)
+    # Ours (with the writer's PID) and the PID-less names of fastembed 0.x (mkstemp's 8 random characters).
+    return re.compile(rf"^\.{name}\.(?:{_TEMP_TAG}-(?P<pid>\d+)-[\w]+|[a-z0-9_]{{8}})\.(?:tmp|old)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove temporaries that killed writers of ``path`` left beside it; call while holding its lock.
+
+    Only names of fastembed's own pattern for this destination are touched. One whose writer's PID is still
+    running (another host on a shared file system, or a reused PID) is kept and reported in a warning. An old
+    output moved aside by an overwrite that was killed before the new one was published is put back.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The temporaries removed.
+    """
+    path = Path(path)
+    pattern = _temp_pattern(path)
+    removed, kept = [], []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        m = pattern.match(name)
+        if not m:
+            continue
+        tmp = path.parent / name
+        if m["pid"] is not None and int(m["pid"]) != os.getpid() and _pid_alive(int(m["pid"])):
+            kept.append(tmp)
+            continue
+        saved = tmp / "x"
+        if name.endswith(".old") and os.path.lexists(saved) and not os.path.lexists(path):
+            # Killed between moving the old output aside and publishing the new one: the old one is all there is.
+            os.rename(saved, path)
+            warnings.warn(f"restored '{path}' from '{tmp}', left by an interrupted overwrite", stacklevel=3)
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        removed.append(tmp)
+    if kept:
+        warnings.warn(f"temporary '{kept[0]}' (and {len(kept) - 1} more) of an earlier write to '{path}' belongs "
+                      "to a process that is still running; remove it by hand if no fastembed is writing there",
+                      stacklevel=3)
+    return removed
+
+
+def _publish_file(tmp: Path, path: Path, replace: bool, what: str) -> None:
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        # link() fails if path exists, so a file that appeared meanwhile is never replaced.
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{what} '{path}' was created by someone else while fastembed was writing it; "
+                              "left it as it is") from None
+    except OSError:
+        # File systems without hard links: the lock still excludes other fastembed writers.
+        if os.path.lexists(path):
+            raise FileExistsError(f"{what} '{path}' was created by someone else while fastembed was writing it; "
+                                  "left it as it is") from None
+        os.rename(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, *, what: str = "output", overwrite: bool = False, inputs: Iterable = (),
+                kind: str = "file") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it becomes ``path``, on error it is deleted.
 
     Parameters
     ----------
     path
-        Final file path. Its folder must exist (see :func:`check_output_path`).
+        Final file path. Its folder must exist.
+    what, overwrite, inputs, kind
+        As for :func:`check_output_path`, which runs again under the lock before anything is written.
 
     Yields
     ------
     pathlib.Path
-        Where the caller writes the whole file.
+        Where the caller writes the whole file. It is given the umask's permissions before it is published.
     """
-    path = Path(path)
-    tmp = _temp_name(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    path = Path(path).expanduser().absolute()
+    inputs = list(inputs)
+    check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
+    with output_lock(path, what=what):
+        clean_stale_temporaries(path)  # first: it may put back an output a killed overwrite moved aside
+        check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
+        # Decided now, under the lock: only what was checked above may be replaced, never a file that appears
+        # while we write.
+        replace = os.path.lexists(path)
+        fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            os.chmod(tmp, 0o666 & ~current_umask())
+            _publish_file(tmp, path, replace, what)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, *, what: str = "output", overwrite: bool = False, inputs: Iterable = (),
+               kind: str = "model") -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path``, on error it is removed.
 
     Parameters
     ----------
     path
         Final folder path (e.g. a model folder or a ``.zarr`` store).
-    overwrite
-        Replace an existing ``path``. The old folder is only removed once the new one is complete.
+    what, overwrite, inputs, kind
+        As for :func:`check_output_path`. With ``overwrite`` the old folder (one fastembed recognises) is only
+        removed once the new one is complete.
 
     Yields
     ------
     pathlib.Path
         An empty folder the caller fills.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"'{path}' already exists; pass overwrite=True to replace it")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / "x")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    path = Path(path).expanduser().absolute()
+    inputs = list(inputs)
+    check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
+    with output_lock(path, what=what):
+        clean_stale_temporaries(path)
+        check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
+        replace = os.path.lexists(path) and not _empty_real_folder(path)
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+        try:
+            yield tmp
+            os.chmod(tmp, 0o777 & ~current_umask())
+            if replace:
+                old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
+                os.replace(path, old / "x")
+                try:
+                    os.rename(tmp, path)
+                except OSError:
+                    os.replace(old / "x", path)  # put the old output back rather than lose it
+                    shutil.rmtree(old, ignore_errors=True)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                try:
+                    # rename() onto a folder only succeeds if it is empty, so nothing can be lost here.
+                    os.rename(tmp, path)
+                except OSError as err:
+                    raise FileExistsError(f"{what} '{path}' was created by someone else while fastembed was "
+                                          f"writing it ({err.strerror}); left it as it is") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

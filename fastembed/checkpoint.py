@@ -533,7 +533,9 @@ def write_torch_state_dict(path: str | os.PathLike, tensors: dict[str, np.ndarra
             raise ValueError(f"tensor '{name}': dtype {a.dtype} has no torch storage type")
         arrays[str(name)] = a
     root = path.stem or "archive"
-    with atomic_file(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+    # Like np.save, a low-level writer: it replaces a regular file it is pointed at (never a folder or a link).
+    with (atomic_file(path, what="checkpoint", overwrite=True) as tmp,
+          zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf):
         zf.writestr(f"{root}/data.pkl", _state_dict_pickle(arrays))
         zf.writestr(f"{root}/byteorder", "little")
         for key, a in enumerate(arrays.values()):

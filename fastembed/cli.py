@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 # Errors that mean "the input is wrong", reported as one line with exit code 1.
@@ -54,7 +55,8 @@ def _tokenize_fragments(args) -> None:
 
     t = time.perf_counter()
     out = tokenize_fragments(args.input, args.universe, args.output, barcodes=args.barcodes, mode=args.mode,
-                             min_fragments=args.min_fragments, min_overlap=args.min_overlap)
+                             min_fragments=args.min_fragments, min_overlap=args.min_overlap,
+                             overwrite=args.overwrite)
     s = json.loads(pq.ParquetFile(out).schema_arrow.metadata[META_STATS])
     pct = 100 * s["n_fragments_in_universe"] / max(s["n_fragments_kept"], 1)
     _log(args, f"read {s['n_fragments']} fragments of {s['n_barcodes']} barcodes; kept {s['n_barcodes_kept']} "
@@ -66,29 +68,43 @@ def _tokenize_fragments(args) -> None:
                f"{time.perf_counter() - t:.1f} s -> {out}")
 
 
+def _inputs(args, *names: str) -> list:
+    """The input paths among ``args`` (for the check that no output replaces one)."""
+    return [getattr(args, n) for n in names if getattr(args, n, None)]
+
+
 def cmd_tokenize(args) -> None:
+    from ._atomic import check_output_path
     from .io import tokenize_cells
 
     if args.fragments or (Path(args.input).name.endswith(FRAGMENT_SUFFIXES) and not Path(args.input).is_dir()):
         return _tokenize_fragments(args)
     t = time.perf_counter()
+    # Checked here as well as in tokenize_cells: only the command line knows which files the cells came from.
+    check_output_path(args.output, what="parquet output", overwrite=args.overwrite, kind="parquet",
+                      inputs=_inputs(args, "input", "universe", "barcodes", "peaks"))
     adata = _read_input(args.input, args)
-    out = tokenize_cells(adata, args.universe, args.output, min_overlap=args.min_overlap)
+    out = tokenize_cells(adata, args.universe, args.output, min_overlap=args.min_overlap, overwrite=args.overwrite)
     _log(args, f"tokenized {adata.n_obs} cells in {time.perf_counter() - t:.1f} s -> {out}")
 
 
 def cmd_train(args) -> None:
+    from ._atomic import check_output_path
     from .region2vec import Region2VecDataset
     from .scembed import ScEmbed
 
-    out = Path(args.output)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise FileExistsError(f"model folder '{out}' exists and is not empty; pass --overwrite to replace it")
+    out = check_output_path(args.output, what="model folder", overwrite=args.overwrite, kind="model",
+                            inputs=_inputs(args, "input"))
     ds = Region2VecDataset(args.input)
     model = ScEmbed(args.embedding_dim, args.window_size, args.negative_samples, min_count=args.min_count,
                     seed=args.seed, threads=args.threads)
-    model.train(ds, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                progress=not args.quiet)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="training was interrupted")
+        model.train(ds, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                    progress=not args.quiet)
+    if model.training_info.get("partial"):
+        # In Python a partial model is kept for the user to decide; a command saves only complete work.
+        raise KeyboardInterrupt
     model.save(out, overwrite=args.overwrite)
     info = model.training_info
     _log(args, f"trained on {len(ds)} cells, {info['epochs']} epochs in {info['seconds']:.1f} s -> {out}")
@@ -100,12 +116,15 @@ def cmd_encode(args) -> None:
     import pandas as pd
 
     from ._atomic import atomic_file, check_output_path
+    from ._version import __version__
     from .scembed import ScEmbed
 
     out = Path(args.output)
     if out.suffix not in (".zarr", ".h5ad"):
         raise ValueError(f"output '{out}': expected a path ending in .zarr or .h5ad")
-    check_output_path(out, what="output", overwrite=args.overwrite)
+    kind = "zarr" if out.suffix == ".zarr" else "h5ad"
+    inputs = _inputs(args, "input", "barcodes", "peaks") + ([args.model] if Path(args.model).exists() else [])
+    out = check_output_path(out, what=f"{kind} output", overwrite=args.overwrite, inputs=inputs, kind=kind)
     model = ScEmbed.from_pretrained(args.model)
     src = Path(args.input)
     data = src if src.suffix in (".parquet", ".h5ad") else _read_input(args.input, args)
@@ -124,7 +143,9 @@ def cmd_encode(args) -> None:
         adata = read_h5ad(src) if src.suffix == ".h5ad" else data
         data = adata
     adata.obsm[args.embedding_key] = model.encode(data, batch_cells=args.batch_cells)
-    with atomic_file(out) as tmp:
+    # Marks the file as ours, so a later --overwrite may replace it (and nothing else).
+    adata.uns["fastembed"] = {"version": __version__, "embedding_key": args.embedding_key, "model": str(args.model)}
+    with atomic_file(out, what="h5ad output", overwrite=args.overwrite, inputs=inputs, kind="h5ad") as tmp:
         adata.write_h5ad(tmp)
     _log(args, f"encoded {adata.n_obs} cells -> {out} (obsm['{args.embedding_key}'])")
 
@@ -134,7 +155,8 @@ def cmd_annotate(args) -> None:
     from .io import read_h5ad
     from .scembed import annotate_celltypes
 
-    out = check_output_path(args.output, what="labels output")
+    inputs = _inputs(args, "query", "reference")
+    out = check_output_path(args.output, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv")
     query = read_h5ad(args.query)
     reference = read_h5ad(args.reference)
     labels = annotate_celltypes(query, reference, embedding_key=args.embedding_key, k=args.k,
@@ -143,7 +165,7 @@ def cmd_annotate(args) -> None:
     table = query.obs[["cell_type_confidence"]].copy()
     table.insert(0, args.label_key, labels)
     table.index.name = "barcode"
-    with atomic_file(out) as tmp:
+    with atomic_file(out, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv") as tmp:
         table.to_csv(tmp)
     _log(args, f"annotated {query.n_obs} cells -> {out}")
 
@@ -180,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--universe", required=True, help="universe BED file (optionally gzipped)")
     p.add_argument("--output", required=True, help="output .parquet file")
     p.add_argument("--min-overlap", type=int, default=1, help="minimum overlap in bp (default: 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing token parquet written by fastembed")
     matrix_inputs(p)
     p.add_argument("--fragments", action="store_true",
                    help="INPUT is a fragments file (automatic for names ending .tsv, .tsv.gz, .tsv.bgz); "
@@ -194,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train scEmbed region vectors (skip-gram, negative sampling) on a token parquet.")
     p.add_argument("input", help="token .parquet file from 'fastembed tokenize'")
     p.add_argument("--output", required=True, help="model folder to write")
-    p.add_argument("--epochs", type=int, default=100, help="passes over all cells (default: 100)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="passes over all cells (default: from the data, 5-100; see the README)")
     p.add_argument("--embedding-dim", type=int, default=100, help="vector length (default: 100)")
     p.add_argument("--window-size", type=int, default=5, help="context window (default: 5)")
     p.add_argument("--negative-samples", type=int, default=5, help="negatives per pair (default: 5)")
@@ -203,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-count", type=int, default=1, help="ignore tokens seen in fewer cells (default: 1)")
     p.add_argument("--seed", type=int, default=None, help="random seed")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model folder written by fastembed")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("encode", parents=[common], help="embed cells with a trained model",
@@ -213,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output ending in .zarr or .h5ad")
     p.add_argument("--embedding-key", default="scembed_X", help="obsm key for .h5ad output (default: scembed_X)")
     p.add_argument("--batch-cells", type=int, default=65_536, help="cells per chunk (default: 65536)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output written by fastembed")
     matrix_inputs(p)
     p.set_defaults(func=cmd_encode)
 
@@ -229,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="call cells whose vote share is below this 'unknown'")
     p.add_argument("--no-center", action="store_true",
                    help="plain cosine k-NN (default: cosine around the reference's mean embedding)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing labels CSV written by fastembed")
     p.set_defaults(func=cmd_annotate)
 
     p = sub.add_parser("demo", parents=[common], help="run the whole workflow on the bundled real data",
@@ -243,13 +268,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _output_claim(args):
+    """The write lock of the command's output, held for its whole run.
+
+    A second command writing the same output fails at once, before its work, instead of replacing the first's
+    result (also with --overwrite). The demo locks its folder itself.
+    """
+    import contextlib
+
+    from ._atomic import output_lock
+
+    out = getattr(args, "output", None)
+    if args.command == "demo" or not out:
+        return contextlib.nullcontext()
+    parent = Path(out).expanduser().absolute().parent
+    if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+        return contextlib.nullcontext()  # the command's own check names the problem
+    return output_lock(out, what=f"{args.command} output")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fastembed`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     if args.quiet:
         os.environ.setdefault("TQDM_DISABLE", "1")
     try:
-        args.func(args)
+        with _output_claim(args):
+            args.func(args)
     except INPUT_ERRORS as err:
         if args.debug:
             raise
@@ -258,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
             msg = str(err.args[0])
         print(f"fastembed {args.command}: error: {msg}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"fastembed {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
     return 0
 
 

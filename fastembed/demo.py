@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -38,7 +37,8 @@ def run_demo(output: str | os.PathLike = "fastembed-demo", *, epochs: int | None
     quiet
         No progress bars or messages.
     overwrite
-        Replace outputs of an earlier run in ``output``.
+        Replace outputs of an earlier run in ``output`` (each only if fastembed recognises it as its own; other
+        files in the folder are never touched).
 
     Returns
     -------
@@ -46,6 +46,19 @@ def run_demo(output: str | os.PathLike = "fastembed-demo", *, epochs: int | None
         The report: paths of every output, ARI/NMI of Leiden clusters against the authors' labels,
         annotation accuracy and macro-F1 of donor D5T1 from donor D6T1, timings in seconds.
     """
+    from ._atomic import check_output_path, output_lock
+    from .datasets import demo_peaks_path
+
+    # The bundled data are the demo's inputs: no output may be, or hold, the folder they live in.
+    inputs = [demo_peaks_path().parent]
+    out = check_output_path(output, what="demo output folder", kind="demo", inputs=inputs)
+    # Held for the whole run: a second demo writing into the same folder fails at once.
+    with output_lock(out, what="demo output folder"):
+        return _run_demo(out, inputs, epochs=epochs, n_cells=n_cells, threads=threads, seed=seed, quiet=quiet,
+                         overwrite=overwrite)
+
+
+def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,26 +66,30 @@ def run_demo(output: str | os.PathLike = "fastembed-demo", *, epochs: int | None
     import scanpy as sc
     from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_info_score
 
-    from ._atomic import atomic_file
+    from ._atomic import atomic_file, check_output_path
+    from ._version import __version__
     from .datasets import demo_peaks_path, load_demo
     from .io import tokenize_cells
     from .region2vec import Region2VecDataset
     from .scembed import ScEmbed, annotate_celltypes
 
     epochs = DEFAULT_EPOCHS if epochs is None else epochs
-    out = Path(output).expanduser().absolute()
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"demo output '{out}': folder '{out.parent}' does not exist")
-    out.mkdir(exist_ok=True)
     paths = {
         "tokens": out / "tokens.parquet", "model": out / "model", "zarr": out / "embeddings.zarr",
         "h5ad": out / "embeddings.h5ad", "umap": out / "umap.png", "clusters": out / "clusters.csv",
         "annotations": out / "annotations.csv", "report": out / "report.md",
     }
-    if not overwrite:
-        existing = [str(p) for p in paths.values() if p.exists()]
-        if existing:
-            raise FileExistsError(f"demo outputs already exist ({existing[0]}, ...); pass --overwrite")
+    kinds = {"tokens": "parquet", "model": "model", "zarr": "zarr", "h5ad": "h5ad", "umap": "png",
+             "clusters": "csv", "annotations": "csv", "report": "report"}
+    if out.is_dir():
+        # Before a minute of work: every output must be new, or (with overwrite) one of ours.
+        for key, p in paths.items():
+            check_output_path(p, what=f"demo {key} output", overwrite=overwrite, inputs=inputs, kind=kinds[key])
+    out.mkdir(exist_ok=True)
+
+    def write(key):
+        return atomic_file(paths[key], what=f"demo {key} output", overwrite=overwrite, inputs=inputs,
+                           kind=kinds[key])
     timings = {}
 
     t = time.perf_counter()
@@ -84,7 +101,7 @@ def run_demo(output: str | os.PathLike = "fastembed-demo", *, epochs: int | None
     _say(quiet, f"[1/6] read {adata.n_obs} cells x {adata.n_vars} peaks (Granja et al. 2019 bone marrow, hg19)")
 
     t = time.perf_counter()
-    tokenize_cells(adata, demo_peaks_path(), paths["tokens"])
+    tokenize_cells(adata, demo_peaks_path(), paths["tokens"], overwrite=overwrite)
     timings["tokenize"] = time.perf_counter() - t
     _say(quiet, f"[2/6] tokenized -> {paths['tokens']}")
 
@@ -109,10 +126,10 @@ def run_demo(output: str | os.PathLike = "fastembed-demo", *, epochs: int | None
     sc.pl.umap(adata, color="cell_type", ax=axes[0], show=False, title="cell type (Granja et al. 2019)")
     sc.pl.umap(adata, color="leiden", ax=axes[1], show=False, title="Leiden clusters (fastembed)")
     fig.tight_layout()
-    with atomic_file(paths["umap"]) as tmp:
+    with write("umap") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    with atomic_file(paths["clusters"]) as tmp:
+    with write("clusters") as tmp:
         adata.obs[["leiden"]].rename_axis("barcode").to_csv(tmp)
     timings["cluster_umap"] = time.perf_counter() - t
     labels = adata.obs["cell_type"].astype(str).to_numpy()
@@ -131,10 +148,11 @@ def run_demo(output: str | os.PathLike = "fastembed-demo", *, epochs: int | None
     table = query.obs[["cell_type"]].rename(columns={"cell_type": "true_cell_type"})
     table["predicted_cell_type"] = predicted
     table["confidence"] = query.obs["cell_type_confidence"]
-    with atomic_file(paths["annotations"]) as tmp:
+    with write("annotations") as tmp:
         table.rename_axis("barcode").to_csv(tmp)
     adata.obs["predicted_cell_type"] = predicted.reindex(adata.obs_names).astype(str)
-    with atomic_file(paths["h5ad"]) as tmp:
+    adata.uns["fastembed"] = {"version": __version__, "embedding_key": "scembed_X", "model": str(paths["model"])}
+    with write("h5ad") as tmp:
         adata.write_h5ad(tmp)
     timings["annotate"] = time.perf_counter() - t
     chance = float(np.max(np.unique(ref.obs["cell_type"].astype(str), return_counts=True)[1]) / ref.n_obs)
@@ -163,7 +181,7 @@ def run_demo(output: str | os.PathLike = "fastembed-demo", *, epochs: int | None
         *[f"| {k} | {v:.1f} |" for k, v in timings.items()],
         "", "```json", json.dumps(report, indent=2), "```", "",
     ]
-    with atomic_file(paths["report"]) as tmp:
+    with write("report") as tmp:
         tmp.write_text("\n".join(lines))
     if not quiet:
         print(f"\nfastembed demo outputs in {out}:")

@@ -37,7 +37,7 @@ import numba
 import numpy as np
 
 from . import tokenize as _tok
-from ._atomic import check_output_path
+from ._atomic import check_output_path, output_lock
 from ._config import PARALLEL, SERIAL
 from .io import TokenizedCells, resolve_universe, write_tokens_parquet
 from .universe import Universe, open_text
@@ -306,7 +306,8 @@ def _grow(a: np.ndarray, n: int) -> np.ndarray:
 
 
 def tokenize_fragments(path, universe, output=None, *, barcodes=None, min_fragments: int = 1,
-                       mode: str = "fragment", min_overlap: int = 1, block_size: int = BLOCK_SIZE):
+                       mode: str = "fragment", min_overlap: int = 1, block_size: int = BLOCK_SIZE,
+                       overwrite: bool = False):
     """Tokenize a fragments file: each barcode becomes the sorted unique set of universe regions its fragments hit.
 
     Parameters
@@ -332,6 +333,9 @@ def tokenize_fragments(path, universe, output=None, *, barcodes=None, min_fragme
         Minimum overlap in bp (``"fragment"`` mode; must be 1 in ``"insertion"`` mode).
     block_size : int
         Bytes of decompressed text parsed at a time (pyarrow ``block_size``); bounds memory, not the result.
+    overwrite : bool
+        Replace an existing ``output``, only if it is a token parquet written by fastembed; ``output`` may never
+        be the fragments, universe or whitelist file (nor a folder holding one).
 
     Returns
     -------
@@ -353,6 +357,21 @@ def tokenize_fragments(path, universe, output=None, *, barcodes=None, min_fragme
         A malformed line (file, line number and field named), bad parameters, no fragment chromosome in the
         universe, no barcode left. Nothing is written then.
     """
+    inputs = [path, universe.source if isinstance(universe, Universe) else universe]
+    if isinstance(barcodes, str | os.PathLike):
+        inputs.append(barcodes)
+    if output is None:
+        return _tokenize_fragments(path, universe, None, barcodes, min_fragments, mode, min_overlap, block_size,
+                                   overwrite, inputs)
+    out_path = check_output_path(output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet")
+    # Held for the whole run, so a second writer of the same file fails now rather than after the work.
+    with output_lock(out_path, what="parquet output"):
+        return _tokenize_fragments(path, universe, out_path, barcodes, min_fragments, mode, min_overlap,
+                                   block_size, overwrite, inputs)
+
+
+def _tokenize_fragments(path, universe, out_path, barcodes, min_fragments, mode, min_overlap, block_size,
+                        overwrite, inputs):
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -371,7 +390,6 @@ def tokenize_fragments(path, universe, output=None, *, barcodes=None, min_fragme
         raise ValueError("pass either barcodes= (a whitelist keeps every listed barcode) or min_fragments=, not both")
     if int(block_size) < 1024:
         raise ValueError(f"block_size must be at least 1024 bytes, got {block_size!r}")
-    out_path = check_output_path(output, what="parquet output") if output is not None else None
     uni = resolve_universe(universe)
     whitelist = read_whitelist(barcodes) if barcodes is not None else None
 
@@ -461,11 +479,11 @@ def tokenize_fragments(path, universe, output=None, *, barcodes=None, min_fragme
     frags, in_uni = frags[:n_cells_all].copy(), in_uni[:n_cells_all].copy()
     return _finish(path, uni, out_path, indptr, indices, bcs, frags, in_uni, n_read=n_read, n_unknown=n_unknown,
                    unknown_chroms=unknown_chroms, n_rejected_frags=n_rejected_frags, min_fragments=int(min_fragments),
-                   mode=mode, min_overlap=m)
+                   mode=mode, min_overlap=m, overwrite=overwrite, inputs=inputs)
 
 
 def _finish(path, uni: Universe, out_path, indptr, indices, bcs: _Barcodes, frags, in_uni, *, n_read, n_unknown,
-            unknown_chroms, n_rejected_frags, min_fragments, mode, min_overlap):
+            unknown_chroms, n_rejected_frags, min_fragments, mode, min_overlap, overwrite, inputs):
     """Apply min_fragments, check what is left, assemble stats, return or write the result."""
     name = f"fragments file '{path}'"
     if n_unknown == n_read:
@@ -543,5 +561,5 @@ def _finish(path, uni: Universe, out_path, indptr, indices, bcs: _Barcodes, frag
     return write_tokens_parquet(
         out_path, indptr, indices, names, uni,
         extra_columns={"n_fragments": frags, "n_fragments_in_universe": in_uni},
-        extra_metadata={META_STATS: json.dumps(scalars).encode()},
+        extra_metadata={META_STATS: json.dumps(scalars).encode()}, overwrite=overwrite, inputs=inputs,
     )

@@ -21,7 +21,7 @@ import scipy.io
 import scipy.sparse as sp
 
 from . import tokenize as _tok
-from ._atomic import atomic_file, check_output_path
+from ._atomic import atomic_file, check_output_path, output_lock
 from .universe import Universe, open_text, read_bed
 
 __all__ = [
@@ -457,9 +457,10 @@ class TokenizedCells:
         """Universe regions plus the 7 special tokens."""
         return self.universe.vocab_size
 
-    def to_parquet(self, path: str | os.PathLike) -> Path:
+    def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the gtars-layout parquet file (see :func:`write_tokens_parquet`); returns its path."""
-        return write_tokens_parquet(path, self.indptr, self.indices, self.barcodes, self.universe)
+        return write_tokens_parquet(path, self.indptr, self.indices, self.barcodes, self.universe,
+                                    overwrite=overwrite)
 
 
 def resolve_universe(universe_file) -> Universe:
@@ -552,7 +553,8 @@ class PeakMapper:
         return _tok.cells_to_tokens(block.indptr, block.indices, block.data, self.peak_offsets, self.peak_tokens)
 
 
-def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, chunk_cells: int = 100_000):
+def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, chunk_cells: int = 100_000,
+                   overwrite: bool = False):
     """Tokenize each cell's open regions against a universe.
 
     Parameters
@@ -571,6 +573,9 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
         overlap, as gtars does). A peak maps to every region it overlaps.
     chunk_cells : int
         Cells processed at a time; bounds memory for large backed files.
+    overwrite : bool
+        Replace an existing ``output``, only if it is a token parquet file written by fastembed. ``output`` may
+        never be the AnnData's file or the universe file (nor a folder holding them).
 
     Returns
     -------
@@ -578,7 +583,16 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
         In-memory tokens (``output=None``) or the parquet path. Every input cell keeps its row, in order,
         even with no token. Peaks that hit nothing are dropped and counted in ``stats``.
     """
-    out_path = check_output_path(output, what="parquet output") if output is not None else None
+    inputs = [adata, universe_file if not isinstance(universe_file, Universe) else universe_file.source]
+    if output is None:
+        return _tokenize_cells(adata, universe_file, None, min_overlap, chunk_cells, overwrite, inputs)
+    out_path = check_output_path(output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet")
+    # Held for the whole run, so a second writer of the same file fails now rather than after the work.
+    with output_lock(out_path, what="parquet output"):
+        return _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs)
+
+
+def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs):
     uni = resolve_universe(universe_file)
     adata, name = as_adata(adata)
     mapper = PeakMapper(adata, uni, min_overlap=min_overlap, name=name)
@@ -604,12 +618,12 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
         warnings.warn(
             f"{n_empty} of {adata.n_obs} cells of {name} have no token in universe '{uni.source}' "
             "(their peaks overlap no region); they keep their rows with an empty token list",
-            stacklevel=2,
+            stacklevel=3,
         )
     barcodes = np.asarray(adata.obs_names, dtype=object)
     if out_path is None:
         return TokenizedCells(indptr, indices, barcodes, uni, stats)
-    return write_tokens_parquet(out_path, indptr, indices, barcodes, uni)
+    return write_tokens_parquet(out_path, indptr, indices, barcodes, uni, overwrite=overwrite, inputs=inputs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -626,7 +640,7 @@ def _universe_metadata(uni: Universe) -> dict[bytes, bytes]:
 
 
 def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe, *, extra_columns=None,
-                         extra_metadata=None) -> Path:
+                         extra_metadata=None, overwrite: bool = False, inputs=()) -> Path:
     """Write tokenized cells to parquet atomically (temp file in the same folder, then rename).
 
     Parameters
@@ -642,6 +656,10 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe, *,
         Further per-cell int64 columns after ``barcode`` (e.g. fragment counts).
     extra_metadata : dict of bytes to bytes, optional
         Further key-value metadata.
+    overwrite : bool
+        Replace an existing ``path``, only if it is a token parquet file written by fastembed.
+    inputs : iterable of paths
+        Files the tokens were made from; ``path`` may not be one of them or a folder holding one.
 
     Returns
     -------
@@ -651,7 +669,7 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe, *,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = check_output_path(path, what="parquet output")
+    path = check_output_path(path, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet")
     indptr = np.asarray(indptr, dtype=np.int64)
     indices = np.asarray(indices, dtype=np.int32)
     barcodes = np.asarray(barcodes, dtype=object)
@@ -667,7 +685,8 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe, *,
         + [pa.field(k, pa.int64()) for k in extra],
         metadata={**_universe_metadata(universe), **(extra_metadata or {})},
     )
-    with atomic_file(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+    with (atomic_file(path, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet") as tmp,
+          pq.ParquetWriter(tmp, schema, compression="zstd") as writer):
         for lo in range(0, max(n_cells, 1), ROW_GROUP_CELLS):
             hi = min(lo + ROW_GROUP_CELLS, n_cells)
             base = indptr[lo]

@@ -32,6 +32,7 @@ import numpy as np
 import yaml
 
 from ._atomic import atomic_dir
+from ._version import __version__
 from .checkpoint import read_torch_state_dict, write_torch_state_dict
 from .universe import N_SPECIAL, Universe, read_bed
 
@@ -320,7 +321,7 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
 
 
 def write_model_folder(directory: str | os.PathLike, folder: ModelFolder, *, format: str = "fastembed",
-                       overwrite: bool = False) -> Path:
+                       overwrite: bool = False, inputs=()) -> Path:
     """Write a model folder atomically: into a temporary folder beside ``directory``, renamed when complete.
 
     Parameters
@@ -332,7 +333,10 @@ def write_model_folder(directory: str | os.PathLike, folder: ModelFolder, *, for
     format : {"fastembed", "geniml"}
         See the module docstring. ``"geniml"`` writes only what geniml reads (no counts or output vectors).
     overwrite
-        Replace an existing folder (the old one is removed only after the new one is complete).
+        Replace an existing folder (the old one is removed only after the new one is complete), only if it is a
+        model folder fastembed wrote: its own files and nothing else, ``config.yaml`` with ``fastembed_version``.
+    inputs : iterable of paths
+        Files the model was made from (e.g. the training parquet): ``directory`` may not be, or hold, one.
 
     Returns
     -------
@@ -351,7 +355,8 @@ def write_model_folder(directory: str | os.PathLike, folder: ModelFolder, *, for
                          f"regions (need {vocab} rows)")
     config = {k: v for k, v in folder.config.items() if v is not None}
     config.update({"embedding_dim": int(weights.shape[1]), "vocab_size": vocab})
-    with atomic_dir(directory, overwrite=overwrite) as tmp:
+    config.setdefault("fastembed_version", __version__)  # how a later overwrite recognises the folder as ours
+    with atomic_dir(directory, what="model folder", overwrite=overwrite, inputs=inputs, kind="model") as tmp:
         folder.universe.write_bed(tmp / UNIVERSE)
         if format == "fastembed":
             config["format"] = "fastembed"

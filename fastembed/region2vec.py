@@ -33,6 +33,8 @@ class Region2VecDataset:
     universe : Universe
     source : str
         Where the data came from (for messages).
+    path : pathlib.Path or None
+        The parquet file read, if any (outputs may not replace it).
 
     Notes
     -----
@@ -44,12 +46,15 @@ class Region2VecDataset:
         if isinstance(path_or_tokenized, Region2VecDataset):
             tok = path_or_tokenized._tokens
             self.source = path_or_tokenized.source
+            self.path = path_or_tokenized.path
         elif isinstance(path_or_tokenized, TokenizedCells):
             tok = path_or_tokenized
             self.source = "tokenized cells in memory"
+            self.path = None
         elif isinstance(path_or_tokenized, str | os.PathLike):
             tok = read_tokens_parquet(path_or_tokenized, universe=universe)
             self.source = f"'{Path(path_or_tokenized)}'"
+            self.path = Path(path_or_tokenized)
         else:
             raise TypeError(
                 "Region2VecDataset takes a token parquet path or TokenizedCells, "

@@ -113,6 +113,9 @@ class ScEmbed:
         self._w_out: np.ndarray | None = None
         self._token_counts: np.ndarray | None = None
         self._projection: np.ndarray | None = None
+        # Files this model was made from or read: save() and encode(out=...) may not replace them.
+        self._training_files: list[Path] = []
+        self._model_dir: Path | None = None
 
     # -- state ----------------------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -200,6 +203,7 @@ class ScEmbed:
         )
         self.universe = ds.universe
         self._w_in, self._w_out, self._token_counts = result.w_in, result.w_out, result.counts
+        self._training_files = [ds.path] if ds.path is not None else []
         self._projection = None
         if self.n_components is not None:
             cells, empty = weighted_mean_pool(ds.indptr, ds.indices, self._w_in, self.pooling_weights("mean"))
@@ -311,7 +315,8 @@ class ScEmbed:
         batch_cells : int
             Cells tokenized and pooled at a time (and zarr chunk length).
         overwrite : bool
-            Replace an existing ``out`` store.
+            Replace an existing ``out`` store, only if it is an embeddings store written by fastembed. ``out``
+            may never be the input file or the model's folder (nor a folder holding them).
 
         Returns
         -------
@@ -322,8 +327,9 @@ class ScEmbed:
         batch_cells = _positive_int("batch_cells", batch_cells)
         pooling = self._resolve_pooling(pooling)
         weights = self.pooling_weights(pooling)
+        inputs = [adata_or_tokens, getattr(adata_or_tokens, "path", None), self._model_dir]
         if out is not None:
-            out = check_output_path(out, what="zarr output", overwrite=overwrite)
+            out = check_output_path(out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr")
         n_cells, barcodes, chunks = self._token_chunks(adata_or_tokens, batch_cells)
         n_empty = 0
         with numba_threads(self.threads):
@@ -334,7 +340,7 @@ class ScEmbed:
             else:
                 import zarr
 
-                with atomic_dir(out, overwrite=overwrite) as tmp:
+                with atomic_dir(out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr") as tmp:
                     group = zarr.open_group(str(tmp), mode="w")
                     emb = group.create_array("embeddings", shape=(n_cells, self.embedding_dim),
                                              chunks=(min(batch_cells, max(n_cells, 1)), self.embedding_dim),
@@ -385,7 +391,8 @@ class ScEmbed:
             Face scEmbed models use (``checkpoint.pt`` with ``projection.weight``, ``config.yaml``,
             ``universe.bed``), written without torch.
         overwrite
-            Replace an existing folder.
+            Replace an existing folder, only if it is a model folder written by fastembed (its files and
+            nothing else). ``directory`` may never be, or hold, the parquet file the model was trained on.
 
         Returns
         -------
@@ -398,7 +405,8 @@ class ScEmbed:
         folder = ModelFolder(config=self.config(), weights=self._w_in, universe=self.universe, format=format,
                              token_counts=self._token_counts, output_weights=self._w_out,
                              cell_projection=self._projection)
-        return write_model_folder(directory, folder, format=format, overwrite=overwrite)
+        return write_model_folder(directory, folder, format=format, overwrite=overwrite,
+                                  inputs=self._training_files)
 
     @classmethod
     def from_pretrained(cls, directory_or_hub_id: str | os.PathLike, *, revision: str | None = None,
@@ -439,6 +447,7 @@ class ScEmbed:
         model._token_counts = folder.token_counts
         model._projection = folder.cell_projection
         model.training_info = dict(cfg.get("training") or {})
+        model._model_dir = path
         return model
 
     def push_to_hub(self, repo_id: str, *, format: str = "geniml", private: bool = False, token: str | None = None,

@@ -233,11 +233,14 @@ class Universe:
         """SHA-256 (hex) of :meth:`to_bed_text`: identifies the universe regardless of file formatting."""
         return hashlib.sha256(self.to_bed_text().encode()).hexdigest()
 
-    def write_bed(self, path: str | os.PathLike) -> None:
-        """Write the regions as a three-column BED file, row ``i`` = token ``i`` (the specials are implied)."""
+    def write_bed(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the regions as a three-column BED file, row ``i`` = token ``i`` (the specials are implied).
+
+        An existing ``path`` is an error unless ``overwrite`` (a regular file only; never a folder or a link).
+        """
         from ._atomic import atomic_file
 
-        with atomic_file(path) as tmp:
+        with atomic_file(path, what="universe output", overwrite=overwrite) as tmp:
             tmp.write_text(self.to_bed_text())
 
     def same_as(self, other: Universe) -> bool:

@@ -138,3 +138,24 @@ def test_demo_end_to_end(tmp_path, capsys):
     # A second run refuses to overwrite without --overwrite, and says so in one line.
     assert main(["demo", "--output", str(out), "--epochs", "1", "--cells", "300", "--quiet"]) == 1
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_train_interrupted_exits_130_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    import fastembed.sgns as sg
+    from fastembed.io import tokenize_cells
+
+    tokens = tokenize_cells(load_demo()[:200].copy(), demo_peaks_path(), output=tmp_path / "t.parquet")
+    real = sg._blocks_parallel
+
+    def interrupted(*args):
+        if args[1] > 0:  # the compile call passes an empty range; Ctrl-C in the first real epoch
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(sg, "_blocks_parallel", interrupted)
+    monkeypatch.setattr(sg, "_blocks_serial", interrupted)
+    code = main(["train", str(tokens), "--output", str(tmp_path / "model"), "--epochs", "3", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130 and err == ["fastembed train: interrupted; nothing was written"]
+    assert not (tmp_path / "model").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
