@@ -129,8 +129,6 @@ def _small_yaml(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-_MODEL_FILES = {"config.yaml", "universe.bed", "region_vectors.npy", "output_vectors.npy", "token_counts.npy",
-                "checkpoint.pt"}
 
 
 def _real_folder(path: Path) -> str | None:
@@ -146,8 +144,10 @@ def _is_model(path: Path) -> str | None:
     reason = _real_folder(path)
     if reason:
         return reason
+    from .modelfolder import MODEL_FILES  # lazily: modelfolder writes through this module
+
     names = set(os.listdir(path))
-    foreign = sorted(names - _MODEL_FILES)
+    foreign = sorted(names - MODEL_FILES)
     if foreign:
         return f"it holds files a model folder does not ({', '.join(foreign[:3])})"
     if not {"config.yaml", "universe.bed"} <= names or not names & {"region_vectors.npy", "checkpoint.pt"}:

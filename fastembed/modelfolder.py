@@ -46,6 +46,8 @@ TOKEN_COUNTS = "token_counts.npy"
 CELL_PROJECTION = "cell_projection.npy"
 CHECKPOINT = "checkpoint.pt"
 WEIGHT_KEY = "projection.weight"
+MODEL_FILES = frozenset({CONFIG, UNIVERSE, REGION_VECTORS, OUTPUT_VECTORS, TOKEN_COUNTS, CELL_PROJECTION, CHECKPOINT})
+"""Every file a model folder written by fastembed may hold (overwrite replaces only such folders)."""
 
 # gtars wrote special tokens into legacy universe files as these chromosomes (start = end = 0).
 _PLACEHOLDER_CHROMS = {"chrunk", "chrpad", "chrmask", "chrcls", "chreos", "chrbos", "chrsep",
