@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from . import tokenize as _tok
 from ._atomic import atomic_file, check_output_path
-from .universe import Universe, open_text, read_bed
+from .universe import MAX_COORD, Universe, open_text, parse_coordinate, read_bed
 
 __all__ = [
     "TokenizedCells",
@@ -45,7 +45,7 @@ FORMAT_VERSION = b"fastembed-tokens/1"
 # Cells per parquet row group: keeps list offsets within int32 and bounds memory of one write.
 ROW_GROUP_CELLS = 65_536
 
-_COORD_NAME = re.compile(r"^(?P<chr>[^:\s]+?)[:\-](?P<start>\d+)-(?P<end>\d+)$")
+_COORD_NAME = re.compile(r"^(?P<chr>[^:\s]+?)[:\-](?P<start>[0-9]+)-(?P<end>[0-9]+)$")
 _CHR_ALIASES = ("chr", "chrom", "chromosome", "seqnames", "seqname")
 _START_ALIASES = ("start", "chromstart")
 _END_ALIASES = ("end", "chromend")
@@ -54,9 +54,19 @@ _END_ALIASES = ("end", "chromend")
 # --------------------------------------------------------------------------------------------------
 # Readers
 # --------------------------------------------------------------------------------------------------
+def _read_lines(path: Path, what: str) -> list[str]:
+    """All lines of a UTF-8 text file (plain or gzipped) without line ends; a byte-order mark is dropped."""
+    try:
+        with open_text(path) as fh:
+            return [line.rstrip("\r\n") for line in fh]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} '{path}' is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except (OSError, EOFError) as err:  # a truncated or corrupt gzip stream
+        raise ValueError(f"{what} '{path}' cannot be read ({type(err).__name__}: {err})") from None
+
+
 def _read_barcodes(path: Path) -> np.ndarray:
-    with open_text(path) as fh:
-        lines = [line.rstrip("\r\n").split("\t", 1)[0] for line in fh]
+    lines = [line.split("\t", 1)[0] for line in _read_lines(path, "barcodes file")]
     while lines and not lines[-1]:
         lines.pop()
     if any(not b for b in lines):
@@ -78,7 +88,15 @@ def _var_frame(chroms: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pd.D
     )
 
 
+_MM_BANNER = re.compile(r"%%MatrixMarket\s+matrix\s+(coordinate|array)\s+(\S+)\s+(\S+)\s*$", re.IGNORECASE)
+
+
 def _mm_shape(path: Path) -> tuple[int, int]:
+    """(rows, cols) from a MatrixMarket header, checked before scipy allocates anything.
+
+    The entry count of the size line is checked against the file size too: scipy allocates arrays of that
+    length up front, so a three-line file could otherwise ask for terabytes.
+    """
     try:
         with open_text(path) as fh:
             header = fh.readline()
@@ -87,25 +105,61 @@ def _mm_shape(path: Path) -> tuple[int, int]:
                     f"matrix file '{path}': not a MatrixMarket file (first line should start with "
                     f"'%%MatrixMarket', got {header.strip()[:60]!r})"
                 )
+            banner = _MM_BANNER.match(header.strip())
+            if banner is None:
+                raise ValueError(
+                    f"matrix file '{path}' line 1: expected '%%MatrixMarket matrix coordinate|array <field> "
+                    f"<symmetry>', got {header.strip()[:80]!r}"
+                )
+            lineno = 1
             for line in fh:
+                lineno += 1
                 if line.startswith("%") or not line.strip():
                     continue
                 fields = line.split()
-                return int(fields[0]), int(fields[1])
+                n_expected = 3 if banner[1].lower() == "coordinate" else 2
+                if len(fields) != n_expected or not all(f.isascii() and f.isdigit() for f in fields):
+                    raise ValueError(
+                        f"matrix file '{path}' line {lineno}: size line must hold {n_expected} non-negative "
+                        f"integers, got {line.strip()[:80]!r}"
+                    )
+                rows, cols = int(fields[0]), int(fields[1])
+                if n_expected == 3:
+                    nnz = int(fields[2])
+                    gz = _is_gzip(path)
+                    if nnz > rows * cols or (not gz and nnz > path.stat().st_size):
+                        raise ValueError(
+                            f"matrix file '{path}' line {lineno}: {nnz} entries cannot fit a {rows} x {cols} "
+                            "matrix in a file of this size"
+                        )
+                return rows, cols
     except UnicodeDecodeError:
         raise ValueError(f"matrix file '{path}': not a MatrixMarket text file") from None
+    except (OSError, EOFError) as err:
+        raise ValueError(f"matrix file '{path}' cannot be read ({type(err).__name__}: {err})") from None
     raise ValueError(f"matrix file '{path}': no size line after the MatrixMarket header")
 
 
-def _read_mm(path: Path) -> sp.csr_matrix:
+def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _read_mm(path: Path) -> sp.csr_matrix:
     try:
-        with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
+        with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as fh:
+            # scipy does not expect a byte-order mark; skip it so the banner is the first thing it reads.
+            if fh.read(3) != b"\xef\xbb\xbf":
+                fh.seek(0)
             mat = scipy.io.mmread(fh)
     except Exception as err:  # scipy raises several types on malformed entries
         raise ValueError(f"matrix file '{path}': cannot parse MatrixMarket data ({err})") from None
-    return sp.csr_matrix(mat)
+    mat = sp.csr_matrix(mat)
+    if np.iscomplexobj(mat.data):
+        raise ValueError(f"matrix file '{path}': complex values; expected integer or real counts")
+    if mat.data.dtype.kind == "f" and not np.isfinite(mat.data).all():
+        raise ValueError(f"matrix file '{path}': the matrix holds NaN or infinite values")
+    return mat
 
 
 def _orient(path: Path, shape: tuple[int, int], n_barcodes: int, n_peaks: int,
@@ -214,11 +268,12 @@ def read_10x(directory: str | os.PathLike):
         return read_mtx(matrix, barcodes, peaks)
 
     # features.tsv: id, name, type[, chrom, start, end]; a multiome file also lists genes.
-    with open_text(features) as fh:
-        rows = [line.rstrip("\r\n").split("\t") for line in fh if line.strip()]
-    keep = np.array([len(r) < 3 or r[2] == "Peaks" for r in rows])
+    numbered = [(n, line.split("\t")) for n, line in enumerate(_read_lines(features, "features file"), 1)
+                if line.strip()]
+    rows = [r for _, r in numbered]
+    keep = np.array([len(r) < 3 or r[2] == "Peaks" for r in rows], dtype=bool)
     chroms, starts, ends = [], [], []
-    for i, r in enumerate(rows):
+    for i, (lineno, r) in enumerate(numbered):
         if not keep[i]:
             continue
         if len(r) >= 6:
@@ -227,16 +282,19 @@ def read_10x(directory: str | os.PathLike):
             m = _COORD_NAME.match(r[0])
             if m is None:
                 raise ValueError(
-                    f"features file '{features}' line {i + 1}: field 1 should look like 'chr1:100-200' "
+                    f"features file '{features}' line {lineno}: field 1 should look like 'chr1:100-200' "
                     f"when there are no chrom/start/end columns, got {r[0]!r}"
                 )
             c, s, e = m["chr"], m["start"], m["end"]
-        try:
-            chroms.append(c)
-            starts.append(int(s))
-            ends.append(int(e))
-        except ValueError:
-            raise ValueError(f"features file '{features}' line {i + 1}: non-integer start/end {s!r}, {e!r}") from None
+        where = f"features file '{features}' line {lineno}"
+        s_, e_ = (parse_coordinate(v.strip(), where=where, field=f) for v, f in ((s, "start"), (e, "end")))
+        if not c.strip():
+            raise ValueError(f"{where}: the chromosome is empty")
+        if s_ > e_:
+            raise ValueError(f"{where}: start {s_} > end {e_}")
+        chroms.append(c.strip())
+        starts.append(s_)
+        ends.append(e_)
     if not chroms:
         raise ValueError(f"features file '{features}' has no rows of type 'Peaks'")
     bcs = _read_barcodes(barcodes)
@@ -314,18 +372,7 @@ def peak_coordinates(adata, *, name: str = "the AnnData") -> tuple[np.ndarray, n
     cc, sc_, ec = (_find_column(var, a) for a in (_CHR_ALIASES, _START_ALIASES, _END_ALIASES))
     if cc is not None and sc_ is not None and ec is not None:
         chroms = var[cc].astype(str).to_numpy(dtype=object)
-        coords = []
-        for col in (sc_, ec):
-            values = pd.to_numeric(var[col], errors="coerce").to_numpy(dtype=np.float64)
-            bad = ~np.isfinite(values) | (values != np.round(values))
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise ValueError(
-                    f"{name}: var column '{col}' must hold integers; peak {i} ({var.index[i]!r}) has "
-                    f"{var[col].iloc[i]!r}"
-                )
-            coords.append(values.astype(np.int64))
-        starts, ends = coords
+        starts, ends = (_coordinate_column(var, col, name) for col in (sc_, ec))
     else:
         names = pd.Series(np.asarray(adata.var_names, dtype=str))
         parts = names.str.extract(_COORD_NAME)
@@ -337,16 +384,49 @@ def peak_coordinates(adata, *, name: str = "the AnnData") -> tuple[np.ndarray, n
                 f"'chr1:100-200' or 'chr1-100-200' (var_name {i} is {names.iloc[i]!r})"
             )
         chroms = parts["chr"].to_numpy(dtype=object)
+        # More than 19 digits cannot be an int64; check before converting so the message names the peak.
+        too_long = (parts["start"].str.len() > 19) | (parts["end"].str.len() > 19)
+        if too_long.any():
+            i = int(np.flatnonzero(too_long.to_numpy())[0])
+            raise ValueError(
+                f"{name}: var_name {i} ({names.iloc[i][:60]!r}) has a coordinate beyond the largest accepted "
+                "one (2**62)"
+            )
         starts = parts["start"].astype(np.int64).to_numpy()
         ends = parts["end"].astype(np.int64).to_numpy()
-    bad = (starts < 0) | (starts > ends)
+    bad = (starts < 0) | (starts > ends) | (ends > MAX_COORD)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"{name}: peak {i} ({adata.var_names[i]!r}) has invalid coordinates [{starts[i]}, {ends[i]}) "
-            "(need 0 <= start <= end)"
+            f"{name}: peak {i} ({str(adata.var_names[i])[:60]!r}) has invalid coordinates [{starts[i]}, {ends[i]}) "
+            "(need 0 <= start <= end <= 2**62)"
         )
     return chroms, starts, ends
+
+
+def _coordinate_column(var: pd.DataFrame, col, name: str) -> np.ndarray:
+    """A var column of coordinates as int64, or a ValueError naming the column and the first bad peak.
+
+    Integer columns are taken exactly (a float round trip would lose precision beyond 2**53); anything
+    else must hold whole finite numbers within the accepted range.
+    """
+    series = var[col]
+    if pd.api.types.is_integer_dtype(series.dtype) and not series.isna().any():
+        values = series.to_numpy()
+        if values.dtype.kind == "u" and values.size and values.max() > MAX_COORD:
+            bad = values > MAX_COORD
+        else:
+            return values.astype(np.int64)
+    else:
+        floats = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(floats) | (floats != np.round(floats)) | (np.abs(floats) > MAX_COORD)
+        if not bad.any():
+            return floats.astype(np.int64)
+    i = int(np.flatnonzero(bad)[0])
+    raise ValueError(
+        f"{name}: var column '{col}' must hold integers; peak {i} ({str(var.index[i])[:60]!r}) "
+        f"has {str(series.iloc[i])[:40]!r} (accepted: whole numbers in [0, 2**62])"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -439,16 +519,73 @@ def _chrom_codes(peak_chroms: np.ndarray, uni: Universe, name: str) -> np.ndarra
     return codes
 
 
-def _csr_rows(X, lo: int, hi: int) -> sp.csr_matrix:
-    """Rows lo:hi of X (in memory or backed) as CSR with int64 indptr."""
+def cell_matrix(adata, layer: str | None = None, *, name: str = "the AnnData"):
+    """The cells x peaks matrix to tokenize: ``adata.X``, or ``adata.layers[layer]``.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+    layer : str, optional
+        Name of a layer holding the counts (e.g. ``"counts"``) when ``X`` is absent or holds something else.
+    name : str
+        How messages name the AnnData.
+
+    Returns
+    -------
+    (matrix, field)
+        The matrix (in memory or backed) and how messages name it (``"X"`` or ``"layers['counts']"``).
+
+    Raises
+    ------
+    ValueError
+        ``X`` is None (the message lists the layers to pass as ``layer=``), the layer does not exist, or the
+        matrix does not have one row per cell and one column per peak.
+    """
+    if layer is None:
+        matrix, field_name = adata.X, "X"
+        if matrix is None:
+            layers = list(getattr(adata, "layers", {}).keys())
+            hint = (f"pass layer= with one of its layers: {', '.join(repr(k) for k in layers[:6])}" if layers
+                    else "it has no layers either; store the peak counts in X")
+            raise ValueError(f"{name} has no X matrix (X is None); {hint}")
+    else:
+        if not isinstance(layer, str):
+            raise ValueError(f"layer must be the name of a layer (a str), got {layer!r}")
+        layers = getattr(adata, "layers", {})
+        if layer not in layers:
+            raise ValueError(
+                f"{name} has no layer {layer!r} (layers: {', '.join(repr(k) for k in list(layers.keys())[:6]) or 'none'})"
+            )
+        matrix, field_name = layers[layer], f"layers[{layer!r}]"
+    shape = getattr(matrix, "shape", None)
+    if shape is None or tuple(shape) != (adata.n_obs, adata.n_vars):
+        raise ValueError(f"{name}: {field_name} has shape {shape}, expected cells x peaks {adata.shape}")
+    return matrix, field_name
+
+
+def _csr_rows(X, lo: int, hi: int, what: str = "X") -> sp.csr_matrix:
+    """Rows lo:hi of X (in memory or backed) as CSR; a ValueError naming ``what`` if a value is NaN or inf."""
     if sp.issparse(X) and X.format == "csr" and lo == 0 and hi == X.shape[0]:
-        return X  # the whole in-memory matrix: no copy
-    block = X[lo:hi]
-    if hasattr(block, "to_memory"):
-        block = block.to_memory()
-    if not sp.issparse(block):
-        block = sp.csr_matrix(np.asarray(block))
-    return sp.csr_matrix(block)
+        block = X  # the whole in-memory matrix: no copy
+    else:
+        block = X[lo:hi]
+        if hasattr(block, "to_memory"):
+            block = block.to_memory()
+        if not sp.issparse(block):
+            block = np.asarray(block)
+            if block.dtype == object or block.dtype.kind in "USV":
+                raise ValueError(f"{what} holds {block.dtype} values; expected numbers")
+            block = sp.csr_matrix(block)
+        block = sp.csr_matrix(block)
+    data = block.data
+    if data.dtype.kind in "fc" and not np.isfinite(data).all():
+        bad = np.flatnonzero(~np.isfinite(data))[0]
+        row = int(np.searchsorted(block.indptr, bad, side="right")) - 1 + lo
+        raise ValueError(
+            f"{what} holds {data[bad]} (cell {row}); a cell's peaks are its nonzero values, which must be finite "
+            "numbers"
+        )
+    return block
 
 
 class PeakMapper:
@@ -473,7 +610,7 @@ class PeakMapper:
     """
 
     def __init__(self, adata, universe: Universe, *, min_overlap: int = 1, name: str = "the AnnData"):
-        if int(min_overlap) != min_overlap or min_overlap < 1:
+        if isinstance(min_overlap, bool) or not isinstance(min_overlap, int | np.integer) or min_overlap < 1:
             raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
         if adata.n_obs == 0:
             raise ValueError(f"{name} has zero cells; nothing to tokenize")
@@ -489,13 +626,17 @@ class PeakMapper:
         self.n_peaks_unmapped = int(np.count_nonzero(np.diff(self.peak_offsets) == 0))
         self.n_peaks_unknown_chrom = int(np.count_nonzero(codes < 0))
 
-    def tokens(self, X, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens of rows ``lo:hi`` of ``X`` (in memory or backed): ``(indptr int64, indices int32)``."""
-        block = _csr_rows(X, lo, hi)
+    def tokens(self, X, lo: int, hi: int, field: str = "X") -> tuple[np.ndarray, np.ndarray]:
+        """Tokens of rows ``lo:hi`` of ``X`` (in memory or backed): ``(indptr int64, indices int32)``.
+
+        ``field`` names the matrix in messages (e.g. ``"layers['counts']"``); NaN or inf values are an error.
+        """
+        block = _csr_rows(X, lo, hi, f"{self.name}: {field}")
         return _tok.cells_to_tokens(block.indptr, block.indices, block.data, self.peak_offsets, self.peak_tokens)
 
 
-def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, chunk_cells: int = 100_000):
+def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, chunk_cells: int = 100_000,
+                   layer: str | None = None):
     """Tokenize each cell's open regions against a universe.
 
     Parameters
@@ -513,6 +654,9 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
         overlap, as gtars does). A peak maps to every region it overlaps.
     chunk_cells : int
         Cells processed at a time; bounds memory for large backed files.
+    layer : str, optional
+        Read the cells x peaks values from ``adata.layers[layer]`` instead of ``adata.X`` (for files whose
+        ``X`` is None or holds normalised values).
 
     Returns
     -------
@@ -522,12 +666,15 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
     """
     out_path = check_output_path(output, what="parquet output") if output is not None else None
     uni = resolve_universe(universe_file)
+    if isinstance(chunk_cells, bool) or not isinstance(chunk_cells, int | np.integer) or chunk_cells < 1:
+        raise ValueError(f"chunk_cells must be an integer >= 1, got {chunk_cells!r}")
     adata, name = as_adata(adata)
+    matrix, field_name = cell_matrix(adata, layer, name=name)
     mapper = PeakMapper(adata, uni, min_overlap=min_overlap, name=name)
     indptr_parts, index_parts = [np.zeros(1, dtype=np.int64)], []
     total = 0
     for lo in range(0, adata.n_obs, chunk_cells):
-        ip, ix = mapper.tokens(adata.X, lo, min(lo + chunk_cells, adata.n_obs))
+        ip, ix = mapper.tokens(matrix, lo, min(lo + chunk_cells, adata.n_obs), field_name)
         indptr_parts.append(ip[1:] + total)
         index_parts.append(ix)
         total += int(ip[-1])
