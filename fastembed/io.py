@@ -42,8 +42,11 @@ META_CHECKSUM = b"fastembed.universe.sha256"
 META_N_REGIONS = b"fastembed.universe.n_regions"
 FORMAT_VERSION = b"fastembed-tokens/1"
 
-# Cells per parquet row group: keeps list offsets within int32 and bounds memory of one write.
+# Cells per parquet row group: bounds the memory of one write.
 ROW_GROUP_CELLS = 65_536
+# Tokens per parquet row group: list<int32> offsets of a row group must stay below 2**31; a row group is
+# closed early once it would hold more tokens than this (a 16x margin, and ~512 MB of int32 per group).
+ROW_GROUP_TOKENS = 2**27
 
 _COORD_NAME = re.compile(r"^(?P<chr>[^:\s]+?)[:\-](?P<start>[0-9]+)-(?P<end>[0-9]+)$")
 _CHR_ALIASES = ("chr", "chrom", "chromosome", "seqnames", "seqname")
@@ -542,7 +545,11 @@ def cell_matrix(adata, layer: str | None = None, *, name: str = "the AnnData"):
         matrix does not have one row per cell and one column per peak.
     """
     if layer is None:
-        matrix, field_name = adata.X, "X"
+        try:
+            matrix = adata.X
+        except KeyError:  # a backed .h5ad file without X: anndata looks it up in the file and fails
+            matrix = None
+        field_name = "X"
         if matrix is None:
             layers = list(getattr(adata, "layers", {}).keys())
             hint = (f"pass layer= with one of its layers: {', '.join(repr(k) for k in layers[:6])}" if layers
@@ -740,15 +747,22 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe) ->
     indices = np.asarray(indices, dtype=np.int32)
     barcodes = np.asarray(barcodes, dtype=object)
     n_cells = indptr.size - 1
+    if indptr.ndim != 1 or indptr.size < 1:
+        raise ValueError(f"parquet output '{path}': indptr must be 1-d with n_cells + 1 entries")
     if barcodes.size != n_cells:
-        raise ValueError(f"{barcodes.size} barcodes for {n_cells} cells")
+        raise ValueError(f"parquet output '{path}': {barcodes.size} barcodes for {n_cells} cells")
+    if indptr[0] != 0 or indptr[-1] != indices.size or np.any(np.diff(indptr) < 0):
+        raise ValueError(f"parquet output '{path}': indptr must start at 0, never decrease and end at "
+                         f"len(indices) = {indices.size}")
+    if n_cells and int(np.diff(indptr).max()) >= 2**31:
+        raise ValueError(f"parquet output '{path}': a cell holds 2**31 or more tokens")
     schema = pa.schema(
         [pa.field("tokens", pa.list_(pa.int32())), pa.field("barcode", pa.string())],
         metadata=_universe_metadata(universe),
     )
+    bounds = _row_group_bounds(indptr, ROW_GROUP_CELLS, ROW_GROUP_TOKENS)
     with atomic_file(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-        for lo in range(0, max(n_cells, 1), ROW_GROUP_CELLS):
-            hi = min(lo + ROW_GROUP_CELLS, n_cells)
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             base = indptr[lo]
             offsets = pa.array((indptr[lo:hi + 1] - base).astype(np.int32))
             values = pa.array(indices[base:indptr[hi]], type=pa.int32())
@@ -758,83 +772,174 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe) ->
     return path
 
 
+def _row_group_bounds(indptr: np.ndarray, max_cells: int, max_tokens: int) -> list[int]:
+    """Cell boundaries of row groups holding at most ``max_cells`` cells and ``max_tokens`` tokens each.
+
+    A single cell with more than ``max_tokens`` tokens gets a row group of its own (it still fits int32
+    offsets: the caller checks that no cell reaches 2**31 tokens). Zero cells give one empty row group, so
+    the file still has the schema and its metadata in a row group like any other.
+    """
+    n_cells = indptr.size - 1
+    bounds = [0]
+    while bounds[-1] < n_cells:
+        lo = bounds[-1]
+        fits = int(np.searchsorted(indptr, indptr[lo] + max_tokens, side="right")) - 1
+        bounds.append(max(min(lo + max_cells, n_cells, fits), lo + 1))
+    if n_cells == 0:
+        bounds.append(0)
+    return bounds
+
+
 def read_tokens_parquet(path: str | os.PathLike, *, universe=None):
-    """Read a token parquet file (ours or gtars's) into CSR arrays without per-cell Python objects.
+    """Read a token parquet file (ours or gtars's), or a folder of parts, into CSR arrays.
+
+    No Python object is made per cell or per token (barcodes aside).
 
     Parameters
     ----------
     path
-        Parquet file with a ``tokens`` list column (int32 or int64) and optionally ``barcode``.
+        Parquet file with a ``tokens`` list column (``list<int32>``; any integer list type is accepted) and
+        optionally a ``barcode`` string column. Or a folder: its ``*.parquet`` files (names starting with
+        ``.`` or ``_`` skipped, subfolders ignored) are read in sorted name order and concatenated; they must
+        all hold the same universe.
     universe : Universe or path, optional
-        The universe, for files that do not carry one in their metadata (e.g. written by gtars).
+        The universe, for files that do not carry one in their metadata (e.g. written by gtars). For a file
+        that carries one, it must be the same universe (same checksum), else a ValueError names both.
 
     Returns
     -------
     TokenizedCells
         Barcodes default to ``"0".."n-1"`` when the file has no ``barcode`` column.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        Not a parquet file; a missing or wrongly typed column; a null list, token or barcode; a token id
+        outside the universe; a ``universe`` that differs from the stored one; parts of a folder with
+        different universes. Every message names the file (and the column).
     """
+    path = Path(path)
+    given = None if universe is None else resolve_universe(universe)
+    if path.is_dir():
+        return _read_parquet_parts(path, given)
+    if not path.is_file():
+        raise FileNotFoundError(f"token file '{path}' does not exist")
+    return _read_parquet_file(path, given)
+
+
+def _read_parquet_parts(folder: Path, given: Universe | None) -> TokenizedCells:
+    parts = sorted(p for p in folder.iterdir()
+                   if p.suffix == ".parquet" and not p.name.startswith((".", "_")) and p.is_file())
+    if not parts:
+        raise ValueError(f"token folder '{folder}' holds no .parquet files (names starting with '.' or '_' and "
+                         "subfolders are not read)")
+    tokens = [_read_parquet_file(parts[0], given)]
+    for part in parts[1:]:
+        tok = _read_parquet_file(part, given)
+        if tok.universe.checksum != tokens[0].universe.checksum:
+            raise ValueError(
+                f"token folder '{folder}': part '{part.name}' was tokenized with another universe "
+                f"({len(tok.universe)} regions, checksum {tok.universe.checksum[:12]}) than '{parts[0].name}' "
+                f"({len(tokens[0].universe)} regions, checksum {tokens[0].universe.checksum[:12]}); "
+                "a dataset holds one universe"
+            )
+        tokens.append(tok)
+    offsets = np.cumsum([0] + [t.n_tokens for t in tokens[:-1]])
+    indptr = np.concatenate([np.zeros(1, dtype=np.int64)] + [t.indptr[1:] + o for t, o in zip(tokens, offsets,
+                                                                                             strict=True)])
+    indices = np.concatenate([t.indices for t in tokens])
+    barcodes = np.concatenate([np.asarray(t.barcodes, dtype=object) for t in tokens])
+    stats = {"n_cells": int(indptr.size - 1), "n_tokens": int(indptr[-1]), "n_parts": len(parts)}
+    return TokenizedCells(indptr, indices, barcodes, tokens[0].universe, stats)
+
+
+def _read_parquet_file(path: Path, given: Universe | None) -> TokenizedCells:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"token file '{path}' does not exist")
     try:
         pfile = pq.ParquetFile(path, memory_map=True)
+        schema = pfile.schema_arrow
     except Exception as err:
-        raise ValueError(f"token file '{path}' is not a parquet file ({err})") from None
-    schema = pfile.schema_arrow
+        raise ValueError(f"token file '{path}' is not a parquet file ({type(err).__name__}: {str(err)[:200]})") \
+            from None
     if "tokens" not in schema.names:
-        raise ValueError(f"token file '{path}' has no 'tokens' column (columns: {', '.join(schema.names)})")
+        raise ValueError(f"token file '{path}' has no 'tokens' column (columns: {', '.join(schema.names)[:200]})")
     ttype = schema.field("tokens").type
     if not (pa.types.is_list(ttype) or pa.types.is_large_list(ttype)) or not pa.types.is_integer(ttype.value_type):
-        raise ValueError(f"token file '{path}': column 'tokens' must be list<int32>, got {ttype}")
-    meta = schema.metadata or {}
-    uni = _universe_from_metadata(meta, path) if universe is None else resolve_universe(universe)
-    if uni is None:
-        raise ValueError(
-            f"token file '{path}' does not carry its universe (not written by fastembed); "
-            "pass universe=<the BED file it was tokenized with>"
-        )
-    columns = ["tokens"] + (["barcode"] if "barcode" in schema.names else [])
-    table = pfile.read(columns=columns)
-    col = table.column("tokens")
+        raise ValueError(f"token file '{path}': column 'tokens' must be list<int32>, got {str(ttype)[:100]}")
+    has_barcode = "barcode" in schema.names
+    if has_barcode:
+        btype = schema.field("barcode").type
+        if not (pa.types.is_string(btype) or pa.types.is_large_string(btype)):
+            raise ValueError(f"token file '{path}': column 'barcode' must be string, got {str(btype)[:100]}")
+    uni = _file_universe(schema.metadata or {}, path, given)
+    columns = ["tokens"] + (["barcode"] if has_barcode else [])
+    try:
+        table = pfile.read(columns=columns)
+    except Exception as err:  # corrupt pages, bad compression, truncated file
+        raise ValueError(f"token file '{path}': cannot read its data ({type(err).__name__}: {str(err)[:200]})") \
+            from None
     n_cells = table.num_rows
     lengths = np.zeros(n_cells, dtype=np.int64)
     values_parts = []
     row = 0
-    for chunk in col.chunks:
+    for chunk in table.column("tokens").chunks:
         n = len(chunk)
+        if chunk.null_count:
+            i = row + int(np.flatnonzero(~np.asarray(chunk.is_valid(), dtype=bool))[0])
+            raise ValueError(f"token file '{path}': column 'tokens' is null for cell {i}; an empty cell is an "
+                             "empty list, not null")
         offs = np.asarray(chunk.offsets, dtype=np.int64)
-        if chunk.null_count:
-            valid = np.asarray(chunk.is_valid(), dtype=bool)
-            seg = np.where(valid, np.diff(offs), 0)
-        else:
-            seg = np.diff(offs)
-        lengths[row:row + n] = seg
-        vals = np.asarray(chunk.values, dtype=np.int64 if chunk.values.type.bit_width > 32 else np.int32)
-        vals = vals[offs[0]:offs[-1]]
-        if chunk.null_count:
-            keep = np.repeat(valid, np.diff(offs))
-            vals = vals[keep]
-        values_parts.append(vals)
+        lengths[row:row + n] = np.diff(offs)
+        vals = chunk.values.slice(int(offs[0]), int(offs[-1] - offs[0]))
+        if vals.null_count:
+            j = int(np.flatnonzero(~np.asarray(vals.is_valid(), dtype=bool))[0])
+            i = row + int(np.searchsorted(offs - offs[0], j, side="right")) - 1
+            raise ValueError(f"token file '{path}': column 'tokens' holds a null token id in cell {i}")
+        values_parts.append(vals.to_numpy(zero_copy_only=False))
         row += n
     indptr = np.zeros(n_cells + 1, dtype=np.int64)
     np.cumsum(lengths, out=indptr[1:])
     values = np.concatenate(values_parts) if values_parts else np.empty(0, dtype=np.int32)
     if values.size:
+        # On the file's own integer type, before narrowing to int32 (which could wrap an id into range).
         lo, hi = int(values.min()), int(values.max())
         if lo < 0 or hi >= uni.vocab_size:
             raise ValueError(
-                f"token file '{path}': token ids must lie in [0, {uni.vocab_size}) for its universe of "
-                f"{len(uni)} regions, found {lo if lo < 0 else hi}"
+                f"token file '{path}': column 'tokens': token ids must lie in [0, {uni.vocab_size}) for its "
+                f"universe of {len(uni)} regions, found {lo if lo < 0 else hi}"
             )
     indices = np.ascontiguousarray(values, dtype=np.int32)
-    if "barcode" in columns:
-        barcodes = table.column("barcode").to_numpy(zero_copy_only=False).astype(object)
+    if has_barcode:
+        col = table.column("barcode")
+        if col.null_count:
+            i = int(np.flatnonzero(~np.asarray(col.is_valid(), dtype=bool))[0])
+            raise ValueError(f"token file '{path}': column 'barcode' is null for cell {i}")
+        barcodes = col.to_numpy(zero_copy_only=False).astype(object)
     else:
         barcodes = np.arange(n_cells).astype(str).astype(object)
     return TokenizedCells(indptr, indices, barcodes, uni, {"n_cells": n_cells, "n_tokens": int(indptr[-1])})
+
+
+def _file_universe(meta: dict[bytes, bytes], path: Path, given: Universe | None) -> Universe:
+    """The universe of a token file: the one it carries, checked against ``given`` if both exist."""
+    stored = _universe_from_metadata(meta, path)
+    if stored is None and given is None:
+        raise ValueError(
+            f"token file '{path}' does not carry its universe (not written by fastembed); "
+            "pass universe=<the BED file it was tokenized with>"
+        )
+    if stored is not None and given is not None and stored.checksum != given.checksum:
+        # The ids index the stored regions; reading them against other regions would silently mislabel cells.
+        raise ValueError(
+            f"token file '{path}' was tokenized with another universe ({len(stored)} regions, checksum "
+            f"{stored.checksum[:12]}) than universe= '{given.source}' ({len(given)} regions, checksum "
+            f"{given.checksum[:12]}); drop universe= to use the file's own"
+        )
+    return stored if stored is not None else given
 
 
 def _universe_from_metadata(meta: dict[bytes, bytes], path: Path) -> Universe | None:
@@ -845,7 +950,7 @@ def _universe_from_metadata(meta: dict[bytes, bytes], path: Path) -> Universe | 
     except Exception as err:
         raise ValueError(f"token file '{path}': universe in the metadata is corrupt ({err})") from None
     uni = Universe.from_bed_text(text, source=f"{path} (embedded)")
-    expected = meta.get(META_CHECKSUM, b"").decode()
+    expected = meta.get(META_CHECKSUM, b"").decode("ascii", errors="replace")
     if expected and uni.checksum != expected:
         raise ValueError(
             f"token file '{path}': the embedded universe does not match its checksum "

@@ -125,3 +125,210 @@ def test_var_column_beyond_range_names_column():
     a = ad.AnnData(X=sp.csr_matrix(np.ones((1, 1))), var=var)
     with pytest.raises(ValueError, match=r"peak 0 .*invalid coordinates.*2\*\*62"):
         peak_coordinates(a)
+
+
+# --------------------------------------------------------------------------------------------------
+# AnnData matrix: NaN/inf, X None, layer=
+# --------------------------------------------------------------------------------------------------
+def _toy_adata(X=None, n_cells=6):
+    var = pd.DataFrame({"chr": ["chr1"] * 4, "start": [0, 100, 200, 300], "end": [50, 150, 250, 350]},
+                       index=[f"p{i}" for i in range(4)])
+    obs = pd.DataFrame(index=[f"c{i}" for i in range(n_cells)])
+    if X is None:
+        rng = np.random.default_rng(0)
+        X = sp.csr_matrix((rng.random((n_cells, 4)) < 0.7).astype(np.float32))
+    return ad.AnnData(X=X, obs=obs, var=var)
+
+
+TOY_UNIVERSE = Universe.from_arrays(["chr1"] * 4, [0, 100, 200, 300], [50, 150, 250, 350], source="toy")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dense", [False, True])
+def test_nan_or_inf_in_x_names_input_and_field(bad, dense):
+    X = np.ones((6, 4), dtype=np.float32)
+    X[4, 2] = bad
+    a = _toy_adata(X if dense else sp.csr_matrix(X))
+    with pytest.raises(ValueError, match=r"the AnnData: X holds .*cell 4"):
+        tokenize_cells(a, TOY_UNIVERSE)
+
+
+def test_x_none_offers_layer():
+    a = _toy_adata()
+    a.layers["counts"] = a.X.copy()
+    ref = tokenize_cells(a, TOY_UNIVERSE)
+    a.X = None
+    with pytest.raises(ValueError, match=r"X is None.*layer=.*'counts'"):
+        tokenize_cells(a, TOY_UNIVERSE)
+    tok = tokenize_cells(a, TOY_UNIVERSE, layer="counts")
+    np.testing.assert_array_equal(tok.indices, ref.indices)
+    with pytest.raises(ValueError, match=r"no layer 'raw'.*'counts'"):
+        tokenize_cells(a, TOY_UNIVERSE, layer="raw")
+
+
+def test_nan_in_layer_names_the_layer():
+    a = _toy_adata()
+    bad = a.X.toarray()
+    bad[0, 0] = np.nan
+    a.layers["counts"] = sp.csr_matrix(bad)
+    with pytest.raises(ValueError, match=r"layers\['counts'\] holds nan"):
+        tokenize_cells(a, TOY_UNIVERSE, layer="counts")
+
+
+def test_x_none_in_h5ad_file_offers_layer(tmp_path):
+    a = _toy_adata()
+    a.layers["counts"] = a.X.copy()
+    a.X = None
+    a.write_h5ad(tmp_path / "a.h5ad")
+    with pytest.raises(ValueError, match=r"a.h5ad' has no X matrix.*layer="):
+        tokenize_cells(tmp_path / "a.h5ad", TOY_UNIVERSE)
+    assert len(tokenize_cells(tmp_path / "a.h5ad", TOY_UNIVERSE, layer="counts")) == 6
+
+
+# --------------------------------------------------------------------------------------------------
+# ScEmbed parameters, training data with nothing to learn, threads
+# --------------------------------------------------------------------------------------------------
+def _toy_tokens(n_cells=40, seed=0):
+    from fastembed.io import TokenizedCells
+
+    rng = np.random.default_rng(seed)
+    rows = [np.sort(rng.choice(4, size=rng.integers(2, 5), replace=False)) for _ in range(n_cells)]
+    indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64)
+    indices = np.concatenate(rows).astype(np.int32)
+    barcodes = np.array([f"c{i}" for i in range(n_cells)], dtype=object)
+    return TokenizedCells(indptr, indices, barcodes, TOY_UNIVERSE)
+
+
+@pytest.fixture(scope="module")
+def toy_model():
+    from fastembed.scembed import ScEmbed
+
+    return ScEmbed(embedding_dim=4, seed=0, threads=1).train(_toy_tokens(), epochs=2, progress=False)
+
+
+@pytest.mark.parametrize("param", ["embedding_dim", "window_size", "negative_samples", "min_count", "seed",
+                                   "threads"])
+@pytest.mark.parametrize("value", ["abc", "5", np.nan, 2.5, 4.0, True, [3]])
+def test_scembed_wrong_typed_params_name_the_parameter(param, value):
+    from fastembed.scembed import ScEmbed
+
+    with pytest.raises(ValueError, match=rf"^{param} must be"):
+        ScEmbed(**{param: value})
+
+
+@pytest.mark.parametrize("param", ["embedding_dim", "window_size", "negative_samples", "min_count"])
+def test_scembed_none_for_required_int_names_parameter(param):
+    from fastembed.scembed import ScEmbed
+
+    with pytest.raises(ValueError, match=rf"^{param} must be"):
+        ScEmbed(**{param: None})
+
+
+@pytest.mark.parametrize(
+    "kwargs, param",
+    [({"epochs": "abc"}, "epochs"), ({"epochs": None}, "epochs"), ({"epochs": 2.5}, "epochs"),
+     ({"epochs": True}, "epochs"), ({"batch_size": np.nan}, "batch_size"), ({"batch_size": "8"}, "batch_size"),
+     ({"learning_rate": "abc"}, "learning_rate"), ({"learning_rate": None}, "learning_rate"),
+     ({"learning_rate": np.nan}, "learning_rate"), ({"learning_rate": True}, "learning_rate"),
+     ({"min_learning_rate": "x"}, "min_learning_rate")],
+)
+def test_train_wrong_typed_params_name_the_parameter(kwargs, param):
+    from fastembed.scembed import ScEmbed
+
+    m = ScEmbed(embedding_dim=4)
+    with pytest.raises(ValueError, match=rf"^{param} must be"):
+        m.train(_toy_tokens(), progress=False, **kwargs)
+    assert m.universe is None  # nothing half-trained
+
+
+def test_no_cell_with_two_trained_tokens_is_refused():
+    from fastembed.io import TokenizedCells
+    from fastembed.scembed import ScEmbed
+
+    one_each = TokenizedCells(np.arange(5, dtype=np.int64), np.array([0, 1, 2, 3], dtype=np.int32),
+                              np.array(list("abcd"), dtype=object), TOY_UNIVERSE)
+    with pytest.raises(ValueError, match=r"no cell holds 2 trained tokens \(4 cells, 4 tokens"):
+        ScEmbed(embedding_dim=4, threads=1).train(one_each, epochs=1, progress=False)
+    # Pairs exist, but only of tokens below min_count: still nothing to learn.
+    pairs_of_rare = TokenizedCells(np.array([0, 2, 4, 5, 6, 7], dtype=np.int64),
+                                   np.array([0, 1, 2, 3, 3, 3, 3], dtype=np.int32)[:7],
+                                   np.array(list("abcde"), dtype=object), TOY_UNIVERSE)
+    with pytest.raises(ValueError, match=r"no cell holds 2 trained tokens"):
+        ScEmbed(embedding_dim=4, threads=1, min_count=3).train(pairs_of_rare, epochs=1, progress=False)
+
+
+def test_threads_none_follows_numba_current_setting(monkeypatch):
+    import numba
+
+    import fastembed.sgns as sgns
+    from fastembed.scembed import ScEmbed
+
+    def parallel_not_expected(*args, **kwargs):
+        raise AssertionError("threads=None ran the parallel kernel while numba was set to 1 thread")
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        monkeypatch.setattr(sgns, "_blocks_parallel", parallel_not_expected)
+        a = ScEmbed(embedding_dim=4, seed=7).train(_toy_tokens(), epochs=2, progress=False)
+        assert numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(old)
+    b = ScEmbed(embedding_dim=4, seed=7, threads=1).train(_toy_tokens(), epochs=2, progress=False)
+    np.testing.assert_array_equal(a.region_vectors, b.region_vectors)
+
+
+def test_resolve_threads_is_numba_current_setting():
+    import numba
+
+    from fastembed._threads import resolve_threads
+
+    assert resolve_threads(None) == numba.get_num_threads()
+    assert resolve_threads(1) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# encode: output suffix, ids outside the vocabulary, layer=
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["x.h5ad", "x.zarr.h5ad", "x", "x.npy"])
+def test_encode_out_must_be_zarr(toy_model, tmp_path, name):
+    with pytest.raises(ValueError, match=r"must end in \.zarr.*write_h5ad"):
+        toy_model.encode(_toy_tokens(), out=tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_encode_ids_outside_vocab_are_refused_before_the_kernel(toy_model):
+    tok = _toy_tokens()
+    tok.indices[3] = toy_model.vocab_size + 1000
+    with pytest.raises(ValueError, match=rf"token id {toy_model.vocab_size + 1000} is outside .*\[0, 11\)"):
+        toy_model.encode(tok)
+    tok.indices[3] = -1
+    with pytest.raises(ValueError, match=r"token id -1 is outside"):
+        toy_model.encode(tok)
+
+
+def test_encode_int64_ids_do_not_wrap_into_range(toy_model):
+    tok = _toy_tokens()
+    tok.indices = tok.indices.astype(np.int64)
+    tok.indices[0] = 2**32 + 1  # wraps to 1 if narrowed to int32 before the check
+    with pytest.raises(ValueError, match=r"outside the model's vocabulary"):
+        toy_model.encode(tok)
+
+
+def test_encode_broken_indptr_is_refused(toy_model):
+    tok = _toy_tokens()
+    tok.indptr[-1] += 50
+    with pytest.raises(ValueError, match=r"indptr must"):
+        toy_model.encode(tok)
+
+
+def test_encode_layer(toy_model):
+    a = _toy_adata()
+    ref = toy_model.encode(a)
+    a.layers["counts"] = a.X.copy()
+    a.X = None
+    with pytest.raises(ValueError, match=r"X is None.*layer="):
+        toy_model.encode(a)
+    np.testing.assert_array_equal(toy_model.encode(a, layer="counts"), ref)
+    with pytest.raises(TypeError):
+        toy_model.encode(a, "mean", None, 100, False, "counts")  # layer is keyword-only
