@@ -332,3 +332,164 @@ def test_encode_layer(toy_model):
     np.testing.assert_array_equal(toy_model.encode(a, layer="counts"), ref)
     with pytest.raises(TypeError):
         toy_model.encode(a, "mean", None, 100, False, "counts")  # layer is keyword-only
+
+
+# --------------------------------------------------------------------------------------------------
+# Token parquet files: nulls, types, universe mismatch, folders of parts, row groups
+# --------------------------------------------------------------------------------------------------
+def _write_table(path, table, universe=TOY_UNIVERSE):
+    import pyarrow.parquet as pq
+
+    from fastembed.io import _universe_metadata
+
+    if universe is not None:
+        table = table.replace_schema_metadata(_universe_metadata(universe))
+    pq.write_table(table, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "tokens, barcodes, pattern",
+    [
+        ([[0, 1], None, [2]], ["a", "b", "c"], r"column 'tokens' is null for cell 1"),
+        ([[0, 1], [2, None], [2]], ["a", "b", "c"], r"column 'tokens' holds a null token id in cell 1"),
+        ([[0, 1], [2], [3]], ["a", None, "c"], r"column 'barcode' is null for cell 1"),
+    ],
+)
+def test_parquet_nulls_name_file_and_column(tmp_path, tokens, barcodes, pattern):
+    import pyarrow as pa
+
+    from fastembed.io import read_tokens_parquet
+
+    t = pa.table({"tokens": pa.array(tokens, type=pa.list_(pa.int32())), "barcode": pa.array(barcodes)})
+    p = _write_table(tmp_path / "t.parquet", t)
+    with pytest.raises(ValueError, match=pattern) as info:
+        read_tokens_parquet(p)
+    assert str(p) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "column, array, pattern",
+    [
+        ("tokens", [["0", "1"]], r"column 'tokens' must be list<int32>, got list<.*string>"),
+        ("tokens", [[0.5]], r"column 'tokens' must be list<int32>"),
+        ("tokens", [1], r"column 'tokens' must be list<int32>, got int64"),
+        ("barcode", [7], r"column 'barcode' must be string, got int64"),
+    ],
+)
+def test_parquet_wrong_column_types(tmp_path, column, array, pattern):
+    import pyarrow as pa
+
+    from fastembed.io import read_tokens_parquet
+
+    cols = {"tokens": pa.array([[0, 1]], type=pa.list_(pa.int32())), "barcode": pa.array(["a"])}
+    cols[column] = pa.array(array)
+    p = _write_table(tmp_path / "t.parquet", pa.table(cols))
+    with pytest.raises(ValueError, match=pattern) as info:
+        read_tokens_parquet(p)
+    assert str(p) in str(info.value)
+
+
+def test_parquet_uint32_ids_beyond_int32_are_reported_as_is(tmp_path):
+    import pyarrow as pa
+
+    from fastembed.io import read_tokens_parquet
+
+    t = pa.table({"tokens": pa.array([[0, 2**32 - 1]], type=pa.list_(pa.uint32()))})
+    p = _write_table(tmp_path / "t.parquet", t)
+    with pytest.raises(ValueError, match=rf"found {2**32 - 1}"):
+        read_tokens_parquet(p)
+
+
+def test_universe_argument_disagreeing_with_stored_is_refused(tmp_path):
+    from fastembed.io import read_tokens_parquet
+    from fastembed.region2vec import Region2VecDataset
+
+    p = _toy_tokens().to_parquet(tmp_path / "t.parquet")
+    other = tmp_path / "other.bed"
+    other.write_text("chr1\t0\t50\nchr1\t100\t150\nchr1\t200\t250\nchr2\t300\t350\n")
+    with pytest.raises(ValueError, match=r"t.parquet' was tokenized with another universe .*other.bed") as info:
+        read_tokens_parquet(p, universe=other)
+    assert TOY_UNIVERSE.checksum[:12] in str(info.value)
+    with pytest.raises(ValueError, match=r"another universe"):
+        Region2VecDataset(p, universe=other)
+    # The same regions, written differently (CRLF, extra column), are the same universe.
+    same = tmp_path / "same.bed"
+    same.write_bytes(b"chr1\t0\t50\tx\r\nchr1\t100\t150\tx\r\nchr1\t200\t250\tx\r\nchr1\t300\t350\tx\r\n")
+    assert read_tokens_parquet(p, universe=same).universe.checksum == TOY_UNIVERSE.checksum
+
+
+def test_folder_of_parts_is_read_in_sorted_order(tmp_path):
+    from fastembed.io import TokenizedCells
+    from fastembed.region2vec import Region2VecDataset
+
+    tok = _toy_tokens(30)
+    folder = tmp_path / "parts.parquet"
+    folder.mkdir()
+    cuts = [0, 7, 7, 20, 30]  # includes an empty part
+    for k, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+        ip = tok.indptr[lo:hi + 1]
+        part = TokenizedCells(ip - ip[0], tok.indices[ip[0]:ip[-1]], tok.barcodes[lo:hi], TOY_UNIVERSE)
+        part.to_parquet(folder / f"part-{k:05d}.parquet")
+    (folder / "_SUCCESS").write_text("")
+    (folder / ".part-00000.parquet.crc").write_text("junk")
+    ds = Region2VecDataset(folder)
+    np.testing.assert_array_equal(ds.indptr, tok.indptr)
+    np.testing.assert_array_equal(ds.indices, tok.indices)
+    assert ds.barcodes.tolist() == tok.barcodes.tolist()
+
+
+def test_folder_of_parts_with_two_universes_is_refused(tmp_path):
+    from fastembed.io import TokenizedCells
+    from fastembed.region2vec import Region2VecDataset
+
+    _toy_tokens(5).to_parquet(tmp_path / "a.parquet")
+    other = Universe.from_arrays(["chr2"] * 4, [0, 100, 200, 300], [50, 150, 250, 350])
+    t = _toy_tokens(5)
+    TokenizedCells(t.indptr, t.indices, t.barcodes, other).to_parquet(tmp_path / "b.parquet")
+    with pytest.raises(ValueError, match=r"part 'b.parquet' was tokenized with another universe .*'a.parquet'"):
+        Region2VecDataset(tmp_path)
+
+
+def test_empty_folder_is_refused(tmp_path):
+    from fastembed.region2vec import Region2VecDataset
+
+    with pytest.raises(ValueError, match=r"holds no .parquet files"):
+        Region2VecDataset(tmp_path)
+
+
+def test_row_groups_split_by_token_count(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    import fastembed.io as fio
+
+    tok = _toy_tokens(50)
+    monkeypatch.setattr(fio, "ROW_GROUP_TOKENS", 10)
+    p = tok.to_parquet(tmp_path / "t.parquet")
+    meta = pq.ParquetFile(p).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert sum(sizes) == 50 and meta.num_row_groups > 5
+    lo = 0
+    for n in sizes:  # every group holds at most 10 tokens, and stopping one cell later would exceed that
+        assert tok.indptr[lo + n] - tok.indptr[lo] <= 10
+        if lo + n < 50:
+            assert tok.indptr[lo + n + 1] - tok.indptr[lo] > 10
+        lo += n
+    back = fio.read_tokens_parquet(p)
+    np.testing.assert_array_equal(back.indptr, tok.indptr)
+    np.testing.assert_array_equal(back.indices, tok.indices)
+
+
+def test_row_group_bounds_edge_cases():
+    from fastembed.io import _row_group_bounds
+
+    assert _row_group_bounds(np.array([0]), 4, 10) == [0, 0]
+    # A cell bigger than the cap gets a group of its own.
+    assert _row_group_bounds(np.array([0, 3, 30, 31, 32]), 4, 10) == [0, 1, 2, 4]
+    assert _row_group_bounds(np.array([0, 1, 2, 3, 4, 5]), 2, 100) == [0, 2, 4, 5]
+
+
+def test_default_token_cap_is_well_below_int32():
+    import fastembed.io as fio
+
+    assert fio.ROW_GROUP_TOKENS <= 2**28
