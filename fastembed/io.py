@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import os
 import re
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,8 +66,10 @@ def _read_lines(path: Path, what: str) -> list[str]:
             return [line.rstrip("\r\n") for line in fh]
     except UnicodeDecodeError as err:
         raise ValueError(f"{what} '{path}' is not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except (OSError, EOFError) as err:  # a truncated or corrupt gzip stream
-        raise ValueError(f"{what} '{path}' cannot be read ({type(err).__name__}: {err})") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except (OSError, EOFError, zlib.error) as err:  # a truncated or corrupt gzip stream
+        raise ValueError(f"{what} '{path}' cannot be read ({type(err).__name__}: {str(err)[:120]})") from None
 
 
 def _read_barcodes(path: Path) -> np.ndarray:
@@ -138,8 +142,10 @@ def _mm_shape(path: Path) -> tuple[int, int]:
                 return rows, cols
     except UnicodeDecodeError:
         raise ValueError(f"matrix file '{path}': not a MatrixMarket text file") from None
-    except (OSError, EOFError) as err:
-        raise ValueError(f"matrix file '{path}' cannot be read ({type(err).__name__}: {err})") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(f"matrix file '{path}' cannot be read ({type(err).__name__}: {str(err)[:120]})") from None
     raise ValueError(f"matrix file '{path}': no size line after the MatrixMarket header")
 
 
@@ -154,7 +160,7 @@ def _read_mm(path: Path) -> sp.csr_matrix:
             # scipy does not expect a byte-order mark; skip it so the banner is the first thing it reads.
             if fh.read(3) != b"\xef\xbb\xbf":
                 fh.seek(0)
-            mat = scipy.io.mmread(fh)
+            mat = scipy.io.mmread(io.BufferedReader(_NewlineAtEnd(fh)))
     except Exception as err:  # scipy raises several types on malformed entries
         raise ValueError(f"matrix file '{path}': cannot parse MatrixMarket data ({err})") from None
     mat = sp.csr_matrix(mat)
@@ -163,6 +169,38 @@ def _read_mm(path: Path) -> sp.csr_matrix:
     if mat.data.dtype.kind == "f" and not np.isfinite(mat.data).all():
         raise ValueError(f"matrix file '{path}': the matrix holds NaN or infinite values")
     return mat
+
+
+class _NewlineAtEnd(io.RawIOBase):
+    """A read-only stream that adds one newline after the end of ``fh``.
+
+    scipy 1.17's MatrixMarket reader aborts the whole process (C++ terminate, no Python exception) when the
+    last line ends in a space or a stray character without a final newline, e.g. ``"3 1 2 "``, and crashes
+    on a NUL byte. With a newline after the end, and NUL bytes turned into ``x`` (never valid in a
+    MatrixMarket file, so a damaged file still fails to parse), the reader raises a ValueError instead.
+    """
+
+    def __init__(self, fh):
+        super().__init__()
+        self._fh = fh
+        self._tail = b"\n"
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        n = self._fh.readinto(buf)
+        if n:
+            view = memoryview(buf).cast("B")
+            chunk = bytes(view[:n])
+            if b"\x00" in chunk:
+                view[:n] = chunk.replace(b"\x00", b"x")
+            return n
+        if self._tail:
+            buf[:1] = self._tail
+            self._tail = b""
+            return 1
+        return 0
 
 
 def _orient(path: Path, shape: tuple[int, int], n_barcodes: int, n_peaks: int,
@@ -879,7 +917,10 @@ def _read_parquet_file(path: Path, given: Universe | None) -> TokenizedCells:
     columns = ["tokens"] + (["barcode"] if has_barcode else [])
     try:
         table = pfile.read(columns=columns)
-    except Exception as err:  # corrupt pages, bad compression, truncated file
+        # Full validation checks offsets and UTF-8 of what a damaged page may have decoded to, before numpy
+        # reads the buffers.
+        table.validate(full=True)
+    except Exception as err:  # corrupt pages, bad compression, truncated file, invalid UTF-8
         raise ValueError(f"token file '{path}': cannot read its data ({type(err).__name__}: {str(err)[:200]})") \
             from None
     n_cells = table.num_rows

@@ -13,6 +13,7 @@ import io
 import os
 import re
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -140,6 +141,10 @@ def read_bed(path: str | os.PathLike, *, what: str = "BED file") -> tuple[np.nda
                 ends.append(end)
     except UnicodeDecodeError as err:
         raise ValueError(f"{what} '{path}' is not a text BED file (not UTF-8 text: {err.reason})") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except (OSError, EOFError, zlib.error) as err:  # a truncated or corrupt gzip stream
+        raise ValueError(f"{what} '{path}' cannot be read ({type(err).__name__}: {str(err)[:120]})") from None
     return (
         np.array(chroms, dtype=object),
         np.array(starts, dtype=np.int64),
