@@ -493,3 +493,34 @@ def test_default_token_cap_is_well_below_int32():
     import fastembed.io as fio
 
     assert fio.ROW_GROUP_TOKENS <= 2**28
+
+
+# --------------------------------------------------------------------------------------------------
+# MatrixMarket bytes that crash scipy's reader (found by tests/test_fuzz_readers.py)
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"1 1 1\x002 2 3\n1 2 2\n",  # a NUL byte: segmentation fault in scipy 1.17
+        b"1 1 1\n2 2 3\n1 2 2 ",  # trailing space, no final newline: C++ terminate (abort)
+        b"1 1 1\n2 2 3\n1 2 2x",
+    ],
+)
+def test_mtx_bytes_that_crash_scipy_give_value_error(tmp_path, body):
+    (tmp_path / "m.mtx").write_bytes(b"%%MatrixMarket matrix coordinate integer general\n3 2 3\n" + body)
+    _write(tmp_path / "b.tsv", b"A\nB\n")
+    _write(tmp_path / "p.bed", b"chr1\t0\t10\nchr1\t20\t30\nchr1\t40\t50\n")
+    try:
+        a = read_mtx(tmp_path / "m.mtx", tmp_path / "b.tsv", tmp_path / "p.bed")
+    except ValueError as err:
+        assert "m.mtx" in str(err)
+    else:
+        assert a.shape == (2, 3)
+
+
+def test_mtx_without_final_newline_still_reads(tmp_path):
+    (tmp_path / "m.mtx").write_bytes(b"%%MatrixMarket matrix coordinate integer general\n3 2 2\n1 1 1\n3 2 4")
+    _write(tmp_path / "b.tsv", b"A\nB\n")
+    _write(tmp_path / "p.bed", b"chr1\t0\t10\nchr1\t20\t30\nchr1\t40\t50\n")
+    a = read_mtx(tmp_path / "m.mtx", tmp_path / "b.tsv", tmp_path / "p.bed")
+    np.testing.assert_array_equal(a.X.toarray(), [[1, 0, 0], [0, 0, 4]])
