@@ -165,6 +165,8 @@ class ScEmbed:
         batch_size = _positive_int("batch_size", batch_size)
         learning_rate = _positive_float("learning_rate", learning_rate)
         min_learning_rate = _positive_float("min_learning_rate", min_learning_rate, allow_zero=True)
+        if min_learning_rate > learning_rate:
+            raise ValueError(f"min_learning_rate must be at most learning_rate={learning_rate}, got {min_learning_rate}")
         ds = _as_dataset(dataset)
         if self.universe is not None and not ds.universe.same_as(self.universe):
             raise ValueError(

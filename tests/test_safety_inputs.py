@@ -524,3 +524,10 @@ def test_mtx_without_final_newline_still_reads(tmp_path):
     _write(tmp_path / "p.bed", b"chr1\t0\t10\nchr1\t20\t30\nchr1\t40\t50\n")
     a = read_mtx(tmp_path / "m.mtx", tmp_path / "b.tsv", tmp_path / "p.bed")
     np.testing.assert_array_equal(a.X.toarray(), [[1, 0, 0], [0, 0, 4]])
+
+
+def test_min_learning_rate_above_learning_rate_names_parameter():
+    from fastembed.scembed import ScEmbed
+
+    with pytest.raises(ValueError, match=r"^min_learning_rate must be at most learning_rate"):
+        ScEmbed(embedding_dim=4).train(_toy_tokens(), learning_rate=0.01, min_learning_rate=0.1, progress=False)
