@@ -622,6 +622,14 @@ def _csr_rows(X, lo: int, hi: int, what: str = "X") -> sp.csr_matrix:
                 raise ValueError(f"{what} holds {block.dtype} values; expected numbers")
             block = sp.csr_matrix(block)
         block = sp.csr_matrix(block)
+    # A CSR matrix built by hand (csr_matrix((data, indices, indptr))) is not bounds-checked by scipy, and
+    # the tokenizer kernel indexes the peak table with these column ids.
+    ip, ix = block.indptr, block.indices
+    if (ip.size != block.shape[0] + 1 or ip[0] != 0 or ip[-1] != ix.size or np.any(np.diff(ip) < 0)
+            or (ix.size and (int(ix.min()) < 0 or int(ix.max()) >= block.shape[1]))):
+        raise ValueError(f"{what} is a malformed sparse matrix (indptr/indices out of range for shape {block.shape})")
+    if block.data.dtype.kind not in "biuf":
+        raise ValueError(f"{what} holds {block.data.dtype} values; expected numbers")
     data = block.data
     if data.dtype.kind in "fc" and not np.isfinite(data).all():
         bad = np.flatnonzero(~np.isfinite(data))[0]

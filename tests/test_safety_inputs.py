@@ -531,3 +531,13 @@ def test_min_learning_rate_above_learning_rate_names_parameter():
 
     with pytest.raises(ValueError, match=r"^min_learning_rate must be at most learning_rate"):
         ScEmbed(embedding_dim=4).train(_toy_tokens(), learning_rate=0.01, min_learning_rate=0.1, progress=False)
+
+
+def test_hand_built_csr_with_column_ids_out_of_range_is_refused():
+    # scipy does not bounds-check csr_matrix((data, indices, indptr)); the tokenizer kernel would read past
+    # its peak table.
+    X = sp.csr_matrix((np.ones(2, dtype=np.float32), np.array([0, 9]), np.array([0, 1, 2, 2, 2, 2, 2])),
+                      shape=(6, 4))
+    a = _toy_adata(X)
+    with pytest.raises(ValueError, match=r"the AnnData: X is a malformed sparse matrix"):
+        tokenize_cells(a, TOY_UNIVERSE)
