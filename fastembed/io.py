@@ -995,9 +995,17 @@ def _universe_from_metadata(meta: dict[bytes, bytes], path: Path) -> Universe | 
     if META_UNIVERSE not in meta:
         return None
     try:
-        text = gzip.decompress(base64.b64decode(meta[META_UNIVERSE])).decode()
+        packed = base64.b64decode(meta[META_UNIVERSE], validate=True)
+        # Bounded: a few KB of crafted metadata could otherwise inflate to gigabytes. Real universes compress
+        # about 5-10x, far inside this limit.
+        limit = max(2**26, 64 * len(packed))
+        inflater = zlib.decompressobj(wbits=31)
+        raw = inflater.decompress(packed, limit)
+        if inflater.unconsumed_tail:
+            raise ValueError(f"inflates beyond {limit} bytes")
+        text = raw.decode()
     except Exception as err:
-        raise ValueError(f"token file '{path}': universe in the metadata is corrupt ({err})") from None
+        raise ValueError(f"token file '{path}': universe in the metadata is corrupt ({str(err)[:120]})") from None
     uni = Universe.from_bed_text(text, source=f"{path} (embedded)")
     expected = meta.get(META_CHECKSUM, b"").decode("ascii", errors="replace")
     if expected and uni.checksum != expected:

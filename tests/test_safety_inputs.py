@@ -541,3 +541,20 @@ def test_hand_built_csr_with_column_ids_out_of_range_is_refused():
     a = _toy_adata(X)
     with pytest.raises(ValueError, match=r"the AnnData: X is a malformed sparse matrix"):
         tokenize_cells(a, TOY_UNIVERSE)
+
+
+def test_parquet_universe_metadata_bomb_is_refused(tmp_path, monkeypatch):
+    import base64
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import fastembed.io as fio
+
+    bomb = base64.b64encode(gzip.compress(b"chr1\t0\t1\n" * 10_000_000, compresslevel=9))
+    assert len(bomb) < 300_000
+    t = pa.table({"tokens": pa.array([[0]], type=pa.list_(pa.int32()))})
+    t = t.replace_schema_metadata({fio.META_UNIVERSE: bomb})
+    pq.write_table(t, tmp_path / "t.parquet")
+    with pytest.raises(ValueError, match=r"t.parquet': universe in the metadata is corrupt \(inflates beyond"):
+        fio.read_tokens_parquet(tmp_path / "t.parquet")
