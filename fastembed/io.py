@@ -609,7 +609,11 @@ def cell_matrix(adata, layer: str | None = None, *, name: str = "the AnnData"):
 
 
 def _csr_rows(X, lo: int, hi: int, what: str = "X") -> sp.csr_matrix:
-    """Rows lo:hi of X (in memory or backed) as CSR; a ValueError naming ``what`` if a value is NaN or inf."""
+    """Rows lo:hi of X (in memory or backed) as CSR.
+
+    A ValueError naming ``what`` (e.g. ``"'a.h5ad': X"``) if a value is NaN, inf or not a number, or if the
+    sparse structure is out of range.
+    """
     if sp.issparse(X) and X.format == "csr" and lo == 0 and hi == X.shape[0]:
         block = X  # the whole in-memory matrix: no copy
     else:
@@ -624,14 +628,16 @@ def _csr_rows(X, lo: int, hi: int, what: str = "X") -> sp.csr_matrix:
         block = sp.csr_matrix(block)
     # A CSR matrix built by hand (csr_matrix((data, indices, indptr))) is not bounds-checked by scipy, and
     # the tokenizer kernel indexes the peak table with these column ids.
-    ip, ix = block.indptr, block.indices
-    if (ip.size != block.shape[0] + 1 or ip[0] != 0 or ip[-1] != ix.size or np.any(np.diff(ip) < 0)
-            or (ix.size and (int(ix.min()) < 0 or int(ix.max()) >= block.shape[1]))):
+    ip = block.indptr
+    nnz = int(ip[-1]) if ip.size else -1
+    ix = block.indices[:max(nnz, 0)]
+    if (ip.size != block.shape[0] + 1 or ip[0] != 0 or not 0 <= nnz <= min(block.indices.size, block.data.size)
+            or np.any(np.diff(ip) < 0) or (ix.size and (int(ix.min()) < 0 or int(ix.max()) >= block.shape[1]))):
         raise ValueError(f"{what} is a malformed sparse matrix (indptr/indices out of range for shape {block.shape})")
     if block.data.dtype.kind not in "biuf":
         raise ValueError(f"{what} holds {block.data.dtype} values; expected numbers")
-    data = block.data
-    if data.dtype.kind in "fc" and not np.isfinite(data).all():
+    data = block.data[:nnz]
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
         bad = np.flatnonzero(~np.isfinite(data))[0]
         row = int(np.searchsorted(block.indptr, bad, side="right")) - 1 + lo
         raise ValueError(
