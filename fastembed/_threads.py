@@ -6,16 +6,24 @@ import contextlib
 from collections.abc import Iterator
 
 import numba
+import numpy as np
 
 
 def check_threads(threads: int | None) -> int | None:
-    """Validate a thread count: None (numba's current setting) or 1..NUMBA_NUM_THREADS."""
+    """Validate a thread count: None (numba's current setting, ``numba.get_num_threads()``) or
+    1..NUMBA_NUM_THREADS. Anything else (a str, a float, a bool) is a ValueError naming ``threads``."""
     if threads is None:
         return None
     top = numba.config.NUMBA_NUM_THREADS
-    if int(threads) != threads or not 1 <= threads <= top:
-        raise ValueError(f"threads must be an integer from 1 to {top} (NUMBA_NUM_THREADS), got {threads!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or not 1 <= threads <= top:
+        raise ValueError(f"threads must be an integer from 1 to {top} (NUMBA_NUM_THREADS), got {threads!r}"[:300])
     return int(threads)
+
+
+def resolve_threads(threads: int | None) -> int:
+    """The thread count a call will use: ``threads``, or numba's current setting when None."""
+    threads = check_threads(threads)
+    return numba.get_num_threads() if threads is None else threads
 
 
 @contextlib.contextmanager

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import os
 import re
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import scipy.sparse as sp
 
 from . import tokenize as _tok
 from ._atomic import atomic_file, check_output_path, output_lock
-from .universe import Universe, open_text, read_bed
+from .universe import MAX_COORD, Universe, open_text, parse_coordinate, read_bed
 
 __all__ = [
     "TokenizedCells",
@@ -42,10 +44,13 @@ META_CHECKSUM = b"fastembed.universe.sha256"
 META_N_REGIONS = b"fastembed.universe.n_regions"
 FORMAT_VERSION = b"fastembed-tokens/1"
 
-# Cells per parquet row group: keeps list offsets within int32 and bounds memory of one write.
+# Cells per parquet row group: bounds the memory of one write.
 ROW_GROUP_CELLS = 65_536
+# Tokens per parquet row group: list<int32> offsets of a row group must stay below 2**31; a row group is
+# closed early once it would hold more tokens than this (a 16x margin, and ~512 MB of int32 per group).
+ROW_GROUP_TOKENS = 2**27
 
-_COORD_NAME = re.compile(r"^(?P<chr>[^:\s]+?)[:\-](?P<start>\d+)-(?P<end>\d+)$")
+_COORD_NAME = re.compile(r"^(?P<chr>[^:\s]+?)[:\-](?P<start>[0-9]+)-(?P<end>[0-9]+)$")
 _CHR_ALIASES = ("chr", "chrom", "chromosome", "seqnames", "seqname")
 _START_ALIASES = ("start", "chromstart")
 _END_ALIASES = ("end", "chromend")
@@ -54,9 +59,21 @@ _END_ALIASES = ("end", "chromend")
 # --------------------------------------------------------------------------------------------------
 # Readers
 # --------------------------------------------------------------------------------------------------
+def _read_lines(path: Path, what: str) -> list[str]:
+    """All lines of a UTF-8 text file (plain or gzipped) without line ends; a byte-order mark is dropped."""
+    try:
+        with open_text(path) as fh:
+            return [line.rstrip("\r\n") for line in fh]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} '{path}' is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except (OSError, EOFError, zlib.error) as err:  # a truncated or corrupt gzip stream
+        raise ValueError(f"{what} '{path}' cannot be read ({type(err).__name__}: {str(err)[:120]})") from None
+
+
 def _read_barcodes(path: Path) -> np.ndarray:
-    with open_text(path) as fh:
-        lines = [line.rstrip("\r\n").split("\t", 1)[0] for line in fh]
+    lines = [line.split("\t", 1)[0] for line in _read_lines(path, "barcodes file")]
     while lines and not lines[-1]:
         lines.pop()
     if any(not b for b in lines):
@@ -78,7 +95,15 @@ def _var_frame(chroms: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pd.D
     )
 
 
+_MM_BANNER = re.compile(r"%%MatrixMarket\s+matrix\s+(coordinate|array)\s+(\S+)\s+(\S+)\s*$", re.IGNORECASE)
+
+
 def _mm_shape(path: Path) -> tuple[int, int]:
+    """(rows, cols) from a MatrixMarket header, checked before scipy allocates anything.
+
+    The entry count of the size line is checked against the file size too: scipy allocates arrays of that
+    length up front, so a three-line file could otherwise ask for terabytes.
+    """
     try:
         with open_text(path) as fh:
             header = fh.readline()
@@ -87,25 +112,95 @@ def _mm_shape(path: Path) -> tuple[int, int]:
                     f"matrix file '{path}': not a MatrixMarket file (first line should start with "
                     f"'%%MatrixMarket', got {header.strip()[:60]!r})"
                 )
+            banner = _MM_BANNER.match(header.strip())
+            if banner is None:
+                raise ValueError(
+                    f"matrix file '{path}' line 1: expected '%%MatrixMarket matrix coordinate|array <field> "
+                    f"<symmetry>', got {header.strip()[:80]!r}"
+                )
+            lineno = 1
             for line in fh:
+                lineno += 1
                 if line.startswith("%") or not line.strip():
                     continue
                 fields = line.split()
-                return int(fields[0]), int(fields[1])
+                n_expected = 3 if banner[1].lower() == "coordinate" else 2
+                if len(fields) != n_expected or not all(f.isascii() and f.isdigit() for f in fields):
+                    raise ValueError(
+                        f"matrix file '{path}' line {lineno}: size line must hold {n_expected} non-negative "
+                        f"integers, got {line.strip()[:80]!r}"
+                    )
+                rows, cols = int(fields[0]), int(fields[1])
+                if n_expected == 3:
+                    nnz = int(fields[2])
+                    gz = _is_gzip(path)
+                    if nnz > rows * cols or (not gz and nnz > path.stat().st_size):
+                        raise ValueError(
+                            f"matrix file '{path}' line {lineno}: {nnz} entries cannot fit a {rows} x {cols} "
+                            "matrix in a file of this size"
+                        )
+                return rows, cols
     except UnicodeDecodeError:
         raise ValueError(f"matrix file '{path}': not a MatrixMarket text file") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(f"matrix file '{path}' cannot be read ({type(err).__name__}: {str(err)[:120]})") from None
     raise ValueError(f"matrix file '{path}': no size line after the MatrixMarket header")
 
 
-def _read_mm(path: Path) -> sp.csr_matrix:
+def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _read_mm(path: Path) -> sp.csr_matrix:
     try:
-        with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
-            mat = scipy.io.mmread(fh)
+        with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as fh:
+            # scipy does not expect a byte-order mark; skip it so the banner is the first thing it reads.
+            if fh.read(3) != b"\xef\xbb\xbf":
+                fh.seek(0)
+            mat = scipy.io.mmread(io.BufferedReader(_NewlineAtEnd(fh)))
     except Exception as err:  # scipy raises several types on malformed entries
         raise ValueError(f"matrix file '{path}': cannot parse MatrixMarket data ({err})") from None
-    return sp.csr_matrix(mat)
+    mat = sp.csr_matrix(mat)
+    if np.iscomplexobj(mat.data):
+        raise ValueError(f"matrix file '{path}': complex values; expected integer or real counts")
+    if mat.data.dtype.kind == "f" and not np.isfinite(mat.data).all():
+        raise ValueError(f"matrix file '{path}': the matrix holds NaN or infinite values")
+    return mat
+
+
+class _NewlineAtEnd(io.RawIOBase):
+    """A read-only stream that adds one newline after the end of ``fh``.
+
+    scipy 1.17's MatrixMarket reader aborts the whole process (C++ terminate, no Python exception) when the
+    last line ends in a space or a stray character without a final newline, e.g. ``"3 1 2 "``, and crashes
+    on a NUL byte. With a newline after the end, and NUL bytes turned into ``x`` (never valid in a
+    MatrixMarket file, so a damaged file still fails to parse), the reader raises a ValueError instead.
+    """
+
+    def __init__(self, fh):
+        super().__init__()
+        self._fh = fh
+        self._tail = b"\n"
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        n = self._fh.readinto(buf)
+        if n:
+            view = memoryview(buf).cast("B")
+            chunk = bytes(view[:n])
+            if b"\x00" in chunk:
+                view[:n] = chunk.replace(b"\x00", b"x")
+            return n
+        if self._tail:
+            buf[:1] = self._tail
+            self._tail = b""
+            return 1
+        return 0
 
 
 def _orient(path: Path, shape: tuple[int, int], n_barcodes: int, n_peaks: int,
@@ -214,11 +309,12 @@ def read_10x(directory: str | os.PathLike):
         return read_mtx(matrix, barcodes, peaks)
 
     # features.tsv: id, name, type[, chrom, start, end]; a multiome file also lists genes.
-    with open_text(features) as fh:
-        rows = [line.rstrip("\r\n").split("\t") for line in fh if line.strip()]
-    keep = np.array([len(r) < 3 or r[2] == "Peaks" for r in rows])
+    numbered = [(n, line.split("\t")) for n, line in enumerate(_read_lines(features, "features file"), 1)
+                if line.strip()]
+    rows = [r for _, r in numbered]
+    keep = np.array([len(r) < 3 or r[2] == "Peaks" for r in rows], dtype=bool)
     chroms, starts, ends = [], [], []
-    for i, r in enumerate(rows):
+    for i, (lineno, r) in enumerate(numbered):
         if not keep[i]:
             continue
         if len(r) >= 6:
@@ -227,16 +323,19 @@ def read_10x(directory: str | os.PathLike):
             m = _COORD_NAME.match(r[0])
             if m is None:
                 raise ValueError(
-                    f"features file '{features}' line {i + 1}: field 1 should look like 'chr1:100-200' "
+                    f"features file '{features}' line {lineno}: field 1 should look like 'chr1:100-200' "
                     f"when there are no chrom/start/end columns, got {r[0]!r}"
                 )
             c, s, e = m["chr"], m["start"], m["end"]
-        try:
-            chroms.append(c)
-            starts.append(int(s))
-            ends.append(int(e))
-        except ValueError:
-            raise ValueError(f"features file '{features}' line {i + 1}: non-integer start/end {s!r}, {e!r}") from None
+        where = f"features file '{features}' line {lineno}"
+        s_, e_ = (parse_coordinate(v.strip(), where=where, field=f) for v, f in ((s, "start"), (e, "end")))
+        if not c.strip():
+            raise ValueError(f"{where}: the chromosome is empty")
+        if s_ > e_:
+            raise ValueError(f"{where}: start {s_} > end {e_}")
+        chroms.append(c.strip())
+        starts.append(s_)
+        ends.append(e_)
     if not chroms:
         raise ValueError(f"features file '{features}' has no rows of type 'Peaks'")
     bcs = _read_barcodes(barcodes)
@@ -371,18 +470,7 @@ def peak_coordinates(adata, *, name: str = "the AnnData") -> tuple[np.ndarray, n
     cc, sc_, ec = (_find_column(var, a) for a in (_CHR_ALIASES, _START_ALIASES, _END_ALIASES))
     if cc is not None and sc_ is not None and ec is not None:
         chroms = var[cc].astype(str).to_numpy(dtype=object)
-        coords = []
-        for col in (sc_, ec):
-            values = pd.to_numeric(var[col], errors="coerce").to_numpy(dtype=np.float64)
-            bad = ~np.isfinite(values) | (values != np.round(values))
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise ValueError(
-                    f"{name}: var column '{col}' must hold integers; peak {i} ({var.index[i]!r}) has "
-                    f"{var[col].iloc[i]!r}"
-                )
-            coords.append(values.astype(np.int64))
-        starts, ends = coords
+        starts, ends = (_coordinate_column(var, col, name) for col in (sc_, ec))
     else:
         names = pd.Series(np.asarray(adata.var_names, dtype=str))
         parts = names.str.extract(_COORD_NAME)
@@ -394,16 +482,49 @@ def peak_coordinates(adata, *, name: str = "the AnnData") -> tuple[np.ndarray, n
                 f"'chr1:100-200' or 'chr1-100-200' (var_name {i} is {names.iloc[i]!r})"
             )
         chroms = parts["chr"].to_numpy(dtype=object)
+        # More than 19 digits cannot be an int64; check before converting so the message names the peak.
+        too_long = (parts["start"].str.len() > 19) | (parts["end"].str.len() > 19)
+        if too_long.any():
+            i = int(np.flatnonzero(too_long.to_numpy())[0])
+            raise ValueError(
+                f"{name}: var_name {i} ({names.iloc[i][:60]!r}) has a coordinate beyond the largest accepted "
+                "one (2**62)"
+            )
         starts = parts["start"].astype(np.int64).to_numpy()
         ends = parts["end"].astype(np.int64).to_numpy()
-    bad = (starts < 0) | (starts > ends)
+    bad = (starts < 0) | (starts > ends) | (ends > MAX_COORD)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"{name}: peak {i} ({adata.var_names[i]!r}) has invalid coordinates [{starts[i]}, {ends[i]}) "
-            "(need 0 <= start <= end)"
+            f"{name}: peak {i} ({str(adata.var_names[i])[:60]!r}) has invalid coordinates [{starts[i]}, {ends[i]}) "
+            "(need 0 <= start <= end <= 2**62)"
         )
     return chroms, starts, ends
+
+
+def _coordinate_column(var: pd.DataFrame, col, name: str) -> np.ndarray:
+    """A var column of coordinates as int64, or a ValueError naming the column and the first bad peak.
+
+    Integer columns are taken exactly (a float round trip would lose precision beyond 2**53); anything
+    else must hold whole finite numbers within the accepted range.
+    """
+    series = var[col]
+    if pd.api.types.is_integer_dtype(series.dtype) and not series.isna().any():
+        values = series.to_numpy()
+        if values.dtype.kind == "u" and values.size and values.max() > MAX_COORD:
+            bad = values > MAX_COORD
+        else:
+            return values.astype(np.int64)
+    else:
+        floats = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(floats) | (floats != np.round(floats)) | (np.abs(floats) > MAX_COORD)
+        if not bad.any():
+            return floats.astype(np.int64)
+    i = int(np.flatnonzero(bad)[0])
+    raise ValueError(
+        f"{name}: var column '{col}' must hold integers; peak {i} ({str(var.index[i])[:60]!r}) "
+        f"has {str(series.iloc[i])[:40]!r} (accepted: whole numbers in [0, 2**62])"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -497,16 +618,91 @@ def _chrom_codes(peak_chroms: np.ndarray, uni: Universe, name: str) -> np.ndarra
     return codes
 
 
-def _csr_rows(X, lo: int, hi: int) -> sp.csr_matrix:
-    """Rows lo:hi of X (in memory or backed) as CSR with int64 indptr."""
+def cell_matrix(adata, layer: str | None = None, *, name: str = "the AnnData"):
+    """The cells x peaks matrix to tokenize: ``adata.X``, or ``adata.layers[layer]``.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+    layer : str, optional
+        Name of a layer holding the counts (e.g. ``"counts"``) when ``X`` is absent or holds something else.
+    name : str
+        How messages name the AnnData.
+
+    Returns
+    -------
+    (matrix, field)
+        The matrix (in memory or backed) and how messages name it (``"X"`` or ``"layers['counts']"``).
+
+    Raises
+    ------
+    ValueError
+        ``X`` is None (the message lists the layers to pass as ``layer=``), the layer does not exist, or the
+        matrix does not have one row per cell and one column per peak.
+    """
+    if layer is None:
+        try:
+            matrix = adata.X
+        except KeyError:  # a backed .h5ad file without X: anndata looks it up in the file and fails
+            matrix = None
+        field_name = "X"
+        if matrix is None:
+            layers = list(getattr(adata, "layers", {}).keys())
+            hint = (f"pass layer= with one of its layers: {', '.join(repr(k) for k in layers[:6])}" if layers
+                    else "it has no layers either; store the peak counts in X")
+            raise ValueError(f"{name} has no X matrix (X is None); {hint}")
+    else:
+        if not isinstance(layer, str):
+            raise ValueError(f"layer must be the name of a layer (a str), got {layer!r}")
+        layers = getattr(adata, "layers", {})
+        if layer not in layers:
+            raise ValueError(
+                f"{name} has no layer {layer!r} (layers: {', '.join(repr(k) for k in list(layers.keys())[:6]) or 'none'})"
+            )
+        matrix, field_name = layers[layer], f"layers[{layer!r}]"
+    shape = getattr(matrix, "shape", None)
+    if shape is None or tuple(shape) != (adata.n_obs, adata.n_vars):
+        raise ValueError(f"{name}: {field_name} has shape {shape}, expected cells x peaks {adata.shape}")
+    return matrix, field_name
+
+
+def _csr_rows(X, lo: int, hi: int, what: str = "X") -> sp.csr_matrix:
+    """Rows lo:hi of X (in memory or backed) as CSR.
+
+    A ValueError naming ``what`` (e.g. ``"'a.h5ad': X"``) if a value is NaN, inf or not a number, or if the
+    sparse structure is out of range.
+    """
     if sp.issparse(X) and X.format == "csr" and lo == 0 and hi == X.shape[0]:
-        return X  # the whole in-memory matrix: no copy
-    block = X[lo:hi]
-    if hasattr(block, "to_memory"):
-        block = block.to_memory()
-    if not sp.issparse(block):
-        block = sp.csr_matrix(np.asarray(block))
-    return sp.csr_matrix(block)
+        block = X  # the whole in-memory matrix: no copy
+    else:
+        block = X[lo:hi]
+        if hasattr(block, "to_memory"):
+            block = block.to_memory()
+        if not sp.issparse(block):
+            block = np.asarray(block)
+            if block.dtype == object or block.dtype.kind in "USV":
+                raise ValueError(f"{what} holds {block.dtype} values; expected numbers")
+            block = sp.csr_matrix(block)
+        block = sp.csr_matrix(block)
+    # A CSR matrix built by hand (csr_matrix((data, indices, indptr))) is not bounds-checked by scipy, and
+    # the tokenizer kernel indexes the peak table with these column ids.
+    ip = block.indptr
+    nnz = int(ip[-1]) if ip.size else -1
+    ix = block.indices[:max(nnz, 0)]
+    if (ip.size != block.shape[0] + 1 or ip[0] != 0 or not 0 <= nnz <= min(block.indices.size, block.data.size)
+            or np.any(np.diff(ip) < 0) or (ix.size and (int(ix.min()) < 0 or int(ix.max()) >= block.shape[1]))):
+        raise ValueError(f"{what} is a malformed sparse matrix (indptr/indices out of range for shape {block.shape})")
+    if block.data.dtype.kind not in "biuf":
+        raise ValueError(f"{what} holds {block.data.dtype} values; expected numbers")
+    data = block.data[:nnz]
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        bad = np.flatnonzero(~np.isfinite(data))[0]
+        row = int(np.searchsorted(block.indptr, bad, side="right")) - 1 + lo
+        raise ValueError(
+            f"{what} holds {data[bad]} (cell {row}); a cell's peaks are its nonzero values, which must be finite "
+            "numbers"
+        )
+    return block
 
 
 class PeakMapper:
@@ -531,7 +727,7 @@ class PeakMapper:
     """
 
     def __init__(self, adata, universe: Universe, *, min_overlap: int = 1, name: str = "the AnnData"):
-        if int(min_overlap) != min_overlap or min_overlap < 1:
+        if isinstance(min_overlap, bool) or not isinstance(min_overlap, int | np.integer) or min_overlap < 1:
             raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
         if adata.n_obs == 0:
             raise ValueError(f"{name} has zero cells; nothing to tokenize")
@@ -547,14 +743,17 @@ class PeakMapper:
         self.n_peaks_unmapped = int(np.count_nonzero(np.diff(self.peak_offsets) == 0))
         self.n_peaks_unknown_chrom = int(np.count_nonzero(codes < 0))
 
-    def tokens(self, X, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens of rows ``lo:hi`` of ``X`` (in memory or backed): ``(indptr int64, indices int32)``."""
-        block = _csr_rows(X, lo, hi)
+    def tokens(self, X, lo: int, hi: int, field: str = "X") -> tuple[np.ndarray, np.ndarray]:
+        """Tokens of rows ``lo:hi`` of ``X`` (in memory or backed): ``(indptr int64, indices int32)``.
+
+        ``field`` names the matrix in messages (e.g. ``"layers['counts']"``); NaN or inf values are an error.
+        """
+        block = _csr_rows(X, lo, hi, f"{self.name}: {field}")
         return _tok.cells_to_tokens(block.indptr, block.indices, block.data, self.peak_offsets, self.peak_tokens)
 
 
 def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, chunk_cells: int = 100_000,
-                   overwrite: bool = False):
+                   overwrite: bool = False, layer: str | None = None):
     """Tokenize each cell's open regions against a universe.
 
     Parameters
@@ -576,6 +775,9 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
     overwrite : bool
         Replace an existing ``output``, only if it is a token parquet file written by fastembed. ``output`` may
         never be the AnnData's file or the universe file (nor a folder holding them).
+    layer : str, optional
+        Read the cells x peaks values from ``adata.layers[layer]`` instead of ``adata.X`` (for files whose
+        ``X`` is None or holds normalised values).
 
     Returns
     -------
@@ -585,21 +787,24 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
     """
     inputs = [adata, universe_file if not isinstance(universe_file, Universe) else universe_file.source]
     if output is None:
-        return _tokenize_cells(adata, universe_file, None, min_overlap, chunk_cells, overwrite, inputs)
+        return _tokenize_cells(adata, universe_file, None, min_overlap, chunk_cells, overwrite, inputs, layer)
     out_path = check_output_path(output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet")
     # Held for the whole run, so a second writer of the same file fails now rather than after the work.
     with output_lock(out_path, what="parquet output"):
-        return _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs)
+        return _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs, layer)
 
 
-def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs):
+def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs, layer):
     uni = resolve_universe(universe_file)
+    if isinstance(chunk_cells, bool) or not isinstance(chunk_cells, int | np.integer) or chunk_cells < 1:
+        raise ValueError(f"chunk_cells must be an integer >= 1, got {chunk_cells!r}")
     adata, name = as_adata(adata)
+    matrix, field_name = cell_matrix(adata, layer, name=name)
     mapper = PeakMapper(adata, uni, min_overlap=min_overlap, name=name)
     indptr_parts, index_parts = [np.zeros(1, dtype=np.int64)], []
     total = 0
     for lo in range(0, adata.n_obs, chunk_cells):
-        ip, ix = mapper.tokens(adata.X, lo, min(lo + chunk_cells, adata.n_obs))
+        ip, ix = mapper.tokens(matrix, lo, min(lo + chunk_cells, adata.n_obs), field_name)
         indptr_parts.append(ip[1:] + total)
         index_parts.append(ix)
         total += int(ip[-1])
@@ -674,21 +879,28 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe, *,
     indices = np.asarray(indices, dtype=np.int32)
     barcodes = np.asarray(barcodes, dtype=object)
     n_cells = indptr.size - 1
+    if indptr.ndim != 1 or indptr.size < 1:
+        raise ValueError(f"parquet output '{path}': indptr must be 1-d with n_cells + 1 entries")
     if barcodes.size != n_cells:
-        raise ValueError(f"{barcodes.size} barcodes for {n_cells} cells")
+        raise ValueError(f"parquet output '{path}': {barcodes.size} barcodes for {n_cells} cells")
+    if indptr[0] != 0 or indptr[-1] != indices.size or np.any(np.diff(indptr) < 0):
+        raise ValueError(f"parquet output '{path}': indptr must start at 0, never decrease and end at "
+                         f"len(indices) = {indices.size}")
+    if n_cells and int(np.diff(indptr).max()) >= 2**31:
+        raise ValueError(f"parquet output '{path}': a cell holds 2**31 or more tokens")
     extra = {k: np.asarray(v, dtype=np.int64) for k, v in (extra_columns or {}).items()}
     for k, v in extra.items():
         if v.shape != (n_cells,):
-            raise ValueError(f"column '{k}': {v.size} values for {n_cells} cells")
+            raise ValueError(f"parquet output '{path}': column '{k}': {v.size} values for {n_cells} cells")
     schema = pa.schema(
         [pa.field("tokens", pa.list_(pa.int32())), pa.field("barcode", pa.string())]
         + [pa.field(k, pa.int64()) for k in extra],
         metadata={**_universe_metadata(universe), **(extra_metadata or {})},
     )
+    bounds = _row_group_bounds(indptr, ROW_GROUP_CELLS, ROW_GROUP_TOKENS)
     with (atomic_file(path, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet") as tmp,
           pq.ParquetWriter(tmp, schema, compression="zstd") as writer):
-        for lo in range(0, max(n_cells, 1), ROW_GROUP_CELLS):
-            hi = min(lo + ROW_GROUP_CELLS, n_cells)
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             base = indptr[lo]
             offsets = pa.array((indptr[lo:hi + 1] - base).astype(np.int32))
             values = pa.array(indices[base:indptr[hi]], type=pa.int32())
@@ -699,94 +911,196 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe, *,
     return path
 
 
+def _row_group_bounds(indptr: np.ndarray, max_cells: int, max_tokens: int) -> list[int]:
+    """Cell boundaries of row groups holding at most ``max_cells`` cells and ``max_tokens`` tokens each.
+
+    A single cell with more than ``max_tokens`` tokens gets a row group of its own (it still fits int32
+    offsets: the caller checks that no cell reaches 2**31 tokens). Zero cells give one empty row group, so
+    the file still has the schema and its metadata in a row group like any other.
+    """
+    n_cells = indptr.size - 1
+    bounds = [0]
+    while bounds[-1] < n_cells:
+        lo = bounds[-1]
+        fits = int(np.searchsorted(indptr, indptr[lo] + max_tokens, side="right")) - 1
+        bounds.append(max(min(lo + max_cells, n_cells, fits), lo + 1))
+    if n_cells == 0:
+        bounds.append(0)
+    return bounds
+
+
 def read_tokens_parquet(path: str | os.PathLike, *, universe=None):
-    """Read a token parquet file (ours or gtars's) into CSR arrays without per-cell Python objects.
+    """Read a token parquet file (ours or gtars's), or a folder of parts, into CSR arrays.
+
+    No Python object is made per cell or per token (barcodes aside).
 
     Parameters
     ----------
     path
-        Parquet file with a ``tokens`` list column (int32 or int64) and optionally ``barcode``.
+        Parquet file with a ``tokens`` list column (``list<int32>``; any integer list type is accepted) and
+        optionally a ``barcode`` string column. Or a folder: its ``*.parquet`` files (names starting with
+        ``.`` or ``_`` skipped, subfolders ignored) are read in sorted name order and concatenated; they must
+        all hold the same universe.
     universe : Universe or path, optional
-        The universe, for files that do not carry one in their metadata (e.g. written by gtars).
+        The universe, for files that do not carry one in their metadata (e.g. written by gtars). For a file
+        that carries one, it must be the same universe (same checksum), else a ValueError names both.
 
     Returns
     -------
     TokenizedCells
         Barcodes default to ``"0".."n-1"`` when the file has no ``barcode`` column.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        Not a parquet file; a missing or wrongly typed column; a null list, token or barcode; a token id
+        outside the universe; a ``universe`` that differs from the stored one; parts of a folder with
+        different universes. Every message names the file (and the column).
     """
+    path = Path(path)
+    given = None if universe is None else resolve_universe(universe)
+    if path.is_dir():
+        return _read_parquet_parts(path, given)
+    if not path.is_file():
+        raise FileNotFoundError(f"token file '{path}' does not exist")
+    return _read_parquet_file(path, given)
+
+
+def _read_parquet_parts(folder: Path, given: Universe | None) -> TokenizedCells:
+    parts = sorted(p for p in folder.iterdir()
+                   if p.suffix == ".parquet" and not p.name.startswith((".", "_")) and p.is_file())
+    if not parts:
+        raise ValueError(f"token folder '{folder}' holds no .parquet files (names starting with '.' or '_' and "
+                         "subfolders are not read)")
+    tokens = [_read_parquet_file(parts[0], given)]
+    for part in parts[1:]:
+        tok = _read_parquet_file(part, given)
+        if tok.universe.checksum != tokens[0].universe.checksum:
+            raise ValueError(
+                f"token folder '{folder}': part '{part.name}' was tokenized with another universe "
+                f"({len(tok.universe)} regions, checksum {tok.universe.checksum[:12]}) than '{parts[0].name}' "
+                f"({len(tokens[0].universe)} regions, checksum {tokens[0].universe.checksum[:12]}); "
+                "a dataset holds one universe"
+            )
+        tokens.append(tok)
+    offsets = np.cumsum([0] + [t.n_tokens for t in tokens[:-1]])
+    indptr = np.concatenate([np.zeros(1, dtype=np.int64)] + [t.indptr[1:] + o for t, o in zip(tokens, offsets,
+                                                                                             strict=True)])
+    indices = np.concatenate([t.indices for t in tokens])
+    barcodes = np.concatenate([np.asarray(t.barcodes, dtype=object) for t in tokens])
+    stats = {"n_cells": int(indptr.size - 1), "n_tokens": int(indptr[-1]), "n_parts": len(parts)}
+    return TokenizedCells(indptr, indices, barcodes, tokens[0].universe, stats)
+
+
+def _read_parquet_file(path: Path, given: Universe | None) -> TokenizedCells:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"token file '{path}' does not exist")
     try:
         pfile = pq.ParquetFile(path, memory_map=True)
+        schema = pfile.schema_arrow
     except Exception as err:
-        raise ValueError(f"token file '{path}' is not a parquet file ({err})") from None
-    schema = pfile.schema_arrow
+        raise ValueError(f"token file '{path}' is not a parquet file ({type(err).__name__}: {str(err)[:200]})") \
+            from None
     if "tokens" not in schema.names:
-        raise ValueError(f"token file '{path}' has no 'tokens' column (columns: {', '.join(schema.names)})")
+        raise ValueError(f"token file '{path}' has no 'tokens' column (columns: {', '.join(schema.names)[:200]})")
     ttype = schema.field("tokens").type
     if not (pa.types.is_list(ttype) or pa.types.is_large_list(ttype)) or not pa.types.is_integer(ttype.value_type):
-        raise ValueError(f"token file '{path}': column 'tokens' must be list<int32>, got {ttype}")
-    meta = schema.metadata or {}
-    uni = _universe_from_metadata(meta, path) if universe is None else resolve_universe(universe)
-    if uni is None:
-        raise ValueError(
-            f"token file '{path}' does not carry its universe (not written by fastembed); "
-            "pass universe=<the BED file it was tokenized with>"
-        )
-    columns = ["tokens"] + (["barcode"] if "barcode" in schema.names else [])
-    table = pfile.read(columns=columns)
-    col = table.column("tokens")
+        raise ValueError(f"token file '{path}': column 'tokens' must be list<int32>, got {str(ttype)[:100]}")
+    has_barcode = "barcode" in schema.names
+    if has_barcode:
+        btype = schema.field("barcode").type
+        if not (pa.types.is_string(btype) or pa.types.is_large_string(btype)):
+            raise ValueError(f"token file '{path}': column 'barcode' must be string, got {str(btype)[:100]}")
+    uni = _file_universe(schema.metadata or {}, path, given)
+    columns = ["tokens"] + (["barcode"] if has_barcode else [])
+    try:
+        table = pfile.read(columns=columns)
+        # Full validation checks offsets and UTF-8 of what a damaged page may have decoded to, before numpy
+        # reads the buffers.
+        table.validate(full=True)
+    except Exception as err:  # corrupt pages, bad compression, truncated file, invalid UTF-8
+        raise ValueError(f"token file '{path}': cannot read its data ({type(err).__name__}: {str(err)[:200]})") \
+            from None
     n_cells = table.num_rows
     lengths = np.zeros(n_cells, dtype=np.int64)
     values_parts = []
     row = 0
-    for chunk in col.chunks:
+    for chunk in table.column("tokens").chunks:
         n = len(chunk)
+        if chunk.null_count:
+            i = row + int(np.flatnonzero(~np.asarray(chunk.is_valid(), dtype=bool))[0])
+            raise ValueError(f"token file '{path}': column 'tokens' is null for cell {i}; an empty cell is an "
+                             "empty list, not null")
         offs = np.asarray(chunk.offsets, dtype=np.int64)
-        if chunk.null_count:
-            valid = np.asarray(chunk.is_valid(), dtype=bool)
-            seg = np.where(valid, np.diff(offs), 0)
-        else:
-            seg = np.diff(offs)
-        lengths[row:row + n] = seg
-        vals = np.asarray(chunk.values, dtype=np.int64 if chunk.values.type.bit_width > 32 else np.int32)
-        vals = vals[offs[0]:offs[-1]]
-        if chunk.null_count:
-            keep = np.repeat(valid, np.diff(offs))
-            vals = vals[keep]
-        values_parts.append(vals)
+        lengths[row:row + n] = np.diff(offs)
+        vals = chunk.values.slice(int(offs[0]), int(offs[-1] - offs[0]))
+        if vals.null_count:
+            j = int(np.flatnonzero(~np.asarray(vals.is_valid(), dtype=bool))[0])
+            i = row + int(np.searchsorted(offs - offs[0], j, side="right")) - 1
+            raise ValueError(f"token file '{path}': column 'tokens' holds a null token id in cell {i}")
+        values_parts.append(vals.to_numpy(zero_copy_only=False))
         row += n
     indptr = np.zeros(n_cells + 1, dtype=np.int64)
     np.cumsum(lengths, out=indptr[1:])
     values = np.concatenate(values_parts) if values_parts else np.empty(0, dtype=np.int32)
     if values.size:
+        # On the file's own integer type, before narrowing to int32 (which could wrap an id into range).
         lo, hi = int(values.min()), int(values.max())
         if lo < 0 or hi >= uni.vocab_size:
             raise ValueError(
-                f"token file '{path}': token ids must lie in [0, {uni.vocab_size}) for its universe of "
-                f"{len(uni)} regions, found {lo if lo < 0 else hi}"
+                f"token file '{path}': column 'tokens': token ids must lie in [0, {uni.vocab_size}) for its "
+                f"universe of {len(uni)} regions, found {lo if lo < 0 else hi}"
             )
     indices = np.ascontiguousarray(values, dtype=np.int32)
-    if "barcode" in columns:
-        barcodes = table.column("barcode").to_numpy(zero_copy_only=False).astype(object)
+    if has_barcode:
+        col = table.column("barcode")
+        if col.null_count:
+            i = int(np.flatnonzero(~np.asarray(col.is_valid(), dtype=bool))[0])
+            raise ValueError(f"token file '{path}': column 'barcode' is null for cell {i}")
+        barcodes = col.to_numpy(zero_copy_only=False).astype(object)
     else:
         barcodes = np.arange(n_cells).astype(str).astype(object)
     return TokenizedCells(indptr, indices, barcodes, uni, {"n_cells": n_cells, "n_tokens": int(indptr[-1])})
+
+
+def _file_universe(meta: dict[bytes, bytes], path: Path, given: Universe | None) -> Universe:
+    """The universe of a token file: the one it carries, checked against ``given`` if both exist."""
+    stored = _universe_from_metadata(meta, path)
+    if stored is None and given is None:
+        raise ValueError(
+            f"token file '{path}' does not carry its universe (not written by fastembed); "
+            "pass universe=<the BED file it was tokenized with>"
+        )
+    if stored is not None and given is not None and stored.checksum != given.checksum:
+        # The ids index the stored regions; reading them against other regions would silently mislabel cells.
+        raise ValueError(
+            f"token file '{path}' was tokenized with another universe ({len(stored)} regions, checksum "
+            f"{stored.checksum[:12]}) than universe= '{given.source}' ({len(given)} regions, checksum "
+            f"{given.checksum[:12]}); drop universe= to use the file's own"
+        )
+    return stored if stored is not None else given
 
 
 def _universe_from_metadata(meta: dict[bytes, bytes], path: Path) -> Universe | None:
     if META_UNIVERSE not in meta:
         return None
     try:
-        text = gzip.decompress(base64.b64decode(meta[META_UNIVERSE])).decode()
+        packed = base64.b64decode(meta[META_UNIVERSE], validate=True)
+        # Bounded: a few KB of crafted metadata could otherwise inflate to gigabytes. Real universes compress
+        # about 5-10x, far inside this limit.
+        limit = max(2**26, 64 * len(packed))
+        inflater = zlib.decompressobj(wbits=31)
+        raw = inflater.decompress(packed, limit)
+        if inflater.unconsumed_tail:
+            raise ValueError(f"inflates beyond {limit} bytes")
+        text = raw.decode()
     except Exception as err:
-        raise ValueError(f"token file '{path}': universe in the metadata is corrupt ({err})") from None
+        raise ValueError(f"token file '{path}': universe in the metadata is corrupt ({str(err)[:120]})") from None
     uni = Universe.from_bed_text(text, source=f"{path} (embedded)")
-    expected = meta.get(META_CHECKSUM, b"").decode()
+    expected = meta.get(META_CHECKSUM, b"").decode("ascii", errors="replace")
     if expected and uni.checksum != expected:
         raise ValueError(
             f"token file '{path}': the embedded universe does not match its checksum "

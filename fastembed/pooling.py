@@ -51,7 +51,7 @@ def _weighted_mean(indptr, indices, vectors, weights, out):
     return empty
 
 
-def weighted_mean_pool(indptr, indices, vectors, weights, out=None):
+def weighted_mean_pool(indptr, indices, vectors, weights, out=None, *, name: str = "the tokens"):
     """Weighted mean of each cell's token vectors.
 
     Parameters
@@ -65,6 +65,8 @@ def weighted_mean_pool(indptr, indices, vectors, weights, out=None):
         for trained tokens.
     out : np.ndarray of float32, shape (n_cells, dim), optional
         Written in place if given.
+    name : str
+        How messages name the tokens (e.g. their file).
 
     Returns
     -------
@@ -72,11 +74,47 @@ def weighted_mean_pool(indptr, indices, vectors, weights, out=None):
         ``sum_t w_t v_t / sum_t w_t`` per cell; zeros for a cell with no token of positive weight.
     empty : np.ndarray of bool, shape (n_cells,)
         Cells that got zeros.
+
+    Raises
+    ------
+    ValueError
+        ``indptr`` that does not describe ``indices``, a token id outside ``[0, vocab_size)``, or shapes that
+        do not fit; checked here because the kernel does not check bounds.
     """
+    indptr, indices = np.asarray(indptr), np.asarray(indices)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    weights = np.ascontiguousarray(weights, dtype=np.float32)
+    # Check before narrowing to int32: a cast would wrap an id of 2**32 + 5 to a valid-looking 5.
+    _check_inputs(indptr, indices, vectors, weights, name)
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    indices = np.ascontiguousarray(indices, dtype=np.int32)
     n_cells = indptr.size - 1
     if out is None:
         out = np.empty((n_cells, vectors.shape[1]), dtype=np.float32)
-    empty = _weighted_mean(np.ascontiguousarray(indptr, dtype=np.int64), np.ascontiguousarray(indices, dtype=np.int32),
-                           np.ascontiguousarray(vectors, dtype=np.float32),
-                           np.ascontiguousarray(weights, dtype=np.float32), out)
+    elif out.shape != (n_cells, vectors.shape[1]) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 of shape {(n_cells, vectors.shape[1])}, got {out.dtype} {out.shape}")
+    empty = _weighted_mean(indptr, indices, vectors, weights, out)
     return out, empty
+
+
+def _check_inputs(indptr, indices, vectors, weights, name: str) -> None:
+    if vectors.ndim != 2 or weights.shape != (vectors.shape[0],):
+        raise ValueError(f"vectors must be (vocab_size, dim) and weights (vocab_size,), got {vectors.shape} and "
+                         f"{weights.shape}")
+    if (indptr.ndim != 1 or indptr.size < 1 or indices.ndim != 1 or indptr.dtype.kind not in "iu"
+            or (indices.size and indices.dtype.kind not in "iu")):
+        raise ValueError(f"{name}: indptr and indices must be 1-d integer arrays (indptr with at least one entry), "
+                         f"got {indptr.dtype} {indptr.shape} and {indices.dtype} {indices.shape}")
+    if indptr[0] != 0 or indptr[-1] != indices.size or np.any(np.diff(indptr) < 0):
+        raise ValueError(
+            f"{name}: indptr must start at 0, never decrease and end at len(indices) = {indices.size}; got start "
+            f"{indptr[0]}, end {indptr[-1]}"
+        )
+    if indices.size:
+        lo, hi = int(indices.min()), int(indices.max())
+        vocab_size = vectors.shape[0]
+        if lo < 0 or hi >= vocab_size:
+            raise ValueError(
+                f"{name}: token id {lo if lo < 0 else hi} is outside the model's vocabulary [0, {vocab_size}) "
+                f"(vocab_size {vocab_size}); were these tokens made with another universe?"
+            )

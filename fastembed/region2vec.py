@@ -20,9 +20,14 @@ class Region2VecDataset:
     ----------
     path_or_tokenized : str, os.PathLike or TokenizedCells
         A parquet file written by :func:`fastembed.io.tokenize_cells` (or by gtars, with ``universe=``),
-        or tokens already in memory.
+        a folder of such parquet parts, or tokens already in memory. A folder's ``*.parquet`` files are
+        read in sorted name order (``part-0.parquet`` sorts before ``part-1.parquet``; zero-pad numbers
+        so that ``part-10`` does not sort before ``part-2``) and concatenated; files whose names start
+        with ``.`` or ``_`` and subfolders are skipped. All parts must hold the same universe; if they
+        do not, it is a ValueError naming two of them.
     universe : str, os.PathLike or Universe, optional
-        Only for parquet files that do not carry their universe.
+        For parquet files that do not carry their universe. For files that do, it must be the same
+        universe (same regions in the same order), else a ValueError names both.
 
     Attributes
     ----------

@@ -18,7 +18,7 @@ from ._atomic import atomic_dir, check_output_path
 from ._threads import check_threads, numba_threads
 from ._version import __version__
 from .annotate import annotate_celltypes
-from .io import PeakMapper, TokenizedCells, as_adata, read_tokens_parquet
+from .io import PeakMapper, TokenizedCells, as_adata, cell_matrix, read_tokens_parquet
 from .pooling import weighted_mean_pool
 from .projection import apply_projection, fit_projection
 from .region2vec import Region2VecDataset
@@ -44,9 +44,19 @@ def _fraction(name: str, value) -> float:
 
 
 def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    # Only real integers: int('abc') would escape as an unrelated error, and int(2.5) or True would pass.
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}"[:300])
     return int(value)
+
+
+def _positive_float(name: str, value, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{name} must be a number, got {value!r}"[:300])
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
+    return value
 
 
 def _as_dataset(data) -> Region2VecDataset:
@@ -103,8 +113,8 @@ class ScEmbed:
         self.min_count = _positive_int("min_count", min_count)
         self.sample = _fraction("sample", sample)
         self.n_components = None if n_components is None else _positive_int("n_components", n_components)
-        if seed is not None and (isinstance(seed, bool) or int(seed) != seed or seed < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}"[:300])
         self.seed = None if seed is None else int(seed)
         self.threads = check_threads(threads)
         self.universe: Universe | None = None
@@ -181,10 +191,16 @@ class ScEmbed:
         Returns
         -------
         ScEmbed
-            ``self``, with new vectors (training always starts from a fresh word2vec initialisation).
+            ``self``, with new vectors (training always starts afresh, from the ``init`` vectors).
         """
         from .sgns import auto_epochs, train_sgns
 
+        epochs = None if epochs is None else _positive_int("epochs", epochs)
+        batch_size = _positive_int("batch_size", batch_size)
+        learning_rate = _positive_float("learning_rate", learning_rate)
+        min_learning_rate = _positive_float("min_learning_rate", min_learning_rate, allow_zero=True)
+        if min_learning_rate > learning_rate:
+            raise ValueError(f"min_learning_rate must be at most learning_rate={learning_rate}, got {min_learning_rate}")
         ds = _as_dataset(dataset)
         if self.universe is not None and not ds.universe.same_as(self.universe):
             raise ValueError(
@@ -194,13 +210,16 @@ class ScEmbed:
             )
         if epochs is None:
             epochs = auto_epochs(ds.indptr, ds.indices, ds.vocab_size, min_count=self.min_count)
-        result = train_sgns(
-            ds.indptr, ds.indices, ds.vocab_size,
-            embedding_dim=self.embedding_dim, window_size=self.window_size,
-            negative_samples=self.negative_samples, epochs=epochs, batch_size=batch_size,
-            learning_rate=learning_rate, min_learning_rate=min_learning_rate, min_count=self.min_count,
-            sample=self.sample, seed=self.seed, threads=self.threads, progress=progress, init=init,
-        )
+        try:
+            result = train_sgns(
+                ds.indptr, ds.indices, ds.vocab_size,
+                embedding_dim=self.embedding_dim, window_size=self.window_size,
+                negative_samples=self.negative_samples, epochs=epochs, batch_size=batch_size,
+                learning_rate=learning_rate, min_learning_rate=min_learning_rate, min_count=self.min_count,
+                sample=self.sample, seed=self.seed, threads=self.threads, progress=progress, init=init,
+            )
+        except ValueError as err:  # the parameters are checked above, so the data is at fault: name it
+            raise ValueError(f"dataset {ds.source}: {err}") from None
         self.universe = ds.universe
         self._w_in, self._w_out, self._token_counts = result.w_in, result.w_out, result.counts
         self._training_files = [ds.path] if ds.path is not None else []
@@ -226,13 +245,18 @@ class ScEmbed:
         return self
 
     # -- encoding -------------------------------------------------------------------------------------
-    def _token_chunks(self, data, batch_cells: int):
-        """(n_cells, barcodes, iterator of (lo, hi, indptr, indices)) for any accepted input."""
-        if isinstance(data, str | os.PathLike) and str(data).endswith(".parquet"):
+    def _token_chunks(self, data, batch_cells: int, layer: str | None = None):
+        """(n_cells, barcodes, name, iterator of (lo, hi, indptr, indices)) for any accepted input."""
+        name = "the tokens"
+        if isinstance(data, str | os.PathLike) and (str(data).endswith(".parquet") or Path(data).is_dir()):
+            name = f"token file '{data}'"
             data = read_tokens_parquet(data)
         if isinstance(data, Region2VecDataset):
+            name = f"dataset {data.source}"
             data = data.tokenized
         if isinstance(data, TokenizedCells):
+            if layer is not None:
+                raise ValueError(f"layer={layer!r} applies to an AnnData; {name} are already tokenized")
             if not data.universe.same_as(self.universe):
                 raise ValueError(
                     f"these tokens were made with another universe ({len(data.universe)} regions, checksum "
@@ -248,9 +272,10 @@ class ScEmbed:
                     ip = tok.indptr[lo:hi + 1]
                     yield lo, hi, ip - ip[0], tok.indices[ip[0]:ip[-1]]
 
-            return len(tok), np.asarray(tok.barcodes, dtype=object), chunks()
+            return len(tok), np.asarray(tok.barcodes, dtype=object), name, chunks()
 
         adata, name = as_adata(data)
+        matrix, field_name = cell_matrix(adata, layer, name=name)
         mapper = PeakMapper(adata, self.universe, name=name)
         if mapper.n_peaks_unmapped:
             warnings.warn(
@@ -262,10 +287,10 @@ class ScEmbed:
         def chunks():
             for lo in range(0, adata.n_obs, batch_cells):
                 hi = min(lo + batch_cells, adata.n_obs)
-                ip, ix = mapper.tokens(adata.X, lo, hi)
+                ip, ix = mapper.tokens(matrix, lo, hi, field_name)
                 yield lo, hi, ip, ix
 
-        return adata.n_obs, np.asarray(adata.obs_names, dtype=object), chunks()
+        return adata.n_obs, np.asarray(adata.obs_names, dtype=object), name, chunks()
 
     def pooling_weights(self, pooling: str = "mean") -> np.ndarray:
         """Per-token pooling weights, float32 (vocab_size,): 1 for trained tokens, 0 otherwise (both poolings
@@ -287,22 +312,22 @@ class ScEmbed:
                              "with n_components=None or loaded from a folder without one); use pooling='mean'")
         return pooling
 
-    def _pool(self, ip, ix, weights, pooling: str, out: np.ndarray) -> int:
+    def _pool(self, ip, ix, weights, pooling: str, out: np.ndarray, name: str) -> int:
         """Pool one chunk into ``out`` (float32 (n, dim)); returns how many cells had no trained token."""
-        _, empty = weighted_mean_pool(ip, ix, self._w_in, weights, out=out)
+        _, empty = weighted_mean_pool(ip, ix, self._w_in, weights, out=out, name=name)
         if pooling == "pca":
             apply_projection(out, self._projection, empty)
         return int(empty.sum())
 
     def encode(self, adata_or_tokens, *, pooling: str | None = None, out: str | os.PathLike | None = None,
-               batch_cells: int = 65_536, overwrite: bool = False):
+               batch_cells: int = 65_536, overwrite: bool = False, layer: str | None = None):
         """Embed cells: the mean of the vectors of each cell's trained tokens.
 
         Parameters
         ----------
-        adata_or_tokens : AnnData, str/os.PathLike (.h5ad or .parquet), TokenizedCells or Region2VecDataset
+        adata_or_tokens : AnnData, str/os.PathLike (.h5ad, .parquet or a folder of parquet parts), TokenizedCells or Region2VecDataset
             An AnnData (or ``.h5ad``) is tokenized against the model's own universe, chunk by chunk;
-            tokens must come from the model's universe.
+            tokens must come from the model's universe, with ids below its ``vocab_size``.
         pooling : {"pca", "mean"}, optional
             ``"mean"``: the plain mean of the trained tokens' vectors. ``"pca"`` (the default for a model
             trained by fastembed): that mean, centred and projected onto the top ``n_components`` principal
@@ -311,12 +336,16 @@ class ScEmbed:
         out : str or os.PathLike, optional
             A ``.zarr`` path: embeddings stream there in chunks of ``batch_cells`` cells (group with
             ``embeddings`` float32 (n_cells, dim) and ``barcodes``; the model config in its attributes),
-            written to a temporary store and renamed when complete.
+            written to a temporary store and renamed when complete. Any other suffix is refused (a zarr
+            store named ``.h5ad`` would mislead every reader): for an ``.h5ad``, put the returned array in
+            ``adata.obsm`` and call ``adata.write_h5ad``.
         batch_cells : int
             Cells tokenized and pooled at a time (and zarr chunk length).
         overwrite : bool
             Replace an existing ``out`` store, only if it is an embeddings store written by fastembed. ``out``
             may never be the input file or the model's folder (nor a folder holding them).
+        layer : str, optional
+            For an AnnData input: read the cells x peaks values from ``adata.layers[layer]`` instead of ``X``.
 
         Returns
         -------
@@ -329,14 +358,19 @@ class ScEmbed:
         weights = self.pooling_weights(pooling)
         inputs = [adata_or_tokens, getattr(adata_or_tokens, "path", None), self._model_dir]
         if out is not None:
+            if not isinstance(out, str | os.PathLike) or Path(out).suffix.lower() != ".zarr":
+                raise ValueError(
+                    f"out={str(out)[:200]!r}: encode streams to a zarr store, so out must end in .zarr; for an "
+                    ".h5ad, set adata.obsm['scembed_X'] = model.encode(adata) and call adata.write_h5ad(path)"
+                )
             out = check_output_path(out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr")
-        n_cells, barcodes, chunks = self._token_chunks(adata_or_tokens, batch_cells)
+        n_cells, barcodes, name, chunks = self._token_chunks(adata_or_tokens, batch_cells, layer)
         n_empty = 0
         with numba_threads(self.threads):
             if out is None:
                 result = np.zeros((n_cells, self.embedding_dim), dtype=np.float32)
                 for lo, hi, ip, ix in chunks:
-                    n_empty += self._pool(ip, ix, weights, pooling, result[lo:hi])
+                    n_empty += self._pool(ip, ix, weights, pooling, result[lo:hi], name)
             else:
                 import zarr
 
@@ -350,7 +384,7 @@ class ScEmbed:
                                         "config": self.config()})
                     block = np.empty((min(batch_cells, n_cells), self.embedding_dim), dtype=np.float32)
                     for lo, hi, ip, ix in chunks:
-                        n_empty += self._pool(ip, ix, weights, pooling, block[:hi - lo])
+                        n_empty += self._pool(ip, ix, weights, pooling, block[:hi - lo], name)
                         emb[lo:hi] = block[:hi - lo]
                 result = zarr.open_group(str(out), mode="r")["embeddings"]
         if n_empty:

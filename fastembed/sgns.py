@@ -49,7 +49,6 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -57,7 +56,7 @@ from fastembed._config import PARALLEL_FAST, SERIAL, SERIAL_FAST
 from fastembed._prefetch import prefetch_row
 from fastembed._progress import progress_bar
 from fastembed._rng import block_state, new_seed, randint, uniform
-from fastembed._threads import check_threads, numba_threads
+from fastembed._threads import numba_threads, resolve_threads
 from fastembed.alias import alias_draw, build_alias_table
 from fastembed.warmstart import spectral_init
 
@@ -465,6 +464,12 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+def _check_float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{name} must be a number, got {value!r}"[:300])
+    return float(value)
+
+
 def _check_csr(indptr, indices, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
     indptr = np.asarray(indptr)
     indices = np.asarray(indices)
@@ -551,8 +556,8 @@ def train_sgns(
         Seed for initialisation and sampling. With ``threads=1`` the same seed gives bit-identical results.
         With more threads, updates race (hogwild), so results differ slightly between runs.
     threads : int, optional
-        Numba threads for this call, 1 to NUMBA_NUM_THREADS (default: all of them); the previous setting is
-        restored afterwards.
+        Numba threads for this call, 1 to NUMBA_NUM_THREADS (default: numba's current setting,
+        ``numba.get_num_threads()``); the previous setting is restored afterwards.
     sample : float, default 0
         Frequent-token subsampling threshold (word2vec's ``sample``; see :func:`keep_probabilities`); 0 keeps
         every token.
@@ -573,7 +578,8 @@ def train_sgns(
     Raises
     ------
     ValueError
-        Empty dataset, token ids outside ``[0, vocab_size)``, no token reaching ``min_count``, or a parameter out
+        Empty dataset, token ids outside ``[0, vocab_size)``, no token reaching ``min_count``, no cell holding two
+        trained tokens (nothing to learn), or a parameter out
         of range (``epochs < 1``, non-positive sizes, ``min_learning_rate > learning_rate``, ...).
     """
     vocab_size = _check_int("vocab_size", vocab_size, 1)
@@ -585,18 +591,19 @@ def train_sgns(
     epochs = _check_int("epochs", epochs, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
     min_count = _check_int("min_count", min_count, 1)
-    sample = float(sample)
-    if not (np.isfinite(sample) and 0 <= sample < 1):
+    sample = _check_float("sample", sample)
+    if not 0 <= sample < 1:
         raise ValueError(f"sample must be a number in [0, 1), got {sample}")
-    learning_rate = float(learning_rate)
-    min_learning_rate = float(min_learning_rate)
+    learning_rate = _check_float("learning_rate", learning_rate)
+    min_learning_rate = _check_float("min_learning_rate", min_learning_rate)
     if not (np.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"learning_rate must be a positive number, got {learning_rate}")
     if not (np.isfinite(min_learning_rate) and 0 <= min_learning_rate <= learning_rate):
         raise ValueError(
             f"min_learning_rate must be in [0, learning_rate={learning_rate}], got {min_learning_rate}"
         )
-    threads = numba.config.NUMBA_NUM_THREADS if threads is None else check_threads(threads)
+    # None means numba's current setting (numba.set_num_threads), as everywhere else in fastembed.
+    threads = resolve_threads(threads)
     seed = new_seed(seed)
     indptr, indices = _check_csr(indptr, indices, vocab_size)
 
@@ -608,6 +615,14 @@ def train_sgns(
         )
     if not np.all(trained | (counts == 0)):  # some token that occurs is below min_count
         indptr, indices = _drop_untrained(indptr, indices, trained)
+    # Skip-gram learns only from pairs of tokens in one cell; without any, training would silently return
+    # the random initial vectors.
+    if not np.any(np.diff(indptr) >= 2):
+        raise ValueError(
+            f"no cell holds 2 trained tokens ({indptr.size - 1} cells, {int(indptr[-1])} tokens held by at least "
+            f"min_count={min_count} cells): skip-gram needs pairs of tokens in one cell, so there is nothing to "
+            "learn; check the tokenization (universe, min_overlap) or lower min_count"
+        )
     table = build_alias_table(counts, 0.75, mask=trained)
     t_init = time.perf_counter()
     if isinstance(init, str):

@@ -11,7 +11,9 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -25,9 +27,20 @@ N_SPECIAL = len(SPECIAL_TOKENS)
 
 _SKIP_PREFIXES = ("#", "track", "browser")
 
+MAX_COORD = 2**62
+"""Largest accepted coordinate. Far beyond any genome, and low enough that the overlap arithmetic of the
+tokenizer (``start + min_overlap``, ``end - min_overlap``) cannot overflow int64."""
+
+# ASCII digits only: int() would also take '1_000', ' 12' or non-Latin digits, which no BED writer produces.
+_INT = re.compile(r"-?[0-9]+")
+
 
 def open_text(path: str | os.PathLike) -> io.TextIOBase:
-    """Open a plain or gzipped text file for reading (gzip detected from the magic bytes, not the name)."""
+    """Open a plain or gzipped UTF-8 text file for reading (gzip detected from the magic bytes, not the name).
+
+    A UTF-8 byte-order mark (as Excel and some Windows editors write) is dropped, so it does not become part
+    of the first field; CRLF and CR line ends read as plain newlines.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"file '{path}' does not exist")
@@ -36,15 +49,46 @@ def open_text(path: str | os.PathLike) -> io.TextIOBase:
     with open(path, "rb") as fh:
         magic = fh.read(2)
     if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="strict")
-    return open(path, encoding="utf-8", errors="strict")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="strict")
+    return open(path, encoding="utf-8-sig", errors="strict")
+
+
+def parse_coordinate(text: str, *, where: str, field: str) -> int:
+    """One BED coordinate: ASCII decimal digits, ``0 <= value <= MAX_COORD``.
+
+    Parameters
+    ----------
+    text
+        The field, already stripped.
+    where
+        Prefix of messages naming the file and line (e.g. ``"universe 'u.bed' line 3"``).
+    field
+        Name of the field in messages (e.g. ``"field 2 (start)"``).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        Not an integer, negative, or beyond ``MAX_COORD``.
+    """
+    if not _INT.fullmatch(text):
+        raise ValueError(f"{where}: {field} must be an integer, got {text[:40]!r}")
+    if text.startswith("-"):
+        raise ValueError(f"{where}: {field} is negative ({text[:40]})")
+    if len(text) > 19 or int(text) > MAX_COORD:
+        raise ValueError(f"{where}: {field} {text[:40]} is beyond the largest accepted coordinate (2**62)")
+    return int(text)
 
 
 def read_bed(path: str | os.PathLike, *, what: str = "BED file") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read the first three columns of a BED file (plain or gzipped).
 
     Lines that are empty or start with ``#``, ``track`` or ``browser`` are skipped; columns past the third
-    are ignored. Fields are tab-separated (any whitespace if a line has no tab).
+    are ignored. Fields are tab-separated (any whitespace if a line has no tab). A UTF-8 byte-order mark and
+    CRLF line ends are accepted. Coordinates are ASCII decimal integers in ``[0, 2**62]``.
 
     Parameters
     ----------
@@ -62,8 +106,9 @@ def read_bed(path: str | os.PathLike, *, what: str = "BED file") -> tuple[np.nda
     Raises
     ------
     ValueError
-        A line with fewer than three fields, a non-integer coordinate, a negative start or
-        ``start > end``; the message names the file, the line number and the field.
+        A line with fewer than three fields, a non-integer, negative or out-of-range coordinate,
+        ``start > end``, or a file that is not UTF-8 text; the message names the file, the line number
+        and the field.
     """
     path = Path(path)
     chroms: list[str] = []
@@ -83,20 +128,9 @@ def read_bed(path: str | os.PathLike, *, what: str = "BED file") -> tuple[np.nda
                 chrom, start_s, end_s = parts[0].strip(), parts[1].strip(), parts[2].strip()
                 if not chrom:
                     raise ValueError(f"{what} '{path}' line {lineno}: field 1 (chr) is empty")
-                try:
-                    start = int(start_s)
-                except ValueError:
-                    raise ValueError(
-                        f"{what} '{path}' line {lineno}: field 2 (start) must be an integer, got {start_s!r}"
-                    ) from None
-                try:
-                    end = int(end_s)
-                except ValueError:
-                    raise ValueError(
-                        f"{what} '{path}' line {lineno}: field 3 (end) must be an integer, got {end_s!r}"
-                    ) from None
-                if start < 0:
-                    raise ValueError(f"{what} '{path}' line {lineno}: field 2 (start) is negative ({start})")
+                where = f"{what} '{path}' line {lineno}"
+                start = parse_coordinate(start_s, where=where, field="field 2 (start)")
+                end = parse_coordinate(end_s, where=where, field="field 3 (end)")
                 if start > end:
                     raise ValueError(
                         f"{what} '{path}' line {lineno}: start {start} > end {end} "
@@ -107,6 +141,10 @@ def read_bed(path: str | os.PathLike, *, what: str = "BED file") -> tuple[np.nda
                 ends.append(end)
     except UnicodeDecodeError as err:
         raise ValueError(f"{what} '{path}' is not a text BED file (not UTF-8 text: {err.reason})") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except (OSError, EOFError, zlib.error) as err:  # a truncated or corrupt gzip stream
+        raise ValueError(f"{what} '{path}' cannot be read ({type(err).__name__}: {str(err)[:120]})") from None
     return (
         np.array(chroms, dtype=object),
         np.array(starts, dtype=np.int64),
@@ -170,11 +208,12 @@ class Universe:
         chroms = np.asarray(chroms, dtype=object)
         if not (chroms.shape == starts.shape == ends.shape) or starts.ndim != 1:
             raise ValueError("universe arrays chroms, starts, ends must be 1-d and of equal length")
-        if starts.size and (starts.min() < 0 or np.any(starts > ends)):
-            bad = int(np.flatnonzero((starts < 0) | (starts > ends))[0])
+        invalid = (starts < 0) | (starts > ends) | (ends > MAX_COORD)
+        if invalid.any():
+            bad = int(np.flatnonzero(invalid)[0])
             raise ValueError(
                 f"universe {source or ''} region {bad}: invalid interval [{starts[bad]}, {ends[bad]}) "
-                "(need 0 <= start <= end)"
+                "(need 0 <= start <= end <= 2**62)"
             )
         names, codes = _encode_chroms(chroms)
         return cls(names, codes, starts, ends, source)
@@ -184,11 +223,16 @@ class Universe:
         """Parse the canonical text written by :meth:`to_bed_text` (three tab-separated columns)."""
         if not text:
             raise ValueError(f"universe {source or ''}: empty region list")
-        table = np.array([line.split("\t") for line in text.rstrip("\n").split("\n")], dtype=object)
-        if table.ndim != 2 or table.shape[1] != 3:
+        rows = [line.split("\t") for line in text.rstrip("\n").split("\n")]
+        if any(len(r) != 3 for r in rows):
             raise ValueError(f"universe {source or ''}: expected 3 tab-separated columns per region")
-        return cls.from_arrays(table[:, 0], table[:, 1].astype(np.int64), table[:, 2].astype(np.int64),
-                               source=source)
+        table = np.array(rows, dtype=object).reshape(len(rows), 3)
+        try:
+            starts = np.array([int(v) for v in table[:, 1]], dtype=np.int64)
+            ends = np.array([int(v) for v in table[:, 2]], dtype=np.int64)
+        except (ValueError, OverflowError):
+            raise ValueError(f"universe {source or ''}: a start or end is not an integer in the int64 range") from None
+        return cls.from_arrays(table[:, 0], starts, ends, source=source)
 
     def _warn_duplicates(self) -> None:
         key = np.rec.fromarrays([self.chrom_codes, self.starts, self.ends])
