@@ -382,7 +382,8 @@ class LazyAnnData:
 
     Attributes
     ----------
-    X : anndata backed sparse dataset or h5py/zarr array, shape (n_obs, n_vars)
+    X : anndata backed sparse dataset or h5py/zarr array, shape (n_obs, n_vars), or None (no X in the file)
+    layers : dict of str to the same kinds of matrix
     var : pandas.DataFrame
     obs_names, var_names : pandas.Index
     n_obs, n_vars : int
@@ -407,18 +408,24 @@ class LazyAnnData:
             self.var = read_elem(root["var"])
             obs = root["obs"]
             self.obs_names = pd.Index(np.asarray(read_elem(obs[obs.attrs["_index"]]), dtype=object))
-            x = root["X"]
-            sparse = x.attrs.get("encoding-type", "") in ("csr_matrix", "csc_matrix")
-            self.X = sparse_dataset(x) if sparse else x
+
+            def matrix(elem):
+                sparse = elem.attrs.get("encoding-type", "") in ("csr_matrix", "csc_matrix")
+                return sparse_dataset(elem) if sparse else elem
+
+            # Counts may live in a layer with no X at all (anndata writes no "X" for X=None).
+            self.X = matrix(root["X"]) if "X" in root else None
+            self.layers = {k: matrix(root["layers"][k]) for k in root["layers"].keys()} if "layers" in root else {}
         except (KeyError, OSError, ValueError, TypeError) as err:
             raise ValueError(
                 f"AnnData file '{path}' cannot be read as {path.suffix} ({type(err).__name__}: {str(err)[:200]})"
             ) from None
-        self.n_obs, self.n_vars = (int(n) for n in self.X.shape)
-        if self.n_obs != len(self.obs_names) or self.n_vars != len(self.var):
+        self.n_obs, self.n_vars = len(self.obs_names), len(self.var)
+        shape = None if self.X is None else tuple(int(n) for n in self.X.shape)
+        if shape is not None and shape != (self.n_obs, self.n_vars):
             raise ValueError(
-                f"AnnData file '{path}': X is {self.n_obs} x {self.n_vars} but obs has {len(self.obs_names)} and "
-                f"var {len(self.var)} rows"
+                f"AnnData file '{path}': X is {shape[0]} x {shape[1]} but obs has {self.n_obs} and "
+                f"var {self.n_vars} rows"
             )
         self.var_names = self.var.index
 

@@ -226,7 +226,7 @@ def test_scembed_none_for_required_int_names_parameter(param):
 
 @pytest.mark.parametrize(
     "kwargs, param",
-    [({"epochs": "abc"}, "epochs"), ({"epochs": None}, "epochs"), ({"epochs": 2.5}, "epochs"),
+    [({"epochs": "abc"}, "epochs"), ({"epochs": 2.5}, "epochs"),
      ({"epochs": True}, "epochs"), ({"batch_size": np.nan}, "batch_size"), ({"batch_size": "8"}, "batch_size"),
      ({"learning_rate": "abc"}, "learning_rate"), ({"learning_rate": None}, "learning_rate"),
      ({"learning_rate": np.nan}, "learning_rate"), ({"learning_rate": True}, "learning_rate"),
