@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Tokenize, train, encode, cluster, plot and annotate the bundled granja2019 "
                                    "bone-marrow slice, offline.")
     p.add_argument("--output", default="fastembed-demo", help="output folder (default: ./fastembed-demo)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: sized for about a minute)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: from the data)")
     p.add_argument("--cells", type=int, default=None, help="use a random subset of this many cells")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs in an existing folder")

@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 
-DEFAULT_EPOCHS = 50
 REFERENCE_DONOR, QUERY_DONOR = "D6T1", "D5T1"
 
 
@@ -27,7 +26,7 @@ def run_demo(output: str | os.PathLike = "fastembed-demo", *, epochs: int | None
     output
         Folder for the outputs (created if missing; its parent must exist).
     epochs
-        Training epochs (default :data:`DEFAULT_EPOCHS`, about a minute on 2 cores).
+        Training epochs (default: the data-derived count of :meth:`fastembed.ScEmbed.train`).
     n_cells
         Use a random subset of this many cells (for quick checks); default all 5,000.
     threads
@@ -73,7 +72,6 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     from .region2vec import Region2VecDataset
     from .scembed import ScEmbed, annotate_celltypes
 
-    epochs = DEFAULT_EPOCHS if epochs is None else epochs
     paths = {
         "tokens": out / "tokens.parquet", "model": out / "model", "zarr": out / "embeddings.zarr",
         "h5ad": out / "embeddings.h5ad", "umap": out / "umap.png", "clusters": out / "clusters.csv",
@@ -110,6 +108,7 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     model.train(Region2VecDataset(paths["tokens"]), epochs=epochs, progress=not quiet)
     model.save(paths["model"], overwrite=overwrite)
     timings["train"] = time.perf_counter() - t
+    epochs = model.training_info["epochs"]
     _say(quiet, f"[3/6] trained {epochs} epochs in {timings['train']:.1f} s -> {paths['model']}")
 
     t = time.perf_counter()
