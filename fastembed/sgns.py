@@ -377,7 +377,7 @@ def _count_tokens(indices, vocab_size):
     return counts
 
 
-EPOCH_BUDGET = 6000
+EPOCH_BUDGET = 3500
 """Occurrences of the average trained token that the default number of epochs aims at (see :func:`auto_epochs`)."""
 MIN_EPOCHS, MAX_EPOCHS = 5, 100
 """Bounds of the data-derived default number of epochs."""

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 __all__ = ["spectral_init", "INIT_NORM"]
 
-INIT_NORM = 0.5
+INIT_NORM = 1.5
 """Length of every initial region vector. word2vec's random rows have length ~0.03 at dim 100 and trained
 rows reach ~2-5; 0.5 is large enough to carry the spectral directions into the first updates of the output
 vectors and small enough for SGNS to rescale them."""
@@ -39,6 +39,42 @@ def _orthonormal(a: np.ndarray) -> np.ndarray:
     lam, w = np.linalg.eigh(gram)
     keep = lam > lam.max() * 1e-10
     return (a @ (w[:, keep] / np.sqrt(lam[keep])).astype(np.float32)).astype(np.float32)
+
+
+def truncated_svd(x: sp.csr_matrix, rank: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top singular values and right singular vectors of a sparse matrix, by a randomized range finder.
+
+    Parameters
+    ----------
+    x : scipy CSR float32 (n, m)
+    rank : int
+        Directions wanted (at most ``min(n, m)``).
+    seed : int
+        Seeds the Gaussian test matrix.
+
+    Returns
+    -------
+    s : float64 (r,)
+        Singular values, decreasing; ``r <= rank`` (directions with a negligible value are dropped).
+    vt : float64 (r, m)
+        The matching right singular vectors (orthonormal rows).
+    """
+    n, m = x.shape
+    xt = x.T.tocsr()
+    width = min(rank + _OVERSAMPLE, n, m)
+    rng = np.random.default_rng(seed % 2**63)
+    q = _orthonormal(x @ rng.standard_normal((m, width), dtype=np.float32))
+    for _ in range(_POWER_ITERATIONS):
+        q = _orthonormal(x @ _orthonormal(xt @ q))
+    # B = Q^T X is small (width x m); its right singular vectors are X's top ones. They follow from the
+    # eigen-decomposition of the width x width matrix B B^T: V = B^T U / s.
+    bt = (xt @ q).astype(np.float64)
+    lam, u = np.linalg.eigh(bt.T @ bt)
+    order = np.argsort(lam)[::-1][:rank]
+    s = np.sqrt(np.maximum(lam[order], 0.0))
+    keep = s > s[0] * 1e-6 if s.size and s[0] > 0 else np.zeros(s.size, dtype=bool)
+    s, u = s[keep], u[:, order][:, keep]
+    return s, ((bt @ u) / s).T
 
 
 def spectral_init(indptr: np.ndarray, indices: np.ndarray, vocab_size: int, embedding_dim: int, *,
@@ -73,28 +109,16 @@ def spectral_init(indptr: np.ndarray, indices: np.ndarray, vocab_size: int, embe
     idf = np.log1p(n_cells / np.maximum(df, 1.0)).astype(np.float32)
     x = sp.diags((1.0 / np.maximum(length, 1.0)).astype(np.float32)) @ x @ sp.diags(idf)
     x = x.tocsr()
-    xt = x.T.tocsr()
 
     rank = int(min(embedding_dim, n_cells - 1, int(trained.sum()) - 1))
     out = np.zeros((vocab_size, embedding_dim), dtype=np.float32)
     if rank < 1:
         return out
-    width = min(rank + _OVERSAMPLE, n_cells, vocab_size)
-    rng = np.random.default_rng(seed % 2**63)
-    q = _orthonormal(x @ rng.standard_normal((vocab_size, width), dtype=np.float32))
-    for _ in range(_POWER_ITERATIONS):
-        q = _orthonormal(x @ _orthonormal(xt @ q))
-    # B = Q^T X is small (width x vocab_size); its right singular vectors are X's top ones. They follow from
-    # the eigen-decomposition of the width x width matrix B B^T: V = B^T U / s.
-    bt = (xt @ q).astype(np.float64)
-    lam, u = np.linalg.eigh(bt.T @ bt)
-    order = np.argsort(lam)[::-1][:rank]
-    lam, u = np.maximum(lam[order], 0.0), u[:, order]
-    s = np.sqrt(lam)
-    rank = int(np.count_nonzero(s > s[0] * 1e-6)) if s.size and s[0] > 0 else 0
-    if rank == 0:
+    s, vt = truncated_svd(x, rank, seed=seed)
+    if s.size == 0:
         return out
-    v = (bt @ u[:, :rank]) / s[:rank] * np.sqrt(s[:rank])
+    rank = s.size
+    v = vt.T * np.sqrt(s)
     norms = np.linalg.norm(v, axis=1, keepdims=True)
     v = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0) * INIT_NORM
     out[:, :rank] = v

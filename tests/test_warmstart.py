@@ -1,0 +1,94 @@
+"""Spectral warm start and the data-derived epochs, against plain numpy oracles on real (demo) cells."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import fastembed as fe
+from fastembed.datasets import demo_peaks_path, load_demo
+from fastembed.sgns import EPOCH_BUDGET, MAX_EPOCHS, MIN_EPOCHS, auto_epochs, train_sgns
+from fastembed.warmstart import INIT_NORM, spectral_init, truncated_svd
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    demo = load_demo()
+    rows = np.sort(np.random.default_rng(2).choice(demo.n_obs, 800, replace=False))
+    return fe.tokenize_cells(demo[rows].copy(), demo_peaks_path())
+
+
+def _tfidf_dense(tokens, trained):
+    n = len(tokens)
+    x = sp.csr_matrix((trained[tokens.indices].astype(np.float64), tokens.indices, tokens.indptr),
+                      shape=(n, tokens.vocab_size)).toarray()
+    idf = np.log1p(n / np.maximum(x.sum(0), 1))
+    return x / np.maximum(x.sum(1, keepdims=True), 1) * idf
+
+
+def test_truncated_svd_matches_numpy(tokens):
+    trained = np.zeros(tokens.vocab_size, bool)
+    trained[np.unique(tokens.indices)] = True
+    dense = _tfidf_dense(tokens, trained)
+    s, vt = truncated_svd(sp.csr_matrix(dense.astype(np.float32)), 8, seed=0)
+    _, s_ref, vt_ref = np.linalg.svd(dense, full_matrices=False)
+    assert s.shape == (8,) and vt.shape == (8, tokens.vocab_size)
+    np.testing.assert_allclose(vt @ vt.T, np.eye(8), atol=1e-4)  # orthonormal directions
+    # A randomized range finder with few power iterations is close, not exact: the leading value within 1%, the
+    # others within 10%, and the directions capture at least 95% of what the best rank-8 subspace captures.
+    np.testing.assert_allclose(s[0], s_ref[0], rtol=1e-2)
+    np.testing.assert_allclose(s, s_ref[:8], rtol=0.1)
+    assert np.all(s <= s_ref[:8] * (1 + 1e-4))  # never above the true values (a Ritz bound)
+    captured = np.linalg.norm(dense @ vt.T) ** 2
+    assert captured >= 0.95 * np.sum(s_ref[:8] ** 2)
+
+
+def test_spectral_init_rows(tokens):
+    trained = np.zeros(tokens.vocab_size, bool)
+    trained[np.unique(tokens.indices)] = True
+    v = spectral_init(tokens.indptr, tokens.indices, tokens.vocab_size, 8, trained=trained, seed=0)
+    assert v.shape == (tokens.vocab_size, 8) and v.dtype == np.float32
+    assert not v[~trained].any()
+    np.testing.assert_allclose(np.linalg.norm(v[trained], axis=1), INIT_NORM, rtol=1e-4)
+    # Each row points along its token's coordinates in the top singular directions (scaled by sqrt(s)).
+    s, vt = truncated_svd(sp.csr_matrix(_tfidf_dense(tokens, trained).astype(np.float32)), 8, seed=0)
+    ref = (vt.T * np.sqrt(s))[trained]
+    cos = np.sum(ref * v[trained], axis=1) / np.linalg.norm(ref, axis=1) / INIT_NORM
+    np.testing.assert_allclose(cos, 1.0, atol=1e-3)
+
+
+def test_spectral_init_is_deterministic_and_tiny_data_is_safe(tokens):
+    trained = np.zeros(tokens.vocab_size, bool)
+    trained[np.unique(tokens.indices)] = True
+    a = spectral_init(tokens.indptr, tokens.indices, tokens.vocab_size, 6, trained=trained, seed=5)
+    b = spectral_init(tokens.indptr, tokens.indices, tokens.vocab_size, 6, trained=trained, seed=5)
+    np.testing.assert_array_equal(a, b)
+    # Two cells, three tokens: at most one direction; no NaN, no crash.
+    tiny = spectral_init(np.array([0, 2, 4]), np.array([0, 1, 1, 2], np.int32), 3, 5,
+                         trained=np.ones(3, bool), seed=0)
+    assert np.isfinite(tiny).all() and not tiny[:, 1:].any()
+
+
+def test_spectral_init_trains_and_is_reproducible(tokens):
+    kw = dict(embedding_dim=8, epochs=2, seed=1, threads=1, progress=False, init="spectral")
+    a = train_sgns(tokens.indptr, tokens.indices, tokens.vocab_size, **kw)
+    b = train_sgns(tokens.indptr, tokens.indices, tokens.vocab_size, **kw)
+    np.testing.assert_array_equal(a.w_in, b.w_in)
+    rnd = train_sgns(tokens.indptr, tokens.indices, tokens.vocab_size, **{**kw, "init": "random"})
+    assert not np.array_equal(a.w_in, rnd.w_in)
+    with pytest.raises(ValueError, match="init must be"):
+        train_sgns(tokens.indptr, tokens.indices, tokens.vocab_size, **{**kw, "init": "lsi"})
+
+
+def test_auto_epochs_follows_the_tokens_per_region(tokens):
+    per_token = tokens.indices.size / np.unique(tokens.indices).size
+    expected = int(np.clip(np.ceil(EPOCH_BUDGET / per_token), MIN_EPOCHS, MAX_EPOCHS))
+    assert auto_epochs(tokens.indptr, tokens.indices, tokens.vocab_size) == expected
+    # Many cells per region (an atlas): the minimum; a handful of cells: the maximum.
+    many = np.tile(np.arange(10, dtype=np.int32), 5000)
+    assert auto_epochs(np.arange(0, many.size + 1, 10), many, 10) == MIN_EPOCHS
+    assert auto_epochs(np.array([0, 3, 6]), np.array([0, 1, 2, 0, 1, 2], np.int32), 3) == MAX_EPOCHS
+    # A model trained without epochs records the derived count.
+    m = fe.ScEmbed(embedding_dim=4, seed=0, threads=1, n_components=None)
+    assert m.train(tokens, progress=False, init="random").training_info["epochs"] == expected
