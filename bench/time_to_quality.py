@@ -133,11 +133,11 @@ def gensim_sg(epochs):
 # the time-to-quality work (random start, 100 epochs, plain mean pooling), run for the first seed only (slow).
 METHODS = {
     "fastembed": (fastembed_method(), True, True),
-    "fastembed-mean": (fastembed_method(pooling="mean"), False, False),
+    "fastembed-mean": (fastembed_method(pooling="mean"), True, False),
     "fastembed-0.1": (fastembed_method(epochs=100, init="random", n_components=None), False, True),
     "gensim_sg-e10": (gensim_sg(10), True, False),
     "lsi": (lsi, True, True),
-    "snapatac2": (snapatac2, False, False),
+    "snapatac2": (snapatac2, True, False),
 }
 # name -> (function, takes a seed, has an inductive mode)
 
