@@ -40,6 +40,9 @@ def _read_input(path: str, args):
     raise ValueError(f"input '{p}': expected an .h5ad file, a 10x folder or a .mtx[.gz] file")
 
 
+# Inputs read lazily, in blocks of cells, rather than whole.
+LAZY_SUFFIXES = (".h5ad", ".zarr")
+
 # A file INPUT with one of these endings (10x writes fragments.tsv.gz) is a fragments file; --fragments says so
 # for any other name.
 FRAGMENT_SUFFIXES = (".tsv", ".tsv.gz", ".tsv.bgz")
@@ -71,10 +74,17 @@ def cmd_tokenize(args) -> None:
 
     if args.fragments or (Path(args.input).name.endswith(FRAGMENT_SUFFIXES) and not Path(args.input).is_dir()):
         return _tokenize_fragments(args)
+    import pyarrow.parquet as pq
+
+    from .distributed import open_client
+
     t = time.perf_counter()
-    adata = _read_input(args.input, args)
-    out = tokenize_cells(adata, args.universe, args.output, min_overlap=args.min_overlap)
-    _log(args, f"tokenized {adata.n_obs} cells in {time.perf_counter() - t:.1f} s -> {out}")
+    # On-disk AnnData goes to tokenize_cells as a path, which reads it in blocks instead of whole.
+    data = args.input if Path(args.input).suffix in LAZY_SUFFIXES else _read_input(args.input, args)
+    with open_client(args.scheduler, args.workers) as client:
+        out = tokenize_cells(data, args.universe, args.output, min_overlap=args.min_overlap, client=client)
+    n_cells = pq.ParquetFile(out).metadata.num_rows
+    _log(args, f"tokenized {n_cells} cells in {time.perf_counter() - t:.1f} s -> {out}")
 
 
 def cmd_train(args) -> None:
@@ -100,6 +110,7 @@ def cmd_encode(args) -> None:
     import pandas as pd
 
     from ._atomic import atomic_file, check_output_path
+    from .distributed import open_client
     from .scembed import ScEmbed
 
     out = Path(args.output)
@@ -108,9 +119,10 @@ def cmd_encode(args) -> None:
     check_output_path(out, what="output", overwrite=args.overwrite)
     model = ScEmbed.from_pretrained(args.model)
     src = Path(args.input)
-    data = src if src.suffix in (".parquet", ".h5ad") else _read_input(args.input, args)
+    data = src if src.suffix in (".parquet", *LAZY_SUFFIXES) else _read_input(args.input, args)
     if out.suffix == ".zarr":
-        emb = model.encode(data, out=out, batch_cells=args.batch_cells, overwrite=args.overwrite)
+        with open_client(args.scheduler, args.workers) as client:
+            emb = model.encode(data, out=out, batch_cells=args.batch_cells, overwrite=args.overwrite, client=client)
         _log(args, f"encoded {emb.shape[0]} cells -> {out}")
         return
     if src.suffix == ".parquet":
@@ -121,9 +133,11 @@ def cmd_encode(args) -> None:
     else:
         from .io import read_h5ad
 
+        # an .h5ad output holds the input's obs and var too, so the input is read whole here
         adata = read_h5ad(src) if src.suffix == ".h5ad" else data
         data = adata
-    adata.obsm[args.embedding_key] = model.encode(data, batch_cells=args.batch_cells)
+    with open_client(args.scheduler, args.workers) as client:
+        adata.obsm[args.embedding_key] = model.encode(data, batch_cells=args.batch_cells, client=client)
     with atomic_file(out) as tmp:
         adata.write_h5ad(tmp)
     _log(args, f"encoded {adata.n_obs} cells -> {out} (obsm['{args.embedding_key}'])")
@@ -131,21 +145,26 @@ def cmd_encode(args) -> None:
 
 def cmd_annotate(args) -> None:
     from ._atomic import atomic_file, check_output_path
+    from .distributed import open_client
     from .io import read_h5ad
     from .scembed import annotate_celltypes
 
     out = check_output_path(args.output, what="labels output")
-    query = read_h5ad(args.query)
+    query = Path(args.query)
+    if query.suffix not in LAZY_SUFFIXES:
+        raise ValueError(f"query '{query}': expected an .h5ad file or a .zarr AnnData")
+    if not query.exists():
+        raise FileNotFoundError(f"query '{query}' does not exist")
     reference = read_h5ad(args.reference)
-    labels = annotate_celltypes(query, reference, embedding_key=args.embedding_key, k=args.k,
-                                label_key=args.label_key, confidence_key="cell_type_confidence",
-                                min_confidence=args.min_confidence, center=not args.no_center)
-    table = query.obs[["cell_type_confidence"]].copy()
-    table.insert(0, args.label_key, labels)
+    # The query is passed as a path: only its obsm[embedding_key] is read, block by block.
+    with open_client(args.scheduler, args.workers) as client:
+        table = annotate_celltypes(query, reference, embedding_key=args.embedding_key, k=args.k,
+                                   label_key=args.label_key, confidence_key="cell_type_confidence",
+                                   min_confidence=args.min_confidence, center=not args.no_center, client=client)
     table.index.name = "barcode"
     with atomic_file(out) as tmp:
         table.to_csv(tmp)
-    _log(args, f"annotated {query.n_obs} cells -> {out}")
+    _log(args, f"annotated {len(table)} cells -> {out}")
 
 
 def cmd_demo(args) -> None:
@@ -173,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--barcodes", help="barcodes file, when INPUT is a .mtx[.gz] file")
         p.add_argument("--peaks", help="peaks BED file, when INPUT is a .mtx[.gz] file")
 
+    def dask_options(p):
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="run blocks of cells as tasks on this running Dask scheduler (needs the dask extra)")
+        g.add_argument("--workers", type=int, metavar="N", default=None,
+                       help="run blocks of cells as tasks on a local Dask cluster of N worker processes")
+
     p = sub.add_parser("tokenize", parents=[common], help="tokenize cells against a universe -> parquet",
                        description="Map each cell's peaks to universe regions and write the tokens as parquet.")
     p.add_argument("input", help=".h5ad file, 10x folder, .mtx[.gz] (with --barcodes/--peaks) "
@@ -188,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fragments: overlap the whole fragment or its two Tn5 insertion sites (default: fragment)")
     p.add_argument("--min-fragments", type=int, default=1,
                    help="fragments: drop barcodes with fewer fragments, without --barcodes (default: 1)")
+    dask_options(p)
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser("train", parents=[common], help="train a model on tokenized cells",
@@ -215,11 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-cells", type=int, default=65_536, help="cells per chunk (default: 65536)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     matrix_inputs(p)
+    dask_options(p)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("annotate", parents=[common], help="transfer cell-type labels from a reference",
                        description="k-NN label transfer from a labelled reference .h5ad to a query .h5ad.")
-    p.add_argument("query", help="query .h5ad with embeddings in obsm")
+    p.add_argument("query", help="query .h5ad or .zarr AnnData with embeddings in obsm (read in blocks)")
     p.add_argument("--reference", required=True, help="reference .h5ad with embeddings and labels")
     p.add_argument("--output", required=True, help="output .csv (barcode, label, confidence)")
     p.add_argument("--label-key", default="cell_type", help="reference obs column (default: cell_type)")
@@ -229,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="call cells whose vote share is below this 'unknown'")
     p.add_argument("--no-center", action="store_true",
                    help="plain cosine k-NN (default: cosine around the reference's mean embedding)")
+    dask_options(p)
     p.set_defaults(func=cmd_annotate)
 
     p = sub.add_parser("demo", parents=[common], help="run the whole workflow on the bundled real data",

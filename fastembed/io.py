@@ -328,6 +328,55 @@ class LazyAnnData:
         return self.n_obs, self.n_vars
 
 
+def open_element(path: str | os.PathLike, element: str):
+    """One element of an on-disk AnnData, opened read-only without loading it.
+
+    Parameters
+    ----------
+    path
+        ``.h5ad`` or ``.zarr`` AnnData.
+    element
+        Its path inside the store, e.g. ``"X"`` or ``"obsm/scembed_X"``.
+
+    Returns
+    -------
+    anndata backed sparse dataset (CSR/CSC groups) or h5py/zarr array
+        Sliced by rows (``elem[lo:hi]``) to read a block.
+    """
+    from anndata.io import sparse_dataset
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"AnnData file '{path}' does not exist")
+    try:
+        if path.suffix == ".zarr":
+            import zarr
+
+            root = zarr.open_group(str(path), mode="r")
+        else:
+            import h5py
+
+            root = h5py.File(path, "r")
+        elem = root[element]
+        sparse = elem.attrs.get("encoding-type", "") in ("csr_matrix", "csc_matrix")
+        return sparse_dataset(elem) if sparse else elem
+    except (KeyError, OSError, ValueError, TypeError) as err:
+        raise ValueError(f"AnnData file '{path}': cannot open '{element}' ({type(err).__name__}: "
+                         f"{str(err)[:200]})") from None
+
+
+def read_obs_names(path: str | os.PathLike) -> pd.Index:
+    """The cell names (``obs`` index) of an on-disk ``.h5ad`` or ``.zarr`` AnnData, without the rest of obs."""
+    from anndata.io import read_elem
+
+    obs = open_element(path, "obs")
+    try:
+        return pd.Index(np.asarray(read_elem(obs[obs.attrs["_index"]]), dtype=object))
+    except (KeyError, OSError, ValueError, TypeError) as err:
+        raise ValueError(f"AnnData file '{path}': cannot read the obs index ({type(err).__name__}: "
+                         f"{str(err)[:200]})") from None
+
+
 def as_adata(adata, *, backed: bool = True):
     """Return (AnnData, name for messages) from an AnnData or an .h5ad/.zarr path (read lazily, see LazyAnnData)."""
     if isinstance(adata, str | os.PathLike):
@@ -552,7 +601,8 @@ class PeakMapper:
         return _tok.cells_to_tokens(block.indptr, block.indices, block.data, self.peak_offsets, self.peak_tokens)
 
 
-def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, chunk_cells: int = 100_000):
+def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, chunk_cells: int = 100_000,
+                   client=None):
     """Tokenize each cell's open regions against a universe.
 
     Parameters
@@ -571,6 +621,10 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
         overlap, as gtars does). A peak maps to every region it overlaps.
     chunk_cells : int
         Cells processed at a time; bounds memory for large backed files.
+    client : dask.distributed.Client, optional
+        Tokenize each block of ``chunk_cells`` cells as a task on the cluster (the peak-to-token map is sent to
+        every worker once; a path input is read by the workers, so it must be on a file system they see). Same
+        result as without.
 
     Returns
     -------
@@ -580,12 +634,22 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
     """
     out_path = check_output_path(output, what="parquet output") if output is not None else None
     uni = resolve_universe(universe_file)
+    if isinstance(chunk_cells, bool) or int(chunk_cells) != chunk_cells or chunk_cells < 1:
+        raise ValueError(f"chunk_cells must be an integer >= 1, got {chunk_cells!r}")
+    chunk_cells = int(chunk_cells)
+    source = adata
     adata, name = as_adata(adata)
     mapper = PeakMapper(adata, uni, min_overlap=min_overlap, name=name)
+    if client is None:
+        parts = (mapper.tokens(adata.X, lo, min(lo + chunk_cells, adata.n_obs))
+                 for lo in range(0, adata.n_obs, chunk_cells))
+    else:
+        from .distributed import tokenize_blocks
+
+        parts = tokenize_blocks(client, adata, source, mapper, chunk_cells)
     indptr_parts, index_parts = [np.zeros(1, dtype=np.int64)], []
     total = 0
-    for lo in range(0, adata.n_obs, chunk_cells):
-        ip, ix = mapper.tokens(adata.X, lo, min(lo + chunk_cells, adata.n_obs))
+    for ip, ix in parts:
         indptr_parts.append(ip[1:] + total)
         index_parts.append(ix)
         total += int(ip[-1])

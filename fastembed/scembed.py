@@ -49,6 +49,13 @@ def _positive_int(name: str, value) -> int:
     return int(value)
 
 
+def _is_peak_matrix(data) -> bool:
+    """False for token inputs (parquet path, TokenizedCells, Region2VecDataset), True for AnnData and paths."""
+    if isinstance(data, Region2VecDataset | TokenizedCells):
+        return False
+    return not (isinstance(data, str | os.PathLike) and str(data).endswith(".parquet"))
+
+
 def _as_dataset(data) -> Region2VecDataset:
     if isinstance(data, Region2VecDataset):
         return data
@@ -208,6 +215,30 @@ class ScEmbed:
         return self
 
     # -- encoding -------------------------------------------------------------------------------------
+    def _encode_inputs(self, data, batch_cells: int):
+        """For Dask tasks: (n_cells, barcodes, PeakMapper or None, iterator of one payload per block)."""
+        from .distributed import _source_path, _x_payload, blocks
+
+        if not _is_peak_matrix(data):
+            n_cells, barcodes, chunks = self._token_chunks(data, batch_cells)
+            return n_cells, barcodes, None, (("tokens", ip, ix) for _, _, ip, ix in chunks)
+        adata, mapper = self._mapper(data)
+        path = _source_path(data)
+        payloads = (_x_payload(adata, path, lo, hi) for lo, hi in blocks(adata.n_obs, batch_cells))
+        return adata.n_obs, np.asarray(adata.obs_names, dtype=object), mapper, payloads
+
+    def _mapper(self, data):
+        """(AnnData, PeakMapper to the model's universe) of a peak-matrix input."""
+        adata, name = as_adata(data)
+        mapper = PeakMapper(adata, self.universe, name=name)
+        if mapper.n_peaks_unmapped:
+            warnings.warn(
+                f"{mapper.n_peaks_unmapped} of {mapper.n_peaks} peaks of {name} overlap no region of the "
+                f"model's universe ({len(self.universe)} regions); they do not contribute to the embeddings",
+                stacklevel=4,
+            )
+        return adata, mapper
+
     def _token_chunks(self, data, batch_cells: int):
         """(n_cells, barcodes, iterator of (lo, hi, indptr, indices)) for any accepted input."""
         if isinstance(data, str | os.PathLike) and str(data).endswith(".parquet"):
@@ -232,14 +263,7 @@ class ScEmbed:
 
             return len(tok), np.asarray(tok.barcodes, dtype=object), chunks()
 
-        adata, name = as_adata(data)
-        mapper = PeakMapper(adata, self.universe, name=name)
-        if mapper.n_peaks_unmapped:
-            warnings.warn(
-                f"{mapper.n_peaks_unmapped} of {mapper.n_peaks} peaks of {name} overlap no region of the "
-                f"model's universe ({len(self.universe)} regions); they do not contribute to the embeddings",
-                stacklevel=3,
-            )
+        adata, mapper = self._mapper(data)
 
         def chunks():
             for lo in range(0, adata.n_obs, batch_cells):
@@ -277,7 +301,7 @@ class ScEmbed:
         return int(empty.sum())
 
     def encode(self, adata_or_tokens, *, pooling: str | None = None, out: str | os.PathLike | None = None,
-               batch_cells: int = 65_536, overwrite: bool = False):
+               batch_cells: int = 65_536, overwrite: bool = False, client=None):
         """Embed cells: the mean of the vectors of each cell's trained tokens.
 
         Parameters
@@ -298,6 +322,11 @@ class ScEmbed:
             Cells tokenized and pooled at a time (and zarr chunk length).
         overwrite : bool
             Replace an existing ``out`` store.
+        client : dask.distributed.Client, optional
+            Encode each block of ``batch_cells`` cells as a task on the cluster (bit-identical to the serial
+            result). With ``out``, the tasks write their blocks straight into the zarr array (chunks = blocks,
+            so a retried task rewrites its own chunk), which must be on a file system the workers see; an
+            ``.h5ad``/``.zarr`` input is read by the workers. See :mod:`fastembed.distributed`.
 
         Returns
         -------
@@ -310,10 +339,21 @@ class ScEmbed:
         weights = self.pooling_weights(pooling)
         if out is not None:
             out = check_output_path(out, what="zarr output", overwrite=overwrite)
-        n_cells, barcodes, chunks = self._token_chunks(adata_or_tokens, batch_cells)
+        if client is None:
+            n_cells, barcodes, chunks = self._token_chunks(adata_or_tokens, batch_cells)
+        else:
+            from .distributed import encode_blocks
+
+            n_cells, barcodes, mapper, payloads = self._encode_inputs(adata_or_tokens, batch_cells)
+            chunks = ()
+
+            def run_tasks(store):
+                return encode_blocks(client, self, n_cells, mapper, payloads, pooling, weights, batch_cells, store)
         n_empty = 0
         with numba_threads(self.threads):
-            if out is None:
+            if out is None and client is not None:
+                result, n_empty = run_tasks(None)
+            elif out is None:
                 result = np.zeros((n_cells, self.embedding_dim), dtype=np.float32)
                 for lo, hi, ip, ix in chunks:
                     n_empty += self._pool(ip, ix, weights, pooling, result[lo:hi])
@@ -328,6 +368,8 @@ class ScEmbed:
                     group.create_array("barcodes", shape=(n_cells,), dtype=str)[:] = barcodes.astype(str)
                     group.attrs.update({"fastembed_version": __version__, "pooling": pooling,
                                         "config": self.config()})
+                    if client is not None:
+                        n_empty = run_tasks(tmp / "embeddings")[1]
                     block = np.empty((min(batch_cells, n_cells), self.embedding_dim), dtype=np.float32)
                     for lo, hi, ip, ix in chunks:
                         n_empty += self._pool(ip, ix, weights, pooling, block[:hi - lo])
