@@ -12,8 +12,11 @@ import os
 import warnings
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
+
+from ._config import PARALLEL_FAST
 
 __all__ = ["annotate_celltypes", "knn_cosine", "fit_reference", "predict", "FittedReference", "QueryEmbeddings"]
 
@@ -58,13 +61,29 @@ def _check_finite(emb: np.ndarray, which: str, first_row: int = 0) -> None:
                          f"{first_row}..{first_row + emb.shape[0] - 1} (first: row {first_row + int(np.flatnonzero(bad)[0])})")
 
 
+@numba.njit(**PARALLEL_FAST)
+def _similarities(query, reference, out):
+    # Each dot product is one thread's fixed loop, so a value does not depend on the thread count or on the
+    # rows around it; BLAS's sgemm splits sums differently with 1 or n threads (Dask workers run it with 1),
+    # which changed confidences in the last bit and could flip near-tied labels.
+    for i in numba.prange(query.shape[0]):
+        for j in range(reference.shape[0]):
+            s = np.float32(0.0)
+            for d in range(query.shape[1]):
+                s += query[i, d] * reference[j, d]
+            out[i, j] = s
+
+
 def _exact_knn(reference: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     n_ref, n_query = reference.shape[0], query.shape[0]
     idx = np.empty((n_query, k), dtype=np.int64)
     sim = np.empty((n_query, k), dtype=np.float32)
     block = max(1, 50_000_000 // max(n_ref, 1))
+    reference = np.ascontiguousarray(reference, dtype=np.float32)
     for lo in range(0, n_query, block):
-        s = query[lo:lo + block] @ reference.T
+        piece = np.ascontiguousarray(query[lo:lo + block], dtype=np.float32)
+        s = np.empty((piece.shape[0], n_ref), dtype=np.float32)
+        _similarities(piece, reference, s)
         part = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < n_ref else np.tile(np.arange(n_ref), (len(s), 1))
         ps = np.take_along_axis(s, part, axis=1)
         order = np.argsort(-ps, axis=1, kind="stable")
