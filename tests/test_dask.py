@@ -162,3 +162,33 @@ def test_missing_dask_is_one_line(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(ImportError, match=r"pip install 'fastembed-sc\[dask\]'"):
         distributed.require_distributed()
+
+
+def test_cli_scheduler(client, model, on_disk, labelled, tmp_path):
+    from fastembed.cli import main
+
+    model_dir = model.save(tmp_path / "model")
+    address = client.scheduler.address
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["--quiet", "encode", str(on_disk), "--model", str(model_dir), "--output",
+                     str(tmp_path / "e.zarr"), "--batch-cells", str(BLOCK), "--scheduler", address]) == 0
+        serial = model.encode(on_disk, batch_cells=BLOCK)
+        ref, query = labelled
+        ref.write_h5ad(tmp_path / "ref.h5ad")
+        query.write_zarr(tmp_path / "q.zarr")
+        assert main(["--quiet", "annotate", str(tmp_path / "q.zarr"), "--reference", str(tmp_path / "ref.h5ad"),
+                     "--output", str(tmp_path / "labels.csv"), "--scheduler", address]) == 0
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "e.zarr"))["embeddings"][:], serial)
+    table = pd.read_csv(tmp_path / "labels.csv", index_col=0)
+    want = fe.annotate_celltypes(query, ref)
+    assert list(table.index) == list(query.obs_names)
+    assert (table["cell_type"].astype(str).to_numpy() == want.astype(str).to_numpy()).all()
+
+
+def test_cli_dask_flags_are_exclusive(capsys):
+    from fastembed.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["encode", "x.h5ad", "--model", "m", "--output", "o.zarr", "--scheduler", "tcp://x:1", "--workers", "2"])
+    assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
