@@ -94,14 +94,16 @@ def cmd_train(args) -> None:
     out = Path(args.output)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise FileExistsError(f"model folder '{out}' exists and is not empty; pass --overwrite to replace it")
-    ds = Region2VecDataset(args.input)
+    ds = Region2VecDataset(args.input, sample_cells=args.sample_cells, seed=args.seed)
     model = ScEmbed(args.embedding_dim, args.window_size, args.negative_samples, min_count=args.min_count,
                     seed=args.seed, threads=args.threads)
     model.train(ds, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                 progress=not args.quiet)
     model.save(out, overwrite=args.overwrite)
     info = model.training_info
-    _log(args, f"trained on {len(ds)} cells, {info['epochs']} epochs in {info['seconds']:.1f} s -> {out}")
+    seen = (f" ({100 * info['fraction_cells_seen']:.1f}% of {info['n_cells_total']} cells, "
+            f"{100 * info['fraction_tokens_seen']:.1f}% of the tokens)") if args.sample_cells else ""
+    _log(args, f"trained on {len(ds)} cells{seen}, {info['epochs']} epochs in {info['seconds']:.1f} s -> {out}")
 
 
 def cmd_encode(args) -> None:
@@ -228,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256, help="cells per parallel work unit (default: 256)")
     p.add_argument("--learning-rate", type=float, default=0.025, help="initial learning rate (default: 0.025)")
     p.add_argument("--min-count", type=int, default=1, help="ignore tokens seen in fewer cells (default: 1)")
-    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--seed", type=int, default=None, help="random seed (training and --sample-cells)")
+    p.add_argument("--sample-cells", type=int, default=None, metavar="N",
+                   help="train on a random sample of N cells, stratified by parquet row group (default: all)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
     p.set_defaults(func=cmd_train)

@@ -759,6 +759,25 @@ def read_tokens_parquet(path: str | os.PathLike, *, universe=None):
     TokenizedCells
         Barcodes default to ``"0".."n-1"`` when the file has no ``barcode`` column.
     """
+    path = Path(path)
+    pfile, uni = open_tokens_parquet(path, universe=universe)
+    schema = pfile.schema_arrow
+    columns = ["tokens"] + (["barcode"] if "barcode" in schema.names else [])
+    table = pfile.read(columns=columns)
+    indptr, indices = _tokens_csr(table.column("tokens"), path, uni)
+    n_cells = table.num_rows
+    if "barcode" in columns:
+        barcodes = table.column("barcode").to_numpy(zero_copy_only=False).astype(object)
+    else:
+        barcodes = np.arange(n_cells).astype(str).astype(object)
+    return TokenizedCells(indptr, indices, barcodes, uni, {"n_cells": n_cells, "n_tokens": int(indptr[-1])})
+
+
+def open_tokens_parquet(path: str | os.PathLike, *, universe=None):
+    """Open a token parquet file without reading its rows: ``(pyarrow.parquet.ParquetFile, Universe)``.
+
+    Checks the ``tokens`` column type and finds the universe as :func:`read_tokens_parquet` does.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -775,17 +794,18 @@ def read_tokens_parquet(path: str | os.PathLike, *, universe=None):
     ttype = schema.field("tokens").type
     if not (pa.types.is_list(ttype) or pa.types.is_large_list(ttype)) or not pa.types.is_integer(ttype.value_type):
         raise ValueError(f"token file '{path}': column 'tokens' must be list<int32>, got {ttype}")
-    meta = schema.metadata or {}
-    uni = _universe_from_metadata(meta, path) if universe is None else resolve_universe(universe)
+    uni = _universe_from_metadata(schema.metadata or {}, path) if universe is None else resolve_universe(universe)
     if uni is None:
         raise ValueError(
             f"token file '{path}' does not carry its universe (not written by fastembed); "
             "pass universe=<the BED file it was tokenized with>"
         )
-    columns = ["tokens"] + (["barcode"] if "barcode" in schema.names else [])
-    table = pfile.read(columns=columns)
-    col = table.column("tokens")
-    n_cells = table.num_rows
+    return pfile, uni
+
+
+def _tokens_csr(col, path, uni: Universe) -> tuple[np.ndarray, np.ndarray]:
+    """A pyarrow list column of token ids as CSR ``(indptr int64, indices int32)``, ids checked against ``uni``."""
+    n_cells = len(col)
     lengths = np.zeros(n_cells, dtype=np.int64)
     values_parts = []
     row = 0
@@ -815,12 +835,7 @@ def read_tokens_parquet(path: str | os.PathLike, *, universe=None):
                 f"token file '{path}': token ids must lie in [0, {uni.vocab_size}) for its universe of "
                 f"{len(uni)} regions, found {lo if lo < 0 else hi}"
             )
-    indices = np.ascontiguousarray(values, dtype=np.int32)
-    if "barcode" in columns:
-        barcodes = table.column("barcode").to_numpy(zero_copy_only=False).astype(object)
-    else:
-        barcodes = np.arange(n_cells).astype(str).astype(object)
-    return TokenizedCells(indptr, indices, barcodes, uni, {"n_cells": n_cells, "n_tokens": int(indptr[-1])})
+    return indptr, np.ascontiguousarray(values, dtype=np.int32)
 
 
 def _universe_from_metadata(meta: dict[bytes, bytes], path: Path) -> Universe | None:

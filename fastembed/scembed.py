@@ -211,6 +211,7 @@ class ScEmbed:
             "words_processed": int(result.words_processed), "seconds": float(result.seconds),
             "n_trained_tokens": int(np.count_nonzero(result.trained)),
             "n_components": None if self._projection is None else int(self._projection.shape[0] - 1),
+            **ds.sample_info,  # what share of the data a sampled dataset (sample_cells=) trained on
         }
         return self
 
