@@ -307,7 +307,9 @@ class LazyAnnData:
             root = self._root
             self.var = read_elem(root["var"])
             obs = root["obs"]
-            self.obs_names = pd.Index(np.asarray(read_elem(obs[obs.attrs["_index"]]), dtype=object))
+            # The names stay on disk until asked for: for millions of cells they outweigh a block of X.
+            self._obs_index = obs[obs.attrs["_index"]]
+            self._obs_names = None
             x = root["X"]
             sparse = x.attrs.get("encoding-type", "") in ("csr_matrix", "csc_matrix")
             self.X = sparse_dataset(x) if sparse else x
@@ -316,12 +318,43 @@ class LazyAnnData:
                 f"AnnData file '{path}' cannot be read as {path.suffix} ({type(err).__name__}: {str(err)[:200]})"
             ) from None
         self.n_obs, self.n_vars = (int(n) for n in self.X.shape)
-        if self.n_obs != len(self.obs_names) or self.n_vars != len(self.var):
+        n_names = int(self._obs_index.shape[0])
+        if self.n_obs != n_names or self.n_vars != len(self.var):
             raise ValueError(
-                f"AnnData file '{path}': X is {self.n_obs} x {self.n_vars} but obs has {len(self.obs_names)} and "
+                f"AnnData file '{path}': X is {self.n_obs} x {self.n_vars} but obs has {n_names} and "
                 f"var {len(self.var)} rows"
             )
         self.var_names = self.var.index
+
+    @property
+    def obs_names(self) -> pd.Index:
+        """All cell names (read on first use)."""
+        if self._obs_names is None:
+            from anndata.io import read_elem
+
+            self._obs_names = pd.Index(np.asarray(read_elem(self._obs_index), dtype=object))
+        return self._obs_names
+
+    @property
+    def names(self) -> LazyNames:
+        """The cell names as a row-sliceable view that reads only the rows asked for."""
+        return LazyNames(self._obs_index)
+
+
+class LazyNames:
+    """Cell names of an on-disk AnnData, read by row slices: ``names[lo:hi]`` is np.ndarray of str (object)."""
+
+    def __init__(self, elem):
+        self._elem = elem
+
+    def __len__(self) -> int:
+        return int(self._elem.shape[0])
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        elem = self._elem
+        if hasattr(elem, "asstr"):  # h5py keeps strings as bytes
+            elem = elem.asstr()
+        return np.asarray(elem[key], dtype=object)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -49,6 +49,11 @@ def _positive_int(name: str, value) -> int:
     return int(value)
 
 
+def _cell_names(adata):
+    """Cell names sliceable by rows; an on-disk AnnData's are read block by block when written out."""
+    return adata.names if hasattr(adata, "names") else np.asarray(adata.obs_names, dtype=object)
+
+
 def _is_peak_matrix(data) -> bool:
     """False for token inputs (parquet path, TokenizedCells, Region2VecDataset), True for AnnData and paths."""
     if isinstance(data, Region2VecDataset | TokenizedCells):
@@ -226,7 +231,7 @@ class ScEmbed:
         adata, mapper = self._mapper(data)
         path = _source_path(data)
         payloads = (_x_payload(adata, path, lo, hi) for lo, hi in blocks(adata.n_obs, batch_cells))
-        return adata.n_obs, np.asarray(adata.obs_names, dtype=object), mapper, payloads
+        return adata.n_obs, _cell_names(adata), mapper, payloads
 
     def _mapper(self, data):
         """(AnnData, PeakMapper to the model's universe) of a peak-matrix input."""
@@ -272,7 +277,7 @@ class ScEmbed:
                 ip, ix = mapper.tokens(adata.X, lo, hi)
                 yield lo, hi, ip, ix
 
-        return adata.n_obs, np.asarray(adata.obs_names, dtype=object), chunks()
+        return adata.n_obs, _cell_names(adata), chunks()
 
     def pooling_weights(self, pooling: str = "mean") -> np.ndarray:
         """Per-token pooling weights, float32 (vocab_size,): 1 for trained tokens, 0 otherwise (both poolings
@@ -366,7 +371,10 @@ class ScEmbed:
                     emb = group.create_array("embeddings", shape=(n_cells, self.embedding_dim),
                                              chunks=(min(batch_cells, max(n_cells, 1)), self.embedding_dim),
                                              dtype="float32")
-                    group.create_array("barcodes", shape=(n_cells,), dtype=str)[:] = barcodes.astype(str)
+                    names = group.create_array("barcodes", shape=(n_cells,), dtype=str,
+                                               chunks=(min(batch_cells, max(n_cells, 1)),))
+                    for lo in range(0, n_cells, batch_cells):  # one block at a time: no copy of every name
+                        names[lo:lo + batch_cells] = barcodes[lo:lo + batch_cells].astype(str)
                     group.attrs.update({"fastembed_version": __version__, "pooling": pooling,
                                         "config": self.config()})
                     if client is not None:

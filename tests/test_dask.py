@@ -192,3 +192,15 @@ def test_cli_dask_flags_are_exclusive(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["encode", "x.h5ad", "--model", "m", "--output", "o.zarr", "--scheduler", "tcp://x:1", "--workers", "2"])
     assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_open_client_local_cluster():
+    with distributed.open_client(workers=1) as c:
+        info = c.scheduler_info()["workers"]
+        assert len(info) == 1 and next(iter(info.values()))["nthreads"] == 1
+        assert c.run(lambda: os.environ["NUMBA_NUM_THREADS"]) == {next(iter(info)): str(os.cpu_count() or 1)}
+    with distributed.open_client() as none:
+        assert none is None
+    with pytest.raises(ValueError, match="--workers must be an integer >= 1, got 0"), \
+            distributed.open_client(workers=0):
+        pass
