@@ -117,7 +117,7 @@ def encode_run(args) -> None:
             from dask.distributed import Client, LocalCluster
 
             with LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True,
-                              dashboard_address=None, env={"NUMBA_NUM_THREADS": str(args.threads or 1)}) as cluster, \
+                              dashboard_address=":0", env={"NUMBA_NUM_THREADS": str(args.threads or 1)}) as cluster, \
                     Client(cluster) as client:
                 t = time.perf_counter()  # cluster start-up is not the encode's
                 model.encode(args.input, out=out, batch_cells=args.batch_cells, overwrite=True, client=client)

@@ -9,6 +9,7 @@ each block of query cells is a :func:`predict` call on that fitted reference.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -103,8 +104,14 @@ def _build_index(reference: np.ndarray, k: int, random_state: int | None, n_jobs
     return index
 
 
+_INDEX_LOCK = threading.Lock()
+
+
 def _index_query(index, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    idx, dist = index.query(query, k=k, epsilon=0.3)
+    # pynndescent's query marks visited nodes in one buffer of the index: two threads sharing an index (Dask
+    # tasks on a worker with several threads get the same scattered object) must not search at once.
+    with _INDEX_LOCK:
+        idx, dist = index.query(query, k=k, epsilon=0.3)
     return idx.astype(np.int64), (1.0 - dist).astype(np.float32)
 
 

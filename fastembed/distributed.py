@@ -75,7 +75,8 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     if isinstance(workers, bool) or int(workers) != workers or workers < 1:
         raise ValueError(f"--workers must be an integer >= 1, got {workers!r}")
     threads = max(1, (os.cpu_count() or 1) // int(workers))
-    with dd.LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None,
+    # ":0": any free port for the dashboard, so two clusters on one machine do not collide
+    with dd.LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=":0",
                          env={"NUMBA_NUM_THREADS": str(threads)}) as cluster, dd.Client(cluster) as client:
         yield client
 
@@ -188,7 +189,7 @@ def _encode_task(payload: tuple, model, mapper, pooling: str, weights: np.ndarra
     import zarr
 
     emb = zarr.open_array(store, mode="r+")
-    if emb.chunks[0] != hi - lo and hi != emb.shape[0]:
+    if lo % emb.chunks[0] or (emb.chunks[0] != hi - lo and hi != emb.shape[0]):
         raise ValueError(f"zarr output '{store}': chunks of {emb.chunks[0]} cells do not match the block "
                          f"{lo}:{hi}; a retried block would not rewrite exactly one chunk")
     emb[lo:hi] = block  # exactly one chunk: a rerun writes the same bytes

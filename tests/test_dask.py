@@ -27,7 +27,7 @@ BLOCK = 256
 def client():
     from dask.distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       env={"NUMBA_NUM_THREADS": "1"}) as cluster, Client(cluster) as c:
         yield c
 
@@ -104,6 +104,9 @@ def test_block_must_match_chunks(model, on_disk, tmp_path):
     with pytest.raises(ValueError, match=r"chunks of 100 cells do not match the block 0:256"):
         distributed._encode_task(distributed._x_payload(None, on_disk, 0, 256), model, mapper, "mean",
                                  model.pooling_weights("mean"), 0, 256, str(tmp_path / "e"), 1)
+    with pytest.raises(ValueError, match=r"chunks of 100 cells do not match the block 50:150"):
+        distributed._encode_task(distributed._x_payload(None, on_disk, 50, 150), model, mapper, "mean",
+                                 model.pooling_weights("mean"), 50, 150, str(tmp_path / "e"), 1)
     assert arr.shape == (N_CELLS, 8)
 
 
