@@ -41,6 +41,9 @@ def _read_input(path: str, args):
     raise ValueError(f"input '{p}': expected an .h5ad file, a 10x folder or a .mtx[.gz] file")
 
 
+# Inputs read lazily, in blocks of cells, rather than whole.
+LAZY_SUFFIXES = (".h5ad", ".zarr")
+
 # A file INPUT with one of these endings (10x writes fragments.tsv.gz) is a fragments file; --fragments says so
 # for any other name.
 FRAGMENT_SUFFIXES = (".tsv", ".tsv.gz", ".tsv.bgz")
@@ -79,13 +82,21 @@ def cmd_tokenize(args) -> None:
 
     if args.fragments or (Path(args.input).name.endswith(FRAGMENT_SUFFIXES) and not Path(args.input).is_dir()):
         return _tokenize_fragments(args)
+    import pyarrow.parquet as pq
+
+    from .distributed import open_client
+
     t = time.perf_counter()
     # Checked here as well as in tokenize_cells: only the command line knows which files the cells came from.
     check_output_path(args.output, what="parquet output", overwrite=args.overwrite, kind="parquet",
                       inputs=_inputs(args, "input", "universe", "barcodes", "peaks"))
-    adata = _read_input(args.input, args)
-    out = tokenize_cells(adata, args.universe, args.output, min_overlap=args.min_overlap, overwrite=args.overwrite)
-    _log(args, f"tokenized {adata.n_obs} cells in {time.perf_counter() - t:.1f} s -> {out}")
+    # On-disk AnnData goes to tokenize_cells as a path, which reads it in blocks instead of whole.
+    data = args.input if Path(args.input).suffix in LAZY_SUFFIXES else _read_input(args.input, args)
+    with open_client(args.scheduler, args.workers) as client:
+        out = tokenize_cells(data, args.universe, args.output, min_overlap=args.min_overlap,
+                             overwrite=args.overwrite, client=client)
+    n_cells = pq.ParquetFile(out).metadata.num_rows
+    _log(args, f"tokenized {n_cells} cells in {time.perf_counter() - t:.1f} s -> {out}")
 
 
 def cmd_train(args) -> None:
@@ -95,7 +106,7 @@ def cmd_train(args) -> None:
 
     out = check_output_path(args.output, what="model folder", overwrite=args.overwrite, kind="model",
                             inputs=_inputs(args, "input"))
-    ds = Region2VecDataset(args.input)
+    ds = Region2VecDataset(args.input, sample_cells=args.sample_cells, seed=args.seed)
     model = ScEmbed(args.embedding_dim, args.window_size, args.negative_samples, min_count=args.min_count,
                     seed=args.seed, threads=args.threads)
     with warnings.catch_warnings():
@@ -107,7 +118,9 @@ def cmd_train(args) -> None:
         raise KeyboardInterrupt
     model.save(out, overwrite=args.overwrite)
     info = model.training_info
-    _log(args, f"trained on {len(ds)} cells, {info['epochs']} epochs in {info['seconds']:.1f} s -> {out}")
+    seen = (f" ({100 * info['fraction_cells_seen']:.1f}% of {info['n_cells_total']} cells, "
+            f"{100 * info['fraction_tokens_seen']:.1f}% of the tokens)") if args.sample_cells else ""
+    _log(args, f"trained on {len(ds)} cells{seen}, {info['epochs']} epochs in {info['seconds']:.1f} s -> {out}")
 
 
 def cmd_encode(args) -> None:
@@ -117,6 +130,7 @@ def cmd_encode(args) -> None:
 
     from ._atomic import atomic_file, check_output_path
     from ._version import __version__
+    from .distributed import open_client
     from .scembed import ScEmbed
 
     out = Path(args.output)
@@ -127,9 +141,10 @@ def cmd_encode(args) -> None:
     out = check_output_path(out, what=f"{kind} output", overwrite=args.overwrite, inputs=inputs, kind=kind)
     model = ScEmbed.from_pretrained(args.model)
     src = Path(args.input)
-    data = src if src.suffix in (".parquet", ".h5ad") else _read_input(args.input, args)
+    data = src if src.suffix in (".parquet", *LAZY_SUFFIXES) else _read_input(args.input, args)
     if out.suffix == ".zarr":
-        emb = model.encode(data, out=out, batch_cells=args.batch_cells, overwrite=args.overwrite)
+        with open_client(args.scheduler, args.workers) as client:
+            emb = model.encode(data, out=out, batch_cells=args.batch_cells, overwrite=args.overwrite, client=client)
         _log(args, f"encoded {emb.shape[0]} cells -> {out}")
         return
     if src.suffix == ".parquet":
@@ -140,9 +155,11 @@ def cmd_encode(args) -> None:
     else:
         from .io import read_h5ad
 
+        # an .h5ad output holds the input's obs and var too, so the input is read whole here
         adata = read_h5ad(src) if src.suffix == ".h5ad" else data
         data = adata
-    adata.obsm[args.embedding_key] = model.encode(data, batch_cells=args.batch_cells)
+    with open_client(args.scheduler, args.workers) as client:
+        adata.obsm[args.embedding_key] = model.encode(data, batch_cells=args.batch_cells, client=client)
     # Marks the file as ours, so a later --overwrite may replace it (and nothing else).
     adata.uns["fastembed"] = {"version": __version__, "embedding_key": args.embedding_key, "model": str(args.model)}
     with atomic_file(out, what="h5ad output", overwrite=args.overwrite, inputs=inputs, kind="h5ad") as tmp:
@@ -152,22 +169,27 @@ def cmd_encode(args) -> None:
 
 def cmd_annotate(args) -> None:
     from ._atomic import atomic_file, check_output_path
+    from .distributed import open_client
     from .io import read_h5ad
     from .scembed import annotate_celltypes
 
     inputs = _inputs(args, "query", "reference")
     out = check_output_path(args.output, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv")
-    query = read_h5ad(args.query)
+    query = Path(args.query)
+    if query.suffix not in LAZY_SUFFIXES:
+        raise ValueError(f"query '{query}': expected an .h5ad file or a .zarr AnnData")
+    if not query.exists():
+        raise FileNotFoundError(f"query '{query}' does not exist")
     reference = read_h5ad(args.reference)
-    labels = annotate_celltypes(query, reference, embedding_key=args.embedding_key, k=args.k,
-                                label_key=args.label_key, confidence_key="cell_type_confidence",
-                                min_confidence=args.min_confidence, center=not args.no_center)
-    table = query.obs[["cell_type_confidence"]].copy()
-    table.insert(0, args.label_key, labels)
+    # The query is passed as a path: only its obsm[embedding_key] is read, block by block.
+    with open_client(args.scheduler, args.workers) as client:
+        table = annotate_celltypes(query, reference, embedding_key=args.embedding_key, k=args.k,
+                                   label_key=args.label_key, confidence_key="cell_type_confidence",
+                                   min_confidence=args.min_confidence, center=not args.no_center, client=client)
     table.index.name = "barcode"
     with atomic_file(out, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv") as tmp:
         table.to_csv(tmp)
-    _log(args, f"annotated {query.n_obs} cells -> {out}")
+    _log(args, f"annotated {len(table)} cells -> {out}")
 
 
 def cmd_demo(args) -> None:
@@ -195,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--barcodes", help="barcodes file, when INPUT is a .mtx[.gz] file")
         p.add_argument("--peaks", help="peaks BED file, when INPUT is a .mtx[.gz] file")
 
+    def dask_options(p):
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="run blocks of cells as tasks on this running Dask scheduler (needs the dask extra)")
+        g.add_argument("--workers", type=int, metavar="N", default=None,
+                       help="run blocks of cells as tasks on a local Dask cluster of N worker processes")
+
     p = sub.add_parser("tokenize", parents=[common], help="tokenize cells against a universe -> parquet",
                        description="Map each cell's peaks to universe regions and write the tokens as parquet.")
     p.add_argument("input", help=".h5ad file, 10x folder, .mtx[.gz] (with --barcodes/--peaks) "
@@ -211,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fragments: overlap the whole fragment or its two Tn5 insertion sites (default: fragment)")
     p.add_argument("--min-fragments", type=int, default=1,
                    help="fragments: drop barcodes with fewer fragments, without --barcodes (default: 1)")
+    dask_options(p)
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser("train", parents=[common], help="train a model on tokenized cells",
@@ -225,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256, help="cells per parallel work unit (default: 256)")
     p.add_argument("--learning-rate", type=float, default=0.025, help="initial learning rate (default: 0.025)")
     p.add_argument("--min-count", type=int, default=1, help="ignore tokens seen in fewer cells (default: 1)")
-    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--seed", type=int, default=None, help="random seed (training and --sample-cells)")
+    p.add_argument("--sample-cells", type=int, default=None, metavar="N",
+                   help="train on a random sample of N cells, stratified by parquet row group (default: all)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model folder written by fastembed")
     p.set_defaults(func=cmd_train)
@@ -239,11 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-cells", type=int, default=65_536, help="cells per chunk (default: 65536)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output written by fastembed")
     matrix_inputs(p)
+    dask_options(p)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("annotate", parents=[common], help="transfer cell-type labels from a reference",
                        description="k-NN label transfer from a labelled reference .h5ad to a query .h5ad.")
-    p.add_argument("query", help="query .h5ad with embeddings in obsm")
+    p.add_argument("query", help="query .h5ad or .zarr AnnData with embeddings in obsm (read in blocks)")
     p.add_argument("--reference", required=True, help="reference .h5ad with embeddings and labels")
     p.add_argument("--output", required=True, help="output .csv (barcode, label, confidence)")
     p.add_argument("--label-key", default="cell_type", help="reference obs column (default: cell_type)")
@@ -254,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-center", action="store_true",
                    help="plain cosine k-NN (default: cosine around the reference's mean embedding)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing labels CSV written by fastembed")
+    dask_options(p)
     p.set_defaults(func=cmd_annotate)
 
     p = sub.add_parser("demo", parents=[common], help="run the whole workflow on the bundled real data",

@@ -407,7 +407,9 @@ class LazyAnnData:
             root = self._root
             self.var = read_elem(root["var"])
             obs = root["obs"]
-            self.obs_names = pd.Index(np.asarray(read_elem(obs[obs.attrs["_index"]]), dtype=object))
+            # The names stay on disk until asked for: for millions of cells they outweigh a block of X.
+            self._obs_index = obs[obs.attrs["_index"]]
+            self._obs_names = None
 
             def matrix(elem):
                 sparse = elem.attrs.get("encoding-type", "") in ("csr_matrix", "csc_matrix")
@@ -420,7 +422,7 @@ class LazyAnnData:
             raise ValueError(
                 f"AnnData file '{path}' cannot be read as {path.suffix} ({type(err).__name__}: {str(err)[:200]})"
             ) from None
-        self.n_obs, self.n_vars = len(self.obs_names), len(self.var)
+        self.n_obs, self.n_vars = int(self._obs_index.shape[0]), len(self.var)
         shape = None if self.X is None else tuple(int(n) for n in self.X.shape)
         if shape is not None and shape != (self.n_obs, self.n_vars):
             raise ValueError(
@@ -430,8 +432,87 @@ class LazyAnnData:
         self.var_names = self.var.index
 
     @property
+    def obs_names(self) -> pd.Index:
+        """All cell names (read on first use)."""
+        if self._obs_names is None:
+            from anndata.io import read_elem
+
+            self._obs_names = pd.Index(np.asarray(read_elem(self._obs_index), dtype=object))
+        return self._obs_names
+
+    @property
+    def names(self) -> LazyNames:
+        """The cell names as a row-sliceable view that reads only the rows asked for."""
+        return LazyNames(self._obs_index)
+
+
+class LazyNames:
+    """Cell names of an on-disk AnnData, read by row slices: ``names[lo:hi]`` is np.ndarray of str (object)."""
+
+    def __init__(self, elem):
+        self._elem = elem
+
+    def __len__(self) -> int:
+        return int(self._elem.shape[0])
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        elem = self._elem
+        if hasattr(elem, "asstr"):  # h5py keeps strings as bytes
+            elem = elem.asstr()
+        return np.asarray(elem[key], dtype=object)
+
+    @property
     def shape(self) -> tuple[int, int]:
         return self.n_obs, self.n_vars
+
+
+def open_element(path: str | os.PathLike, element: str):
+    """One element of an on-disk AnnData, opened read-only without loading it.
+
+    Parameters
+    ----------
+    path
+        ``.h5ad`` or ``.zarr`` AnnData.
+    element
+        Its path inside the store, e.g. ``"X"`` or ``"obsm/scembed_X"``.
+
+    Returns
+    -------
+    anndata backed sparse dataset (CSR/CSC groups) or h5py/zarr array
+        Sliced by rows (``elem[lo:hi]``) to read a block.
+    """
+    from anndata.io import sparse_dataset
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"AnnData file '{path}' does not exist")
+    try:
+        if path.suffix == ".zarr":
+            import zarr
+
+            root = zarr.open_group(str(path), mode="r")
+        else:
+            import h5py
+
+            root = h5py.File(path, "r")
+        elem = root[element]
+        sparse = elem.attrs.get("encoding-type", "") in ("csr_matrix", "csc_matrix")
+        return sparse_dataset(elem) if sparse else elem
+    except (KeyError, OSError, ValueError, TypeError) as err:
+        raise ValueError(f"AnnData file '{path}': cannot open '{element}' ({type(err).__name__}: "
+                         f"{str(err)[:200]})") from None
+
+
+def read_obs_names(path: str | os.PathLike) -> pd.Index:
+    """The cell names (``obs`` index) of an on-disk ``.h5ad`` or ``.zarr`` AnnData, without the rest of obs."""
+    from anndata.io import read_elem
+
+    obs = open_element(path, "obs")
+    try:
+        return pd.Index(np.asarray(read_elem(obs[obs.attrs["_index"]]), dtype=object))
+    except (KeyError, OSError, ValueError, TypeError) as err:
+        raise ValueError(f"AnnData file '{path}': cannot read the obs index ({type(err).__name__}: "
+                         f"{str(err)[:200]})") from None
 
 
 def as_adata(adata, *, backed: bool = True):
@@ -760,7 +841,7 @@ class PeakMapper:
 
 
 def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, chunk_cells: int = 100_000,
-                   overwrite: bool = False, layer: str | None = None):
+                   overwrite: bool = False, layer: str | None = None, client=None):
     """Tokenize each cell's open regions against a universe.
 
     Parameters
@@ -785,6 +866,10 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
     layer : str, optional
         Read the cells x peaks values from ``adata.layers[layer]`` instead of ``adata.X`` (for files whose
         ``X`` is None or holds normalised values).
+    client : dask.distributed.Client, optional
+        Tokenize each block of ``chunk_cells`` cells as a task on the cluster (the peak-to-token map is sent to
+        every worker once; a path input is read by the workers, so it must be on a file system they see). Same
+        result as without.
 
     Returns
     -------
@@ -794,24 +879,36 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
     """
     inputs = [adata, universe_file if not isinstance(universe_file, Universe) else universe_file.source]
     if output is None:
-        return _tokenize_cells(adata, universe_file, None, min_overlap, chunk_cells, overwrite, inputs, layer)
+        return _tokenize_cells(adata, universe_file, None, min_overlap, chunk_cells, overwrite, inputs, layer, client)
     out_path = check_output_path(output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet")
     # Held for the whole run, so a second writer of the same file fails now rather than after the work.
     with output_lock(out_path, what="parquet output"):
-        return _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs, layer)
+        return _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs, layer,
+                               client)
 
 
-def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs, layer):
+def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs, layer,
+                               client):
     uni = resolve_universe(universe_file)
-    if isinstance(chunk_cells, bool) or not isinstance(chunk_cells, int | np.integer) or chunk_cells < 1:
+    if isinstance(chunk_cells, bool) or int(chunk_cells) != chunk_cells or chunk_cells < 1:
         raise ValueError(f"chunk_cells must be an integer >= 1, got {chunk_cells!r}")
+    chunk_cells = int(chunk_cells)
+    source = adata
     adata, name = as_adata(adata)
     matrix, field_name = cell_matrix(adata, layer, name=name)
     mapper = PeakMapper(adata, uni, min_overlap=min_overlap, name=name)
+    if client is None:
+        parts = (mapper.tokens(matrix, lo, min(lo + chunk_cells, adata.n_obs), field_name)
+                 for lo in range(0, adata.n_obs, chunk_cells))
+    else:
+        from .distributed import tokenize_blocks
+
+        if layer is not None:
+            raise ValueError("layer= is not supported with client=; store the counts in X for Dask tokenizing")
+        parts = tokenize_blocks(client, adata, source, mapper, chunk_cells)
     indptr_parts, index_parts = [np.zeros(1, dtype=np.int64)], []
     total = 0
-    for lo in range(0, adata.n_obs, chunk_cells):
-        ip, ix = mapper.tokens(matrix, lo, min(lo + chunk_cells, adata.n_obs), field_name)
+    for ip, ix in parts:
         indptr_parts.append(ip[1:] + total)
         index_parts.append(ix)
         total += int(ip[-1])
@@ -1002,9 +1099,24 @@ def _read_parquet_parts(folder: Path, given: Universe | None) -> TokenizedCells:
 
 
 def _read_parquet_file(path: Path, given: Universe | None) -> TokenizedCells:
+    pfile, uni = open_tokens_parquet(path, universe=given)
+    table = read_tokens_table(pfile, path)
+    indptr, indices = _tokens_csr(table.column("tokens"), path, uni)
+    barcodes = _barcodes_column(table, path)
+    n_cells = table.num_rows
+    return TokenizedCells(indptr, indices, barcodes, uni, {"n_cells": n_cells, "n_tokens": int(indptr[-1])})
+
+
+def open_tokens_parquet(path: str | os.PathLike, *, universe=None):
+    """Open a token parquet file without reading its rows: ``(pyarrow.parquet.ParquetFile, Universe)``.
+
+    Checks the column types and finds the universe as :func:`read_tokens_parquet` does (errors name the file).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    path = Path(path)
+    given = None if universe is None else resolve_universe(universe)
     try:
         pfile = pq.ParquetFile(path, memory_map=True)
         schema = pfile.schema_arrow
@@ -1016,26 +1128,44 @@ def _read_parquet_file(path: Path, given: Universe | None) -> TokenizedCells:
     ttype = schema.field("tokens").type
     if not (pa.types.is_list(ttype) or pa.types.is_large_list(ttype)) or not pa.types.is_integer(ttype.value_type):
         raise ValueError(f"token file '{path}': column 'tokens' must be list<int32>, got {str(ttype)[:100]}")
-    has_barcode = "barcode" in schema.names
-    if has_barcode:
+    if "barcode" in schema.names:
         btype = schema.field("barcode").type
         if not (pa.types.is_string(btype) or pa.types.is_large_string(btype)):
             raise ValueError(f"token file '{path}': column 'barcode' must be string, got {str(btype)[:100]}")
-    uni = _file_universe(schema.metadata or {}, path, given)
-    columns = ["tokens"] + (["barcode"] if has_barcode else [])
+    return pfile, _file_universe(schema.metadata or {}, path, given)
+
+
+def read_tokens_table(pfile, path: Path, row_group: int | None = None):
+    """The ``tokens`` (and ``barcode``) columns of a token file, or of one row group, fully validated."""
+    columns = ["tokens"] + (["barcode"] if "barcode" in pfile.schema_arrow.names else [])
     try:
-        table = pfile.read(columns=columns)
+        table = pfile.read(columns=columns) if row_group is None else pfile.read_row_group(row_group, columns=columns)
         # Full validation checks offsets and UTF-8 of what a damaged page may have decoded to, before numpy
         # reads the buffers.
         table.validate(full=True)
     except Exception as err:  # corrupt pages, bad compression, truncated file, invalid UTF-8
         raise ValueError(f"token file '{path}': cannot read its data ({type(err).__name__}: {str(err)[:200]})") \
             from None
-    n_cells = table.num_rows
+    return table
+
+
+def _barcodes_column(table, path: Path) -> np.ndarray:
+    if "barcode" not in table.column_names:
+        return np.arange(table.num_rows).astype(str).astype(object)
+    col = table.column("barcode")
+    if col.null_count:
+        i = int(np.flatnonzero(~np.asarray(col.is_valid(), dtype=bool))[0])
+        raise ValueError(f"token file '{path}': column 'barcode' is null for cell {i}")
+    return col.to_numpy(zero_copy_only=False).astype(object)
+
+
+def _tokens_csr(col, path, uni: Universe) -> tuple[np.ndarray, np.ndarray]:
+    """A pyarrow list column of token ids as CSR ``(indptr int64, indices int32)``, ids checked against ``uni``."""
+    n_cells = len(col)
     lengths = np.zeros(n_cells, dtype=np.int64)
     values_parts = []
     row = 0
-    for chunk in table.column("tokens").chunks:
+    for chunk in col.chunks:
         n = len(chunk)
         if chunk.null_count:
             i = row + int(np.flatnonzero(~np.asarray(chunk.is_valid(), dtype=bool))[0])
@@ -1061,16 +1191,7 @@ def _read_parquet_file(path: Path, given: Universe | None) -> TokenizedCells:
                 f"token file '{path}': column 'tokens': token ids must lie in [0, {uni.vocab_size}) for its "
                 f"universe of {len(uni)} regions, found {lo if lo < 0 else hi}"
             )
-    indices = np.ascontiguousarray(values, dtype=np.int32)
-    if has_barcode:
-        col = table.column("barcode")
-        if col.null_count:
-            i = int(np.flatnonzero(~np.asarray(col.is_valid(), dtype=bool))[0])
-            raise ValueError(f"token file '{path}': column 'barcode' is null for cell {i}")
-        barcodes = col.to_numpy(zero_copy_only=False).astype(object)
-    else:
-        barcodes = np.arange(n_cells).astype(str).astype(object)
-    return TokenizedCells(indptr, indices, barcodes, uni, {"n_cells": n_cells, "n_tokens": int(indptr[-1])})
+    return indptr, np.ascontiguousarray(values, dtype=np.int32)
 
 
 def _file_universe(meta: dict[bytes, bytes], path: Path, given: Universe | None) -> Universe:

@@ -59,6 +59,18 @@ def _positive_float(name: str, value, *, allow_zero: bool = False) -> float:
     return value
 
 
+def _cell_names(adata):
+    """Cell names sliceable by rows; an on-disk AnnData's are read block by block when written out."""
+    return adata.names if hasattr(adata, "names") else np.asarray(adata.obs_names, dtype=object)
+
+
+def _is_peak_matrix(data) -> bool:
+    """False for token inputs (parquet path, TokenizedCells, Region2VecDataset), True for AnnData and paths."""
+    if isinstance(data, Region2VecDataset | TokenizedCells):
+        return False
+    return not (isinstance(data, str | os.PathLike) and str(data).endswith(".parquet"))
+
+
 def _as_dataset(data) -> Region2VecDataset:
     if isinstance(data, Region2VecDataset):
         return data
@@ -234,6 +246,7 @@ class ScEmbed:
             "words_processed": int(result.words_processed), "seconds": float(result.seconds),
             "n_trained_tokens": int(np.count_nonzero(result.trained)),
             "n_components": None if self._projection is None else int(self._projection.shape[0] - 1),
+            **ds.sample_info,  # what share of the data a sampled dataset (sample_cells=) trained on
         }
         if result.epochs_done < epochs:
             self.training_info.update(epochs_completed=int(result.epochs_done), partial=True)
@@ -245,6 +258,30 @@ class ScEmbed:
         return self
 
     # -- encoding -------------------------------------------------------------------------------------
+    def _encode_inputs(self, data, batch_cells: int):
+        """For Dask tasks: (n_cells, barcodes, PeakMapper or None, iterator of one payload per block)."""
+        from .distributed import _source_path, _x_payload, blocks
+
+        if not _is_peak_matrix(data):
+            n_cells, barcodes, _, chunks = self._token_chunks(data, batch_cells)
+            return n_cells, barcodes, None, (("tokens", ip, ix) for _, _, ip, ix in chunks)
+        adata, mapper, _ = self._mapper(data)
+        path = _source_path(data)
+        payloads = (_x_payload(adata, path, lo, hi) for lo, hi in blocks(adata.n_obs, batch_cells))
+        return adata.n_obs, _cell_names(adata), mapper, payloads
+
+    def _mapper(self, data):
+        """(AnnData, PeakMapper to the model's universe, name for messages) of a peak-matrix input."""
+        adata, name = as_adata(data)
+        mapper = PeakMapper(adata, self.universe, name=name)
+        if mapper.n_peaks_unmapped:
+            warnings.warn(
+                f"{mapper.n_peaks_unmapped} of {mapper.n_peaks} peaks of {name} overlap no region of the "
+                f"model's universe ({len(self.universe)} regions); they do not contribute to the embeddings",
+                stacklevel=4,
+            )
+        return adata, mapper, name
+
     def _token_chunks(self, data, batch_cells: int, layer: str | None = None):
         """(n_cells, barcodes, name, iterator of (lo, hi, indptr, indices)) for any accepted input."""
         name = "the tokens"
@@ -274,15 +311,8 @@ class ScEmbed:
 
             return len(tok), np.asarray(tok.barcodes, dtype=object), name, chunks()
 
-        adata, name = as_adata(data)
+        adata, mapper, name = self._mapper(data)
         matrix, field_name = cell_matrix(adata, layer, name=name)
-        mapper = PeakMapper(adata, self.universe, name=name)
-        if mapper.n_peaks_unmapped:
-            warnings.warn(
-                f"{mapper.n_peaks_unmapped} of {mapper.n_peaks} peaks of {name} overlap no region of the "
-                f"model's universe ({len(self.universe)} regions); they do not contribute to the embeddings",
-                stacklevel=3,
-            )
 
         def chunks():
             for lo in range(0, adata.n_obs, batch_cells):
@@ -290,7 +320,7 @@ class ScEmbed:
                 ip, ix = mapper.tokens(matrix, lo, hi, field_name)
                 yield lo, hi, ip, ix
 
-        return adata.n_obs, np.asarray(adata.obs_names, dtype=object), name, chunks()
+        return adata.n_obs, _cell_names(adata), name, chunks()
 
     def pooling_weights(self, pooling: str = "mean") -> np.ndarray:
         """Per-token pooling weights, float32 (vocab_size,): 1 for trained tokens, 0 otherwise (both poolings
@@ -320,7 +350,7 @@ class ScEmbed:
         return int(empty.sum())
 
     def encode(self, adata_or_tokens, *, pooling: str | None = None, out: str | os.PathLike | None = None,
-               batch_cells: int = 65_536, overwrite: bool = False, layer: str | None = None):
+               batch_cells: int = 65_536, overwrite: bool = False, layer: str | None = None, client=None):
         """Embed cells: the mean of the vectors of each cell's trained tokens.
 
         Parameters
@@ -346,6 +376,11 @@ class ScEmbed:
             may never be the input file or the model's folder (nor a folder holding them).
         layer : str, optional
             For an AnnData input: read the cells x peaks values from ``adata.layers[layer]`` instead of ``X``.
+        client : dask.distributed.Client, optional
+            Encode each block of ``batch_cells`` cells as a task on the cluster (bit-identical to the serial
+            result). With ``out``, the tasks write their blocks straight into the zarr array (chunks = blocks,
+            so a retried task rewrites its own chunk), which must be on a file system the workers see; an
+            ``.h5ad``/``.zarr`` input is read by the workers. See :mod:`fastembed.distributed`.
 
         Returns
         -------
@@ -364,10 +399,23 @@ class ScEmbed:
                     ".h5ad, set adata.obsm['scembed_X'] = model.encode(adata) and call adata.write_h5ad(path)"
                 )
             out = check_output_path(out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr")
-        n_cells, barcodes, name, chunks = self._token_chunks(adata_or_tokens, batch_cells, layer)
+        if client is None:
+            n_cells, barcodes, name, chunks = self._token_chunks(adata_or_tokens, batch_cells, layer)
+        else:
+            from .distributed import encode_blocks
+
+            if layer is not None:
+                raise ValueError("layer= is not supported with client=; store the counts in X for Dask encoding")
+            n_cells, barcodes, mapper, payloads = self._encode_inputs(adata_or_tokens, batch_cells)
+            name, chunks = "the cells", ()
+
+            def run_tasks(store):
+                return encode_blocks(client, self, n_cells, mapper, payloads, pooling, weights, batch_cells, store)
         n_empty = 0
         with numba_threads(self.threads):
-            if out is None:
+            if out is None and client is not None:
+                result, n_empty = run_tasks(None)
+            elif out is None:
                 result = np.zeros((n_cells, self.embedding_dim), dtype=np.float32)
                 for lo, hi, ip, ix in chunks:
                     n_empty += self._pool(ip, ix, weights, pooling, result[lo:hi], name)
@@ -379,9 +427,14 @@ class ScEmbed:
                     emb = group.create_array("embeddings", shape=(n_cells, self.embedding_dim),
                                              chunks=(min(batch_cells, max(n_cells, 1)), self.embedding_dim),
                                              dtype="float32")
-                    group.create_array("barcodes", shape=(n_cells,), dtype=str)[:] = barcodes.astype(str)
+                    names = group.create_array("barcodes", shape=(n_cells,), dtype=str,
+                                               chunks=(min(batch_cells, max(n_cells, 1)),))
+                    for lo in range(0, n_cells, batch_cells):  # one block at a time: no copy of every name
+                        names[lo:lo + batch_cells] = barcodes[lo:lo + batch_cells].astype(str)
                     group.attrs.update({"fastembed_version": __version__, "pooling": pooling,
                                         "config": self.config()})
+                    if client is not None:
+                        n_empty = run_tasks(tmp / "embeddings")[1]
                     block = np.empty((min(batch_cells, n_cells), self.embedding_dim), dtype=np.float32)
                     for lo, hi, ip, ix in chunks:
                         n_empty += self._pool(ip, ix, weights, pooling, block[:hi - lo], name)

@@ -161,3 +161,68 @@ def test_k_errors(split):
     assert len(annotate_celltypes(query, ref, k=8)) == 5  # k == reference size works
     with pytest.raises(ValueError, match="query AnnData has no cells"):
         annotate_celltypes(query[:0], ref)
+
+
+# ------------------------------------------------------------------------------------------------
+# Blocks and on-disk queries
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("exact", [True, False])
+def test_labels_do_not_depend_on_block_size(split, monkeypatch, exact):
+    ref, query = split
+    if not exact:  # the pynndescent path, decided once for the whole query
+        monkeypatch.setattr(ann, "EXACT_SEARCH_PAIRS", 0)
+    q = query.copy()
+    whole = annotate_celltypes(q, ref, confidence_key="conf", batch_cells=1 << 20)
+    conf = q.obs["conf"].to_numpy()
+    assert query.n_obs % 1024  # the last block is a remainder
+    small = annotate_celltypes(q, ref, confidence_key="conf", batch_cells=1024)
+    pd.testing.assert_series_equal(small, whole)
+    np.testing.assert_array_equal(q.obs["conf"].to_numpy(), conf)
+
+
+def test_batch_cells_must_be_a_multiple_of_the_query_batch(split):
+    with pytest.raises(ValueError, match="batch_cells must be a positive multiple of 1024"):
+        annotate_celltypes(split[1], split[0], batch_cells=1000)
+
+
+@pytest.mark.parametrize("fmt", ["h5ad", "zarr"])
+def test_query_from_disk_matches_memory(split, tmp_path, fmt, monkeypatch):
+    import warnings
+
+    ref, query = split
+    q = query.copy()
+    want = annotate_celltypes(q, ref, confidence_key="conf", min_confidence=0.5)
+    path = tmp_path / f"query.{fmt}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        query.write_h5ad(path) if fmt == "h5ad" else query.write_zarr(path)
+    reads = []
+    real = ann.read_query_block
+    monkeypatch.setattr(ann, "read_query_block", lambda *a: reads.append(a[2:]) or real(*a))
+    got = annotate_celltypes(path, ref, confidence_key="conf", min_confidence=0.5, batch_cells=1024)
+    assert isinstance(got, pd.DataFrame) and list(got.columns) == ["cell_type", "conf"]
+    pd.testing.assert_series_equal(got["cell_type"], want)
+    np.testing.assert_array_equal(got["conf"].to_numpy(), q.obs["conf"].to_numpy())
+    assert reads[0] == (0, 1024) and len(reads) == -(-query.n_obs // 1024)  # block by block
+    assert isinstance(annotate_celltypes(path, ref), pd.Series)
+
+
+def test_query_path_errors(split, tmp_path):
+    ref, query = split
+    path = tmp_path / "q.zarr"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        query.write_zarr(path)
+    with pytest.raises(KeyError, match=r"q.zarr' has no obsm\['X_other'\] \(obsm keys: 'scembed_X'\)"):
+        annotate_celltypes(path, ref, embedding_key="X_other")
+    with pytest.raises(FileNotFoundError, match="nope.h5ad' does not exist"):
+        annotate_celltypes(tmp_path / "nope.h5ad", ref)
+    bad = query.copy()
+    bad.obsm["scembed_X"][1500, 2] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bad.write_zarr(tmp_path / "bad.zarr")
+    with pytest.raises(ValueError, match=r"bad.zarr' obsm\['scembed_X'\] has NaN or infinite .* row 1500"):
+        annotate_celltypes(tmp_path / "bad.zarr", ref, batch_cells=1024)

@@ -87,3 +87,20 @@ def test_lazy_errors(tmp_path):
     (tmp_path / "x.h5ad").write_text("hello")
     with pytest.raises(ValueError, match=r"x.h5ad' cannot be read"):
         fe.tokenize_cells(tmp_path / "x.h5ad", demo_peaks_path())
+
+
+@pytest.mark.parametrize("fmt", ["h5ad", "zarr"])
+def test_lazy_encode_to_zarr_reads_names_by_block(demo_subset, tmp_path, monkeypatch, fmt):
+    import zarr
+
+    path = _write(demo_subset, tmp_path, fmt, "csr")
+    tok = fe.tokenize_cells(demo_subset, demo_peaks_path())
+    model = fe.ScEmbed(embedding_dim=8, seed=0, threads=1).train(tok, epochs=1, progress=False)
+    monkeypatch.setattr(io.LazyAnnData, "obs_names", property(lambda self: pytest.fail("all names read at once")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = model.encode(path, out=tmp_path / "e.zarr", batch_cells=300)
+        want = model.encode(demo_subset, batch_cells=300)
+    np.testing.assert_array_equal(out[:], want)
+    names = zarr.open_group(str(tmp_path / "e.zarr"), mode="r")["barcodes"]
+    assert names.chunks == (300,) and list(names[:]) == list(demo_subset.obs_names)

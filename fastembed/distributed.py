@@ -1,0 +1,272 @@
+"""Dask tasks: tokenizing, encoding and annotating blocks of cells on a ``dask.distributed`` cluster.
+
+The driver (the process holding the ``Client``) cuts the cells into blocks of ``batch_cells`` rows, sends the
+small shared state once to every worker (the peak-to-token map, the model's vectors, the fitted reference) and
+submits one task per block. Inputs on disk (``.h5ad``/``.zarr``) are read by the workers themselves, so only
+block coordinates travel; in-memory inputs travel block by block.
+
+Each task sets its own numba thread count (``numba.set_num_threads`` is per calling thread, and a worker's
+pool cannot grow past ``numba.config.NUMBA_NUM_THREADS`` once started): the count asked for, or else the
+worker's cores divided by its task slots.
+
+Encoding to ``out=`` writes every block into one zarr array whose chunks are exactly the blocks, so a task that
+is retried (a lost worker) rewrites the same chunk with the same bytes, and no two tasks touch one chunk.
+The store is written in a temporary folder beside ``out`` that the workers must see (a shared file system on
+a real cluster) and renamed when every block is in.
+
+Dask is an optional dependency (``pip install 'fastembed-sc[dask]'``); nothing here imports it at module level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["open_client", "task_threads", "tokenize_blocks", "encode_blocks", "predict_blocks"]
+
+TASK_RETRIES = 2
+"""How often the scheduler reruns a block whose worker died; safe because a block's output is idempotent."""
+
+
+def require_distributed():
+    """The ``dask.distributed`` module, or an ImportError that says how to install it."""
+    try:
+        import dask.distributed
+    except ImportError:
+        raise ImportError("client= / --scheduler / --workers need Dask, an optional extra: "
+                          "pip install 'fastembed-sc[dask]'") from None
+    return dask.distributed
+
+
+@contextlib.contextmanager
+def open_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[object]:
+    """A Dask client for the command line, or None for the single-machine path.
+
+    Parameters
+    ----------
+    scheduler
+        Address of a running scheduler (``tcp://host:8786``).
+    workers
+        Start a local cluster of this many worker processes, one task slot each (so each task may use
+        all of the cores numba gives it without oversubscribing); ignored with ``scheduler``.
+
+    Yields
+    ------
+    dask.distributed.Client or None
+    """
+    if scheduler is None and workers is None:
+        yield None
+        return
+    dd = require_distributed()
+    if scheduler is not None:
+        try:
+            client = dd.Client(scheduler, timeout="30s")
+        except OSError as err:
+            raise OSError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({err})") from None
+        with client:
+            yield client
+        return
+    if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+        raise ValueError(f"--workers must be an integer >= 1, got {workers!r}")
+    threads = max(1, (os.cpu_count() or 1) // int(workers))
+    # ":0": any free port for the dashboard, so two clusters on one machine do not collide
+    with dd.LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=":0",
+                         env={"NUMBA_NUM_THREADS": str(threads)}) as cluster, dd.Client(cluster) as client:
+        yield client
+
+
+def task_threads(threads: int | None) -> int:
+    """Numba threads for the task running in this thread: ``threads``, or the worker's cores per task slot;
+    never more than ``numba.config.NUMBA_NUM_THREADS``."""
+    import numba
+
+    top = numba.config.NUMBA_NUM_THREADS
+    if threads is None:
+        slots = 1
+        try:
+            from dask.distributed import get_worker
+
+            slots = max(1, int(get_worker().state.nthreads))
+        except (ImportError, ValueError, AttributeError):
+            pass
+        threads = max(1, top // slots)
+    return max(1, min(int(threads), top))
+
+
+def blocks(n: int, size: int) -> list[tuple[int, int]]:
+    """``[(lo, hi), ...]`` covering ``range(n)`` in steps of ``size``."""
+    return [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+
+# --------------------------------------------------------------------------------------------------
+# What a task reads: a block of a peak matrix (path or rows) or of tokens
+# --------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=8)
+def _open_x(path: str, mtime_ns: int):
+    # One open file per worker process and input (mtime in the key: a rewritten file is reopened).
+    from .io import open_element
+
+    return open_element(path, "X")
+
+
+def _x_payload(adata, path: Path | None, lo: int, hi: int) -> tuple:
+    if path is not None:
+        return ("path", str(path), os.stat(path).st_mtime_ns, lo, hi)
+    from .io import _csr_rows
+
+    return ("rows", _csr_rows(adata.X, lo, hi))
+
+
+def _block_tokens(payload: tuple, mapper) -> tuple[np.ndarray, np.ndarray]:
+    kind = payload[0]
+    if kind == "tokens":
+        return payload[1], payload[2]
+    if kind == "path":
+        _, path, mtime, lo, hi = payload
+        return mapper.tokens(_open_x(path, mtime), lo, hi)
+    rows = payload[1]
+    return mapper.tokens(rows, 0, rows.shape[0])
+
+
+def _source_path(data) -> Path | None:
+    if isinstance(data, str | os.PathLike) and Path(data).suffix in (".h5ad", ".zarr"):
+        return Path(data).absolute()
+    return None
+
+
+def _gather_in_order(client, futures: list, keys: list) -> Iterator[tuple[object, object]]:
+    """(key, result) as tasks finish; each future is released once read, so results do not pile up."""
+    dd = require_distributed()
+    by_future = dict(zip(futures, keys, strict=True))
+    for future in dd.as_completed(futures):
+        yield by_future.pop(future), future.result()
+        future.release()
+
+
+# --------------------------------------------------------------------------------------------------
+# Tokenize
+# --------------------------------------------------------------------------------------------------
+def _tokenize_task(payload: tuple, mapper, threads: int | None):
+    from ._threads import numba_threads
+
+    with numba_threads(task_threads(threads)):
+        return _block_tokens(payload, mapper)
+
+
+def tokenize_blocks(client, adata, source, mapper, batch_cells: int, threads: int | None = None) -> list:
+    """Token blocks of every cell of ``adata``, each block a task: ``[(indptr int64, indices int32), ...]``
+    in cell order (what :meth:`fastembed.io.PeakMapper.tokens` gives for each block)."""
+    spans = blocks(adata.n_obs, batch_cells)
+    path = _source_path(source)
+    shared = client.scatter(mapper, broadcast=True)
+    futures = [client.submit(_tokenize_task, _x_payload(adata, path, lo, hi), shared, threads, pure=False,
+                             retries=TASK_RETRIES) for lo, hi in spans]
+    out: list = [None] * len(spans)
+    for i, result in _gather_in_order(client, futures, list(range(len(spans)))):
+        out[i] = result
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Encode
+# --------------------------------------------------------------------------------------------------
+def _encode_task(payload: tuple, model, mapper, pooling: str, weights: np.ndarray, lo: int, hi: int,
+                 store: str | None, threads: int | None):
+    from ._threads import numba_threads
+
+    with numba_threads(task_threads(threads)):
+        ip, ix = _block_tokens(payload, mapper)
+        block = np.zeros((hi - lo, model.embedding_dim), dtype=np.float32)
+        n_empty = model._pool(ip, ix, weights, pooling, block, f"cells {lo}:{hi}")
+    if store is None:
+        return block, n_empty
+    import zarr
+
+    emb = zarr.open_array(store, mode="r+")
+    if lo % emb.chunks[0] or (emb.chunks[0] != hi - lo and hi != emb.shape[0]):
+        raise ValueError(f"zarr output '{store}': chunks of {emb.chunks[0]} cells do not match the block "
+                         f"{lo}:{hi}; a retried block would not rewrite exactly one chunk")
+    emb[lo:hi] = block  # exactly one chunk: a rerun writes the same bytes
+    return None, n_empty
+
+
+def encode_blocks(client, model, n_cells: int, mapper, payloads, pooling: str, weights: np.ndarray,
+                  batch_cells: int, store: Path | None) -> tuple[np.ndarray | None, int]:
+    """Encode every cell of ``data`` as one task per block of ``batch_cells`` cells.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    model : ScEmbed
+        Trained; a copy without its output vectors is sent to each worker once.
+    n_cells, mapper, payloads
+        From ``ScEmbed._encode_inputs``: the cell count, the peak-to-token map (None for token inputs) and
+        one payload per block.
+    pooling, weights
+        Resolved by ``encode``.
+    batch_cells : int
+        Cells per task, equal to the zarr chunk length of ``store``.
+    store : pathlib.Path, optional
+        The ``embeddings`` array of a zarr store already created with chunks of ``batch_cells`` cells; the
+        tasks write into it. None: the blocks come back and are assembled here.
+
+    Returns
+    -------
+    embeddings : np.ndarray of float32, shape (n_cells, embedding_dim), or None (written to ``store``)
+    n_empty : int
+        Cells without a trained token.
+    """
+    light = copy.copy(model)
+    light._w_out = None  # not needed to encode; halves what each worker receives
+    shared_model = client.scatter(light, broadcast=True)
+    shared_mapper = client.scatter(mapper, broadcast=True) if mapper is not None else None
+    store_arg = None if store is None else str(store)
+    spans = blocks(n_cells, batch_cells)
+    futures = [client.submit(_encode_task, payload, shared_model, shared_mapper, pooling, weights, lo, hi,
+                             store_arg, model.threads, pure=False, retries=TASK_RETRIES)
+               for (lo, hi), payload in zip(spans, payloads, strict=True)]
+    result = np.zeros((n_cells, model.embedding_dim), dtype=np.float32) if store is None else None
+    n_empty = 0
+    for (lo, hi), (block, empty) in _gather_in_order(client, futures, spans):
+        n_empty += empty
+        if result is not None:
+            result[lo:hi] = block
+    return result, n_empty
+
+
+# --------------------------------------------------------------------------------------------------
+# Annotate
+# --------------------------------------------------------------------------------------------------
+def _predict_task(fitted, payload: tuple, lo: int, threads: int | None):
+    from ._threads import numba_threads
+    from .annotate import predict, read_query_block
+
+    if payload[0] == "path":
+        _, path, key, hi = payload
+        q = read_query_block(path, key, lo, hi)
+    else:
+        q = payload[1]
+    with numba_threads(task_threads(threads)):  # pynndescent's search is numba
+        return predict(fitted, q, lo)
+
+
+def predict_blocks(client, fitted, query, batch_cells: int, threads: int | None = None) -> list:
+    """:func:`fastembed.annotate.predict` of each block of ``query`` (a QueryEmbeddings) as a task, the fitted
+    reference sent once to every worker; ``[(winner, confidence, ok), ...]`` in cell order."""
+    shared = client.scatter(fitted, broadcast=True)
+    spans = blocks(query.n_obs, batch_cells)
+    futures = []
+    for lo, hi in spans:
+        payload = ("path", str(query.path.absolute()), query.key, hi) if query.path is not None \
+            else ("rows", query.block(lo, hi))
+        futures.append(client.submit(_predict_task, shared, payload, lo, threads, pure=False, retries=TASK_RETRIES))
+    out: list = [None] * len(spans)
+    for i, result in _gather_in_order(client, futures, list(range(len(spans)))):
+        out[i] = result
+    return out

@@ -1,0 +1,209 @@
+"""Dask path: a local cluster of 2 worker processes (1 thread each) gives what the serial path gives."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("dask.distributed")
+
+import zarr  # noqa: E402
+
+import fastembed as fe  # noqa: E402
+from fastembed import distributed  # noqa: E402
+from fastembed.datasets import demo_peaks_path, load_demo  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+N_CELLS = 1001  # not a multiple of BLOCK
+BLOCK = 256
+
+
+@pytest.fixture(scope="module")
+def client():
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      env={"NUMBA_NUM_THREADS": "1"}) as cluster, Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def cells():
+    return load_demo()[:N_CELLS].copy()
+
+
+@pytest.fixture(scope="module")
+def model(cells):
+    tok = fe.tokenize_cells(cells, demo_peaks_path())
+    return fe.ScEmbed(embedding_dim=8, seed=0, threads=1).train(tok, epochs=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def on_disk(cells, tmp_path_factory):
+    path = tmp_path_factory.mktemp("dask") / "cells.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cells.write_zarr(path)
+    return path
+
+
+def test_tokens_equal_serial(client, cells, on_disk):
+    serial = fe.tokenize_cells(cells, demo_peaks_path(), chunk_cells=BLOCK)
+    for source in (cells, on_disk):
+        got = fe.tokenize_cells(source, demo_peaks_path(), chunk_cells=BLOCK, client=client)
+        np.testing.assert_array_equal(got.indptr, serial.indptr)
+        np.testing.assert_array_equal(got.indices, serial.indices)
+        assert got.stats == serial.stats
+
+
+def test_embeddings_bit_identical(client, model, cells, on_disk, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        serial = model.encode(cells, batch_cells=BLOCK)
+        assert not np.all(serial == 0)
+        np.testing.assert_array_equal(model.encode(cells, batch_cells=BLOCK, client=client), serial)
+        np.testing.assert_array_equal(model.encode(on_disk, batch_cells=BLOCK, client=client), serial)
+        tokens = fe.tokenize_cells(cells, model.universe)
+        np.testing.assert_array_equal(model.encode(tokens, batch_cells=BLOCK, client=client), serial)
+        out = model.encode(on_disk, out=tmp_path / "emb.zarr", batch_cells=BLOCK, client=client)
+    assert out.chunks[0] == BLOCK
+    np.testing.assert_array_equal(out[:], serial)
+    group = zarr.open_group(str(tmp_path / "emb.zarr"), mode="r")
+    assert list(group["barcodes"][:]) == list(cells.obs_names)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary store left behind
+
+
+def test_a_retried_block_writes_the_same_bytes(client, model, on_disk, tmp_path):
+    out = tmp_path / "emb.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.encode(on_disk, out=out, batch_cells=BLOCK, client=client)
+    chunk_files = sorted(p for p in (out / "embeddings").rglob("*") if p.is_file() and p.name != "zarr.json")
+    assert len(chunk_files) == -(-N_CELLS // BLOCK)
+    before = {p: p.read_bytes() for p in chunk_files}
+    for p in chunk_files:
+        p.write_bytes(b"")  # a stale partial chunk, which the rerun must overwrite
+    # Rerun every block (the last one a remainder) as the scheduler would after losing its worker.
+    mapper = fe.io.PeakMapper(fe.io.LazyAnnData(on_disk), model.universe)
+    weights = model.pooling_weights(model.default_pooling)
+    futures = [client.submit(distributed._encode_task, distributed._x_payload(None, on_disk, lo, hi), model,
+                             mapper, model.default_pooling, weights, lo, hi, str(out / "embeddings"), 1, pure=False)
+               for lo, hi in distributed.blocks(N_CELLS, BLOCK)]
+    client.gather(futures)
+    assert {p: p.read_bytes() for p in chunk_files} == before
+
+
+def test_block_must_match_chunks(model, on_disk, tmp_path):
+    arr = zarr.create_array(str(tmp_path / "e"), shape=(N_CELLS, 8), chunks=(100, 8), dtype="float32")
+    mapper = fe.io.PeakMapper(fe.io.LazyAnnData(on_disk), model.universe)
+    with pytest.raises(ValueError, match=r"chunks of 100 cells do not match the block 0:256"):
+        distributed._encode_task(distributed._x_payload(None, on_disk, 0, 256), model, mapper, "mean",
+                                 model.pooling_weights("mean"), 0, 256, str(tmp_path / "e"), 1)
+    with pytest.raises(ValueError, match=r"chunks of 100 cells do not match the block 50:150"):
+        distributed._encode_task(distributed._x_payload(None, on_disk, 50, 150), model, mapper, "mean",
+                                 model.pooling_weights("mean"), 50, 150, str(tmp_path / "e"), 1)
+    assert arr.shape == (N_CELLS, 8)
+
+
+@pytest.fixture(scope="module")
+def labelled(model):
+    demo = load_demo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        demo.obsm["scembed_X"] = model.encode(demo)
+    donor = demo.obs["donor"].astype(str)
+    ref, query = demo[donor == "D6T1"].copy(), demo[donor == "D5T1"].copy()
+    assert query.n_obs > 1024 and query.n_obs % 1024  # two blocks, the last a remainder
+    return ref, query
+
+
+@pytest.mark.parametrize("exact", [True, pytest.param(False, marks=pytest.mark.skipif(
+    not os.environ.get("FASTEMBED_SLOW_DASK"),
+    reason="each worker compiles pynndescent's search (minutes on a loaded 2-core machine); FASTEMBED_SLOW_DASK=1"))])
+def test_labels_equal_serial(client, labelled, tmp_path, monkeypatch, exact):
+    from fastembed import annotate
+
+    if not exact:
+        monkeypatch.setattr(annotate, "EXACT_SEARCH_PAIRS", 0)  # the fitted index is sent to the workers
+    ref, query = labelled
+    q = query.copy()
+    serial = fe.annotate_celltypes(q, ref, confidence_key="conf", batch_cells=1024)
+    got = fe.annotate_celltypes(query.copy(), ref, batch_cells=1024, client=client)
+    pd.testing.assert_series_equal(got, serial)
+    path = tmp_path / "q.h5ad"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        query.write_h5ad(path)
+    table = fe.annotate_celltypes(path, ref, confidence_key="conf", batch_cells=1024, client=client)
+    pd.testing.assert_series_equal(table["cell_type"], serial)
+    np.testing.assert_array_equal(table["conf"].to_numpy(), q.obs["conf"].to_numpy())
+
+
+def test_task_threads_never_exceed_numba():
+    import numba
+
+    top = numba.config.NUMBA_NUM_THREADS
+    assert distributed.task_threads(top + 5) == top
+    assert distributed.task_threads(None) == top  # outside a worker: one task slot
+
+
+def test_missing_dask_is_one_line(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name.startswith("dask"):
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(ImportError, match=r"pip install 'fastembed-sc\[dask\]'"):
+        distributed.require_distributed()
+
+
+def test_cli_scheduler(client, model, on_disk, labelled, tmp_path):
+    from fastembed.cli import main
+
+    model_dir = model.save(tmp_path / "model")
+    address = client.scheduler.address
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["--quiet", "encode", str(on_disk), "--model", str(model_dir), "--output",
+                     str(tmp_path / "e.zarr"), "--batch-cells", str(BLOCK), "--scheduler", address]) == 0
+        serial = model.encode(on_disk, batch_cells=BLOCK)
+        ref, query = labelled
+        ref.write_h5ad(tmp_path / "ref.h5ad")
+        query.write_zarr(tmp_path / "q.zarr")
+        assert main(["--quiet", "annotate", str(tmp_path / "q.zarr"), "--reference", str(tmp_path / "ref.h5ad"),
+                     "--output", str(tmp_path / "labels.csv"), "--scheduler", address]) == 0
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "e.zarr"))["embeddings"][:], serial)
+    table = pd.read_csv(tmp_path / "labels.csv", index_col=0)
+    want = fe.annotate_celltypes(query, ref)
+    assert list(table.index) == list(query.obs_names)
+    assert (table["cell_type"].astype(str).to_numpy() == want.astype(str).to_numpy()).all()
+
+
+def test_cli_dask_flags_are_exclusive(capsys):
+    from fastembed.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["encode", "x.h5ad", "--model", "m", "--output", "o.zarr", "--scheduler", "tcp://x:1", "--workers", "2"])
+    assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_open_client_local_cluster():
+    with distributed.open_client(workers=1) as c:
+        info = c.scheduler_info()["workers"]
+        assert len(info) == 1 and next(iter(info.values()))["nthreads"] == 1
+        assert c.run(lambda: os.environ["NUMBA_NUM_THREADS"]) == {next(iter(info)): str(os.cpu_count() or 1)}
+    with distributed.open_client() as none:
+        assert none is None
+    with pytest.raises(ValueError, match="--workers must be an integer >= 1, got 0"), \
+            distributed.open_client(workers=0):
+        pass
