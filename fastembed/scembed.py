@@ -64,11 +64,17 @@ def _cell_names(adata):
     return adata.names if hasattr(adata, "names") else np.asarray(adata.obs_names, dtype=object)
 
 
+def _is_parts_folder(path) -> bool:
+    """A folder of token parquet parts (not a .zarr AnnData store, which is a folder too)."""
+    p = Path(path)
+    return p.is_dir() and p.suffix != ".zarr" and not any((p / m).exists() for m in ("zarr.json", ".zgroup"))
+
+
 def _is_peak_matrix(data) -> bool:
-    """False for token inputs (parquet path, TokenizedCells, Region2VecDataset), True for AnnData and paths."""
+    """False for token inputs (parquet path or folder, TokenizedCells, Region2VecDataset), True for AnnData."""
     if isinstance(data, Region2VecDataset | TokenizedCells):
         return False
-    return not (isinstance(data, str | os.PathLike) and str(data).endswith(".parquet"))
+    return not (isinstance(data, str | os.PathLike) and (str(data).endswith(".parquet") or _is_parts_folder(data)))
 
 
 def _as_dataset(data) -> Region2VecDataset:
@@ -285,7 +291,7 @@ class ScEmbed:
     def _token_chunks(self, data, batch_cells: int, layer: str | None = None):
         """(n_cells, barcodes, name, iterator of (lo, hi, indptr, indices)) for any accepted input."""
         name = "the tokens"
-        if isinstance(data, str | os.PathLike) and (str(data).endswith(".parquet") or Path(data).is_dir()):
+        if isinstance(data, str | os.PathLike) and (str(data).endswith(".parquet") or _is_parts_folder(data)):
             name = f"token file '{data}'"
             data = read_tokens_parquet(data)
         if isinstance(data, Region2VecDataset):
