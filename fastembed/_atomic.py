@@ -325,7 +325,7 @@ def check_output_path(path: str | os.PathLike, *, what: str = "output", overwrit
     if kind in _FOLDER_KINDS and _empty_real_folder(path):
         return path  # an empty folder holds nothing to lose
     if not overwrite:
-        raise FileExistsError(f"{what} '{path}' already exists; pass overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(f"{what} '{path}' already exists; pass overwrite=True to replace it")
     desc, recognise = KINDS[kind]
     reason = recognise(path)
     if reason:

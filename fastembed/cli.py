@@ -7,7 +7,9 @@ Exit codes: 0 success, 1 bad input (one line on stderr naming the problem; the t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import sys
 import time
 import warnings
@@ -183,13 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
         # overwriting one given before it.
         p = argparse.ArgumentParser(add_help=False)
         p.add_argument("--debug", action="store_true", default=default, help="show the full traceback on errors")
-        p.add_argument("--quiet", action="store_true", default=default, help="no progress bars or messages")
+        p.add_argument("--quiet", action="store_true", default=default, help="no progress bars, messages or warnings")
         return p
 
     common = flags(argparse.SUPPRESS)
+    from ._version import __version__
+
     parser = argparse.ArgumentParser(prog="fastembed", parents=[flags(False)],
                                      description="Fast scEmbed cell embeddings for single-cell ATAC-seq.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"fastembed {__version__}")
+    # Not required: a bare 'fastembed' prints the help (see main).
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # main() looks a subcommand's parser up here, to spell hints in its flags.
+    parser.subparsers = sub.choices
 
     def matrix_inputs(p):
         p.add_argument("--barcodes", help="barcodes file, when INPUT is a .mtx[.gz] file")
@@ -287,13 +295,69 @@ def _output_claim(args):
     return output_lock(out, what=f"{args.command} output")
 
 
+# A Python keyword hint inside a message: ``overwrite=True``, ``label_key=`` (a bare name, the value left to the
+# user) or ``universe=<...>``. Numbers are left alone: ``k=10`` in a message is a value, not a hint.
+_KEYWORD_HINT = re.compile(r"(?<![\w.\-'\"\[])([a-z][a-z0-9_]*)=(True|<[^>]*>|(?=[\s,;:)]|$))")
+
+
+def as_cli_message(msg: str, parser: argparse.ArgumentParser | None) -> str:
+    """``msg`` with the Python keyword hints that name one of ``parser``'s options spelled as that option.
+
+    Library messages speak Python (``pass overwrite=True``); a user at the command line typed flags, so the
+    command line rewrites each ``name=...`` whose ``--name`` it has (``pass --overwrite``). Hints for keywords
+    the command has no option for stay as they are.
+    """
+    if parser is None:
+        return msg
+    flags = {s for a in parser._actions for s in a.option_strings}
+
+    def flag(m: re.Match) -> str:
+        name, value = m.group(1), m.group(2)
+        for cand in (f"--{name.replace('_', '-')}", f"-{name}"):
+            if cand in flags:
+                if value == "True" or not value:
+                    return cand
+                return f"{cand} {value}"
+        return m.group(0)
+
+    return _KEYWORD_HINT.sub(flag, msg)
+
+
+def _show_warning(command: str):
+    """A ``warnings.showwarning`` that prints one line, ``fastembed CMD: warning: ...``, without source lines."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"fastembed {command}: warning: {text}", file=sys.stderr if file is None else file)
+
+    return show
+
+
+@contextlib.contextmanager
+def _cli_warnings(args):
+    """Warnings as the command line shows them: one line each, none with --quiet, Python's form with --debug."""
+    with warnings.catch_warnings():
+        if args.quiet:
+            warnings.simplefilter("ignore")
+        elif not args.debug:
+            warnings.showwarning = _show_warning(args.command)
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``fastembed`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``fastembed`` console script; returns the exit code.
+
+    A bare ``fastembed`` (no subcommand) prints the help on stdout and returns 0.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     if args.quiet:
         os.environ.setdefault("TQDM_DISABLE", "1")
     try:
-        with _output_claim(args):
+        with _cli_warnings(args), _output_claim(args):
             args.func(args)
     except INPUT_ERRORS as err:
         if args.debug:
@@ -301,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(err).strip().replace("\n", " ") or type(err).__name__
         if isinstance(err, KeyError) and err.args:
             msg = str(err.args[0])
+        msg = as_cli_message(msg, getattr(parser, "subparsers", {}).get(args.command))
         print(f"fastembed {args.command}: error: {msg}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

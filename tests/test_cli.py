@@ -159,3 +159,76 @@ def test_train_interrupted_exits_130_and_writes_nothing(tmp_path, monkeypatch, c
     assert code == 130 and err == ["fastembed train: interrupted; nothing was written"]
     assert not (tmp_path / "model").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
+
+
+# -- the command line speaks command line --------------------------------------------------------------
+
+
+def _universe_without(tmp_path, chrom: str):
+    """The demo universe less one chromosome: tokenizing the demo cells against it warns once."""
+    import gzip
+
+    lines = gzip.open(demo_peaks_path(), "rt").read().splitlines()
+    path = tmp_path / f"no_{chrom}.bed"
+    path.write_text("\n".join(ln for ln in lines if ln.split("\t")[0] != chrom) + "\n")
+    return path
+
+
+def test_warnings_print_as_one_line_each(workdir, tmp_path, capsys):
+    uni = _universe_without(tmp_path, "chr1")
+    argv = ["tokenize", str(workdir / "cells.h5ad"), "--universe", str(uni), "--output", str(tmp_path / "t.parquet")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    warn = [ln for ln in err if "warning:" in ln]
+    assert warn and all(ln.startswith("fastembed tokenize: warning: ") for ln in warn)
+    assert any("chromosomes absent from universe" in ln for ln in warn)
+    assert not any("UserWarning" in ln or "warnings.warn" in ln for ln in err)
+
+
+def test_quiet_silences_warnings_and_messages(workdir, tmp_path, capsys):
+    uni = _universe_without(tmp_path, "chr1")
+    assert main(["--quiet", "tokenize", str(workdir / "cells.h5ad"), "--universe", str(uni),
+                 "--output", str(tmp_path / "t.parquet")]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_debug_shows_warnings_in_python_form(workdir, tmp_path):
+    uni = _universe_without(tmp_path, "chr1")
+    res = subprocess.run([sys.executable, "-m", "fastembed", "--debug", "tokenize", str(workdir / "cells.h5ad"),
+                          "--universe", str(uni), "--output", str(tmp_path / "t.parquet")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0
+    assert "UserWarning" in res.stderr and "fastembed tokenize: warning:" not in res.stderr
+
+
+def test_version_and_bare_command(capsys):
+    from fastembed import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"fastembed {__version__}"
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: fastembed") and "tokenize" in out and "annotate" in out
+
+
+def test_hints_name_flags_not_python_keywords(trained, capsys):
+    d = trained
+    argv = ["tokenize", str(d / "cells.h5ad"), "--universe", str(demo_peaks_path()),
+            "--output", str(d / "tokens.parquet")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "pass --overwrite to replace it" in err and "overwrite=True" not in err
+    assert main(["annotate", str(d / "cells.h5ad"), "--reference", str(d / "cells.h5ad"),
+                 "--output", str(d / "hint.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "pass --embedding-key" in err and "embedding_key=" not in err
+
+
+def test_cli_message_rewrites_only_known_keywords():
+    from fastembed.cli import as_cli_message, build_parser
+
+    p = build_parser().subparsers["annotate"]
+    msg = "no obsm['x']; pass embedding_key=, or overwrite=True; k=10 is larger; pass universe=<the BED>"
+    assert as_cli_message(msg, p) == ("no obsm['x']; pass --embedding-key, or --overwrite; k=10 is larger; "
+                                      "pass universe=<the BED>")
