@@ -161,7 +161,9 @@ def _is_model(path: Path) -> str | None:
     return None
 
 
-_ZARR_TOP = {"zarr.json", ".zgroup", ".zattrs", ".zmetadata", "embeddings", "barcodes"}
+# The entries of an AnnData zarr store (what encode writes), and of the bare group earlier versions wrote.
+_ZARR_TOP = {"zarr.json", ".zgroup", ".zattrs", ".zmetadata", "obs", "var", "obsm", "varm", "obsp", "varp",
+             "layers", "uns", "raw", "embeddings", "barcodes"}
 
 
 def _is_zarr(path: Path) -> str | None:

@@ -131,8 +131,9 @@ def cmd_encode(args) -> None:
     src = Path(args.input)
     data = src if src.suffix in (".parquet", ".h5ad") else _read_input(args.input, args)
     if out.suffix == ".zarr":
-        emb = model.encode(data, out=out, batch_cells=args.batch_cells, overwrite=args.overwrite)
-        _log(args, f"encoded {emb.shape[0]} cells -> {out}")
+        emb = model.encode(data, out=out, batch_cells=args.batch_cells, overwrite=args.overwrite,
+                           embedding_key=args.embedding_key)
+        _log(args, f"encoded {emb.shape[0]} cells -> {out} (AnnData zarr, obsm['{args.embedding_key}'])")
         return
     if src.suffix == ".parquet":
         from .io import read_tokens_parquet
@@ -152,15 +153,31 @@ def cmd_encode(args) -> None:
     _log(args, f"encoded {adata.n_obs} cells -> {out} (obsm['{args.embedding_key}'])")
 
 
+def _read_embedded(path: str, which: str):
+    """An AnnData with embeddings: an ``.h5ad`` file or the AnnData ``.zarr`` store that encode writes."""
+    import anndata as ad
+
+    from .io import read_h5ad
+
+    p = Path(path)
+    if p.suffix == ".zarr" or p.is_dir():
+        if not p.is_dir():
+            raise FileNotFoundError(f"{which} store '{p}' does not exist")
+        try:
+            return ad.read_zarr(p)
+        except Exception as err:
+            raise ValueError(f"{which} '{p}' is not an AnnData zarr store ({type(err).__name__}: {err})") from None
+    return read_h5ad(p)
+
+
 def cmd_annotate(args) -> None:
     from ._atomic import atomic_file, check_output_path
-    from .io import read_h5ad
     from .scembed import annotate_celltypes
 
     inputs = _inputs(args, "query", "reference")
     out = check_output_path(args.output, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv")
-    query = read_h5ad(args.query)
-    reference = read_h5ad(args.reference)
+    query = _read_embedded(args.query, "query")
+    reference = _read_embedded(args.reference, "reference")
     labels = annotate_celltypes(query, reference, embedding_key=args.embedding_key, k=args.k,
                                 label_key=args.label_key, confidence_key="cell_type_confidence",
                                 min_confidence=args.min_confidence, center=not args.no_center)
@@ -243,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help=".h5ad, 10x folder, .mtx[.gz] (with --barcodes/--peaks) or token .parquet")
     p.add_argument("--model", required=True, help="model folder or Hugging Face model id")
     p.add_argument("--output", required=True, help="output ending in .zarr or .h5ad")
-    p.add_argument("--embedding-key", default="scembed_X", help="obsm key for .h5ad output (default: scembed_X)")
+    p.add_argument("--embedding-key", default="scembed_X", help="obsm key of the vectors (default: scembed_X)")
     p.add_argument("--batch-cells", type=int, default=65_536, help="cells per chunk (default: 65536)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output written by fastembed")
     matrix_inputs(p)
@@ -251,8 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("annotate", parents=[common], help="transfer cell-type labels from a reference",
                        description="k-NN label transfer from a labelled reference .h5ad to a query .h5ad.")
-    p.add_argument("query", help="query .h5ad with embeddings in obsm")
-    p.add_argument("--reference", required=True, help="reference .h5ad with embeddings and labels")
+    p.add_argument("query", help="query .h5ad or .zarr (from 'fastembed encode') with embeddings in obsm")
+    p.add_argument("--reference", required=True, help="reference .h5ad or .zarr with embeddings and labels")
     p.add_argument("--output", required=True, help="output .csv (barcode, label, confidence)")
     p.add_argument("--label-key", default="cell_type", help="reference obs column (default: cell_type)")
     p.add_argument("--embedding-key", default="scembed_X", help="obsm key (default: scembed_X)")

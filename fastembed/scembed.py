@@ -49,6 +49,13 @@ def _positive_int(name: str, value) -> int:
     return int(value)
 
 
+def _uns_safe(value):
+    """``value`` without the Nones that anndata cannot store in ``uns`` (an absent key reads as None)."""
+    if isinstance(value, dict):
+        return {k: _uns_safe(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def _as_dataset(data) -> Region2VecDataset:
     if isinstance(data, Region2VecDataset):
         return data
@@ -294,8 +301,29 @@ class ScEmbed:
             apply_projection(out, self._projection, empty)
         return int(empty.sum())
 
+    def _zarr_store(self, path: Path, barcodes: np.ndarray, pooling: str, embedding_key: str, batch_cells: int):
+        """Lay out an AnnData zarr store at ``path`` (obs names, ``uns``) and return its empty obsm array."""
+        import anndata as ad
+        import pandas as pd
+        import zarr
+
+        n_cells = barcodes.size
+        shell = ad.AnnData(obs=pd.DataFrame(index=pd.Index(barcodes.astype(str))))
+        shell.uns["fastembed"] = {"version": __version__, "embedding_key": embedding_key, "pooling": pooling,
+                                  "config": _uns_safe(self.config())}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # anndata's notices about zarr format versions and obs names
+            shell.write_zarr(path)
+        group = zarr.open_group(str(path), mode="r+")
+        # Marks the store as ours, so overwrite= may replace it (and nothing else).
+        group.attrs["fastembed_version"] = __version__
+        emb = group["obsm"].create_array(embedding_key, shape=(n_cells, self.embedding_dim), dtype="float32",
+                                         chunks=(min(batch_cells, max(n_cells, 1)), self.embedding_dim))
+        emb.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+        return emb
+
     def encode(self, adata_or_tokens, *, pooling: str | None = None, out: str | os.PathLike | None = None,
-               batch_cells: int = 65_536, overwrite: bool = False):
+               batch_cells: int = 65_536, overwrite: bool = False, embedding_key: str = "scembed_X"):
         """Embed cells: the mean of the vectors of each cell's trained tokens.
 
         Parameters
@@ -309,25 +337,31 @@ class ScEmbed:
             axes of the training cells (fitted once, at training; see :mod:`fastembed.projection`), still
             ``embedding_dim`` columns. Models without a projection (e.g. geniml's) default to ``"mean"``.
         out : str or os.PathLike, optional
-            A ``.zarr`` path: embeddings stream there in chunks of ``batch_cells`` cells (group with
-            ``embeddings`` float32 (n_cells, dim) and ``barcodes``; the model config in its attributes),
-            written to a temporary store and renamed when complete.
+            A ``.zarr`` path: embeddings stream there in chunks of ``batch_cells`` cells, written to a
+            temporary store and renamed when complete. The store is an AnnData (``anndata.read_zarr`` opens
+            it): barcodes as ``obs_names``, the vectors (float32, n_cells x dim, chunked by cells) in
+            ``obsm[embedding_key]``, the model config in ``uns["fastembed"]["config"]``; no ``X``.
         batch_cells : int
             Cells tokenized and pooled at a time (and zarr chunk length).
         overwrite : bool
             Replace an existing ``out`` store, only if it is an embeddings store written by fastembed. ``out``
             may never be the input file or the model's folder (nor a folder holding them).
+        embedding_key : str
+            The ``obsm`` key of the vectors in the ``out`` store.
 
         Returns
         -------
         np.ndarray of float32, shape (n_cells, embedding_dim), or zarr.Array
             Rows follow the input cells. A cell with no trained token gets zeros (counted in a warning).
+            With ``out``, the store's ``obsm[embedding_key]`` array, opened read-only (``[:]`` loads it).
         """
         self._require_weights()
         batch_cells = _positive_int("batch_cells", batch_cells)
         pooling = self._resolve_pooling(pooling)
         weights = self.pooling_weights(pooling)
         inputs = [adata_or_tokens, getattr(adata_or_tokens, "path", None), self._model_dir]
+        if out is not None and (not isinstance(embedding_key, str) or not embedding_key or "/" in embedding_key):
+            raise ValueError(f"embedding_key must be a non-empty name without '/', got {embedding_key!r}")
         if out is not None:
             out = check_output_path(out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr")
         n_cells, barcodes, chunks = self._token_chunks(adata_or_tokens, batch_cells)
@@ -341,18 +375,14 @@ class ScEmbed:
                 import zarr
 
                 with atomic_dir(out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr") as tmp:
-                    group = zarr.open_group(str(tmp), mode="w")
-                    emb = group.create_array("embeddings", shape=(n_cells, self.embedding_dim),
-                                             chunks=(min(batch_cells, max(n_cells, 1)), self.embedding_dim),
-                                             dtype="float32")
-                    group.create_array("barcodes", shape=(n_cells,), dtype=str)[:] = barcodes.astype(str)
-                    group.attrs.update({"fastembed_version": __version__, "pooling": pooling,
-                                        "config": self.config()})
+                    emb = self._zarr_store(tmp, barcodes, pooling, embedding_key, batch_cells)
                     block = np.empty((min(batch_cells, n_cells), self.embedding_dim), dtype=np.float32)
                     for lo, hi, ip, ix in chunks:
                         n_empty += self._pool(ip, ix, weights, pooling, block[:hi - lo])
                         emb[lo:hi] = block[:hi - lo]
-                result = zarr.open_group(str(out), mode="r")["embeddings"]
+                    # anndata reads the consolidated metadata: it must list the array added after write_zarr.
+                    zarr.consolidate_metadata(str(tmp))
+                result = zarr.open_group(str(out), mode="r")["obsm"][embedding_key]
         if n_empty:
             warnings.warn(
                 f"{n_empty} of {n_cells} cells have no trained token (no region of the model's universe, or "

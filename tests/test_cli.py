@@ -9,7 +9,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import zarr
 
 from fastembed.cli import main
 from fastembed.datasets import demo_peaks_path, load_demo
@@ -41,11 +40,11 @@ def test_tokenize_train_encode_annotate(trained):
                  "--quiet"]) == 0
     assert main(["encode", str(d / "cells.h5ad"), "--model", str(d / "model"), "--output", str(d / "e.h5ad"),
                  "--quiet"]) == 0
-    z = zarr.open_group(str(d / "e.zarr"), mode="r")
+    z = ad.read_zarr(d / "e.zarr")
     a = ad.read_h5ad(d / "e.h5ad")
-    assert z["embeddings"].shape == (800, 16)
-    np.testing.assert_array_equal(z["embeddings"][:], a.obsm["scembed_X"])
-    assert list(z["barcodes"][:]) == list(a.obs_names)
+    assert z.obsm["scembed_X"].shape == (800, 16)
+    np.testing.assert_array_equal(z.obsm["scembed_X"], a.obsm["scembed_X"])
+    assert list(z.obs_names) == list(a.obs_names)
     donor = a.obs["donor"].astype(str)
     a[donor == "D6T1"].write_h5ad(d / "ref.h5ad")
     a[donor == "D5T1"].write_h5ad(d / "query.h5ad")
@@ -125,8 +124,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert len(Region2VecDataset(out / "tokens.parquet")) == 1500
     model = ScEmbed.from_pretrained(out / "model")
     a = ad.read_h5ad(out / "embeddings.h5ad")
-    z = zarr.open_group(str(out / "embeddings.zarr"), mode="r")
-    np.testing.assert_array_equal(z["embeddings"][:], a.obsm["scembed_X"])
+    z = ad.read_zarr(out / "embeddings.zarr")
+    np.testing.assert_array_equal(z.obsm["scembed_X"], a.obsm["scembed_X"])
     assert a.obsm["scembed_X"].shape == (1500, model.embedding_dim)
     assert {"leiden", "predicted_cell_type"} <= set(a.obs.columns) and "X_umap" in a.obsm
     assert (out / "umap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -232,3 +231,21 @@ def test_cli_message_rewrites_only_known_keywords():
     msg = "no obsm['x']; pass embedding_key=, or overwrite=True; k=10 is larger; pass universe=<the BED>"
     assert as_cli_message(msg, p) == ("no obsm['x']; pass --embedding-key, or --overwrite; k=10 is larger; "
                                       "pass universe=<the BED>")
+
+
+def test_zarr_store_opens_with_anndata_and_annotates(trained, capsys):
+    d = trained
+    assert main(["encode", str(d / "cells.h5ad"), "--model", str(d / "model"), "--output", str(d / "k.zarr"),
+                 "--embedding-key", "emb", "--quiet"]) == 0
+    store = ad.read_zarr(d / "k.zarr")
+    assert store.obsm["emb"].shape == (800, 16) and store.uns["fastembed"]["embedding_key"] == "emb"
+    # The store is accepted where embeddings are read: annotate the store against a labelled reference.
+    ref = store.copy()
+    ref.obs["cell_type"] = ad.read_h5ad(d / "cells.h5ad").obs["cell_type"].astype(str).to_numpy()
+    ref.write_h5ad(d / "kref.h5ad")
+    assert main(["annotate", str(d / "k.zarr"), "--reference", str(d / "kref.h5ad"), "--embedding-key", "emb",
+                 "--output", str(d / "k.csv"), "-k", "3", "--quiet"]) == 0
+    assert len(pd.read_csv(d / "k.csv")) == 800
+    assert main(["annotate", str(d / "missing.zarr"), "--reference", str(d / "kref.h5ad"),
+                 "--output", str(d / "k2.csv")]) == 1
+    assert "query store" in capsys.readouterr().err
