@@ -77,7 +77,7 @@ def _inputs(args, *names: str) -> list:
 
 def cmd_tokenize(args) -> None:
     from ._atomic import check_output_path
-    from .io import tokenize_cells
+    from .io import read_tokens_parquet, tokenize_cells, tokenize_summary
 
     if args.fragments or (Path(args.input).name.endswith(FRAGMENT_SUFFIXES) and not Path(args.input).is_dir()):
         return _tokenize_fragments(args)
@@ -87,7 +87,8 @@ def cmd_tokenize(args) -> None:
                       inputs=_inputs(args, "input", "universe", "barcodes", "peaks"))
     adata = _read_input(args.input, args)
     out = tokenize_cells(adata, args.universe, args.output, min_overlap=args.min_overlap, overwrite=args.overwrite)
-    _log(args, f"tokenized {adata.n_obs} cells in {time.perf_counter() - t:.1f} s -> {out}")
+    stats = read_tokens_parquet(out).stats
+    _log(args, f"tokenized {adata.n_obs} cells in {time.perf_counter() - t:.1f} s -> {out}: {tokenize_summary(stats)}")
 
 
 def cmd_train(args) -> None:
@@ -312,9 +313,9 @@ def _output_claim(args):
     return output_lock(out, what=f"{args.command} output")
 
 
-# A Python keyword hint inside a message: ``overwrite=True``, ``label_key=`` (a bare name, the value left to the
-# user) or ``universe=<...>``. Numbers are left alone: ``k=10`` in a message is a value, not a hint.
-_KEYWORD_HINT = re.compile(r"(?<![\w.\-'\"\[])([a-z][a-z0-9_]*)=(True|<[^>]*>|(?=[\s,;:)]|$))")
+# A Python keyword inside a message: ``overwrite=True``, ``min_overlap=50``, ``universe=<...>`` or ``label_key=``
+# (a bare name, the value left to the user).
+_KEYWORD_HINT = re.compile(r"(?<![\w.\-'\"\[])([a-z][a-z0-9_]*)=(True|<[^>]*>|[\w.+-]+|(?=[\s,;:)]|$))")
 
 
 def as_cli_message(msg: str, parser: argparse.ArgumentParser | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import os
 import re
 import warnings
@@ -44,6 +45,10 @@ FORMAT_VERSION = b"fastembed-tokens/1"
 
 # Cells per parquet row group: keeps list offsets within int32 and bounds memory of one write.
 ROW_GROUP_CELLS = 65_536
+META_STATS = b"fastembed.tokenize.stats"
+FEW_TOKENS = 10
+"""A cell with fewer tokens than this (but at least one) counts as having few tokens in the tokenize
+diagnostics: its embedding is the mean of a handful of vectors and is noisy."""
 
 _COORD_NAME = re.compile(r"^(?P<chr>[^:\s]+?)[:\-](?P<start>\d+)-(?P<end>\d+)$")
 _CHR_ALIASES = ("chr", "chrom", "chromosome", "seqnames", "seqname")
@@ -422,8 +427,12 @@ class TokenizedCells:
     universe : Universe
         Token ``i < N`` is universe region ``i``; ids ``N..N+6`` are the special tokens.
     stats : dict
-        What tokenization dropped: ``n_peaks``, ``n_peaks_unmapped`` (peaks overlapping no region),
-        ``n_peaks_unknown_chrom``, ``n_empty_cells``.
+        What tokenization kept and dropped (:func:`tokenize_cells`; also in the parquet metadata):
+        ``n_cells``, ``n_tokens``, ``n_peaks``, ``n_peaks_unmapped`` (peaks overlapping no region),
+        ``n_peaks_unknown_chrom``, ``fraction_peaks_in_universe``; ``n_counts`` (nonzero cell x peak entries
+        of the matrix), ``n_counts_in_universe``, ``fraction_counts_in_universe``; ``n_empty_cells`` (no
+        token), ``n_few_token_cells`` (1 to ``few_tokens - 1`` tokens), ``few_tokens``
+        (:data:`FEW_TOKENS`), ``median_tokens_per_cell``. A file read back has what its writer recorded.
     """
 
     indptr: np.ndarray
@@ -445,6 +454,7 @@ class TokenizedCells:
 
     @property
     def n_cells(self) -> int:
+        """Number of cells (rows)."""
         return len(self)
 
     @property
@@ -528,6 +538,8 @@ class PeakMapper:
     peak_tokens : np.ndarray of int32
         Peak ``j`` maps to ``peak_tokens[peak_offsets[j]:peak_offsets[j+1]]``.
     n_peaks_unmapped, n_peaks_unknown_chrom : int
+    n_counts, n_counts_in_universe : int
+        Nonzero entries of the blocks passed to :meth:`tokens` so far, and those on a peak that maps.
     """
 
     def __init__(self, adata, universe: Universe, *, min_overlap: int = 1, name: str = "the AnnData"):
@@ -544,12 +556,22 @@ class PeakMapper:
         self.peak_offsets, self.peak_tokens = _tok.map_peaks(codes, starts, ends, universe.sorted_index,
                                                              int(min_overlap))
         self.n_peaks = int(adata.n_vars)
-        self.n_peaks_unmapped = int(np.count_nonzero(np.diff(self.peak_offsets) == 0))
+        self._mapped = np.diff(self.peak_offsets) > 0
+        self.n_peaks_unmapped = int(np.count_nonzero(~self._mapped))
         self.n_peaks_unknown_chrom = int(np.count_nonzero(codes < 0))
+        self.n_counts = 0
+        self.n_counts_in_universe = 0
 
     def tokens(self, X, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens of rows ``lo:hi`` of ``X`` (in memory or backed): ``(indptr int64, indices int32)``."""
+        """Tokens of rows ``lo:hi`` of ``X`` (in memory or backed): ``(indptr int64, indices int32)``.
+
+        Also adds the block's nonzero entries to ``n_counts`` and those on a mapped peak to
+        ``n_counts_in_universe``.
+        """
         block = _csr_rows(X, lo, hi)
+        nonzero = block.data != 0
+        self.n_counts += int(np.count_nonzero(nonzero))
+        self.n_counts_in_universe += int(np.count_nonzero(nonzero & self._mapped[block.indices]))
         return _tok.cells_to_tokens(block.indptr, block.indices, block.data, self.peak_offsets, self.peak_tokens)
 
 
@@ -596,6 +618,13 @@ def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, ov
     uni = resolve_universe(universe_file)
     adata, name = as_adata(adata)
     mapper = PeakMapper(adata, uni, min_overlap=min_overlap, name=name)
+    if mapper.n_peaks_unmapped == mapper.n_peaks:
+        # Raised here, not at training ("empty dataset"), where the cause is no longer visible.
+        raise ValueError(
+            f"none of the {mapper.n_peaks} peaks of {name} overlaps a region of universe '{uni.source}' by at "
+            f"least min_overlap={min_overlap} bp ({mapper.n_peaks_unknown_chrom} lie on chromosomes the universe "
+            "lacks): lower min_overlap= or check that the peaks and the universe use the same genome build"
+        )
     indptr_parts, index_parts = [np.zeros(1, dtype=np.int64)], []
     total = 0
     for lo in range(0, adata.n_obs, chunk_cells):
@@ -605,14 +634,28 @@ def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, ov
         total += int(ip[-1])
     indptr = np.concatenate(indptr_parts)
     indices = np.concatenate(index_parts)
-    n_empty = int(np.count_nonzero(np.diff(indptr) == 0))
+    lengths = np.diff(indptr)
+    n_empty = int(np.count_nonzero(lengths == 0))
+    if n_empty == lengths.size:
+        raise ValueError(
+            f"no cell of {name} has a token in universe '{uni.source}': the {adata.n_obs} cells have no nonzero "
+            f"entry on the {mapper.n_peaks - mapper.n_peaks_unmapped} peaks that overlap a region; check the "
+            "matrix (cells x peaks) and the universe"
+        )
     stats = {
         "n_cells": int(adata.n_obs),
+        "n_tokens": int(indptr[-1]),
         "n_peaks": mapper.n_peaks,
         "n_peaks_unmapped": mapper.n_peaks_unmapped,
         "n_peaks_unknown_chrom": mapper.n_peaks_unknown_chrom,
+        "fraction_peaks_in_universe": 1 - mapper.n_peaks_unmapped / mapper.n_peaks,
+        "n_counts": mapper.n_counts,
+        "n_counts_in_universe": mapper.n_counts_in_universe,
+        "fraction_counts_in_universe": mapper.n_counts_in_universe / max(mapper.n_counts, 1),
         "n_empty_cells": n_empty,
-        "n_tokens": int(indptr[-1]),
+        "n_few_token_cells": int(np.count_nonzero((lengths > 0) & (lengths < FEW_TOKENS))),
+        "few_tokens": FEW_TOKENS,
+        "median_tokens_per_cell": float(np.median(lengths)),
     }
     if n_empty:
         warnings.warn(
@@ -623,7 +666,17 @@ def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, ov
     barcodes = np.asarray(adata.obs_names, dtype=object)
     if out_path is None:
         return TokenizedCells(indptr, indices, barcodes, uni, stats)
-    return write_tokens_parquet(out_path, indptr, indices, barcodes, uni, overwrite=overwrite, inputs=inputs)
+    return write_tokens_parquet(out_path, indptr, indices, barcodes, uni, overwrite=overwrite, inputs=inputs,
+                                extra_metadata={META_STATS: json.dumps(stats).encode()})
+
+
+def tokenize_summary(stats: dict) -> str:
+    """The tokenize diagnostics of ``stats`` (:attr:`TokenizedCells.stats`) as one line for people."""
+    return (f"{stats['n_peaks'] - stats['n_peaks_unmapped']} of {stats['n_peaks']} peaks "
+            f"({100 * stats['fraction_peaks_in_universe']:.1f}%) and {stats['n_counts_in_universe']} of "
+            f"{stats['n_counts']} counts ({100 * stats['fraction_counts_in_universe']:.1f}%) in the universe; "
+            f"{stats['n_empty_cells']} of {stats['n_cells']} cells with no token, {stats['n_few_token_cells']} "
+            f"with fewer than {stats['few_tokens']}; median {stats['median_tokens_per_cell']:g} tokens per cell")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -775,7 +828,14 @@ def read_tokens_parquet(path: str | os.PathLike, *, universe=None):
         barcodes = table.column("barcode").to_numpy(zero_copy_only=False).astype(object)
     else:
         barcodes = np.arange(n_cells).astype(str).astype(object)
-    return TokenizedCells(indptr, indices, barcodes, uni, {"n_cells": n_cells, "n_tokens": int(indptr[-1])})
+    stats = {}
+    if META_STATS in meta:
+        try:
+            stats = json.loads(meta[META_STATS])
+        except ValueError:
+            stats = {}  # diagnostics only: a damaged entry does not make the tokens unreadable
+    stats.update(n_cells=n_cells, n_tokens=int(indptr[-1]))
+    return TokenizedCells(indptr, indices, barcodes, uni, stats)
 
 
 def _universe_from_metadata(meta: dict[bytes, bytes], path: Path) -> Universe | None:

@@ -228,9 +228,9 @@ def test_cli_message_rewrites_only_known_keywords():
     from fastembed.cli import as_cli_message, build_parser
 
     p = build_parser().subparsers["annotate"]
-    msg = "no obsm['x']; pass embedding_key=, or overwrite=True; k=10 is larger; pass universe=<the BED>"
-    assert as_cli_message(msg, p) == ("no obsm['x']; pass --embedding-key, or --overwrite; k=10 is larger; "
-                                      "pass universe=<the BED>")
+    msg = "no obsm['x']; pass embedding_key=, or overwrite=True; k=10 is larger; pass universe=<the BED>; min_count=5"
+    assert as_cli_message(msg, p) == ("no obsm['x']; pass --embedding-key, or --overwrite; -k 10 is larger; "
+                                      "pass universe=<the BED>; min_count=5")
 
 
 def test_zarr_store_opens_with_anndata_and_annotates(trained, capsys):

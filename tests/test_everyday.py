@@ -1,0 +1,82 @@
+"""Everyday use: diagnostics, output formats, chromosome naming, embeddings-only output, notebook progress."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import fastembed as fe
+from fastembed.cli import main
+from fastembed.datasets import demo_peaks_path, load_demo
+from fastembed.io import read_tokens_parquet
+
+
+@pytest.fixture(scope="module")
+def cells():
+    demo = load_demo()
+    rows = np.sort(np.random.default_rng(3).choice(demo.n_obs, 300, replace=False))
+    return demo[rows].copy()
+
+
+# -- tokenize diagnostics --------------------------------------------------------------------------------
+def test_tokenize_stats_count_what_landed_in_the_universe(cells, tmp_path):
+    a = cells.copy()
+    # Shift a tenth of the peaks far past every region: they map to nothing.
+    moved = np.arange(0, a.n_vars, 10)
+    a.var["start"] = a.var["start"].astype(np.int64)
+    a.var["end"] = a.var["end"].astype(np.int64)
+    a.var.iloc[moved, a.var.columns.get_loc("start")] += 10**9
+    a.var.iloc[moved, a.var.columns.get_loc("end")] += 10**9
+    a.var_names = [f"{c}:{s}-{e}" for c, s, e in zip(a.var["chr"], a.var["start"], a.var["end"], strict=True)]
+    tok = fe.tokenize_cells(a, demo_peaks_path())
+    s = tok.stats
+    assert s["n_peaks_unmapped"] == moved.size
+    assert s["fraction_peaks_in_universe"] == pytest.approx(1 - moved.size / a.n_vars)
+    X = a.X.tocsr()
+    on_moved = np.isin(X.indices, moved) & (X.data != 0)
+    assert s["n_counts"] == int(np.count_nonzero(X.data))
+    assert s["n_counts_in_universe"] == s["n_counts"] - int(on_moved.sum())
+    lengths = np.diff(tok.indptr)
+    assert s["n_empty_cells"] == int((lengths == 0).sum())
+    assert s["n_few_token_cells"] == int(((lengths > 0) & (lengths < s["few_tokens"])).sum())
+    assert s["median_tokens_per_cell"] == float(np.median(lengths))
+    # The parquet file carries the same diagnostics, and reading it back restores them.
+    path = fe.tokenize_cells(a, demo_peaks_path(), output=tmp_path / "t.parquet")
+
+
+    meta = json.loads(pq.read_schema(path).metadata[b"fastembed.tokenize.stats"])
+    assert meta == pytest.approx(s)
+    assert read_tokens_parquet(path).stats["fraction_counts_in_universe"] == pytest.approx(
+        s["fraction_counts_in_universe"])
+
+
+def test_cli_tokenize_prints_the_diagnostics(cells, tmp_path, capsys):
+    cells.write_h5ad(tmp_path / "c.h5ad")
+    assert main(["tokenize", str(tmp_path / "c.h5ad"), "--universe", str(demo_peaks_path()),
+                 "--output", str(tmp_path / "t.parquet")]) == 0
+    err = capsys.readouterr().err
+    assert "peaks (100.0%)" in err and "counts (100.0%) in the universe" in err
+    assert "cells with no token" in err and "median" in err
+
+
+def test_nothing_maps_is_an_error_at_tokenize(cells, tmp_path, capsys):
+    with pytest.raises(ValueError, match="min_overlap=100000"):
+        fe.tokenize_cells(cells, demo_peaks_path(), min_overlap=100_000)
+    cells.write_h5ad(tmp_path / "c.h5ad")
+    assert main(["tokenize", str(tmp_path / "c.h5ad"), "--universe", str(demo_peaks_path()),
+                 "--output", str(tmp_path / "t.parquet"), "--min-overlap", "100000"]) == 1
+    err = capsys.readouterr().err
+    assert "--min-overlap 100000 bp" in err and "lower --min-overlap or" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "t.parquet").exists()
+
+
+def test_cells_without_entries_on_mapped_peaks_are_an_error(cells):
+    a = cells.copy()
+    a.X = a.X.tocsr() * 0
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="no cell of .* has a token"):
+        warnings.simplefilter("ignore")
+        fe.tokenize_cells(a, demo_peaks_path())
