@@ -97,9 +97,9 @@ def _is_csv(path: Path) -> str | None:
     reason = _regular_file(path)
     if reason:
         return reason
-    # Our tables (labels, clusters, annotations) all start with a 'barcode' index column.
-    if not _head(path, 4096).startswith(b"barcode,"):
-        return "its first line does not start with 'barcode,'"
+    # Our tables (labels, clusters, annotations; commas or tabs) all start with a 'barcode' index column.
+    if not _head(path, 4096).startswith((b"barcode,", b"barcode\t")):
+        return "its first line does not start with 'barcode,' or 'barcode<tab>'"
     return None
 
 

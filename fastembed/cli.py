@@ -79,6 +79,8 @@ def cmd_tokenize(args) -> None:
     from ._atomic import check_output_path
     from .io import read_tokens_parquet, tokenize_cells, tokenize_summary
 
+    if Path(args.output).suffix.lower() != ".parquet":
+        raise ValueError(f"output '{args.output}': tokens are written as parquet; expected a path ending in .parquet")
     if args.fragments or (Path(args.input).name.endswith(FRAGMENT_SUFFIXES) and not Path(args.input).is_dir()):
         return _tokenize_fragments(args)
     t = time.perf_counter()
@@ -173,8 +175,12 @@ def _read_embedded(path: str, which: str):
 
 def cmd_annotate(args) -> None:
     from ._atomic import atomic_file, check_output_path
+    from .annotate import annotation_table
     from .scembed import annotate_celltypes
 
+    sep = {".csv": ",", ".tsv": "\t"}.get(Path(args.output).suffix.lower())
+    if sep is None:
+        raise ValueError(f"output '{args.output}': expected a table ending in .csv (commas) or .tsv (tabs)")
     inputs = _inputs(args, "query", "reference")
     out = check_output_path(args.output, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv")
     query = _read_embedded(args.query, "query")
@@ -182,11 +188,9 @@ def cmd_annotate(args) -> None:
     labels = annotate_celltypes(query, reference, embedding_key=args.embedding_key, k=args.k,
                                 label_key=args.label_key, confidence_key="cell_type_confidence",
                                 min_confidence=args.min_confidence, center=not args.no_center)
-    table = query.obs[["cell_type_confidence"]].copy()
-    table.insert(0, args.label_key, labels)
-    table.index.name = "barcode"
+    table = annotation_table(labels, query.obs["cell_type_confidence"], args.label_key)
     with atomic_file(out, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv") as tmp:
-        table.to_csv(tmp)
+        table.to_csv(tmp, sep=sep)
     _log(args, f"annotated {query.n_obs} cells -> {out}")
 
 
@@ -226,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help=".h5ad file, 10x folder, .mtx[.gz] (with --barcodes/--peaks) "
                                   "or fragments file (fragments.tsv.gz)")
     p.add_argument("--universe", required=True, help="universe BED file (optionally gzipped)")
-    p.add_argument("--output", required=True, help="output .parquet file")
+    p.add_argument("--output", required=True, help="output file, ending in .parquet")
     p.add_argument("--min-overlap", type=int, default=1, help="minimum overlap in bp (default: 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing token parquet written by fastembed")
     matrix_inputs(p)
@@ -271,7 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="k-NN label transfer from a labelled reference .h5ad to a query .h5ad.")
     p.add_argument("query", help="query .h5ad or .zarr (from 'fastembed encode') with embeddings in obsm")
     p.add_argument("--reference", required=True, help="reference .h5ad or .zarr with embeddings and labels")
-    p.add_argument("--output", required=True, help="output .csv (barcode, label, confidence)")
+    p.add_argument("--output", required=True,
+                   help="output table, .csv (commas) or .tsv (tabs); columns barcode, predicted_<label-key> "
+                        "(e.g. predicted_cell_type) and confidence (the vote share)")
     p.add_argument("--label-key", default="cell_type", help="reference obs column (default: cell_type)")
     p.add_argument("--embedding-key", default="scembed_X", help="obsm key (default: scembed_X)")
     p.add_argument("-k", type=int, default=10, help="neighbours (default: 10)")

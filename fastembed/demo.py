@@ -68,6 +68,7 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
 
     from ._atomic import atomic_file, check_output_path
     from ._version import __version__
+    from .annotate import annotation_table
     from .datasets import demo_peaks_path, load_demo
     from .io import tokenize_cells
     from .region2vec import Region2VecDataset
@@ -145,11 +146,11 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     truth = query.obs["cell_type"].astype(str).to_numpy()
     accuracy = float(np.mean(predicted.astype(str).to_numpy() == truth))
     macro_f1 = float(f1_score(truth, predicted.astype(str), average="macro"))
-    table = query.obs[["cell_type"]].rename(columns={"cell_type": "true_cell_type"})
-    table["predicted_cell_type"] = predicted
-    table["confidence"] = query.obs["cell_type_confidence"]
+    # The command line's table (annotate --output), plus the authors' labels to compare with.
+    table = annotation_table(predicted, query.obs["cell_type_confidence"], "cell_type")
+    table.insert(0, "true_cell_type", query.obs["cell_type"].astype(str).to_numpy())
     with write("annotations") as tmp:
-        table.rename_axis("barcode").to_csv(tmp)
+        table.to_csv(tmp)
     adata.obs["predicted_cell_type"] = predicted.reindex(adata.obs_names).astype(str)
     adata.uns["fastembed"] = {"version": __version__, "embedding_key": "scembed_X", "model": str(paths["model"])}
     with write("h5ad") as tmp:

@@ -52,12 +52,12 @@ def test_tokenize_train_encode_annotate(trained):
                  "--output", str(d / "labels.csv"), "-k", "5", "--quiet"]) == 0
     labels = pd.read_csv(d / "labels.csv", index_col=0)
     assert list(labels.index) == list(a.obs_names[donor == "D5T1"])
-    assert set(labels.columns) == {"cell_type", "cell_type_confidence"}
-    assert labels["cell_type_confidence"].between(0, 1).all()
+    assert list(labels.columns) == ["predicted_cell_type", "confidence"]
+    assert labels["confidence"].between(0, 1).all()
     # --no-center reaches annotate_celltypes: its labels are those of the plain-cosine call
     assert main(["annotate", str(d / "query.h5ad"), "--reference", str(d / "ref.h5ad"),
                  "--output", str(d / "plain.csv"), "-k", "5", "--no-center", "--quiet"]) == 0
-    plain = pd.read_csv(d / "plain.csv", index_col=0)["cell_type"].astype(str)
+    plain = pd.read_csv(d / "plain.csv", index_col=0)["predicted_cell_type"].astype(str)
     want = annotate_celltypes(a[donor == "D5T1"].copy(), a[donor == "D6T1"].copy(), k=5, center=False)
     assert (plain.to_numpy() == want.astype(str).to_numpy()).all()
 
@@ -80,6 +80,9 @@ def test_encode_parquet_input(trained):
         (["encode", "{d}/cells.h5ad", "--model", "{d}/nomodel", "--output", "{d}/x.zarr"], "nomodel"),
         (["encode", "{d}/cells.h5ad", "--model", "{d}/model", "--output", "{d}/x.csv"], "ending in .zarr or .h5ad"),
         (["annotate", "{d}/cells.h5ad", "--reference", "{d}/cells.h5ad", "--output", "{d}/l.csv"], "scembed_X"),
+        (["tokenize", "{d}/cells.h5ad", "--universe", "{u}", "--output", "{d}/t.csv"], "ending in .parquet"),
+        (["annotate", "{d}/cells.h5ad", "--reference", "{d}/cells.h5ad", "--output", "{d}/l.txt"],
+         "ending in .csv (commas) or .tsv (tabs)"),
     ],
 )
 def test_bad_input_exit_1(trained, capsys, argv, message):
@@ -133,6 +136,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     # Label transfer across donors must be far above the majority-class rate (real data, real signal).
     assert report["annotation_accuracy"] > report["majority_class_accuracy"] + 0.25
     ann = pd.read_csv(out / "annotations.csv", index_col=0)
+    # The demo's table is the command line's (same column names) plus the authors' labels.
+    assert list(ann.columns) == ["true_cell_type", "predicted_cell_type", "confidence"]
     assert np.isclose((ann["true_cell_type"] == ann["predicted_cell_type"]).mean(), report["annotation_accuracy"])
     # A second run refuses to overwrite without --overwrite, and says so in one line.
     assert main(["demo", "--output", str(out), "--epochs", "1", "--cells", "300", "--quiet"]) == 1
@@ -249,3 +254,19 @@ def test_zarr_store_opens_with_anndata_and_annotates(trained, capsys):
     assert main(["annotate", str(d / "missing.zarr"), "--reference", str(d / "kref.h5ad"),
                  "--output", str(d / "k2.csv")]) == 1
     assert "query store" in capsys.readouterr().err
+
+
+def test_annotate_output_follows_the_extension(trained, capsys):
+    d = trained
+    a = ad.read_h5ad(d / "cells.h5ad")
+    a.obsm["scembed_X"] = np.random.default_rng(0).normal(size=(a.n_obs, 4)).astype(np.float32)
+    a.write_h5ad(d / "rand.h5ad")
+    base = ["annotate", str(d / "rand.h5ad"), "--reference", str(d / "rand.h5ad"), "-k", "3", "--quiet"]
+    assert main([*base, "--output", str(d / "x.tsv")]) == 0
+    assert (d / "x.tsv").read_text().splitlines()[0] == "barcode\tpredicted_cell_type\tconfidence"
+    assert main([*base, "--output", str(d / "x.tsv"), "--overwrite"]) == 0  # our own TSV may be replaced
+    assert main([*base, "--output", str(d / "x.csv")]) == 0
+    assert (d / "x.csv").read_text().splitlines()[0] == "barcode,predicted_cell_type,confidence"
+    help_text = subprocess.run([sys.executable, "-m", "fastembed", "annotate", "--help"], capture_output=True,
+                               text=True).stdout
+    assert "predicted_<label-key>" in " ".join(help_text.split()) and "confidence" in help_text
