@@ -101,6 +101,13 @@ def cmd_train(args) -> None:
     out = check_output_path(args.output, what="model folder", overwrite=args.overwrite, kind="model",
                             inputs=_inputs(args, "input"))
     ds = Region2VecDataset(args.input)
+    if args.seed is not None:
+        import numba
+
+        threads = args.threads or numba.get_num_threads()
+        if threads > 1:
+            _log(args, f"fastembed train: note: --seed {args.seed} with {threads} threads gives similar but not "
+                       "bit-identical vectors between runs; add --threads 1 for bit-identical results")
     model = ScEmbed(args.embedding_dim, args.window_size, args.negative_samples, min_count=args.min_count,
                     seed=args.seed, threads=args.threads)
     with warnings.catch_warnings():
@@ -255,7 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256, help="cells per parallel work unit (default: 256)")
     p.add_argument("--learning-rate", type=float, default=0.025, help="initial learning rate (default: 0.025)")
     p.add_argument("--min-count", type=int, default=1, help="ignore tokens seen in fewer cells (default: 1)")
-    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed; bit-identical results need --threads 1 as well (with more threads the "
+                        "updates race, so runs differ slightly)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model folder written by fastembed")
     p.set_defaults(func=cmd_train)

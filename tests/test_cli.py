@@ -270,3 +270,20 @@ def test_annotate_output_follows_the_extension(trained, capsys):
     help_text = subprocess.run([sys.executable, "-m", "fastembed", "annotate", "--help"], capture_output=True,
                                text=True).stdout
     assert "predicted_<label-key>" in " ".join(help_text.split()) and "confidence" in help_text
+
+
+def test_seed_with_several_threads_prints_a_note(trained, tmp_path, capsys):
+    import numba
+
+    help_text = subprocess.run([sys.executable, "-m", "fastembed", "train", "--help"], capture_output=True,
+                               text=True).stdout
+    assert "bit-identical results need --threads 1" in " ".join(help_text.split())
+    argv = ["train", str(trained / "tokens.parquet"), "--epochs", "1", "--embedding-dim", "8", "--seed", "3"]
+    assert main([*argv, "--output", str(tmp_path / "m1"), "--threads", "1"]) == 0
+    assert "note:" not in capsys.readouterr().err
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: several threads cannot be asked for")
+    assert main([*argv, "--output", str(tmp_path / "m2"), "--threads", "2"]) == 0
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if "note:" in ln]
+    assert notes == ["fastembed train: note: --seed 3 with 2 threads gives similar but not bit-identical vectors "
+                     "between runs; add --threads 1 for bit-identical results"]
