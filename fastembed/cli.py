@@ -55,6 +55,9 @@ def _tokenize_fragments(args) -> None:
 
     from .fragments import META_STATS, tokenize_fragments
 
+    if args.chrom_style != "asis":
+        raise ValueError("--chrom-style applies to peak matrices; rename the chromosomes of the fragments file "
+                         f"'{args.input}' or of the universe instead")
     t = time.perf_counter()
     out = tokenize_fragments(args.input, args.universe, args.output, barcodes=args.barcodes, mode=args.mode,
                              min_fragments=args.min_fragments, min_overlap=args.min_overlap,
@@ -88,7 +91,8 @@ def cmd_tokenize(args) -> None:
     check_output_path(args.output, what="parquet output", overwrite=args.overwrite, kind="parquet",
                       inputs=_inputs(args, "input", "universe", "barcodes", "peaks"))
     adata = _read_input(args.input, args)
-    out = tokenize_cells(adata, args.universe, args.output, min_overlap=args.min_overlap, overwrite=args.overwrite)
+    out = tokenize_cells(adata, args.universe, args.output, min_overlap=args.min_overlap, overwrite=args.overwrite,
+                         chrom_style=args.chrom_style)
     stats = read_tokens_parquet(out).stats
     _log(args, f"tokenized {adata.n_obs} cells in {time.perf_counter() - t:.1f} s -> {out}: {tokenize_summary(stats)}")
 
@@ -142,7 +146,7 @@ def cmd_encode(args) -> None:
     data = src if src.suffix in (".parquet", ".h5ad") else _read_input(args.input, args)
     if out.suffix == ".zarr":
         emb = model.encode(data, out=out, batch_cells=args.batch_cells, overwrite=args.overwrite,
-                           embedding_key=args.embedding_key)
+                           embedding_key=args.embedding_key, chrom_style=args.chrom_style)
         _log(args, f"encoded {emb.shape[0]} cells -> {out} (AnnData zarr, obsm['{args.embedding_key}'])")
         return
     if src.suffix == ".parquet":
@@ -155,7 +159,7 @@ def cmd_encode(args) -> None:
 
         adata = read_h5ad(src) if src.suffix == ".h5ad" else data
         data = adata
-    adata.obsm[args.embedding_key] = model.encode(data, batch_cells=args.batch_cells)
+    adata.obsm[args.embedding_key] = model.encode(data, batch_cells=args.batch_cells, chrom_style=args.chrom_style)
     # Marks the file as ours, so a later --overwrite may replace it (and nothing else).
     adata.uns["fastembed"] = {"version": __version__, "embedding_key": args.embedding_key, "model": str(args.model)}
     with atomic_file(out, what="h5ad output", overwrite=args.overwrite, inputs=inputs, kind="h5ad") as tmp:
@@ -231,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     def matrix_inputs(p):
         p.add_argument("--barcodes", help="barcodes file, when INPUT is a .mtx[.gz] file")
         p.add_argument("--peaks", help="peaks BED file, when INPUT is a .mtx[.gz] file")
+        p.add_argument("--chrom-style", choices=("asis", "add-chr", "strip-chr"), default="asis",
+                       help="match the peaks' chromosome names to the universe's: as they are (default), with "
+                            "'chr' added (1, MT -> chr1, chrM) or stripped (chr1, chrM -> 1, MT)")
 
     p = sub.add_parser("tokenize", parents=[common], help="tokenize cells against a universe -> parquet",
                        description="Map each cell's peaks to universe regions and write the tokens as parquet.")
@@ -330,7 +337,7 @@ def _output_claim(args):
 
 # A Python keyword inside a message: ``overwrite=True``, ``min_overlap=50``, ``universe=<...>`` or ``label_key=``
 # (a bare name, the value left to the user).
-_KEYWORD_HINT = re.compile(r"(?<![\w.\-'\"\[])([a-z][a-z0-9_]*)=(True|<[^>]*>|[\w.+-]+|(?=[\s,;:)]|$))")
+_KEYWORD_HINT = re.compile(r"(?<![\w.\-'\"\[])([a-z][a-z0-9_]*)=(True|<[^>]*>|'[^']*'|[\w.+-]+|(?=[\s,;:)]|$))")
 
 
 def as_cli_message(msg: str, parser: argparse.ArgumentParser | None) -> str:
@@ -350,7 +357,7 @@ def as_cli_message(msg: str, parser: argparse.ArgumentParser | None) -> str:
             if cand in flags:
                 if value == "True" or not value:
                     return cand
-                return f"{cand} {value}"
+                return f"{cand} {value.strip(chr(39))}"
         return m.group(0)
 
     return _KEYWORD_HINT.sub(flag, msg)

@@ -483,7 +483,43 @@ def resolve_universe(universe_file) -> Universe:
     return Universe.from_bed(path)
 
 
-def _chrom_codes(peak_chroms: np.ndarray, uni: Universe, name: str) -> np.ndarray:
+CHROM_STYLES = ("asis", "add-chr", "strip-chr")
+"""How peak chromosome names are matched to the universe's: as they are, with a ``chr`` prefix added
+(Ensembl ``1``, ``MT`` -> UCSC ``chr1``, ``chrM``), or with it removed (the reverse)."""
+
+
+def restyle_chroms(chroms: np.ndarray, style: str) -> np.ndarray:
+    """Chromosome names in another naming style (see :data:`CHROM_STYLES`).
+
+    ``"add-chr"`` prefixes names that lack ``chr`` and maps ``MT`` to ``chrM``; ``"strip-chr"`` removes the
+    prefix and maps ``chrM`` to ``MT``; names already in the target style are kept. ``"asis"`` changes nothing.
+    """
+    if style not in CHROM_STYLES:
+        raise ValueError(f"chrom_style must be one of {', '.join(CHROM_STYLES)}, got {style!r}")
+    chroms = np.asarray(chroms, dtype=object)
+    if style == "asis":
+        return chroms
+    names = pd.unique(chroms)
+    if style == "add-chr":
+        new = ["chrM" if c == "MT" else c if c.startswith("chr") else f"chr{c}" for c in names]
+    else:
+        new = ["MT" if c == "chrM" else c[3:] if c.startswith("chr") else c for c in names]
+    return pd.Series(chroms).map(dict(zip(names, new, strict=True))).to_numpy(dtype=object)
+
+
+def _style_hint(peak_chroms, uni_chroms) -> str:
+    peak_chr = sum(str(c).startswith("chr") for c in peak_chroms) > len(peak_chroms) / 2
+    uni_chr = sum(str(c).startswith("chr") for c in uni_chroms) > len(uni_chroms) / 2
+    if uni_chr and not peak_chr:
+        return "pass chrom_style='add-chr' to match them"
+    if peak_chr and not uni_chr:
+        return "pass chrom_style='strip-chr' to match them"
+    return "rename one to match the other (chrom_style= adds or strips a 'chr' prefix)"
+
+
+def _chrom_codes(peak_chroms: np.ndarray, uni: Universe, name: str, chrom_style: str = "asis") -> np.ndarray:
+    given = peak_chroms
+    peak_chroms = restyle_chroms(peak_chroms, chrom_style)
     lookup = {c: i for i, c in enumerate(uni.chrom_names)}
     codes_per_name = pd.Series(peak_chroms).map(lookup)
     codes = codes_per_name.fillna(-1).to_numpy(dtype=np.int32)
@@ -491,10 +527,11 @@ def _chrom_codes(peak_chroms: np.ndarray, uni: Universe, name: str) -> np.ndarra
     if unknown.all():
         peak_examples = ", ".join(repr(c) for c in pd.unique(peak_chroms)[:4])
         uni_examples = ", ".join(repr(c) for c in uni.chrom_names[:4])
+        styled = "" if chrom_style == "asis" else f" (chrom_style='{chrom_style}')"
         raise ValueError(
-            f"none of the peak chromosomes of {name} ({peak_examples}) occur in universe "
+            f"none of the peak chromosomes of {name}{styled} ({peak_examples}) occur in universe "
             f"'{uni.source}' ({uni_examples}): the two name chromosomes differently "
-            "(e.g. '1' vs 'chr1'); rename one to match the other"
+            f"(e.g. '1' vs 'chr1'); {_style_hint(pd.unique(given), uni.chrom_names)}"
         )
     if unknown.any():
         missing = pd.unique(peak_chroms[unknown])
@@ -531,6 +568,8 @@ class PeakMapper:
         Minimum overlap in bp (>= 1).
     name : str
         How messages name the AnnData.
+    chrom_style : {"asis", "add-chr", "strip-chr"}
+        How the peaks' chromosome names are matched to the universe's (:func:`restyle_chroms`).
 
     Attributes
     ----------
@@ -542,7 +581,8 @@ class PeakMapper:
         Nonzero entries of the blocks passed to :meth:`tokens` so far, and those on a peak that maps.
     """
 
-    def __init__(self, adata, universe: Universe, *, min_overlap: int = 1, name: str = "the AnnData"):
+    def __init__(self, adata, universe: Universe, *, min_overlap: int = 1, name: str = "the AnnData",
+                 chrom_style: str = "asis"):
         if int(min_overlap) != min_overlap or min_overlap < 1:
             raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
         if adata.n_obs == 0:
@@ -552,7 +592,7 @@ class PeakMapper:
         self.universe = universe
         self.name = name
         chroms, starts, ends = peak_coordinates(adata, name=name)
-        codes = _chrom_codes(chroms, universe, name)
+        codes = _chrom_codes(chroms, universe, name, chrom_style)
         self.peak_offsets, self.peak_tokens = _tok.map_peaks(codes, starts, ends, universe.sorted_index,
                                                              int(min_overlap))
         self.n_peaks = int(adata.n_vars)
@@ -576,7 +616,7 @@ class PeakMapper:
 
 
 def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, chunk_cells: int = 100_000,
-                   overwrite: bool = False):
+                   overwrite: bool = False, chrom_style: str = "asis"):
     """Tokenize each cell's open regions against a universe.
 
     Parameters
@@ -598,6 +638,10 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
     overwrite : bool
         Replace an existing ``output``, only if it is a token parquet file written by fastembed. ``output`` may
         never be the AnnData's file or the universe file (nor a folder holding them).
+    chrom_style : {"asis", "add-chr", "strip-chr"}
+        Match the peaks' chromosome names to the universe's as they are (default), with a ``chr`` prefix
+        added (data ``1``, ``MT`` against a universe ``chr1``, ``chrM``) or removed (the reverse). Never
+        guessed: names that match in no style are an error that suggests the style to pass.
 
     Returns
     -------
@@ -607,17 +651,19 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
     """
     inputs = [adata, universe_file if not isinstance(universe_file, Universe) else universe_file.source]
     if output is None:
-        return _tokenize_cells(adata, universe_file, None, min_overlap, chunk_cells, overwrite, inputs)
+        return _tokenize_cells(adata, universe_file, None, min_overlap, chunk_cells, overwrite, inputs, chrom_style)
     out_path = check_output_path(output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet")
     # Held for the whole run, so a second writer of the same file fails now rather than after the work.
     with output_lock(out_path, what="parquet output"):
-        return _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs)
+        return _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs,
+                               chrom_style)
 
 
-def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs):
+def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs, chrom_style):
+    restyle_chroms([], chrom_style)  # a bad style is refused before any file is read
     uni = resolve_universe(universe_file)
     adata, name = as_adata(adata)
-    mapper = PeakMapper(adata, uni, min_overlap=min_overlap, name=name)
+    mapper = PeakMapper(adata, uni, min_overlap=min_overlap, name=name, chrom_style=chrom_style)
     if mapper.n_peaks_unmapped == mapper.n_peaks:
         # Raised here, not at training ("empty dataset"), where the cause is no longer visible.
         raise ValueError(

@@ -233,7 +233,7 @@ class ScEmbed:
         return self
 
     # -- encoding -------------------------------------------------------------------------------------
-    def _token_chunks(self, data, batch_cells: int):
+    def _token_chunks(self, data, batch_cells: int, chrom_style: str = "asis"):
         """(n_cells, barcodes, iterator of (lo, hi, indptr, indices)) for any accepted input."""
         if isinstance(data, str | os.PathLike) and str(data).endswith(".parquet"):
             data = read_tokens_parquet(data)
@@ -258,7 +258,7 @@ class ScEmbed:
             return len(tok), np.asarray(tok.barcodes, dtype=object), chunks()
 
         adata, name = as_adata(data)
-        mapper = PeakMapper(adata, self.universe, name=name)
+        mapper = PeakMapper(adata, self.universe, name=name, chrom_style=chrom_style)
         if mapper.n_peaks_unmapped:
             warnings.warn(
                 f"{mapper.n_peaks_unmapped} of {mapper.n_peaks} peaks of {name} overlap no region of the "
@@ -323,7 +323,8 @@ class ScEmbed:
         return emb
 
     def encode(self, adata_or_tokens, *, pooling: str | None = None, out: str | os.PathLike | None = None,
-               batch_cells: int = 65_536, overwrite: bool = False, embedding_key: str = "scembed_X"):
+               batch_cells: int = 65_536, overwrite: bool = False, embedding_key: str = "scembed_X",
+               chrom_style: str = "asis"):
         """Embed cells: the mean of the vectors of each cell's trained tokens.
 
         Parameters
@@ -348,6 +349,9 @@ class ScEmbed:
             may never be the input file or the model's folder (nor a folder holding them).
         embedding_key : str
             The ``obsm`` key of the vectors in the ``out`` store.
+        chrom_style : {"asis", "add-chr", "strip-chr"}
+            How an AnnData's peak chromosomes are matched to the model's universe (see
+            :func:`fastembed.io.tokenize_cells`).
 
         Returns
         -------
@@ -364,7 +368,7 @@ class ScEmbed:
             raise ValueError(f"embedding_key must be a non-empty name without '/', got {embedding_key!r}")
         if out is not None:
             out = check_output_path(out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr")
-        n_cells, barcodes, chunks = self._token_chunks(adata_or_tokens, batch_cells)
+        n_cells, barcodes, chunks = self._token_chunks(adata_or_tokens, batch_cells, chrom_style)
         n_empty = 0
         with numba_threads(self.threads):
             if out is None:

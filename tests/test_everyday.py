@@ -80,3 +80,60 @@ def test_cells_without_entries_on_mapped_peaks_are_an_error(cells):
     with warnings.catch_warnings(), pytest.raises(ValueError, match="no cell of .* has a token"):
         warnings.simplefilter("ignore")
         fe.tokenize_cells(a, demo_peaks_path())
+
+
+# -- chromosome naming -----------------------------------------------------------------------------------
+def _ensembl(adata):
+    """The same cells with Ensembl-style chromosome names (1, X, MT) in var and var_names."""
+    a = adata.copy()
+    a.var["chr"] = [c[3:] if c != "chrM" else "MT" for c in a.var["chr"].astype(str)]
+    a.var_names = [f"{c}:{s}-{e}" for c, s, e in zip(a.var["chr"], a.var["start"], a.var["end"], strict=True)]
+    return a
+
+
+def test_restyle_chroms_maps_both_ways():
+    from fastembed.io import restyle_chroms
+
+    assert list(restyle_chroms(np.array(["1", "X", "MT", "chr2"], dtype=object), "add-chr")) == [
+        "chr1", "chrX", "chrM", "chr2"]
+    assert list(restyle_chroms(np.array(["chr1", "chrM", "7"], dtype=object), "strip-chr")) == ["1", "MT", "7"]
+    with pytest.raises(ValueError, match="chrom_style must be one of asis, add-chr, strip-chr"):
+        restyle_chroms(np.array(["1"], dtype=object), "ucsc")
+
+
+def test_chrom_style_matches_ensembl_data_to_a_ucsc_universe(cells, tmp_path, capsys):
+    ens = _ensembl(cells)
+    with pytest.raises(ValueError, match="pass chrom_style='add-chr'"):
+        fe.tokenize_cells(ens, demo_peaks_path())
+    want = fe.tokenize_cells(cells, demo_peaks_path())
+    got = fe.tokenize_cells(ens, demo_peaks_path(), chrom_style="add-chr")
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    # The command line names its flag, and the flag works.
+    ens.write_h5ad(tmp_path / "ens.h5ad")
+    argv = ["tokenize", str(tmp_path / "ens.h5ad"), "--universe", str(demo_peaks_path()),
+            "--output", str(tmp_path / "t.parquet"), "--quiet"]
+    assert main(argv) == 1
+    assert "pass --chrom-style add-chr to match them" in capsys.readouterr().err
+    assert main([*argv, "--chrom-style", "add-chr"]) == 0
+    np.testing.assert_array_equal(read_tokens_parquet(tmp_path / "t.parquet").indices, want.indices)
+
+
+def test_chrom_style_strips_for_an_ensembl_universe(cells, tmp_path):
+    import gzip
+
+    lines = gzip.open(demo_peaks_path(), "rt").read().splitlines()
+    (tmp_path / "ens.bed").write_text("".join(
+        (ln[3:] if ln.startswith("chr") else ln) + "\n" for ln in lines))
+    with pytest.raises(ValueError, match="pass chrom_style='strip-chr'"):
+        fe.tokenize_cells(cells, tmp_path / "ens.bed")
+    got = fe.tokenize_cells(cells, tmp_path / "ens.bed", chrom_style="strip-chr")
+    np.testing.assert_array_equal(got.indices, fe.tokenize_cells(cells, demo_peaks_path()).indices)
+
+
+def test_encode_takes_the_chrom_style_too(cells):
+    tok = fe.tokenize_cells(cells, demo_peaks_path())
+    model = fe.ScEmbed(8, seed=0, threads=1, n_components=None).train(tok, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="add-chr"):
+        model.encode(_ensembl(cells))
+    np.testing.assert_array_equal(model.encode(_ensembl(cells), chrom_style="add-chr"), model.encode(cells))
