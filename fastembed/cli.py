@@ -159,7 +159,11 @@ def cmd_encode(args) -> None:
 
         adata = read_h5ad(src) if src.suffix == ".h5ad" else data
         data = adata
-    adata.obsm[args.embedding_key] = model.encode(data, batch_cells=args.batch_cells, chrom_style=args.chrom_style)
+    emb = model.encode(data, batch_cells=args.batch_cells, chrom_style=args.chrom_style)
+    if args.embeddings_only:
+        # The cells' metadata and their vectors, without the count matrix (often most of the file).
+        adata = ad.AnnData(obs=adata.obs.copy())
+    adata.obsm[args.embedding_key] = emb
     # Marks the file as ours, so a later --overwrite may replace it (and nothing else).
     adata.uns["fastembed"] = {"version": __version__, "embedding_key": args.embedding_key, "model": str(args.model)}
     with atomic_file(out, what="h5ad output", overwrite=args.overwrite, inputs=inputs, kind="h5ad") as tmp:
@@ -283,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output ending in .zarr or .h5ad")
     p.add_argument("--embedding-key", default="scembed_X", help="obsm key of the vectors (default: scembed_X)")
     p.add_argument("--batch-cells", type=int, default=65_536, help="cells per chunk (default: 65536)")
+    p.add_argument("--embeddings-only", action="store_true",
+                   help=".h5ad output: write obs and the vectors without the count matrix (X, var); a .zarr "
+                        "store never holds the matrix")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output written by fastembed")
     matrix_inputs(p)
     p.set_defaults(func=cmd_encode)

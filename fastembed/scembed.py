@@ -168,7 +168,9 @@ class ScEmbed:
         ----------
         dataset : Region2VecDataset, TokenizedCells or str/os.PathLike
             Tokenized cells (a parquet path is loaded with :class:`Region2VecDataset`). Its universe
-            becomes the model's; a model that already has a universe only trains on the same one.
+            becomes the model's. A model that already has a universe (trained or loaded) keeps it: it trains
+            again, from fresh vectors, only on cells tokenized with that universe, and refuses others with a
+            ``ValueError``; for another universe create a new :class:`ScEmbed`.
         epochs : int, optional
             Passes over all cells. By default it follows from the data (:func:`fastembed.sgns.auto_epochs`):
             enough passes for the typical region to be seen about ``EPOCH_BUDGET`` times, between
@@ -195,9 +197,10 @@ class ScEmbed:
         ds = _as_dataset(dataset)
         if self.universe is not None and not ds.universe.same_as(self.universe):
             raise ValueError(
-                f"dataset {ds.source} was tokenized with another universe ({len(ds.universe)} regions, "
-                f"checksum {ds.universe.checksum[:12]}) than the model's ({len(self.universe)} regions, "
-                f"checksum {self.universe.checksum[:12]}); tokenize it with the model's universe.bed"
+                f"dataset {ds.source} was tokenized with a universe of {len(ds.universe)} regions, not this "
+                f"model's ({len(self.universe)} regions, '{self.universe.source}'); a model keeps its universe "
+                "when trained again: tokenize the cells with the model's universe.bed, or train a new ScEmbed() "
+                "for the other universe"
             )
         if epochs is None:
             epochs = auto_epochs(ds.indptr, ds.indices, ds.vocab_size, min_count=self.min_count)
@@ -524,7 +527,9 @@ def _hub_module(what: str):
         import huggingface_hub
     except ImportError:
         raise ImportError(
-            f"'{what}' needs the Hugging Face hub client, an optional extra: pip install 'fastembed-sc[hub]'; "
+            # fastembed-sc is installed from a clone, not the package index: name what pip can find.
+            f"'{what}' needs the Hugging Face hub client, an optional dependency: pip install huggingface_hub "
+            "(or pip install '.[hub]' in a fastembed clone); "
             "or use a local model folder (config.yaml, universe.bed and weights) instead"
         ) from None
     return huggingface_hub

@@ -137,3 +137,57 @@ def test_encode_takes_the_chrom_style_too(cells):
     with pytest.raises(ValueError, match="add-chr"):
         model.encode(_ensembl(cells))
     np.testing.assert_array_equal(model.encode(_ensembl(cells), chrom_style="add-chr"), model.encode(cells))
+
+
+# -- smaller items ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_model(cells, tmp_path_factory):
+    d = tmp_path_factory.mktemp("everyday")
+    fe.tokenize_cells(cells, demo_peaks_path(), output=d / "t.parquet")
+    model = fe.ScEmbed(8, seed=0, threads=1).train(d / "t.parquet", epochs=1, progress=False)
+    model.save(d / "model")
+    cells.write_h5ad(d / "cells.h5ad")
+    return d
+
+
+def test_encode_embeddings_only_h5ad(small_model):
+    import anndata as ad
+
+    d = small_model
+    base = ["encode", str(d / "cells.h5ad"), "--model", str(d / "model"), "--quiet"]
+    assert main([*base, "--output", str(d / "full.h5ad")]) == 0
+    assert main([*base, "--output", str(d / "emb.h5ad"), "--embeddings-only"]) == 0
+    full, emb = ad.read_h5ad(d / "full.h5ad"), ad.read_h5ad(d / "emb.h5ad")
+    assert emb.n_vars == 0 and emb.X is None and full.n_vars == 10_000
+    np.testing.assert_array_equal(emb.obsm["scembed_X"], full.obsm["scembed_X"])
+    assert list(emb.obs.columns) == list(full.obs.columns) and list(emb.obs_names) == list(full.obs_names)
+    assert (d / "emb.h5ad").stat().st_size < (d / "full.h5ad").stat().st_size / 2
+
+
+def test_loaded_model_refuses_another_universe_clearly(small_model, cells, tmp_path):
+    import gzip
+
+    model = fe.ScEmbed.from_pretrained(small_model / "model")
+    lines = gzip.open(demo_peaks_path(), "rt").read().splitlines()
+    (tmp_path / "half.bed").write_text("\n".join(lines[::2]) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = fe.tokenize_cells(cells, tmp_path / "half.bed")
+    with pytest.raises(ValueError, match=r"universe of 5000 regions, not this model's \(10000 regions.*"
+                                         r"new ScEmbed\(\)") as exc:
+        model.train(other, epochs=1, progress=False)
+    assert len(str(exc.value)) < 500
+    assert "refuses others" in " ".join(fe.ScEmbed.train.__doc__.split())
+    # The same universe trains again, from fresh vectors.
+    model.train(small_model / "t.parquet", epochs=1, progress=False)
+    assert model.training_info["epochs"] == 1
+
+
+def test_hub_hint_names_an_installable_distribution(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails as if it were not installed
+    with pytest.raises(ImportError) as exc:
+        fe.ScEmbed.from_pretrained("someone/some-model")
+    msg = str(exc.value)
+    assert "pip install huggingface_hub" in msg and "fastembed-sc[hub]" not in msg
