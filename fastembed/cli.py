@@ -146,7 +146,7 @@ def cmd_encode(args) -> None:
     data = src if src.suffix in (".parquet", ".h5ad") else _read_input(args.input, args)
     if out.suffix == ".zarr":
         emb = model.encode(data, out=out, batch_cells=args.batch_cells, overwrite=args.overwrite,
-                           embedding_key=args.embedding_key, chrom_style=args.chrom_style)
+                           embedding_key=args.embedding_key, chrom_style=args.chrom_style, progress=not args.quiet)
         _log(args, f"encoded {emb.shape[0]} cells -> {out} (AnnData zarr, obsm['{args.embedding_key}'])")
         return
     if src.suffix == ".parquet":
@@ -159,7 +159,7 @@ def cmd_encode(args) -> None:
 
         adata = read_h5ad(src) if src.suffix == ".h5ad" else data
         data = adata
-    emb = model.encode(data, batch_cells=args.batch_cells, chrom_style=args.chrom_style)
+    emb = model.encode(data, batch_cells=args.batch_cells, chrom_style=args.chrom_style, progress=not args.quiet)
     if args.embeddings_only:
         # The cells' metadata and their vectors, without the count matrix (often most of the file).
         adata = ad.AnnData(obs=adata.obs.copy())

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_dir, check_output_path
+from ._progress import progress_bar
 from ._threads import check_threads, numba_threads
 from ._version import __version__
 from .annotate import annotate_celltypes
@@ -47,6 +48,20 @@ def _positive_int(name: str, value) -> int:
     if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
+
+
+def _counted(chunks, n_cells: int, enabled: bool):
+    """``chunks`` (``(lo, hi, ...)`` tuples), advancing a progress bar of cells as each one is consumed."""
+    bar = progress_bar(n_cells, desc="encoding", unit="cell", enabled=enabled)
+    if bar is None:
+        yield from chunks
+        return
+    try:
+        for item in chunks:
+            yield item
+            bar.update(item[1] - item[0])
+    finally:
+        bar.close()
 
 
 def _uns_safe(value):
@@ -327,7 +342,7 @@ class ScEmbed:
 
     def encode(self, adata_or_tokens, *, pooling: str | None = None, out: str | os.PathLike | None = None,
                batch_cells: int = 65_536, overwrite: bool = False, embedding_key: str = "scembed_X",
-               chrom_style: str = "asis"):
+               chrom_style: str = "asis", progress: bool = True):
         """Embed cells: the mean of the vectors of each cell's trained tokens.
 
         Parameters
@@ -355,6 +370,9 @@ class ScEmbed:
         chrom_style : {"asis", "add-chr", "strip-chr"}
             How an AnnData's peak chromosomes are matched to the model's universe (see
             :func:`fastembed.io.tokenize_cells`).
+        progress : bool
+            Show a progress bar (cells) in a notebook or on an interactive terminal; silent in logs and CI
+            (:func:`fastembed._progress.progress_bar`).
 
         Returns
         -------
@@ -372,6 +390,7 @@ class ScEmbed:
         if out is not None:
             out = check_output_path(out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr")
         n_cells, barcodes, chunks = self._token_chunks(adata_or_tokens, batch_cells, chrom_style)
+        chunks = _counted(chunks, n_cells, progress)
         n_empty = 0
         with numba_threads(self.threads):
             if out is None:

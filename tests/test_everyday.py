@@ -191,3 +191,57 @@ def test_hub_hint_names_an_installable_distribution(monkeypatch):
         fe.ScEmbed.from_pretrained("someone/some-model")
     msg = str(exc.value)
     assert "pip install huggingface_hub" in msg and "fastembed-sc[hub]" not in msg
+
+
+# -- progress in notebooks -------------------------------------------------------------------------------
+@pytest.fixture
+def fake_notebook(monkeypatch):
+    """An IPython kernel as tqdm's notebook detection sees it, without widgets (so the bar is text)."""
+    import sys
+    import types
+
+    shell_cls = type("ZMQInteractiveShell", (), {})
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: shell_cls()
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+
+
+def test_encode_shows_progress_in_a_notebook(fake_notebook, small_model, cells, capsys):
+    model = fe.ScEmbed.from_pretrained(small_model / "model")
+    model.encode(cells, batch_cells=100)
+    err = capsys.readouterr().err
+    assert "encoding" in err and "300/300" in err
+    model.encode(cells, batch_cells=100, progress=False)
+    assert "encoding" not in capsys.readouterr().err
+
+
+def test_demo_long_steps_have_progress(monkeypatch, tmp_path):
+    import fastembed._progress as prog
+    import fastembed.scembed as scembed_mod
+    from fastembed.demo import run_demo
+
+    seen = []
+
+    class Bar:
+        def __init__(self, total, desc):
+            self.total, self.desc, self.n = total, desc, 0
+
+        def update(self, n=1):
+            self.n += n
+
+        def close(self):
+            seen.append((self.desc, self.n, self.total))
+
+    def fake(total, *, desc, unit, enabled=True):
+        return Bar(total, desc) if enabled else None
+
+    monkeypatch.setattr(prog, "progress_bar", fake)
+    monkeypatch.setattr(scembed_mod, "progress_bar", fake)
+    run_demo(tmp_path / "demo", epochs=1, n_cells=400, threads=1)
+    assert ("encoding", 400, 400) in seen and ("clustering", 3, 3) in seen
+    seen.clear()
+    run_demo(tmp_path / "demo", epochs=1, n_cells=400, threads=1, quiet=True, overwrite=True)
+    assert seen == []
