@@ -82,14 +82,14 @@ def cmd_tokenize(args) -> None:
     from ._atomic import check_output_path
     from .io import read_tokens_parquet, tokenize_cells, tokenize_summary
 
+    # Checked here as well as in tokenize_cells: only the command line knows which files the cells came from.
+    check_output_path(args.output, what="parquet output", overwrite=args.overwrite, kind="parquet",
+                      inputs=_inputs(args, "input", "universe", "barcodes", "peaks"))
     if Path(args.output).suffix.lower() != ".parquet":
         raise ValueError(f"output '{args.output}': tokens are written as parquet; expected a path ending in .parquet")
     if args.fragments or (Path(args.input).name.endswith(FRAGMENT_SUFFIXES) and not Path(args.input).is_dir()):
         return _tokenize_fragments(args)
     t = time.perf_counter()
-    # Checked here as well as in tokenize_cells: only the command line knows which files the cells came from.
-    check_output_path(args.output, what="parquet output", overwrite=args.overwrite, kind="parquet",
-                      inputs=_inputs(args, "input", "universe", "barcodes", "peaks"))
     adata = _read_input(args.input, args)
     out = tokenize_cells(adata, args.universe, args.output, min_overlap=args.min_overlap, overwrite=args.overwrite,
                          chrom_style=args.chrom_style)
@@ -193,11 +193,11 @@ def cmd_annotate(args) -> None:
     from .annotate import annotation_table
     from .scembed import annotate_celltypes
 
-    sep = {".csv": ",", ".tsv": "\t"}.get(Path(args.output).suffix.lower())
-    if sep is None:
-        raise ValueError(f"output '{args.output}': expected a table ending in .csv (commas) or .tsv (tabs)")
     inputs = _inputs(args, "query", "reference")
     out = check_output_path(args.output, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv")
+    sep = {".csv": ",", ".tsv": "\t"}.get(out.suffix.lower())
+    if sep is None:
+        raise ValueError(f"output '{args.output}': expected a table ending in .csv (commas) or .tsv (tabs)")
     query = _read_embedded(args.query, "query")
     reference = _read_embedded(args.reference, "reference")
     labels = annotate_celltypes(query, reference, embedding_key=args.embedding_key, k=args.k,

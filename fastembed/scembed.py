@@ -212,10 +212,10 @@ class ScEmbed:
         ds = _as_dataset(dataset)
         if self.universe is not None and not ds.universe.same_as(self.universe):
             raise ValueError(
-                f"dataset {ds.source} was tokenized with a universe of {len(ds.universe)} regions, not this "
-                f"model's ({len(self.universe)} regions, '{self.universe.source}'); a model keeps its universe "
-                "when trained again: tokenize the cells with the model's universe.bed, or train a new ScEmbed() "
-                "for the other universe"
+                f"the dataset ({ds.source}) was tokenized with another universe ({len(ds.universe)} regions) "
+                f"than this model's ({len(self.universe)} regions, '{self.universe.source}'); a model keeps its "
+                "universe when trained again: tokenize the cells with the model's universe.bed, or train a new "
+                "ScEmbed() for the other universe"
             )
         if epochs is None:
             epochs = auto_epochs(ds.indptr, ds.indices, ds.vocab_size, min_count=self.min_count)

@@ -173,7 +173,7 @@ def test_loaded_model_refuses_another_universe_clearly(small_model, cells, tmp_p
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         other = fe.tokenize_cells(cells, tmp_path / "half.bed")
-    with pytest.raises(ValueError, match=r"universe of 5000 regions, not this model's \(10000 regions.*"
+    with pytest.raises(ValueError, match=r"another universe \(5000 regions\) than this model's \(10000 regions.*"
                                          r"new ScEmbed\(\)") as exc:
         model.train(other, epochs=1, progress=False)
     assert len(str(exc.value)) < 500

@@ -196,7 +196,7 @@ def test_hub_errors_offline(tmp_path, monkeypatch):
     import types
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # the extra is not installed
-    with pytest.raises(ImportError, match=r"fastembed-sc\[hub\].*local model folder"):
+    with pytest.raises(ImportError, match=r"pip install huggingface_hub.*local model folder"):
         ScEmbed.from_pretrained("databio/scembed-pbmc-10k")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ScEmbed.from_pretrained(tmp_path / "no" / "such" / "folder")
