@@ -97,9 +97,9 @@ def _is_csv(path: Path) -> str | None:
     reason = _regular_file(path)
     if reason:
         return reason
-    # Our tables (labels, clusters, annotations) all start with a 'barcode' index column.
-    if not _head(path, 4096).startswith(b"barcode,"):
-        return "its first line does not start with 'barcode,'"
+    # Our tables (labels, clusters, annotations; commas or tabs) all start with a 'barcode' index column.
+    if not _head(path, 4096).startswith((b"barcode,", b"barcode\t")):
+        return "its first line does not start with 'barcode,' or 'barcode<tab>'"
     return None
 
 
@@ -161,7 +161,9 @@ def _is_model(path: Path) -> str | None:
     return None
 
 
-_ZARR_TOP = {"zarr.json", ".zgroup", ".zattrs", ".zmetadata", "embeddings", "barcodes"}
+# The entries of an AnnData zarr store (what encode writes), and of the bare group earlier versions wrote.
+_ZARR_TOP = {"zarr.json", ".zgroup", ".zattrs", ".zmetadata", "obs", "var", "obsm", "varm", "obsp", "varp",
+             "layers", "uns", "raw", "embeddings", "barcodes"}
 
 
 def _is_zarr(path: Path) -> str | None:
@@ -325,7 +327,7 @@ def check_output_path(path: str | os.PathLike, *, what: str = "output", overwrit
     if kind in _FOLDER_KINDS and _empty_real_folder(path):
         return path  # an empty folder holds nothing to lose
     if not overwrite:
-        raise FileExistsError(f"{what} '{path}' already exists; pass overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(f"{what} '{path}' already exists; pass overwrite=True to replace it")
     desc, recognise = KINDS[kind]
     reason = recognise(path)
     if reason:

@@ -19,7 +19,40 @@ import pandas as pd
 
 from ._config import PARALLEL_FAST
 
-__all__ = ["annotate_celltypes", "knn_cosine", "fit_reference", "predict", "FittedReference", "QueryEmbeddings"]
+__all__ = ["annotate_celltypes", "annotation_table", "knn_cosine", "fit_reference", "predict", "predicted_column",
+           "FittedReference", "QueryEmbeddings"]
+
+CONFIDENCE_COLUMN = "confidence"
+"""Column of the vote share in annotation tables (the command line's and the demo's)."""
+
+
+def predicted_column(label_key: str = "cell_type") -> str:
+    """Name of the predicted-label column in annotation tables: ``predicted_<label_key>``."""
+    return f"predicted_{label_key}"
+
+
+def annotation_table(predicted: pd.Series, confidence, label_key: str = "cell_type") -> pd.DataFrame:
+    """The annotation table that ``fastembed annotate`` and the demo write, one row per query cell.
+
+    Parameters
+    ----------
+    predicted : pd.Series
+        Labels from :func:`annotate_celltypes`, indexed by barcode.
+    confidence : array-like
+        The vote share of each label, in the same order.
+    label_key : str
+        The reference's label column, which names the predicted column.
+
+    Returns
+    -------
+    pd.DataFrame
+        Index ``barcode``; columns ``predicted_<label_key>`` and ``confidence``.
+    """
+    table = pd.DataFrame({predicted_column(label_key): predicted.to_numpy(),
+                          CONFIDENCE_COLUMN: np.asarray(confidence, dtype=float)},
+                         index=pd.Index(predicted.index, name="barcode"))
+    return table
+
 
 # Below this many query x reference pairs an exact search (one BLAS product per block) is faster than
 # building an NN-descent index, and exact.

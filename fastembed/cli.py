@@ -7,7 +7,9 @@ Exit codes: 0 success, 1 bad input (one line on stderr naming the problem; the t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import sys
 import time
 import warnings
@@ -56,6 +58,9 @@ def _tokenize_fragments(args) -> None:
 
     from .fragments import META_STATS, tokenize_fragments
 
+    if args.chrom_style != "asis":
+        raise ValueError("--chrom-style applies to peak matrices; rename the chromosomes of the fragments file "
+                         f"'{args.input}' or of the universe instead")
     t = time.perf_counter()
     out = tokenize_fragments(args.input, args.universe, args.output, barcodes=args.barcodes, mode=args.mode,
                              min_fragments=args.min_fragments, min_overlap=args.min_overlap,
@@ -78,25 +83,26 @@ def _inputs(args, *names: str) -> list:
 
 def cmd_tokenize(args) -> None:
     from ._atomic import check_output_path
-    from .io import tokenize_cells
+    from .io import read_tokens_parquet, tokenize_cells, tokenize_summary
 
-    if args.fragments or (Path(args.input).name.endswith(FRAGMENT_SUFFIXES) and not Path(args.input).is_dir()):
-        return _tokenize_fragments(args)
-    import pyarrow.parquet as pq
-
-    from .distributed import open_client
-
-    t = time.perf_counter()
     # Checked here as well as in tokenize_cells: only the command line knows which files the cells came from.
     check_output_path(args.output, what="parquet output", overwrite=args.overwrite, kind="parquet",
                       inputs=_inputs(args, "input", "universe", "barcodes", "peaks"))
+    if Path(args.output).suffix.lower() != ".parquet":
+        raise ValueError(f"output '{args.output}': tokens are written as parquet; expected a path ending in .parquet")
+    if args.fragments or (Path(args.input).name.endswith(FRAGMENT_SUFFIXES) and not Path(args.input).is_dir()):
+        return _tokenize_fragments(args)
+    from .distributed import open_client
+
+    t = time.perf_counter()
     # On-disk AnnData goes to tokenize_cells as a path, which reads it in blocks instead of whole.
     data = args.input if Path(args.input).suffix in LAZY_SUFFIXES else _read_input(args.input, args)
     with open_client(args.scheduler, args.workers) as client:
         out = tokenize_cells(data, args.universe, args.output, min_overlap=args.min_overlap,
-                             overwrite=args.overwrite, client=client)
-    n_cells = pq.ParquetFile(out).metadata.num_rows
-    _log(args, f"tokenized {n_cells} cells in {time.perf_counter() - t:.1f} s -> {out}")
+                             overwrite=args.overwrite, client=client, chrom_style=args.chrom_style)
+    stats = read_tokens_parquet(out).stats
+    _log(args, f"tokenized {stats['n_cells']} cells in {time.perf_counter() - t:.1f} s -> {out}: "
+               f"{tokenize_summary(stats)}")
 
 
 def cmd_train(args) -> None:
@@ -107,6 +113,13 @@ def cmd_train(args) -> None:
     out = check_output_path(args.output, what="model folder", overwrite=args.overwrite, kind="model",
                             inputs=_inputs(args, "input"))
     ds = Region2VecDataset(args.input, sample_cells=args.sample_cells, seed=args.seed)
+    if args.seed is not None:
+        import numba
+
+        threads = args.threads or numba.get_num_threads()
+        if threads > 1:
+            _log(args, f"fastembed train: note: --seed {args.seed} with {threads} threads gives similar but not "
+                       "bit-identical vectors between runs; add --threads 1 for bit-identical results")
     model = ScEmbed(args.embedding_dim, args.window_size, args.negative_samples, min_count=args.min_count,
                     seed=args.seed, threads=args.threads)
     with warnings.catch_warnings():
@@ -144,8 +157,10 @@ def cmd_encode(args) -> None:
     data = src if src.suffix in (".parquet", *LAZY_SUFFIXES) else _read_input(args.input, args)
     if out.suffix == ".zarr":
         with open_client(args.scheduler, args.workers) as client:
-            emb = model.encode(data, out=out, batch_cells=args.batch_cells, overwrite=args.overwrite, client=client)
-        _log(args, f"encoded {emb.shape[0]} cells -> {out}")
+            emb = model.encode(data, out=out, batch_cells=args.batch_cells, overwrite=args.overwrite, client=client,
+                               embedding_key=args.embedding_key, chrom_style=args.chrom_style,
+                               progress=not args.quiet)
+        _log(args, f"encoded {emb.shape[0]} cells -> {out} (AnnData zarr, obsm['{args.embedding_key}'])")
         return
     if src.suffix == ".parquet":
         from .io import read_tokens_parquet
@@ -159,7 +174,12 @@ def cmd_encode(args) -> None:
         adata = read_h5ad(src) if src.suffix == ".h5ad" else data
         data = adata
     with open_client(args.scheduler, args.workers) as client:
-        adata.obsm[args.embedding_key] = model.encode(data, batch_cells=args.batch_cells, client=client)
+        emb = model.encode(data, batch_cells=args.batch_cells, client=client, chrom_style=args.chrom_style,
+                           progress=not args.quiet)
+    if args.embeddings_only:
+        # The cells' metadata and their vectors, without the count matrix (often most of the file).
+        adata = ad.AnnData(obs=adata.obs.copy())
+    adata.obsm[args.embedding_key] = emb
     # Marks the file as ours, so a later --overwrite may replace it (and nothing else).
     adata.uns["fastembed"] = {"version": __version__, "embedding_key": args.embedding_key, "model": str(args.model)}
     with atomic_file(out, what="h5ad output", overwrite=args.overwrite, inputs=inputs, kind="h5ad") as tmp:
@@ -167,28 +187,48 @@ def cmd_encode(args) -> None:
     _log(args, f"encoded {adata.n_obs} cells -> {out} (obsm['{args.embedding_key}'])")
 
 
+def _read_embedded(path: str, which: str):
+    """An AnnData with embeddings: an ``.h5ad`` file or the AnnData ``.zarr`` store that encode writes."""
+    import anndata as ad
+
+    from .io import read_h5ad
+
+    p = Path(path)
+    if p.suffix == ".zarr" or p.is_dir():
+        if not p.is_dir():
+            raise FileNotFoundError(f"{which} store '{p}' does not exist")
+        try:
+            return ad.read_zarr(p)
+        except Exception as err:
+            raise ValueError(f"{which} '{p}' is not an AnnData zarr store ({type(err).__name__}: {err})") from None
+    return read_h5ad(p)
+
+
 def cmd_annotate(args) -> None:
     from ._atomic import atomic_file, check_output_path
+    from .annotate import annotation_table
     from .distributed import open_client
-    from .io import read_h5ad
     from .scembed import annotate_celltypes
 
     inputs = _inputs(args, "query", "reference")
     out = check_output_path(args.output, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv")
+    sep = {".csv": ",", ".tsv": "\t"}.get(out.suffix.lower())
+    if sep is None:
+        raise ValueError(f"output '{args.output}': expected a table ending in .csv (commas) or .tsv (tabs)")
     query = Path(args.query)
     if query.suffix not in LAZY_SUFFIXES:
         raise ValueError(f"query '{query}': expected an .h5ad file or a .zarr AnnData")
     if not query.exists():
         raise FileNotFoundError(f"query '{query}' does not exist")
-    reference = read_h5ad(args.reference)
+    reference = _read_embedded(args.reference, "reference")
     # The query is passed as a path: only its obsm[embedding_key] is read, block by block.
     with open_client(args.scheduler, args.workers) as client:
-        table = annotate_celltypes(query, reference, embedding_key=args.embedding_key, k=args.k,
+        found = annotate_celltypes(query, reference, embedding_key=args.embedding_key, k=args.k,
                                    label_key=args.label_key, confidence_key="cell_type_confidence",
                                    min_confidence=args.min_confidence, center=not args.no_center, client=client)
-    table.index.name = "barcode"
+    table = annotation_table(found[args.label_key], found["cell_type_confidence"], args.label_key)
     with atomic_file(out, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv") as tmp:
-        table.to_csv(tmp)
+        table.to_csv(tmp, sep=sep)
     _log(args, f"annotated {len(table)} cells -> {out}")
 
 
@@ -205,17 +245,26 @@ def build_parser() -> argparse.ArgumentParser:
         # overwriting one given before it.
         p = argparse.ArgumentParser(add_help=False)
         p.add_argument("--debug", action="store_true", default=default, help="show the full traceback on errors")
-        p.add_argument("--quiet", action="store_true", default=default, help="no progress bars or messages")
+        p.add_argument("--quiet", action="store_true", default=default, help="no progress bars, messages or warnings")
         return p
 
     common = flags(argparse.SUPPRESS)
+    from ._version import __version__
+
     parser = argparse.ArgumentParser(prog="fastembed", parents=[flags(False)],
                                      description="Fast scEmbed cell embeddings for single-cell ATAC-seq.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"fastembed {__version__}")
+    # Not required: a bare 'fastembed' prints the help (see main).
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # main() looks a subcommand's parser up here, to spell hints in its flags.
+    parser.subparsers = sub.choices
 
     def matrix_inputs(p):
         p.add_argument("--barcodes", help="barcodes file, when INPUT is a .mtx[.gz] file")
         p.add_argument("--peaks", help="peaks BED file, when INPUT is a .mtx[.gz] file")
+        p.add_argument("--chrom-style", choices=("asis", "add-chr", "strip-chr"), default="asis",
+                       help="match the peaks' chromosome names to the universe's: as they are (default), with "
+                            "'chr' added (1, MT -> chr1, chrM) or stripped (chr1, chrM -> 1, MT)")
 
     def dask_options(p):
         g = p.add_mutually_exclusive_group()
@@ -229,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help=".h5ad file, 10x folder, .mtx[.gz] (with --barcodes/--peaks) "
                                   "or fragments file (fragments.tsv.gz)")
     p.add_argument("--universe", required=True, help="universe BED file (optionally gzipped)")
-    p.add_argument("--output", required=True, help="output .parquet file")
+    p.add_argument("--output", required=True, help="output file, ending in .parquet")
     p.add_argument("--min-overlap", type=int, default=1, help="minimum overlap in bp (default: 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing token parquet written by fastembed")
     matrix_inputs(p)
@@ -255,7 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256, help="cells per parallel work unit (default: 256)")
     p.add_argument("--learning-rate", type=float, default=0.025, help="initial learning rate (default: 0.025)")
     p.add_argument("--min-count", type=int, default=1, help="ignore tokens seen in fewer cells (default: 1)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (training and --sample-cells)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed (training and --sample-cells); bit-identical results need --threads 1 as well (with more threads the "
+                        "updates race, so runs differ slightly)")
     p.add_argument("--sample-cells", type=int, default=None, metavar="N",
                    help="train on a random sample of N cells, stratified by parquet row group (default: all)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
@@ -267,8 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help=".h5ad, 10x folder, .mtx[.gz] (with --barcodes/--peaks) or token .parquet")
     p.add_argument("--model", required=True, help="model folder or Hugging Face model id")
     p.add_argument("--output", required=True, help="output ending in .zarr or .h5ad")
-    p.add_argument("--embedding-key", default="scembed_X", help="obsm key for .h5ad output (default: scembed_X)")
+    p.add_argument("--embedding-key", default="scembed_X", help="obsm key of the vectors (default: scembed_X)")
     p.add_argument("--batch-cells", type=int, default=65_536, help="cells per chunk (default: 65536)")
+    p.add_argument("--embeddings-only", action="store_true",
+                   help=".h5ad output: write obs and the vectors without the count matrix (X, var); a .zarr "
+                        "store never holds the matrix")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output written by fastembed")
     matrix_inputs(p)
     dask_options(p)
@@ -276,9 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("annotate", parents=[common], help="transfer cell-type labels from a reference",
                        description="k-NN label transfer from a labelled reference .h5ad to a query .h5ad.")
-    p.add_argument("query", help="query .h5ad or .zarr AnnData with embeddings in obsm (read in blocks)")
-    p.add_argument("--reference", required=True, help="reference .h5ad with embeddings and labels")
-    p.add_argument("--output", required=True, help="output .csv (barcode, label, confidence)")
+    p.add_argument("query", help="query .h5ad or .zarr (from 'fastembed encode') with embeddings in obsm")
+    p.add_argument("--reference", required=True, help="reference .h5ad or .zarr with embeddings and labels")
+    p.add_argument("--output", required=True,
+                   help="output table, .csv (commas) or .tsv (tabs); columns barcode, predicted_<label-key> "
+                        "(e.g. predicted_cell_type) and confidence (the vote share)")
     p.add_argument("--label-key", default="cell_type", help="reference obs column (default: cell_type)")
     p.add_argument("--embedding-key", default="scembed_X", help="obsm key (default: scembed_X)")
     p.add_argument("-k", type=int, default=10, help="neighbours (default: 10)")
@@ -321,13 +377,69 @@ def _output_claim(args):
     return output_lock(out, what=f"{args.command} output")
 
 
+# A Python keyword inside a message: ``overwrite=True``, ``min_overlap=50``, ``universe=<...>`` or ``label_key=``
+# (a bare name, the value left to the user).
+_KEYWORD_HINT = re.compile(r"(?<![\w.\-'\"\[])([a-z][a-z0-9_]*)=(True|<[^>]*>|'[^']*'|[\w.+-]+|(?=[\s,;:)]|$))")
+
+
+def as_cli_message(msg: str, parser: argparse.ArgumentParser | None) -> str:
+    """``msg`` with the Python keyword hints that name one of ``parser``'s options spelled as that option.
+
+    Library messages speak Python (``pass overwrite=True``); a user at the command line typed flags, so the
+    command line rewrites each ``name=...`` whose ``--name`` it has (``pass --overwrite``). Hints for keywords
+    the command has no option for stay as they are.
+    """
+    if parser is None:
+        return msg
+    flags = {s for a in parser._actions for s in a.option_strings}
+
+    def flag(m: re.Match) -> str:
+        name, value = m.group(1), m.group(2)
+        for cand in (f"--{name.replace('_', '-')}", f"-{name}"):
+            if cand in flags:
+                if value == "True" or not value:
+                    return cand
+                return f"{cand} {value.strip(chr(39))}"
+        return m.group(0)
+
+    return _KEYWORD_HINT.sub(flag, msg)
+
+
+def _show_warning(command: str):
+    """A ``warnings.showwarning`` that prints one line, ``fastembed CMD: warning: ...``, without source lines."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"fastembed {command}: warning: {text}", file=sys.stderr if file is None else file)
+
+    return show
+
+
+@contextlib.contextmanager
+def _cli_warnings(args):
+    """Warnings as the command line shows them: one line each, none with --quiet, Python's form with --debug."""
+    with warnings.catch_warnings():
+        if args.quiet:
+            warnings.simplefilter("ignore")
+        elif not args.debug:
+            warnings.showwarning = _show_warning(args.command)
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``fastembed`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``fastembed`` console script; returns the exit code.
+
+    A bare ``fastembed`` (no subcommand) prints the help on stdout and returns 0.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     if args.quiet:
         os.environ.setdefault("TQDM_DISABLE", "1")
     try:
-        with _output_claim(args):
+        with _cli_warnings(args), _output_claim(args):
             args.func(args)
     except INPUT_ERRORS as err:
         if args.debug:
@@ -335,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(err).strip().replace("\n", " ") or type(err).__name__
         if isinstance(err, KeyError) and err.args:
             msg = str(err.args[0])
+        msg = as_cli_message(msg, getattr(parser, "subparsers", {}).get(args.command))
         print(f"fastembed {args.command}: error: {msg}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -66,7 +66,9 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_info_score
 
     from ._atomic import atomic_file, check_output_path
+    from ._progress import progress_bar
     from ._version import __version__
+    from .annotate import annotation_table
     from .datasets import demo_peaks_path, load_demo
     from .io import tokenize_cells
     from .region2vec import Region2VecDataset
@@ -112,15 +114,23 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     _say(quiet, f"[3/6] trained {epochs} epochs in {timings['train']:.1f} s -> {paths['model']}")
 
     t = time.perf_counter()
-    emb = model.encode(adata, out=paths["zarr"], overwrite=overwrite)
+    emb = model.encode(adata, out=paths["zarr"], overwrite=overwrite, progress=not quiet)
     adata.obsm["scembed_X"] = np.asarray(emb[:])
     timings["encode"] = time.perf_counter() - t
     _say(quiet, f"[4/6] encoded -> {paths['zarr']}")
 
     t = time.perf_counter()
-    sc.pp.neighbors(adata, use_rep="scembed_X", random_state=seed)
-    sc.tl.leiden(adata, resolution=0.5, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
-    sc.tl.umap(adata, random_state=seed)
+    # Tens of seconds with no output of its own: one bar step per scanpy call.
+    bar = progress_bar(3, desc="clustering", unit="step", enabled=not quiet)
+    for step in (lambda: sc.pp.neighbors(adata, use_rep="scembed_X", random_state=seed),
+                 lambda: sc.tl.leiden(adata, resolution=0.5, random_state=seed, flavor="igraph", n_iterations=2,
+                                      directed=False),
+                 lambda: sc.tl.umap(adata, random_state=seed)):
+        step()
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     fig, axes = plt.subplots(1, 2, figsize=(15, 6))
     sc.pl.umap(adata, color="cell_type", ax=axes[0], show=False, title="cell type (Granja et al. 2019)")
     sc.pl.umap(adata, color="leiden", ax=axes[1], show=False, title="Leiden clusters (fastembed)")
@@ -144,11 +154,11 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     truth = query.obs["cell_type"].astype(str).to_numpy()
     accuracy = float(np.mean(predicted.astype(str).to_numpy() == truth))
     macro_f1 = float(f1_score(truth, predicted.astype(str), average="macro"))
-    table = query.obs[["cell_type"]].rename(columns={"cell_type": "true_cell_type"})
-    table["predicted_cell_type"] = predicted
-    table["confidence"] = query.obs["cell_type_confidence"]
+    # The command line's table (annotate --output), plus the authors' labels to compare with.
+    table = annotation_table(predicted, query.obs["cell_type_confidence"], "cell_type")
+    table.insert(0, "true_cell_type", query.obs["cell_type"].astype(str).to_numpy())
     with write("annotations") as tmp:
-        table.rename_axis("barcode").to_csv(tmp)
+        table.to_csv(tmp)
     adata.obs["predicted_cell_type"] = predicted.reindex(adata.obs_names).astype(str)
     adata.uns["fastembed"] = {"version": __version__, "embedding_key": "scembed_X", "model": str(paths["model"])}
     with write("h5ad") as tmp:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import gzip
 import io
+import json
 import os
 import re
 import warnings
@@ -49,6 +50,10 @@ ROW_GROUP_CELLS = 65_536
 # Tokens per parquet row group: list<int32> offsets of a row group must stay below 2**31; a row group is
 # closed early once it would hold more tokens than this (a 16x margin, and ~512 MB of int32 per group).
 ROW_GROUP_TOKENS = 2**27
+META_STATS = b"fastembed.tokenize.stats"
+FEW_TOKENS = 10
+"""A cell with fewer tokens than this (but at least one) counts as having few tokens in the tokenize
+diagnostics: its embedding is the mean of a handful of vectors and is noisy."""
 
 _COORD_NAME = re.compile(r"^(?P<chr>[^:\s]+?)[:\-](?P<start>[0-9]+)-(?P<end>[0-9]+)$")
 _CHR_ALIASES = ("chr", "chrom", "chromosome", "seqnames", "seqname")
@@ -631,8 +636,12 @@ class TokenizedCells:
     universe : Universe
         Token ``i < N`` is universe region ``i``; ids ``N..N+6`` are the special tokens.
     stats : dict
-        What tokenization dropped: ``n_peaks``, ``n_peaks_unmapped`` (peaks overlapping no region),
-        ``n_peaks_unknown_chrom``, ``n_empty_cells``.
+        What tokenization kept and dropped (:func:`tokenize_cells`; also in the parquet metadata):
+        ``n_cells``, ``n_tokens``, ``n_peaks``, ``n_peaks_unmapped`` (peaks overlapping no region),
+        ``n_peaks_unknown_chrom``, ``fraction_peaks_in_universe``; ``n_counts`` (nonzero cell x peak entries
+        of the matrix), ``n_counts_in_universe``, ``fraction_counts_in_universe``; ``n_empty_cells`` (no
+        token), ``n_few_token_cells`` (1 to ``few_tokens - 1`` tokens), ``few_tokens``
+        (:data:`FEW_TOKENS`), ``median_tokens_per_cell``. A file read back has what its writer recorded.
     """
 
     indptr: np.ndarray
@@ -654,6 +663,7 @@ class TokenizedCells:
 
     @property
     def n_cells(self) -> int:
+        """Number of cells (rows)."""
         return len(self)
 
     @property
@@ -682,7 +692,43 @@ def resolve_universe(universe_file) -> Universe:
     return Universe.from_bed(path)
 
 
-def _chrom_codes(peak_chroms: np.ndarray, uni: Universe, name: str) -> np.ndarray:
+CHROM_STYLES = ("asis", "add-chr", "strip-chr")
+"""How peak chromosome names are matched to the universe's: as they are, with a ``chr`` prefix added
+(Ensembl ``1``, ``MT`` -> UCSC ``chr1``, ``chrM``), or with it removed (the reverse)."""
+
+
+def restyle_chroms(chroms: np.ndarray, style: str) -> np.ndarray:
+    """Chromosome names in another naming style (see :data:`CHROM_STYLES`).
+
+    ``"add-chr"`` prefixes names that lack ``chr`` and maps ``MT`` to ``chrM``; ``"strip-chr"`` removes the
+    prefix and maps ``chrM`` to ``MT``; names already in the target style are kept. ``"asis"`` changes nothing.
+    """
+    if style not in CHROM_STYLES:
+        raise ValueError(f"chrom_style must be one of {', '.join(CHROM_STYLES)}, got {style!r}")
+    chroms = np.asarray(chroms, dtype=object)
+    if style == "asis":
+        return chroms
+    names = pd.unique(chroms)
+    if style == "add-chr":
+        new = ["chrM" if c == "MT" else c if c.startswith("chr") else f"chr{c}" for c in names]
+    else:
+        new = ["MT" if c == "chrM" else c[3:] if c.startswith("chr") else c for c in names]
+    return pd.Series(chroms).map(dict(zip(names, new, strict=True))).to_numpy(dtype=object)
+
+
+def _style_hint(peak_chroms, uni_chroms) -> str:
+    peak_chr = sum(str(c).startswith("chr") for c in peak_chroms) > len(peak_chroms) / 2
+    uni_chr = sum(str(c).startswith("chr") for c in uni_chroms) > len(uni_chroms) / 2
+    if uni_chr and not peak_chr:
+        return "pass chrom_style='add-chr' to match them"
+    if peak_chr and not uni_chr:
+        return "pass chrom_style='strip-chr' to match them"
+    return "rename one to match the other (chrom_style= adds or strips a 'chr' prefix)"
+
+
+def _chrom_codes(peak_chroms: np.ndarray, uni: Universe, name: str, chrom_style: str = "asis") -> np.ndarray:
+    given = peak_chroms
+    peak_chroms = restyle_chroms(peak_chroms, chrom_style)
     lookup = {c: i for i, c in enumerate(uni.chrom_names)}
     codes_per_name = pd.Series(peak_chroms).map(lookup)
     codes = codes_per_name.fillna(-1).to_numpy(dtype=np.int32)
@@ -690,10 +736,11 @@ def _chrom_codes(peak_chroms: np.ndarray, uni: Universe, name: str) -> np.ndarra
     if unknown.all():
         peak_examples = ", ".join(repr(c) for c in pd.unique(peak_chroms)[:4])
         uni_examples = ", ".join(repr(c) for c in uni.chrom_names[:4])
+        styled = "" if chrom_style == "asis" else f" (chrom_style='{chrom_style}')"
         raise ValueError(
-            f"none of the peak chromosomes of {name} ({peak_examples}) occur in universe "
+            f"none of the peak chromosomes of {name}{styled} ({peak_examples}) occur in universe "
             f"'{uni.source}' ({uni_examples}): the two name chromosomes differently "
-            "(e.g. '1' vs 'chr1'); rename one to match the other"
+            f"(e.g. '1' vs 'chr1'); {_style_hint(pd.unique(given), uni.chrom_names)}"
         )
     if unknown.any():
         missing = pd.unique(peak_chroms[unknown])
@@ -805,6 +852,8 @@ class PeakMapper:
         Minimum overlap in bp (>= 1).
     name : str
         How messages name the AnnData.
+    chrom_style : {"asis", "add-chr", "strip-chr"}
+        How the peaks' chromosome names are matched to the universe's (:func:`restyle_chroms`).
 
     Attributes
     ----------
@@ -812,9 +861,12 @@ class PeakMapper:
     peak_tokens : np.ndarray of int32
         Peak ``j`` maps to ``peak_tokens[peak_offsets[j]:peak_offsets[j+1]]``.
     n_peaks_unmapped, n_peaks_unknown_chrom : int
+    n_counts, n_counts_in_universe : int
+        Nonzero entries of the blocks passed to :meth:`tokens` so far, and those on a peak that maps.
     """
 
-    def __init__(self, adata, universe: Universe, *, min_overlap: int = 1, name: str = "the AnnData"):
+    def __init__(self, adata, universe: Universe, *, min_overlap: int = 1, name: str = "the AnnData",
+                 chrom_style: str = "asis"):
         if isinstance(min_overlap, bool) or not isinstance(min_overlap, int | np.integer) or min_overlap < 1:
             raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
         if adata.n_obs == 0:
@@ -824,24 +876,32 @@ class PeakMapper:
         self.universe = universe
         self.name = name
         chroms, starts, ends = peak_coordinates(adata, name=name)
-        codes = _chrom_codes(chroms, universe, name)
+        codes = _chrom_codes(chroms, universe, name, chrom_style)
         self.peak_offsets, self.peak_tokens = _tok.map_peaks(codes, starts, ends, universe.sorted_index,
                                                              int(min_overlap))
         self.n_peaks = int(adata.n_vars)
-        self.n_peaks_unmapped = int(np.count_nonzero(np.diff(self.peak_offsets) == 0))
+        self._mapped = np.diff(self.peak_offsets) > 0
+        self.n_peaks_unmapped = int(np.count_nonzero(~self._mapped))
         self.n_peaks_unknown_chrom = int(np.count_nonzero(codes < 0))
+        self.n_counts = 0
+        self.n_counts_in_universe = 0
 
     def tokens(self, X, lo: int, hi: int, field: str = "X") -> tuple[np.ndarray, np.ndarray]:
         """Tokens of rows ``lo:hi`` of ``X`` (in memory or backed): ``(indptr int64, indices int32)``.
 
         ``field`` names the matrix in messages (e.g. ``"layers['counts']"``); NaN or inf values are an error.
+        Also adds the block's nonzero entries to ``n_counts`` and those on a mapped peak to
+        ``n_counts_in_universe``.
         """
         block = _csr_rows(X, lo, hi, f"{self.name}: {field}")
+        nonzero = block.data != 0
+        self.n_counts += int(np.count_nonzero(nonzero))
+        self.n_counts_in_universe += int(np.count_nonzero(nonzero & self._mapped[block.indices]))
         return _tok.cells_to_tokens(block.indptr, block.indices, block.data, self.peak_offsets, self.peak_tokens)
 
 
 def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, chunk_cells: int = 100_000,
-                   overwrite: bool = False, layer: str | None = None, client=None):
+                   overwrite: bool = False, layer: str | None = None, client=None, chrom_style: str = "asis"):
     """Tokenize each cell's open regions against a universe.
 
     Parameters
@@ -870,6 +930,10 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
         Tokenize each block of ``chunk_cells`` cells as a task on the cluster (the peak-to-token map is sent to
         every worker once; a path input is read by the workers, so it must be on a file system they see). Same
         result as without.
+    chrom_style : {"asis", "add-chr", "strip-chr"}
+        Match the peaks' chromosome names to the universe's as they are (default), with a ``chr`` prefix
+        added (data ``1``, ``MT`` against a universe ``chr1``, ``chrM``) or removed (the reverse). Never
+        guessed: names that match in no style are an error that suggests the style to pass.
 
     Returns
     -------
@@ -879,16 +943,18 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
     """
     inputs = [adata, universe_file if not isinstance(universe_file, Universe) else universe_file.source]
     if output is None:
-        return _tokenize_cells(adata, universe_file, None, min_overlap, chunk_cells, overwrite, inputs, layer, client)
+        return _tokenize_cells(adata, universe_file, None, min_overlap, chunk_cells, overwrite, inputs, layer, client,
+                               chrom_style)
     out_path = check_output_path(output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet")
     # Held for the whole run, so a second writer of the same file fails now rather than after the work.
     with output_lock(out_path, what="parquet output"):
         return _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs, layer,
-                               client)
+                               client, chrom_style)
 
 
-def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs, layer,
-                               client):
+def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs, layer, client,
+                    chrom_style):
+    restyle_chroms([], chrom_style)  # a bad style is refused before any file is read
     uni = resolve_universe(universe_file)
     if isinstance(chunk_cells, bool) or int(chunk_cells) != chunk_cells or chunk_cells < 1:
         raise ValueError(f"chunk_cells must be an integer >= 1, got {chunk_cells!r}")
@@ -896,7 +962,14 @@ def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, ov
     source = adata
     adata, name = as_adata(adata)
     matrix, field_name = cell_matrix(adata, layer, name=name)
-    mapper = PeakMapper(adata, uni, min_overlap=min_overlap, name=name)
+    mapper = PeakMapper(adata, uni, min_overlap=min_overlap, name=name, chrom_style=chrom_style)
+    if mapper.n_peaks_unmapped == mapper.n_peaks:
+        # Raised here, not at training ("empty dataset"), where the cause is no longer visible.
+        raise ValueError(
+            f"none of the {mapper.n_peaks} peaks of {name} overlaps a region of universe '{uni.source}' by at "
+            f"least min_overlap={min_overlap} bp ({mapper.n_peaks_unknown_chrom} lie on chromosomes the universe "
+            "lacks): lower min_overlap= or check that the peaks and the universe use the same genome build"
+        )
     if client is None:
         parts = (mapper.tokens(matrix, lo, min(lo + chunk_cells, adata.n_obs), field_name)
                  for lo in range(0, adata.n_obs, chunk_cells))
@@ -914,14 +987,30 @@ def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, ov
         total += int(ip[-1])
     indptr = np.concatenate(indptr_parts)
     indices = np.concatenate(index_parts)
-    n_empty = int(np.count_nonzero(np.diff(indptr) == 0))
+    lengths = np.diff(indptr)
+    n_empty = int(np.count_nonzero(lengths == 0))
+    if n_empty == lengths.size:
+        raise ValueError(
+            f"no cell of {name} has a token in universe '{uni.source}': the {adata.n_obs} cells have no nonzero "
+            f"entry on the {mapper.n_peaks - mapper.n_peaks_unmapped} peaks that overlap a region; check the "
+            "matrix (cells x peaks) and the universe"
+        )
     stats = {
         "n_cells": int(adata.n_obs),
+        "n_tokens": int(indptr[-1]),
         "n_peaks": mapper.n_peaks,
         "n_peaks_unmapped": mapper.n_peaks_unmapped,
         "n_peaks_unknown_chrom": mapper.n_peaks_unknown_chrom,
+        "fraction_peaks_in_universe": 1 - mapper.n_peaks_unmapped / mapper.n_peaks,
+        # With client=, the blocks are read (and their entries counted) in the workers: not known here.
+        "n_counts": mapper.n_counts if client is None else None,
+        "n_counts_in_universe": mapper.n_counts_in_universe if client is None else None,
+        "fraction_counts_in_universe": (mapper.n_counts_in_universe / max(mapper.n_counts, 1)
+                                        if client is None else None),
         "n_empty_cells": n_empty,
-        "n_tokens": int(indptr[-1]),
+        "n_few_token_cells": int(np.count_nonzero((lengths > 0) & (lengths < FEW_TOKENS))),
+        "few_tokens": FEW_TOKENS,
+        "median_tokens_per_cell": float(np.median(lengths)),
     }
     if n_empty:
         warnings.warn(
@@ -932,7 +1021,19 @@ def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, ov
     barcodes = np.asarray(adata.obs_names, dtype=object)
     if out_path is None:
         return TokenizedCells(indptr, indices, barcodes, uni, stats)
-    return write_tokens_parquet(out_path, indptr, indices, barcodes, uni, overwrite=overwrite, inputs=inputs)
+    return write_tokens_parquet(out_path, indptr, indices, barcodes, uni, overwrite=overwrite, inputs=inputs,
+                                extra_metadata={META_STATS: json.dumps(stats).encode()})
+
+
+def tokenize_summary(stats: dict) -> str:
+    """The tokenize diagnostics of ``stats`` (:attr:`TokenizedCells.stats`) as one line for people."""
+    counts = ("" if stats.get("n_counts") is None else
+              f" and {stats['n_counts_in_universe']} of {stats['n_counts']} counts "
+              f"({100 * stats['fraction_counts_in_universe']:.1f}%)")
+    return (f"{stats['n_peaks'] - stats['n_peaks_unmapped']} of {stats['n_peaks']} peaks "
+            f"({100 * stats['fraction_peaks_in_universe']:.1f}%){counts} in the universe; "
+            f"{stats['n_empty_cells']} of {stats['n_cells']} cells with no token, {stats['n_few_token_cells']} "
+            f"with fewer than {stats['few_tokens']}; median {stats['median_tokens_per_cell']:g} tokens per cell")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1103,8 +1204,15 @@ def _read_parquet_file(path: Path, given: Universe | None) -> TokenizedCells:
     table = read_tokens_table(pfile, path)
     indptr, indices = _tokens_csr(table.column("tokens"), path, uni)
     barcodes = _barcodes_column(table, path)
-    n_cells = table.num_rows
-    return TokenizedCells(indptr, indices, barcodes, uni, {"n_cells": n_cells, "n_tokens": int(indptr[-1])})
+    stats = {}
+    meta = pfile.schema_arrow.metadata or {}
+    if META_STATS in meta:
+        try:
+            stats = dict(json.loads(meta[META_STATS]))
+        except (ValueError, TypeError):
+            stats = {}  # diagnostics only: a damaged entry does not make the tokens unreadable
+    stats.update(n_cells=table.num_rows, n_tokens=int(indptr[-1]))
+    return TokenizedCells(indptr, indices, barcodes, uni, stats)
 
 
 def open_tokens_parquet(path: str | os.PathLike, *, universe=None):

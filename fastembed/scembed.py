@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_dir, check_output_path
+from ._progress import progress_bar
 from ._threads import check_threads, numba_threads
 from ._version import __version__
 from .annotate import annotate_celltypes
@@ -75,6 +76,27 @@ def _is_peak_matrix(data) -> bool:
     if isinstance(data, Region2VecDataset | TokenizedCells):
         return False
     return not (isinstance(data, str | os.PathLike) and (str(data).endswith(".parquet") or _is_parts_folder(data)))
+
+
+def _counted(chunks, n_cells: int, enabled: bool):
+    """``chunks`` (``(lo, hi, ...)`` tuples), advancing a progress bar of cells as each one is consumed."""
+    bar = progress_bar(n_cells, desc="encoding", unit="cell", enabled=enabled)
+    if bar is None:
+        yield from chunks
+        return
+    try:
+        for item in chunks:
+            yield item
+            bar.update(item[1] - item[0])
+    finally:
+        bar.close()
+
+
+def _uns_safe(value):
+    """``value`` without the Nones that anndata cannot store in ``uns`` (an absent key reads as None)."""
+    if isinstance(value, dict):
+        return {k: _uns_safe(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def _as_dataset(data) -> Region2VecDataset:
@@ -189,7 +211,9 @@ class ScEmbed:
         ----------
         dataset : Region2VecDataset, TokenizedCells or str/os.PathLike
             Tokenized cells (a parquet path is loaded with :class:`Region2VecDataset`). Its universe
-            becomes the model's; a model that already has a universe only trains on the same one.
+            becomes the model's. A model that already has a universe (trained or loaded) keeps it: it trains
+            again, from fresh vectors, only on cells tokenized with that universe, and refuses others with a
+            ``ValueError``; for another universe create a new :class:`ScEmbed`.
         epochs : int, optional
             Passes over all cells. By default it follows from the data (:func:`fastembed.sgns.auto_epochs`):
             enough passes for the typical region to be seen about ``EPOCH_BUDGET`` times, between
@@ -222,9 +246,10 @@ class ScEmbed:
         ds = _as_dataset(dataset)
         if self.universe is not None and not ds.universe.same_as(self.universe):
             raise ValueError(
-                f"dataset {ds.source} was tokenized with another universe ({len(ds.universe)} regions, "
-                f"checksum {ds.universe.checksum[:12]}) than the model's ({len(self.universe)} regions, "
-                f"checksum {self.universe.checksum[:12]}); tokenize it with the model's universe.bed"
+                f"the dataset ({ds.source}) was tokenized with another universe ({len(ds.universe)} regions) "
+                f"than this model's ({len(self.universe)} regions, '{self.universe.source}'); a model keeps its "
+                "universe when trained again: tokenize the cells with the model's universe.bed, or train a new "
+                "ScEmbed() for the other universe"
             )
         if epochs is None:
             epochs = auto_epochs(ds.indptr, ds.indices, ds.vocab_size, min_count=self.min_count)
@@ -276,10 +301,10 @@ class ScEmbed:
         payloads = (_x_payload(adata, path, lo, hi) for lo, hi in blocks(adata.n_obs, batch_cells))
         return adata.n_obs, _cell_names(adata), mapper, payloads
 
-    def _mapper(self, data):
+    def _mapper(self, data, chrom_style: str = "asis"):
         """(AnnData, PeakMapper to the model's universe, name for messages) of a peak-matrix input."""
         adata, name = as_adata(data)
-        mapper = PeakMapper(adata, self.universe, name=name)
+        mapper = PeakMapper(adata, self.universe, name=name, chrom_style=chrom_style)
         if mapper.n_peaks_unmapped:
             warnings.warn(
                 f"{mapper.n_peaks_unmapped} of {mapper.n_peaks} peaks of {name} overlap no region of the "
@@ -288,7 +313,7 @@ class ScEmbed:
             )
         return adata, mapper, name
 
-    def _token_chunks(self, data, batch_cells: int, layer: str | None = None):
+    def _token_chunks(self, data, batch_cells: int, layer: str | None = None, chrom_style: str = "asis"):
         """(n_cells, barcodes, name, iterator of (lo, hi, indptr, indices)) for any accepted input."""
         name = "the tokens"
         if isinstance(data, str | os.PathLike) and (str(data).endswith(".parquet") or _is_parts_folder(data)):
@@ -317,7 +342,7 @@ class ScEmbed:
 
             return len(tok), np.asarray(tok.barcodes, dtype=object), name, chunks()
 
-        adata, mapper, name = self._mapper(data)
+        adata, mapper, name = self._mapper(data, chrom_style)
         matrix, field_name = cell_matrix(adata, layer, name=name)
 
         def chunks():
@@ -355,8 +380,31 @@ class ScEmbed:
             apply_projection(out, self._projection, empty)
         return int(empty.sum())
 
+    def _zarr_store(self, path: Path, barcodes: np.ndarray, pooling: str, embedding_key: str, batch_cells: int):
+        """Lay out an AnnData zarr store at ``path`` (obs names, ``uns``) and return its empty obsm array."""
+        import anndata as ad
+        import pandas as pd
+        import zarr
+
+        barcodes = np.asarray(barcodes[:], dtype=object)  # an on-disk AnnData's lazy names are read here
+        n_cells = barcodes.size
+        shell = ad.AnnData(obs=pd.DataFrame(index=pd.Index(barcodes.astype(str))))
+        shell.uns["fastembed"] = {"version": __version__, "embedding_key": embedding_key, "pooling": pooling,
+                                  "config": _uns_safe(self.config())}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # anndata's notices about zarr format versions and obs names
+            shell.write_zarr(path)
+        group = zarr.open_group(str(path), mode="r+")
+        # Marks the store as ours, so overwrite= may replace it (and nothing else).
+        group.attrs["fastembed_version"] = __version__
+        emb = group["obsm"].create_array(embedding_key, shape=(n_cells, self.embedding_dim), dtype="float32",
+                                         chunks=(min(batch_cells, max(n_cells, 1)), self.embedding_dim))
+        emb.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+        return emb
+
     def encode(self, adata_or_tokens, *, pooling: str | None = None, out: str | os.PathLike | None = None,
-               batch_cells: int = 65_536, overwrite: bool = False, layer: str | None = None, client=None):
+               batch_cells: int = 65_536, overwrite: bool = False, layer: str | None = None, client=None,
+               embedding_key: str = "scembed_X", chrom_style: str = "asis", progress: bool = True):
         """Embed cells: the mean of the vectors of each cell's trained tokens.
 
         Parameters
@@ -370,11 +418,12 @@ class ScEmbed:
             axes of the training cells (fitted once, at training; see :mod:`fastembed.projection`), still
             ``embedding_dim`` columns. Models without a projection (e.g. geniml's) default to ``"mean"``.
         out : str or os.PathLike, optional
-            A ``.zarr`` path: embeddings stream there in chunks of ``batch_cells`` cells (group with
-            ``embeddings`` float32 (n_cells, dim) and ``barcodes``; the model config in its attributes),
-            written to a temporary store and renamed when complete. Any other suffix is refused (a zarr
-            store named ``.h5ad`` would mislead every reader): for an ``.h5ad``, put the returned array in
-            ``adata.obsm`` and call ``adata.write_h5ad``.
+            A ``.zarr`` path: embeddings stream there in chunks of ``batch_cells`` cells, written to a
+            temporary store and renamed when complete. The store is an AnnData (``anndata.read_zarr`` opens
+            it): barcodes as ``obs_names``, the vectors (float32, n_cells x dim, chunked by cells) in
+            ``obsm[embedding_key]``, the model config in ``uns["fastembed"]["config"]``; no ``X``.
+            Any other suffix is refused (a zarr store named ``.h5ad`` would mislead every reader): for an
+            ``.h5ad``, put the returned array in ``adata.obsm`` and call ``adata.write_h5ad``.
         batch_cells : int
             Cells tokenized and pooled at a time (and zarr chunk length).
         overwrite : bool
@@ -387,17 +436,28 @@ class ScEmbed:
             result). With ``out``, the tasks write their blocks straight into the zarr array (chunks = blocks,
             so a retried task rewrites its own chunk), which must be on a file system the workers see; an
             ``.h5ad``/``.zarr`` input is read by the workers. See :mod:`fastembed.distributed`.
+        embedding_key : str
+            The ``obsm`` key of the vectors in the ``out`` store.
+        chrom_style : {"asis", "add-chr", "strip-chr"}
+            How an AnnData's peak chromosomes are matched to the model's universe (see
+            :func:`fastembed.io.tokenize_cells`).
+        progress : bool
+            Show a progress bar (cells) in a notebook or on an interactive terminal; silent in logs and CI
+            (:func:`fastembed._progress.progress_bar`).
 
         Returns
         -------
         np.ndarray of float32, shape (n_cells, embedding_dim), or zarr.Array
             Rows follow the input cells. A cell with no trained token gets zeros (counted in a warning).
+            With ``out``, the store's ``obsm[embedding_key]`` array, opened read-only (``[:]`` loads it).
         """
         self._require_weights()
         batch_cells = _positive_int("batch_cells", batch_cells)
         pooling = self._resolve_pooling(pooling)
         weights = self.pooling_weights(pooling)
         inputs = [adata_or_tokens, getattr(adata_or_tokens, "path", None), self._model_dir]
+        if out is not None and (not isinstance(embedding_key, str) or not embedding_key or "/" in embedding_key):
+            raise ValueError(f"embedding_key must be a non-empty name without '/', got {embedding_key!r}")
         if out is not None:
             if not isinstance(out, str | os.PathLike) or Path(out).suffix.lower() != ".zarr":
                 raise ValueError(
@@ -406,12 +466,14 @@ class ScEmbed:
                 )
             out = check_output_path(out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr")
         if client is None:
-            n_cells, barcodes, name, chunks = self._token_chunks(adata_or_tokens, batch_cells, layer)
+            n_cells, barcodes, name, chunks = self._token_chunks(adata_or_tokens, batch_cells, layer, chrom_style)
+            chunks = _counted(chunks, n_cells, progress)
         else:
             from .distributed import encode_blocks
 
-            if layer is not None:
-                raise ValueError("layer= is not supported with client=; store the counts in X for Dask encoding")
+            if layer is not None or chrom_style != "asis":
+                raise ValueError("layer= and chrom_style= are not supported with client=; store the counts in X "
+                                 "with the universe's chromosome names for Dask encoding")
             n_cells, barcodes, mapper, payloads = self._encode_inputs(adata_or_tokens, batch_cells)
             name, chunks = "the cells", ()
 
@@ -429,23 +491,16 @@ class ScEmbed:
                 import zarr
 
                 with atomic_dir(out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr") as tmp:
-                    group = zarr.open_group(str(tmp), mode="w")
-                    emb = group.create_array("embeddings", shape=(n_cells, self.embedding_dim),
-                                             chunks=(min(batch_cells, max(n_cells, 1)), self.embedding_dim),
-                                             dtype="float32")
-                    names = group.create_array("barcodes", shape=(n_cells,), dtype=str,
-                                               chunks=(min(batch_cells, max(n_cells, 1)),))
-                    for lo in range(0, n_cells, batch_cells):  # one block at a time: no copy of every name
-                        names[lo:lo + batch_cells] = barcodes[lo:lo + batch_cells].astype(str)
-                    group.attrs.update({"fastembed_version": __version__, "pooling": pooling,
-                                        "config": self.config()})
+                    emb = self._zarr_store(tmp, barcodes, pooling, embedding_key, batch_cells)
                     if client is not None:
-                        n_empty = run_tasks(tmp / "embeddings")[1]
+                        n_empty = run_tasks(tmp / "obsm" / embedding_key)[1]
                     block = np.empty((min(batch_cells, n_cells), self.embedding_dim), dtype=np.float32)
                     for lo, hi, ip, ix in chunks:
                         n_empty += self._pool(ip, ix, weights, pooling, block[:hi - lo], name)
                         emb[lo:hi] = block[:hi - lo]
-                result = zarr.open_group(str(out), mode="r")["embeddings"]
+                    # anndata reads the consolidated metadata: it must list the array added after write_zarr.
+                    zarr.consolidate_metadata(str(tmp))
+                result = zarr.open_group(str(out), mode="r")["obsm"][embedding_key]
         if n_empty:
             warnings.warn(
                 f"{n_empty} of {n_cells} cells have no trained token (no region of the model's universe, or "
@@ -583,7 +638,9 @@ def _hub_module(what: str):
         import huggingface_hub
     except ImportError:
         raise ImportError(
-            f"'{what}' needs the Hugging Face hub client, an optional extra: pip install 'fastembed-sc[hub]'; "
+            # fastembed-sc is installed from a clone, not the package index: name what pip can find.
+            f"'{what}' needs the Hugging Face hub client, an optional dependency: pip install huggingface_hub "
+            "(or pip install '.[hub]' in a fastembed clone); "
             "or use a local model folder (config.yaml, universe.bed and weights) instead"
         ) from None
     return huggingface_hub

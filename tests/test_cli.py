@@ -9,7 +9,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import zarr
 
 from fastembed.cli import main
 from fastembed.datasets import demo_peaks_path, load_demo
@@ -41,11 +40,11 @@ def test_tokenize_train_encode_annotate(trained):
                  "--quiet"]) == 0
     assert main(["encode", str(d / "cells.h5ad"), "--model", str(d / "model"), "--output", str(d / "e.h5ad"),
                  "--quiet"]) == 0
-    z = zarr.open_group(str(d / "e.zarr"), mode="r")
+    z = ad.read_zarr(d / "e.zarr")
     a = ad.read_h5ad(d / "e.h5ad")
-    assert z["embeddings"].shape == (800, 16)
-    np.testing.assert_array_equal(z["embeddings"][:], a.obsm["scembed_X"])
-    assert list(z["barcodes"][:]) == list(a.obs_names)
+    assert z.obsm["scembed_X"].shape == (800, 16)
+    np.testing.assert_array_equal(z.obsm["scembed_X"], a.obsm["scembed_X"])
+    assert list(z.obs_names) == list(a.obs_names)
     donor = a.obs["donor"].astype(str)
     a[donor == "D6T1"].write_h5ad(d / "ref.h5ad")
     a[donor == "D5T1"].write_h5ad(d / "query.h5ad")
@@ -53,12 +52,12 @@ def test_tokenize_train_encode_annotate(trained):
                  "--output", str(d / "labels.csv"), "-k", "5", "--quiet"]) == 0
     labels = pd.read_csv(d / "labels.csv", index_col=0)
     assert list(labels.index) == list(a.obs_names[donor == "D5T1"])
-    assert set(labels.columns) == {"cell_type", "cell_type_confidence"}
-    assert labels["cell_type_confidence"].between(0, 1).all()
+    assert list(labels.columns) == ["predicted_cell_type", "confidence"]
+    assert labels["confidence"].between(0, 1).all()
     # --no-center reaches annotate_celltypes: its labels are those of the plain-cosine call
     assert main(["annotate", str(d / "query.h5ad"), "--reference", str(d / "ref.h5ad"),
                  "--output", str(d / "plain.csv"), "-k", "5", "--no-center", "--quiet"]) == 0
-    plain = pd.read_csv(d / "plain.csv", index_col=0)["cell_type"].astype(str)
+    plain = pd.read_csv(d / "plain.csv", index_col=0)["predicted_cell_type"].astype(str)
     want = annotate_celltypes(a[donor == "D5T1"].copy(), a[donor == "D6T1"].copy(), k=5, center=False)
     assert (plain.to_numpy() == want.astype(str).to_numpy()).all()
 
@@ -81,6 +80,9 @@ def test_encode_parquet_input(trained):
         (["encode", "{d}/cells.h5ad", "--model", "{d}/nomodel", "--output", "{d}/x.zarr"], "nomodel"),
         (["encode", "{d}/cells.h5ad", "--model", "{d}/model", "--output", "{d}/x.csv"], "ending in .zarr or .h5ad"),
         (["annotate", "{d}/cells.h5ad", "--reference", "{d}/cells.h5ad", "--output", "{d}/l.csv"], "scembed_X"),
+        (["tokenize", "{d}/cells.h5ad", "--universe", "{u}", "--output", "{d}/t.csv"], "ending in .parquet"),
+        (["annotate", "{d}/cells.h5ad", "--reference", "{d}/cells.h5ad", "--output", "{d}/l.txt"],
+         "ending in .csv (commas) or .tsv (tabs)"),
     ],
 )
 def test_bad_input_exit_1(trained, capsys, argv, message):
@@ -125,8 +127,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert len(Region2VecDataset(out / "tokens.parquet")) == 1500
     model = ScEmbed.from_pretrained(out / "model")
     a = ad.read_h5ad(out / "embeddings.h5ad")
-    z = zarr.open_group(str(out / "embeddings.zarr"), mode="r")
-    np.testing.assert_array_equal(z["embeddings"][:], a.obsm["scembed_X"])
+    z = ad.read_zarr(out / "embeddings.zarr")
+    np.testing.assert_array_equal(z.obsm["scembed_X"], a.obsm["scembed_X"])
     assert a.obsm["scembed_X"].shape == (1500, model.embedding_dim)
     assert {"leiden", "predicted_cell_type"} <= set(a.obs.columns) and "X_umap" in a.obsm
     assert (out / "umap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -134,6 +136,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     # Label transfer across donors must be far above the majority-class rate (real data, real signal).
     assert report["annotation_accuracy"] > report["majority_class_accuracy"] + 0.25
     ann = pd.read_csv(out / "annotations.csv", index_col=0)
+    # The demo's table is the command line's (same column names) plus the authors' labels.
+    assert list(ann.columns) == ["true_cell_type", "predicted_cell_type", "confidence"]
     assert np.isclose((ann["true_cell_type"] == ann["predicted_cell_type"]).mean(), report["annotation_accuracy"])
     # A second run refuses to overwrite without --overwrite, and says so in one line.
     assert main(["demo", "--output", str(out), "--epochs", "1", "--cells", "300", "--quiet"]) == 1
@@ -159,3 +163,127 @@ def test_train_interrupted_exits_130_and_writes_nothing(tmp_path, monkeypatch, c
     assert code == 130 and err == ["fastembed train: interrupted; nothing was written"]
     assert not (tmp_path / "model").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
+
+
+# -- the command line speaks command line --------------------------------------------------------------
+
+
+def _universe_without(tmp_path, chrom: str):
+    """The demo universe less one chromosome: tokenizing the demo cells against it warns once."""
+    import gzip
+
+    lines = gzip.open(demo_peaks_path(), "rt").read().splitlines()
+    path = tmp_path / f"no_{chrom}.bed"
+    path.write_text("\n".join(ln for ln in lines if ln.split("\t")[0] != chrom) + "\n")
+    return path
+
+
+def test_warnings_print_as_one_line_each(workdir, tmp_path, capsys):
+    uni = _universe_without(tmp_path, "chr1")
+    argv = ["tokenize", str(workdir / "cells.h5ad"), "--universe", str(uni), "--output", str(tmp_path / "t.parquet")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    warn = [ln for ln in err if "warning:" in ln]
+    assert warn and all(ln.startswith("fastembed tokenize: warning: ") for ln in warn)
+    assert any("chromosomes absent from universe" in ln for ln in warn)
+    assert not any("UserWarning" in ln or "warnings.warn" in ln for ln in err)
+
+
+def test_quiet_silences_warnings_and_messages(workdir, tmp_path, capsys):
+    uni = _universe_without(tmp_path, "chr1")
+    assert main(["--quiet", "tokenize", str(workdir / "cells.h5ad"), "--universe", str(uni),
+                 "--output", str(tmp_path / "t.parquet")]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_debug_shows_warnings_in_python_form(workdir, tmp_path):
+    uni = _universe_without(tmp_path, "chr1")
+    res = subprocess.run([sys.executable, "-m", "fastembed", "--debug", "tokenize", str(workdir / "cells.h5ad"),
+                          "--universe", str(uni), "--output", str(tmp_path / "t.parquet")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0
+    assert "UserWarning" in res.stderr and "fastembed tokenize: warning:" not in res.stderr
+
+
+def test_version_and_bare_command(capsys):
+    from fastembed import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"fastembed {__version__}"
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: fastembed") and "tokenize" in out and "annotate" in out
+
+
+def test_hints_name_flags_not_python_keywords(trained, capsys):
+    d = trained
+    argv = ["tokenize", str(d / "cells.h5ad"), "--universe", str(demo_peaks_path()),
+            "--output", str(d / "tokens.parquet")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "pass --overwrite to replace it" in err and "overwrite=True" not in err
+    assert main(["annotate", str(d / "cells.h5ad"), "--reference", str(d / "cells.h5ad"),
+                 "--output", str(d / "hint.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "pass --embedding-key" in err and "embedding_key=" not in err
+
+
+def test_cli_message_rewrites_only_known_keywords():
+    from fastembed.cli import as_cli_message, build_parser
+
+    p = build_parser().subparsers["annotate"]
+    msg = "no obsm['x']; pass embedding_key=, or overwrite=True; k=10 is larger; pass universe=<the BED>; min_count=5"
+    assert as_cli_message(msg, p) == ("no obsm['x']; pass --embedding-key, or --overwrite; -k 10 is larger; "
+                                      "pass universe=<the BED>; min_count=5")
+
+
+def test_zarr_store_opens_with_anndata_and_annotates(trained, capsys):
+    d = trained
+    assert main(["encode", str(d / "cells.h5ad"), "--model", str(d / "model"), "--output", str(d / "k.zarr"),
+                 "--embedding-key", "emb", "--quiet"]) == 0
+    store = ad.read_zarr(d / "k.zarr")
+    assert store.obsm["emb"].shape == (800, 16) and store.uns["fastembed"]["embedding_key"] == "emb"
+    # The store is accepted where embeddings are read: annotate the store against a labelled reference.
+    ref = store.copy()
+    ref.obs["cell_type"] = ad.read_h5ad(d / "cells.h5ad").obs["cell_type"].astype(str).to_numpy()
+    ref.write_h5ad(d / "kref.h5ad")
+    assert main(["annotate", str(d / "k.zarr"), "--reference", str(d / "kref.h5ad"), "--embedding-key", "emb",
+                 "--output", str(d / "k.csv"), "-k", "3", "--quiet"]) == 0
+    assert len(pd.read_csv(d / "k.csv")) == 800
+    assert main(["annotate", str(d / "missing.zarr"), "--reference", str(d / "kref.h5ad"),
+                 "--output", str(d / "k2.csv")]) == 1
+    assert "query store" in capsys.readouterr().err
+
+
+def test_annotate_output_follows_the_extension(trained, capsys):
+    d = trained
+    a = ad.read_h5ad(d / "cells.h5ad")
+    a.obsm["scembed_X"] = np.random.default_rng(0).normal(size=(a.n_obs, 4)).astype(np.float32)
+    a.write_h5ad(d / "rand.h5ad")
+    base = ["annotate", str(d / "rand.h5ad"), "--reference", str(d / "rand.h5ad"), "-k", "3", "--quiet"]
+    assert main([*base, "--output", str(d / "x.tsv")]) == 0
+    assert (d / "x.tsv").read_text().splitlines()[0] == "barcode\tpredicted_cell_type\tconfidence"
+    assert main([*base, "--output", str(d / "x.tsv"), "--overwrite"]) == 0  # our own TSV may be replaced
+    assert main([*base, "--output", str(d / "x.csv")]) == 0
+    assert (d / "x.csv").read_text().splitlines()[0] == "barcode,predicted_cell_type,confidence"
+    help_text = subprocess.run([sys.executable, "-m", "fastembed", "annotate", "--help"], capture_output=True,
+                               text=True).stdout
+    assert "predicted_<label-key>" in " ".join(help_text.split()) and "confidence" in help_text
+
+
+def test_seed_with_several_threads_prints_a_note(trained, tmp_path, capsys):
+    import numba
+
+    help_text = subprocess.run([sys.executable, "-m", "fastembed", "train", "--help"], capture_output=True,
+                               text=True).stdout
+    assert "bit-identical results need --threads 1" in " ".join(help_text.split())
+    argv = ["train", str(trained / "tokens.parquet"), "--epochs", "1", "--embedding-dim", "8", "--seed", "3"]
+    assert main([*argv, "--output", str(tmp_path / "m1"), "--threads", "1"]) == 0
+    assert "note:" not in capsys.readouterr().err
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: several threads cannot be asked for")
+    assert main([*argv, "--output", str(tmp_path / "m2"), "--threads", "2"]) == 0
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if "note:" in ln]
+    assert notes == ["fastembed train: note: --seed 3 with 2 threads gives similar but not bit-identical vectors "
+                     "between runs; add --threads 1 for bit-identical results"]

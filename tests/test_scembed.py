@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import warnings
 
+import anndata as ad
 import numpy as np
 import pytest
-import zarr
 
 import fastembed as fe
 from fastembed.datasets import demo_peaks_path, load_demo
@@ -72,15 +72,17 @@ def test_encode_zarr_equals_memory_and_is_chunked(model, demo_small, tmp_path):
     mem = model.encode(demo_small)
     arr = model.encode(demo_small, out=tmp_path / "e.zarr", batch_cells=300)
     np.testing.assert_array_equal(arr[:], mem)
-    g = zarr.open_group(str(tmp_path / "e.zarr"), mode="r")
-    assert g["embeddings"].chunks == (300, 24)
-    assert list(g["barcodes"][:]) == list(demo_small.obs_names)
-    assert g.attrs["config"]["embedding_dim"] == 24
+    assert arr.chunks == (300, 24)
+    # The store is an AnnData: anndata opens it, barcodes as obs names, vectors in obsm, config in uns.
+    stored = ad.read_zarr(tmp_path / "e.zarr")
+    assert list(stored.obs_names) == list(demo_small.obs_names)
+    np.testing.assert_array_equal(stored.obsm["scembed_X"], mem)
+    assert stored.uns["fastembed"]["config"]["embedding_dim"] == 24
     assert [p.name for p in tmp_path.iterdir()] == ["e.zarr"]  # no temporary store left
     with pytest.raises(FileExistsError, match="overwrite=True"):
         model.encode(demo_small, out=tmp_path / "e.zarr")
-    model.encode(demo_small[:10], out=tmp_path / "e.zarr", overwrite=True)
-    assert zarr.open_group(str(tmp_path / "e.zarr"), mode="r")["embeddings"].shape == (10, 24)
+    model.encode(demo_small[:10], out=tmp_path / "e.zarr", overwrite=True, embedding_key="emb")
+    assert ad.read_zarr(tmp_path / "e.zarr").obsm["emb"].shape == (10, 24)
 
 
 def test_failed_encode_leaves_no_store(model, demo_small, tmp_path, monkeypatch):
@@ -194,7 +196,7 @@ def test_hub_errors_offline(tmp_path, monkeypatch):
     import types
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # the extra is not installed
-    with pytest.raises(ImportError, match=r"fastembed-sc\[hub\].*local model folder"):
+    with pytest.raises(ImportError, match=r"pip install huggingface_hub.*local model folder"):
         ScEmbed.from_pretrained("databio/scembed-pbmc-10k")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ScEmbed.from_pretrained(tmp_path / "no" / "such" / "folder")
