@@ -253,7 +253,7 @@ def test_zarr_store_opens_with_anndata_and_annotates(trained, capsys):
     assert len(pd.read_csv(d / "k.csv")) == 800
     assert main(["annotate", str(d / "missing.zarr"), "--reference", str(d / "kref.h5ad"),
                  "--output", str(d / "k2.csv")]) == 1
-    assert "query store" in capsys.readouterr().err
+    assert "missing.zarr' does not exist" in capsys.readouterr().err
 
 
 def test_annotate_output_follows_the_extension(trained, capsys):
