@@ -37,3 +37,18 @@ def granja_dir(shared_data) -> Path:
 @pytest.fixture(scope="session")
 def buenrostro_universe(shared_data) -> Path:
     return shared_data / "universe_buenrostro2018_hg19" / "peaks.bed"
+
+
+@pytest.fixture
+def fake_notebook(monkeypatch):
+    """An IPython kernel as tqdm's notebook detection sees it, without widgets (so the bar is text)."""
+    import sys
+    import types
+
+    shell_cls = type("ZMQInteractiveShell", (), {})
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: shell_cls()
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)

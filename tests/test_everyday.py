@@ -194,21 +194,6 @@ def test_hub_hint_names_an_installable_distribution(monkeypatch):
 
 
 # -- progress in notebooks -------------------------------------------------------------------------------
-@pytest.fixture
-def fake_notebook(monkeypatch):
-    """An IPython kernel as tqdm's notebook detection sees it, without widgets (so the bar is text)."""
-    import sys
-    import types
-
-    shell_cls = type("ZMQInteractiveShell", (), {})
-    ipython = types.ModuleType("IPython")
-    ipython.get_ipython = lambda: shell_cls()
-    monkeypatch.setitem(sys.modules, "IPython", ipython)
-    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
-    monkeypatch.setitem(sys.modules, "ipywidgets", None)
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)
-
-
 def test_encode_shows_progress_in_a_notebook(fake_notebook, small_model, cells, capsys):
     model = fe.ScEmbed.from_pretrained(small_model / "model")
     model.encode(cells, batch_cells=100)

@@ -5,19 +5,7 @@ from __future__ import annotations
 import sys
 import types
 
-import pytest
-
 from fastembed._progress import in_notebook, progress_bar
-
-
-@pytest.fixture
-def fake_notebook(monkeypatch):
-    shell_cls = type("ZMQInteractiveShell", (), {})
-    ipython = types.ModuleType("IPython")
-    ipython.get_ipython = lambda: shell_cls()
-    monkeypatch.setitem(sys.modules, "IPython", ipython)
-    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)
 
 
 def test_not_a_notebook_and_not_a_terminal_is_silent(monkeypatch):
@@ -27,8 +15,7 @@ def test_not_a_notebook_and_not_a_terminal_is_silent(monkeypatch):
     assert bar is None or bar.disable
 
 
-def test_notebook_shows_a_bar(fake_notebook, monkeypatch):
-    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # no widgets: the text bar on stderr
+def test_notebook_shows_a_bar(fake_notebook):
     assert in_notebook()
     bar = progress_bar(3, desc="x", unit="step")
     assert bar is not None and not bar.disable
