@@ -305,8 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, default=0.025, help="initial learning rate (default: 0.025)")
     p.add_argument("--min-count", type=int, default=1, help="ignore tokens seen in fewer cells (default: 1)")
     p.add_argument("--seed", type=int, default=None,
-                   help="random seed (training and --sample-cells); bit-identical results need --threads 1 as well (with more threads the "
-                        "updates race, so runs differ slightly)")
+                   help="random seed of training and of --sample-cells; bit-identical results need --threads 1 "
+                        "as well (with more threads the updates race, so runs differ slightly)")
     p.add_argument("--sample-cells", type=int, default=None, metavar="N",
                    help="train on a random sample of N cells, stratified by parquet row group (default: all)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
