@@ -155,21 +155,29 @@ def _gather_in_order(client, futures: list, keys: list) -> Iterator[tuple[object
 def _tokenize_task(payload: tuple, mapper, threads: int | None):
     from ._threads import numba_threads
 
+    # A shallow copy with its own counters: the entries counted for the tokenize diagnostics are this block's
+    # alone, whatever else the worker runs on its copy of the mapper.
+    local = copy.copy(mapper)
+    local.n_counts = local.n_counts_in_universe = 0
     with numba_threads(task_threads(threads)):
-        return _block_tokens(payload, mapper)
+        ip, ix = _block_tokens(payload, local)
+    return ip, ix, local.n_counts, local.n_counts_in_universe
 
 
 def tokenize_blocks(client, adata, source, mapper, batch_cells: int, threads: int | None = None) -> list:
     """Token blocks of every cell of ``adata``, each block a task: ``[(indptr int64, indices int32), ...]``
-    in cell order (what :meth:`fastembed.io.PeakMapper.tokens` gives for each block)."""
+    in cell order (what :meth:`fastembed.io.PeakMapper.tokens` gives for each block). The blocks' entry counts
+    are added to ``mapper.n_counts`` and ``mapper.n_counts_in_universe``."""
     spans = blocks(adata.n_obs, batch_cells)
     path = _source_path(source)
     shared = client.scatter(mapper, broadcast=True)
     futures = [client.submit(_tokenize_task, _x_payload(adata, path, lo, hi), shared, threads, pure=False,
                              retries=TASK_RETRIES) for lo, hi in spans]
     out: list = [None] * len(spans)
-    for i, result in _gather_in_order(client, futures, list(range(len(spans)))):
-        out[i] = result
+    for i, (ip, ix, n_counts, n_in_universe) in _gather_in_order(client, futures, list(range(len(spans)))):
+        out[i] = (ip, ix)
+        mapper.n_counts += n_counts  # the caller's mapper reports the whole dataset, as in the serial path
+        mapper.n_counts_in_universe += n_in_universe
     return out
 
 

@@ -1002,11 +1002,9 @@ def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, ov
         "n_peaks_unmapped": mapper.n_peaks_unmapped,
         "n_peaks_unknown_chrom": mapper.n_peaks_unknown_chrom,
         "fraction_peaks_in_universe": 1 - mapper.n_peaks_unmapped / mapper.n_peaks,
-        # With client=, the blocks are read (and their entries counted) in the workers: not known here.
-        "n_counts": mapper.n_counts if client is None else None,
-        "n_counts_in_universe": mapper.n_counts_in_universe if client is None else None,
-        "fraction_counts_in_universe": (mapper.n_counts_in_universe / max(mapper.n_counts, 1)
-                                        if client is None else None),
+        "n_counts": mapper.n_counts,
+        "n_counts_in_universe": mapper.n_counts_in_universe,
+        "fraction_counts_in_universe": mapper.n_counts_in_universe / max(mapper.n_counts, 1),
         "n_empty_cells": n_empty,
         "n_few_token_cells": int(np.count_nonzero((lengths > 0) & (lengths < FEW_TOKENS))),
         "few_tokens": FEW_TOKENS,

@@ -380,15 +380,19 @@ class ScEmbed:
             apply_projection(out, self._projection, empty)
         return int(empty.sum())
 
-    def _zarr_store(self, path: Path, barcodes: np.ndarray, pooling: str, embedding_key: str, batch_cells: int):
-        """Lay out an AnnData zarr store at ``path`` (obs names, ``uns``) and return its empty obsm array."""
+    def _zarr_store(self, path: Path, barcodes, pooling: str, embedding_key: str, batch_cells: int):
+        """Lay out an AnnData zarr store at ``path`` (obs names, ``uns``) and return its empty obsm array.
+
+        ``barcodes`` is an array or a row-sliceable view (an on-disk AnnData's names): the names are written
+        block by block, so millions of them are never held at once.
+        """
         import anndata as ad
         import pandas as pd
         import zarr
 
-        barcodes = np.asarray(barcodes[:], dtype=object)  # an on-disk AnnData's lazy names are read here
-        n_cells = barcodes.size
-        shell = ad.AnnData(obs=pd.DataFrame(index=pd.Index(barcodes.astype(str))))
+        n_cells = len(barcodes)
+        chunk = min(batch_cells, max(n_cells, 1))
+        shell = ad.AnnData(obs=pd.DataFrame(index=pd.Index([], dtype=str)))
         shell.uns["fastembed"] = {"version": __version__, "embedding_key": embedding_key, "pooling": pooling,
                                   "config": _uns_safe(self.config())}
         with warnings.catch_warnings():
@@ -397,8 +401,15 @@ class ScEmbed:
         group = zarr.open_group(str(path), mode="r+")
         # Marks the store as ours, so overwrite= may replace it (and nothing else).
         group.attrs["fastembed_version"] = __version__
+        index_name = group["obs"].attrs["_index"]
+        attrs = dict(group["obs"][index_name].attrs)
+        del group["obs"][index_name]
+        names = group["obs"].create_array(index_name, shape=(n_cells,), dtype=str, chunks=(chunk,))
+        names.attrs.update(attrs)
+        for lo in range(0, n_cells, chunk):
+            names[lo:lo + chunk] = np.asarray(barcodes[lo:lo + chunk], dtype=object).astype(str)
         emb = group["obsm"].create_array(embedding_key, shape=(n_cells, self.embedding_dim), dtype="float32",
-                                         chunks=(min(batch_cells, max(n_cells, 1)), self.embedding_dim))
+                                         chunks=(chunk, self.embedding_dim))
         emb.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
         return emb
 
@@ -459,12 +470,15 @@ class ScEmbed:
         if out is not None and (not isinstance(embedding_key, str) or not embedding_key or "/" in embedding_key):
             raise ValueError(f"embedding_key must be a non-empty name without '/', got {embedding_key!r}")
         if out is not None:
-            if not isinstance(out, str | os.PathLike) or Path(out).suffix.lower() != ".zarr":
+            if not isinstance(out, str | os.PathLike):
+                raise ValueError(f"out must be a path ending in .zarr, got {type(out).__name__}")
+            # Inputs first: a path that would destroy an input is refused as such, whatever its suffix.
+            out = check_output_path(out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr")
+            if out.suffix.lower() != ".zarr":
                 raise ValueError(
                     f"out={str(out)[:200]!r}: encode streams to a zarr store, so out must end in .zarr; for an "
                     ".h5ad, set adata.obsm['scembed_X'] = model.encode(adata) and call adata.write_h5ad(path)"
                 )
-            out = check_output_path(out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr")
         if client is None:
             n_cells, barcodes, name, chunks = self._token_chunks(adata_or_tokens, batch_cells, layer, chrom_style)
             chunks = _counted(chunks, n_cells, progress)

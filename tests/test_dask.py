@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("dask.distributed")
 
+import anndata as ad  # noqa: E402
 import zarr  # noqa: E402
 
 import fastembed as fe  # noqa: E402
@@ -73,8 +74,7 @@ def test_embeddings_bit_identical(client, model, cells, on_disk, tmp_path):
         out = model.encode(on_disk, out=tmp_path / "emb.zarr", batch_cells=BLOCK, client=client)
     assert out.chunks[0] == BLOCK
     np.testing.assert_array_equal(out[:], serial)
-    group = zarr.open_group(str(tmp_path / "emb.zarr"), mode="r")
-    assert list(group["barcodes"][:]) == list(cells.obs_names)
+    assert list(ad.read_zarr(tmp_path / "emb.zarr").obs_names) == list(cells.obs_names)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary store left behind
 
 
@@ -83,7 +83,8 @@ def test_a_retried_block_writes_the_same_bytes(client, model, on_disk, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.encode(on_disk, out=out, batch_cells=BLOCK, client=client)
-    chunk_files = sorted(p for p in (out / "embeddings").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk_files = sorted(p for p in (out / "obsm" / "scembed_X").rglob("*")
+                         if p.is_file() and p.name != "zarr.json" and not p.name.startswith("."))
     assert len(chunk_files) == -(-N_CELLS // BLOCK)
     before = {p: p.read_bytes() for p in chunk_files}
     for p in chunk_files:
@@ -92,7 +93,8 @@ def test_a_retried_block_writes_the_same_bytes(client, model, on_disk, tmp_path)
     mapper = fe.io.PeakMapper(fe.io.LazyAnnData(on_disk), model.universe)
     weights = model.pooling_weights(model.default_pooling)
     futures = [client.submit(distributed._encode_task, distributed._x_payload(None, on_disk, lo, hi), model,
-                             mapper, model.default_pooling, weights, lo, hi, str(out / "embeddings"), 1, pure=False)
+                             mapper, model.default_pooling, weights, lo, hi, str(out / "obsm" / "scembed_X"), 1,
+                             pure=False)
                for lo, hi in distributed.blocks(N_CELLS, BLOCK)]
     client.gather(futures)
     assert {p: p.read_bytes() for p in chunk_files} == before
@@ -182,11 +184,11 @@ def test_cli_scheduler(client, model, on_disk, labelled, tmp_path):
         query.write_zarr(tmp_path / "q.zarr")
         assert main(["--quiet", "annotate", str(tmp_path / "q.zarr"), "--reference", str(tmp_path / "ref.h5ad"),
                      "--output", str(tmp_path / "labels.csv"), "--scheduler", address]) == 0
-    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "e.zarr"))["embeddings"][:], serial)
+    np.testing.assert_array_equal(ad.read_zarr(tmp_path / "e.zarr").obsm["scembed_X"], serial)
     table = pd.read_csv(tmp_path / "labels.csv", index_col=0)
     want = fe.annotate_celltypes(query, ref)
     assert list(table.index) == list(query.obs_names)
-    assert (table["cell_type"].astype(str).to_numpy() == want.astype(str).to_numpy()).all()
+    assert (table["predicted_cell_type"].astype(str).to_numpy() == want.astype(str).to_numpy()).all()
 
 
 def test_cli_dask_flags_are_exclusive(capsys):

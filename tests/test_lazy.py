@@ -102,5 +102,6 @@ def test_lazy_encode_to_zarr_reads_names_by_block(demo_subset, tmp_path, monkeyp
         out = model.encode(path, out=tmp_path / "e.zarr", batch_cells=300)
         want = model.encode(demo_subset, batch_cells=300)
     np.testing.assert_array_equal(out[:], want)
-    names = zarr.open_group(str(tmp_path / "e.zarr"), mode="r")["barcodes"]
+    obs = zarr.open_group(str(tmp_path / "e.zarr"), mode="r")["obs"]
+    names = obs[obs.attrs["_index"]]
     assert names.chunks == (300,) and list(names[:]) == list(demo_subset.obs_names)
