@@ -373,3 +373,31 @@ def test_interrupt_keeps_the_epochs_done(monkeypatch):
     monkeypatch.setattr(sg, "_blocks_serial", real)
     two = sg.train_sgns(indptr, indices, 4, embedding_dim=4, epochs=5, seed=0, threads=1, progress=False)
     assert two.epochs_done == 5 and not np.array_equal(two.w_in, r.w_in)
+
+
+def test_keep_probabilities_follow_word2vec():
+    from fastembed.sgns import keep_probabilities
+
+    counts = np.array([1000, 100, 10, 0, 50], np.int64)
+    trained = np.array([True, True, True, False, False])
+    keep = keep_probabilities(counts, trained, 1e-2)
+    f = np.array([1000, 100, 10]) / 1110
+    expected = np.minimum(1.0, (np.sqrt(f / 1e-2) + 1) * 1e-2 / f)
+    np.testing.assert_allclose(keep[:3], expected, rtol=1e-6)
+    assert keep[0] < keep[1] < 1.0 and keep[3] == keep[4] == 1.0  # untrained tokens: never dropped, never used
+    np.testing.assert_array_equal(keep_probabilities(counts, trained, 0.0), np.ones(5, np.float32))
+
+
+def test_subsampling_is_reproducible_and_changes_training():
+    rng = np.random.default_rng(0)
+    cells = [np.sort(rng.choice(30, size=12, replace=False)) for _ in range(60)]
+    indptr = np.concatenate([[0], np.cumsum([c.size for c in cells])]).astype(np.int64)
+    indices = np.concatenate(cells).astype(np.int32)
+    kw = dict(embedding_dim=6, epochs=3, seed=4, threads=1, progress=False)
+    a = train_sgns(indptr, indices, 30, sample=1e-2, **kw)
+    b = train_sgns(indptr, indices, 30, sample=1e-2, **kw)
+    plain = train_sgns(indptr, indices, 30, **kw)
+    np.testing.assert_array_equal(a.w_in, b.w_in)
+    assert not np.array_equal(a.w_in, plain.w_in)
+    with pytest.raises(ValueError, match="sample"):
+        train_sgns(indptr, indices, 30, sample=1.5, **kw)
