@@ -31,3 +31,29 @@ def test_kernels_take_flags_from_config():
             if "fastmath=" in line and path.name != "_config.py":
                 offenders.append(f"{path.name}:{lineno}: {line.strip()}")
     assert not offenders, "kernels must compile with the dicts of fastembed/_config.py:\n" + "\n".join(offenders)
+
+
+def test_every_kernel_is_cached():
+    """Every numba dispatcher defined in the package caches its machine code on disk (cache=True), so no
+    process compiles a kernel that an earlier one compiled."""
+    import importlib
+    import pkgutil
+
+    import numba
+    from numba.core.caching import NullCache
+
+    import fastembed
+
+    kernels, uncached = 0, []
+    for info in pkgutil.iter_modules(fastembed.__path__):
+        if info.name in ("__main__", "distributed"):  # distributed needs the optional dask extra
+            continue
+        module = importlib.import_module(f"fastembed.{info.name}")
+        for name, obj in vars(module).items():
+            if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.py_func.__module__ == module.__name__:
+                kernels += 1
+                if isinstance(obj._cache, NullCache):
+                    uncached.append(f"{module.__name__}.{name}")
+    if numba.config.DISABLE_JIT:
+        return  # njit returns plain functions then: nothing to check
+    assert kernels > 10 and not uncached, f"kernels compiled without cache=True: {uncached}"
