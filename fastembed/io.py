@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from . import tokenize as _tok
 from ._atomic import atomic_file, check_output_path, output_lock
-from .universe import MAX_COORD, Universe, open_text, parse_coordinate, read_bed
+from .universe import MAX_COORD, Universe, open_text, parse_coordinate, read_bed, reading_text
 
 __all__ = [
     "TokenizedCells",
@@ -66,15 +66,8 @@ _END_ALIASES = ("end", "chromend")
 # --------------------------------------------------------------------------------------------------
 def _read_lines(path: Path, what: str) -> list[str]:
     """All lines of a UTF-8 text file (plain or gzipped) without line ends; a byte-order mark is dropped."""
-    try:
-        with open_text(path) as fh:
-            return [line.rstrip("\r\n") for line in fh]
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{what} '{path}' is not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except (FileNotFoundError, IsADirectoryError):
-        raise
-    except (OSError, EOFError, zlib.error) as err:  # a truncated or corrupt gzip stream
-        raise ValueError(f"{what} '{path}' cannot be read ({type(err).__name__}: {str(err)[:120]})") from None
+    with reading_text(path, what), open_text(path) as fh:
+        return [line.rstrip("\r\n") for line in fh]
 
 
 def _read_barcodes(path: Path) -> np.ndarray:

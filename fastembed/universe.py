@@ -7,6 +7,7 @@ built once, lazily.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -83,6 +84,21 @@ def parse_coordinate(text: str, *, where: str, field: str) -> int:
     return int(text)
 
 
+@contextlib.contextmanager
+def reading_text(path, what: str, *, kind: str = "UTF-8 text"):
+    """Around the reading of a text file (plain or gzipped): a decoding error or a damaged gzip stream becomes
+    one ValueError naming ``what`` and ``path`` (``kind`` says what the file should have been); a missing file
+    stays a FileNotFoundError."""
+    try:
+        yield
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} '{path}' is not {kind}: {err.reason} at byte {err.start}") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except (OSError, EOFError, zlib.error) as err:  # a truncated or corrupt gzip stream
+        raise ValueError(f"{what} '{path}' cannot be read ({type(err).__name__}: {str(err)[:120]})") from None
+
+
 def read_bed(path: str | os.PathLike, *, what: str = "BED file") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read the first three columns of a BED file (plain or gzipped).
 
@@ -114,7 +130,7 @@ def read_bed(path: str | os.PathLike, *, what: str = "BED file") -> tuple[np.nda
     chroms: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
-    try:
+    with reading_text(path, what, kind="a text BED file (not UTF-8 text)"):
         with open_text(path) as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip() or line.startswith(_SKIP_PREFIXES):
@@ -139,12 +155,6 @@ def read_bed(path: str | os.PathLike, *, what: str = "BED file") -> tuple[np.nda
                 chroms.append(chrom)
                 starts.append(start)
                 ends.append(end)
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{what} '{path}' is not a text BED file (not UTF-8 text: {err.reason})") from None
-    except (FileNotFoundError, IsADirectoryError):
-        raise
-    except (OSError, EOFError, zlib.error) as err:  # a truncated or corrupt gzip stream
-        raise ValueError(f"{what} '{path}' cannot be read ({type(err).__name__}: {str(err)[:120]})") from None
     return (
         np.array(chroms, dtype=object),
         np.array(starts, dtype=np.int64),
