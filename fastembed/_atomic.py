@@ -140,16 +140,24 @@ def _real_folder(path: Path) -> str | None:
     return None
 
 
-def _is_model(path: Path) -> str | None:
+def _entries(path: Path, allowed, foreign_what: str) -> tuple[set, str | None]:
+    """The names in folder ``path`` and why it is not ours: not a real folder, or names outside ``allowed``."""
     reason = _real_folder(path)
     if reason:
-        return reason
+        return set(), reason
+    names = set(os.listdir(path))
+    foreign = sorted(names - set(allowed))
+    if foreign:
+        return names, f"it holds {foreign_what} ({', '.join(foreign[:3])})"
+    return names, None
+
+
+def _is_model(path: Path) -> str | None:
     from .modelfolder import MODEL_FILES  # lazily: modelfolder writes through this module
 
-    names = set(os.listdir(path))
-    foreign = sorted(names - MODEL_FILES)
-    if foreign:
-        return f"it holds files a model folder does not ({', '.join(foreign[:3])})"
+    names, reason = _entries(path, MODEL_FILES, "files a model folder does not")
+    if reason:
+        return reason
     if not {"config.yaml", "universe.bed"} <= names or not names & {"region_vectors.npy", "checkpoint.pt"}:
         return "it lacks config.yaml, universe.bed or the weights"
     for name in names:
@@ -169,13 +177,9 @@ _ZARR_TOP = {"zarr.json", ".zgroup", ".zattrs", ".zmetadata", "obs", "var", "obs
 def _is_zarr(path: Path) -> str | None:
     import json
 
-    reason = _real_folder(path)
+    _, reason = _entries(path, _ZARR_TOP, "entries an embeddings store does not")
     if reason:
         return reason
-    names = set(os.listdir(path))
-    foreign = sorted(names - _ZARR_TOP)
-    if foreign:
-        return f"it holds entries an embeddings store does not ({', '.join(foreign[:3])})"
     attrs = None
     for meta, key in (("zarr.json", "attributes"), (".zattrs", None)):
         f = path / meta
