@@ -37,11 +37,10 @@ DEFAULT_COMPONENTS = 20
 
 
 def _fraction(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+    value = _positive_float(name, value, allow_zero=True)
+    if value >= 1:
         raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    if not (np.isfinite(value) and 0 <= value < 1):
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
+    return value
 
 
 def _positive_int(name: str, value) -> int:
