@@ -47,11 +47,16 @@ def load_granja():
 def machine() -> str:
     """One line naming the machine, date and main versions, for RESULTS.md."""
     try:
-        model = next(line.split(":", 1)[1].strip() for line in subprocess.run(
-            ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+            if line.startswith("Model name")
+        )
     except (StopIteration, OSError):
         model = platform.processor() or platform.machine()
     import numba
 
-    return (f"{time.strftime('%Y-%m-%d')}, {model}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, numba {numba.__version__}")
+    return (
+        f"{time.strftime('%Y-%m-%d')}, {model}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"numpy {np.__version__}, numba {numba.__version__}"
+    )

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def leiden_at_n_clusters(embedding: np.ndarray, labels: np.ndarray, *, seed: int = 0, n_neighbors: int = 15,
-                         leiden_seeds: tuple[int, ...] = (0, 1, 2), max_steps: int = 40) -> dict:
+def leiden_at_n_clusters(
+    embedding: np.ndarray,
+    labels: np.ndarray,
+    *,
+    seed: int = 0,
+    n_neighbors: int = 15,
+    leiden_seeds: tuple[int, ...] = (0, 1, 2),
+    max_steps: int = 40,
+) -> dict:
     """Leiden clusters on the 15-NN graph (scanpy defaults: euclidean) of ``embedding``, with the resolution
     bisected so the number of clusters equals the number of distinct ``labels``; ARI and AMI are averaged over
     ``leiden_seeds`` because one Leiden run moves ARI by about +-0.02 on granja2019."""
@@ -22,8 +29,15 @@ def leiden_at_n_clusters(embedding: np.ndarray, labels: np.ndarray, *, seed: int
         lo, hi, res = 0.01, 5.0, 1.0
         best = None
         for _ in range(max_steps):
-            sc.tl.leiden(a, resolution=res, random_state=leiden_seed, flavor="igraph", n_iterations=2,
-                         directed=False, key_added="c")
+            sc.tl.leiden(
+                a,
+                resolution=res,
+                random_state=leiden_seed,
+                flavor="igraph",
+                n_iterations=2,
+                directed=False,
+                key_added="c",
+            )
             n = a.obs["c"].nunique()
             if best is None or abs(n - target) < abs(best[0] - target):
                 best = (n, a.obs["c"].to_numpy().copy())
@@ -37,8 +51,16 @@ def leiden_at_n_clusters(embedding: np.ndarray, labels: np.ndarray, *, seed: int
     return {"ari": float(np.mean(aris)), "ami": float(np.mean(amis)), "n_clusters": reached}
 
 
-def donor_transfer(embedding: np.ndarray, labels: np.ndarray, donor: np.ndarray, *, reference: str, query: str,
-                   k: int = 10, center: bool = True) -> dict:
+def donor_transfer(
+    embedding: np.ndarray,
+    labels: np.ndarray,
+    donor: np.ndarray,
+    *,
+    reference: str,
+    query: str,
+    k: int = 10,
+    center: bool = True,
+) -> dict:
     """Label transfer from the reference donor's cells to the query donor's with fastembed's annotate_celltypes
     (cosine k-NN, around the reference mean unless ``center=False``; similarity-weighted vote); accuracy and
     macro-F1 on the query cells."""
@@ -49,11 +71,16 @@ def donor_transfer(embedding: np.ndarray, labels: np.ndarray, donor: np.ndarray,
     from fastembed.annotate import annotate_celltypes
 
     emb = np.asarray(embedding, dtype=np.float32)
-    ref = ad.AnnData(obs=pd.DataFrame({"cell_type": pd.Categorical(labels[donor == reference])}),
-                     obsm={"e": emb[donor == reference]})
-    qry = ad.AnnData(obs=pd.DataFrame(index=np.arange((donor == query).sum()).astype(str)),
-                     obsm={"e": emb[donor == query]})
+    ref = ad.AnnData(
+        obs=pd.DataFrame({"cell_type": pd.Categorical(labels[donor == reference])}),
+        obsm={"e": emb[donor == reference]},
+    )
+    qry = ad.AnnData(
+        obs=pd.DataFrame(index=np.arange((donor == query).sum()).astype(str)), obsm={"e": emb[donor == query]}
+    )
     predicted = annotate_celltypes(qry, ref, embedding_key="e", k=k, center=center).astype(str).to_numpy()
     truth = labels[donor == query]
-    return {"accuracy": float(np.mean(predicted == truth)),
-            "macro_f1": float(f1_score(truth, predicted, average="macro"))}
+    return {
+        "accuracy": float(np.mean(predicted == truth)),
+        "macro_f1": float(f1_score(truth, predicted, average="macro")),
+    }

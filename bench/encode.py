@@ -60,13 +60,15 @@ def main(argv=None):
     np.cumsum(lengths, out=indptr[1:])
     indices = rng.choice(args.vocab, size=int(indptr[-1]), p=p).astype(np.int32)
     for c in range(args.cells):  # a cell's tokens are sorted, as the tokenizer writes them
-        indices[indptr[c]:indptr[c + 1]].sort()
+        indices[indptr[c] : indptr[c + 1]].sort()
     vectors = rng.standard_normal((args.vocab, args.dim)).astype(np.float32)
     weights = (rng.random(args.vocab) > 0.02).astype(np.float32)
     out = np.empty((args.cells, args.dim), dtype=np.float32)
 
     weighted_mean_pool(indptr[:101], indices, vectors, weights)  # JIT warm-up
-    t_ours, (ours, _) = best_of(lambda: weighted_mean_pool(indptr, indices, vectors, weights, out=out), args.repeat)
+    t_ours, (ours, _) = best_of(
+        lambda: weighted_mean_pool(indptr, indices, vectors, weights, out=out), args.repeat
+    )
     t_ref, ref = best_of(lambda: scipy_reference(indptr, indices, vectors, weights), max(1, args.repeat // 2))
     err = float(np.abs(ours - ref).max())
     n = indices.size
@@ -91,9 +93,11 @@ def main(argv=None):
         model.encode(adata[:100])
         t_a, _ = best_of(lambda: model.encode(adata), args.repeat)
         t_t, _ = best_of(lambda: model.encode(tok), args.repeat)
-        print(f"granja2019 ({adata.n_obs:,} cells, {tok.n_tokens:,} tokens): ScEmbed.encode from AnnData "
-              f"{t_a:.3f} s ({tok.n_tokens / t_a / 1e6:.1f} M token-rows/s incl. tokenization), "
-              f"from tokens {t_t:.3f} s ({tok.n_tokens / t_t / 1e6:.1f} M token-rows/s)")
+        print(
+            f"granja2019 ({adata.n_obs:,} cells, {tok.n_tokens:,} tokens): ScEmbed.encode from AnnData "
+            f"{t_a:.3f} s ({tok.n_tokens / t_a / 1e6:.1f} M token-rows/s incl. tokenization), "
+            f"from tokens {t_t:.3f} s ({tok.n_tokens / t_t / 1e6:.1f} M token-rows/s)"
+        )
 
 
 if __name__ == "__main__":

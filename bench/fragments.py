@@ -54,8 +54,9 @@ def make_data(folder: Path, n_frags: int, n_cells: int, n_regions: int, seed: in
     key = np.unique(u_chr * CHROM_LEN + u_start)  # no duplicate regions (gtars merges duplicates)
     u_chr, u_start = key // CHROM_LEN, key % CHROM_LEN
     universe = folder / "universe.bed"
-    pd.DataFrame({"c": chroms[u_chr], "s": u_start, "e": u_start + 500}).to_csv(universe, sep="\t", header=False,
-                                                                                index=False)
+    pd.DataFrame({"c": chroms[u_chr], "s": u_start, "e": u_start + 500}).to_csv(
+        universe, sep="\t", header=False, index=False
+    )
     barcodes = np.array(["".join(x) + "-1" for x in rng.choice(list("ACGT"), (n_cells, 16))])
     names = np.append(chroms, "chrM")
     f_chr = rng.choice(4, n_frags, p=[0.33, 0.33, 0.32, 0.02])
@@ -65,10 +66,15 @@ def make_data(folder: Path, n_frags: int, n_cells: int, n_regions: int, seed: in
     order = np.lexsort((f_start, f_chr))
     f_chr, f_start, f_len = f_chr[order], f_start[order], f_len[order]
     cells = rng.integers(0, n_cells, n_frags)
-    table = pa.table({"chrom": pa.DictionaryArray.from_arrays(f_chr.astype(np.int32), names),
-                      "start": f_start, "end": f_start + f_len,
-                      "barcode": pa.DictionaryArray.from_arrays(cells.astype(np.int32), barcodes),
-                      "count": rng.integers(1, 4, n_frags)})
+    table = pa.table(
+        {
+            "chrom": pa.DictionaryArray.from_arrays(f_chr.astype(np.int32), names),
+            "start": f_start,
+            "end": f_start + f_len,
+            "barcode": pa.DictionaryArray.from_arrays(cells.astype(np.int32), barcodes),
+            "count": rng.integers(1, 4, n_frags),
+        }
+    )
     path = folder / "fragments.tsv.gz"
     buf = pa.BufferOutputStream()
     buf.write(b"# id=synthetic\n# reference_path=none\n")
@@ -80,9 +86,15 @@ def make_data(folder: Path, n_frags: int, n_cells: int, n_regions: int, seed: in
 
 def pandas_reference(path: Path, uni: fe.Universe):
     """Whole-file pandas read, numpy searchsorted overlaps, np.unique per (cell, token); CSR in file order."""
-    df = pd.read_csv(path, sep="\t", comment="#", header=None, usecols=[0, 1, 2, 3],
-                     names=["chrom", "start", "end", "barcode"],
-                     dtype={"chrom": "category", "start": np.int64, "end": np.int64, "barcode": str})
+    df = pd.read_csv(
+        path,
+        sep="\t",
+        comment="#",
+        header=None,
+        usecols=[0, 1, 2, 3],
+        names=["chrom", "start", "end", "barcode"],
+        dtype={"chrom": "category", "start": np.int64, "end": np.int64, "barcode": str},
+    )
     cells, barcodes = pd.factorize(df["barcode"])
     s = uni.sorted_index
     lookup = {c: i for i, c in enumerate(uni.chrom_names)}
@@ -141,8 +153,9 @@ def run_gtars(python: str, path: Path, universe: Path, folder: Path):
     if probe.returncode != 0:
         return None
     out = folder / "gtars.json"
-    proc = subprocess.run([python, "-c", GTARS_SCRIPT, str(path), str(universe), str(out)], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [python, "-c", GTARS_SCRIPT, str(path), str(universe), str(out)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         print(f"gtars failed: {proc.stderr.strip()[-400:]}", file=sys.stderr)
         return None
@@ -172,34 +185,45 @@ def main() -> None:
         folder = Path(d)
         t = time.perf_counter()
         path, universe = make_data(folder, args.fragments, args.cells, args.regions)
-        print(f"generated {args.fragments:,} fragments, {args.cells:,} cells, {path.stat().st_size / 1e6:.0f} MB "
-              f"gzipped in {time.perf_counter() - t:.1f} s")
+        print(
+            f"generated {args.fragments:,} fragments, {args.cells:,} cells, {path.stat().st_size / 1e6:.0f} MB "
+            f"gzipped in {time.perf_counter() - t:.1f} s"
+        )
         # Every method gets its universe ready outside the timing, as gtars builds its tokenizer untimed.
         uni = fe.Universe.from_bed(universe)
         uni.sorted_index  # noqa: B018 (build the cached search index)
         fe.tokenize_fragments(path, uni, block_size=1 << 16)  # JIT warm-up (compiled kernels are cached)
         t_fe, tok = best_of(args.repeat, lambda: fe.tokenize_fragments(path, uni))
         t_pd, (ip, ix, bcs) = best_of(1, lambda: pandas_reference(path, uni))
-        same_pd = (list(bcs) == list(tok.barcodes) and np.array_equal(ip, tok.indptr)
-                   and np.array_equal(ix, tok.indices))
+        same_pd = (
+            list(bcs) == list(tok.barcodes)
+            and np.array_equal(ip, tok.indptr)
+            and np.array_equal(ix, tok.indices)
+        )
         g = run_gtars(args.gtars_python, path, universe, folder)
         n = args.fragments
         s = tok.stats
-        print(f"fragments in universe: {s['n_fragments_in_universe']:,} of {s['n_fragments']:,}; "
-              f"{s['n_tokens']:,} unique (cell, token) pairs")
+        print(
+            f"fragments in universe: {s['n_fragments_in_universe']:,} of {s['n_fragments']:,}; "
+            f"{s['n_tokens']:,} unique (cell, token) pairs"
+        )
         print("| method | seconds | M fragments/s | fastembed is | same tokens |")
         print("|---|---|---|---|---|")
         print(f"| fastembed `tokenize_fragments` | {t_fe:.2f} | **{n / t_fe / 1e6:.2f}** | - | - |")
-        print(f"| pandas read_csv + numpy searchsorted | {t_pd:.2f} | {n / t_pd / 1e6:.2f} | {t_pd / t_fe:.1f}x "
-              f"faster | {'identical' if same_pd else 'DIFFERENT'} |")
+        print(
+            f"| pandas read_csv + numpy searchsorted | {t_pd:.2f} | {n / t_pd / 1e6:.2f} | {t_pd / t_fe:.1f}x "
+            f"faster | {'identical' if same_pd else 'DIFFERENT'} |"
+        )
         if g is None:
             print("| gtars `tokenize_fragment_file` | not installed | | | |")
         else:
             ours = {b: tok[i].tolist() for i, b in enumerate(tok.barcodes)}
             agree = np.mean([ours.get(b) == t for b, t in zip(g["barcodes"], g["tokens"], strict=True)])
-            print(f"| gtars `tokenize_fragment_file` (unknown tokens dropped) | {g['seconds']:.2f} | "
-                  f"{n / g['seconds'] / 1e6:.2f} | {g['seconds'] / t_fe:.1f}x faster | "
-                  f"{100 * agree:.1f}% of {len(g['barcodes']):,} barcodes |")
+            print(
+                f"| gtars `tokenize_fragment_file` (unknown tokens dropped) | {g['seconds']:.2f} | "
+                f"{n / g['seconds'] / 1e6:.2f} | {g['seconds'] / t_fe:.1f}x faster | "
+                f"{100 * agree:.1f}% of {len(g['barcodes']):,} barcodes |"
+            )
 
 
 if __name__ == "__main__":

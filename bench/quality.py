@@ -73,7 +73,7 @@ def _gensim(adata, seed, args, **params):
     from gensim.models import Word2Vec
 
     indptr, indices = cell_tokens(adata)
-    cells = [[str(t) for t in indices[indptr[i]:indptr[i + 1]]] for i in range(adata.n_obs)]
+    cells = [[str(t) for t in indices[indptr[i] : indptr[i + 1]]] for i in range(adata.n_obs)]
     rng = np.random.default_rng(seed)
 
     class Shuffled:  # every pass over the corpus sees each cell in a new random order, as geniml does
@@ -92,8 +92,20 @@ def _gensim(adata, seed, args, **params):
 
 
 def run_gensim_sg(adata, seed, args):
-    return _gensim(adata, seed, args, sg=1, vector_size=100, window=5, negative=5, sample=0, min_count=1,
-                   alpha=0.025, min_alpha=1e-4, epochs=args.gensim_epochs)
+    return _gensim(
+        adata,
+        seed,
+        args,
+        sg=1,
+        vector_size=100,
+        window=5,
+        negative=5,
+        sample=0,
+        min_count=1,
+        alpha=0.025,
+        min_alpha=1e-4,
+        epochs=args.gensim_epochs,
+    )
 
 
 def run_gensim_cbow(adata, seed, args):
@@ -135,17 +147,23 @@ def main(argv=None):
     adata = load_granja()
     labels = adata.obs["cell_type"].astype(str).to_numpy()
     donor = adata.obs["donor"].astype(str).to_numpy()
-    print(f"# quality on granja2019 ({adata.n_obs} cells x {adata.n_vars} peaks, {len(np.unique(labels))} labels) "
-          f"— {machine()}")
-    print(f"fastembed epochs {args.epochs}, gensim sg epochs {args.gensim_epochs}, seeds {seeds}, "
-          f"threads {args.threads}")
-    print("| method | Leiden ARI | Leiden AMI | transfer accuracy | transfer macro-F1 | accuracy, plain cosine "
-          "| macro-F1, plain cosine | embedding time (s) |")
+    print(
+        f"# quality on granja2019 ({adata.n_obs} cells x {adata.n_vars} peaks, {len(np.unique(labels))} labels) "
+        f"— {machine()}"
+    )
+    print(
+        f"fastembed epochs {args.epochs}, gensim sg epochs {args.gensim_epochs}, seeds {seeds}, "
+        f"threads {args.threads}"
+    )
+    print(
+        "| method | Leiden ARI | Leiden AMI | transfer accuracy | transfer macro-F1 | accuracy, plain cosine "
+        "| macro-F1, plain cosine | embedding time (s) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name in args.methods.split(","):
         run, seeded = METHODS[name]
         rows = []
-        for seed in (seeds if seeded else seeds[:1]):
+        for seed in seeds if seeded else seeds[:1]:
             t = time.perf_counter()
             try:
                 emb = run(adata, seed, args)
@@ -155,13 +173,27 @@ def main(argv=None):
             seconds = time.perf_counter() - t
             cl = leiden_at_n_clusters(emb, labels, seed=seed)
             tr = donor_transfer(emb, labels, donor, reference=REFERENCE_DONOR, query=QUERY_DONOR)
-            plain = donor_transfer(emb, labels, donor, reference=REFERENCE_DONOR, query=QUERY_DONOR, center=False)
-            rows.append((cl["ari"], cl["ami"], tr["accuracy"], tr["macro_f1"], plain["accuracy"],
-                         plain["macro_f1"], seconds))
+            plain = donor_transfer(
+                emb, labels, donor, reference=REFERENCE_DONOR, query=QUERY_DONOR, center=False
+            )
+            rows.append(
+                (
+                    cl["ari"],
+                    cl["ami"],
+                    tr["accuracy"],
+                    tr["macro_f1"],
+                    plain["accuracy"],
+                    plain["macro_f1"],
+                    seconds,
+                )
+            )
         if rows:
             cols = list(zip(*rows, strict=True))
-            print(f"| {name} | {fmt(cols[0])} | {fmt(cols[1])} | {fmt(cols[2])} | {fmt(cols[3])} | "
-                  f"{fmt(cols[4])} | {fmt(cols[5])} | {np.mean(cols[6]):.1f} |", flush=True)
+            print(
+                f"| {name} | {fmt(cols[0])} | {fmt(cols[1])} | {fmt(cols[2])} | {fmt(cols[3])} | "
+                f"{fmt(cols[4])} | {fmt(cols[5])} | {np.mean(cols[6]):.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -61,8 +61,11 @@ def _block(rng, lo: int, hi: int, n_regions: int, peaks: int) -> sp.csr_matrix:
     rows = np.repeat(np.arange(n), counts)
     specific = rng.random(rows.size) < 0.6
     width = n_regions // N_TYPES
-    cols = np.where(specific, types[rows] * width + rng.integers(0, width, rows.size),
-                    rng.integers(0, n_regions, rows.size))
+    cols = np.where(
+        specific,
+        types[rows] * width + rng.integers(0, width, rows.size),
+        rng.integers(0, n_regions, rows.size),
+    )
     key = np.unique(rows.astype(np.int64) * n_regions + cols)
     r, c = key // n_regions, (key % n_regions).astype(np.int32)
     indptr = np.zeros(n + 1, dtype=np.int64)
@@ -107,7 +110,9 @@ def encode_run(args) -> None:
     import fastembed as fe
 
     model = fe.ScEmbed.from_pretrained(args.model, threads=args.threads)
-    baseline = _rss_mib()  # interpreter, numba, anndata and the model: what any run pays before the first block
+    baseline = (
+        _rss_mib()
+    )  # interpreter, numba, anndata and the model: what any run pays before the first block
     out = Path(args.output)
     t = time.perf_counter()
     worker_rss = None
@@ -116,9 +121,16 @@ def encode_run(args) -> None:
         if args.n_workers:
             from dask.distributed import Client, LocalCluster
 
-            with LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True,
-                              dashboard_address=":0", env={"NUMBA_NUM_THREADS": str(args.threads or 1)}) as cluster, \
-                    Client(cluster) as client:
+            with (
+                LocalCluster(
+                    n_workers=args.n_workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0",
+                    env={"NUMBA_NUM_THREADS": str(args.threads or 1)},
+                ) as cluster,
+                Client(cluster) as client,
+            ):
                 t = time.perf_counter()  # cluster start-up is not the encode's
                 model.encode(args.input, out=out, batch_cells=args.batch_cells, overwrite=True, client=client)
                 seconds = time.perf_counter() - t
@@ -126,8 +138,16 @@ def encode_run(args) -> None:
         else:
             model.encode(args.input, out=out, batch_cells=args.batch_cells, overwrite=True)
             seconds = time.perf_counter() - t
-    print(json.dumps({"seconds": seconds, "driver_rss_mib": _rss_mib(), "baseline_rss_mib": baseline,
-                      "worker_rss_mib": worker_rss}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "driver_rss_mib": _rss_mib(),
+                "baseline_rss_mib": baseline,
+                "worker_rss_mib": worker_rss,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -139,7 +159,9 @@ def main() -> None:
     p.add_argument("--batch-cells", type=int, default=65_536)
     p.add_argument("--dim", type=int, default=32)
     p.add_argument("--workers", default="1,2", help="comma-separated local Dask worker counts ('' for none)")
-    p.add_argument("--threads", type=int, default=1, help="numba threads of the serial run and of each worker")
+    p.add_argument(
+        "--threads", type=int, default=1, help="numba threads of the serial run and of each worker"
+    )
     p.add_argument("--folder", default="/tmp/fastembed-scale")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", action="store_true", help="keep the atlas and outputs")
@@ -170,15 +192,20 @@ def main() -> None:
         size = write_atlas(atlas, args.cells, args.regions, args.peaks_per_cell, args.write_block, args.seed)
         how = f"written in {time.perf_counter() - t:.0f} s (generator peak RSS {_rss_mib():,.0f} MiB)"
     on_disk = _du(atlas)
-    print(f"atlas: {args.cells:,} cells x {args.regions:,} regions, {size['nnz']:,} nonzeros; X uncompressed "
-          f"{size['x_bytes'] / 2**20:,.0f} MiB, store on disk {on_disk / 2**20:,.0f} MiB; {how}", flush=True)
+    print(
+        f"atlas: {args.cells:,} cells x {args.regions:,} regions, {size['nnz']:,} nonzeros; X uncompressed "
+        f"{size['x_bytes'] / 2**20:,.0f} MiB, store on disk {on_disk / 2**20:,.0f} MiB; {how}",
+        flush=True,
+    )
 
     uni = _universe(args.regions)
     bed = folder / "universe.bed"
     uni.to_csv(bed, sep="\t", header=False, index=False)
     sample = _block(np.random.default_rng(args.seed + 1), 0, 20_000, args.regions, args.peaks_per_cell)
-    train = ad.AnnData(X=sample, var=uni.set_index(uni["chr"] + ":" + uni["start"].astype(str) + "-"
-                                                  + uni["end"].astype(str)))
+    train = ad.AnnData(
+        X=sample,
+        var=uni.set_index(uni["chr"] + ":" + uni["start"].astype(str) + "-" + uni["end"].astype(str)),
+    )
     model = fe.ScEmbed(embedding_dim=args.dim, seed=0, threads=args.threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -188,10 +215,26 @@ def main() -> None:
     runs = [0] + [int(w) for w in args.workers.split(",") if w.strip()]
     rows = []
     for n_workers in runs:
-        cmd = [sys.executable, __file__, "--encode-run", "--input", str(atlas), "--model", str(model_dir),
-               "--output", str(folder / "emb.zarr"), "--batch-cells", str(args.batch_cells),
-               "--threads", str(args.threads), "--n-workers", str(n_workers)]
-        res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        cmd = [
+            sys.executable,
+            __file__,
+            "--encode-run",
+            "--input",
+            str(atlas),
+            "--model",
+            str(model_dir),
+            "--output",
+            str(folder / "emb.zarr"),
+            "--batch-cells",
+            str(args.batch_cells),
+            "--threads",
+            str(args.threads),
+            "--n-workers",
+            str(n_workers),
+        ]
+        res = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+        )
         if res.returncode:
             sys.exit(f"encode run with {n_workers} workers failed:\n{res.stderr[-3000:]}")
         r = json.loads(res.stdout.strip().splitlines()[-1])
@@ -199,9 +242,12 @@ def main() -> None:
         rows.append(r)
         extra = f", worker peak RSS {r['worker_rss_mib']:,.0f} MiB" if r["worker_rss_mib"] else ""
         grew = r["driver_rss_mib"] - r["baseline_rss_mib"]
-        print(f"encode {label}: {r['seconds']:.1f} s, {args.cells / r['seconds']:,.0f} cells/s; driver peak RSS "
-              f"{r['driver_rss_mib']:,.0f} MiB, {grew:,.0f} MiB above the {r['baseline_rss_mib']:,.0f} MiB after "
-              f"imports ({100 * grew * 2**20 / size['x_bytes']:.1f}% of X){extra}", flush=True)
+        print(
+            f"encode {label}: {r['seconds']:.1f} s, {args.cells / r['seconds']:,.0f} cells/s; driver peak RSS "
+            f"{r['driver_rss_mib']:,.0f} MiB, {grew:,.0f} MiB above the {r['baseline_rss_mib']:,.0f} MiB after "
+            f"imports ({100 * grew * 2**20 / size['x_bytes']:.1f}% of X){extra}",
+            flush=True,
+        )
     if not args.keep:
         shutil.rmtree(folder)
 

@@ -65,7 +65,9 @@ def fastembed_method(**params):
         train_kw = {k: v for k, v in params.items() if k not in model_keys | encode_keys}
         uni = _universe(adata)
         tokens = fe.tokenize_cells(adata if fit_mask is None else adata[fit_mask], uni)
-        model = fe.ScEmbed(seed=seed, threads=args.threads, **model_kw).train(tokens, progress=False, **train_kw)
+        model = fe.ScEmbed(seed=seed, threads=args.threads, **model_kw).train(
+            tokens, progress=False, **train_kw
+        )
         target = tokens if fit_mask is None else fe.tokenize_cells(adata, uni)
         return model.encode(target, **encode_kw)
 
@@ -108,7 +110,7 @@ def gensim_sg(epochs):
         X = adata.X.tocsr()
         X.sort_indices()
         indptr, indices = X.indptr.astype(np.int64), X.indices.astype(np.int32)
-        cells = [[str(t) for t in indices[indptr[i]:indptr[i + 1]]] for i in range(adata.n_obs)]
+        cells = [[str(t) for t in indices[indptr[i] : indptr[i + 1]]] for i in range(adata.n_obs)]
         rng = np.random.default_rng(seed)
 
         class Shuffled:  # a new random order of every cell on every pass, as geniml does
@@ -116,8 +118,20 @@ def gensim_sg(epochs):
                 for c in cells:
                     yield [c[j] for j in rng.permutation(len(c))]
 
-        model = Word2Vec(Shuffled(), workers=args.threads, seed=seed, sg=1, vector_size=100, window=5, negative=5,
-                         sample=0, min_count=1, alpha=0.025, min_alpha=1e-4, epochs=epochs)
+        model = Word2Vec(
+            Shuffled(),
+            workers=args.threads,
+            seed=seed,
+            sg=1,
+            vector_size=100,
+            window=5,
+            negative=5,
+            sample=0,
+            min_count=1,
+            alpha=0.025,
+            min_alpha=1e-4,
+            epochs=epochs,
+        )
         vectors = np.zeros((adata.n_vars, 100), dtype=np.float32)
         known = np.zeros(adata.n_vars, dtype=np.float32)
         for key, i in model.wv.key_to_index.items():
@@ -196,8 +210,11 @@ def plot(rows, path: Path) -> None:
         for j, (key, title) in enumerate(measures):
             ax = axes[i, j]
             for m in methods:
-                pts = [(r["seconds"], r[key]) for r in rows
-                       if r["dataset"] == ds and r["method"] == m and r["mode"] == "transductive"]
+                pts = [
+                    (r["seconds"], r[key])
+                    for r in rows
+                    if r["dataset"] == ds and r["method"] == m and r["mode"] == "transductive"
+                ]
                 if pts:
                     x, y = zip(*pts, strict=True)
                     ax.scatter(x, y, color=colours[m], label=m, s=18)
@@ -243,8 +260,12 @@ def main(argv=None):
                         print(f"  {name}: skipped ({err})", flush=True)
                         break
                     seconds = time.perf_counter() - t
-                    q = evaluate(np.asarray(emb, dtype=np.float32), adata, centred_only=name.startswith("fastembed"),
-                                 fit_mask=mask)
+                    q = evaluate(
+                        np.asarray(emb, dtype=np.float32),
+                        adata,
+                        centred_only=name.startswith("fastembed"),
+                        fit_mask=mask,
+                    )
                     row = {"dataset": ds, "method": name, "mode": mode, "seed": seed, "seconds": seconds, **q}
                     rows.append(row)
                     print("  " + json.dumps(row), flush=True)
@@ -268,12 +289,17 @@ def print_table(rows) -> None:
                 return "—"
             return f"{np.mean(v):.3f}" + (f" ± {np.std(v, ddof=1):.3f}" if len(v) > 1 else "")
 
-        print(f"| {ds} | {mode} | {m} | {np.mean([r['seconds'] for r in sel]):.1f} | {cell('ari')} | "
-              f"{cell('accuracy')} | {cell('macro_f1')} | {len(sel)} |")
+        print(
+            f"| {ds} | {mode} | {m} | {np.mean([r['seconds'] for r in sel]):.1f} | {cell('ari')} | "
+            f"{cell('accuracy')} | {cell('macro_f1')} | {len(sel)} |"
+        )
     # The yardstick: fastembed's time against gensim skip-gram's 10 epochs in the same run.
     for ds in dict.fromkeys(r["dataset"] for r in rows):
-        fe_t = [r["seconds"] for r in rows if r["dataset"] == ds and r["method"] == "fastembed"
-                and r["mode"] == "transductive"]
+        fe_t = [
+            r["seconds"]
+            for r in rows
+            if r["dataset"] == ds and r["method"] == "fastembed" and r["mode"] == "transductive"
+        ]
         g_t = [r["seconds"] for r in rows if r["dataset"] == ds and r["method"] == "gensim_sg-e10"]
         if fe_t and g_t:
             print(f"{ds}: gensim sg 10 epochs / fastembed defaults = {np.mean(g_t) / np.mean(fe_t):.2f}x")

@@ -72,19 +72,29 @@ def gtars_rate(adata, uni: Universe, tok, n_cells: int) -> tuple[float, float] |
         uni.write_bed(bed)
         gt = Tokenizer.from_bed(str(bed))
     # Region objects are built once per peak, outside the timing: this favours gtars.
-    peaks = [Region(c, int(a), int(b)) for c, a, b in zip(adata.var["chr"].astype(str), adata.var["start"],
-                                                          adata.var["end"], strict=True)]
+    peaks = [
+        Region(c, int(a), int(b))
+        for c, a, b in zip(adata.var["chr"].astype(str), adata.var["start"], adata.var["end"], strict=True)
+    ]
     X = adata.X[:n_cells].tocsr()
     t = time.perf_counter()
-    ids = [gt.convert_tokens_to_ids(gt.tokenize([peaks[j] for j in X.indices[X.indptr[i]:X.indptr[i + 1]]]))
-           for i in range(X.shape[0])]
+    ids = [
+        gt.convert_tokens_to_ids(gt.tokenize([peaks[j] for j in X.indices[X.indptr[i] : X.indptr[i + 1]]]))
+        for i in range(X.shape[0])
+    ]
     elapsed = time.perf_counter() - t
     # gtars numbers the regions its own way, so compare regions, not ids.
     names = gt.convert_ids_to_tokens(list(range(gt.vocab_size)))
-    ours = np.array([f"{c}:{a}-{b}" for c, a, b in zip(uni.chroms, uni.starts.tolist(), uni.ends.tolist(),
-                                                       strict=True)], dtype=object)
-    same = np.mean([{names[j] for j in ids[i]} == set(ours[tok.indices[tok.indptr[i]:tok.indptr[i + 1]]])
-                    for i in range(X.shape[0])])
+    ours = np.array(
+        [f"{c}:{a}-{b}" for c, a, b in zip(uni.chroms, uni.starts.tolist(), uni.ends.tolist(), strict=True)],
+        dtype=object,
+    )
+    same = np.mean(
+        [
+            {names[j] for j in ids[i]} == set(ours[tok.indices[tok.indptr[i] : tok.indptr[i + 1]]])
+            for i in range(X.shape[0])
+        ]
+    )
     return sum(len(x) for x in ids) / elapsed, float(same)
 
 
@@ -145,17 +155,26 @@ def run(name, adata, uni, ref_cells, repeat, gtars_cells):
     sub = adata if ref_cells >= adata.n_obs else adata[:ref_cells]
     t_ref, T = timed(lambda: numpy_reference(sub, uni), 1 if sub.n_obs > 200_000 else repeat)
     n_sub = sub.n_obs
-    same = np.array_equal(T.indptr, tok.indptr[: n_sub + 1]) and np.array_equal(T.indices, tok.indices[: T.nnz])
+    same = np.array_equal(T.indptr, tok.indptr[: n_sub + 1]) and np.array_equal(
+        T.indices, tok.indices[: T.nnz]
+    )
     rate_ours = tok.n_tokens / t_ours
     rate_ref = T.nnz / t_ref
     csr_mb = (adata.X.indptr.nbytes + adata.X.indices.nbytes + adata.X.data.nbytes) / 2**20
     g = gtars_rate(adata, uni, tok, min(gtars_cells, adata.n_obs)) if gtars_cells else None
-    gtars_col = "not installed" if g is None else (
-        f"{g[0] / 1e6:.2f} M/s ({min(gtars_cells, adata.n_obs):,} cells; {rate_ours / g[0]:.0f}x; "
-        f"same token sets {g[1]:.1%})")
-    print(f"| {name} | {adata.n_obs:,} x {adata.n_vars:,} | {tok.n_tokens:,} | {rate_ours / 1e6:.1f} M/s "
-          f"| {rate_ref / 1e6:.1f} M/s ({n_sub:,} cells) | {rate_ours / rate_ref:.1f}x | {same} | {gtars_col} "
-          f"| {csr_mb:,.0f} MB |")
+    gtars_col = (
+        "not installed"
+        if g is None
+        else (
+            f"{g[0] / 1e6:.2f} M/s ({min(gtars_cells, adata.n_obs):,} cells; {rate_ours / g[0]:.0f}x; "
+            f"same token sets {g[1]:.1%})"
+        )
+    )
+    print(
+        f"| {name} | {adata.n_obs:,} x {adata.n_vars:,} | {tok.n_tokens:,} | {rate_ours / 1e6:.1f} M/s "
+        f"| {rate_ref / 1e6:.1f} M/s ({n_sub:,} cells) | {rate_ours / rate_ref:.1f}x | {same} | {gtars_col} "
+        f"| {csr_mb:,.0f} MB |"
+    )
     return rate_ours, rate_ref
 
 
@@ -163,15 +182,25 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=int, default=1_000_000)
     ap.add_argument("--tokens-per-cell", type=int, default=200)
-    ap.add_argument("--reference-cells", type=int, default=100_000,
-                    help="cells of the synthetic set the numpy reference tokenizes (it needs far more memory)")
+    ap.add_argument(
+        "--reference-cells",
+        type=int,
+        default=100_000,
+        help="cells of the synthetic set the numpy reference tokenizes (it needs far more memory)",
+    )
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--gtars-cells", type=int, default=20_000,
-                    help="cells gtars tokenizes per workload if it is installed (0: skip); it runs one cell per call")
+    ap.add_argument(
+        "--gtars-cells",
+        type=int,
+        default=20_000,
+        help="cells gtars tokenizes per workload if it is installed (0: skip); it runs one cell per call",
+    )
     args = ap.parse_args(argv)
     print(f"# tokenize bench — {machine()}")
-    print("| workload | cells x peaks | tokens | fastembed | numpy/scipy reference | ratio | same tokens | gtars "
-          "| input CSR |")
+    print(
+        "| workload | cells x peaks | tokens | fastembed | numpy/scipy reference | ratio | same tokens | gtars "
+        "| input CSR |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     d = shared_data() / "granja2019_bmmc_hg19"
     if d.is_dir():

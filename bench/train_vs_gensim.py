@@ -366,8 +366,11 @@ def main(argv=None) -> None:
     )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-synthetic", action="store_true")
-    ap.add_argument("--scaling", default="1,2,all",
-                    help="thread counts for the scaling table on granja ('all' = every CPU; '' skips it)")
+    ap.add_argument(
+        "--scaling",
+        default="1,2,all",
+        help="thread counts for the scaling table on granja ('all' = every CPU; '' skips it)",
+    )
     ap.add_argument("--scaling-epochs", type=int, default=5)
     ap.add_argument("--scaling-only", action="store_true", help="run only the thread-scaling table")
     ap.add_argument("--out", default=str(REPO / "bench" / "out" / "train_vs_gensim.json"))
@@ -477,17 +480,33 @@ def thread_scaling(args, corpus: Path) -> str:
     rows = {}
     for t in counts:
         for method in ("ours", "gensim"):
-            job = dict(corpus=str(corpus), dataset="granja2019", epochs=args.scaling_epochs, method=method,
-                       threads=t, seed=1, reshuffle=False, save=None)
+            job = dict(
+                corpus=str(corpus),
+                dataset="granja2019",
+                epochs=args.scaling_epochs,
+                method=method,
+                threads=t,
+                seed=1,
+                reshuffle=False,
+                save=None,
+            )
             r = launch(job)
             rows[method, t] = r["words_per_s"]
-            print(f"scaling {method} x{t}: {r['words_per_s'] / 1e3:.0f}k words/s ({r['cpu_per_wall']:.2f} cores busy, "
-                  f"load {r['loadavg_1min']:.1f})", flush=True)
-    lines = ["| threads | ours words/s | scaling | gensim words/s | scaling | ours / gensim |", "|---|---|---|---|---|---|"]
+            print(
+                f"scaling {method} x{t}: {r['words_per_s'] / 1e3:.0f}k words/s ({r['cpu_per_wall']:.2f} cores busy, "
+                f"load {r['loadavg_1min']:.1f})",
+                flush=True,
+            )
+    lines = [
+        "| threads | ours words/s | scaling | gensim words/s | scaling | ours / gensim |",
+        "|---|---|---|---|---|---|",
+    ]
     for t in counts:
         o, g = rows["ours", t], rows["gensim", t]
-        lines.append(f"| {t} | {o / 1e3:.0f}k | {o / rows['ours', counts[0]]:.2f}x | {g / 1e3:.0f}k | "
-                     f"{g / rows['gensim', counts[0]]:.2f}x | {o / g:.2f}x |")
+        lines.append(
+            f"| {t} | {o / 1e3:.0f}k | {o / rows['ours', counts[0]]:.2f}x | {g / 1e3:.0f}k | "
+            f"{g / rows['gensim', counts[0]]:.2f}x | {o / g:.2f}x |"
+        )
     return "\n".join(lines)
 
 

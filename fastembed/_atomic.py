@@ -114,7 +114,11 @@ def _is_report(path: Path) -> str | None:
     reason = _regular_file(path)
     if reason:
         return reason
-    return None if _head(path, 64).startswith(b"# fastembed demo report") else "it is not a fastembed demo report"
+    return (
+        None
+        if _head(path, 64).startswith(b"# fastembed demo report")
+        else "it is not a fastembed demo report"
+    )
 
 
 def _small_yaml(path: Path) -> dict | None:
@@ -127,8 +131,6 @@ def _small_yaml(path: Path) -> dict | None:
     except Exception:
         return None
     return data if isinstance(data, dict) else None
-
-
 
 
 def _real_folder(path: Path) -> str | None:
@@ -170,8 +172,23 @@ def _is_model(path: Path) -> str | None:
 
 
 # The entries of an AnnData zarr store (what encode writes), and of the bare group earlier versions wrote.
-_ZARR_TOP = {"zarr.json", ".zgroup", ".zattrs", ".zmetadata", "obs", "var", "obsm", "varm", "obsp", "varp",
-             "layers", "uns", "raw", "embeddings", "barcodes"}
+_ZARR_TOP = {
+    "zarr.json",
+    ".zgroup",
+    ".zattrs",
+    ".zmetadata",
+    "obs",
+    "var",
+    "obsm",
+    "varm",
+    "obsp",
+    "varp",
+    "layers",
+    "uns",
+    "raw",
+    "embeddings",
+    "barcodes",
+}
 
 
 def _is_zarr(path: Path) -> str | None:
@@ -274,8 +291,14 @@ def _empty_real_folder(path: Path) -> bool:
         return False
 
 
-def check_output_path(path: str | os.PathLike, *, what: str = "output", overwrite: bool = False,
-                      inputs: Iterable = (), kind: str = "file") -> Path:
+def check_output_path(
+    path: str | os.PathLike,
+    *,
+    what: str = "output",
+    overwrite: bool = False,
+    inputs: Iterable = (),
+    kind: str = "file",
+) -> Path:
     """Check, before any work is done, that ``path`` may be written.
 
     Parameters
@@ -317,8 +340,10 @@ def check_output_path(path: str | os.PathLike, *, what: str = "output", overwrit
             rel = "is" if os.path.samefile(clash, path) else "holds"
         except OSError:
             rel = "is"
-        raise ValueError(f"{what} '{path}' {rel} the input '{clash}'; writing it would destroy the input: "
-                         "choose another output path")
+        raise ValueError(
+            f"{what} '{path}' {rel} the input '{clash}'; writing it would destroy the input: "
+            "choose another output path"
+        )
     parent = path.parent
     if not parent.is_dir():
         raise FileNotFoundError(f"{what} '{path}': folder '{parent}' does not exist; create it first")
@@ -335,8 +360,10 @@ def check_output_path(path: str | os.PathLike, *, what: str = "output", overwrit
     desc, recognise = KINDS[kind]
     reason = recognise(path)
     if reason:
-        raise FileExistsError(f"{what} '{path}' exists and is not a {desc} written by fastembed ({reason}); "
-                              "refusing to replace it: move it away or choose another path")
+        raise FileExistsError(
+            f"{what} '{path}' exists and is not a {desc} written by fastembed ({reason}); "
+            "refusing to replace it: move it away or choose another path"
+        )
     return path
 
 
@@ -405,8 +432,10 @@ def output_lock(path: str | os.PathLike, *, what: str = "output") -> Iterator[No
             with _held_guard:
                 entry[1] -= 1
         return
-    busy = FileExistsError(f"{what} '{path}' is being written by another process (lock '{lock}'); "
-                           "wait for it to finish or choose another path")
+    busy = FileExistsError(
+        f"{what} '{path}' is being written by another process (lock '{lock}'); "
+        "wait for it to finish or choose another path"
+    )
     fd = _acquire(lock, busy)
     with _held_guard:
         _held[lock] = [me, 1]
@@ -494,9 +523,11 @@ def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
                 tmp.unlink()
         removed.append(tmp)
     if kept:
-        warnings.warn(f"temporary '{kept[0]}' (and {len(kept) - 1} more) of an earlier write to '{path}' belongs "
-                      "to a process that is still running; remove it by hand if no fastembed is writing there",
-                      stacklevel=3)
+        warnings.warn(
+            f"temporary '{kept[0]}' (and {len(kept) - 1} more) of an earlier write to '{path}' belongs "
+            "to a process that is still running; remove it by hand if no fastembed is writing there",
+            stacklevel=3,
+        )
     return removed
 
 
@@ -508,21 +539,30 @@ def _publish_file(tmp: Path, path: Path, replace: bool, what: str) -> None:
         # link() fails if path exists, so a file that appeared meanwhile is never replaced.
         os.link(tmp, path)
     except FileExistsError:
-        raise FileExistsError(f"{what} '{path}' was created by someone else while fastembed was writing it; "
-                              "left it as it is") from None
+        raise FileExistsError(
+            f"{what} '{path}' was created by someone else while fastembed was writing it; left it as it is"
+        ) from None
     except OSError:
         # File systems without hard links: the lock still excludes other fastembed writers.
         if os.path.lexists(path):
-            raise FileExistsError(f"{what} '{path}' was created by someone else while fastembed was writing it; "
-                                  "left it as it is") from None
+            raise FileExistsError(
+                f"{what} '{path}' was created by someone else while fastembed was writing it; "
+                "left it as it is"
+            ) from None
         os.rename(tmp, path)
         return
     os.unlink(tmp)
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, *, what: str = "output", overwrite: bool = False, inputs: Iterable = (),
-                kind: str = "file") -> Iterator[Path]:
+def atomic_file(
+    path: str | os.PathLike,
+    *,
+    what: str = "output",
+    overwrite: bool = False,
+    inputs: Iterable = (),
+    kind: str = "file",
+) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it becomes ``path``, on error it is deleted.
 
     Parameters
@@ -559,8 +599,14 @@ def atomic_file(path: str | os.PathLike, *, what: str = "output", overwrite: boo
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, *, what: str = "output", overwrite: bool = False, inputs: Iterable = (),
-               kind: str = "model") -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike,
+    *,
+    what: str = "output",
+    overwrite: bool = False,
+    inputs: Iterable = (),
+    kind: str = "model",
+) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path``, on error it is removed.
 
     Parameters
@@ -602,7 +648,9 @@ def atomic_dir(path: str | os.PathLike, *, what: str = "output", overwrite: bool
                     # rename() onto a folder only succeeds if it is empty, so nothing can be lost here.
                     os.rename(tmp, path)
                 except OSError as err:
-                    raise FileExistsError(f"{what} '{path}' was created by someone else while fastembed was "
-                                          f"writing it ({err.strerror}); left it as it is") from None
+                    raise FileExistsError(
+                        f"{what} '{path}' was created by someone else while fastembed was "
+                        f"writing it ({err.strerror}); left it as it is"
+                    ) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -16,7 +16,9 @@ def check_threads(threads: int | None) -> int | None:
         return None
     top = numba.config.NUMBA_NUM_THREADS
     if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or not 1 <= threads <= top:
-        raise ValueError(f"threads must be an integer from 1 to {top} (NUMBA_NUM_THREADS), got {threads!r}"[:300])
+        raise ValueError(
+            f"threads must be an integer from 1 to {top} (NUMBA_NUM_THREADS), got {threads!r}"[:300]
+        )
     return int(threads)
 
 

@@ -19,8 +19,16 @@ import pandas as pd
 
 from ._config import PARALLEL_FAST
 
-__all__ = ["annotate_celltypes", "annotation_table", "knn_cosine", "fit_reference", "predict", "predicted_column",
-           "FittedReference", "QueryEmbeddings"]
+__all__ = [
+    "annotate_celltypes",
+    "annotation_table",
+    "knn_cosine",
+    "fit_reference",
+    "predict",
+    "predicted_column",
+    "FittedReference",
+    "QueryEmbeddings",
+]
 
 CONFIDENCE_COLUMN = "confidence"
 """Column of the vote share in annotation tables (the command line's and the demo's)."""
@@ -48,9 +56,13 @@ def annotation_table(predicted: pd.Series, confidence, label_key: str = "cell_ty
     pd.DataFrame
         Index ``barcode``; columns ``predicted_<label_key>`` and ``confidence``.
     """
-    table = pd.DataFrame({predicted_column(label_key): predicted.to_numpy(),
-                          CONFIDENCE_COLUMN: np.asarray(confidence, dtype=float)},
-                         index=pd.Index(predicted.index, name="barcode"))
+    table = pd.DataFrame(
+        {
+            predicted_column(label_key): predicted.to_numpy(),
+            CONFIDENCE_COLUMN: np.asarray(confidence, dtype=float),
+        },
+        index=pd.Index(predicted.index, name="barcode"),
+    )
     return table
 
 
@@ -67,16 +79,20 @@ is the same whatever block size (a multiple of this) splits the query."""
 def _embedding(adata, key: str, which: str) -> np.ndarray:
     if key not in adata.obsm:
         have = ", ".join(map(repr, adata.obsm.keys())) or "none"
-        raise KeyError(f"{which} AnnData has no obsm['{key}'] (obsm keys: {have}); encode it first or pass "
-                       "embedding_key=")
+        raise KeyError(
+            f"{which} AnnData has no obsm['{key}'] (obsm keys: {have}); encode it first or pass "
+            "embedding_key="
+        )
     emb = np.asarray(adata.obsm[key], dtype=np.float32)
     if emb.ndim != 2:
         raise ValueError(f"{which} obsm['{key}'] must be 2-d (cells x dims), got shape {emb.shape}")
     bad = ~np.isfinite(emb).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{which} obsm['{key}'] has NaN or infinite values in {int(bad.sum())} cells "
-                         f"(first: {adata.obs_names[i]!r})")
+        raise ValueError(
+            f"{which} obsm['{key}'] has NaN or infinite values in {int(bad.sum())} cells "
+            f"(first: {adata.obs_names[i]!r})"
+        )
     return emb
 
 
@@ -91,8 +107,10 @@ def _unit_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _check_finite(emb: np.ndarray, which: str, first_row: int = 0) -> None:
     bad = ~np.isfinite(emb).all(axis=1)
     if bad.any():
-        raise ValueError(f"{which} has NaN or infinite values in {int(bad.sum())} cells of rows "
-                         f"{first_row}..{first_row + emb.shape[0] - 1} (first: row {first_row + int(np.flatnonzero(bad)[0])})")
+        raise ValueError(
+            f"{which} has NaN or infinite values in {int(bad.sum())} cells of rows "
+            f"{first_row}..{first_row + emb.shape[0] - 1} (first: row {first_row + int(np.flatnonzero(bad)[0])})"
+        )
 
 
 @numba.njit(**PARALLEL_FAST)
@@ -115,14 +133,16 @@ def _exact_knn(reference: np.ndarray, query: np.ndarray, k: int) -> tuple[np.nda
     block = max(1, 50_000_000 // max(n_ref, 1))
     reference = np.ascontiguousarray(reference, dtype=np.float32)
     for lo in range(0, n_query, block):
-        piece = np.ascontiguousarray(query[lo:lo + block], dtype=np.float32)
+        piece = np.ascontiguousarray(query[lo : lo + block], dtype=np.float32)
         s = np.empty((piece.shape[0], n_ref), dtype=np.float32)
         _similarities(piece, reference, s)
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < n_ref else np.tile(np.arange(n_ref), (len(s), 1))
+        part = (
+            np.argpartition(-s, k - 1, axis=1)[:, :k] if k < n_ref else np.tile(np.arange(n_ref), (len(s), 1))
+        )
         ps = np.take_along_axis(s, part, axis=1)
         order = np.argsort(-ps, axis=1, kind="stable")
-        idx[lo:lo + block] = np.take_along_axis(part, order, axis=1)
-        sim[lo:lo + block] = np.take_along_axis(ps, order, axis=1)
+        idx[lo : lo + block] = np.take_along_axis(part, order, axis=1)
+        sim[lo : lo + block] = np.take_along_axis(ps, order, axis=1)
     return idx, sim
 
 
@@ -131,8 +151,13 @@ def _build_index(reference: np.ndarray, k: int, random_state: int | None, n_jobs
 
     # A denser graph and a wider search than pynndescent's defaults (15, 0.1): on scATAC embeddings the
     # defaults find only ~85% of the true 10 neighbours; these settings find ~98% for little extra time.
-    index = NNDescent(reference, metric="cosine", n_neighbors=max(40, 3 * k), random_state=random_state,
-                      n_jobs=n_jobs if n_jobs is not None else -1)
+    index = NNDescent(
+        reference,
+        metric="cosine",
+        n_neighbors=max(40, 3 * k),
+        random_state=random_state,
+        n_jobs=n_jobs if n_jobs is not None else -1,
+    )
     index.prepare()  # the search graph, built once here rather than by every process the index is sent to
     return index
 
@@ -148,8 +173,14 @@ def _index_query(index, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
     return idx.astype(np.int64), (1.0 - dist).astype(np.float32)
 
 
-def knn_cosine(reference: np.ndarray, query: np.ndarray, k: int, *, random_state: int | None = 0,
-               n_jobs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def knn_cosine(
+    reference: np.ndarray,
+    query: np.ndarray,
+    k: int,
+    *,
+    random_state: int | None = 0,
+    n_jobs: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """k nearest reference rows of each query row by cosine similarity.
 
     Parameters
@@ -210,9 +241,17 @@ class FittedReference:
         return int(self.unit.shape[1])
 
 
-def fit_reference(reference_adata, *, n_query: int, embedding_key: str = "scembed_X", k: int = 10,
-                  label_key: str = "cell_type", center: bool = True, random_state: int | None = 0,
-                  n_jobs: int | None = None) -> FittedReference:
+def fit_reference(
+    reference_adata,
+    *,
+    n_query: int,
+    embedding_key: str = "scembed_X",
+    k: int = 10,
+    label_key: str = "cell_type",
+    center: bool = True,
+    random_state: int | None = 0,
+    n_jobs: int | None = None,
+) -> FittedReference:
     """Prepare a labelled reference for k-NN label transfer to ``n_query`` query cells.
 
     Parameters
@@ -241,8 +280,10 @@ def fit_reference(reference_adata, *, n_query: int, embedding_key: str = "scembe
     labels = reference_adata.obs[label_key]
     keep = r.any(axis=1) & labels.notna().to_numpy()
     if not keep.all():
-        warnings.warn(f"{int((~keep).sum())} reference cells have no label or an all-zero embedding; left out",
-                      stacklevel=3)
+        warnings.warn(
+            f"{int((~keep).sum())} reference cells have no label or an all-zero embedding; left out",
+            stacklevel=3,
+        )
     r = r[keep]
     mean = None
     if center and r.shape[0]:
@@ -251,16 +292,22 @@ def fit_reference(reference_adata, *, n_query: int, embedding_key: str = "scembe
     r, _ = _unit_rows(r)
     categorical = isinstance(labels.dtype, pd.CategoricalDtype)
     categories = list(labels.cat.categories) if categorical else sorted(pd.unique(labels[keep].astype(str)))
-    codes = pd.Categorical(labels[keep] if categorical else labels[keep].astype(str), categories=categories).codes
+    codes = pd.Categorical(
+        labels[keep] if categorical else labels[keep].astype(str), categories=categories
+    ).codes
     if k > r.shape[0]:
         raise ValueError(f"k={k} is larger than the {r.shape[0]} usable reference cells")
     index = None
     if int(n_query) * r.shape[0] > EXACT_SEARCH_PAIRS:
         index = _build_index(r, int(k), random_state, n_jobs)
-    return FittedReference(unit=r, mean=mean, codes=np.asarray(codes), categories=categories, k=int(k), index=index)
+    return FittedReference(
+        unit=r, mean=mean, codes=np.asarray(codes), categories=categories, k=int(k), index=index
+    )
 
 
-def _vote(idx: np.ndarray, sim: np.ndarray, codes: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+def _vote(
+    idx: np.ndarray, sim: np.ndarray, codes: np.ndarray, n_labels: int
+) -> tuple[np.ndarray, np.ndarray]:
     weights = np.maximum(sim, 1e-6).astype(np.float64)
     n_q = idx.shape[0]
     neighbour_labels = codes[idx]
@@ -278,7 +325,9 @@ def _vote(idx: np.ndarray, sim: np.ndarray, codes: np.ndarray, n_labels: int) ->
     return winner.astype(np.int64), confidence
 
 
-def predict(fitted: FittedReference, query: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predict(
+    fitted: FittedReference, query: np.ndarray, start: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Vote labels for one block of query cells.
 
     Parameters
@@ -347,20 +396,28 @@ class QueryEmbeddings:
             obsm = open_element(self.path, "obsm")
             if key not in obsm:
                 have = ", ".join(map(repr, obsm.keys())) or "none"
-                raise KeyError(f"query AnnData '{self.path}' has no obsm['{key}'] (obsm keys: {have}); encode it "
-                               "first or pass embedding_key=")
+                raise KeyError(
+                    f"query AnnData '{self.path}' has no obsm['{key}'] (obsm keys: {have}); encode it "
+                    "first or pass embedding_key="
+                )
             arr = open_element(self.path, f"obsm/{key}")
             if not hasattr(arr, "dtype") or len(arr.shape) != 2:
-                raise ValueError(f"query '{self.path}' obsm['{key}'] must be a dense 2-d array (cells x dims), "
-                                 f"got {type(arr).__name__} of shape {getattr(arr, 'shape', None)}")
+                raise ValueError(
+                    f"query '{self.path}' obsm['{key}'] must be a dense 2-d array (cells x dims), "
+                    f"got {type(arr).__name__} of shape {getattr(arr, 'shape', None)}"
+                )
             self.obs_names = read_obs_names(self.path)
             self.n_obs, self.dim = (int(n) for n in arr.shape)
             if self.n_obs != len(self.obs_names):
-                raise ValueError(f"query '{self.path}': obsm['{key}'] has {self.n_obs} rows but obs has "
-                                 f"{len(self.obs_names)}")
+                raise ValueError(
+                    f"query '{self.path}': obsm['{key}'] has {self.n_obs} rows but obs has "
+                    f"{len(self.obs_names)}"
+                )
         else:
             if not hasattr(query, "obsm"):
-                raise TypeError(f"query must be an AnnData or an .h5ad/.zarr path, got {type(query).__name__}")
+                raise TypeError(
+                    f"query must be an AnnData or an .h5ad/.zarr path, got {type(query).__name__}"
+                )
             self.path = None
             self._array = _embedding(query, key, "query")
             self.obs_names = query.obs_names
@@ -368,7 +425,11 @@ class QueryEmbeddings:
 
     @property
     def name(self) -> str:
-        return f"query '{self.path}' obsm['{self.key}']" if self.path is not None else f"query obsm['{self.key}']"
+        return (
+            f"query '{self.path}' obsm['{self.key}']"
+            if self.path is not None
+            else f"query obsm['{self.key}']"
+        )
 
     def block(self, lo: int, hi: int) -> np.ndarray:
         """Rows ``lo:hi`` as float32 (hi - lo, dim), checked finite."""
@@ -386,11 +447,22 @@ def read_query_block(path, key: str, lo: int, hi: int) -> np.ndarray:
     return q
 
 
-def annotate_celltypes(query_adata, reference_adata, embedding_key: str = "scembed_X", k: int = 10, *,
-                       label_key: str = "cell_type", confidence_key: str | None = None,
-                       min_confidence: float | None = None, unknown_label: str = "unknown",
-                       center: bool = True, random_state: int | None = 0,
-                       n_jobs: int | None = None, batch_cells: int = 65_536, client=None):
+def annotate_celltypes(
+    query_adata,
+    reference_adata,
+    embedding_key: str = "scembed_X",
+    k: int = 10,
+    *,
+    label_key: str = "cell_type",
+    confidence_key: str | None = None,
+    min_confidence: float | None = None,
+    unknown_label: str = "unknown",
+    center: bool = True,
+    random_state: int | None = 0,
+    n_jobs: int | None = None,
+    batch_cells: int = 65_536,
+    client=None,
+):
     """Transfer cell-type labels from a labelled reference to query cells by k-NN on their embeddings.
 
     Each query cell takes the label with the largest summed cosine similarity among its ``k`` nearest
@@ -446,21 +518,37 @@ def annotate_celltypes(query_adata, reference_adata, embedding_key: str = "scemb
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
     if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
         raise ValueError(f"min_confidence must lie in [0, 1], got {min_confidence!r}")
-    if isinstance(batch_cells, bool) or int(batch_cells) != batch_cells or batch_cells < 1 \
-            or batch_cells % QUERY_BATCH:
+    if (
+        isinstance(batch_cells, bool)
+        or int(batch_cells) != batch_cells
+        or batch_cells < 1
+        or batch_cells % QUERY_BATCH
+    ):
         raise ValueError(f"batch_cells must be a positive multiple of {QUERY_BATCH}, got {batch_cells!r}")
     batch_cells = int(batch_cells)
     query = QueryEmbeddings(query_adata, embedding_key)
     if query.n_obs == 0:
         raise ValueError("the query AnnData has no cells")
-    fitted = fit_reference(reference_adata, n_query=query.n_obs, embedding_key=embedding_key, k=k,
-                           label_key=label_key, center=center, random_state=random_state, n_jobs=n_jobs)
+    fitted = fit_reference(
+        reference_adata,
+        n_query=query.n_obs,
+        embedding_key=embedding_key,
+        k=k,
+        label_key=label_key,
+        center=center,
+        random_state=random_state,
+        n_jobs=n_jobs,
+    )
     if query.dim != fitted.dim:
-        raise ValueError(f"embedding dimensions differ: query obsm['{embedding_key}'] has {query.dim}, reference "
-                         f"has {fitted.dim}; both must come from the same model")
+        raise ValueError(
+            f"embedding dimensions differ: query obsm['{embedding_key}'] has {query.dim}, reference "
+            f"has {fitted.dim}; both must come from the same model"
+        )
     if client is None:
-        parts = [predict(fitted, query.block(lo, min(lo + batch_cells, query.n_obs)), lo)
-                 for lo in range(0, query.n_obs, batch_cells)]
+        parts = [
+            predict(fitted, query.block(lo, min(lo + batch_cells, query.n_obs)), lo)
+            for lo in range(0, query.n_obs, batch_cells)
+        ]
     else:
         from .distributed import predict_blocks
 
@@ -473,16 +561,20 @@ def annotate_celltypes(query_adata, reference_adata, embedding_key: str = "scemb
     predicted = np.asarray(categories, dtype=object)[winner]
     unknown = ~q_ok
     if unknown.any():
-        warnings.warn(f"{int(unknown.sum())} query cells have an all-zero embedding (no trained token); "
-                      f"labelled {unknown_label!r}", stacklevel=2)
+        warnings.warn(
+            f"{int(unknown.sum())} query cells have an all-zero embedding (no trained token); "
+            f"labelled {unknown_label!r}",
+            stacklevel=2,
+        )
     if min_confidence is not None:
         unknown |= confidence < min_confidence
     if unknown.any():
         predicted[unknown] = unknown_label
         if unknown_label not in categories:
             categories = [*categories, unknown_label]
-    labels = pd.Series(pd.Categorical(predicted, categories=categories), index=query.obs_names.copy(),
-                       name=label_key)
+    labels = pd.Series(
+        pd.Categorical(predicted, categories=categories), index=query.obs_names.copy(), name=label_key
+    )
     if confidence_key is not None:
         if query.path is not None:
             return pd.DataFrame({label_key: labels, confidence_key: confidence}, index=labels.index)

@@ -64,15 +64,49 @@ _OBJECT_BYTES = 64  # memory charged per pickle opcode (sys.getsizeof({}) == 64)
 # The pickle opcodes of a state dict written by any torch version (protocols 2 to 5): containers, numbers,
 # strings, memo traffic, globals, persistent ids, REDUCE and BUILD. Everything else (bytes and buffers, INST/
 # OBJ/NEWOBJ, extension codes, the text opcodes of protocol 0/1) is refused before unpickling.
-_OPCODES = frozenset({
-    "PROTO", "FRAME", "STOP", "MARK", "POP", "POP_MARK", "DUP",
-    "EMPTY_DICT", "EMPTY_LIST", "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3",
-    "APPEND", "APPENDS", "SETITEM", "SETITEMS", "BUILD", "REDUCE",
-    "NONE", "NEWTRUE", "NEWFALSE", "BININT", "BININT1", "BININT2", "LONG1", "BINFLOAT",
-    "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8",
-    "BINPUT", "LONG_BINPUT", "MEMOIZE", "BINGET", "LONG_BINGET",
-    "GLOBAL", "STACK_GLOBAL", "BINPERSID",
-})
+_OPCODES = frozenset(
+    {
+        "PROTO",
+        "FRAME",
+        "STOP",
+        "MARK",
+        "POP",
+        "POP_MARK",
+        "DUP",
+        "EMPTY_DICT",
+        "EMPTY_LIST",
+        "EMPTY_TUPLE",
+        "TUPLE",
+        "TUPLE1",
+        "TUPLE2",
+        "TUPLE3",
+        "APPEND",
+        "APPENDS",
+        "SETITEM",
+        "SETITEMS",
+        "BUILD",
+        "REDUCE",
+        "NONE",
+        "NEWTRUE",
+        "NEWFALSE",
+        "BININT",
+        "BININT1",
+        "BININT2",
+        "LONG1",
+        "BINFLOAT",
+        "BINUNICODE",
+        "SHORT_BINUNICODE",
+        "BINUNICODE8",
+        "BINPUT",
+        "LONG_BINPUT",
+        "MEMOIZE",
+        "BINGET",
+        "LONG_BINGET",
+        "GLOBAL",
+        "STACK_GLOBAL",
+        "BINPERSID",
+    }
+)
 _MEMO_PUTS = frozenset({"BINPUT", "LONG_BINPUT"})
 
 
@@ -169,8 +203,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return self._globals[(module, name)]
         except (KeyError, TypeError):
-            if (module == "torch" and isinstance(name, str) and name.endswith("Storage") and len(name) <= 40
-                    and name.isidentifier()):
+            if (
+                module == "torch"
+                and isinstance(name, str)
+                and name.endswith("Storage")
+                and len(name) <= 40
+                and name.isidentifier()
+            ):
                 # another torch dtype: refused when a tensor uses it, where the message can name the tensor
                 return _StorageType(name)
             raise _Invalid(
@@ -192,12 +231,16 @@ def _check_opcodes(data: bytes) -> int:
         for op, arg, pos in pickletools.genops(data):
             n_ops += 1
             if op.name not in _OPCODES:
-                raise _Invalid(f"data.pkl uses the pickle opcode {op.name} (at byte {pos}), which a tensor "
-                               "state dict does not need")
+                raise _Invalid(
+                    f"data.pkl uses the pickle opcode {op.name} (at byte {pos}), which a tensor "
+                    "state dict does not need"
+                )
             if op.name in _MEMO_PUTS:
                 # The unpickler sizes its memo by the largest index it sees; torch numbers entries 0, 1, 2, ...
                 if not 0 <= arg <= n_memo:
-                    raise _Invalid(f"data.pkl stores memo entry {arg} at byte {pos} after only {n_memo} entries")
+                    raise _Invalid(
+                        f"data.pkl stores memo entry {arg} at byte {pos} after only {n_memo} entries"
+                    )
                 n_memo += 1
             elif op.name == "MEMOIZE":
                 n_memo += 1
@@ -205,7 +248,9 @@ def _check_opcodes(data: bytes) -> int:
                 raise _Invalid(f"data.pkl has pickle protocol {arg}; torch writes 2 to 5")
     except _Invalid:
         raise
-    except Exception as err:  # pickletools reports damage as ValueError, struct.error, UnicodeDecodeError, ...
+    except (
+        Exception
+    ) as err:  # pickletools reports damage as ValueError, struct.error, UnicodeDecodeError, ...
         raise _Invalid(f"data.pkl is damaged ({type(err).__name__}: {str(err)[:120]})") from None
     return n_ops
 
@@ -225,8 +270,10 @@ class _Archive:
 
     def spend(self, nbytes: int, what: str) -> None:
         if nbytes > self.budget:
-            raise _Invalid(f"{what} would need {nbytes} more bytes of memory, more than {MEMORY_FACTOR} times "
-                           f"the file's {self.file_size} bytes allow")
+            raise _Invalid(
+                f"{what} would need {nbytes} more bytes of memory, more than {MEMORY_FACTOR} times "
+                f"the file's {self.file_size} bytes allow"
+            )
         self.budget -= nbytes
 
     def read(self, name: str, *, limit: int | None = None) -> bytes | None:
@@ -236,11 +283,15 @@ class _Archive:
         except KeyError:
             return None
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise _Invalid(f"member '{name}' uses compression method {info.compress_type}, which torch never writes")
+            raise _Invalid(
+                f"member '{name}' uses compression method {info.compress_type}, which torch never writes"
+            )
         limit = self.file_size if limit is None else min(limit, self.file_size)
         # A deflated member may claim any size; never inflate more than the file itself could hold raw.
         if info.file_size > limit:
-            raise _Invalid(f"member '{name}' claims {info.file_size} bytes, more than the checkpoint can hold")
+            raise _Invalid(
+                f"member '{name}' claims {info.file_size} bytes, more than the checkpoint can hold"
+            )
         self.spend(info.file_size, f"member '{name}'")
         with self.zip.open(info) as fh:
             data = fh.read(info.file_size + 1)
@@ -256,7 +307,9 @@ def _short(value) -> str:
 
 def _int_field(value, tensor: str, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(f"tensor '{tensor}': {field} is {type(value).__name__} {_short(value)}, not an integer")
+        raise _Invalid(
+            f"tensor '{tensor}': {field} is {type(value).__name__} {_short(value)}, not an integer"
+        )
     if not 0 <= value <= _MAX_DIM:
         raise _Invalid(f"tensor '{tensor}': {field} {_short(value)} is out of range")
     return value
@@ -266,7 +319,9 @@ def _int_tuple(value, tensor: str, field: str) -> tuple[int, ...]:
     if not isinstance(value, tuple):
         raise _Invalid(f"tensor '{tensor}': {field} is {type(value).__name__}, not a tuple of integers")
     if len(value) > _MAX_NDIM:
-        raise _Invalid(f"tensor '{tensor}': {field} has {len(value)} dimensions (at most {_MAX_NDIM} are read)")
+        raise _Invalid(
+            f"tensor '{tensor}': {field} has {len(value)} dimensions (at most {_MAX_NDIM} are read)"
+        )
     return tuple(_int_field(v, tensor, field) for v in value)
 
 
@@ -281,8 +336,10 @@ def _storage(record, archive: _Archive, tensor: str) -> tuple[np.ndarray, str]:
     if not isinstance(key, str) or not key or len(key) > 64:
         raise _Invalid(f"tensor '{tensor}': its storage key {str(key)[:60]!r} is not a record name")
     if kind.name not in _STORAGE_DTYPES:
-        raise _Invalid(f"tensor '{tensor}' has dtype torch.{kind.name}, which is not read (supported: "
-                       f"{', '.join(_STORAGE_DTYPES)})")
+        raise _Invalid(
+            f"tensor '{tensor}' has dtype torch.{kind.name}, which is not read (supported: "
+            f"{', '.join(_STORAGE_DTYPES)})"
+        )
     numel = _int_field(numel, tensor, "the storage's element count")
     dtype = _STORAGE_DTYPES[kind.name]
     name = f"{archive.prefix}data/{key}"
@@ -293,8 +350,10 @@ def _storage(record, archive: _Archive, tensor: str) -> tuple[np.ndarray, str]:
         archive.storages[name] = raw
     raw = archive.storages[name]
     if len(raw) < numel * dtype.itemsize:
-        raise _Invalid(f"tensor '{tensor}': storage record '{name}' ({len(raw)} bytes) is shorter than its "
-                       f"{numel} elements of {kind.name}")
+        raise _Invalid(
+            f"tensor '{tensor}': storage record '{name}' ({len(raw)} bytes) is shorter than its "
+            f"{numel} elements of {kind.name}"
+        )
     return np.frombuffer(raw, dtype=dtype, count=numel), kind.name
 
 
@@ -318,25 +377,32 @@ def _materialise(record: _TensorRecord, archive: _Archive, tensor: str) -> np.nd
     if numel:
         last = offset + sum((n - 1) * st for n, st in zip(size, stride, strict=True))
         if last >= data.size:
-            raise _Invalid(f"tensor '{tensor}' of size {size}, stride {stride}, offset {offset} runs past its "
-                           f"storage of {data.size} elements")
+            raise _Invalid(
+                f"tensor '{tensor}' of size {size}, stride {stride}, offset {offset} runs past its "
+                f"storage of {data.size} elements"
+            )
         if numel > data.size:
             # Only overlapping views (stride 0, expand()) can hold more elements than their storage; such a
             # tensor could be made to claim any amount of memory, and no state dict needs one.
-            raise _Invalid(f"tensor '{tensor}' of size {size} has more elements than its storage "
-                           f"({data.size}); overlapping views are not read")
+            raise _Invalid(
+                f"tensor '{tensor}' of size {size} has more elements than its storage "
+                f"({data.size}); overlapping views are not read"
+            )
     out_dtype = np.dtype(np.float32) if kind in _FLOAT_STORAGES else data.dtype
     archive.spend(numel * (data.dtype.itemsize + out_dtype.itemsize), f"tensor '{tensor}'")
     if not numel:
         return np.zeros(size, dtype=out_dtype)
     itemsize = data.dtype.itemsize
-    view = np.lib.stride_tricks.as_strided(data[offset:], shape=size,
-                                           strides=tuple(st * itemsize for st in stride), writeable=False)
+    view = np.lib.stride_tricks.as_strided(
+        data[offset:], shape=size, strides=tuple(st * itemsize for st in stride), writeable=False
+    )
     array = np.array(view, order="C")  # a contiguous, writeable copy detached from the archive's bytes
     if kind == "BFloat16Storage":
         array = (array.astype(np.uint32) << 16).view(np.float32)
     elif array.dtype.kind == "f" and array.dtype != np.float32:
-        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, refused by model loaders
+        with np.errstate(
+            over="ignore"
+        ):  # float64 beyond float32's range becomes inf, refused by model loaders
             array = array.astype(np.float32)
     return array
 
@@ -358,7 +424,9 @@ def _collect(root, archive: _Archive) -> dict[str, np.ndarray]:
             continue
         key, value = item
         if not isinstance(key, str):
-            raise _Invalid(f"data.pkl has a key of type {type(key).__name__} under '{prefix}'; expected strings")
+            raise _Invalid(
+                f"data.pkl has a key of type {type(key).__name__} under '{prefix}'; expected strings"
+            )
         name = f"{prefix}.{key}" if prefix else key
         if isinstance(value, dict):
             if id(value) in seen:  # shared or cyclic dicts could multiply the work without bound
@@ -386,8 +454,10 @@ def _read(fh, file_size: int) -> dict[str, np.ndarray]:
     except zipfile.BadZipFile as err:
         if head.startswith(b"PK"):
             raise _Invalid(f"the zip archive is damaged or truncated ({err})") from None
-        raise _Invalid("it is not a zip-format PyTorch checkpoint (legacy pickle checkpoints are not read: "
-                       "unpickling them could run arbitrary code); re-save it with torch >= 1.6") from None
+        raise _Invalid(
+            "it is not a zip-format PyTorch checkpoint (legacy pickle checkpoints are not read: "
+            "unpickling them could run arbitrary code); re-save it with torch >= 1.6"
+        ) from None
     with zf:
         archive = _Archive(zf, file_size)
         order = archive.read(archive.prefix + "byteorder", limit=16)
@@ -448,8 +518,10 @@ def read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         except _Invalid as err:
             raise ValueError(f"'{path}' is not a valid checkpoint: {err}") from None
         except Exception as err:  # zipfile, zlib and struct report damage in many types; the user needs one
-            raise ValueError(f"'{path}' is not a valid checkpoint: the file is damaged "
-                             f"({type(err).__name__}: {str(err)[:160]})") from None
+            raise ValueError(
+                f"'{path}' is not a valid checkpoint: the file is damaged "
+                f"({type(err).__name__}: {str(err)[:160]})"
+            ) from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -497,15 +569,32 @@ def _state_dict_pickle(tensors: dict[str, np.ndarray]) -> bytes:
     body = [b"\x80\x02", _EMPTY_ORDERED_DICT, b"("]  # PROTO 2, OrderedDict(), MARK
     for key, (name, array) in enumerate(tensors.items()):
         storage = _NUMPY_STORAGE[array.dtype]
-        pid = _op_tuple([_op_str("storage"), _op_global("torch", storage), _op_str(str(key)), _op_str("cpu"),
-                         _op_int(array.size)]) + b"Q"  # BINPERSID
+        pid = (
+            _op_tuple(
+                [
+                    _op_str("storage"),
+                    _op_global("torch", storage),
+                    _op_str(str(key)),
+                    _op_str("cpu"),
+                    _op_int(array.size),
+                ]
+            )
+            + b"Q"
+        )  # BINPERSID
         stride = [int(s // array.itemsize) for s in array.strides] if array.ndim else []
-        args = _op_tuple([pid, _op_int(0), _op_tuple([_op_int(int(n)) for n in array.shape]),
-                          _op_tuple([_op_int(s) for s in stride]), b"\x89", _EMPTY_ORDERED_DICT])  # NEWFALSE
+        args = _op_tuple(
+            [
+                pid,
+                _op_int(0),
+                _op_tuple([_op_int(int(n)) for n in array.shape]),
+                _op_tuple([_op_int(s) for s in stride]),
+                b"\x89",
+                _EMPTY_ORDERED_DICT,
+            ]
+        )  # NEWFALSE
         body += [_op_str(name), _op_global("torch._utils", "_rebuild_tensor_v2"), args, b"R"]
     body.append(b"u.")  # SETITEMS, STOP
     return b"".join(body)
-
 
 
 def write_torch_state_dict(path: str | os.PathLike, tensors: dict[str, np.ndarray]) -> Path:
@@ -534,8 +623,10 @@ def write_torch_state_dict(path: str | os.PathLike, tensors: dict[str, np.ndarra
         arrays[str(name)] = a
     root = path.stem or "archive"
     # Like np.save, a low-level writer: it replaces a regular file it is pointed at (never a folder or a link).
-    with (atomic_file(path, what="checkpoint", overwrite=True) as tmp,
-          zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf):
+    with (
+        atomic_file(path, what="checkpoint", overwrite=True) as tmp,
+        zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf,
+    ):
         zf.writestr(f"{root}/data.pkl", _state_dict_pickle(arrays))
         zf.writestr(f"{root}/byteorder", "little")
         for key, a in enumerate(arrays.values()):

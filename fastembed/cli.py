@@ -59,21 +59,33 @@ def _tokenize_fragments(args) -> None:
     from .fragments import META_STATS, tokenize_fragments
 
     if args.chrom_style != "asis":
-        raise ValueError("--chrom-style applies to peak matrices; rename the chromosomes of the fragments file "
-                         f"'{args.input}' or of the universe instead")
+        raise ValueError(
+            "--chrom-style applies to peak matrices; rename the chromosomes of the fragments file "
+            f"'{args.input}' or of the universe instead"
+        )
     t = time.perf_counter()
-    out = tokenize_fragments(args.input, args.universe, args.output, barcodes=args.barcodes, mode=args.mode,
-                             min_fragments=args.min_fragments, min_overlap=args.min_overlap,
-                             overwrite=args.overwrite)
+    out = tokenize_fragments(
+        args.input,
+        args.universe,
+        args.output,
+        barcodes=args.barcodes,
+        mode=args.mode,
+        min_fragments=args.min_fragments,
+        min_overlap=args.min_overlap,
+        overwrite=args.overwrite,
+    )
     s = json.loads(pq.ParquetFile(out).schema_arrow.metadata[META_STATS])
     pct = 100 * s["n_fragments_in_universe"] / max(s["n_fragments_kept"], 1)
-    _log(args, f"read {s['n_fragments']} fragments of {s['n_barcodes']} barcodes; kept {s['n_barcodes_kept']} "
-               f"barcodes with {s['n_fragments_kept']} fragments, {s['n_fragments_in_universe']} ({pct:.1f}%) in the "
-               f"universe; dropped {s['n_barcodes_not_in_whitelist']} barcodes not in the whitelist "
-               f"({s['n_fragments_not_in_whitelist']} fragments) and {s['n_barcodes_below_min_fragments']} below "
-               f"--min-fragments ({s['n_fragments_below_min_fragments']} fragments); "
-               f"{s['n_fragments_unknown_chrom']} fragments on chromosomes absent from the universe; "
-               f"{time.perf_counter() - t:.1f} s -> {out}")
+    _log(
+        args,
+        f"read {s['n_fragments']} fragments of {s['n_barcodes']} barcodes; kept {s['n_barcodes_kept']} "
+        f"barcodes with {s['n_fragments_kept']} fragments, {s['n_fragments_in_universe']} ({pct:.1f}%) in the "
+        f"universe; dropped {s['n_barcodes_not_in_whitelist']} barcodes not in the whitelist "
+        f"({s['n_fragments_not_in_whitelist']} fragments) and {s['n_barcodes_below_min_fragments']} below "
+        f"--min-fragments ({s['n_fragments_below_min_fragments']} fragments); "
+        f"{s['n_fragments_unknown_chrom']} fragments on chromosomes absent from the universe; "
+        f"{time.perf_counter() - t:.1f} s -> {out}",
+    )
 
 
 def _inputs(args, *names: str) -> list:
@@ -86,11 +98,20 @@ def cmd_tokenize(args) -> None:
     from .io import read_tokens_parquet, tokenize_cells, tokenize_summary
 
     # Checked here as well as in tokenize_cells: only the command line knows which files the cells came from.
-    check_output_path(args.output, what="parquet output", overwrite=args.overwrite, kind="parquet",
-                      inputs=_inputs(args, "input", "universe", "barcodes", "peaks"))
+    check_output_path(
+        args.output,
+        what="parquet output",
+        overwrite=args.overwrite,
+        kind="parquet",
+        inputs=_inputs(args, "input", "universe", "barcodes", "peaks"),
+    )
     if Path(args.output).suffix.lower() != ".parquet":
-        raise ValueError(f"output '{args.output}': tokens are written as parquet; expected a path ending in .parquet")
-    if args.fragments or (Path(args.input).name.endswith(FRAGMENT_SUFFIXES) and not Path(args.input).is_dir()):
+        raise ValueError(
+            f"output '{args.output}': tokens are written as parquet; expected a path ending in .parquet"
+        )
+    if args.fragments or (
+        Path(args.input).name.endswith(FRAGMENT_SUFFIXES) and not Path(args.input).is_dir()
+    ):
         return _tokenize_fragments(args)
     from .distributed import open_client
 
@@ -98,11 +119,21 @@ def cmd_tokenize(args) -> None:
     # On-disk AnnData goes to tokenize_cells as a path, which reads it in blocks instead of whole.
     data = args.input if Path(args.input).suffix in LAZY_SUFFIXES else _read_input(args.input, args)
     with open_client(args.scheduler, args.workers) as client:
-        out = tokenize_cells(data, args.universe, args.output, min_overlap=args.min_overlap,
-                             overwrite=args.overwrite, client=client, chrom_style=args.chrom_style)
+        out = tokenize_cells(
+            data,
+            args.universe,
+            args.output,
+            min_overlap=args.min_overlap,
+            overwrite=args.overwrite,
+            client=client,
+            chrom_style=args.chrom_style,
+        )
     stats = read_tokens_parquet(out).stats
-    _log(args, f"tokenized {stats['n_cells']} cells in {time.perf_counter() - t:.1f} s -> {out}: "
-               f"{tokenize_summary(stats)}")
+    _log(
+        args,
+        f"tokenized {stats['n_cells']} cells in {time.perf_counter() - t:.1f} s -> {out}: "
+        f"{tokenize_summary(stats)}",
+    )
 
 
 def cmd_train(args) -> None:
@@ -110,30 +141,57 @@ def cmd_train(args) -> None:
     from .region2vec import Region2VecDataset
     from .scembed import ScEmbed
 
-    out = check_output_path(args.output, what="model folder", overwrite=args.overwrite, kind="model",
-                            inputs=_inputs(args, "input"))
+    out = check_output_path(
+        args.output,
+        what="model folder",
+        overwrite=args.overwrite,
+        kind="model",
+        inputs=_inputs(args, "input"),
+    )
     ds = Region2VecDataset(args.input, sample_cells=args.sample_cells, seed=args.seed)
     if args.seed is not None:
         import numba
 
         threads = args.threads or numba.get_num_threads()
         if threads > 1:
-            _log(args, f"fastembed train: note: --seed {args.seed} with {threads} threads gives similar but not "
-                       "bit-identical vectors between runs; add --threads 1 for bit-identical results")
-    model = ScEmbed(args.embedding_dim, args.window_size, args.negative_samples, min_count=args.min_count,
-                    seed=args.seed, threads=args.threads)
+            _log(
+                args,
+                f"fastembed train: note: --seed {args.seed} with {threads} threads gives similar but not "
+                "bit-identical vectors between runs; add --threads 1 for bit-identical results",
+            )
+    model = ScEmbed(
+        args.embedding_dim,
+        args.window_size,
+        args.negative_samples,
+        min_count=args.min_count,
+        seed=args.seed,
+        threads=args.threads,
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="training was interrupted")
-        model.train(ds, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                    progress=not args.quiet)
+        model.train(
+            ds,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            progress=not args.quiet,
+        )
     if model.training_info.get("partial"):
         # In Python a partial model is kept for the user to decide; a command saves only complete work.
         raise KeyboardInterrupt
     model.save(out, overwrite=args.overwrite)
     info = model.training_info
-    seen = (f" ({100 * info['fraction_cells_seen']:.1f}% of {info['n_cells_total']} cells, "
-            f"{100 * info['fraction_tokens_seen']:.1f}% of the tokens)") if args.sample_cells else ""
-    _log(args, f"trained on {len(ds)} cells{seen}, {info['epochs']} epochs in {info['seconds']:.1f} s -> {out}")
+    seen = (
+        (
+            f" ({100 * info['fraction_cells_seen']:.1f}% of {info['n_cells_total']} cells, "
+            f"{100 * info['fraction_tokens_seen']:.1f}% of the tokens)"
+        )
+        if args.sample_cells
+        else ""
+    )
+    _log(
+        args, f"trained on {len(ds)} cells{seen}, {info['epochs']} epochs in {info['seconds']:.1f} s -> {out}"
+    )
 
 
 def cmd_encode(args) -> None:
@@ -157,9 +215,16 @@ def cmd_encode(args) -> None:
     data = src if src.suffix in (".parquet", *LAZY_SUFFIXES) else _read_input(args.input, args)
     if out.suffix == ".zarr":
         with open_client(args.scheduler, args.workers) as client:
-            emb = model.encode(data, out=out, batch_cells=args.batch_cells, overwrite=args.overwrite, client=client,
-                               embedding_key=args.embedding_key, chrom_style=args.chrom_style,
-                               progress=not args.quiet)
+            emb = model.encode(
+                data,
+                out=out,
+                batch_cells=args.batch_cells,
+                overwrite=args.overwrite,
+                client=client,
+                embedding_key=args.embedding_key,
+                chrom_style=args.chrom_style,
+                progress=not args.quiet,
+            )
         _log(args, f"encoded {emb.shape[0]} cells -> {out} (AnnData zarr, obsm['{args.embedding_key}'])")
         return
     if src.suffix == ".parquet":
@@ -174,14 +239,23 @@ def cmd_encode(args) -> None:
         adata = read_h5ad(src) if src.suffix == ".h5ad" else data
         data = adata
     with open_client(args.scheduler, args.workers) as client:
-        emb = model.encode(data, batch_cells=args.batch_cells, client=client, chrom_style=args.chrom_style,
-                           progress=not args.quiet)
+        emb = model.encode(
+            data,
+            batch_cells=args.batch_cells,
+            client=client,
+            chrom_style=args.chrom_style,
+            progress=not args.quiet,
+        )
     if args.embeddings_only:
         # The cells' metadata and their vectors, without the count matrix (often most of the file).
         adata = ad.AnnData(obs=adata.obs.copy())
     adata.obsm[args.embedding_key] = emb
     # Marks the file as ours, so a later --overwrite may replace it (and nothing else).
-    adata.uns["fastembed"] = {"version": __version__, "embedding_key": args.embedding_key, "model": str(args.model)}
+    adata.uns["fastembed"] = {
+        "version": __version__,
+        "embedding_key": args.embedding_key,
+        "model": str(args.model),
+    }
     with atomic_file(out, what="h5ad output", overwrite=args.overwrite, inputs=inputs, kind="h5ad") as tmp:
         adata.write_h5ad(tmp)
     _log(args, f"encoded {adata.n_obs} cells -> {out} (obsm['{args.embedding_key}'])")
@@ -200,7 +274,9 @@ def _read_embedded(path: str, which: str):
         try:
             return ad.read_zarr(p)
         except Exception as err:
-            raise ValueError(f"{which} '{p}' is not an AnnData zarr store ({type(err).__name__}: {err})") from None
+            raise ValueError(
+                f"{which} '{p}' is not an AnnData zarr store ({type(err).__name__}: {err})"
+            ) from None
     return read_h5ad(p)
 
 
@@ -211,7 +287,9 @@ def cmd_annotate(args) -> None:
     from .scembed import annotate_celltypes
 
     inputs = _inputs(args, "query", "reference")
-    out = check_output_path(args.output, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv")
+    out = check_output_path(
+        args.output, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv"
+    )
     sep = {".csv": ",", ".tsv": "\t"}.get(out.suffix.lower())
     if sep is None:
         raise ValueError(f"output '{args.output}': expected a table ending in .csv (commas) or .tsv (tabs)")
@@ -223,9 +301,17 @@ def cmd_annotate(args) -> None:
     reference = _read_embedded(args.reference, "reference")
     # The query is passed as a path: only its obsm[embedding_key] is read, block by block.
     with open_client(args.scheduler, args.workers) as client:
-        found = annotate_celltypes(query, reference, embedding_key=args.embedding_key, k=args.k,
-                                   label_key=args.label_key, confidence_key="cell_type_confidence",
-                                   min_confidence=args.min_confidence, center=not args.no_center, client=client)
+        found = annotate_celltypes(
+            query,
+            reference,
+            embedding_key=args.embedding_key,
+            k=args.k,
+            label_key=args.label_key,
+            confidence_key="cell_type_confidence",
+            min_confidence=args.min_confidence,
+            center=not args.no_center,
+            client=client,
+        )
     table = annotation_table(found[args.label_key], found["cell_type_confidence"], args.label_key)
     with atomic_file(out, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv") as tmp:
         table.to_csv(tmp, sep=sep)
@@ -235,8 +321,14 @@ def cmd_annotate(args) -> None:
 def cmd_demo(args) -> None:
     from .demo import run_demo
 
-    run_demo(args.output, epochs=args.epochs, n_cells=args.cells, threads=args.threads, quiet=args.quiet,
-             overwrite=args.overwrite)
+    run_demo(
+        args.output,
+        epochs=args.epochs,
+        n_cells=args.cells,
+        threads=args.threads,
+        quiet=args.quiet,
+        overwrite=args.overwrite,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,15 +336,22 @@ def build_parser() -> argparse.ArgumentParser:
         # The flags work before or after the subcommand; SUPPRESS keeps a subcommand's unset flag from
         # overwriting one given before it.
         p = argparse.ArgumentParser(add_help=False)
-        p.add_argument("--debug", action="store_true", default=default, help="show the full traceback on errors")
-        p.add_argument("--quiet", action="store_true", default=default, help="no progress bars, messages or warnings")
+        p.add_argument(
+            "--debug", action="store_true", default=default, help="show the full traceback on errors"
+        )
+        p.add_argument(
+            "--quiet", action="store_true", default=default, help="no progress bars, messages or warnings"
+        )
         return p
 
     common = flags(argparse.SUPPRESS)
     from ._version import __version__
 
-    parser = argparse.ArgumentParser(prog="fastembed", parents=[flags(False)],
-                                     description="Fast scEmbed cell embeddings for single-cell ATAC-seq.")
+    parser = argparse.ArgumentParser(
+        prog="fastembed",
+        parents=[flags(False)],
+        description="Fast scEmbed cell embeddings for single-cell ATAC-seq.",
+    )
     parser.add_argument("--version", action="version", version=f"fastembed {__version__}")
     # Not required: a bare 'fastembed' prints the help (see main).
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -262,93 +361,176 @@ def build_parser() -> argparse.ArgumentParser:
     def matrix_inputs(p):
         p.add_argument("--barcodes", help="barcodes file, when INPUT is a .mtx[.gz] file")
         p.add_argument("--peaks", help="peaks BED file, when INPUT is a .mtx[.gz] file")
-        p.add_argument("--chrom-style", choices=("asis", "add-chr", "strip-chr"), default="asis",
-                       help="match the peaks' chromosome names to the universe's: as they are (default), with "
-                            "'chr' added (1, MT -> chr1, chrM) or stripped (chr1, chrM -> 1, MT)")
+        p.add_argument(
+            "--chrom-style",
+            choices=("asis", "add-chr", "strip-chr"),
+            default="asis",
+            help="match the peaks' chromosome names to the universe's: as they are (default), with "
+            "'chr' added (1, MT -> chr1, chrM) or stripped (chr1, chrM -> 1, MT)",
+        )
 
     def dask_options(p):
         g = p.add_mutually_exclusive_group()
-        g.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                       help="run blocks of cells as tasks on this running Dask scheduler (needs the dask extra)")
-        g.add_argument("--workers", type=int, metavar="N", default=None,
-                       help="run blocks of cells as tasks on a local Dask cluster of N worker processes")
+        g.add_argument(
+            "--scheduler",
+            metavar="ADDRESS",
+            default=None,
+            help="run blocks of cells as tasks on this running Dask scheduler (needs the dask extra)",
+        )
+        g.add_argument(
+            "--workers",
+            type=int,
+            metavar="N",
+            default=None,
+            help="run blocks of cells as tasks on a local Dask cluster of N worker processes",
+        )
 
-    p = sub.add_parser("tokenize", parents=[common], help="tokenize cells against a universe -> parquet",
-                       description="Map each cell's peaks to universe regions and write the tokens as parquet.")
-    p.add_argument("input", help=".h5ad file, 10x folder, .mtx[.gz] (with --barcodes/--peaks) "
-                                  "or fragments file (fragments.tsv.gz)")
+    p = sub.add_parser(
+        "tokenize",
+        parents=[common],
+        help="tokenize cells against a universe -> parquet",
+        description="Map each cell's peaks to universe regions and write the tokens as parquet.",
+    )
+    p.add_argument(
+        "input",
+        help=".h5ad file, 10x folder, .mtx[.gz] (with --barcodes/--peaks) "
+        "or fragments file (fragments.tsv.gz)",
+    )
     p.add_argument("--universe", required=True, help="universe BED file (optionally gzipped)")
     p.add_argument("--output", required=True, help="output file, ending in .parquet")
     p.add_argument("--min-overlap", type=int, default=1, help="minimum overlap in bp (default: 1)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing token parquet written by fastembed")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing token parquet written by fastembed"
+    )
     matrix_inputs(p)
-    p.add_argument("--fragments", action="store_true",
-                   help="INPUT is a fragments file (automatic for names ending .tsv, .tsv.gz, .tsv.bgz); "
-                        "--barcodes is then a whitelist of barcodes to keep")
-    p.add_argument("--mode", choices=("fragment", "insertion"), default="fragment",
-                   help="fragments: overlap the whole fragment or its two Tn5 insertion sites (default: fragment)")
-    p.add_argument("--min-fragments", type=int, default=1,
-                   help="fragments: drop barcodes with fewer fragments, without --barcodes (default: 1)")
+    p.add_argument(
+        "--fragments",
+        action="store_true",
+        help="INPUT is a fragments file (automatic for names ending .tsv, .tsv.gz, .tsv.bgz); "
+        "--barcodes is then a whitelist of barcodes to keep",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("fragment", "insertion"),
+        default="fragment",
+        help="fragments: overlap the whole fragment or its two Tn5 insertion sites (default: fragment)",
+    )
+    p.add_argument(
+        "--min-fragments",
+        type=int,
+        default=1,
+        help="fragments: drop barcodes with fewer fragments, without --barcodes (default: 1)",
+    )
     dask_options(p)
     p.set_defaults(func=cmd_tokenize)
 
-    p = sub.add_parser("train", parents=[common], help="train a model on tokenized cells",
-                       description="Train scEmbed region vectors (skip-gram, negative sampling) on a token parquet.")
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train a model on tokenized cells",
+        description="Train scEmbed region vectors (skip-gram, negative sampling) on a token parquet.",
+    )
     p.add_argument("input", help="token .parquet file from 'fastembed tokenize'")
     p.add_argument("--output", required=True, help="model folder to write")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="passes over all cells (default: from the data, 5-100; see the README)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="passes over all cells (default: from the data, 5-100; see the README)",
+    )
     p.add_argument("--embedding-dim", type=int, default=100, help="vector length (default: 100)")
     p.add_argument("--window-size", type=int, default=5, help="context window (default: 5)")
     p.add_argument("--negative-samples", type=int, default=5, help="negatives per pair (default: 5)")
     p.add_argument("--batch-size", type=int, default=256, help="cells per parallel work unit (default: 256)")
-    p.add_argument("--learning-rate", type=float, default=0.025, help="initial learning rate (default: 0.025)")
+    p.add_argument(
+        "--learning-rate", type=float, default=0.025, help="initial learning rate (default: 0.025)"
+    )
     p.add_argument("--min-count", type=int, default=1, help="ignore tokens seen in fewer cells (default: 1)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="random seed of training and of --sample-cells; bit-identical results need --threads 1 "
-                        "as well (with more threads the updates race, so runs differ slightly)")
-    p.add_argument("--sample-cells", type=int, default=None, metavar="N",
-                   help="train on a random sample of N cells, stratified by parquet row group (default: all)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="random seed of training and of --sample-cells; bit-identical results need --threads 1 "
+        "as well (with more threads the updates race, so runs differ slightly)",
+    )
+    p.add_argument(
+        "--sample-cells",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on a random sample of N cells, stratified by parquet row group (default: all)",
+    )
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing model folder written by fastembed")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing model folder written by fastembed"
+    )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("encode", parents=[common], help="embed cells with a trained model",
-                       description="Embed cells with a model folder or Hugging Face id; write .zarr or .h5ad.")
+    p = sub.add_parser(
+        "encode",
+        parents=[common],
+        help="embed cells with a trained model",
+        description="Embed cells with a model folder or Hugging Face id; write .zarr or .h5ad.",
+    )
     p.add_argument("input", help=".h5ad, 10x folder, .mtx[.gz] (with --barcodes/--peaks) or token .parquet")
     p.add_argument("--model", required=True, help="model folder or Hugging Face model id")
     p.add_argument("--output", required=True, help="output ending in .zarr or .h5ad")
-    p.add_argument("--embedding-key", default="scembed_X", help="obsm key of the vectors (default: scembed_X)")
+    p.add_argument(
+        "--embedding-key", default="scembed_X", help="obsm key of the vectors (default: scembed_X)"
+    )
     p.add_argument("--batch-cells", type=int, default=65_536, help="cells per chunk (default: 65536)")
-    p.add_argument("--embeddings-only", action="store_true",
-                   help=".h5ad output: write obs and the vectors without the count matrix (X, var); a .zarr "
-                        "store never holds the matrix")
+    p.add_argument(
+        "--embeddings-only",
+        action="store_true",
+        help=".h5ad output: write obs and the vectors without the count matrix (X, var); a .zarr "
+        "store never holds the matrix",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output written by fastembed")
     matrix_inputs(p)
     dask_options(p)
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("annotate", parents=[common], help="transfer cell-type labels from a reference",
-                       description="k-NN label transfer from a labelled reference .h5ad to a query .h5ad.")
+    p = sub.add_parser(
+        "annotate",
+        parents=[common],
+        help="transfer cell-type labels from a reference",
+        description="k-NN label transfer from a labelled reference .h5ad to a query .h5ad.",
+    )
     p.add_argument("query", help="query .h5ad or .zarr (from 'fastembed encode') with embeddings in obsm")
     p.add_argument("--reference", required=True, help="reference .h5ad or .zarr with embeddings and labels")
-    p.add_argument("--output", required=True,
-                   help="output table, .csv (commas) or .tsv (tabs); columns barcode, predicted_<label-key> "
-                        "(e.g. predicted_cell_type) and confidence (the vote share)")
+    p.add_argument(
+        "--output",
+        required=True,
+        help="output table, .csv (commas) or .tsv (tabs); columns barcode, predicted_<label-key> "
+        "(e.g. predicted_cell_type) and confidence (the vote share)",
+    )
     p.add_argument("--label-key", default="cell_type", help="reference obs column (default: cell_type)")
     p.add_argument("--embedding-key", default="scembed_X", help="obsm key (default: scembed_X)")
     p.add_argument("-k", type=int, default=10, help="neighbours (default: 10)")
-    p.add_argument("--min-confidence", type=float, default=None,
-                   help="call cells whose vote share is below this 'unknown'")
-    p.add_argument("--no-center", action="store_true",
-                   help="plain cosine k-NN (default: cosine around the reference's mean embedding)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing labels CSV written by fastembed")
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        help="call cells whose vote share is below this 'unknown'",
+    )
+    p.add_argument(
+        "--no-center",
+        action="store_true",
+        help="plain cosine k-NN (default: cosine around the reference's mean embedding)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing labels CSV written by fastembed"
+    )
     dask_options(p)
     p.set_defaults(func=cmd_annotate)
 
-    p = sub.add_parser("demo", parents=[common], help="run the whole workflow on the bundled real data",
-                       description="Tokenize, train, encode, cluster, plot and annotate the bundled granja2019 "
-                                   "bone-marrow slice, offline.")
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="run the whole workflow on the bundled real data",
+        description="Tokenize, train, encode, cluster, plot and annotate the bundled granja2019 "
+        "bone-marrow slice, offline.",
+    )
     p.add_argument("--output", default="fastembed-demo", help="output folder (default: ./fastembed-demo)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: from the data)")
     p.add_argument("--cells", type=int, default=None, help="use a random subset of this many cells")
@@ -379,7 +561,9 @@ def _output_claim(args):
 
 # A Python keyword inside a message: ``overwrite=True``, ``min_overlap=50``, ``universe=<...>`` or ``label_key=``
 # (a bare name, the value left to the user).
-_KEYWORD_HINT = re.compile(r"(?<![\w.\-'\"\[])([a-z][a-z0-9_]*)=(True|<[^>]*>|'[^']*'|[\w.+-]+|(?=[\s,;:)]|$))")
+_KEYWORD_HINT = re.compile(
+    r"(?<![\w.\-'\"\[])([a-z][a-z0-9_]*)=(True|<[^>]*>|'[^']*'|[\w.+-]+|(?=[\s,;:)]|$))"
+)
 
 
 def as_cli_message(msg: str, parser: argparse.ArgumentParser | None) -> str:

@@ -46,8 +46,10 @@ def load_demo():
 
     with np.load(_data_file(f"{_DEMO}_matrix.npz"), allow_pickle=False) as z:
         shape = tuple(int(v) for v in z["shape"])
-        X = sp.csr_matrix((z["data"].astype(np.float32), z["indices"].astype(np.int32),
-                           z["indptr"].astype(np.int64)), shape=shape)
+        X = sp.csr_matrix(
+            (z["data"].astype(np.float32), z["indices"].astype(np.int32), z["indptr"].astype(np.int64)),
+            shape=shape,
+        )
     with gzip.open(_data_file(f"{_DEMO}_cells.tsv.gz"), "rt") as fh:
         cells = pd.read_csv(fh, sep="\t", dtype=str)
     chroms, starts, ends = read_bed(demo_peaks_path(), what="demo peaks")
@@ -55,8 +57,12 @@ def load_demo():
         names = [line.rstrip("\n").split("\t")[3] for line in fh if line.strip()]
     var = pd.DataFrame({"chr": chroms.astype(str), "start": starts, "end": ends, "name": names})
     var.index = [f"{c}:{s}-{e}" for c, s, e in zip(var["chr"], starts.tolist(), ends.tolist(), strict=True)]
-    obs = pd.DataFrame({"cell_type": pd.Categorical(cells["cell_type"]), "donor": pd.Categorical(cells["donor"])},
-                       index=pd.Index(cells["barcode"].to_numpy()))
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical(cells["cell_type"]), "donor": pd.Categorical(cells["donor"])},
+        index=pd.Index(cells["barcode"].to_numpy()),
+    )
     if X.shape != (len(obs), len(var)):
-        raise ValueError(f"bundled demo data is inconsistent: matrix {X.shape}, {len(obs)} cells, {len(var)} peaks")
+        raise ValueError(
+            f"bundled demo data is inconsistent: matrix {X.shape}, {len(obs)} cells, {len(var)} peaks"
+        )
     return ad.AnnData(X=X, obs=obs, var=var)

@@ -17,8 +17,16 @@ def _say(quiet: bool, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def run_demo(output: str | os.PathLike = "fastembed-demo", *, epochs: int | None = None, n_cells: int | None = None,
-             threads: int | None = None, seed: int = 0, quiet: bool = False, overwrite: bool = False) -> dict:
+def run_demo(
+    output: str | os.PathLike = "fastembed-demo",
+    *,
+    epochs: int | None = None,
+    n_cells: int | None = None,
+    threads: int | None = None,
+    seed: int = 0,
+    quiet: bool = False,
+    overwrite: bool = False,
+) -> dict:
     """Run read -> tokenize -> train -> encode -> neighbors/leiden/umap -> annotate on the bundled data.
 
     Parameters
@@ -53,8 +61,16 @@ def run_demo(output: str | os.PathLike = "fastembed-demo", *, epochs: int | None
     out = check_output_path(output, what="demo output folder", kind="demo", inputs=inputs)
     # Held for the whole run: a second demo writing into the same folder fails at once.
     with output_lock(out, what="demo output folder"):
-        return _run_demo(out, inputs, epochs=epochs, n_cells=n_cells, threads=threads, seed=seed, quiet=quiet,
-                         overwrite=overwrite)
+        return _run_demo(
+            out,
+            inputs,
+            epochs=epochs,
+            n_cells=n_cells,
+            threads=threads,
+            seed=seed,
+            quiet=quiet,
+            overwrite=overwrite,
+        )
 
 
 def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) -> dict:
@@ -75,21 +91,38 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     from .scembed import ScEmbed, annotate_celltypes
 
     paths = {
-        "tokens": out / "tokens.parquet", "model": out / "model", "zarr": out / "embeddings.zarr",
-        "h5ad": out / "embeddings.h5ad", "umap": out / "umap.png", "clusters": out / "clusters.csv",
-        "annotations": out / "annotations.csv", "report": out / "report.md",
+        "tokens": out / "tokens.parquet",
+        "model": out / "model",
+        "zarr": out / "embeddings.zarr",
+        "h5ad": out / "embeddings.h5ad",
+        "umap": out / "umap.png",
+        "clusters": out / "clusters.csv",
+        "annotations": out / "annotations.csv",
+        "report": out / "report.md",
     }
-    kinds = {"tokens": "parquet", "model": "model", "zarr": "zarr", "h5ad": "h5ad", "umap": "png",
-             "clusters": "csv", "annotations": "csv", "report": "report"}
+    kinds = {
+        "tokens": "parquet",
+        "model": "model",
+        "zarr": "zarr",
+        "h5ad": "h5ad",
+        "umap": "png",
+        "clusters": "csv",
+        "annotations": "csv",
+        "report": "report",
+    }
     if out.is_dir():
         # Before a minute of work: every output must be new, or (with overwrite) one of ours.
         for key, p in paths.items():
-            check_output_path(p, what=f"demo {key} output", overwrite=overwrite, inputs=inputs, kind=kinds[key])
+            check_output_path(
+                p, what=f"demo {key} output", overwrite=overwrite, inputs=inputs, kind=kinds[key]
+            )
     out.mkdir(exist_ok=True)
 
     def write(key):
-        return atomic_file(paths[key], what=f"demo {key} output", overwrite=overwrite, inputs=inputs,
-                           kind=kinds[key])
+        return atomic_file(
+            paths[key], what=f"demo {key} output", overwrite=overwrite, inputs=inputs, kind=kinds[key]
+        )
+
     timings = {}
 
     t = time.perf_counter()
@@ -98,7 +131,9 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
         rows = np.sort(np.random.default_rng(seed).choice(adata.n_obs, n_cells, replace=False))
         adata = adata[rows].copy()
     timings["read"] = time.perf_counter() - t
-    _say(quiet, f"[1/6] read {adata.n_obs} cells x {adata.n_vars} peaks (Granja et al. 2019 bone marrow, hg19)")
+    _say(
+        quiet, f"[1/6] read {adata.n_obs} cells x {adata.n_vars} peaks (Granja et al. 2019 bone marrow, hg19)"
+    )
 
     t = time.perf_counter()
     tokenize_cells(adata, demo_peaks_path(), paths["tokens"], overwrite=overwrite)
@@ -122,10 +157,13 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     t = time.perf_counter()
     # Tens of seconds with no output of its own: one bar step per scanpy call.
     bar = progress_bar(3, desc="clustering", unit="step", enabled=not quiet)
-    for step in (lambda: sc.pp.neighbors(adata, use_rep="scembed_X", random_state=seed),
-                 lambda: sc.tl.leiden(adata, resolution=0.5, random_state=seed, flavor="igraph", n_iterations=2,
-                                      directed=False),
-                 lambda: sc.tl.umap(adata, random_state=seed)):
+    for step in (
+        lambda: sc.pp.neighbors(adata, use_rep="scembed_X", random_state=seed),
+        lambda: sc.tl.leiden(
+            adata, resolution=0.5, random_state=seed, flavor="igraph", n_iterations=2, directed=False
+        ),
+        lambda: sc.tl.umap(adata, random_state=seed),
+    ):
         step()
         if bar is not None:
             bar.update(1)
@@ -149,8 +187,14 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     t = time.perf_counter()
     donor = adata.obs["donor"].astype(str).to_numpy()
     ref, query = adata[donor == REFERENCE_DONOR].copy(), adata[donor == QUERY_DONOR].copy()
-    predicted = annotate_celltypes(query, ref, embedding_key="scembed_X", k=10, label_key="cell_type",
-                                   confidence_key="cell_type_confidence")
+    predicted = annotate_celltypes(
+        query,
+        ref,
+        embedding_key="scembed_X",
+        k=10,
+        label_key="cell_type",
+        confidence_key="cell_type_confidence",
+    )
     truth = query.obs["cell_type"].astype(str).to_numpy()
     accuracy = float(np.mean(predicted.astype(str).to_numpy() == truth))
     macro_f1 = float(f1_score(truth, predicted.astype(str), average="macro"))
@@ -160,35 +204,57 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     with write("annotations") as tmp:
         table.to_csv(tmp)
     adata.obs["predicted_cell_type"] = predicted.reindex(adata.obs_names).astype(str)
-    adata.uns["fastembed"] = {"version": __version__, "embedding_key": "scembed_X", "model": str(paths["model"])}
+    adata.uns["fastembed"] = {
+        "version": __version__,
+        "embedding_key": "scembed_X",
+        "model": str(paths["model"]),
+    }
     with write("h5ad") as tmp:
         adata.write_h5ad(tmp)
     timings["annotate"] = time.perf_counter() - t
     chance = float(np.max(np.unique(ref.obs["cell_type"].astype(str), return_counts=True)[1]) / ref.n_obs)
-    _say(quiet, f"[6/6] annotated {query.n_obs} {QUERY_DONOR} cells from {ref.n_obs} {REFERENCE_DONOR} cells: "
-                f"accuracy {accuracy:.3f} (majority class {chance:.3f})")
+    _say(
+        quiet,
+        f"[6/6] annotated {query.n_obs} {QUERY_DONOR} cells from {ref.n_obs} {REFERENCE_DONOR} cells: "
+        f"accuracy {accuracy:.3f} (majority class {chance:.3f})",
+    )
 
     report = {
-        "cells": int(adata.n_obs), "peaks": int(adata.n_vars), "epochs": int(epochs),
-        "n_clusters": int(adata.obs["leiden"].nunique()), "leiden_ari": float(ari), "leiden_nmi": float(nmi),
-        "annotation_accuracy": accuracy, "annotation_macro_f1": macro_f1, "majority_class_accuracy": chance,
+        "cells": int(adata.n_obs),
+        "peaks": int(adata.n_vars),
+        "epochs": int(epochs),
+        "n_clusters": int(adata.obs["leiden"].nunique()),
+        "leiden_ari": float(ari),
+        "leiden_nmi": float(nmi),
+        "annotation_accuracy": accuracy,
+        "annotation_macro_f1": macro_f1,
+        "majority_class_accuracy": chance,
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "outputs": {k: str(v) for k, v in paths.items()},
     }
     lines = [
-        "# fastembed demo report", "",
+        "# fastembed demo report",
+        "",
         f"Data: {adata.n_obs} cells x {adata.n_vars} peaks of the Granja et al. 2019 bone-marrow scATAC-seq (hg19), "
-        "bundled with fastembed.", "",
-        "| measure | value |", "|---|---|",
+        "bundled with fastembed.",
+        "",
+        "| measure | value |",
+        "|---|---|",
         f"| Leiden clusters (resolution 0.5) | {report['n_clusters']} |",
         f"| Leiden ARI vs authors' labels | {ari:.3f} |",
         f"| Leiden NMI vs authors' labels | {nmi:.3f} |",
         f"| annotation accuracy, {QUERY_DONOR} from {REFERENCE_DONOR} (10-NN) | {accuracy:.3f} |",
         f"| annotation macro-F1 | {macro_f1:.3f} |",
         f"| majority-class accuracy (chance level) | {chance:.3f} |",
-        "", "| step | seconds |", "|---|---|",
+        "",
+        "| step | seconds |",
+        "|---|---|",
         *[f"| {k} | {v:.1f} |" for k, v in timings.items()],
-        "", "```json", json.dumps(report, indent=2), "```", "",
+        "",
+        "```json",
+        json.dumps(report, indent=2),
+        "```",
+        "",
     ]
     with write("report") as tmp:
         tmp.write_text("\n".join(lines))

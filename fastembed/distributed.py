@@ -39,8 +39,9 @@ def require_distributed():
     try:
         import dask.distributed
     except ImportError:
-        raise ImportError("client= / --scheduler / --workers need Dask, an optional extra: "
-                          "pip install 'fastembed-sc[dask]'") from None
+        raise ImportError(
+            "client= / --scheduler / --workers need Dask, an optional extra: pip install 'fastembed-sc[dask]'"
+        ) from None
     return dask.distributed
 
 
@@ -76,8 +77,16 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         raise ValueError(f"--workers must be an integer >= 1, got {workers!r}")
     threads = max(1, (os.cpu_count() or 1) // int(workers))
     # ":0": any free port for the dashboard, so two clusters on one machine do not collide
-    with dd.LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=":0",
-                         env={"NUMBA_NUM_THREADS": str(threads)}) as cluster, dd.Client(cluster) as client:
+    with (
+        dd.LocalCluster(
+            n_workers=int(workers),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            env={"NUMBA_NUM_THREADS": str(threads)},
+        ) as cluster,
+        dd.Client(cluster) as client,
+    ):
         yield client
 
 
@@ -171,8 +180,12 @@ def tokenize_blocks(client, adata, source, mapper, batch_cells: int, threads: in
     spans = blocks(adata.n_obs, batch_cells)
     path = _source_path(source)
     shared = client.scatter(mapper, broadcast=True)
-    futures = [client.submit(_tokenize_task, _x_payload(adata, path, lo, hi), shared, threads, pure=False,
-                             retries=TASK_RETRIES) for lo, hi in spans]
+    futures = [
+        client.submit(
+            _tokenize_task, _x_payload(adata, path, lo, hi), shared, threads, pure=False, retries=TASK_RETRIES
+        )
+        for lo, hi in spans
+    ]
     out: list = [None] * len(spans)
     for i, (ip, ix, n_counts, n_in_universe) in _gather_in_order(client, futures, list(range(len(spans)))):
         out[i] = (ip, ix)
@@ -184,8 +197,17 @@ def tokenize_blocks(client, adata, source, mapper, batch_cells: int, threads: in
 # --------------------------------------------------------------------------------------------------
 # Encode
 # --------------------------------------------------------------------------------------------------
-def _encode_task(payload: tuple, model, mapper, pooling: str, weights: np.ndarray, lo: int, hi: int,
-                 store: str | None, threads: int | None):
+def _encode_task(
+    payload: tuple,
+    model,
+    mapper,
+    pooling: str,
+    weights: np.ndarray,
+    lo: int,
+    hi: int,
+    store: str | None,
+    threads: int | None,
+):
     from ._threads import numba_threads
 
     with numba_threads(task_threads(threads)):
@@ -198,14 +220,25 @@ def _encode_task(payload: tuple, model, mapper, pooling: str, weights: np.ndarra
 
     emb = zarr.open_array(store, mode="r+")
     if lo % emb.chunks[0] or (emb.chunks[0] != hi - lo and hi != emb.shape[0]):
-        raise ValueError(f"zarr output '{store}': chunks of {emb.chunks[0]} cells do not match the block "
-                         f"{lo}:{hi}; a retried block would not rewrite exactly one chunk")
+        raise ValueError(
+            f"zarr output '{store}': chunks of {emb.chunks[0]} cells do not match the block "
+            f"{lo}:{hi}; a retried block would not rewrite exactly one chunk"
+        )
     emb[lo:hi] = block  # exactly one chunk: a rerun writes the same bytes
     return None, n_empty
 
 
-def encode_blocks(client, model, n_cells: int, mapper, payloads, pooling: str, weights: np.ndarray,
-                  batch_cells: int, store: Path | None) -> tuple[np.ndarray | None, int]:
+def encode_blocks(
+    client,
+    model,
+    n_cells: int,
+    mapper,
+    payloads,
+    pooling: str,
+    weights: np.ndarray,
+    batch_cells: int,
+    store: Path | None,
+) -> tuple[np.ndarray | None, int]:
     """Encode every cell of ``data`` as one task per block of ``batch_cells`` cells.
 
     Parameters
@@ -236,9 +269,23 @@ def encode_blocks(client, model, n_cells: int, mapper, payloads, pooling: str, w
     shared_mapper = client.scatter(mapper, broadcast=True) if mapper is not None else None
     store_arg = None if store is None else str(store)
     spans = blocks(n_cells, batch_cells)
-    futures = [client.submit(_encode_task, payload, shared_model, shared_mapper, pooling, weights, lo, hi,
-                             store_arg, model.threads, pure=False, retries=TASK_RETRIES)
-               for (lo, hi), payload in zip(spans, payloads, strict=True)]
+    futures = [
+        client.submit(
+            _encode_task,
+            payload,
+            shared_model,
+            shared_mapper,
+            pooling,
+            weights,
+            lo,
+            hi,
+            store_arg,
+            model.threads,
+            pure=False,
+            retries=TASK_RETRIES,
+        )
+        for (lo, hi), payload in zip(spans, payloads, strict=True)
+    ]
     result = np.zeros((n_cells, model.embedding_dim), dtype=np.float32) if store is None else None
     n_empty = 0
     for (lo, hi), (block, empty) in _gather_in_order(client, futures, spans):
@@ -271,9 +318,14 @@ def predict_blocks(client, fitted, query, batch_cells: int, threads: int | None 
     spans = blocks(query.n_obs, batch_cells)
     futures = []
     for lo, hi in spans:
-        payload = ("path", str(query.path.absolute()), query.key, hi) if query.path is not None \
+        payload = (
+            ("path", str(query.path.absolute()), query.key, hi)
+            if query.path is not None
             else ("rows", query.block(lo, hi))
-        futures.append(client.submit(_predict_task, shared, payload, lo, threads, pure=False, retries=TASK_RETRIES))
+        )
+        futures.append(
+            client.submit(_predict_task, shared, payload, lo, threads, pure=False, retries=TASK_RETRIES)
+        )
     out: list = [None] * len(spans)
     for i, result in _gather_in_order(client, futures, list(range(len(spans)))):
         out[i] = result

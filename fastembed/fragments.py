@@ -238,7 +238,11 @@ def _malformed(path: Path, n_cols: int, first_row: int, n_rows: int, cause: str)
             problem = _line_problem(line.rstrip("\r\n").split("\t"), n_cols)
             if problem:
                 return ValueError(f"fragments file '{path}' line {lineno}: {problem}: {line.strip()[:60]!r}")
-    where = f"fragments {first_row + 1}-{first_row + n_rows}" if n_rows else f"the block after fragment {first_row}"
+    where = (
+        f"fragments {first_row + 1}-{first_row + n_rows}"
+        if n_rows
+        else f"the block after fragment {first_row}"
+    )
     return ValueError(f"fragments file '{path}': {where} cannot be read ({cause[:200]})")
 
 
@@ -258,12 +262,23 @@ def _open_batches(path: Path, n_skip: int, n_cols: int, block_size: int):
     return pcsv.open_csv(
         stream,
         read_options=pcsv.ReadOptions(column_names=names, skip_rows=n_skip, block_size=block_size),
-        parse_options=pcsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False,
-                                        escape_char=False, invalid_row_handler=on_invalid),
+        parse_options=pcsv.ParseOptions(
+            delimiter="\t",
+            quote_char=False,
+            double_quote=False,
+            escape_char=False,
+            invalid_row_handler=on_invalid,
+        ),
         convert_options=pcsv.ConvertOptions(
             include_columns=["chrom", "start", "end", "barcode"],
-            column_types={"chrom": pa.string(), "start": pa.int64(), "end": pa.int64(), "barcode": pa.string()},
-            strings_can_be_null=False, quoted_strings_can_be_null=False,
+            column_types={
+                "chrom": pa.string(),
+                "start": pa.int64(),
+                "end": pa.int64(),
+                "barcode": pa.string(),
+            },
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
         ),
     )
 
@@ -301,13 +316,22 @@ def _grow(a: np.ndarray, n: int) -> np.ndarray:
     if a.size >= n:
         return a
     b = np.zeros(max(n, 2 * a.size), dtype=a.dtype)
-    b[:a.size] = a
+    b[: a.size] = a
     return b
 
 
-def tokenize_fragments(path, universe, output=None, *, barcodes=None, min_fragments: int = 1,
-                       mode: str = "fragment", min_overlap: int = 1, block_size: int = BLOCK_SIZE,
-                       overwrite: bool = False):
+def tokenize_fragments(
+    path,
+    universe,
+    output=None,
+    *,
+    barcodes=None,
+    min_fragments: int = 1,
+    mode: str = "fragment",
+    min_overlap: int = 1,
+    block_size: int = BLOCK_SIZE,
+    overwrite: bool = False,
+):
     """Tokenize a fragments file: each barcode becomes the sorted unique set of universe regions its fragments hit.
 
     Parameters
@@ -361,17 +385,31 @@ def tokenize_fragments(path, universe, output=None, *, barcodes=None, min_fragme
     if isinstance(barcodes, str | os.PathLike):
         inputs.append(barcodes)
     if output is None:
-        return _tokenize_fragments(path, universe, None, barcodes, min_fragments, mode, min_overlap, block_size,
-                                   overwrite, inputs)
-    out_path = check_output_path(output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet")
+        return _tokenize_fragments(
+            path, universe, None, barcodes, min_fragments, mode, min_overlap, block_size, overwrite, inputs
+        )
+    out_path = check_output_path(
+        output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet"
+    )
     # Held for the whole run, so a second writer of the same file fails now rather than after the work.
     with output_lock(out_path, what="parquet output"):
-        return _tokenize_fragments(path, universe, out_path, barcodes, min_fragments, mode, min_overlap,
-                                   block_size, overwrite, inputs)
+        return _tokenize_fragments(
+            path,
+            universe,
+            out_path,
+            barcodes,
+            min_fragments,
+            mode,
+            min_overlap,
+            block_size,
+            overwrite,
+            inputs,
+        )
 
 
-def _tokenize_fragments(path, universe, out_path, barcodes, min_fragments, mode, min_overlap, block_size,
-                        overwrite, inputs):
+def _tokenize_fragments(
+    path, universe, out_path, barcodes, min_fragments, mode, min_overlap, block_size, overwrite, inputs
+):
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -383,11 +421,15 @@ def _tokenize_fragments(path, universe, out_path, barcodes, min_fragments, mode,
     if isinstance(min_overlap, bool) or int(min_overlap) != min_overlap or min_overlap < 1:
         raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
     if mode == "insertion" and min_overlap != 1:
-        raise ValueError(f"min_overlap must be 1 in mode='insertion' (an insertion site is 1 bp), got {min_overlap}")
+        raise ValueError(
+            f"min_overlap must be 1 in mode='insertion' (an insertion site is 1 bp), got {min_overlap}"
+        )
     if isinstance(min_fragments, bool) or int(min_fragments) != min_fragments or min_fragments < 1:
         raise ValueError(f"min_fragments must be an integer >= 1, got {min_fragments!r}")
     if barcodes is not None and min_fragments != 1:
-        raise ValueError("pass either barcodes= (a whitelist keeps every listed barcode) or min_fragments=, not both")
+        raise ValueError(
+            "pass either barcodes= (a whitelist keeps every listed barcode) or min_fragments=, not both"
+        )
     if int(block_size) < 1024:
         raise ValueError(f"block_size must be at least 1024 bytes, got {block_size!r}")
     uni = resolve_universe(universe)
@@ -427,14 +469,21 @@ def _tokenize_fragments(path, universe, out_path, barcodes, min_fragments, mode,
         if "" in chrom_names or "" in bc_names or starts.min() < 0 or np.any(starts >= ends):
             raise _malformed(path, n_cols, n_read, n, "empty field or bad coordinates")
         # -2: a '#' line that happened to have the right number of fields; not a fragment.
-        chrom_map = np.array([-2 if c.startswith("#") else chrom_ids.get(c, -1) for c in chrom_names],
-                             dtype=np.int32)
+        chrom_map = np.array(
+            [-2 if c.startswith("#") else chrom_ids.get(c, -1) for c in chrom_names], dtype=np.int32
+        )
         chrom_idx = chrom_col.indices.to_numpy()
         codes = chrom_map[chrom_idx]
         cells = bcs.map(bc_names)[bc_col.indices.to_numpy()]
         if (chrom_map == -2).any():
             real = codes != -2
-            codes, cells, starts, ends, chrom_idx = codes[real], cells[real], starts[real], ends[real], chrom_idx[real]
+            codes, cells, starts, ends, chrom_idx = (
+                codes[real],
+                cells[real],
+                starts[real],
+                ends[real],
+                chrom_idx[real],
+            )
         n_read += codes.size
         unknown = codes == -1
         if unknown.any():
@@ -448,7 +497,7 @@ def _tokenize_fragments(path, universe, out_path, barcodes, min_fragments, mode,
             codes = np.where(kept, codes, -1)
         frags = _grow(frags, len(bcs))
         in_uni = _grow(in_uni, len(bcs))
-        frags[:len(bcs)] += np.bincount(cells[kept], minlength=len(bcs))
+        frags[: len(bcs)] += np.bincount(cells[kept], minlength=len(bcs))
         if mode == "fragment":
             q_codes, q_starts, q_ends, q_cells = codes, starts, ends, cells
         else:
@@ -462,14 +511,15 @@ def _tokenize_fragments(path, universe, out_path, barcodes, min_fragments, mode,
         hits = np.diff(offsets)
         if mode == "insertion":
             hits = hits[0::2] + hits[1::2]
-        in_uni[:len(bcs)] += np.bincount(cells[hits > 0], minlength=len(bcs))
+        in_uni[: len(bcs)] += np.bincount(cells[hits > 0], minlength=len(bcs))
         if tokens.size:
             pending_cells.append(np.repeat(q_cells, np.diff(offsets)))
             pending_tokens.append(tokens)
             n_pending += tokens.size
         if n_pending > max(FOLD_PAIRS, indices.size):
-            indptr, indices = fold_pairs(indptr, indices, np.concatenate(pending_cells),
-                                         np.concatenate(pending_tokens), len(bcs))
+            indptr, indices = fold_pairs(
+                indptr, indices, np.concatenate(pending_cells), np.concatenate(pending_tokens), len(bcs)
+            )
             pending_cells, pending_tokens, n_pending = [], [], 0
 
     n_cells_all = len(bcs)
@@ -477,13 +527,47 @@ def _tokenize_fragments(path, universe, out_path, barcodes, min_fragments, mode,
     cat_tokens = np.concatenate(pending_tokens) if pending_tokens else np.empty(0, dtype=np.int32)
     indptr, indices = fold_pairs(indptr, indices, cat_cells, cat_tokens, n_cells_all)
     frags, in_uni = frags[:n_cells_all].copy(), in_uni[:n_cells_all].copy()
-    return _finish(path, uni, out_path, indptr, indices, bcs, frags, in_uni, n_read=n_read, n_unknown=n_unknown,
-                   unknown_chroms=unknown_chroms, n_rejected_frags=n_rejected_frags, min_fragments=int(min_fragments),
-                   mode=mode, min_overlap=m, overwrite=overwrite, inputs=inputs)
+    return _finish(
+        path,
+        uni,
+        out_path,
+        indptr,
+        indices,
+        bcs,
+        frags,
+        in_uni,
+        n_read=n_read,
+        n_unknown=n_unknown,
+        unknown_chroms=unknown_chroms,
+        n_rejected_frags=n_rejected_frags,
+        min_fragments=int(min_fragments),
+        mode=mode,
+        min_overlap=m,
+        overwrite=overwrite,
+        inputs=inputs,
+    )
 
 
-def _finish(path, uni: Universe, out_path, indptr, indices, bcs: _Barcodes, frags, in_uni, *, n_read, n_unknown,
-            unknown_chroms, n_rejected_frags, min_fragments, mode, min_overlap, overwrite, inputs):
+def _finish(
+    path,
+    uni: Universe,
+    out_path,
+    indptr,
+    indices,
+    bcs: _Barcodes,
+    frags,
+    in_uni,
+    *,
+    n_read,
+    n_unknown,
+    unknown_chroms,
+    n_rejected_frags,
+    min_fragments,
+    mode,
+    min_overlap,
+    overwrite,
+    inputs,
+):
     """Apply min_fragments, check what is left, assemble stats, return or write the result."""
     name = f"fragments file '{path}'"
     if n_unknown == n_read:
@@ -529,18 +613,20 @@ def _finish(path, uni: Universe, out_path, indptr, indices, bcs: _Barcodes, frag
             np.cumsum(lengths[keep], out=indptr[1:])
             names, frags, in_uni = names[keep], frags[keep], in_uni[keep]
     n_empty = int(np.count_nonzero(np.diff(indptr) == 0))
-    stats.update({
-        "n_barcodes_kept": int(names.size),
-        "n_fragments_kept": int(frags.sum()),
-        "n_fragments_in_universe": int(in_uni.sum()),
-        "n_fragments_unknown_chrom": n_unknown,
-        "unknown_chroms": sorted(unknown_chroms),
-        "n_cells": int(names.size),
-        "n_empty_cells": n_empty,
-        "n_tokens": int(indptr[-1]),
-        "fragments_per_cell": frags,
-        "fragments_in_universe_per_cell": in_uni,
-    })
+    stats.update(
+        {
+            "n_barcodes_kept": int(names.size),
+            "n_fragments_kept": int(frags.sum()),
+            "n_fragments_in_universe": int(in_uni.sum()),
+            "n_fragments_unknown_chrom": n_unknown,
+            "unknown_chroms": sorted(unknown_chroms),
+            "n_cells": int(names.size),
+            "n_empty_cells": n_empty,
+            "n_tokens": int(indptr[-1]),
+            "fragments_per_cell": frags,
+            "fragments_in_universe_per_cell": in_uni,
+        }
+    )
     if unknown_chroms:
         shown = sorted(unknown_chroms, key=unknown_chroms.get, reverse=True)
         warnings.warn(
@@ -559,7 +645,13 @@ def _finish(path, uni: Universe, out_path, indptr, indices, bcs: _Barcodes, frag
         return TokenizedCells(indptr, indices, names, uni, stats)
     scalars = {k: v for k, v in stats.items() if k not in _PER_CELL}
     return write_tokens_parquet(
-        out_path, indptr, indices, names, uni,
+        out_path,
+        indptr,
+        indices,
+        names,
+        uni,
         extra_columns={"n_fragments": frags, "n_fragments_in_universe": in_uni},
-        extra_metadata={META_STATS: json.dumps(scalars).encode()}, overwrite=overwrite, inputs=inputs,
+        extra_metadata={META_STATS: json.dumps(scalars).encode()},
+        overwrite=overwrite,
+        inputs=inputs,
     )

@@ -88,7 +88,11 @@ def _var_frame(chroms: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pd.D
         [f"{c}:{s}-{e}" for c, s, e in zip(chroms.tolist(), starts.tolist(), ends.tolist(), strict=True)]
     )
     return pd.DataFrame(
-        {"chr": pd.array(chroms, dtype=object), "start": starts.astype(np.int64), "end": ends.astype(np.int64)},
+        {
+            "chr": pd.array(chroms, dtype=object),
+            "start": starts.astype(np.int64),
+            "end": ends.astype(np.int64),
+        },
         index=names,
     )
 
@@ -143,7 +147,9 @@ def _mm_shape(path: Path) -> tuple[int, int]:
     except (FileNotFoundError, IsADirectoryError):
         raise
     except (OSError, EOFError, zlib.error) as err:
-        raise ValueError(f"matrix file '{path}' cannot be read ({type(err).__name__}: {str(err)[:120]})") from None
+        raise ValueError(
+            f"matrix file '{path}' cannot be read ({type(err).__name__}: {str(err)[:120]})"
+        ) from None
     raise ValueError(f"matrix file '{path}': no size line after the MatrixMarket header")
 
 
@@ -154,7 +160,7 @@ def _is_gzip(path: Path) -> bool:
 
 def _read_mm(path: Path) -> sp.csr_matrix:
     try:
-        with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as fh:
+        with gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb") as fh:
             # scipy does not expect a byte-order mark; skip it so the banner is the first thing it reads.
             if fh.read(3) != b"\xef\xbb\xbf":
                 fh.seek(0)
@@ -201,8 +207,9 @@ class _NewlineAtEnd(io.RawIOBase):
         return 0
 
 
-def _orient(path: Path, shape: tuple[int, int], n_barcodes: int, n_peaks: int,
-            barcodes_path: Path, peaks_path: Path) -> bool:
+def _orient(
+    path: Path, shape: tuple[int, int], n_barcodes: int, n_peaks: int, barcodes_path: Path, peaks_path: Path
+) -> bool:
     """True if the matrix is peaks x cells (needs a transpose)."""
     rows, cols = shape
     cells_by_peaks = rows == n_barcodes and cols == n_peaks
@@ -263,7 +270,9 @@ def read_mtx(matrix: str | os.PathLike, barcodes: str | os.PathLike, peaks: str 
     X = _read_mm(matrix)
     if transpose:
         X = X.T.tocsr()
-    return ad.AnnData(X=X, obs=pd.DataFrame(index=pd.Index(bcs.astype(str))), var=_var_frame(chroms, starts, ends))
+    return ad.AnnData(
+        X=X, obs=pd.DataFrame(index=pd.Index(bcs.astype(str))), var=_var_frame(chroms, starts, ends)
+    )
 
 
 def _find(directory: Path, names: tuple[str, ...]) -> Path | None:
@@ -307,8 +316,11 @@ def read_10x(directory: str | os.PathLike):
         return read_mtx(matrix, barcodes, peaks)
 
     # features.tsv: id, name, type[, chrom, start, end]; a multiome file also lists genes.
-    numbered = [(n, line.split("\t")) for n, line in enumerate(_read_lines(features, "features file"), 1)
-                if line.strip()]
+    numbered = [
+        (n, line.split("\t"))
+        for n, line in enumerate(_read_lines(features, "features file"), 1)
+        if line.strip()
+    ]
     rows = [r for _, r in numbered]
     keep = np.array([len(r) < 3 or r[2] == "Peaks" for r in rows], dtype=bool)
     chroms, starts, ends = [], [], []
@@ -341,8 +353,11 @@ def read_10x(directory: str | os.PathLike):
     X = _read_mm(matrix)
     X = (X.T.tocsr() if transpose else X)[:, np.flatnonzero(keep)].tocsr()
     starts_a, ends_a = np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
-    return ad.AnnData(X=X, obs=pd.DataFrame(index=pd.Index(bcs.astype(str))),
-                      var=_var_frame(np.array(chroms, dtype=object), starts_a, ends_a))
+    return ad.AnnData(
+        X=X,
+        obs=pd.DataFrame(index=pd.Index(bcs.astype(str))),
+        var=_var_frame(np.array(chroms, dtype=object), starts_a, ends_a),
+    )
 
 
 def read_h5ad(path: str | os.PathLike, *, backed: bool = False):
@@ -367,7 +382,9 @@ def read_h5ad(path: str | os.PathLike, *, backed: bool = False):
     try:
         return ad.read_h5ad(path, backed="r" if backed else None)
     except Exception as err:
-        raise ValueError(f"AnnData file '{path}' cannot be read as .h5ad ({type(err).__name__}: {err})") from None
+        raise ValueError(
+            f"AnnData file '{path}' cannot be read as .h5ad ({type(err).__name__}: {err})"
+        ) from None
 
 
 class LazyAnnData:
@@ -415,7 +432,9 @@ class LazyAnnData:
 
             # Counts may live in a layer with no X at all (anndata writes no "X" for X=None).
             self.X = matrix(root["X"]) if "X" in root else None
-            self.layers = {k: matrix(root["layers"][k]) for k in root["layers"].keys()} if "layers" in root else {}
+            self.layers = (
+                {k: matrix(root["layers"][k]) for k in root["layers"].keys()} if "layers" in root else {}
+            )
         except (KeyError, OSError, ValueError, TypeError) as err:
             raise ValueError(
                 f"AnnData file '{path}' cannot be read as {path.suffix} ({type(err).__name__}: {str(err)[:200]})"
@@ -497,8 +516,9 @@ def open_element(path: str | os.PathLike, element: str):
         sparse = elem.attrs.get("encoding-type", "") in ("csr_matrix", "csc_matrix")
         return sparse_dataset(elem) if sparse else elem
     except (KeyError, OSError, ValueError, TypeError) as err:
-        raise ValueError(f"AnnData file '{path}': cannot open '{element}' ({type(err).__name__}: "
-                         f"{str(err)[:200]})") from None
+        raise ValueError(
+            f"AnnData file '{path}': cannot open '{element}' ({type(err).__name__}: {str(err)[:200]})"
+        ) from None
 
 
 def read_obs_names(path: str | os.PathLike) -> pd.Index:
@@ -509,8 +529,9 @@ def read_obs_names(path: str | os.PathLike) -> pd.Index:
     try:
         return pd.Index(np.asarray(read_elem(obs[obs.attrs["_index"]]), dtype=object))
     except (KeyError, OSError, ValueError, TypeError) as err:
-        raise ValueError(f"AnnData file '{path}': cannot read the obs index ({type(err).__name__}: "
-                         f"{str(err)[:200]})") from None
+        raise ValueError(
+            f"AnnData file '{path}': cannot read the obs index ({type(err).__name__}: {str(err)[:200]})"
+        ) from None
 
 
 def as_adata(adata, *, backed: bool = True):
@@ -652,7 +673,7 @@ class TokenizedCells:
         if not -n <= i < n:
             raise IndexError(f"cell {i} out of range for {n} cells")
         i %= n
-        return self.indices[self.indptr[i]:self.indptr[i + 1]]
+        return self.indices[self.indptr[i] : self.indptr[i + 1]]
 
     @property
     def n_cells(self) -> int:
@@ -671,8 +692,9 @@ class TokenizedCells:
 
     def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the gtars-layout parquet file (see :func:`write_tokens_parquet`); returns its path."""
-        return write_tokens_parquet(path, self.indptr, self.indices, self.barcodes, self.universe,
-                                    overwrite=overwrite)
+        return write_tokens_parquet(
+            path, self.indptr, self.indices, self.barcodes, self.universe, overwrite=overwrite
+        )
 
 
 def resolve_universe(universe_file) -> Universe:
@@ -776,8 +798,11 @@ def cell_matrix(adata, layer: str | None = None, *, name: str = "the AnnData"):
         field_name = "X"
         if matrix is None:
             layers = list(getattr(adata, "layers", {}).keys())
-            hint = (f"pass layer= with one of its layers: {', '.join(repr(k) for k in layers[:6])}" if layers
-                    else "it has no layers either; store the peak counts in X")
+            hint = (
+                f"pass layer= with one of its layers: {', '.join(repr(k) for k in layers[:6])}"
+                if layers
+                else "it has no layers either; store the peak counts in X"
+            )
             raise ValueError(f"{name} has no X matrix (X is None); {hint}")
     else:
         if not isinstance(layer, str):
@@ -816,10 +841,17 @@ def _csr_rows(X, lo: int, hi: int, what: str = "X") -> sp.csr_matrix:
     # the tokenizer kernel indexes the peak table with these column ids.
     ip = block.indptr
     nnz = int(ip[-1]) if ip.size else -1
-    ix = block.indices[:max(nnz, 0)]
-    if (ip.size != block.shape[0] + 1 or ip[0] != 0 or not 0 <= nnz <= min(block.indices.size, block.data.size)
-            or np.any(np.diff(ip) < 0) or (ix.size and (int(ix.min()) < 0 or int(ix.max()) >= block.shape[1]))):
-        raise ValueError(f"{what} is a malformed sparse matrix (indptr/indices out of range for shape {block.shape})")
+    ix = block.indices[: max(nnz, 0)]
+    if (
+        ip.size != block.shape[0] + 1
+        or ip[0] != 0
+        or not 0 <= nnz <= min(block.indices.size, block.data.size)
+        or np.any(np.diff(ip) < 0)
+        or (ix.size and (int(ix.min()) < 0 or int(ix.max()) >= block.shape[1]))
+    ):
+        raise ValueError(
+            f"{what} is a malformed sparse matrix (indptr/indices out of range for shape {block.shape})"
+        )
     if block.data.dtype.kind not in "biuf":
         raise ValueError(f"{what} holds {block.data.dtype} values; expected numbers")
     data = block.data[:nnz]
@@ -858,8 +890,15 @@ class PeakMapper:
         Nonzero entries of the blocks passed to :meth:`tokens` so far, and those on a peak that maps.
     """
 
-    def __init__(self, adata, universe: Universe, *, min_overlap: int = 1, name: str = "the AnnData",
-                 chrom_style: str = "asis"):
+    def __init__(
+        self,
+        adata,
+        universe: Universe,
+        *,
+        min_overlap: int = 1,
+        name: str = "the AnnData",
+        chrom_style: str = "asis",
+    ):
         if isinstance(min_overlap, bool) or not isinstance(min_overlap, int | np.integer) or min_overlap < 1:
             raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
         if adata.n_obs == 0:
@@ -870,8 +909,9 @@ class PeakMapper:
         self.name = name
         chroms, starts, ends = peak_coordinates(adata, name=name)
         codes = _chrom_codes(chroms, universe, name, chrom_style)
-        self.peak_offsets, self.peak_tokens = _tok.map_peaks(codes, starts, ends, universe.sorted_index,
-                                                             int(min_overlap))
+        self.peak_offsets, self.peak_tokens = _tok.map_peaks(
+            codes, starts, ends, universe.sorted_index, int(min_overlap)
+        )
         self.n_peaks = int(adata.n_vars)
         self._mapped = np.diff(self.peak_offsets) > 0
         self.n_peaks_unmapped = int(np.count_nonzero(~self._mapped))
@@ -890,11 +930,23 @@ class PeakMapper:
         nonzero = block.data != 0
         self.n_counts += int(np.count_nonzero(nonzero))
         self.n_counts_in_universe += int(np.count_nonzero(nonzero & self._mapped[block.indices]))
-        return _tok.cells_to_tokens(block.indptr, block.indices, block.data, self.peak_offsets, self.peak_tokens)
+        return _tok.cells_to_tokens(
+            block.indptr, block.indices, block.data, self.peak_offsets, self.peak_tokens
+        )
 
 
-def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, chunk_cells: int = 100_000,
-                   overwrite: bool = False, layer: str | None = None, client=None, chrom_style: str = "asis"):
+def tokenize_cells(
+    adata,
+    universe_file,
+    output=None,
+    *,
+    min_overlap: int = 1,
+    chunk_cells: int = 100_000,
+    overwrite: bool = False,
+    layer: str | None = None,
+    client=None,
+    chrom_style: str = "asis",
+):
     """Tokenize each cell's open regions against a universe.
 
     Parameters
@@ -936,17 +988,40 @@ def tokenize_cells(adata, universe_file, output=None, *, min_overlap: int = 1, c
     """
     inputs = [adata, universe_file if not isinstance(universe_file, Universe) else universe_file.source]
     if output is None:
-        return _tokenize_cells(adata, universe_file, None, min_overlap, chunk_cells, overwrite, inputs, layer, client,
-                               chrom_style)
-    out_path = check_output_path(output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet")
+        return _tokenize_cells(
+            adata,
+            universe_file,
+            None,
+            min_overlap,
+            chunk_cells,
+            overwrite,
+            inputs,
+            layer,
+            client,
+            chrom_style,
+        )
+    out_path = check_output_path(
+        output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet"
+    )
     # Held for the whole run, so a second writer of the same file fails now rather than after the work.
     with output_lock(out_path, what="parquet output"):
-        return _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs, layer,
-                               client, chrom_style)
+        return _tokenize_cells(
+            adata,
+            universe_file,
+            out_path,
+            min_overlap,
+            chunk_cells,
+            overwrite,
+            inputs,
+            layer,
+            client,
+            chrom_style,
+        )
 
 
-def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs, layer, client,
-                    chrom_style):
+def _tokenize_cells(
+    adata, universe_file, out_path, min_overlap, chunk_cells, overwrite, inputs, layer, client, chrom_style
+):
     restyle_chroms([], chrom_style)  # a bad style is refused before any file is read
     uni = resolve_universe(universe_file)
     if isinstance(chunk_cells, bool) or int(chunk_cells) != chunk_cells or chunk_cells < 1:
@@ -964,13 +1039,17 @@ def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, ov
             "lacks): lower min_overlap= or check that the peaks and the universe use the same genome build"
         )
     if client is None:
-        parts = (mapper.tokens(matrix, lo, min(lo + chunk_cells, adata.n_obs), field_name)
-                 for lo in range(0, adata.n_obs, chunk_cells))
+        parts = (
+            mapper.tokens(matrix, lo, min(lo + chunk_cells, adata.n_obs), field_name)
+            for lo in range(0, adata.n_obs, chunk_cells)
+        )
     else:
         from .distributed import tokenize_blocks
 
         if layer is not None:
-            raise ValueError("layer= is not supported with client=; store the counts in X for Dask tokenizing")
+            raise ValueError(
+                "layer= is not supported with client=; store the counts in X for Dask tokenizing"
+            )
         parts = tokenize_blocks(client, adata, source, mapper, chunk_cells)
     indptr_parts, index_parts = [np.zeros(1, dtype=np.int64)], []
     total = 0
@@ -1012,19 +1091,32 @@ def _tokenize_cells(adata, universe_file, out_path, min_overlap, chunk_cells, ov
     barcodes = np.asarray(adata.obs_names, dtype=object)
     if out_path is None:
         return TokenizedCells(indptr, indices, barcodes, uni, stats)
-    return write_tokens_parquet(out_path, indptr, indices, barcodes, uni, overwrite=overwrite, inputs=inputs,
-                                extra_metadata={META_STATS: json.dumps(stats).encode()})
+    return write_tokens_parquet(
+        out_path,
+        indptr,
+        indices,
+        barcodes,
+        uni,
+        overwrite=overwrite,
+        inputs=inputs,
+        extra_metadata={META_STATS: json.dumps(stats).encode()},
+    )
 
 
 def tokenize_summary(stats: dict) -> str:
     """The tokenize diagnostics of ``stats`` (:attr:`TokenizedCells.stats`) as one line for people."""
-    counts = ("" if stats.get("n_counts") is None else
-              f" and {stats['n_counts_in_universe']} of {stats['n_counts']} counts "
-              f"({100 * stats['fraction_counts_in_universe']:.1f}%)")
-    return (f"{stats['n_peaks'] - stats['n_peaks_unmapped']} of {stats['n_peaks']} peaks "
-            f"({100 * stats['fraction_peaks_in_universe']:.1f}%){counts} in the universe; "
-            f"{stats['n_empty_cells']} of {stats['n_cells']} cells with no token, {stats['n_few_token_cells']} "
-            f"with fewer than {stats['few_tokens']}; median {stats['median_tokens_per_cell']:g} tokens per cell")
+    counts = (
+        ""
+        if stats.get("n_counts") is None
+        else f" and {stats['n_counts_in_universe']} of {stats['n_counts']} counts "
+        f"({100 * stats['fraction_counts_in_universe']:.1f}%)"
+    )
+    return (
+        f"{stats['n_peaks'] - stats['n_peaks_unmapped']} of {stats['n_peaks']} peaks "
+        f"({100 * stats['fraction_peaks_in_universe']:.1f}%){counts} in the universe; "
+        f"{stats['n_empty_cells']} of {stats['n_cells']} cells with no token, {stats['n_few_token_cells']} "
+        f"with fewer than {stats['few_tokens']}; median {stats['median_tokens_per_cell']:g} tokens per cell"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1040,8 +1132,18 @@ def _universe_metadata(uni: Universe) -> dict[bytes, bytes]:
     }
 
 
-def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe, *, extra_columns=None,
-                         extra_metadata=None, overwrite: bool = False, inputs=()) -> Path:
+def write_tokens_parquet(
+    path,
+    indptr,
+    indices,
+    barcodes,
+    universe: Universe,
+    *,
+    extra_columns=None,
+    extra_metadata=None,
+    overwrite: bool = False,
+    inputs=(),
+) -> Path:
     """Write tokenized cells to parquet atomically (temp file in the same folder, then rename).
 
     Parameters
@@ -1080,8 +1182,10 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe, *,
     if barcodes.size != n_cells:
         raise ValueError(f"parquet output '{path}': {barcodes.size} barcodes for {n_cells} cells")
     if indptr[0] != 0 or indptr[-1] != indices.size or np.any(np.diff(indptr) < 0):
-        raise ValueError(f"parquet output '{path}': indptr must start at 0, never decrease and end at "
-                         f"len(indices) = {indices.size}")
+        raise ValueError(
+            f"parquet output '{path}': indptr must start at 0, never decrease and end at "
+            f"len(indices) = {indices.size}"
+        )
     if n_cells and int(np.diff(indptr).max()) >= 2**31:
         raise ValueError(f"parquet output '{path}': a cell holds 2**31 or more tokens")
     extra = {k: np.asarray(v, dtype=np.int64) for k, v in (extra_columns or {}).items()}
@@ -1094,12 +1198,14 @@ def write_tokens_parquet(path, indptr, indices, barcodes, universe: Universe, *,
         metadata={**_universe_metadata(universe), **(extra_metadata or {})},
     )
     bounds = _row_group_bounds(indptr, ROW_GROUP_CELLS, ROW_GROUP_TOKENS)
-    with (atomic_file(path, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet") as tmp,
-          pq.ParquetWriter(tmp, schema, compression="zstd") as writer):
+    with (
+        atomic_file(path, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet") as tmp,
+        pq.ParquetWriter(tmp, schema, compression="zstd") as writer,
+    ):
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             base = indptr[lo]
-            offsets = pa.array((indptr[lo:hi + 1] - base).astype(np.int32))
-            values = pa.array(indices[base:indptr[hi]], type=pa.int32())
+            offsets = pa.array((indptr[lo : hi + 1] - base).astype(np.int32))
+            values = pa.array(indices[base : indptr[hi]], type=pa.int32())
             tokens = pa.ListArray.from_arrays(offsets, values)
             columns = {"tokens": tokens, "barcode": pa.array(barcodes[lo:hi].astype(str))}
             columns.update({k: pa.array(v[lo:hi]) for k, v in extra.items()})
@@ -1165,11 +1271,16 @@ def read_tokens_parquet(path: str | os.PathLike, *, universe=None):
 
 
 def _read_parquet_parts(folder: Path, given: Universe | None) -> TokenizedCells:
-    parts = sorted(p for p in folder.iterdir()
-                   if p.suffix == ".parquet" and not p.name.startswith((".", "_")) and p.is_file())
+    parts = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix == ".parquet" and not p.name.startswith((".", "_")) and p.is_file()
+    )
     if not parts:
-        raise ValueError(f"token folder '{folder}' holds no .parquet files (names starting with '.' or '_' and "
-                         "subfolders are not read)")
+        raise ValueError(
+            f"token folder '{folder}' holds no .parquet files (names starting with '.' or '_' and "
+            "subfolders are not read)"
+        )
     tokens = [_read_parquet_file(parts[0], given)]
     for part in parts[1:]:
         tok = _read_parquet_file(part, given)
@@ -1182,8 +1293,9 @@ def _read_parquet_parts(folder: Path, given: Universe | None) -> TokenizedCells:
             )
         tokens.append(tok)
     offsets = np.cumsum([0] + [t.n_tokens for t in tokens[:-1]])
-    indptr = np.concatenate([np.zeros(1, dtype=np.int64)] + [t.indptr[1:] + o for t, o in zip(tokens, offsets,
-                                                                                             strict=True)])
+    indptr = np.concatenate(
+        [np.zeros(1, dtype=np.int64)] + [t.indptr[1:] + o for t, o in zip(tokens, offsets, strict=True)]
+    )
     indices = np.concatenate([t.indices for t in tokens])
     barcodes = np.concatenate([np.asarray(t.barcodes, dtype=object) for t in tokens])
     stats = {"n_cells": int(indptr.size - 1), "n_tokens": int(indptr[-1]), "n_parts": len(parts)}
@@ -1220,12 +1332,17 @@ def open_tokens_parquet(path: str | os.PathLike, *, universe=None):
         pfile = pq.ParquetFile(path, memory_map=True)
         schema = pfile.schema_arrow
     except Exception as err:
-        raise ValueError(f"token file '{path}' is not a parquet file ({type(err).__name__}: {str(err)[:200]})") \
-            from None
+        raise ValueError(
+            f"token file '{path}' is not a parquet file ({type(err).__name__}: {str(err)[:200]})"
+        ) from None
     if "tokens" not in schema.names:
-        raise ValueError(f"token file '{path}' has no 'tokens' column (columns: {', '.join(schema.names)[:200]})")
+        raise ValueError(
+            f"token file '{path}' has no 'tokens' column (columns: {', '.join(schema.names)[:200]})"
+        )
     ttype = schema.field("tokens").type
-    if not (pa.types.is_list(ttype) or pa.types.is_large_list(ttype)) or not pa.types.is_integer(ttype.value_type):
+    if not (pa.types.is_list(ttype) or pa.types.is_large_list(ttype)) or not pa.types.is_integer(
+        ttype.value_type
+    ):
         raise ValueError(f"token file '{path}': column 'tokens' must be list<int32>, got {str(ttype)[:100]}")
     if "barcode" in schema.names:
         btype = schema.field("barcode").type
@@ -1238,13 +1355,18 @@ def read_tokens_table(pfile, path: Path, row_group: int | None = None):
     """The ``tokens`` (and ``barcode``) columns of a token file, or of one row group, fully validated."""
     columns = ["tokens"] + (["barcode"] if "barcode" in pfile.schema_arrow.names else [])
     try:
-        table = pfile.read(columns=columns) if row_group is None else pfile.read_row_group(row_group, columns=columns)
+        table = (
+            pfile.read(columns=columns)
+            if row_group is None
+            else pfile.read_row_group(row_group, columns=columns)
+        )
         # Full validation checks offsets and UTF-8 of what a damaged page may have decoded to, before numpy
         # reads the buffers.
         table.validate(full=True)
     except Exception as err:  # corrupt pages, bad compression, truncated file, invalid UTF-8
-        raise ValueError(f"token file '{path}': cannot read its data ({type(err).__name__}: {str(err)[:200]})") \
-            from None
+        raise ValueError(
+            f"token file '{path}': cannot read its data ({type(err).__name__}: {str(err)[:200]})"
+        ) from None
     return table
 
 
@@ -1268,10 +1390,12 @@ def _tokens_csr(col, path, uni: Universe) -> tuple[np.ndarray, np.ndarray]:
         n = len(chunk)
         if chunk.null_count:
             i = row + int(np.flatnonzero(~np.asarray(chunk.is_valid(), dtype=bool))[0])
-            raise ValueError(f"token file '{path}': column 'tokens' is null for cell {i}; an empty cell is an "
-                             "empty list, not null")
+            raise ValueError(
+                f"token file '{path}': column 'tokens' is null for cell {i}; an empty cell is an "
+                "empty list, not null"
+            )
         offs = np.asarray(chunk.offsets, dtype=np.int64)
-        lengths[row:row + n] = np.diff(offs)
+        lengths[row : row + n] = np.diff(offs)
         vals = chunk.values.slice(int(offs[0]), int(offs[-1] - offs[0]))
         if vals.null_count:
             j = int(np.flatnonzero(~np.asarray(vals.is_valid(), dtype=bool))[0])
@@ -1325,7 +1449,9 @@ def _universe_from_metadata(meta: dict[bytes, bytes], path: Path) -> Universe | 
             raise ValueError(f"inflates beyond {limit} bytes")
         text = raw.decode()
     except Exception as err:
-        raise ValueError(f"token file '{path}': universe in the metadata is corrupt ({str(err)[:120]})") from None
+        raise ValueError(
+            f"token file '{path}': universe in the metadata is corrupt ({str(err)[:120]})"
+        ) from None
     uni = Universe.from_bed_text(text, source=f"{path} (embedded)")
     expected = meta.get(META_CHECKSUM, b"").decode("ascii", errors="replace")
     if expected and uni.checksum != expected:
@@ -1334,4 +1460,3 @@ def _universe_from_metadata(meta: dict[bytes, bytes], path: Path) -> Universe | 
             f"({uni.checksum[:12]} != {expected[:12]}); the file is corrupt"
         )
     return uni
-

@@ -46,12 +46,28 @@ TOKEN_COUNTS = "token_counts.npy"
 CELL_PROJECTION = "cell_projection.npy"
 CHECKPOINT = "checkpoint.pt"
 WEIGHT_KEY = "projection.weight"
-MODEL_FILES = frozenset({CONFIG, UNIVERSE, REGION_VECTORS, OUTPUT_VECTORS, TOKEN_COUNTS, CELL_PROJECTION, CHECKPOINT})
+MODEL_FILES = frozenset(
+    {CONFIG, UNIVERSE, REGION_VECTORS, OUTPUT_VECTORS, TOKEN_COUNTS, CELL_PROJECTION, CHECKPOINT}
+)
 """Every file a model folder written by fastembed may hold (overwrite replaces only such folders)."""
 
 # gtars wrote special tokens into legacy universe files as these chromosomes (start = end = 0).
-_PLACEHOLDER_CHROMS = {"chrunk", "chrpad", "chrmask", "chrcls", "chreos", "chrbos", "chrsep",
-                       "<unk>", "<pad>", "<mask>", "<cls>", "<eos>", "<bos>", "<sep>"}
+_PLACEHOLDER_CHROMS = {
+    "chrunk",
+    "chrpad",
+    "chrmask",
+    "chrcls",
+    "chreos",
+    "chrbos",
+    "chrsep",
+    "<unk>",
+    "<pad>",
+    "<mask>",
+    "<cls>",
+    "<eos>",
+    "<bos>",
+    "<sep>",
+}
 
 
 @dataclass
@@ -84,8 +100,15 @@ class ModelFolder:
 
 
 # config.yaml keys fastembed reads, with the lowest value each may take; all are integers below 2**31.
-_INT_KEYS = {"embedding_dim": 1, "embedding_size": 1, "vocab_size": 1, "window_size": 1, "negative_samples": 1,
-             "min_count": 1, "n_components": 1}
+_INT_KEYS = {
+    "embedding_dim": 1,
+    "embedding_size": 1,
+    "vocab_size": 1,
+    "window_size": 1,
+    "negative_samples": 1,
+    "min_count": 1,
+    "n_components": 1,
+}
 _STR_KEYS = ("format", "universe_sha256", "pooling_method")
 _MAX_INT = 2**31 - 1
 _MAX_CONFIG_BYTES = 1 << 20  # a model config is a few hundred bytes; a huge one is not a config
@@ -98,10 +121,12 @@ def _short(value) -> str:
 
 def _check_config(config: dict, path: Path) -> None:
     """Every key fastembed reads has the type and range it needs (None means absent)."""
+
     def bad(key, expected):
         value = config[key]
-        return ValueError(f"model config '{path}': {key} must be {expected}, got {_short(value)} "
-                          f"({type(value).__name__})")
+        return ValueError(
+            f"model config '{path}': {key} must be {expected}, got {_short(value)} ({type(value).__name__})"
+        )
 
     for key, low in _INT_KEYS.items():
         value = config.get(key)
@@ -113,10 +138,13 @@ def _check_config(config: dict, path: Path) -> None:
             raise bad(key, f"an integer from {low} to {_MAX_INT}")
     seed = config.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise bad("seed", "a non-negative integer or null")  # what ScEmbed accepts, so every saved model loads
+        raise bad(
+            "seed", "a non-negative integer or null"
+        )  # what ScEmbed accepts, so every saved model loads
     sample = config.get("sample")
-    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int | float)
-                               or not 0 <= sample < 1):
+    if sample is not None and (
+        isinstance(sample, bool) or not isinstance(sample, int | float) or not 0 <= sample < 1
+    ):
         raise bad("sample", "a number in [0, 1) or null")
     for key in _STR_KEYS:
         if config.get(key) is not None and not isinstance(config[key], str):
@@ -124,31 +152,41 @@ def _check_config(config: dict, path: Path) -> None:
     training = config.get("training")
     # The training record travels on (into zarr attributes as JSON, into saved configs): flat scalars only, so
     # a YAML alias bomb or a date cannot surface later as a blow-up or a serialisation error.
-    if training is not None and not (isinstance(training, dict) and all(
-            isinstance(k, str) and (v is None or isinstance(v, bool | int | float | str)) for k, v in training.items())):
+    if training is not None and not (
+        isinstance(training, dict)
+        and all(
+            isinstance(k, str) and (v is None or isinstance(v, bool | int | float | str))
+            for k, v in training.items()
+        )
+    ):
         raise bad("training", "a mapping of names to numbers, strings or null")
     dim, legacy = config.get("embedding_dim"), config.get("embedding_size")
     if dim is not None and legacy is not None and dim != legacy:
-        raise ValueError(f"model config '{path}' gives embedding_dim {dim} and embedding_size {legacy}; "
-                         "they must agree")
+        raise ValueError(
+            f"model config '{path}' gives embedding_dim {dim} and embedding_size {legacy}; they must agree"
+        )
 
 
 def _read_config(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"model folder '{path.parent}' has no {CONFIG}")
     if path.stat().st_size > _MAX_CONFIG_BYTES:
-        raise ValueError(f"model config '{path}' is {path.stat().st_size} bytes; a model config is far smaller")
+        raise ValueError(
+            f"model config '{path}' is {path.stat().st_size} bytes; a model config is far smaller"
+        )
     try:
         # safe_load builds only plain YAML types. Anything it raises (bad syntax, a bad date, nesting deep
         # enough to exhaust the recursion limit) means the file is not a config we can use.
         config = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except Exception as err:
         msg = str(err).replace("\n", " ")
-        raise ValueError(f"model config '{path}' is not valid YAML ({type(err).__name__}: "
-                         f"{msg[:200]})") from None
+        raise ValueError(
+            f"model config '{path}' is not valid YAML ({type(err).__name__}: {msg[:200]})"
+        ) from None
     if not isinstance(config, dict):
-        raise ValueError(f"model config '{path}' must be a mapping of keys to values, got "
-                         f"{type(config).__name__}")
+        raise ValueError(
+            f"model config '{path}' must be a mapping of keys to values, got {type(config).__name__}"
+        )
     _check_config(config, path)
     return config
 
@@ -161,8 +199,10 @@ def _read_universe(path: Path) -> tuple[Universe, int]:
     placeholder = np.array([str(c).lower() in _PLACEHOLDER_CHROMS for c in chroms], dtype=bool)
     n_regions = int(np.argmax(placeholder)) if placeholder.any() else placeholder.size
     if placeholder[n_regions:].size and not placeholder[n_regions:].all():
-        raise ValueError(f"universe '{path}': special-token placeholder lines (e.g. chrUNK) must all come after "
-                         f"the regions; line {n_regions + 1} is one but a region follows it")
+        raise ValueError(
+            f"universe '{path}': special-token placeholder lines (e.g. chrUNK) must all come after "
+            f"the regions; line {n_regions + 1} is one but a region follows it"
+        )
     if n_regions == 0:
         raise ValueError(f"universe '{path}' holds no regions")
     uni = Universe.from_arrays(chroms[:n_regions], starts[:n_regions], ends[:n_regions], source=str(path))
@@ -187,7 +227,9 @@ def _load_npy(path: Path, *, required: bool, dtype_kind: str, what: str) -> np.n
             elif version == (2, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
             else:
-                raise ValueError(f"npy format version {version} is not one numpy.save writes for plain arrays")
+                raise ValueError(
+                    f"npy format version {version} is not one numpy.save writes for plain arrays"
+                )
             header_end = fh.tell()
             if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
                 raise ValueError(f"dtype {dtype} is not a plain numeric type")
@@ -200,8 +242,10 @@ def _load_npy(path: Path, *, required: bool, dtype_kind: str, what: str) -> np.n
                 n *= d
             # A header may claim any shape; the data must be exactly the bytes the file holds.
             if n * dtype.itemsize != size - header_end:
-                raise ValueError(f"its header claims shape {shape} ({n * dtype.itemsize} bytes) but the file "
-                                 f"holds {size - header_end} bytes of data")
+                raise ValueError(
+                    f"its header claims shape {shape} ({n * dtype.itemsize} bytes) but the file "
+                    f"holds {size - header_end} bytes of data"
+                )
             array = np.fromfile(fh, dtype=dtype, count=n).reshape(shape, order="F" if fortran else "C")
     except OSError:
         raise
@@ -215,8 +259,10 @@ def _check_finite(array: np.ndarray, path: Path) -> None:
     if not finite.all():
         bad = int(finite.size - np.count_nonzero(finite))
         row = int(np.argmin(finite.all(axis=1)))
-        raise ValueError(f"'{path}' holds {bad} NaN or infinite values (first in row {row}); the model is "
-                         "damaged and would give NaN embeddings")
+        raise ValueError(
+            f"'{path}' holds {bad} NaN or infinite values (first in row {row}); the model is "
+            "damaged and would give NaN embeddings"
+        )
 
 
 def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
@@ -261,29 +307,41 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
     elif (directory / CHECKPOINT).is_file():
         fmt = "geniml"
         tensors = read_torch_state_dict(directory / CHECKPOINT)
-        key = WEIGHT_KEY if WEIGHT_KEY in tensors else next((k for k in tensors if k.endswith(WEIGHT_KEY)), None)
+        key = (
+            WEIGHT_KEY
+            if WEIGHT_KEY in tensors
+            else next((k for k in tensors if k.endswith(WEIGHT_KEY)), None)
+        )
         if key is None:
-            raise ValueError(f"checkpoint '{directory / CHECKPOINT}' has no '{WEIGHT_KEY}' tensor "
-                             f"(tensors: {', '.join(tensors)})")
+            raise ValueError(
+                f"checkpoint '{directory / CHECKPOINT}' has no '{WEIGHT_KEY}' tensor "
+                f"(tensors: {', '.join(tensors)})"
+            )
         weights, output, counts = tensors[key], None, None
         weight_file = CHECKPOINT
     else:
         raise FileNotFoundError(f"model folder '{directory}' has neither {REGION_VECTORS} nor {CHECKPOINT}")
 
     if weights.ndim != 2 or weights.dtype.kind != "f":
-        raise ValueError(f"'{directory / weight_file}': expected a 2-d float matrix (vocab_size x embedding_dim), "
-                         f"got {weights.dtype} of shape {weights.shape}")
+        raise ValueError(
+            f"'{directory / weight_file}': expected a 2-d float matrix (vocab_size x embedding_dim), "
+            f"got {weights.dtype} of shape {weights.shape}"
+        )
     weights = np.ascontiguousarray(weights, dtype=np.float32)
     _check_finite(weights, directory / weight_file)  # after the cast: float64 beyond float32's range is inf
     rows, dim = weights.shape
     dim_cfg = config.get("embedding_dim", config.get("embedding_size"))
     if dim_cfg is not None and dim_cfg != dim:
-        raise ValueError(f"'{directory / CONFIG}' says embedding_dim {dim_cfg} but '{directory / weight_file}' has "
-                         f"vectors of length {dim}")
+        raise ValueError(
+            f"'{directory / CONFIG}' says embedding_dim {dim_cfg} but '{directory / weight_file}' has "
+            f"vectors of length {dim}"
+        )
     vocab_cfg = config.get("vocab_size")
     if vocab_cfg is not None and vocab_cfg != rows:
-        raise ValueError(f"'{directory / CONFIG}' says vocab_size {vocab_cfg} but '{directory / weight_file}' has "
-                         f"{rows} rows")
+        raise ValueError(
+            f"'{directory / CONFIG}' says vocab_size {vocab_cfg} but '{directory / weight_file}' has "
+            f"{rows} rows"
+        )
     if rows == n:  # no special-token rows (older geniml models): keep ids, specials get zero vectors
         weights = np.vstack([weights, np.zeros((N_SPECIAL, dim), dtype=np.float32)])
     elif rows != n + N_SPECIAL:
@@ -292,10 +350,15 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
             f"{f' (plus {n_placeholders} special-token lines)' if n_placeholders else ''}, so the weights need "
             f"{n + N_SPECIAL} rows (regions + 7 special tokens), but '{directory / weight_file}' has {rows}"
         )
-    for name, extra, shape in ((OUTPUT_VECTORS, output, weights.shape), (TOKEN_COUNTS, counts, (weights.shape[0],))):
+    for name, extra, shape in (
+        (OUTPUT_VECTORS, output, weights.shape),
+        (TOKEN_COUNTS, counts, (weights.shape[0],)),
+    ):
         if extra is not None and extra.shape != shape:
-            raise ValueError(f"'{directory / name}' has shape {extra.shape}; expected {shape} to match "
-                             f"'{directory / weight_file}'")
+            raise ValueError(
+                f"'{directory / name}' has shape {extra.shape}; expected {shape} to match "
+                f"'{directory / weight_file}'"
+            )
     if output is not None:
         output = np.ascontiguousarray(output, dtype=np.float32)
         _check_finite(output, directory / OUTPUT_VECTORS)
@@ -303,27 +366,39 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
         counts = np.asarray(counts, dtype=np.int64)
         if counts.size and counts.min() < 0:
             raise ValueError(f"'{directory / TOKEN_COUNTS}' holds negative counts; expected cells per token")
-    projection = _load_npy(directory / CELL_PROJECTION, required=False, dtype_kind="f4", what="cell projection")
+    projection = _load_npy(
+        directory / CELL_PROJECTION, required=False, dtype_kind="f4", what="cell projection"
+    )
     if projection is not None:
         if projection.ndim != 2 or not 2 <= projection.shape[0] <= dim + 1 or projection.shape[1] != dim:
-            raise ValueError(f"'{directory / CELL_PROJECTION}': expected float32 of shape (k + 1, {dim}) "
-                             f"with 1 <= k <= {dim}, got shape {projection.shape}")
+            raise ValueError(
+                f"'{directory / CELL_PROJECTION}': expected float32 of shape (k + 1, {dim}) "
+                f"with 1 <= k <= {dim}, got shape {projection.shape}"
+            )
         _check_finite(projection, directory / CELL_PROJECTION)
         axes = projection[1:].astype(np.float64)
         if not np.allclose(axes @ axes.T, np.eye(axes.shape[0]), atol=1e-3):
             raise ValueError(f"'{directory / CELL_PROJECTION}': rows 1..k must be orthonormal axes")
     expected_sha = config.get("universe_sha256")
     if expected_sha and expected_sha != universe.checksum:
-        raise ValueError(f"'{directory / UNIVERSE}' does not match the universe checksum recorded in "
-                         f"'{directory / CONFIG}'; the folder was modified or mixed up")
+        raise ValueError(
+            f"'{directory / UNIVERSE}' does not match the universe checksum recorded in "
+            f"'{directory / CONFIG}'; the folder was modified or mixed up"
+        )
     config = dict(config)
     config["embedding_dim"] = dim
     config["vocab_size"] = int(weights.shape[0])
     return ModelFolder(config, weights, universe, fmt, counts, output, projection)
 
 
-def write_model_folder(directory: str | os.PathLike, folder: ModelFolder, *, format: str = "fastembed",
-                       overwrite: bool = False, inputs=()) -> Path:
+def write_model_folder(
+    directory: str | os.PathLike,
+    folder: ModelFolder,
+    *,
+    format: str = "fastembed",
+    overwrite: bool = False,
+    inputs=(),
+) -> Path:
     """Write a model folder atomically: into a temporary folder beside ``directory``, renamed when complete.
 
     Parameters
@@ -353,8 +428,10 @@ def write_model_folder(directory: str | os.PathLike, folder: ModelFolder, *, for
     weights = np.ascontiguousarray(folder.weights, dtype=np.float32)
     vocab = len(folder.universe) + N_SPECIAL
     if weights.ndim != 2 or weights.shape[0] != vocab:
-        raise ValueError(f"weights of shape {weights.shape} do not fit a universe of {len(folder.universe)} "
-                         f"regions (need {vocab} rows)")
+        raise ValueError(
+            f"weights of shape {weights.shape} do not fit a universe of {len(folder.universe)} "
+            f"regions (need {vocab} rows)"
+        )
     config = {k: v for k, v in folder.config.items() if v is not None}
     config.update({"embedding_dim": int(weights.shape[1]), "vocab_size": vocab})
     config.setdefault("fastembed_version", __version__)  # how a later overwrite recognises the folder as ours
@@ -365,17 +442,30 @@ def write_model_folder(directory: str | os.PathLike, folder: ModelFolder, *, for
             config["universe_sha256"] = folder.universe.checksum
             np.save(tmp / REGION_VECTORS, weights, allow_pickle=False)
             if folder.output_weights is not None:
-                np.save(tmp / OUTPUT_VECTORS, np.ascontiguousarray(folder.output_weights, dtype=np.float32),
-                        allow_pickle=False)
+                np.save(
+                    tmp / OUTPUT_VECTORS,
+                    np.ascontiguousarray(folder.output_weights, dtype=np.float32),
+                    allow_pickle=False,
+                )
             if folder.token_counts is not None:
-                np.save(tmp / TOKEN_COUNTS, np.asarray(folder.token_counts, dtype=np.int64), allow_pickle=False)
+                np.save(
+                    tmp / TOKEN_COUNTS, np.asarray(folder.token_counts, dtype=np.int64), allow_pickle=False
+                )
         else:
             # geniml's loader builds nn.Embedding(vocab_size, embedding_dim) from these two keys and reads
             # pooling_method if present; other keys are ignored by it and kept for provenance.
-            config = {"vocab_size": vocab, "embedding_dim": int(weights.shape[1]), "pooling_method": "mean",
-                      **{k: v for k, v in config.items() if k not in ("vocab_size", "embedding_dim", "format")}}
+            config = {
+                "vocab_size": vocab,
+                "embedding_dim": int(weights.shape[1]),
+                "pooling_method": "mean",
+                **{k: v for k, v in config.items() if k not in ("vocab_size", "embedding_dim", "format")},
+            }
             write_torch_state_dict(tmp / CHECKPOINT, {WEIGHT_KEY: weights})
         if folder.cell_projection is not None:
-            np.save(tmp / CELL_PROJECTION, np.asarray(folder.cell_projection, dtype=np.float32), allow_pickle=False)
+            np.save(
+                tmp / CELL_PROJECTION,
+                np.asarray(folder.cell_projection, dtype=np.float32),
+                allow_pickle=False,
+            )
         (tmp / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
     return directory

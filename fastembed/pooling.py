@@ -32,7 +32,9 @@ def _weighted_mean(indptr, indices, vectors, weights, out):
                 w0, w1, w2, w3 = weights[t0], weights[t1], weights[t2], weights[t3]
                 total += w0 + w1 + w2 + w3
                 for j in range(dim):
-                    acc[j] += (w0 * vectors[t0, j] + w1 * vectors[t1, j]) + (w2 * vectors[t2, j] + w3 * vectors[t3, j])
+                    acc[j] += (w0 * vectors[t0, j] + w1 * vectors[t1, j]) + (
+                        w2 * vectors[t2, j] + w3 * vectors[t3, j]
+                    )
                 p += 4
             while p < end:
                 t0 = indices[p]
@@ -92,19 +94,30 @@ def weighted_mean_pool(indptr, indices, vectors, weights, out=None, *, name: str
     if out is None:
         out = np.empty((n_cells, vectors.shape[1]), dtype=np.float32)
     elif out.shape != (n_cells, vectors.shape[1]) or out.dtype != np.float32:
-        raise ValueError(f"out must be float32 of shape {(n_cells, vectors.shape[1])}, got {out.dtype} {out.shape}")
+        raise ValueError(
+            f"out must be float32 of shape {(n_cells, vectors.shape[1])}, got {out.dtype} {out.shape}"
+        )
     empty = _weighted_mean(indptr, indices, vectors, weights, out)
     return out, empty
 
 
 def _check_inputs(indptr, indices, vectors, weights, name: str) -> None:
     if vectors.ndim != 2 or weights.shape != (vectors.shape[0],):
-        raise ValueError(f"vectors must be (vocab_size, dim) and weights (vocab_size,), got {vectors.shape} and "
-                         f"{weights.shape}")
-    if (indptr.ndim != 1 or indptr.size < 1 or indices.ndim != 1 or indptr.dtype.kind not in "iu"
-            or (indices.size and indices.dtype.kind not in "iu")):
-        raise ValueError(f"{name}: indptr and indices must be 1-d integer arrays (indptr with at least one entry), "
-                         f"got {indptr.dtype} {indptr.shape} and {indices.dtype} {indices.shape}")
+        raise ValueError(
+            f"vectors must be (vocab_size, dim) and weights (vocab_size,), got {vectors.shape} and "
+            f"{weights.shape}"
+        )
+    if (
+        indptr.ndim != 1
+        or indptr.size < 1
+        or indices.ndim != 1
+        or indptr.dtype.kind not in "iu"
+        or (indices.size and indices.dtype.kind not in "iu")
+    ):
+        raise ValueError(
+            f"{name}: indptr and indices must be 1-d integer arrays (indptr with at least one entry), "
+            f"got {indptr.dtype} {indptr.shape} and {indices.dtype} {indices.shape}"
+        )
     if indptr[0] != 0 or indptr[-1] != indices.size or np.any(np.diff(indptr) < 0):
         raise ValueError(
             f"{name}: indptr must start at 0, never decrease and end at len(indices) = {indices.size}; got start "

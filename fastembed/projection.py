@@ -34,7 +34,9 @@ def fit_projection(cells: np.ndarray, n_components: int) -> np.ndarray:
     """
     x = np.asarray(cells, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"fitting the cell projection needs at least 2 cells with trained tokens, got {x.shape[0]}")
+        raise ValueError(
+            f"fitting the cell projection needs at least 2 cells with trained tokens, got {x.shape[0]}"
+        )
     dim = x.shape[1]
     k = max(1, min(int(n_components), dim, x.shape[0] - 1))
     centre = x.mean(axis=0)

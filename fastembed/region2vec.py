@@ -68,18 +68,26 @@ class Region2VecDataset:
     created per cell or per token.
     """
 
-    def __init__(self, path_or_tokenized, *, universe: str | os.PathLike | Universe | None = None,
-                 sample_cells: int | None = None, seed: int | None = None):
-        if sample_cells is not None and (isinstance(sample_cells, bool) or int(sample_cells) != sample_cells
-                                         or sample_cells < 1):
+    def __init__(
+        self,
+        path_or_tokenized,
+        *,
+        universe: str | os.PathLike | Universe | None = None,
+        sample_cells: int | None = None,
+        seed: int | None = None,
+    ):
+        if sample_cells is not None and (
+            isinstance(sample_cells, bool) or int(sample_cells) != sample_cells or sample_cells < 1
+        ):
             raise ValueError(f"sample_cells must be an integer >= 1 or None, got {sample_cells!r}")
         if seed is not None and (isinstance(seed, bool) or int(seed) != seed or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         if sample_cells is not None and isinstance(path_or_tokenized, str | os.PathLike):
             self.source = f"'{Path(path_or_tokenized)}'"
             self.path = Path(path_or_tokenized)
-            self._tokens, self.sample_info = _sample_parquet(Path(path_or_tokenized), int(sample_cells), seed,
-                                                             universe)
+            self._tokens, self.sample_info = _sample_parquet(
+                Path(path_or_tokenized), int(sample_cells), seed, universe
+            )
             return
         if isinstance(path_or_tokenized, Region2VecDataset):
             tok = path_or_tokenized._tokens
@@ -142,13 +150,20 @@ class Region2VecDataset:
         return self._tokens[i]
 
     def __repr__(self) -> str:
-        return (f"Region2VecDataset({len(self)} cells, {self.n_tokens} tokens, vocab_size={self.vocab_size}, "
-                f"from {self.source})")
+        return (
+            f"Region2VecDataset({len(self)} cells, {self.n_tokens} tokens, vocab_size={self.vocab_size}, "
+            f"from {self.source})"
+        )
 
 
 def _full_info(tok: TokenizedCells) -> dict:
-    return {"n_cells_total": len(tok), "n_tokens_total": tok.n_tokens, "fraction_cells_seen": 1.0,
-            "fraction_tokens_seen": 1.0, "sample_seed": None}
+    return {
+        "n_cells_total": len(tok),
+        "n_tokens_total": tok.n_tokens,
+        "fraction_cells_seen": 1.0,
+        "fraction_tokens_seen": 1.0,
+        "sample_seed": None,
+    }
 
 
 def _group_quota(sizes: np.ndarray, n: int) -> np.ndarray:
@@ -171,9 +186,13 @@ def _gather_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> t
 
 
 def _info(n_total: int, t_total: int, n: int, t: int, seed) -> dict:
-    return {"n_cells_total": int(n_total), "n_tokens_total": int(t_total),
-            "fraction_cells_seen": n / max(n_total, 1), "fraction_tokens_seen": t / max(t_total, 1),
-            "sample_seed": seed}
+    return {
+        "n_cells_total": int(n_total),
+        "n_tokens_total": int(t_total),
+        "fraction_cells_seen": n / max(n_total, 1),
+        "fraction_tokens_seen": t / max(t_total, 1),
+        "sample_seed": seed,
+    }
 
 
 def _sample_tokens(tok: TokenizedCells, n: int, seed) -> tuple[TokenizedCells, dict]:
@@ -183,11 +202,20 @@ def _sample_tokens(tok: TokenizedCells, n: int, seed) -> tuple[TokenizedCells, d
     rng = np.random.default_rng(seed)
     starts = np.arange(0, n_total, ROW_GROUP_CELLS)
     sizes = np.diff(np.append(starts, n_total))
-    rows = np.concatenate([lo + np.sort(rng.choice(size, q, replace=False))
-                           for lo, size, q in zip(starts, sizes, _group_quota(sizes, n), strict=True)])
+    rows = np.concatenate(
+        [
+            lo + np.sort(rng.choice(size, q, replace=False))
+            for lo, size, q in zip(starts, sizes, _group_quota(sizes, n), strict=True)
+        ]
+    )
     indptr, indices = _gather_rows(tok.indptr, tok.indices, rows)
-    sample = TokenizedCells(indptr, indices, np.asarray(tok.barcodes, dtype=object)[rows], tok.universe,
-                            {"n_cells": int(rows.size), "n_tokens": int(indptr[-1])})
+    sample = TokenizedCells(
+        indptr,
+        indices,
+        np.asarray(tok.barcodes, dtype=object)[rows],
+        tok.universe,
+        {"n_cells": int(rows.size), "n_tokens": int(indptr[-1])},
+    )
     return sample, _info(n_total, tok.n_tokens, rows.size, int(indptr[-1]), seed)
 
 
@@ -220,6 +248,11 @@ def _sample_parquet(path: Path, n: int, seed, universe) -> tuple[TokenizedCells,
         offset += int(size)
     indptr = np.concatenate(ptr_parts)
     indices = np.concatenate(idx_parts) if idx_parts else np.empty(0, dtype=np.int32)
-    tok = TokenizedCells(indptr, indices, np.concatenate(bc_parts), uni,
-                         {"n_cells": int(indptr.size - 1), "n_tokens": int(indptr[-1])})
+    tok = TokenizedCells(
+        indptr,
+        indices,
+        np.concatenate(bc_parts),
+        uni,
+        {"n_cells": int(indptr.size - 1), "n_tokens": int(indptr[-1])},
+    )
     return tok, _info(n_total, t_total, len(tok), kept_tokens, seed)

@@ -74,7 +74,9 @@ def _is_peak_matrix(data) -> bool:
     """False for token inputs (parquet path or folder, TokenizedCells, Region2VecDataset), True for AnnData."""
     if isinstance(data, Region2VecDataset | TokenizedCells):
         return False
-    return not (isinstance(data, str | os.PathLike) and (str(data).endswith(".parquet") or _is_parts_folder(data)))
+    return not (
+        isinstance(data, str | os.PathLike) and (str(data).endswith(".parquet") or _is_parts_folder(data))
+    )
 
 
 def _counted(chunks, n_cells: int, enabled: bool):
@@ -143,16 +145,27 @@ class ScEmbed:
         recorded).
     """
 
-    def __init__(self, embedding_dim: int = 100, window_size: int = 5, negative_samples: int = 5, *,
-                 min_count: int = 1, sample: float = DEFAULT_SAMPLE, n_components: int | None = DEFAULT_COMPONENTS,
-                 seed: int | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        embedding_dim: int = 100,
+        window_size: int = 5,
+        negative_samples: int = 5,
+        *,
+        min_count: int = 1,
+        sample: float = DEFAULT_SAMPLE,
+        n_components: int | None = DEFAULT_COMPONENTS,
+        seed: int | None = None,
+        threads: int | None = None,
+    ):
         self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
         self.window_size = _positive_int("window_size", window_size)
         self.negative_samples = _positive_int("negative_samples", negative_samples)
         self.min_count = _positive_int("min_count", min_count)
         self.sample = _fraction("sample", sample)
         self.n_components = None if n_components is None else _positive_int("n_components", n_components)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
+        ):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}"[:300])
         self.seed = None if seed is None else int(seed)
         self.threads = check_threads(threads)
@@ -169,8 +182,10 @@ class ScEmbed:
     # -- state ----------------------------------------------------------------------------------------
     def __repr__(self) -> str:
         state = f"vocab_size={self.vocab_size}" if self.universe is not None else "untrained"
-        return (f"ScEmbed(embedding_dim={self.embedding_dim}, window_size={self.window_size}, "
-                f"negative_samples={self.negative_samples}, min_count={self.min_count}, {state})")
+        return (
+            f"ScEmbed(embedding_dim={self.embedding_dim}, window_size={self.window_size}, "
+            f"negative_samples={self.negative_samples}, min_count={self.min_count}, {state})"
+        )
 
     @property
     def vocab_size(self) -> int | None:
@@ -194,16 +209,27 @@ class ScEmbed:
         else:  # a model folder without counts (e.g. geniml's): every region token counts as trained
             mask = np.ones(self.vocab_size, dtype=bool)
         mask = mask.copy()
-        mask[len(self.universe):] = False
+        mask[len(self.universe) :] = False
         return mask
 
     def _require_weights(self) -> None:
         if self._w_in is None:
-            raise RuntimeError("the model has no vectors yet: call train() or load one with ScEmbed.from_pretrained()")
+            raise RuntimeError(
+                "the model has no vectors yet: call train() or load one with ScEmbed.from_pretrained()"
+            )
 
     # -- training -------------------------------------------------------------------------------------
-    def train(self, dataset, epochs: int | None = None, batch_size: int = 256, learning_rate: float = 0.025, *,
-              min_learning_rate: float = 1e-4, init: str = "spectral", progress: bool = True) -> ScEmbed:
+    def train(
+        self,
+        dataset,
+        epochs: int | None = None,
+        batch_size: int = 256,
+        learning_rate: float = 0.025,
+        *,
+        min_learning_rate: float = 1e-4,
+        init: str = "spectral",
+        progress: bool = True,
+    ) -> ScEmbed:
         """Learn region vectors by skip-gram with negative sampling over the tokens of each cell.
 
         Parameters
@@ -241,7 +267,9 @@ class ScEmbed:
         learning_rate = _positive_float("learning_rate", learning_rate)
         min_learning_rate = _positive_float("min_learning_rate", min_learning_rate, allow_zero=True)
         if min_learning_rate > learning_rate:
-            raise ValueError(f"min_learning_rate must be at most learning_rate={learning_rate}, got {min_learning_rate}")
+            raise ValueError(
+                f"min_learning_rate must be at most learning_rate={learning_rate}, got {min_learning_rate}"
+            )
         ds = _as_dataset(dataset)
         if self.universe is not None and not ds.universe.same_as(self.universe):
             raise ValueError(
@@ -254,11 +282,22 @@ class ScEmbed:
             epochs = auto_epochs(ds.indptr, ds.indices, ds.vocab_size, min_count=self.min_count)
         try:
             result = train_sgns(
-                ds.indptr, ds.indices, ds.vocab_size,
-                embedding_dim=self.embedding_dim, window_size=self.window_size,
-                negative_samples=self.negative_samples, epochs=epochs, batch_size=batch_size,
-                learning_rate=learning_rate, min_learning_rate=min_learning_rate, min_count=self.min_count,
-                sample=self.sample, seed=self.seed, threads=self.threads, progress=progress, init=init,
+                ds.indptr,
+                ds.indices,
+                ds.vocab_size,
+                embedding_dim=self.embedding_dim,
+                window_size=self.window_size,
+                negative_samples=self.negative_samples,
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                min_learning_rate=min_learning_rate,
+                min_count=self.min_count,
+                sample=self.sample,
+                seed=self.seed,
+                threads=self.threads,
+                progress=progress,
+                init=init,
             )
         except ValueError as err:  # the parameters are checked above, so the data is at fault: name it
             raise ValueError(f"dataset {ds.source}: {err}") from None
@@ -270,10 +309,15 @@ class ScEmbed:
             cells, empty = weighted_mean_pool(ds.indptr, ds.indices, self._w_in, self.pooling_weights("mean"))
             self._projection = fit_projection(cells[~empty], self.n_components)
         self.training_info = {
-            "epochs": int(epochs), "batch_size": int(batch_size), "learning_rate": float(learning_rate),
-            "min_learning_rate": float(min_learning_rate), "init": init, "n_cells": len(ds),
+            "epochs": int(epochs),
+            "batch_size": int(batch_size),
+            "learning_rate": float(learning_rate),
+            "min_learning_rate": float(min_learning_rate),
+            "init": init,
+            "n_cells": len(ds),
             "n_tokens": ds.n_tokens,
-            "words_processed": int(result.words_processed), "seconds": float(result.seconds),
+            "words_processed": int(result.words_processed),
+            "seconds": float(result.seconds),
             "n_trained_tokens": int(np.count_nonzero(result.trained)),
             "n_components": None if self._projection is None else int(self._projection.shape[0] - 1),
             **ds.sample_info,  # what share of the data a sampled dataset (sample_cells=) trained on
@@ -336,8 +380,8 @@ class ScEmbed:
             def chunks():
                 for lo in range(0, len(tok), batch_cells):
                     hi = min(lo + batch_cells, len(tok))
-                    ip = tok.indptr[lo:hi + 1]
-                    yield lo, hi, ip - ip[0], tok.indices[ip[0]:ip[-1]]
+                    ip = tok.indptr[lo : hi + 1]
+                    yield lo, hi, ip - ip[0], tok.indices[ip[0] : ip[-1]]
 
             return len(tok), np.asarray(tok.barcodes, dtype=object), name, chunks()
 
@@ -368,8 +412,10 @@ class ScEmbed:
         pooling = self.default_pooling if pooling is None else pooling
         self.pooling_weights(pooling)  # validates the name
         if pooling == "pca" and self._projection is None:
-            raise ValueError("pooling='pca' needs a cell projection, which this model does not have (it was trained "
-                             "with n_components=None or loaded from a folder without one); use pooling='mean'")
+            raise ValueError(
+                "pooling='pca' needs a cell projection, which this model does not have (it was trained "
+                "with n_components=None or loaded from a folder without one); use pooling='mean'"
+            )
         return pooling
 
     def _pool(self, ip, ix, weights, pooling: str, out: np.ndarray, name: str) -> int:
@@ -392,8 +438,12 @@ class ScEmbed:
         n_cells = len(barcodes)
         chunk = min(batch_cells, max(n_cells, 1))
         shell = ad.AnnData(obs=pd.DataFrame(index=pd.Index([], dtype=str)))
-        shell.uns["fastembed"] = {"version": __version__, "embedding_key": embedding_key, "pooling": pooling,
-                                  "config": _uns_safe(self.config())}
+        shell.uns["fastembed"] = {
+            "version": __version__,
+            "embedding_key": embedding_key,
+            "pooling": pooling,
+            "config": _uns_safe(self.config()),
+        }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # anndata's notices about zarr format versions and obs names
             shell.write_zarr(path)
@@ -406,15 +456,30 @@ class ScEmbed:
         names = group["obs"].create_array(index_name, shape=(n_cells,), dtype=str, chunks=(chunk,))
         names.attrs.update(attrs)
         for lo in range(0, n_cells, chunk):
-            names[lo:lo + chunk] = np.asarray(barcodes[lo:lo + chunk], dtype=object).astype(str)
-        emb = group["obsm"].create_array(embedding_key, shape=(n_cells, self.embedding_dim), dtype="float32",
-                                         chunks=(chunk, self.embedding_dim))
+            names[lo : lo + chunk] = np.asarray(barcodes[lo : lo + chunk], dtype=object).astype(str)
+        emb = group["obsm"].create_array(
+            embedding_key,
+            shape=(n_cells, self.embedding_dim),
+            dtype="float32",
+            chunks=(chunk, self.embedding_dim),
+        )
         emb.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
         return emb
 
-    def encode(self, adata_or_tokens, *, pooling: str | None = None, out: str | os.PathLike | None = None,
-               batch_cells: int = 65_536, overwrite: bool = False, layer: str | None = None, client=None,
-               embedding_key: str = "scembed_X", chrom_style: str = "asis", progress: bool = True):
+    def encode(
+        self,
+        adata_or_tokens,
+        *,
+        pooling: str | None = None,
+        out: str | os.PathLike | None = None,
+        batch_cells: int = 65_536,
+        overwrite: bool = False,
+        layer: str | None = None,
+        client=None,
+        embedding_key: str = "scembed_X",
+        chrom_style: str = "asis",
+        progress: bool = True,
+    ):
         """Embed cells: the mean of the vectors of each cell's trained tokens.
 
         Parameters
@@ -466,7 +531,9 @@ class ScEmbed:
         pooling = self._resolve_pooling(pooling)
         weights = self.pooling_weights(pooling)
         inputs = [adata_or_tokens, getattr(adata_or_tokens, "path", None), self._model_dir]
-        if out is not None and (not isinstance(embedding_key, str) or not embedding_key or "/" in embedding_key):
+        if out is not None and (
+            not isinstance(embedding_key, str) or not embedding_key or "/" in embedding_key
+        ):
             raise ValueError(f"embedding_key must be a non-empty name without '/', got {embedding_key!r}")
         if out is not None:
             if not isinstance(out, str | os.PathLike):
@@ -479,19 +546,26 @@ class ScEmbed:
                     ".h5ad, set adata.obsm['scembed_X'] = model.encode(adata) and call adata.write_h5ad(path)"
                 )
         if client is None:
-            n_cells, barcodes, name, chunks = self._token_chunks(adata_or_tokens, batch_cells, layer, chrom_style)
+            n_cells, barcodes, name, chunks = self._token_chunks(
+                adata_or_tokens, batch_cells, layer, chrom_style
+            )
             chunks = _counted(chunks, n_cells, progress)
         else:
             from .distributed import encode_blocks
 
             if layer is not None or chrom_style != "asis":
-                raise ValueError("layer= and chrom_style= are not supported with client=; store the counts in X "
-                                 "with the universe's chromosome names for Dask encoding")
+                raise ValueError(
+                    "layer= and chrom_style= are not supported with client=; store the counts in X "
+                    "with the universe's chromosome names for Dask encoding"
+                )
             n_cells, barcodes, mapper, payloads = self._encode_inputs(adata_or_tokens, batch_cells)
             name, chunks = "the cells", ()
 
             def run_tasks(store):
-                return encode_blocks(client, self, n_cells, mapper, payloads, pooling, weights, batch_cells, store)
+                return encode_blocks(
+                    client, self, n_cells, mapper, payloads, pooling, weights, batch_cells, store
+                )
+
         n_empty = 0
         with numba_threads(self.threads):
             if out is None and client is not None:
@@ -503,14 +577,16 @@ class ScEmbed:
             else:
                 import zarr
 
-                with atomic_dir(out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr") as tmp:
+                with atomic_dir(
+                    out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr"
+                ) as tmp:
                     emb = self._zarr_store(tmp, barcodes, pooling, embedding_key, batch_cells)
                     if client is not None:
                         n_empty = run_tasks(tmp / "obsm" / embedding_key)[1]
                     block = np.empty((min(batch_cells, n_cells), self.embedding_dim), dtype=np.float32)
                     for lo, hi, ip, ix in chunks:
-                        n_empty += self._pool(ip, ix, weights, pooling, block[:hi - lo], name)
-                        emb[lo:hi] = block[:hi - lo]
+                        n_empty += self._pool(ip, ix, weights, pooling, block[: hi - lo], name)
+                        emb[lo:hi] = block[: hi - lo]
                     # anndata reads the consolidated metadata: it must list the array added after write_zarr.
                     zarr.consolidate_metadata(str(tmp))
                 result = zarr.open_group(str(out), mode="r")["obsm"][embedding_key]
@@ -539,7 +615,9 @@ class ScEmbed:
             "training": dict(self.training_info),
         }
 
-    def save(self, directory: str | os.PathLike, *, format: str = "fastembed", overwrite: bool = False) -> Path:
+    def save(
+        self, directory: str | os.PathLike, *, format: str = "fastembed", overwrite: bool = False
+    ) -> Path:
         """Write the model to a folder, atomically (a temporary folder renamed when complete).
 
         Parameters
@@ -563,15 +641,27 @@ class ScEmbed:
         from .modelfolder import ModelFolder, write_model_folder
 
         self._require_weights()
-        folder = ModelFolder(config=self.config(), weights=self._w_in, universe=self.universe, format=format,
-                             token_counts=self._token_counts, output_weights=self._w_out,
-                             cell_projection=self._projection)
-        return write_model_folder(directory, folder, format=format, overwrite=overwrite,
-                                  inputs=self._training_files)
+        folder = ModelFolder(
+            config=self.config(),
+            weights=self._w_in,
+            universe=self.universe,
+            format=format,
+            token_counts=self._token_counts,
+            output_weights=self._w_out,
+            cell_projection=self._projection,
+        )
+        return write_model_folder(
+            directory, folder, format=format, overwrite=overwrite, inputs=self._training_files
+        )
 
     @classmethod
-    def from_pretrained(cls, directory_or_hub_id: str | os.PathLike, *, revision: str | None = None,
-                        threads: int | None = None) -> ScEmbed:
+    def from_pretrained(
+        cls,
+        directory_or_hub_id: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        threads: int | None = None,
+    ) -> ScEmbed:
         """Load a model folder (ours or geniml's / Hugging Face's), or fetch one from the Hugging Face hub.
 
         Parameters
@@ -597,12 +687,19 @@ class ScEmbed:
             path = _fetch_from_hub(str(directory_or_hub_id), revision)
         folder = read_model_folder(path)
         cfg = folder.config
-        model = cls(embedding_dim=int(folder.weights.shape[1]), window_size=int(cfg.get("window_size") or 5),
-                    negative_samples=int(cfg.get("negative_samples") or 5), min_count=int(cfg.get("min_count") or 1),
-                    seed=cfg.get("seed"), threads=threads)
+        model = cls(
+            embedding_dim=int(folder.weights.shape[1]),
+            window_size=int(cfg.get("window_size") or 5),
+            negative_samples=int(cfg.get("negative_samples") or 5),
+            min_count=int(cfg.get("min_count") or 1),
+            seed=cfg.get("seed"),
+            threads=threads,
+        )
         model.universe = folder.universe
         model.sample = float(cfg.get("sample") or 0.0)
-        model.n_components = None if folder.cell_projection is None else int(folder.cell_projection.shape[0] - 1)
+        model.n_components = (
+            None if folder.cell_projection is None else int(folder.cell_projection.shape[0] - 1)
+        )
         model._w_in = np.ascontiguousarray(folder.weights, dtype=np.float32)
         model._w_out = folder.output_weights
         model._token_counts = folder.token_counts
@@ -611,8 +708,15 @@ class ScEmbed:
         model._model_dir = path
         return model
 
-    def push_to_hub(self, repo_id: str, *, format: str = "geniml", private: bool = False, token: str | None = None,
-                    commit_message: str = "Upload scEmbed model (fastembed)") -> str:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        format: str = "geniml",
+        private: bool = False,
+        token: str | None = None,
+        commit_message: str = "Upload scEmbed model (fastembed)",
+    ) -> str:
         """Upload the model folder to the Hugging Face hub (needs the ``hub`` extra and network access).
 
         Parameters
@@ -635,11 +739,15 @@ class ScEmbed:
             try:
                 api = hub.HfApi(token=token)
                 api.create_repo(repo_id, private=private, exist_ok=True)
-                info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message)
+                info = api.upload_folder(
+                    folder_path=str(folder), repo_id=repo_id, commit_message=commit_message
+                )
             except Exception as err:
-                raise OSError(f"could not upload to the Hugging Face hub repository '{repo_id}' "
-                              f"({type(err).__name__}: {err}); save the model with model.save(folder) and upload "
-                              "the folder later") from None
+                raise OSError(
+                    f"could not upload to the Hugging Face hub repository '{repo_id}' "
+                    f"({type(err).__name__}: {err}); save the model with model.save(folder) and upload "
+                    "the folder later"
+                ) from None
         return str(getattr(info, "commit_url", info))
 
 
@@ -661,7 +769,9 @@ def _hub_module(what: str):
 
 def _fetch_from_hub(repo_id: str, revision: str | None) -> Path:
     if not _HUB_ID.match(repo_id):
-        raise FileNotFoundError(f"model folder '{repo_id}' does not exist (and it is not a hub id like 'owner/name')")
+        raise FileNotFoundError(
+            f"model folder '{repo_id}' does not exist (and it is not a hub id like 'owner/name')"
+        )
     hub = _hub_module(repo_id)
     try:
         return Path(hub.snapshot_download(repo_id, revision=revision))
@@ -671,4 +781,3 @@ def _fetch_from_hub(repo_id: str, revision: str | None) -> Path:
             f"({type(err).__name__}: {err}); without network access, download the model folder (checkpoint.pt or "
             "region_vectors.npy, config.yaml, universe.bed) on another machine and pass its local path"
         ) from None
-

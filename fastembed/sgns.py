@@ -60,8 +60,15 @@ from fastembed._threads import numba_threads, resolve_threads
 from fastembed.alias import alias_draw, build_alias_table
 from fastembed.warmstart import spectral_init
 
-__all__ = ["SGNSResult", "train_sgns", "auto_epochs", "keep_probabilities", "init_vectors", "MAX_EXP",
-           "SIGMOID_TABLE_SIZE"]
+__all__ = [
+    "SGNSResult",
+    "train_sgns",
+    "auto_epochs",
+    "keep_probabilities",
+    "init_vectors",
+    "MAX_EXP",
+    "SIGMOID_TABLE_SIZE",
+]
 
 INITS = ("random", "spectral")
 """Ways to initialise the input vectors: word2vec's small random vectors, or the spectral warm start of
@@ -634,8 +641,10 @@ def train_sgns(
     else:
         w_in, w_out = (np.array(m, dtype=np.float32, order="C") for m in init)
         if w_in.shape != (vocab_size, embedding_dim) or w_out.shape != (vocab_size, embedding_dim):
-            raise ValueError(f"initial vectors must both have shape ({vocab_size}, {embedding_dim}), got "
-                             f"{w_in.shape} and {w_out.shape}")
+            raise ValueError(
+                f"initial vectors must both have shape ({vocab_size}, {embedding_dim}), got "
+                f"{w_in.shape} and {w_out.shape}"
+            )
         if not (np.isfinite(w_in).all() and np.isfinite(w_out).all()):
             raise ValueError("initial vectors hold NaN or infinite values")
     w_in[~trained] = 0.0

@@ -73,8 +73,9 @@ def _count_hits(q_chrom, q_start, q_end, chrom_lo, chrom_hi, u_starts, u_ends, u
 
 
 @numba.njit(**PARALLEL)
-def _fill_hits(q_chrom, q_start, q_end, chrom_lo, chrom_hi, u_starts, u_ends, u_max_end, u_token, m, offsets,
-               out):
+def _fill_hits(
+    q_chrom, q_start, q_end, chrom_lo, chrom_hi, u_starts, u_ends, u_max_end, u_token, m, offsets, out
+):
     n = q_start.size
     for i in numba.prange(n):
         if offsets[i + 1] == offsets[i]:
@@ -88,7 +89,7 @@ def _fill_hits(q_chrom, q_start, q_end, chrom_lo, chrom_hi, u_starts, u_ends, u_
             if u_ends[j] >= qs + m and u_ends[j] - u_starts[j] >= m:
                 out[k] = u_token[j]
                 k += 1
-        out[offsets[i]:k].sort()
+        out[offsets[i] : k].sort()
 
 
 def map_peaks(q_chrom, q_start, q_end, sorted_regions, min_overlap=1):
@@ -113,8 +114,16 @@ def map_peaks(q_chrom, q_start, q_end, sorted_regions, min_overlap=1):
     """
     m = np.int64(min_overlap)
     s = sorted_regions
-    args = (np.ascontiguousarray(q_chrom, dtype=np.int32), np.ascontiguousarray(q_start, dtype=np.int64),
-            np.ascontiguousarray(q_end, dtype=np.int64), s.chrom_lo, s.chrom_hi, s.starts, s.ends, s.max_end)
+    args = (
+        np.ascontiguousarray(q_chrom, dtype=np.int32),
+        np.ascontiguousarray(q_start, dtype=np.int64),
+        np.ascontiguousarray(q_end, dtype=np.int64),
+        s.chrom_lo,
+        s.chrom_hi,
+        s.starts,
+        s.ends,
+        s.max_end,
+    )
     counts = _count_hits(*args, m)
     offsets = np.zeros(counts.size + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
@@ -178,7 +187,7 @@ def _compact(buf, buf_offsets, indptr, out):
     for c in numba.prange(n_cells):
         lo = buf_offsets[c]
         n = indptr[c + 1] - indptr[c]
-        out[indptr[c]:indptr[c] + n] = buf[lo:lo + n]
+        out[indptr[c] : indptr[c] + n] = buf[lo : lo + n]
 
 
 def cells_to_tokens(x_indptr, x_indices, x_data, peak_offsets, peak_tokens):

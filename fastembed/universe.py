@@ -164,8 +164,9 @@ def read_bed(path: str | os.PathLike, *, what: str = "BED file") -> tuple[np.nda
 
 def _encode_chroms(chroms: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Chromosome names in order of first appearance and an int32 code per region."""
-    names, first, codes = np.unique(np.asarray(chroms, dtype=object).astype(str), return_index=True,
-                                    return_inverse=True)
+    names, first, codes = np.unique(
+        np.asarray(chroms, dtype=object).astype(str), return_index=True, return_inverse=True
+    )
     # np.unique sorts names; renumber so codes follow the order of first appearance (stable, readable).
     order = np.argsort(first, kind="stable")
     rank = np.empty_like(order)
@@ -241,7 +242,9 @@ class Universe:
             starts = np.array([int(v) for v in table[:, 1]], dtype=np.int64)
             ends = np.array([int(v) for v in table[:, 2]], dtype=np.int64)
         except (ValueError, OverflowError):
-            raise ValueError(f"universe {source or ''}: a start or end is not an integer in the int64 range") from None
+            raise ValueError(
+                f"universe {source or ''}: a start or end is not an integer in the int64 range"
+            ) from None
         return cls.from_arrays(table[:, 0], starts, ends, source=source)
 
     def _warn_duplicates(self) -> None:

@@ -77,8 +77,15 @@ def truncated_svd(x: sp.csr_matrix, rank: int, *, seed: int) -> tuple[np.ndarray
     return s, ((bt @ u) / s).T
 
 
-def spectral_init(indptr: np.ndarray, indices: np.ndarray, vocab_size: int, embedding_dim: int, *,
-                  trained: np.ndarray, seed: int) -> np.ndarray:
+def spectral_init(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    vocab_size: int,
+    embedding_dim: int,
+    *,
+    trained: np.ndarray,
+    seed: int,
+) -> np.ndarray:
     """Initial input vectors from a truncated SVD of the TF-IDF cell x token matrix.
 
     Parameters

@@ -25,7 +25,9 @@ def shared_data_dir() -> Path | None:
 def shared_data() -> Path:
     path = shared_data_dir()
     if path is None:
-        pytest.skip("real data not found: set FASTEMBED_SHARED_DATA to the folder holding granja2019_bmmc_hg19")
+        pytest.skip(
+            "real data not found: set FASTEMBED_SHARED_DATA to the folder holding granja2019_bmmc_hg19"
+        )
     return path
 
 

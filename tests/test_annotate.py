@@ -52,8 +52,13 @@ def split():
 def test_matches_bruteforce_vote(split, center):
     ref, query = split[0], split[1].copy()
     got = annotate_celltypes(query, ref, k=10, confidence_key="cell_type_confidence", center=center)
-    want, conf = vote_reference(ref.obsm["scembed_X"], ref.obs["cell_type"].astype(str).to_numpy(),
-                                query.obsm["scembed_X"], 10, center=center)
+    want, conf = vote_reference(
+        ref.obsm["scembed_X"],
+        ref.obs["cell_type"].astype(str).to_numpy(),
+        query.obsm["scembed_X"],
+        10,
+        center=center,
+    )
     assert (got.astype(str).to_numpy() == want).mean() > 0.995  # float32 vs float64 near-ties may differ
     np.testing.assert_allclose(query.obs["cell_type_confidence"], conf, atol=1e-4)
     assert isinstance(got.dtype, pd.CategoricalDtype)
@@ -130,7 +135,10 @@ def test_zero_embeddings_and_missing_labels(split):
     with pytest.warns(UserWarning) as record:
         labels = annotate_celltypes(q, ref, confidence_key="conf")
     messages = " ".join(str(w.message) for w in record)
-    assert "5 reference cells have no label" in messages and "1 query cells have an all-zero embedding" in messages
+    assert (
+        "5 reference cells have no label" in messages
+        and "1 query cells have an all-zero embedding" in messages
+    )
     assert labels.iloc[4] == "unknown" and q.obs["conf"].iloc[4] == 0
 
 
@@ -140,8 +148,11 @@ def test_zero_embeddings_and_missing_labels(split):
         (lambda q, r: q.obsm.pop("scembed_X"), KeyError, r"query AnnData has no obsm\['scembed_X'\]"),
         (lambda q, r: r.obsm.pop("scembed_X"), KeyError, r"reference AnnData has no obsm"),
         (lambda q, r: r.obs.pop("cell_type"), KeyError, r"no obs\['cell_type'\]"),
-        (lambda q, r: q.obsm.__setitem__("scembed_X", q.obsm["scembed_X"][:, :5]), ValueError,
-         "dimensions differ: query .* 5, reference has 20"),
+        (
+            lambda q, r: q.obsm.__setitem__("scembed_X", q.obsm["scembed_X"][:, :5]),
+            ValueError,
+            "dimensions differ: query .* 5, reference has 20",
+        ),
         (lambda q, r: q.obsm["scembed_X"].__setitem__((2, 3), np.nan), ValueError, "NaN or infinite"),
     ],
 )

@@ -31,7 +31,9 @@ W = np.arange(20, dtype=np.float32).reshape(4, 5)
 def test_reads_torch_made_state_dict():
     sd = read_torch_state_dict(DATA / "geniml_model" / "checkpoint.pt")
     assert list(sd) == ["projection.weight"]
-    np.testing.assert_array_equal(sd["projection.weight"], np.arange(17 * 4, dtype=np.float32).reshape(17, 4) / 10)
+    np.testing.assert_array_equal(
+        sd["projection.weight"], np.arange(17 * 4, dtype=np.float32).reshape(17, 4) / 10
+    )
     assert sd["projection.weight"].dtype == np.float32
 
 
@@ -48,7 +50,9 @@ def test_reads_dtypes_views_and_nesting():
     assert all(a.flags.c_contiguous for a in sd.values())
 
 
-@pytest.mark.parametrize(("name", "culprit"), [("malicious.pt", "os.system"), ("malicious_eval.pt", "builtins.eval")])
+@pytest.mark.parametrize(
+    ("name", "culprit"), [("malicious.pt", "os.system"), ("malicious_eval.pt", "builtins.eval")]
+)
 def test_malicious_checkpoint_is_refused_without_running(tmp_path, monkeypatch, name, culprit):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=f"refers to '{culprit}'.*refusing"):
@@ -85,9 +89,13 @@ def test_truncated_storage_is_an_error(tmp_path):
 
 
 def test_write_read_round_trip(tmp_path):
-    tensors = {"projection.weight": np.random.default_rng(0).standard_normal((11, 3)).astype(np.float32),
-               "counts": np.arange(5, dtype=np.int64), "flags": np.array([True, False]),
-               "big_endian": np.arange(4, dtype=">f4"), "fortran": np.asfortranarray(W)}
+    tensors = {
+        "projection.weight": np.random.default_rng(0).standard_normal((11, 3)).astype(np.float32),
+        "counts": np.arange(5, dtype=np.int64),
+        "flags": np.array([True, False]),
+        "big_endian": np.arange(4, dtype=">f4"),
+        "fortran": np.asfortranarray(W),
+    }
     path = write_torch_state_dict(tmp_path / "out.pt", tensors)
     back = read_torch_state_dict(path)
     for k, v in tensors.items():
@@ -121,23 +129,55 @@ def _s(text: str) -> bytes:
     return _op_str(text)
 
 
-def _tensor_pickle(*, kind="FloatStorage", key="0", numel=4, offset=0, size=(2, 2), stride=(2, 1),
-                   name="w", raw_size=None, raw_stride=None, raw_offset=None, raw_numel=None) -> bytes:
+def _tensor_pickle(
+    *,
+    kind="FloatStorage",
+    key="0",
+    numel=4,
+    offset=0,
+    size=(2, 2),
+    stride=(2, 1),
+    name="w",
+    raw_size=None,
+    raw_stride=None,
+    raw_offset=None,
+    raw_numel=None,
+) -> bytes:
     """A state dict {name: tensor} with every geometry field under the caller's control."""
+
     def ints(values):
         return _op_tuple([_op_int(v) for v in values])
 
-    pid = _op_tuple([_s("storage"), _op_global("torch", kind), _s(key), _s("cpu"),
-                     raw_numel if raw_numel is not None else _op_int(numel)]) + b"Q"
-    args = _op_tuple([pid, raw_offset if raw_offset is not None else _op_int(offset),
-                      raw_size if raw_size is not None else ints(size),
-                      raw_stride if raw_stride is not None else ints(stride), b"\x89", b"}"])
-    return (b"\x80\x02}" + _s(name) + _op_global("torch._utils", "_rebuild_tensor_v2") + args + b"Rs.")
+    pid = (
+        _op_tuple(
+            [
+                _s("storage"),
+                _op_global("torch", kind),
+                _s(key),
+                _s("cpu"),
+                raw_numel if raw_numel is not None else _op_int(numel),
+            ]
+        )
+        + b"Q"
+    )
+    args = _op_tuple(
+        [
+            pid,
+            raw_offset if raw_offset is not None else _op_int(offset),
+            raw_size if raw_size is not None else ints(size),
+            raw_stride if raw_stride is not None else ints(stride),
+            b"\x89",
+            b"}",
+        ]
+    )
+    return b"\x80\x02}" + _s(name) + _op_global("torch._utils", "_rebuild_tensor_v2") + args + b"Rs."
 
 
 def _snapshot(paths) -> dict:
-    return {str(p): {k: (v.dtype.str, v.shape, v.tobytes()) for k, v in read_torch_state_dict(p).items()}
-            for p in paths}
+    return {
+        str(p): {k: (v.dtype.str, v.shape, v.tobytes()) for k, v in read_torch_state_dict(p).items()}
+        for p in paths
+    }
 
 
 @pytest.fixture(scope="module")
@@ -147,11 +187,15 @@ def fresh_snapshot() -> dict:
 
 
 def _fresh_process_snapshot(paths) -> dict:
-    code = ("import pickle, sys; from fastembed.checkpoint import read_torch_state_dict as r; "
-            "sys.stdout.buffer.write(pickle.dumps({p: {k: (v.dtype.str, v.shape, v.tobytes()) "
-            "for k, v in r(p).items()} for p in sys.argv[1:]}))")
+    code = (
+        "import pickle, sys; from fastembed.checkpoint import read_torch_state_dict as r; "
+        "sys.stdout.buffer.write(pickle.dumps({p: {k: (v.dtype.str, v.shape, v.tobytes()) "
+        "for k, v in r(p).items()} for p in sys.argv[1:]}))"
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    out = subprocess.run([sys.executable, "-c", code, *map(str, paths)], capture_output=True, check=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *map(str, paths)], capture_output=True, check=True, env=env
+    )
     return pickle.loads(out.stdout)
 
 
@@ -161,8 +205,11 @@ ODICT = _op_global("collections", "OrderedDict")
 STATE = b"}" + _s("name") + _s("DoubleStorage") + b"s"  # a dict state for BUILD
 
 
-@pytest.mark.parametrize("target", [FLOAT, REBUILD, ODICT, ODICT + b")R"],
-                         ids=["storage-type", "rebuild", "odict-class", "odict-instance"])
+@pytest.mark.parametrize(
+    "target",
+    [FLOAT, REBUILD, ODICT, ODICT + b")R"],
+    ids=["storage-type", "rebuild", "odict-class", "odict-instance"],
+)
 @pytest.mark.parametrize("state", [STATE, b"N" + STATE + b"\x86"], ids=["dict-state", "slot-state"])
 def test_crafted_checkpoint_cannot_alter_later_loads(tmp_path, fresh_snapshot, target, state):
     # BUILD on a global the unpickler hands out: with shared stand-ins, setting FloatStorage.name to
@@ -179,7 +226,11 @@ def test_stand_ins_are_made_per_load():
     from fastembed.checkpoint import _RestrictedUnpickler
 
     a, b = _RestrictedUnpickler(b"."), _RestrictedUnpickler(b".")
-    for key in (("torch", "FloatStorage"), ("torch._utils", "_rebuild_tensor_v2"), ("collections", "OrderedDict")):
+    for key in (
+        ("torch", "FloatStorage"),
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("collections", "OrderedDict"),
+    ):
         assert a.find_class(*key) is not b.find_class(*key)
         with pytest.raises(ValueError):
             a.find_class(*key).name = "DoubleStorage"
@@ -237,9 +288,15 @@ def test_good_geometry_of_a_crafted_file_loads(tmp_path):
     ("pkl", "pattern"),
     [
         (b"\x80\x02]r" + struct.pack("<I", 2**28) + b".", "memo entry 268435456"),  # the memo would be 4 GiB
-        (b"\x80\x04\x8e" + struct.pack("<Q", 2**30) + b"abc.", "damaged"),  # BINBYTES8 preallocates its length
+        (
+            b"\x80\x04\x8e" + struct.pack("<Q", 2**30) + b"abc.",
+            "damaged",
+        ),  # BINBYTES8 preallocates its length
         (b"\x80\x02C\x03abc.", "opcode SHORT_BINBYTES"),
-        (b"\x80\x02" + b"}" + _s("a") + b"}" * 5000 + (_s("a") + b"}" + b"s") * 0 + b".", "would need .* more bytes of memory"),
+        (
+            b"\x80\x02" + b"}" + _s("a") + b"}" * 5000 + (_s("a") + b"}" + b"s") * 0 + b".",
+            "would need .* more bytes of memory",
+        ),
         (b"\x80\x02]\x94" + b"h\x00" * 3 + b".", "list, not a dict"),
         (b"\x80\x02" + ODICT + b"(" + _op_int(1) + b"tR.", "called with arguments"),
         (b"(ios\nsystem\n" + _s("true") + b"o.", "opcode INST"),
@@ -268,7 +325,7 @@ def test_deep_and_cyclic_dicts(tmp_path):
 
 
 def _flip(data: bytes, pos: int) -> bytes:
-    return data[:pos] + bytes([data[pos] ^ 0x10]) + data[pos + 1:]
+    return data[:pos] + bytes([data[pos] ^ 0x10]) + data[pos + 1 :]
 
 
 def test_damaged_archive_is_one_value_error_naming_the_file(tmp_path):
@@ -297,7 +354,7 @@ def test_damaged_archive_is_one_value_error_naming_the_file(tmp_path):
 def _method(data: bytes, method: int) -> bytes:
     """The archive with the compression method of its first central-directory entry changed."""
     at = data.index(b"PK\x01\x02") + 10
-    return data[:at] + struct.pack("<H", method) + data[at + 2:]
+    return data[:at] + struct.pack("<H", method) + data[at + 2 :]
 
 
 def test_cli_reports_a_damaged_checkpoint_in_one_line(tmp_path, capsys):
@@ -308,7 +365,9 @@ def test_cli_reports_a_damaged_checkpoint_in_one_line(tmp_path, capsys):
     data = (model / "checkpoint.pt").read_bytes()
     (model / "checkpoint.pt").write_bytes(_flip(data, data.index(b"\x80\x02c") + 40))
     (tmp_path / "cells.h5ad").write_bytes(b"")
-    code = main(["encode", str(tmp_path / "cells.h5ad"), "--model", str(model), "--output", str(tmp_path / "e.zarr")])
+    code = main(
+        ["encode", str(tmp_path / "cells.h5ad"), "--model", str(model), "--output", str(tmp_path / "e.zarr")]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert err.count("\n") == 1 and "checkpoint.pt' is not a valid checkpoint" in err

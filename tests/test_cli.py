@@ -26,20 +26,74 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(workdir):
-    assert main(["--quiet", "tokenize", str(workdir / "cells.h5ad"), "--universe", str(demo_peaks_path()),
-                 "--output", str(workdir / "tokens.parquet")]) == 0
-    assert main(["train", str(workdir / "tokens.parquet"), "--output", str(workdir / "model"), "--epochs", "5",
-                 "--embedding-dim", "16", "--seed", "1", "--threads", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "tokenize",
+                str(workdir / "cells.h5ad"),
+                "--universe",
+                str(demo_peaks_path()),
+                "--output",
+                str(workdir / "tokens.parquet"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                str(workdir / "tokens.parquet"),
+                "--output",
+                str(workdir / "model"),
+                "--epochs",
+                "5",
+                "--embedding-dim",
+                "16",
+                "--seed",
+                "1",
+                "--threads",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return workdir
 
 
 def test_tokenize_train_encode_annotate(trained):
     d = trained
     assert (d / "tokens.parquet").is_file() and (d / "model" / "config.yaml").is_file()
-    assert main(["encode", str(d / "cells.h5ad"), "--model", str(d / "model"), "--output", str(d / "e.zarr"),
-                 "--quiet"]) == 0
-    assert main(["encode", str(d / "cells.h5ad"), "--model", str(d / "model"), "--output", str(d / "e.h5ad"),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                str(d / "cells.h5ad"),
+                "--model",
+                str(d / "model"),
+                "--output",
+                str(d / "e.zarr"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "encode",
+                str(d / "cells.h5ad"),
+                "--model",
+                str(d / "model"),
+                "--output",
+                str(d / "e.h5ad"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     z = ad.read_zarr(d / "e.zarr")
     a = ad.read_h5ad(d / "e.h5ad")
     assert z.obsm["scembed_X"].shape == (800, 16)
@@ -48,15 +102,44 @@ def test_tokenize_train_encode_annotate(trained):
     donor = a.obs["donor"].astype(str)
     a[donor == "D6T1"].write_h5ad(d / "ref.h5ad")
     a[donor == "D5T1"].write_h5ad(d / "query.h5ad")
-    assert main(["annotate", str(d / "query.h5ad"), "--reference", str(d / "ref.h5ad"),
-                 "--output", str(d / "labels.csv"), "-k", "5", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                str(d / "query.h5ad"),
+                "--reference",
+                str(d / "ref.h5ad"),
+                "--output",
+                str(d / "labels.csv"),
+                "-k",
+                "5",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     labels = pd.read_csv(d / "labels.csv", index_col=0)
     assert list(labels.index) == list(a.obs_names[donor == "D5T1"])
     assert list(labels.columns) == ["predicted_cell_type", "confidence"]
     assert labels["confidence"].between(0, 1).all()
     # --no-center reaches annotate_celltypes: its labels are those of the plain-cosine call
-    assert main(["annotate", str(d / "query.h5ad"), "--reference", str(d / "ref.h5ad"),
-                 "--output", str(d / "plain.csv"), "-k", "5", "--no-center", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                str(d / "query.h5ad"),
+                "--reference",
+                str(d / "ref.h5ad"),
+                "--output",
+                str(d / "plain.csv"),
+                "-k",
+                "5",
+                "--no-center",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     plain = pd.read_csv(d / "plain.csv", index_col=0)["predicted_cell_type"].astype(str)
     want = annotate_celltypes(a[donor == "D5T1"].copy(), a[donor == "D6T1"].copy(), k=5, center=False)
     assert (plain.to_numpy() == want.astype(str).to_numpy()).all()
@@ -64,25 +147,53 @@ def test_tokenize_train_encode_annotate(trained):
 
 def test_encode_parquet_input(trained):
     d = trained
-    assert main(["encode", str(d / "tokens.parquet"), "--model", str(d / "model"),
-                 "--output", str(d / "p.h5ad"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                str(d / "tokens.parquet"),
+                "--model",
+                str(d / "model"),
+                "--output",
+                str(d / "p.h5ad"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert ad.read_h5ad(d / "p.h5ad").obsm["scembed_X"].shape == (800, 16)
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["tokenize", "{d}/missing.h5ad", "--universe", "{u}", "--output", "{d}/t.parquet"], "does not exist"),
-        (["tokenize", "{d}/cells.h5ad", "--universe", "{d}/cells.h5ad", "--output", "{d}/t.parquet"],
-         "not a text BED file"),
-        (["tokenize", "{d}/cells.h5ad", "--universe", "{u}", "--output", "{d}/no/such/t.parquet"], "does not exist"),
+        (
+            ["tokenize", "{d}/missing.h5ad", "--universe", "{u}", "--output", "{d}/t.parquet"],
+            "does not exist",
+        ),
+        (
+            ["tokenize", "{d}/cells.h5ad", "--universe", "{d}/cells.h5ad", "--output", "{d}/t.parquet"],
+            "not a text BED file",
+        ),
+        (
+            ["tokenize", "{d}/cells.h5ad", "--universe", "{u}", "--output", "{d}/no/such/t.parquet"],
+            "does not exist",
+        ),
         (["train", "{d}/cells.h5ad", "--output", "{d}/m2"], "is not a parquet file"),
         (["encode", "{d}/cells.h5ad", "--model", "{d}/nomodel", "--output", "{d}/x.zarr"], "nomodel"),
-        (["encode", "{d}/cells.h5ad", "--model", "{d}/model", "--output", "{d}/x.csv"], "ending in .zarr or .h5ad"),
-        (["annotate", "{d}/cells.h5ad", "--reference", "{d}/cells.h5ad", "--output", "{d}/l.csv"], "scembed_X"),
+        (
+            ["encode", "{d}/cells.h5ad", "--model", "{d}/model", "--output", "{d}/x.csv"],
+            "ending in .zarr or .h5ad",
+        ),
+        (
+            ["annotate", "{d}/cells.h5ad", "--reference", "{d}/cells.h5ad", "--output", "{d}/l.csv"],
+            "scembed_X",
+        ),
         (["tokenize", "{d}/cells.h5ad", "--universe", "{u}", "--output", "{d}/t.csv"], "ending in .parquet"),
-        (["annotate", "{d}/cells.h5ad", "--reference", "{d}/cells.h5ad", "--output", "{d}/l.txt"],
-         "ending in .csv (commas) or .tsv (tabs)"),
+        (
+            ["annotate", "{d}/cells.h5ad", "--reference", "{d}/cells.h5ad", "--output", "{d}/l.txt"],
+            "ending in .csv (commas) or .tsv (tabs)",
+        ),
     ],
 )
 def test_bad_input_exit_1(trained, capsys, argv, message):
@@ -104,14 +215,25 @@ def test_bad_arguments_exit_2(capsys):
 
 def test_help_of_every_subcommand():
     for cmd in ("tokenize", "train", "encode", "annotate", "demo"):
-        res = subprocess.run([sys.executable, "-m", "fastembed", cmd, "--help"], capture_output=True, text=True)
+        res = subprocess.run(
+            [sys.executable, "-m", "fastembed", cmd, "--help"], capture_output=True, text=True
+        )
         assert res.returncode == 0 and f"usage: fastembed {cmd}" in res.stdout
 
 
 def test_debug_shows_traceback(trained):
     with pytest.raises(FileNotFoundError):
-        main(["--debug", "tokenize", str(trained / "missing.h5ad"), "--universe", str(demo_peaks_path()),
-              "--output", str(trained / "t.parquet")])
+        main(
+            [
+                "--debug",
+                "tokenize",
+                str(trained / "missing.h5ad"),
+                "--universe",
+                str(demo_peaks_path()),
+                "--output",
+                str(trained / "t.parquet"),
+            ]
+        )
 
 
 def test_demo_end_to_end(tmp_path, capsys):
@@ -119,8 +241,15 @@ def test_demo_end_to_end(tmp_path, capsys):
 
     out = tmp_path / "demo"
     assert main(["demo", "--output", str(out), "--epochs", "40", "--cells", "1500", "--quiet"]) == 0
-    for name in ("tokens.parquet", "embeddings.zarr", "embeddings.h5ad", "umap.png", "clusters.csv",
-                 "annotations.csv", "report.md"):
+    for name in (
+        "tokens.parquet",
+        "embeddings.zarr",
+        "embeddings.h5ad",
+        "umap.png",
+        "clusters.csv",
+        "annotations.csv",
+        "report.md",
+    ):
         assert (out / name).exists(), name
     from fastembed import Region2VecDataset, ScEmbed
 
@@ -138,7 +267,9 @@ def test_demo_end_to_end(tmp_path, capsys):
     ann = pd.read_csv(out / "annotations.csv", index_col=0)
     # The demo's table is the command line's (same column names) plus the authors' labels.
     assert list(ann.columns) == ["true_cell_type", "predicted_cell_type", "confidence"]
-    assert np.isclose((ann["true_cell_type"] == ann["predicted_cell_type"]).mean(), report["annotation_accuracy"])
+    assert np.isclose(
+        (ann["true_cell_type"] == ann["predicted_cell_type"]).mean(), report["annotation_accuracy"]
+    )
     # A second run refuses to overwrite without --overwrite, and says so in one line.
     assert main(["demo", "--output", str(out), "--epochs", "1", "--cells", "300", "--quiet"]) == 1
     assert "--overwrite" in capsys.readouterr().err
@@ -180,7 +311,14 @@ def _universe_without(tmp_path, chrom: str):
 
 def test_warnings_print_as_one_line_each(workdir, tmp_path, capsys):
     uni = _universe_without(tmp_path, "chr1")
-    argv = ["tokenize", str(workdir / "cells.h5ad"), "--universe", str(uni), "--output", str(tmp_path / "t.parquet")]
+    argv = [
+        "tokenize",
+        str(workdir / "cells.h5ad"),
+        "--universe",
+        str(uni),
+        "--output",
+        str(tmp_path / "t.parquet"),
+    ]
     assert main(argv) == 0
     err = capsys.readouterr().err.strip().splitlines()
     warn = [ln for ln in err if "warning:" in ln]
@@ -191,16 +329,41 @@ def test_warnings_print_as_one_line_each(workdir, tmp_path, capsys):
 
 def test_quiet_silences_warnings_and_messages(workdir, tmp_path, capsys):
     uni = _universe_without(tmp_path, "chr1")
-    assert main(["--quiet", "tokenize", str(workdir / "cells.h5ad"), "--universe", str(uni),
-                 "--output", str(tmp_path / "t.parquet")]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "tokenize",
+                str(workdir / "cells.h5ad"),
+                "--universe",
+                str(uni),
+                "--output",
+                str(tmp_path / "t.parquet"),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().err == ""
 
 
 def test_debug_shows_warnings_in_python_form(workdir, tmp_path):
     uni = _universe_without(tmp_path, "chr1")
-    res = subprocess.run([sys.executable, "-m", "fastembed", "--debug", "tokenize", str(workdir / "cells.h5ad"),
-                          "--universe", str(uni), "--output", str(tmp_path / "t.parquet")],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastembed",
+            "--debug",
+            "tokenize",
+            str(workdir / "cells.h5ad"),
+            "--universe",
+            str(uni),
+            "--output",
+            str(tmp_path / "t.parquet"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0
     assert "UserWarning" in res.stderr and "fastembed tokenize: warning:" not in res.stderr
 
@@ -218,13 +381,30 @@ def test_version_and_bare_command(capsys):
 
 def test_hints_name_flags_not_python_keywords(trained, capsys):
     d = trained
-    argv = ["tokenize", str(d / "cells.h5ad"), "--universe", str(demo_peaks_path()),
-            "--output", str(d / "tokens.parquet")]
+    argv = [
+        "tokenize",
+        str(d / "cells.h5ad"),
+        "--universe",
+        str(demo_peaks_path()),
+        "--output",
+        str(d / "tokens.parquet"),
+    ]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "pass --overwrite to replace it" in err and "overwrite=True" not in err
-    assert main(["annotate", str(d / "cells.h5ad"), "--reference", str(d / "cells.h5ad"),
-                 "--output", str(d / "hint.csv")]) == 1
+    assert (
+        main(
+            [
+                "annotate",
+                str(d / "cells.h5ad"),
+                "--reference",
+                str(d / "cells.h5ad"),
+                "--output",
+                str(d / "hint.csv"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "pass --embedding-key" in err and "embedding_key=" not in err
 
@@ -234,25 +414,68 @@ def test_cli_message_rewrites_only_known_keywords():
 
     p = build_parser().subparsers["annotate"]
     msg = "no obsm['x']; pass embedding_key=, or overwrite=True; k=10 is larger; pass universe=<the BED>; min_count=5"
-    assert as_cli_message(msg, p) == ("no obsm['x']; pass --embedding-key, or --overwrite; -k 10 is larger; "
-                                      "pass universe=<the BED>; min_count=5")
+    assert as_cli_message(msg, p) == (
+        "no obsm['x']; pass --embedding-key, or --overwrite; -k 10 is larger; "
+        "pass universe=<the BED>; min_count=5"
+    )
 
 
 def test_zarr_store_opens_with_anndata_and_annotates(trained, capsys):
     d = trained
-    assert main(["encode", str(d / "cells.h5ad"), "--model", str(d / "model"), "--output", str(d / "k.zarr"),
-                 "--embedding-key", "emb", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                str(d / "cells.h5ad"),
+                "--model",
+                str(d / "model"),
+                "--output",
+                str(d / "k.zarr"),
+                "--embedding-key",
+                "emb",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     store = ad.read_zarr(d / "k.zarr")
     assert store.obsm["emb"].shape == (800, 16) and store.uns["fastembed"]["embedding_key"] == "emb"
     # The store is accepted where embeddings are read: annotate the store against a labelled reference.
     ref = store.copy()
     ref.obs["cell_type"] = ad.read_h5ad(d / "cells.h5ad").obs["cell_type"].astype(str).to_numpy()
     ref.write_h5ad(d / "kref.h5ad")
-    assert main(["annotate", str(d / "k.zarr"), "--reference", str(d / "kref.h5ad"), "--embedding-key", "emb",
-                 "--output", str(d / "k.csv"), "-k", "3", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                str(d / "k.zarr"),
+                "--reference",
+                str(d / "kref.h5ad"),
+                "--embedding-key",
+                "emb",
+                "--output",
+                str(d / "k.csv"),
+                "-k",
+                "3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert len(pd.read_csv(d / "k.csv")) == 800
-    assert main(["annotate", str(d / "missing.zarr"), "--reference", str(d / "kref.h5ad"),
-                 "--output", str(d / "k2.csv")]) == 1
+    assert (
+        main(
+            [
+                "annotate",
+                str(d / "missing.zarr"),
+                "--reference",
+                str(d / "kref.h5ad"),
+                "--output",
+                str(d / "k2.csv"),
+            ]
+        )
+        == 1
+    )
     assert "missing.zarr' does not exist" in capsys.readouterr().err
 
 
@@ -267,16 +490,18 @@ def test_annotate_output_follows_the_extension(trained, capsys):
     assert main([*base, "--output", str(d / "x.tsv"), "--overwrite"]) == 0  # our own TSV may be replaced
     assert main([*base, "--output", str(d / "x.csv")]) == 0
     assert (d / "x.csv").read_text().splitlines()[0] == "barcode,predicted_cell_type,confidence"
-    help_text = subprocess.run([sys.executable, "-m", "fastembed", "annotate", "--help"], capture_output=True,
-                               text=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "fastembed", "annotate", "--help"], capture_output=True, text=True
+    ).stdout
     assert "predicted_<label-key>" in " ".join(help_text.split()) and "confidence" in help_text
 
 
 def test_seed_with_several_threads_prints_a_note(trained, tmp_path, capsys):
     import numba
 
-    help_text = subprocess.run([sys.executable, "-m", "fastembed", "train", "--help"], capture_output=True,
-                               text=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "fastembed", "train", "--help"], capture_output=True, text=True
+    ).stdout
     # argparse may wrap the help at the hyphen of "bit-identical"
     assert "bit-identical results need --threads 1" in " ".join(help_text.split()).replace("- ", "-")
     argv = ["train", str(trained / "tokens.parquet"), "--epochs", "1", "--embedding-dim", "8", "--seed", "3"]
@@ -286,5 +511,7 @@ def test_seed_with_several_threads_prints_a_note(trained, tmp_path, capsys):
         pytest.skip("one CPU: several threads cannot be asked for")
     assert main([*argv, "--output", str(tmp_path / "m2"), "--threads", "2"]) == 0
     notes = [ln for ln in capsys.readouterr().err.splitlines() if "note:" in ln]
-    assert notes == ["fastembed train: note: --seed 3 with 2 threads gives similar but not bit-identical vectors "
-                     "between runs; add --threads 1 for bit-identical results"]
+    assert notes == [
+        "fastembed train: note: --seed 3 with 2 threads gives similar but not bit-identical vectors "
+        "between runs; add --threads 1 for bit-identical results"
+    ]

@@ -28,8 +28,16 @@ BLOCK = 256
 def client():
     from dask.distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      env={"NUMBA_NUM_THREADS": "1"}) as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            env={"NUMBA_NUM_THREADS": "1"},
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
@@ -83,8 +91,11 @@ def test_a_retried_block_writes_the_same_bytes(client, model, on_disk, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.encode(on_disk, out=out, batch_cells=BLOCK, client=client)
-    chunk_files = sorted(p for p in (out / "obsm" / "scembed_X").rglob("*")
-                         if p.is_file() and p.name != "zarr.json" and not p.name.startswith("."))
+    chunk_files = sorted(
+        p
+        for p in (out / "obsm" / "scembed_X").rglob("*")
+        if p.is_file() and p.name != "zarr.json" and not p.name.startswith(".")
+    )
     assert len(chunk_files) == -(-N_CELLS // BLOCK)
     before = {p: p.read_bytes() for p in chunk_files}
     for p in chunk_files:
@@ -92,10 +103,22 @@ def test_a_retried_block_writes_the_same_bytes(client, model, on_disk, tmp_path)
     # Rerun every block (the last one a remainder) as the scheduler would after losing its worker.
     mapper = fe.io.PeakMapper(fe.io.LazyAnnData(on_disk), model.universe)
     weights = model.pooling_weights(model.default_pooling)
-    futures = [client.submit(distributed._encode_task, distributed._x_payload(None, on_disk, lo, hi), model,
-                             mapper, model.default_pooling, weights, lo, hi, str(out / "obsm" / "scembed_X"), 1,
-                             pure=False)
-               for lo, hi in distributed.blocks(N_CELLS, BLOCK)]
+    futures = [
+        client.submit(
+            distributed._encode_task,
+            distributed._x_payload(None, on_disk, lo, hi),
+            model,
+            mapper,
+            model.default_pooling,
+            weights,
+            lo,
+            hi,
+            str(out / "obsm" / "scembed_X"),
+            1,
+            pure=False,
+        )
+        for lo, hi in distributed.blocks(N_CELLS, BLOCK)
+    ]
     client.gather(futures)
     assert {p: p.read_bytes() for p in chunk_files} == before
 
@@ -104,11 +127,29 @@ def test_block_must_match_chunks(model, on_disk, tmp_path):
     arr = zarr.create_array(str(tmp_path / "e"), shape=(N_CELLS, 8), chunks=(100, 8), dtype="float32")
     mapper = fe.io.PeakMapper(fe.io.LazyAnnData(on_disk), model.universe)
     with pytest.raises(ValueError, match=r"chunks of 100 cells do not match the block 0:256"):
-        distributed._encode_task(distributed._x_payload(None, on_disk, 0, 256), model, mapper, "mean",
-                                 model.pooling_weights("mean"), 0, 256, str(tmp_path / "e"), 1)
+        distributed._encode_task(
+            distributed._x_payload(None, on_disk, 0, 256),
+            model,
+            mapper,
+            "mean",
+            model.pooling_weights("mean"),
+            0,
+            256,
+            str(tmp_path / "e"),
+            1,
+        )
     with pytest.raises(ValueError, match=r"chunks of 100 cells do not match the block 50:150"):
-        distributed._encode_task(distributed._x_payload(None, on_disk, 50, 150), model, mapper, "mean",
-                                 model.pooling_weights("mean"), 50, 150, str(tmp_path / "e"), 1)
+        distributed._encode_task(
+            distributed._x_payload(None, on_disk, 50, 150),
+            model,
+            mapper,
+            "mean",
+            model.pooling_weights("mean"),
+            50,
+            150,
+            str(tmp_path / "e"),
+            1,
+        )
     assert arr.shape == (N_CELLS, 8)
 
 
@@ -124,9 +165,19 @@ def labelled(model):
     return ref, query
 
 
-@pytest.mark.parametrize("exact", [True, pytest.param(False, marks=pytest.mark.skipif(
-    not os.environ.get("FASTEMBED_SLOW_DASK"),
-    reason="each worker compiles pynndescent's search (minutes on a loaded 2-core machine); FASTEMBED_SLOW_DASK=1"))])
+@pytest.mark.parametrize(
+    "exact",
+    [
+        True,
+        pytest.param(
+            False,
+            marks=pytest.mark.skipif(
+                not os.environ.get("FASTEMBED_SLOW_DASK"),
+                reason="each worker compiles pynndescent's search (minutes on a loaded 2-core machine); FASTEMBED_SLOW_DASK=1",
+            ),
+        ),
+    ],
+)
 def test_labels_equal_serial(client, labelled, tmp_path, monkeypatch, exact):
     from fastembed import annotate
 
@@ -176,14 +227,44 @@ def test_cli_scheduler(client, model, on_disk, labelled, tmp_path):
     address = client.scheduler.address
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main(["--quiet", "encode", str(on_disk), "--model", str(model_dir), "--output",
-                     str(tmp_path / "e.zarr"), "--batch-cells", str(BLOCK), "--scheduler", address]) == 0
+        assert (
+            main(
+                [
+                    "--quiet",
+                    "encode",
+                    str(on_disk),
+                    "--model",
+                    str(model_dir),
+                    "--output",
+                    str(tmp_path / "e.zarr"),
+                    "--batch-cells",
+                    str(BLOCK),
+                    "--scheduler",
+                    address,
+                ]
+            )
+            == 0
+        )
         serial = model.encode(on_disk, batch_cells=BLOCK)
         ref, query = labelled
         ref.write_h5ad(tmp_path / "ref.h5ad")
         query.write_zarr(tmp_path / "q.zarr")
-        assert main(["--quiet", "annotate", str(tmp_path / "q.zarr"), "--reference", str(tmp_path / "ref.h5ad"),
-                     "--output", str(tmp_path / "labels.csv"), "--scheduler", address]) == 0
+        assert (
+            main(
+                [
+                    "--quiet",
+                    "annotate",
+                    str(tmp_path / "q.zarr"),
+                    "--reference",
+                    str(tmp_path / "ref.h5ad"),
+                    "--output",
+                    str(tmp_path / "labels.csv"),
+                    "--scheduler",
+                    address,
+                ]
+            )
+            == 0
+        )
     np.testing.assert_array_equal(ad.read_zarr(tmp_path / "e.zarr").obsm["scembed_X"], serial)
     table = pd.read_csv(tmp_path / "labels.csv", index_col=0)
     want = fe.annotate_celltypes(query, ref)
@@ -195,7 +276,20 @@ def test_cli_dask_flags_are_exclusive(capsys):
     from fastembed.cli import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["encode", "x.h5ad", "--model", "m", "--output", "o.zarr", "--scheduler", "tcp://x:1", "--workers", "2"])
+        main(
+            [
+                "encode",
+                "x.h5ad",
+                "--model",
+                "m",
+                "--output",
+                "o.zarr",
+                "--scheduler",
+                "tcp://x:1",
+                "--workers",
+                "2",
+            ]
+        )
     assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
@@ -206,6 +300,8 @@ def test_open_client_local_cluster():
         assert c.run(lambda: os.environ["NUMBA_NUM_THREADS"]) == {next(iter(info)): str(os.cpu_count() or 1)}
     with distributed.open_client() as none:
         assert none is None
-    with pytest.raises(ValueError, match="--workers must be an integer >= 1, got 0"), \
-            distributed.open_client(workers=0):
+    with (
+        pytest.raises(ValueError, match="--workers must be an integer >= 1, got 0"),
+        distributed.open_client(workers=0),
+    ):
         pass

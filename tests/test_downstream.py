@@ -51,7 +51,9 @@ def test_annotate_one_donor_from_the_other(embedded):
     adata = embedded
     reference = adata[adata.obs["donor"] == "D6T1"].copy()
     query = adata[adata.obs["donor"] == "D5T1"].copy()
-    predicted = annotate_celltypes(query_adata=query, reference_adata=reference, embedding_key="scembed_X", k=10)
+    predicted = annotate_celltypes(
+        query_adata=query, reference_adata=reference, embedding_key="scembed_X", k=10
+    )
     truth = query.obs["cell_type"].astype(str).to_numpy()
     accuracy = float(np.mean(predicted.astype(str).to_numpy() == truth))
     # Chance is the share of the commonest reference label; the embedding must carry far more than that.

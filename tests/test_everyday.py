@@ -47,17 +47,28 @@ def test_tokenize_stats_count_what_landed_in_the_universe(cells, tmp_path):
     # The parquet file carries the same diagnostics, and reading it back restores them.
     path = fe.tokenize_cells(a, demo_peaks_path(), output=tmp_path / "t.parquet")
 
-
     meta = json.loads(pq.read_schema(path).metadata[b"fastembed.tokenize.stats"])
     assert meta == pytest.approx(s)
     assert read_tokens_parquet(path).stats["fraction_counts_in_universe"] == pytest.approx(
-        s["fraction_counts_in_universe"])
+        s["fraction_counts_in_universe"]
+    )
 
 
 def test_cli_tokenize_prints_the_diagnostics(cells, tmp_path, capsys):
     cells.write_h5ad(tmp_path / "c.h5ad")
-    assert main(["tokenize", str(tmp_path / "c.h5ad"), "--universe", str(demo_peaks_path()),
-                 "--output", str(tmp_path / "t.parquet")]) == 0
+    assert (
+        main(
+            [
+                "tokenize",
+                str(tmp_path / "c.h5ad"),
+                "--universe",
+                str(demo_peaks_path()),
+                "--output",
+                str(tmp_path / "t.parquet"),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "peaks (100.0%)" in err and "counts (100.0%) in the universe" in err
     assert "cells with no token" in err and "median" in err
@@ -67,8 +78,21 @@ def test_nothing_maps_is_an_error_at_tokenize(cells, tmp_path, capsys):
     with pytest.raises(ValueError, match="min_overlap=100000"):
         fe.tokenize_cells(cells, demo_peaks_path(), min_overlap=100_000)
     cells.write_h5ad(tmp_path / "c.h5ad")
-    assert main(["tokenize", str(tmp_path / "c.h5ad"), "--universe", str(demo_peaks_path()),
-                 "--output", str(tmp_path / "t.parquet"), "--min-overlap", "100000"]) == 1
+    assert (
+        main(
+            [
+                "tokenize",
+                str(tmp_path / "c.h5ad"),
+                "--universe",
+                str(demo_peaks_path()),
+                "--output",
+                str(tmp_path / "t.parquet"),
+                "--min-overlap",
+                "100000",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "--min-overlap 100000 bp" in err and "lower --min-overlap or" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "t.parquet").exists()
@@ -95,8 +119,16 @@ def test_restyle_chroms_maps_both_ways():
     from fastembed.io import restyle_chroms
 
     assert list(restyle_chroms(np.array(["1", "X", "MT", "chr2"], dtype=object), "add-chr")) == [
-        "chr1", "chrX", "chrM", "chr2"]
-    assert list(restyle_chroms(np.array(["chr1", "chrM", "7"], dtype=object), "strip-chr")) == ["1", "MT", "7"]
+        "chr1",
+        "chrX",
+        "chrM",
+        "chr2",
+    ]
+    assert list(restyle_chroms(np.array(["chr1", "chrM", "7"], dtype=object), "strip-chr")) == [
+        "1",
+        "MT",
+        "7",
+    ]
     with pytest.raises(ValueError, match="chrom_style must be one of asis, add-chr, strip-chr"):
         restyle_chroms(np.array(["1"], dtype=object), "ucsc")
 
@@ -111,8 +143,15 @@ def test_chrom_style_matches_ensembl_data_to_a_ucsc_universe(cells, tmp_path, ca
     np.testing.assert_array_equal(got.indices, want.indices)
     # The command line names its flag, and the flag works.
     ens.write_h5ad(tmp_path / "ens.h5ad")
-    argv = ["tokenize", str(tmp_path / "ens.h5ad"), "--universe", str(demo_peaks_path()),
-            "--output", str(tmp_path / "t.parquet"), "--quiet"]
+    argv = [
+        "tokenize",
+        str(tmp_path / "ens.h5ad"),
+        "--universe",
+        str(demo_peaks_path()),
+        "--output",
+        str(tmp_path / "t.parquet"),
+        "--quiet",
+    ]
     assert main(argv) == 1
     assert "pass --chrom-style add-chr to match them" in capsys.readouterr().err
     assert main([*argv, "--chrom-style", "add-chr"]) == 0
@@ -123,8 +162,9 @@ def test_chrom_style_strips_for_an_ensembl_universe(cells, tmp_path):
     import gzip
 
     lines = gzip.open(demo_peaks_path(), "rt").read().splitlines()
-    (tmp_path / "ens.bed").write_text("".join(
-        (ln[3:] if ln.startswith("chr") else ln) + "\n" for ln in lines))
+    (tmp_path / "ens.bed").write_text(
+        "".join((ln[3:] if ln.startswith("chr") else ln) + "\n" for ln in lines)
+    )
     with pytest.raises(ValueError, match="pass chrom_style='strip-chr'"):
         fe.tokenize_cells(cells, tmp_path / "ens.bed")
     got = fe.tokenize_cells(cells, tmp_path / "ens.bed", chrom_style="strip-chr")
@@ -173,8 +213,11 @@ def test_loaded_model_refuses_another_universe_clearly(small_model, cells, tmp_p
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         other = fe.tokenize_cells(cells, tmp_path / "half.bed")
-    with pytest.raises(ValueError, match=r"another universe \(5000 regions\) than this model's \(10000 regions.*"
-                                         r"new ScEmbed\(\)") as exc:
+    with pytest.raises(
+        ValueError,
+        match=r"another universe \(5000 regions\) than this model's \(10000 regions.*"
+        r"new ScEmbed\(\)",
+    ) as exc:
         model.train(other, epochs=1, progress=False)
     assert len(str(exc.value)) < 500
     assert "refuses others" in " ".join(fe.ScEmbed.train.__doc__.split())

@@ -50,8 +50,12 @@ def oracle(frags, universe, *, mode="fragment", min_overlap=1, whitelist=None, m
         order = list(whitelist)
     else:
         order = [b for b in order if n_frag[b] >= min_fragments]
-    return (order, [sorted(tokens.get(b, ())) for b in order], [n_frag.get(b, 0) for b in order],
-            [n_in.get(b, 0) for b in order])
+    return (
+        order,
+        [sorted(tokens.get(b, ())) for b in order],
+        [n_frag.get(b, 0) for b in order],
+        [n_in.get(b, 0) for b in order],
+    )
 
 
 def write_fragments(path, frags, *, header=("# id=test", "# reference_path=/x"), comments_at=(), gz=None):
@@ -94,25 +98,27 @@ def run(*args, **kwargs):
 # A universe with nested and touching regions, and boundary fragments around region [100, 200).
 UNIVERSE = [("chr1", 100, 200), ("chr1", 150, 300), ("chr1", 300, 400), ("chr1", 120, 130), ("chr2", 0, 50)]
 FRAGS = [
-    ("chr1", 50, 100, "A"),    # ends where region 0 starts: no overlap (half-open)
-    ("chr1", 50, 101, "A"),    # 1 bp into region 0; insertion end-1=100 inside it
-    ("chr1", 199, 260, "B"),   # last base of region 0, inside region 1
-    ("chr1", 200, 300, "B"),   # starts at region 0's end: not in it; insertion 299 in region 1
-    ("chr1", 300, 301, "C"),   # 1-bp fragment at region 2's start
-    ("chr1", 50, 450, "C"),    # spans everything; insertions 50 and 449 hit nothing
-    ("chrUn", 10, 20, "C"),    # chromosome absent from the universe
+    ("chr1", 50, 100, "A"),  # ends where region 0 starts: no overlap (half-open)
+    ("chr1", 50, 101, "A"),  # 1 bp into region 0; insertion end-1=100 inside it
+    ("chr1", 199, 260, "B"),  # last base of region 0, inside region 1
+    ("chr1", 200, 300, "B"),  # starts at region 0's end: not in it; insertion 299 in region 1
+    ("chr1", 300, 301, "C"),  # 1-bp fragment at region 2's start
+    ("chr1", 50, 450, "C"),  # spans everything; insertions 50 and 449 hit nothing
+    ("chrUn", 10, 20, "C"),  # chromosome absent from the universe
     ("chr2", 49, 60, "D"),
-    ("chr1", 125, 127, "A"),   # inside nested region 3 and region 0
-    ("chr1", 0, 10, "E"),      # in no region
+    ("chr1", 125, 127, "A"),  # inside nested region 3 and region 0
+    ("chr1", 0, 10, "E"),  # in no region
 ]
 
 
-@pytest.mark.parametrize("mode,min_overlap", [("fragment", 1), ("fragment", 2), ("fragment", 50),
-                                              ("insertion", 1)])
+@pytest.mark.parametrize(
+    "mode,min_overlap", [("fragment", 1), ("fragment", 2), ("fragment", 50), ("insertion", 1)]
+)
 def test_hand_cases_match_oracle(tmp_path, mode, min_overlap):
     # Blank lines and a tabbed comment in the header, a comment line in the middle.
-    path = write_fragments(tmp_path / "fragments.tsv.gz", FRAGS, header=("", "# id=x", "# a\tb\tc\td\te", ""),
-                           comments_at=(3,))
+    path = write_fragments(
+        tmp_path / "fragments.tsv.gz", FRAGS, header=("", "# id=x", "# a\tb\tc\td\te", ""), comments_at=(3,)
+    )
     uni = write_bed(tmp_path / "u.bed", UNIVERSE)
     tok = run(path, uni, mode=mode, min_overlap=min_overlap)
     assert_matches(tok, oracle(FRAGS, UNIVERSE, mode=mode, min_overlap=min_overlap))
@@ -124,8 +130,14 @@ def test_region_boundaries(tmp_path):
     """The convention spelled out: 0-based half-open fragments; insertions are bases start and end-1."""
     uni = write_bed(tmp_path / "u.bed", [("chr1", 100, 200)])
     cases = {  # (start, end): (token in fragment mode, token in insertion mode)
-        (50, 100): (False, False), (50, 101): (True, True), (199, 250): (True, True), (200, 250): (False, False),
-        (20, 300): (True, False), (120, 180): (True, True), (99, 100): (False, False), (100, 101): (True, True),
+        (50, 100): (False, False),
+        (50, 101): (True, True),
+        (199, 250): (True, True),
+        (200, 250): (False, False),
+        (20, 300): (True, False),
+        (120, 180): (True, True),
+        (99, 100): (False, False),
+        (100, 101): (True, True),
     }
     frags = [("chr1", s, e, f"bc{i}") for i, (s, e) in enumerate(cases)]
     path = write_fragments(tmp_path / "f.tsv", frags)
@@ -179,8 +191,9 @@ def test_parquet_output(tmp_path):
     assert stats["n_fragments"] == len(FRAGS) and stats["mode"] == "fragment"
     table = f.read()
     np.testing.assert_array_equal(table.column("n_fragments").to_numpy(), mem.stats["fragments_per_cell"])
-    np.testing.assert_array_equal(table.column("n_fragments_in_universe").to_numpy(),
-                                  mem.stats["fragments_in_universe_per_cell"])
+    np.testing.assert_array_equal(
+        table.column("n_fragments_in_universe").to_numpy(), mem.stats["fragments_in_universe_per_cell"]
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -196,7 +209,7 @@ def demo_fragments(tmp_path_factory):
     chroms, starts, ends, bcs = [], [], [], []
     var = adata.var
     for i in range(adata.n_obs):
-        cols = X.indices[X.indptr[i]:X.indptr[i + 1]]
+        cols = X.indices[X.indptr[i] : X.indptr[i + 1]]
         reps = rng.integers(1, 3, cols.size)
         cols = np.repeat(cols, reps)
         ps, pe = var["start"].to_numpy()[cols], var["end"].to_numpy()[cols]
@@ -222,7 +235,9 @@ def test_demo_fragments_match_tokenize_cells(demo_fragments):
     np.testing.assert_array_equal(tok.indptr, cells.indptr)
     np.testing.assert_array_equal(tok.indices, cells.indices)
     assert tok.stats["unknown_chroms"] == ["chrM"] and tok.stats["n_fragments_unknown_chrom"] == adata.n_obs
-    np.testing.assert_array_equal(tok.stats["fragments_in_universe_per_cell"] + 1, tok.stats["fragments_per_cell"])
+    np.testing.assert_array_equal(
+        tok.stats["fragments_in_universe_per_cell"] + 1, tok.stats["fragments_per_cell"]
+    )
 
 
 def test_small_blocks_and_folds_give_identical_results(demo_fragments, monkeypatch):
@@ -251,16 +266,19 @@ def fragment_case(draw):
         return c, s, s + draw(st.integers(1, max_len))
 
     universe = [interval(CHROMS[:2], 40) for _ in range(draw(st.integers(1, 12)))]
-    frags = [(*interval(CHROMS, 60), draw(st.sampled_from("ABCDE")))
-             for _ in range(draw(st.integers(1, 60)))]
+    frags = [(*interval(CHROMS, 60), draw(st.sampled_from("ABCDE"))) for _ in range(draw(st.integers(1, 60)))]
     mode = draw(st.sampled_from(fr.MODES))
     m = 1 if mode == "insertion" else draw(st.integers(1, 8))
     whitelist = draw(st.none() | st.lists(st.sampled_from("ABCDEZ"), min_size=1, max_size=6, unique=True))
     return universe, frags, mode, m, whitelist
 
 
-@settings(max_examples=80, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=80,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(fragment_case())
 def test_property_matches_oracle(case):
     universe, frags, mode, m, whitelist = case
@@ -287,14 +305,17 @@ def test_fold_pairs_merges_old_rows_and_new_pairs():
 # ------------------------------------------------------------------------------------------------
 # Errors
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("bad,expect", [
-    ("chr1\t10\t20\tA", "expected 5 tab-separated fields"),
-    ("chr1\tten\t20\tA\t1", "field 2 (start) must be an integer"),
-    ("chr1\t10\t2x\tA\t1", "field 3 (end) must be an integer"),
-    ("chr1\t30\t20\tA\t1", "start 30 >= end 20"),
-    ("chr1\t-5\t20\tA\t1", "field 2 (start) is negative"),
-    ("chr1\t10\t20\t\t1", "field 4 (barcode) is empty"),
-])
+@pytest.mark.parametrize(
+    "bad,expect",
+    [
+        ("chr1\t10\t20\tA", "expected 5 tab-separated fields"),
+        ("chr1\tten\t20\tA\t1", "field 2 (start) must be an integer"),
+        ("chr1\t10\t2x\tA\t1", "field 3 (end) must be an integer"),
+        ("chr1\t30\t20\tA\t1", "start 30 >= end 20"),
+        ("chr1\t-5\t20\tA\t1", "field 2 (start) is negative"),
+        ("chr1\t10\t20\t\t1", "field 4 (barcode) is empty"),
+    ],
+)
 def test_malformed_line_names_file_and_line(tmp_path, bad, expect):
     good = [f"chr1\t{i}\t{i + 30}\tA\t1" for i in range(400)]
     lines = ["# header"] + good[:300] + [bad] + good[300:]
@@ -318,16 +339,19 @@ def test_missing_files(tmp_path):
         fe.tokenize_fragments(path, uni, barcodes=tmp_path / "nope.txt")
 
 
-@pytest.mark.parametrize("kwargs,expect", [
-    ({"mode": "insertion", "min_overlap": 2}, "min_overlap must be 1 in mode='insertion'"),
-    ({"mode": "cutsite"}, "mode must be one of"),
-    ({"min_overlap": 0}, "min_overlap must be an integer >= 1"),
-    ({"min_fragments": 0}, "min_fragments must be an integer >= 1"),
-    ({"barcodes": ["A"], "min_fragments": 2}, "either barcodes= "),
-    ({"barcodes": ["A", "A"]}, "'A' is listed more than once"),
-    ({"barcodes": ["Q", "R"]}, "none of the 2 whitelisted barcodes"),
-    ({"min_fragments": 99}, "no barcode of fragments file"),
-])
+@pytest.mark.parametrize(
+    "kwargs,expect",
+    [
+        ({"mode": "insertion", "min_overlap": 2}, "min_overlap must be 1 in mode='insertion'"),
+        ({"mode": "cutsite"}, "mode must be one of"),
+        ({"min_overlap": 0}, "min_overlap must be an integer >= 1"),
+        ({"min_fragments": 0}, "min_fragments must be an integer >= 1"),
+        ({"barcodes": ["A"], "min_fragments": 2}, "either barcodes= "),
+        ({"barcodes": ["A", "A"]}, "'A' is listed more than once"),
+        ({"barcodes": ["Q", "R"]}, "none of the 2 whitelisted barcodes"),
+        ({"min_fragments": 99}, "no barcode of fragments file"),
+    ],
+)
 def test_bad_parameters(tmp_path, kwargs, expect):
     path = write_fragments(tmp_path / "f.tsv", FRAGS)
     uni = write_bed(tmp_path / "u.bed", UNIVERSE)
@@ -356,8 +380,23 @@ def test_cli_tokenizes_fragments(tmp_path, capsys):
     out = tmp_path / "t.parquet"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main(["tokenize", str(path), "--universe", str(uni), "--output", str(out), "--barcodes", str(wl),
-                     "--mode", "insertion"]) == 0
+        assert (
+            main(
+                [
+                    "tokenize",
+                    str(path),
+                    "--universe",
+                    str(uni),
+                    "--output",
+                    str(out),
+                    "--barcodes",
+                    str(wl),
+                    "--mode",
+                    "insertion",
+                ]
+            )
+            == 0
+        )
     err = capsys.readouterr().err
     assert "10 fragments" in err and "3 barcodes not in the whitelist" in err
     tok = read_tokens_parquet(out)
@@ -367,8 +406,20 @@ def test_cli_tokenizes_fragments(tmp_path, capsys):
     other = write_fragments(tmp_path / "frags.bed", FRAGS + [("chr1", 9, 3, "A")])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main(["tokenize", str(other), "--universe", str(uni), "--output", str(tmp_path / "u.parquet"),
-                     "--fragments"]) == 1
+        assert (
+            main(
+                [
+                    "tokenize",
+                    str(other),
+                    "--universe",
+                    str(uni),
+                    "--output",
+                    str(tmp_path / "u.parquet"),
+                    "--fragments",
+                ]
+            )
+            == 1
+        )
     err = capsys.readouterr().err
     assert "line 13" in err and err.count("\n") == 1
     assert not (tmp_path / "u.parquet").exists()

@@ -34,8 +34,13 @@ REFERENCE = {name: read_torch_state_dict(path) for name, path in CHECKPOINTS.ite
 EXPECTED = np.arange(17 * 4, dtype=np.float32).reshape(17, 4) / 10
 SLACK = 128 << 10  # zipfile, pickle and numpy bookkeeping of a load, whatever the file claims
 
-FUZZ = settings(max_examples=150, deadline=3000, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=150,
+    deadline=3000,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def _measured(load, path: Path):
@@ -79,13 +84,18 @@ _edit = st.one_of(
 )
 # Integers of the pickle (sizes, strides, offsets, element counts) replaced by others, re-encoded as opcodes
 # so that the stream stays parseable and the tensor checks are what is tested.
-_INTS = st.one_of(st.integers(-2, 80), st.integers(-(1 << 70), 1 << 70), st.sampled_from([2**31, 2**32, 2**63]))
+_INTS = st.one_of(
+    st.integers(-2, 80), st.integers(-(1 << 70), 1 << 70), st.sampled_from([2**31, 2**32, 2**63])
+)
 _int_edit = st.tuples(st.just("int"), st.integers(0, 1 << 20), _INTS)
-_pickle_edit = st.one_of(_edit, st.tuples(st.just("opcode"), st.integers(0, 1 << 20), st.sampled_from(PICKLE_BYTES)),
-                         _int_edit)
+_pickle_edit = st.one_of(
+    _edit, st.tuples(st.just("opcode"), st.integers(0, 1 << 20), st.sampled_from(PICKLE_BYTES)), _int_edit
+)
 EDITS = st.lists(_edit, min_size=1, max_size=4)
 # half the cases edit only integers, which keeps the stream parseable and reaches the tensor checks
-PICKLE_EDITS = st.one_of(st.lists(_pickle_edit, min_size=1, max_size=4), st.lists(_int_edit, min_size=1, max_size=3))
+PICKLE_EDITS = st.one_of(
+    st.lists(_pickle_edit, min_size=1, max_size=4), st.lists(_int_edit, min_size=1, max_size=3)
+)
 
 
 def _apply(data: bytes, edits) -> bytes:
@@ -103,7 +113,7 @@ def _apply(data: bytes, edits) -> bytes:
         elif kind == "int":
             _replace_int(buf, pos, arg[0])
         elif kind == "delete":
-            del buf[pos:pos + arg[0]]
+            del buf[pos : pos + arg[0]]
         elif kind == "truncate":
             del buf[pos:]
     return bytes(buf)
@@ -115,8 +125,11 @@ def _replace_int(buf: bytearray, which: int, value: int) -> None:
         ops = list(pickletools.genops(bytes(buf)))
     except Exception:  # an earlier edit broke the stream; leave it broken
         return
-    spans = [(pos, ops[i + 1][2]) for i, (op, _, pos) in enumerate(ops[:-1])
-             if op.name in ("BININT1", "BININT2", "BININT", "LONG1")]
+    spans = [
+        (pos, ops[i + 1][2])
+        for i, (op, _, pos) in enumerate(ops[:-1])
+        if op.name in ("BININT1", "BININT2", "BININT", "LONG1")
+    ]
     if spans:
         lo, hi = spans[which % len(spans)]
         buf[lo:hi] = _op_int(value)
@@ -152,8 +165,10 @@ def test_byte_mutations_of_a_checkpoint(tmp_path, which, edits):
     assert peak <= MEMORY_FACTOR * path.stat().st_size + SLACK
 
 
-STORAGE_VALUES = {name: np.unique(np.concatenate([a.ravel().astype(np.float64) for a in ref.values()]))
-                  for name, ref in REFERENCE.items()}
+STORAGE_VALUES = {
+    name: np.unique(np.concatenate([a.ravel().astype(np.float64) for a in ref.values()]))
+    for name, ref in REFERENCE.items()
+}
 
 
 @FUZZ
@@ -183,19 +198,38 @@ def test_mutations_inside_the_pickle_of_a_checkpoint(tmp_path, which, edits):
 # --------------------------------------------------------------------------------------------------
 # config.yaml
 # --------------------------------------------------------------------------------------------------
-KEYS = ["embedding_dim", "embedding_size", "vocab_size", "window_size", "negative_samples", "min_count", "seed",
-        "training", "format", "universe_sha256", "pooling_method"]
+KEYS = [
+    "embedding_dim",
+    "embedding_size",
+    "vocab_size",
+    "window_size",
+    "negative_samples",
+    "min_count",
+    "seed",
+    "training",
+    "format",
+    "universe_sha256",
+    "pooling_method",
+]
 VALUES = st.one_of(
     st.sampled_from([4, 17, 19, 5, 1]),  # the right values, so that some configs load
-    st.none(), st.booleans(), st.integers(), st.integers(-3, 3), st.floats(), st.text(max_size=12),
-    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(-3, 3),
+    st.floats(),
+    st.text(max_size=12),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
 )
 CONFIGS = st.one_of(
     st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=8)), VALUES, max_size=6).map(
-        lambda d: yaml.safe_dump(d, allow_unicode=True)),
+        lambda d: yaml.safe_dump(d, allow_unicode=True)
+    ),
     st.text(max_size=200),
-    st.tuples(st.sampled_from(["vocab_size: 17\nembedding_dim: 4\n", "vocab_size: 19\nembedding_dim: 5\n"]),
-              EDITS).map(lambda t: _apply(t[0].encode(), t[1]).decode("utf-8", "replace")),
+    st.tuples(
+        st.sampled_from(["vocab_size: 17\nembedding_dim: 4\n", "vocab_size: 19\nembedding_dim: 5\n"]), EDITS
+    ).map(lambda t: _apply(t[0].encode(), t[1]).decode("utf-8", "replace")),
 )
 
 
@@ -206,9 +240,16 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     shutil.copytree(DATA / "geniml_model", root / "geniml")
     rng = np.random.default_rng(0)
     uni = Universe.from_arrays(["chr2"] * 12, np.arange(12) * 1000, np.arange(12) * 1000 + 500)
-    write_model_folder(root / "fastembed", ModelFolder(
-        config={"window_size": 5}, universe=uni, weights=rng.standard_normal((19, 5)).astype(np.float32),
-        token_counts=rng.integers(0, 9, 19), output_weights=rng.random((19, 5), np.float32)))
+    write_model_folder(
+        root / "fastembed",
+        ModelFolder(
+            config={"window_size": 5},
+            universe=uni,
+            weights=rng.standard_normal((19, 5)).astype(np.float32),
+            token_counts=rng.integers(0, 9, 19),
+            output_weights=rng.random((19, 5), np.float32),
+        ),
+    )
     return {"geniml": root / "geniml", "fastembed": root / "fastembed"}
 
 

@@ -31,8 +31,13 @@ from fastembed.io import (  # noqa: E402
 )
 from fastembed.universe import MAX_COORD, Universe, read_bed  # noqa: E402
 
-FUZZ = settings(max_examples=60, deadline=10_000, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=60,
+    deadline=10_000,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 FUZZ_FEW = settings(FUZZ, max_examples=30)
 
 DOCUMENTED = (ValueError, FileNotFoundError)
@@ -57,8 +62,9 @@ _COORD = st.one_of(
     st.sampled_from(["", "abc", "1_000", "1.5", "+5", "1e3", "0x10", str(MAX_COORD), str(MAX_COORD + 1)]),
 )
 _LINE = st.one_of(
-    st.tuples(_CHROM, _COORD, _COORD, st.sampled_from(["", "\tname", "\tname\t0\t+"]), st.sampled_from(["\t", " "]))
-    .map(lambda t: t[4].join(t[:3]) + (t[3] if t[4] == "\t" else t[3].replace("\t", " "))),
+    st.tuples(
+        _CHROM, _COORD, _COORD, st.sampled_from(["", "\tname", "\tname\t0\t+"]), st.sampled_from(["\t", " "])
+    ).map(lambda t: t[4].join(t[:3]) + (t[3] if t[4] == "\t" else t[3].replace("\t", " "))),
     st.sampled_from(["", "# comment", "track name=x", "browser position chr1", "chr1", "chr1\t5"]),
 )
 
@@ -84,8 +90,12 @@ def _oracle_bed(lines: list[str]):
 
 
 @FUZZ
-@given(lines=st.lists(_LINE, max_size=8), bom=st.booleans(), eol=st.sampled_from(["\n", "\r\n"]),
-       gz=st.booleans())
+@given(
+    lines=st.lists(_LINE, max_size=8),
+    bom=st.booleans(),
+    eol=st.sampled_from(["\n", "\r\n"]),
+    gz=st.booleans(),
+)
 def test_bed_parser_matches_oracle(lines, bom, eol, gz):
     data = (b"\xef\xbb\xbf" if bom else b"") + eol.join(lines).encode() + (eol.encode() if lines else b"")
     with tempfile.TemporaryDirectory() as d:
@@ -125,8 +135,11 @@ def _write_mm(path: Path, dense: np.ndarray, *, transpose: bool, bom: bool, crlf
     m = dense.T if transpose else dense
     rows, cols = np.nonzero(m)
     eol = "\r\n" if crlf else "\n"
-    lines = ["%%MatrixMarket matrix coordinate integer general", "% written by the fuzz test",
-             f"{m.shape[0]} {m.shape[1]} {rows.size}"]
+    lines = [
+        "%%MatrixMarket matrix coordinate integer general",
+        "% written by the fuzz test",
+        f"{m.shape[0]} {m.shape[1]} {rows.size}",
+    ]
     lines += [f"{r + 1} {c + 1} {m[r, c]}" for r, c in zip(rows, cols, strict=True)]
     data = (b"\xef\xbb\xbf" if bom else b"") + (eol.join(lines) + eol).encode()
     path.write_bytes(gzip.compress(data) if gz else data)
@@ -145,7 +158,9 @@ def _peaks_text(n: int) -> str:
 
 
 @FUZZ_FEW
-@given(dense=_small_matrix(), transpose=st.booleans(), bom=st.booleans(), crlf=st.booleans(), gz=st.booleans())
+@given(
+    dense=_small_matrix(), transpose=st.booleans(), bom=st.booleans(), crlf=st.booleans(), gz=st.booleans()
+)
 def test_read_mtx_matches_dense_oracle(dense, transpose, bom, crlf, gz):
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
@@ -173,7 +188,9 @@ def _mutate(data: bytes, edits) -> bytes:
     return bytes(b)
 
 
-_EDITS = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 2), st.integers(0, 255)), min_size=1, max_size=4)
+_EDITS = st.lists(
+    st.tuples(st.integers(0, 10**6), st.integers(0, 2), st.integers(0, 255)), min_size=1, max_size=4
+)
 
 
 @settings(FUZZ, max_examples=200)
@@ -242,8 +259,9 @@ def test_read_10x_features_oracle(tmp_path):
 # var-name parsing
 # --------------------------------------------------------------------------------------------------
 _VAR_NAME = st.one_of(
-    st.tuples(_CHROM.filter(lambda c: ":" not in c), st.sampled_from([":", "-"]), _COORD, _COORD)
-    .map(lambda t: f"{t[0]}{t[1]}{t[2]}-{t[3]}"),
+    st.tuples(_CHROM.filter(lambda c: ":" not in c), st.sampled_from([":", "-"]), _COORD, _COORD).map(
+        lambda t: f"{t[0]}{t[1]}{t[2]}-{t[3]}"
+    ),
     st.text(max_size=12),
 )
 
@@ -273,12 +291,17 @@ def test_var_name_parsing_matches_oracle(names):
 
 
 @FUZZ_FEW
-@given(starts=st.lists(st.one_of(st.integers(-5, 2**63 - 1), st.floats(), st.text(max_size=3)), min_size=1,
-                       max_size=4))
+@given(
+    starts=st.lists(
+        st.one_of(st.integers(-5, 2**63 - 1), st.floats(), st.text(max_size=3)), min_size=1, max_size=4
+    )
+)
 def test_var_columns_any_values(starts):
     n = len(starts)
-    var = pd.DataFrame({"chr": ["chr1"] * n, "start": pd.Series(starts, dtype=object), "end": [2**40] * n},
-                       index=[f"p{i}" for i in range(n)])
+    var = pd.DataFrame(
+        {"chr": ["chr1"] * n, "start": pd.Series(starts, dtype=object), "end": [2**40] * n},
+        index=[f"p{i}" for i in range(n)],
+    )
     a = ad.AnnData(X=sp.csr_matrix((1, n), dtype=np.float32), var=var)
     try:
         _, s, e = peak_coordinates(a, name="'fuzz.h5ad'")
@@ -298,10 +321,13 @@ _TOY = Universe.from_arrays(["chr1"] * 5, [0, 10, 20, 30, 40], [5, 15, 25, 35, 4
 @st.composite
 def _token_table(draw):
     n = draw(st.integers(0, 6))
-    cell = st.one_of(st.none(), st.lists(st.one_of(st.integers(-2, _TOY.vocab_size + 2), st.none()), max_size=5))
+    cell = st.one_of(
+        st.none(), st.lists(st.one_of(st.integers(-2, _TOY.vocab_size + 2), st.none()), max_size=5)
+    )
     tokens = draw(st.lists(cell, min_size=n, max_size=n))
-    barcodes = draw(st.one_of(st.none(), st.lists(st.one_of(st.text(max_size=4), st.none()), min_size=n,
-                                                  max_size=n)))
+    barcodes = draw(
+        st.one_of(st.none(), st.lists(st.one_of(st.text(max_size=4), st.none()), min_size=n, max_size=n))
+    )
     ttype = draw(st.sampled_from(["int32", "int64", "uint32", "uint8"]))
     with_universe = draw(st.booleans())
     return tokens, barcodes, ttype, with_universe
@@ -326,8 +352,10 @@ def test_tokens_parquet_matches_oracle(spec, pass_universe):
     tokens, barcodes, ttype, with_universe = spec
     unsigned = ttype.startswith("u")
     if unsigned:  # a negative id cannot be stored in an unsigned column; use a huge one instead
-        tokens = [None if c is None else [None if t is None else (t if t >= 0 else 2**8 - 1) for t in c]
-                  for c in tokens]
+        tokens = [
+            None if c is None else [None if t is None else (t if t >= 0 else 2**8 - 1) for t in c]
+            for c in tokens
+        ]
     cols = {"tokens": pa.array(tokens, type=pa.list_(getattr(pa, ttype)()))}
     if barcodes is not None:
         cols["barcode"] = pa.array(barcodes, type=pa.string())
@@ -359,8 +387,12 @@ def valid_parquet_bytes(tmp_path_factory):
     rng = np.random.default_rng(0)
     rows = [np.sort(rng.choice(_TOY.n_regions, size=rng.integers(0, 4), replace=False)) for _ in range(12)]
     indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64)
-    tok = TokenizedCells(indptr, np.concatenate(rows).astype(np.int32), np.array([f"c{i}" for i in range(12)],
-                         dtype=object), _TOY)
+    tok = TokenizedCells(
+        indptr,
+        np.concatenate(rows).astype(np.int32),
+        np.array([f"c{i}" for i in range(12)], dtype=object),
+        _TOY,
+    )
     return tok.to_parquet(tmp_path_factory.mktemp("pq") / "t.parquet").read_bytes()
 
 

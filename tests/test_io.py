@@ -45,8 +45,12 @@ def _write_triple(adata, folder, *, orientation="peaks_x_cells", gz=True, extra_
     bc.write_text("".join(f"{b}\tsample1\n" if extra_columns else f"{b}\n" for b in adata.obs_names))
     peaks = folder / "peaks.bed"
     var = adata.var
-    peaks.write_text("".join(f"{c}\t{s}\t{e}\tname{i}\t0\t+\n" for i, (c, s, e) in
-                             enumerate(zip(var["chr"], var["start"], var["end"], strict=True))))
+    peaks.write_text(
+        "".join(
+            f"{c}\t{s}\t{e}\tname{i}\t0\t+\n"
+            for i, (c, s, e) in enumerate(zip(var["chr"], var["start"], var["end"], strict=True))
+        )
+    )
     return mtx, bc, peaks
 
 
@@ -103,8 +107,10 @@ def test_read_10x_features_multiome(small, tmp_path):
     scipy.io.mmwrite(tmp_path / "matrix.mtx", sp.coo_matrix(X))
     (tmp_path / "barcodes.tsv").write_text("".join(f"{b}\n" for b in small.obs_names))
     lines = [f"ENSG{i}\tGENE{i}\tGene Expression\tchr1\t{i}\t{i + 10}\n" for i in range(n_genes)]
-    lines += [f"{c}:{s}-{e}\t{c}:{s}-{e}\tPeaks\t{c}\t{s}\t{e}\n"
-              for c, s, e in zip(small.var["chr"], small.var["start"], small.var["end"], strict=True)]
+    lines += [
+        f"{c}:{s}-{e}\t{c}:{s}-{e}\tPeaks\t{c}\t{s}\t{e}\n"
+        for c, s, e in zip(small.var["chr"], small.var["start"], small.var["end"], strict=True)
+    ]
     with gzip.open(tmp_path / "features.tsv.gz", "wt") as fh:
         fh.writelines(lines)
     got = fe.read_10x(tmp_path)
@@ -124,8 +130,10 @@ def test_read_10x_missing_files(tmp_path):
 @pytest.mark.parametrize("fmt", ["{c}:{s}-{e}", "{c}-{s}-{e}"])
 def test_var_names_as_coordinates(small, fmt):
     a = ad.AnnData(X=small.X, obs=small.obs.copy())
-    a.var_names = [fmt.format(c=c, s=s, e=e) for c, s, e in
-                   zip(small.var["chr"], small.var["start"], small.var["end"], strict=True)]
+    a.var_names = [
+        fmt.format(c=c, s=s, e=e)
+        for c, s, e in zip(small.var["chr"], small.var["start"], small.var["end"], strict=True)
+    ]
     chroms, starts, ends = peak_coordinates(a)
     np.testing.assert_array_equal(chroms, small.var["chr"].to_numpy())
     np.testing.assert_array_equal(starts, small.var["start"].to_numpy())
@@ -199,7 +207,9 @@ def test_duplicate_universe_regions_warn(tmp_path):
     p.write_text("chr1\t0\t10\nchr1\t20\t30\nchr1\t0\t10\n")
     with pytest.warns(UserWarning, match="1 regions are exact duplicates"):
         uni = Universe.from_bed(p)
-    a = ad.AnnData(X=sp.csr_matrix(np.ones((1, 1))), var=pd.DataFrame({"chr": ["chr1"], "start": [5], "end": [6]}))
+    a = ad.AnnData(
+        X=sp.csr_matrix(np.ones((1, 1))), var=pd.DataFrame({"chr": ["chr1"], "start": [5], "end": [6]})
+    )
     assert fe.tokenize_cells(a, uni)[0].tolist() == [0, 2]
 
 
@@ -342,7 +352,9 @@ def test_parquet_bad_files(tmp_path, toy_universe):
     pq.write_table(pa.table({"ids": [1, 2]}), tmp_path / "y.parquet")
     with pytest.raises(ValueError, match="has no 'tokens' column"):
         read_tokens_parquet(tmp_path / "y.parquet")
-    pq.write_table(pa.table({"tokens": pa.array([[0, 99]], type=pa.list_(pa.int32()))}), tmp_path / "z.parquet")
+    pq.write_table(
+        pa.table({"tokens": pa.array([[0, 99]], type=pa.list_(pa.int32()))}), tmp_path / "z.parquet"
+    )
     with pytest.raises(ValueError, match=r"token ids must lie in \[0, 10\).*found 99"):
         read_tokens_parquet(tmp_path / "z.parquet", universe=toy_universe)
     with pytest.raises(FileNotFoundError):

@@ -96,7 +96,9 @@ def test_lazy_encode_to_zarr_reads_names_by_block(demo_subset, tmp_path, monkeyp
     path = _write(demo_subset, tmp_path, fmt, "csr")
     tok = fe.tokenize_cells(demo_subset, demo_peaks_path())
     model = fe.ScEmbed(embedding_dim=8, seed=0, threads=1).train(tok, epochs=1, progress=False)
-    monkeypatch.setattr(io.LazyAnnData, "obs_names", property(lambda self: pytest.fail("all names read at once")))
+    monkeypatch.setattr(
+        io.LazyAnnData, "obs_names", property(lambda self: pytest.fail("all names read at once"))
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = model.encode(path, out=tmp_path / "e.zarr", batch_cells=300)

@@ -32,9 +32,13 @@ def test_reads_geniml_fixture(name):
 def _folder(n=12, dim=5, seed=0):
     rng = np.random.default_rng(seed)
     uni = Universe.from_arrays(["chr2"] * n, np.arange(n) * 1000, np.arange(n) * 1000 + 500)
-    return ModelFolder(config={"window_size": 5, "training": {"epochs": 3}}, universe=uni,
-                       weights=rng.standard_normal((n + 7, dim)).astype(np.float32),
-                       token_counts=rng.integers(0, 9, n + 7), output_weights=rng.random((n + 7, dim), np.float32))
+    return ModelFolder(
+        config={"window_size": 5, "training": {"epochs": 3}},
+        universe=uni,
+        weights=rng.standard_normal((n + 7, dim)).astype(np.float32),
+        token_counts=rng.integers(0, 9, n + 7),
+        output_weights=rng.random((n + 7, dim), np.float32),
+    )
 
 
 @pytest.mark.parametrize("fmt", ["fastembed", "geniml"])
@@ -50,7 +54,11 @@ def test_round_trip(tmp_path, fmt):
         np.testing.assert_array_equal(back.token_counts, src.token_counts)
         np.testing.assert_array_equal(back.output_weights, src.output_weights)
     else:
-        assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["checkpoint.pt", "config.yaml", "universe.bed"]
+        assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+            "checkpoint.pt",
+            "config.yaml",
+            "universe.bed",
+        ]
         cfg = yaml.safe_load((tmp_path / "m" / "config.yaml").read_text())
         assert cfg["vocab_size"] == 19 and cfg["embedding_dim"] == 5  # the keys geniml's loader reads
 
@@ -71,17 +79,33 @@ def test_geniml_without_special_rows_is_padded(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "exc", "pattern"),
     [
-        (lambda d: (d / "config.yaml").write_text("vocab_size: 99\nembedding_dim: 4\n"), ValueError,
-         r"config.yaml' says vocab_size 99 but .*checkpoint.pt' has 17 rows"),
-        (lambda d: (d / "config.yaml").write_text("vocab_size: 17\nembedding_dim: 8\n"), ValueError,
-         r"says embedding_dim 8 but .* length 4"),
-        (lambda d: (d / "universe.bed").write_text("chr1\t1\t2\n" * 3), ValueError,
-         r"universe.bed' has 3 regions, so the weights need 10 rows .* has 17"),
+        (
+            lambda d: (d / "config.yaml").write_text("vocab_size: 99\nembedding_dim: 4\n"),
+            ValueError,
+            r"config.yaml' says vocab_size 99 but .*checkpoint.pt' has 17 rows",
+        ),
+        (
+            lambda d: (d / "config.yaml").write_text("vocab_size: 17\nembedding_dim: 8\n"),
+            ValueError,
+            r"says embedding_dim 8 but .* length 4",
+        ),
+        (
+            lambda d: (d / "universe.bed").write_text("chr1\t1\t2\n" * 3),
+            ValueError,
+            r"universe.bed' has 3 regions, so the weights need 10 rows .* has 17",
+        ),
         (lambda d: (d / "config.yaml").write_text("vocab_size: [unclosed\n"), ValueError, "not valid YAML"),
-        (lambda d: (d / "checkpoint.pt").unlink(), FileNotFoundError, "neither region_vectors.npy nor checkpoint.pt"),
+        (
+            lambda d: (d / "checkpoint.pt").unlink(),
+            FileNotFoundError,
+            "neither region_vectors.npy nor checkpoint.pt",
+        ),
         (lambda d: (d / "universe.bed").unlink(), FileNotFoundError, "has no universe.bed"),
-        (lambda d: (d / "universe.bed").write_text("chr1\t1\t2\nchrUNK\t0\t0\nchr1\t5\t9\n"), ValueError,
-         "placeholder lines"),
+        (
+            lambda d: (d / "universe.bed").write_text("chr1\t1\t2\nchrUNK\t0\t0\nchr1\t5\t9\n"),
+            ValueError,
+            "placeholder lines",
+        ),
     ],
 )
 def test_inconsistent_folders(tmp_path, edit, exc, pattern):
@@ -156,7 +180,11 @@ def test_overwrite_protection_and_atomicity(tmp_path, monkeypatch):
         ("universe_sha256: 12\n", "universe_sha256", "a string"),
         ("training: [1, 2]\n", "training", "a mapping"),
         ("training: {epochs: 2001-01-01}\n", "training", "a mapping of names to numbers"),
-        ("a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\ntraining: {n: [*b, *b, *b, *b]}\n", "training", "a mapping"),
+        (
+            "a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\ntraining: {n: [*b, *b, *b, *b]}\n",
+            "training",
+            "a mapping",
+        ),
     ],
 )
 def test_config_values_of_the_wrong_type(tmp_path, text, key, expected):
@@ -198,7 +226,9 @@ def test_config_that_is_not_a_usable_mapping(tmp_path, monkeypatch, text, patter
 def test_config_with_a_byte_order_mark_and_unknown_keys_loads(tmp_path):
     d = tmp_path / "m"
     shutil.copytree(DATA / "geniml_model", d)
-    (d / "config.yaml").write_text("\ufeffvocab_size: 17\nembedding_dim: 4\nsomething_else: [1, x]\nseed: null\n")
+    (d / "config.yaml").write_text(
+        "\ufeffvocab_size: 17\nembedding_dim: 4\nsomething_else: [1, x]\nseed: null\n"
+    )
     assert read_model_folder(d).config["something_else"] == [1, "x"]
 
 
@@ -234,23 +264,51 @@ def _npy_with_header(path, shape, descr="<f4", data=b""):
 @pytest.mark.parametrize(
     ("name", "write", "pattern"),
     [
-        ("region_vectors.npy", lambda p: np.save(p, np.zeros((19, 5))), "expected region vectors of dtype float32"),
-        ("region_vectors.npy", lambda p: np.save(p, np.zeros((19, 5), np.float16)), "dtype float32, got float16"),
+        (
+            "region_vectors.npy",
+            lambda p: np.save(p, np.zeros((19, 5))),
+            "expected region vectors of dtype float32",
+        ),
+        (
+            "region_vectors.npy",
+            lambda p: np.save(p, np.zeros((19, 5), np.float16)),
+            "dtype float32, got float16",
+        ),
         ("region_vectors.npy", lambda p: np.save(p, np.zeros((19, 5), np.int32)), "dtype float32, got int32"),
         ("token_counts.npy", lambda p: np.save(p, np.zeros(19, np.float32)), "token counts of dtype int64"),
         ("token_counts.npy", lambda p: np.save(p, -np.ones(19, np.int64)), "holds negative counts"),
-        ("region_vectors.npy", lambda p: _npy_with_header(p, (2**20, 2**12), data=b"\0" * 64),
-         r"claims shape \(1048576, 4096\) \(17179869184 bytes\) but the file holds 64"),
-        ("region_vectors.npy", lambda p: _npy_with_header(p, (19, 5), descr="|O"), "not a plain numeric type"),
+        (
+            "region_vectors.npy",
+            lambda p: _npy_with_header(p, (2**20, 2**12), data=b"\0" * 64),
+            r"claims shape \(1048576, 4096\) \(17179869184 bytes\) but the file holds 64",
+        ),
+        (
+            "region_vectors.npy",
+            lambda p: _npy_with_header(p, (19, 5), descr="|O"),
+            "not a plain numeric type",
+        ),
         ("region_vectors.npy", lambda p: _npy_with_header(p, (-1, 0)), r"claims shape \(-1, 0\)"),
-        ("region_vectors.npy", lambda p: p.write_bytes(b"\x93NUMPY\x01\x00\xff\xff{"), "not a plain numpy array"),
+        (
+            "region_vectors.npy",
+            lambda p: p.write_bytes(b"\x93NUMPY\x01\x00\xff\xff{"),
+            "not a plain numpy array",
+        ),
         ("region_vectors.npy", lambda p: p.write_bytes(b"junk"), "not a plain numpy array"),
-        ("region_vectors.npy", lambda p: np.save(p, np.zeros((19, 6), np.float32)),
-         r"config.yaml' says embedding_dim 5 but .*region_vectors.npy' has vectors of length 6"),
-        ("region_vectors.npy", lambda p: np.save(p, np.zeros((20, 5), np.float32)),
-         r"config.yaml' says vocab_size 19 but .*region_vectors.npy' has 20 rows"),
-        ("output_vectors.npy", lambda p: np.save(p, np.zeros((19, 4), np.float32)),
-         r"output_vectors.npy' has shape \(19, 4\); expected \(19, 5\) to match .*region_vectors.npy'"),
+        (
+            "region_vectors.npy",
+            lambda p: np.save(p, np.zeros((19, 6), np.float32)),
+            r"config.yaml' says embedding_dim 5 but .*region_vectors.npy' has vectors of length 6",
+        ),
+        (
+            "region_vectors.npy",
+            lambda p: np.save(p, np.zeros((20, 5), np.float32)),
+            r"config.yaml' says vocab_size 19 but .*region_vectors.npy' has 20 rows",
+        ),
+        (
+            "output_vectors.npy",
+            lambda p: np.save(p, np.zeros((19, 4), np.float32)),
+            r"output_vectors.npy' has shape \(19, 4\); expected \(19, 5\) to match .*region_vectors.npy'",
+        ),
     ],
 )
 def test_npy_files_are_checked_before_reading(tmp_path, name, write, pattern):

@@ -30,7 +30,9 @@ def test_pool_matches_sparse_product(kind):
     indices = np.concatenate([np.sort(rng.choice(vocab, k, replace=False)) for k in lengths]).astype(np.int32)
     vectors = rng.standard_normal((vocab, dim)).astype(np.float32)
     trained = rng.random(vocab) > 0.2
-    weights = trained.astype(np.float32) * (rng.random(vocab).astype(np.float32) + 0.5 if kind == "weighted" else 1)
+    weights = trained.astype(np.float32) * (
+        rng.random(vocab).astype(np.float32) + 0.5 if kind == "weighted" else 1
+    )
     got, empty = weighted_mean_pool(indptr, indices, vectors, weights)
     want, want_empty = pool_reference(indptr, indices, vectors, weights)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

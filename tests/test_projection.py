@@ -20,7 +20,9 @@ def tokens():
 
 @pytest.fixture(scope="module")
 def model(tokens):
-    return ScEmbed(embedding_dim=16, n_components=5, seed=0, threads=1).train(tokens, epochs=3, progress=False)
+    return ScEmbed(embedding_dim=16, n_components=5, seed=0, threads=1).train(
+        tokens, epochs=3, progress=False
+    )
 
 
 def test_fit_projection_matches_svd():

@@ -30,7 +30,9 @@ def test_kernels_take_flags_from_config():
                 offenders.append(f"{path.name}:{lineno}: {line.strip()}")
             if "fastmath=" in line and path.name != "_config.py":
                 offenders.append(f"{path.name}:{lineno}: {line.strip()}")
-    assert not offenders, "kernels must compile with the dicts of fastembed/_config.py:\n" + "\n".join(offenders)
+    assert not offenders, "kernels must compile with the dicts of fastembed/_config.py:\n" + "\n".join(
+        offenders
+    )
 
 
 def test_every_kernel_is_cached():
@@ -50,7 +52,10 @@ def test_every_kernel_is_cached():
             continue
         module = importlib.import_module(f"fastembed.{info.name}")
         for name, obj in vars(module).items():
-            if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.py_func.__module__ == module.__name__:
+            if (
+                isinstance(obj, numba.core.registry.CPUDispatcher)
+                and obj.py_func.__module__ == module.__name__
+            ):
                 kernels += 1
                 if isinstance(obj._cache, NullCache):
                     uncached.append(f"{module.__name__}.{name}")

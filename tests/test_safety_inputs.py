@@ -86,7 +86,11 @@ def test_barcodes_not_utf8_is_value_error(tmp_path):
 
 @pytest.mark.parametrize(
     "size_line, pattern",
-    [("2", "size line must hold 3"), ("2 x 1", "size line must hold 3"), ("2 2 99999999999", "entries cannot fit")],
+    [
+        ("2", "size line must hold 3"),
+        ("2 x 1", "size line must hold 3"),
+        ("2 2 99999999999", "entries cannot fit"),
+    ],
 )
 def test_mtx_bad_size_line_names_file(tmp_path, size_line, pattern):
     (tmp_path / "m.mtx").write_text(f"%%MatrixMarket matrix coordinate integer general\n{size_line}\n1 1 1\n")
@@ -131,8 +135,10 @@ def test_var_column_beyond_range_names_column():
 # AnnData matrix: NaN/inf, X None, layer=
 # --------------------------------------------------------------------------------------------------
 def _toy_adata(X=None, n_cells=6):
-    var = pd.DataFrame({"chr": ["chr1"] * 4, "start": [0, 100, 200, 300], "end": [50, 150, 250, 350]},
-                       index=[f"p{i}" for i in range(4)])
+    var = pd.DataFrame(
+        {"chr": ["chr1"] * 4, "start": [0, 100, 200, 300], "end": [50, 150, 250, 350]},
+        index=[f"p{i}" for i in range(4)],
+    )
     obs = pd.DataFrame(index=[f"c{i}" for i in range(n_cells)])
     if X is None:
         rng = np.random.default_rng(0)
@@ -206,8 +212,9 @@ def toy_model():
     return ScEmbed(embedding_dim=4, seed=0, threads=1).train(_toy_tokens(), epochs=2, progress=False)
 
 
-@pytest.mark.parametrize("param", ["embedding_dim", "window_size", "negative_samples", "min_count", "seed",
-                                   "threads"])
+@pytest.mark.parametrize(
+    "param", ["embedding_dim", "window_size", "negative_samples", "min_count", "seed", "threads"]
+)
 @pytest.mark.parametrize("value", ["abc", "5", np.nan, 2.5, 4.0, True, [3]])
 def test_scembed_wrong_typed_params_name_the_parameter(param, value):
     from fastembed.scembed import ScEmbed
@@ -226,11 +233,18 @@ def test_scembed_none_for_required_int_names_parameter(param):
 
 @pytest.mark.parametrize(
     "kwargs, param",
-    [({"epochs": "abc"}, "epochs"), ({"epochs": 2.5}, "epochs"),
-     ({"epochs": True}, "epochs"), ({"batch_size": np.nan}, "batch_size"), ({"batch_size": "8"}, "batch_size"),
-     ({"learning_rate": "abc"}, "learning_rate"), ({"learning_rate": None}, "learning_rate"),
-     ({"learning_rate": np.nan}, "learning_rate"), ({"learning_rate": True}, "learning_rate"),
-     ({"min_learning_rate": "x"}, "min_learning_rate")],
+    [
+        ({"epochs": "abc"}, "epochs"),
+        ({"epochs": 2.5}, "epochs"),
+        ({"epochs": True}, "epochs"),
+        ({"batch_size": np.nan}, "batch_size"),
+        ({"batch_size": "8"}, "batch_size"),
+        ({"learning_rate": "abc"}, "learning_rate"),
+        ({"learning_rate": None}, "learning_rate"),
+        ({"learning_rate": np.nan}, "learning_rate"),
+        ({"learning_rate": True}, "learning_rate"),
+        ({"min_learning_rate": "x"}, "min_learning_rate"),
+    ],
 )
 def test_train_wrong_typed_params_name_the_parameter(kwargs, param):
     from fastembed.scembed import ScEmbed
@@ -245,14 +259,21 @@ def test_no_cell_with_two_trained_tokens_is_refused():
     from fastembed.io import TokenizedCells
     from fastembed.scembed import ScEmbed
 
-    one_each = TokenizedCells(np.arange(5, dtype=np.int64), np.array([0, 1, 2, 3], dtype=np.int32),
-                              np.array(list("abcd"), dtype=object), TOY_UNIVERSE)
+    one_each = TokenizedCells(
+        np.arange(5, dtype=np.int64),
+        np.array([0, 1, 2, 3], dtype=np.int32),
+        np.array(list("abcd"), dtype=object),
+        TOY_UNIVERSE,
+    )
     with pytest.raises(ValueError, match=r"no cell holds 2 trained tokens \(4 cells, 4 tokens"):
         ScEmbed(embedding_dim=4, threads=1).train(one_each, epochs=1, progress=False)
     # Pairs exist, but only of tokens below min_count: still nothing to learn.
-    pairs_of_rare = TokenizedCells(np.array([0, 2, 4, 5, 6, 7], dtype=np.int64),
-                                   np.array([0, 1, 2, 3, 3, 3, 3], dtype=np.int32)[:7],
-                                   np.array(list("abcde"), dtype=object), TOY_UNIVERSE)
+    pairs_of_rare = TokenizedCells(
+        np.array([0, 2, 4, 5, 6, 7], dtype=np.int64),
+        np.array([0, 1, 2, 3, 3, 3, 3], dtype=np.int32)[:7],
+        np.array(list("abcde"), dtype=object),
+        TOY_UNIVERSE,
+    )
     with pytest.raises(ValueError, match=r"no cell holds 2 trained tokens"):
         ScEmbed(embedding_dim=4, threads=1, min_count=3).train(pairs_of_rare, epochs=1, progress=False)
 
@@ -408,7 +429,9 @@ def test_universe_argument_disagreeing_with_stored_is_refused(tmp_path):
     p = _toy_tokens().to_parquet(tmp_path / "t.parquet")
     other = tmp_path / "other.bed"
     other.write_text("chr1\t0\t50\nchr1\t100\t150\nchr1\t200\t250\nchr2\t300\t350\n")
-    with pytest.raises(ValueError, match=r"t.parquet' was tokenized with another universe .*other.bed") as info:
+    with pytest.raises(
+        ValueError, match=r"t.parquet' was tokenized with another universe .*other.bed"
+    ) as info:
         read_tokens_parquet(p, universe=other)
     assert TOY_UNIVERSE.checksum[:12] in str(info.value)
     with pytest.raises(ValueError, match=r"another universe"):
@@ -428,8 +451,8 @@ def test_folder_of_parts_is_read_in_sorted_order(tmp_path):
     folder.mkdir()
     cuts = [0, 7, 7, 20, 30]  # includes an empty part
     for k, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
-        ip = tok.indptr[lo:hi + 1]
-        part = TokenizedCells(ip - ip[0], tok.indices[ip[0]:ip[-1]], tok.barcodes[lo:hi], TOY_UNIVERSE)
+        ip = tok.indptr[lo : hi + 1]
+        part = TokenizedCells(ip - ip[0], tok.indices[ip[0] : ip[-1]], tok.barcodes[lo:hi], TOY_UNIVERSE)
         part.to_parquet(folder / f"part-{k:05d}.parquet")
     (folder / "_SUCCESS").write_text("")
     (folder / ".part-00000.parquet.crc").write_text("junk")
@@ -447,7 +470,9 @@ def test_folder_of_parts_with_two_universes_is_refused(tmp_path):
     other = Universe.from_arrays(["chr2"] * 4, [0, 100, 200, 300], [50, 150, 250, 350])
     t = _toy_tokens(5)
     TokenizedCells(t.indptr, t.indices, t.barcodes, other).to_parquet(tmp_path / "b.parquet")
-    with pytest.raises(ValueError, match=r"part 'b.parquet' was tokenized with another universe .*'a.parquet'"):
+    with pytest.raises(
+        ValueError, match=r"part 'b.parquet' was tokenized with another universe .*'a.parquet'"
+    ):
         Region2VecDataset(tmp_path)
 
 
@@ -530,14 +555,17 @@ def test_min_learning_rate_above_learning_rate_names_parameter():
     from fastembed.scembed import ScEmbed
 
     with pytest.raises(ValueError, match=r"^min_learning_rate must be at most learning_rate"):
-        ScEmbed(embedding_dim=4).train(_toy_tokens(), learning_rate=0.01, min_learning_rate=0.1, progress=False)
+        ScEmbed(embedding_dim=4).train(
+            _toy_tokens(), learning_rate=0.01, min_learning_rate=0.1, progress=False
+        )
 
 
 def test_hand_built_csr_with_column_ids_out_of_range_is_refused():
     # scipy does not bounds-check csr_matrix((data, indices, indptr)); the tokenizer kernel would read past
     # its peak table.
-    X = sp.csr_matrix((np.ones(2, dtype=np.float32), np.array([0, 9]), np.array([0, 1, 2, 2, 2, 2, 2])),
-                      shape=(6, 4))
+    X = sp.csr_matrix(
+        (np.ones(2, dtype=np.float32), np.array([0, 9]), np.array([0, 1, 2, 2, 2, 2, 2])), shape=(6, 4)
+    )
     a = _toy_adata(X)
     with pytest.raises(ValueError, match=r"the AnnData: X is a malformed sparse matrix"):
         tokenize_cells(a, TOY_UNIVERSE)
@@ -556,5 +584,7 @@ def test_parquet_universe_metadata_bomb_is_refused(tmp_path, monkeypatch):
     t = pa.table({"tokens": pa.array([[0]], type=pa.list_(pa.int32()))})
     t = t.replace_schema_metadata({fio.META_UNIVERSE: bomb})
     pq.write_table(t, tmp_path / "t.parquet")
-    with pytest.raises(ValueError, match=r"t.parquet': universe in the metadata is corrupt \(inflates beyond"):
+    with pytest.raises(
+        ValueError, match=r"t.parquet': universe in the metadata is corrupt \(inflates beyond"
+    ):
         fio.read_tokens_parquet(tmp_path / "t.parquet")

@@ -52,8 +52,11 @@ def model(cells, tmp_path_factory):
 
 def snapshot(folder: Path) -> dict:
     """Every file under ``folder`` (hidden ones too) with its content hash."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def one_line_error(capsys, command: str) -> str:
@@ -90,16 +93,30 @@ def test_cli_tokenize_and_annotate_refuse_to_replace_inputs(work, capsys):
     before = snapshot(work)
     for out in ("cells.h5ad", "u.bed.gz"):
         for extra in ([], ["--overwrite"]):
-            argv = ["tokenize", str(work / "cells.h5ad"), "--universe", str(work / "u.bed.gz"),
-                    "--output", str(work / out), *extra]
+            argv = [
+                "tokenize",
+                str(work / "cells.h5ad"),
+                "--universe",
+                str(work / "u.bed.gz"),
+                "--output",
+                str(work / out),
+                *extra,
+            ]
             assert main(argv) == 1
             assert "is the input" in one_line_error(capsys, "tokenize")
     for out in ("cells.h5ad", "ref.h5ad"):
         if out == "ref.h5ad":
             (work / "ref.h5ad").write_bytes((work / "cells.h5ad").read_bytes())
             before = snapshot(work)
-        argv = ["annotate", str(work / "cells.h5ad"), "--reference", str(work / "ref.h5ad"),
-                "--output", str(work / out), "--overwrite"]
+        argv = [
+            "annotate",
+            str(work / "cells.h5ad"),
+            "--reference",
+            str(work / "ref.h5ad"),
+            "--output",
+            str(work / out),
+            "--overwrite",
+        ]
         assert main(argv) == 1
         assert "is the input" in one_line_error(capsys, "annotate")
     assert snapshot(work) == before
@@ -107,7 +124,16 @@ def test_cli_tokenize_and_annotate_refuse_to_replace_inputs(work, capsys):
 
 def test_cli_train_into_folder_holding_its_input(work, capsys):
     before = snapshot(work)
-    argv = ["train", str(work / "tokens.parquet"), "--output", str(work), "--overwrite", "--epochs", "1", "--quiet"]
+    argv = [
+        "train",
+        str(work / "tokens.parquet"),
+        "--output",
+        str(work),
+        "--overwrite",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]
     assert main(argv) == 1
     err = one_line_error(capsys, "train")
     assert "holds the input" in err and "tokens.parquet" in err
@@ -144,8 +170,15 @@ def test_tokenize_refuses_existing_output_unless_overwrite(work, cells, capsys):
     out = work / "tokens.parquet"
     with pytest.raises(FileExistsError, match="overwrite"):
         fe.tokenize_cells(cells, work / "u.bed.gz", output=out)
-    argv = ["tokenize", str(work / "cells.h5ad"), "--universe", str(work / "u.bed.gz"), "--output", str(out),
-            "--quiet"]
+    argv = [
+        "tokenize",
+        str(work / "cells.h5ad"),
+        "--universe",
+        str(work / "u.bed.gz"),
+        "--output",
+        str(out),
+        "--quiet",
+    ]
     assert main(argv) == 1
     assert "--overwrite" in one_line_error(capsys, "tokenize")
     assert main([*argv, "--overwrite"]) == 0  # our own parquet may be replaced
@@ -161,8 +194,12 @@ def test_overwrite_refuses_what_fastembed_did_not_write(work, cells):
     (work / "folder.parquet" / "keep.txt").write_text("keep")
     os.symlink(work / "notes.txt", work / "link.parquet")
     before = snapshot(work)
-    for name, reason in (("theirs.parquet", "no fastembed.format"), ("folder.parquet", "is a folder"),
-                         ("notes.txt", "not a parquet file"), ("link.parquet", "symbolic link")):
+    for name, reason in (
+        ("theirs.parquet", "no fastembed.format"),
+        ("folder.parquet", "is a folder"),
+        ("notes.txt", "not a parquet file"),
+        ("link.parquet", "symbolic link"),
+    ):
         with pytest.raises(FileExistsError, match="not a token parquet file written by fastembed") as exc:
             fe.tokenize_cells(cells, work / "u.bed.gz", output=work / name, overwrite=True)
         assert reason in str(exc.value) and name in str(exc.value)
@@ -209,13 +246,23 @@ def test_zarr_overwrite_only_replaces_a_store_of_ours(model, cells, tmp_path):
 
 def test_cli_annotate_and_encode_overwrite(work, model, capsys):
     rng = np.random.default_rng(0)
-    adata = ad.AnnData(obs=pd.DataFrame({"cell_type": rng.choice(["a", "b"], 40)},
-                                        index=[f"c{i}" for i in range(40)]))
+    adata = ad.AnnData(
+        obs=pd.DataFrame({"cell_type": rng.choice(["a", "b"], 40)}, index=[f"c{i}" for i in range(40)])
+    )
     adata.obsm["scembed_X"] = rng.normal(size=(40, 4)).astype(np.float32)
     adata.write_h5ad(work / "q.h5ad")
     out = work / "labels.csv"
-    argv = ["annotate", str(work / "q.h5ad"), "--reference", str(work / "q.h5ad"), "--output", str(out), "-k", "3",
-            "--quiet"]
+    argv = [
+        "annotate",
+        str(work / "q.h5ad"),
+        "--reference",
+        str(work / "q.h5ad"),
+        "--output",
+        str(out),
+        "-k",
+        "3",
+        "--quiet",
+    ]
     assert main(argv) == 0
     assert main(argv) == 1
     assert "--overwrite" in one_line_error(capsys, "annotate")
@@ -251,7 +298,10 @@ def test_second_writer_fails_while_first_is_writing(tmp_path):
     t.start()
     assert inside.wait(10)
     try:
-        with pytest.raises(FileExistsError, match="being written by another process"), atomic_file(out) as tmp:
+        with (
+            pytest.raises(FileExistsError, match="being written by another process"),
+            atomic_file(out) as tmp,
+        ):
             tmp.write_text("barcode,second\n")
     finally:
         release.set()
@@ -329,8 +379,16 @@ def test_second_command_fails_before_its_work_even_with_overwrite(work, capsys):
     try:
         _wait_for(flag, proc)
         assert flag.exists()
-        argv = ["train", str(work / "tokens.parquet"), "--output", str(out), "--overwrite", "--epochs", "1000",
-                "--quiet"]
+        argv = [
+            "train",
+            str(work / "tokens.parquet"),
+            "--output",
+            str(out),
+            "--overwrite",
+            "--epochs",
+            "1000",
+            "--quiet",
+        ]
         t0 = time.perf_counter()
         assert main(argv) == 1
         assert time.perf_counter() - t0 < 20  # refused before training: 1000 epochs would take minutes
@@ -359,8 +417,10 @@ def test_lock_is_reentrant_in_its_thread_and_shared_by_every_spelling(tmp_path):
     t.start()
     assert inside.wait(10)
     try:
-        with pytest.raises(FileExistsError, match="being written"), atomic_file(tmp_path / "alias" / "t.csv",
-                                                                               overwrite=True) as tmp:
+        with (
+            pytest.raises(FileExistsError, match="being written"),
+            atomic_file(tmp_path / "alias" / "t.csv", overwrite=True) as tmp,
+        ):
             tmp.write_text("barcode,b\n")
     finally:
         release.set()
@@ -404,13 +464,25 @@ def test_overwrite_killed_between_renames_restores_the_old_output(model, tmp_pat
 
 
 def test_only_our_temporary_names_are_cleaned(tmp_path):
-    for name in (".t.csv.mine.tmp", ".other.csv.fastembed-1-x.tmp", ".t.csv.fastembed-notapid-x.tmp", "t.csv.tmp"):
+    for name in (
+        ".t.csv.mine.tmp",
+        ".other.csv.fastembed-1-x.tmp",
+        ".t.csv.fastembed-notapid-x.tmp",
+        "t.csv.tmp",
+    ):
         (tmp_path / name).write_text("keep")
     (tmp_path / ".t.csv.abcd1234.tmp").write_text("old-style temp of ours")
     with atomic_file(tmp_path / "t.csv") as tmp:
         tmp.write_text("barcode,x\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [".t.csv.mine.tmp", ".other.csv.fastembed-1-x.tmp", ".t.csv.fastembed-notapid-x.tmp", "t.csv.tmp", "t.csv"])
+        [
+            ".t.csv.mine.tmp",
+            ".other.csv.fastembed-1-x.tmp",
+            ".t.csv.fastembed-notapid-x.tmp",
+            "t.csv.tmp",
+            "t.csv",
+        ]
+    )
 
 
 # -- permissions -------------------------------------------------------------------------------------
@@ -458,8 +530,11 @@ def test_current_umask_without_proc(monkeypatch, umask):
 
 def test_check_output_path_messages_are_short_and_name_the_file(tmp_path):
     (tmp_path / "a.csv").write_text("x")
-    for kwargs, exc in (({"overwrite": False}, FileExistsError), ({"overwrite": True, "kind": "csv"}, FileExistsError),
-                        ({"inputs": [tmp_path / "a.csv"]}, ValueError)):
+    for kwargs, exc in (
+        ({"overwrite": False}, FileExistsError),
+        ({"overwrite": True, "kind": "csv"}, FileExistsError),
+        ({"inputs": [tmp_path / "a.csv"]}, ValueError),
+    ):
         with pytest.raises(exc) as info:
             check_output_path(tmp_path / "a.csv", what="labels output", **kwargs)
         assert str(tmp_path / "a.csv") in str(info.value) and len(str(info.value)) < 500

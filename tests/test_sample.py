@@ -59,7 +59,9 @@ def test_same_seed_same_cells(parquet):
 def test_reads_row_groups_not_the_whole_file(parquet, monkeypatch):
     calls = []
     real = pq.ParquetFile.read_row_group
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, g, **k: calls.append(g) or real(self, g, **k))
+    monkeypatch.setattr(
+        pq.ParquetFile, "read_row_group", lambda self, g, **k: calls.append(g) or real(self, g, **k)
+    )
     monkeypatch.setattr(pq.ParquetFile, "read", lambda *a, **k: pytest.fail("whole file read"))
     fe.Region2VecDataset(parquet, sample_cells=10, seed=0)
     assert calls == list(range(6))
@@ -76,7 +78,9 @@ def test_in_memory_and_oversized_samples(tokens, parquet):
 
 def test_training_info_reports_the_fraction_seen(parquet):
     ds = fe.Region2VecDataset(parquet, sample_cells=300, seed=0)
-    model = fe.ScEmbed(embedding_dim=8, seed=0, threads=1, n_components=None).train(ds, epochs=1, progress=False)
+    model = fe.ScEmbed(embedding_dim=8, seed=0, threads=1, n_components=None).train(
+        ds, epochs=1, progress=False
+    )
     info = model.training_info
     assert info["n_cells"] == 300 and info["n_cells_total"] == 1050
     assert 0 < info["fraction_tokens_seen"] < 1 and info["fraction_cells_seen"] == 300 / 1050
@@ -85,8 +89,27 @@ def test_training_info_reports_the_fraction_seen(parquet):
 def test_cli_sample_cells(parquet, tmp_path, capsys):
     from fastembed.cli import main
 
-    assert main(["train", str(parquet), "--output", str(tmp_path / "m"), "--epochs", "1", "--embedding-dim", "8",
-                 "--sample-cells", "210", "--seed", "0", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(parquet),
+                "--output",
+                str(tmp_path / "m"),
+                "--epochs",
+                "1",
+                "--embedding-dim",
+                "8",
+                "--sample-cells",
+                "210",
+                "--seed",
+                "0",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "trained on 210 cells (20.0% of 1050 cells" in err
 

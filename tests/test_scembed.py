@@ -136,7 +136,9 @@ def test_real_universe_mismatch(granja_dir, buenrostro_universe, tmp_path):
         direct = model.encode(adata)
     np.testing.assert_array_equal(direct, model.encode(tok))
     # Tokens from another universe are refused.
-    other = fe.tokenize_cells(adata, fe.Universe.from_arrays(adata.var["chr"], adata.var["start"], adata.var["end"]))
+    other = fe.tokenize_cells(
+        adata, fe.Universe.from_arrays(adata.var["chr"], adata.var["start"], adata.var["end"])
+    )
     with pytest.raises(ValueError, match="another universe"):
         model.encode(other)
     with pytest.raises(ValueError, match="another universe"):
@@ -182,7 +184,9 @@ def test_geniml_fixture_encodes(tmp_path):
 
     model = ScEmbed.from_pretrained(Path(__file__).parent / "data" / "geniml_legacy")
     weights = np.arange(17 * 4, dtype=np.float32).reshape(17, 4) / 10
-    var = pd.DataFrame({"chr": ["chr1", "chr1", "chr1"], "start": [237600, 713950, 5], "end": [237700, 752600, 6]})
+    var = pd.DataFrame(
+        {"chr": ["chr1", "chr1", "chr1"], "start": [237600, 713950, 5], "end": [237700, 752600, 6]}
+    )
     var.index = ["a", "b", "c"]  # overlaps token 0; tokens 2 and 3; nothing
     adata = ad.AnnData(X=sp.csr_matrix(np.array([[1, 1, 0], [0, 0, 1]], dtype=np.float32)), var=var)
     with pytest.warns(UserWarning):
@@ -204,8 +208,10 @@ def test_hub_errors_offline(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise ConnectionError("Failed to resolve 'huggingface.co'")
 
-    fake = types.SimpleNamespace(snapshot_download=offline, HfApi=lambda token=None: types.SimpleNamespace(
-        create_repo=offline, upload_folder=offline))
+    fake = types.SimpleNamespace(
+        snapshot_download=offline,
+        HfApi=lambda token=None: types.SimpleNamespace(create_repo=offline, upload_folder=offline),
+    )
     monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
     with pytest.raises(OSError, match="could not be fetched from the Hugging Face hub.*local path"):
         ScEmbed.from_pretrained("databio/scembed-pbmc-10k")
@@ -218,8 +224,9 @@ def test_push_to_hub_offline(model, monkeypatch):
     def offline(*args, **kwargs):
         raise ConnectionError("no network")
 
-    fake = types.SimpleNamespace(HfApi=lambda token=None: types.SimpleNamespace(create_repo=offline,
-                                                                                  upload_folder=offline))
+    fake = types.SimpleNamespace(
+        HfApi=lambda token=None: types.SimpleNamespace(create_repo=offline, upload_folder=offline)
+    )
     monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
     with pytest.raises(OSError, match="could not upload .* model.save"):
         model.push_to_hub("someone/model")

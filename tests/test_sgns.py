@@ -384,7 +384,9 @@ def test_keep_probabilities_follow_word2vec():
     f = np.array([1000, 100, 10]) / 1110
     expected = np.minimum(1.0, (np.sqrt(f / 1e-2) + 1) * 1e-2 / f)
     np.testing.assert_allclose(keep[:3], expected, rtol=1e-6)
-    assert keep[0] < keep[1] < 1.0 and keep[3] == keep[4] == 1.0  # untrained tokens: never dropped, never used
+    assert (
+        keep[0] < keep[1] < 1.0 and keep[3] == keep[4] == 1.0
+    )  # untrained tokens: never dropped, never used
     np.testing.assert_array_equal(keep_probabilities(counts, trained, 0.0), np.ones(5, np.float32))
 
 

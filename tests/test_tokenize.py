@@ -20,6 +20,7 @@ from fastembed.universe import Universe, read_bed
 # The naive reference: brute-force interval overlap in numpy
 # ------------------------------------------------------------------------------------------------
 
+
 def overlaps_bruteforce(q_chroms, q_starts, q_ends, u_chroms, u_starts, u_ends, min_overlap=1):
     """For each query, the sorted universe indices it overlaps by >= min_overlap bp (half-open)."""
     u_chroms = np.asarray(u_chroms, dtype=object)
@@ -62,8 +63,14 @@ def granja_slice(granja_dir):
 def test_real_data_matches_bruteforce(granja_slice, buenrostro_universe):
     adata = granja_slice
     u_chroms, u_starts, u_ends = read_bed(buenrostro_universe)
-    hits = overlaps_bruteforce(adata.var["chr"].to_numpy(), adata.var["start"].to_numpy(),
-                               adata.var["end"].to_numpy(), u_chroms, u_starts, u_ends)
+    hits = overlaps_bruteforce(
+        adata.var["chr"].to_numpy(),
+        adata.var["start"].to_numpy(),
+        adata.var["end"].to_numpy(),
+        u_chroms,
+        u_starts,
+        u_ends,
+    )
     expected = cell_tokens_bruteforce(adata.X.tocsr(), hits)
     tok = fe.tokenize_cells(adata, buenrostro_universe)
     _assert_cells_equal(tok, expected)
@@ -92,8 +99,15 @@ def test_identity_universe_gives_column_indices(granja_slice, tmp_path):
 def test_min_overlap_real(granja_slice, buenrostro_universe):
     adata = granja_slice
     u_chroms, u_starts, u_ends = read_bed(buenrostro_universe)
-    hits = overlaps_bruteforce(adata.var["chr"].to_numpy(), adata.var["start"].to_numpy(),
-                               adata.var["end"].to_numpy(), u_chroms, u_starts, u_ends, min_overlap=250)
+    hits = overlaps_bruteforce(
+        adata.var["chr"].to_numpy(),
+        adata.var["start"].to_numpy(),
+        adata.var["end"].to_numpy(),
+        u_chroms,
+        u_starts,
+        u_ends,
+        min_overlap=250,
+    )
     expected = cell_tokens_bruteforce(adata.X.tocsr(), hits)
     tok = fe.tokenize_cells(adata, buenrostro_universe, min_overlap=250)
     _assert_cells_equal(tok, expected)
@@ -131,32 +145,49 @@ def tokenize_case(draw):
             s, e = (b, b + (e - s)) if draw(st.booleans()) else (max(0, b - (e - s)), b)
         touched.append((c, s, e))
     n_cells = draw(st.integers(1, 6))
-    dense = draw(st.lists(st.lists(st.integers(0, 2), min_size=len(touched), max_size=len(touched)),
-                          min_size=n_cells, max_size=n_cells))
+    dense = draw(
+        st.lists(
+            st.lists(st.integers(0, 2), min_size=len(touched), max_size=len(touched)),
+            min_size=n_cells,
+            max_size=n_cells,
+        )
+    )
     min_overlap = draw(st.integers(1, 8))
     return universe, touched, np.array(dense), min_overlap
 
 
 def _adata(peaks, dense):
-    var = pd.DataFrame({"chr": [p[0] for p in peaks], "start": [p[1] for p in peaks], "end": [p[2] for p in peaks]})
+    var = pd.DataFrame(
+        {"chr": [p[0] for p in peaks], "start": [p[1] for p in peaks], "end": [p[2] for p in peaks]}
+    )
     var.index = [f"p{i}" for i in range(len(peaks))]
-    return ad.AnnData(X=sp.csr_matrix(dense), var=var, obs=pd.DataFrame(index=[f"c{i}" for i in range(len(dense))]))
+    return ad.AnnData(
+        X=sp.csr_matrix(dense), var=var, obs=pd.DataFrame(index=[f"c{i}" for i in range(len(dense))])
+    )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tokenize_case())
 def test_property_matches_bruteforce(case):
     universe, peaks, dense, min_overlap = case
-    uni = Universe.from_arrays([u[0] for u in universe], [u[1] for u in universe], [u[2] for u in universe],
-                               source="hypothesis")
+    uni = Universe.from_arrays(
+        [u[0] for u in universe], [u[1] for u in universe], [u[2] for u in universe], source="hypothesis"
+    )
     adata = _adata(peaks, dense)
     known = {u[0] for u in universe}
     if not any(p[0] in known for p in peaks):
         with pytest.raises(ValueError, match="name chromosomes differently"):
             fe.tokenize_cells(adata, uni, min_overlap=min_overlap)
         return
-    hits = overlaps_bruteforce([p[0] for p in peaks], [p[1] for p in peaks], [p[2] for p in peaks],
-                               uni.chroms, uni.starts, uni.ends, min_overlap)
+    hits = overlaps_bruteforce(
+        [p[0] for p in peaks],
+        [p[1] for p in peaks],
+        [p[2] for p in peaks],
+        uni.chroms,
+        uni.starts,
+        uni.ends,
+        min_overlap,
+    )
     want = cell_tokens_bruteforce(adata.X.tocsr(), hits)
     # Nothing to train on is an error at tokenize, where its cause is known.
     if all(h.size == 0 for h in hits) or all(len(c) == 0 for c in want):
@@ -172,27 +203,39 @@ def test_property_matches_bruteforce(case):
 
 
 @settings(max_examples=200, deadline=None)
-@given(intervals(["chr1"], 1, 40, span=100, max_len=100), intervals(["chr1"], 1, 15, span=120, max_len=40),
-       st.integers(1, 10))
+@given(
+    intervals(["chr1"], 1, 40, span=100, max_len=100),
+    intervals(["chr1"], 1, 15, span=120, max_len=40),
+    st.integers(1, 10),
+)
 def test_property_map_peaks_nested(universe, peaks, min_overlap):
     """Nested and overlapping universe regions (long ones hide short ones): every hit is found."""
     uni = Universe.from_arrays([u[0] for u in universe], [u[1] for u in universe], [u[2] for u in universe])
     codes = np.zeros(len(peaks), dtype=np.int32)
-    offsets, tokens = tk.map_peaks(codes, np.array([p[1] for p in peaks]), np.array([p[2] for p in peaks]),
-                                   uni.sorted_index, min_overlap)
-    hits = overlaps_bruteforce([p[0] for p in peaks], [p[1] for p in peaks], [p[2] for p in peaks],
-                               uni.chroms, uni.starts, uni.ends, min_overlap)
+    offsets, tokens = tk.map_peaks(
+        codes, np.array([p[1] for p in peaks]), np.array([p[2] for p in peaks]), uni.sorted_index, min_overlap
+    )
+    hits = overlaps_bruteforce(
+        [p[0] for p in peaks],
+        [p[1] for p in peaks],
+        [p[2] for p in peaks],
+        uni.chroms,
+        uni.starts,
+        uni.ends,
+        min_overlap,
+    )
     for i, want in enumerate(hits):
-        np.testing.assert_array_equal(tokens[offsets[i]:offsets[i + 1]], want)
+        np.testing.assert_array_equal(tokens[offsets[i] : offsets[i + 1]], want)
 
 
 @pytest.mark.kernel
 def test_touching_intervals_do_not_overlap():
     """Half-open: [0,10) and [10,20) share no base."""
     uni = Universe.from_arrays(["chr1", "chr1"], [0, 10], [10, 20])
-    off, tok = tk.map_peaks(np.zeros(3, np.int32), np.array([10, 9, 5]), np.array([15, 10, 11]),
-                            uni.sorted_index, 1)
-    assert [tok[off[i]:off[i + 1]].tolist() for i in range(3)] == [[1], [0], [0, 1]]
+    off, tok = tk.map_peaks(
+        np.zeros(3, np.int32), np.array([10, 9, 5]), np.array([15, 10, 11]), uni.sorted_index, 1
+    )
+    assert [tok[off[i] : off[i + 1]].tolist() for i in range(3)] == [[1], [0], [0, 1]]
 
 
 @pytest.mark.kernel

@@ -21,8 +21,10 @@ def tokens():
 
 def _tfidf_dense(tokens, trained):
     n = len(tokens)
-    x = sp.csr_matrix((trained[tokens.indices].astype(np.float64), tokens.indices, tokens.indptr),
-                      shape=(n, tokens.vocab_size)).toarray()
+    x = sp.csr_matrix(
+        (trained[tokens.indices].astype(np.float64), tokens.indices, tokens.indptr),
+        shape=(n, tokens.vocab_size),
+    ).toarray()
     idf = np.log1p(n / np.maximum(x.sum(0), 1))
     return x / np.maximum(x.sum(1, keepdims=True), 1) * idf
 
@@ -65,8 +67,9 @@ def test_spectral_init_is_deterministic_and_tiny_data_is_safe(tokens):
     b = spectral_init(tokens.indptr, tokens.indices, tokens.vocab_size, 6, trained=trained, seed=5)
     np.testing.assert_array_equal(a, b)
     # Two cells, three tokens: at most one direction; no NaN, no crash.
-    tiny = spectral_init(np.array([0, 2, 4]), np.array([0, 1, 1, 2], np.int32), 3, 5,
-                         trained=np.ones(3, bool), seed=0)
+    tiny = spectral_init(
+        np.array([0, 2, 4]), np.array([0, 1, 1, 2], np.int32), 3, 5, trained=np.ones(3, bool), seed=0
+    )
     assert np.isfinite(tiny).all() and not tiny[:, 1:].any()
 
 

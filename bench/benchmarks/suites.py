@@ -77,4 +77,3 @@ class Annotate:
 
     def peakmem_annotate(self):
         annotate_celltypes(self.query, self.ref)
-

@@ -28,9 +28,16 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 REGIONS = [
-    ("chr1", 237534, 238035), ("chr1", 540468, 540969), ("chr1", 713908, 714409), ("chr1", 752484, 752985),
-    ("chr1", 762585, 763086), ("chr1", 777731, 778232), ("chr1", 804887, 805388), ("chr1", 839756, 840257),
-    ("chr1", 840519, 841020), ("chr1", 845460, 845961),
+    ("chr1", 237534, 238035),
+    ("chr1", 540468, 540969),
+    ("chr1", 713908, 714409),
+    ("chr1", 752484, 752985),
+    ("chr1", 762585, 763086),
+    ("chr1", 777731, 778232),
+    ("chr1", 804887, 805388),
+    ("chr1", 839756, 840257),
+    ("chr1", 840519, 841020),
+    ("chr1", 845460, 845961),
 ]
 PLACEHOLDERS = ["chrUNK", "chrPAD", "chrMASK", "chrCLS", "chrEOS", "chrBOS", "chrSEP"]
 
@@ -39,7 +46,9 @@ def region2vec_state_dict(vocab: int, dim: int) -> dict:
     module = torch.nn.Module()
     module.projection = torch.nn.Embedding(vocab, dim)
     with torch.no_grad():
-        module.projection.weight.copy_(torch.arange(vocab * dim, dtype=torch.float32).reshape(vocab, dim) / 10)
+        module.projection.weight.copy_(
+            torch.arange(vocab * dim, dtype=torch.float32).reshape(vocab, dim) / 10
+        )
     return module.state_dict()
 
 
@@ -48,8 +57,11 @@ def main() -> None:
     bed = "".join(f"{c}\t{s}\t{e}\n" for c, s, e in REGIONS)
     for name, config, universe in (
         ("geniml_model", {"vocab_size": vocab, "embedding_dim": dim}, bed),
-        ("geniml_legacy", {"vocab_size": vocab, "embedding_size": dim},
-         bed + "".join(f"{c}\t0\t0\n" for c in PLACEHOLDERS)),
+        (
+            "geniml_legacy",
+            {"vocab_size": vocab, "embedding_size": dim},
+            bed + "".join(f"{c}\t0\t0\n" for c in PLACEHOLDERS),
+        ),
     ):
         d = HERE / name
         d.mkdir(exist_ok=True)
@@ -58,15 +70,33 @@ def main() -> None:
         (d / "universe.bed").write_text(universe)
 
     w = torch.arange(20, dtype=torch.float32).reshape(4, 5)
-    torch.save({"half": w.half(), "double": w.double(), "bfloat16": w.bfloat16(), "long": w.long(),
-                "transposed": w.t(), "slice": w[1:3, 2:], "nested": {"inner": torch.ones(3)}}, HERE / "tensors.pt")
+    torch.save(
+        {
+            "half": w.half(),
+            "double": w.double(),
+            "bfloat16": w.bfloat16(),
+            "long": w.long(),
+            "transposed": w.t(),
+            "slice": w[1:3, 2:],
+            "nested": {"inner": torch.ones(3)},
+        },
+        HERE / "tensors.pt",
+    )
     torch.save({"w": w}, HERE / "legacy_pickle.pt", _use_new_zipfile_serialization=False)
 
     def call(module: str, name: str, arg: str) -> bytes:
         # PROTO 2, GLOBAL module.name, BINUNICODE arg, TUPLE1, REDUCE, STOP
         raw = arg.encode()
-        return (b"\x80\x02c" + module.encode() + b"\n" + name.encode() + b"\nX"
-                + struct.pack("<I", len(raw)) + raw + b"\x85R.")
+        return (
+            b"\x80\x02c"
+            + module.encode()
+            + b"\n"
+            + name.encode()
+            + b"\nX"
+            + struct.pack("<I", len(raw))
+            + raw
+            + b"\x85R."
+        )
 
     for name, payload in (
         ("malicious.pt", call("os", "system", "touch PWNED")),
@@ -78,6 +108,7 @@ def main() -> None:
             zf.writestr("archive/byteorder", "little")
             zf.writestr("archive/version", "3\n")
         (HERE / name).write_bytes(buf.getvalue())
+
 
 if __name__ == "__main__":
     main()
