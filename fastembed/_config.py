@@ -17,4 +17,6 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 SERIAL = {"cache": True, "nogil": True}
 PARALLEL = {"cache": True, "nogil": True, "parallel": True}
 SERIAL_FAST = {**SERIAL, "fastmath": set(FASTMATH)}
+INLINE = {**SERIAL, "inline": "always"}
+INLINE_FAST = {**SERIAL_FAST, "inline": "always"}
 PARALLEL_FAST = {**PARALLEL, "fastmath": set(FASTMATH)}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from fastembed._config import SERIAL
+from fastembed._config import INLINE, SERIAL
 
 __all__ = [
     "MASK64",
@@ -85,7 +85,7 @@ def block_state(seed, stream, block):
     return state
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def next_u64(state):
     """Advance ``state`` (uint64[1], modified in place) and return the next uint64 draw."""
     s = state[0] + _GAMMA
@@ -93,7 +93,7 @@ def next_u64(state):
     return mix64(s)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def randint(state, n):
     """A uniform integer in ``[0, n)`` for ``1 <= n < 2**32``, as int64.
 
@@ -104,7 +104,7 @@ def randint(state, n):
     return np.int64((hi * np.uint64(n)) >> _S32)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def uniform(state):
     """A uniform float64 in ``[0, 1)`` with 53 random bits."""
     return np.float64(next_u64(state) >> _S11) * _TWO_M53
