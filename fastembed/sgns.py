@@ -13,12 +13,14 @@ Algorithm (per epoch, per cell of n tokens)
    cell, wrapping around at the end, with ``w`` uniform in ``1..window_size`` (word2vec's reduced window, so the
    same ``window_size + 1`` contexts per centre on average as a two-sided word2vec window).
 3. ``negative_samples`` negatives are drawn once per centre from the unigram^0.75 alias table and shared by all
-   its contexts (HogBatch, Ji et al. 2016; BlazingText, Gupta & Khare 2017). Each context's input row is trained
-   against the centre's output row (label 1) and the negatives' output rows (label 0), as in word2vec's
-   skip-gram, where the context word is the input and the centre word the target.
-4. The centre's and the negatives' output rows are copied into a small thread-local buffer, updated there in
-   word2vec's sequential order, and their *deltas* are added back once per centre; input rows are updated after
-   each context, as in word2vec. The rows the next centre will touch are prefetched one centre ahead.
+   its contexts. Each context's input row is trained against the centre's output row (label 1) and the
+   negatives' output rows (label 0), as in word2vec's skip-gram, where the context word is the input and the
+   centre word the target.
+4. All contexts of a centre are scored against its output rows at once, as a small dense product (HogBatch,
+   Ji et al. 2016; BlazingText, Gupta & Khare 2017): each input row then takes its gradient against those rows,
+   and each output row the sum of its gradients from all the contexts, added to the shared matrix once.
+   word2vec updates the output rows after every context instead. The rows the next centre will touch are
+   prefetched one centre ahead.
 5. The learning rate decays linearly from ``learning_rate`` to ``min_learning_rate`` with the number of tokens
    processed before the current cell over all epochs; that count follows from the block's position, so it does
    not depend on thread scheduling.
@@ -32,9 +34,12 @@ so results are statistically equivalent but not bit-reproducible.
 
 Decisions (the measurements behind each are in bench/RESULTS.md, "Trainer design measurements")
 ------------------------------------------------------------------------------------------------------
-* Negatives shared per centre, a thread-local buffer for the output rows, row indices read into scalars,
-  prefetching the next centre's rows, a sigmoid table, ``fastmath`` reassociation: each measured faster at the
-  same quality.
+* Negatives shared per centre, all contexts of a centre scored before any update (HogBatch), output rows in
+  a thread-local buffer padded to whole SIMD registers, row indices read into scalars, prefetching the next
+  centre's rows, a sigmoid table, ``fastmath`` reassociation: each measured faster at the same quality.
+* Helpers called from the training loop are inlined by numba (``inline="always"``) and read each array once:
+  a call that passes arrays counts references with atomic instructions, which cost time on one thread and
+  make threads contend for the same cache line.
 * A one-sided circular window: each pair of tokens shows up once per epoch instead of twice, so an epoch covers
   about twice as many distinct pairs at the same cost.
 * Scoring the centre once against all its contexts (3x fewer dot products) lost quality: rejected.
@@ -52,7 +57,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from fastembed._config import PARALLEL_FAST, SERIAL, SERIAL_FAST
+from fastembed._config import INLINE_FAST, PARALLEL_FAST, SERIAL, SERIAL_FAST
 from fastembed._prefetch import prefetch_row
 from fastembed._progress import progress_bar
 from fastembed._rng import block_state, new_seed, randint, uniform
@@ -122,7 +127,52 @@ class SGNSResult(NamedTuple):
     epochs_done: int
 
 
-@njit(**SERIAL_FAST)
+class _KernelParams(NamedTuple):
+    """Everything the block kernel needs besides the data, the matrices and the epoch, in one value.
+
+    Numba compiles a NamedTuple into a struct with typed, named fields, so a call site cannot swap two floats
+    (or two arrays) by position, as it could with a long positional argument list. Build it with
+    :func:`_kernel_params`, which fixes every field's type so that each run reuses one compiled kernel.
+    """
+
+    threshold: np.ndarray
+    """uint32[n_slots] alias-table thresholds (:class:`fastembed.alias.AliasTable`)."""
+    primary: np.ndarray
+    """int32[n_slots] alias-table primary tokens."""
+    alias: np.ndarray
+    """int32[n_slots] alias-table alias tokens."""
+    keep: np.ndarray
+    """float32[vocab_size] subsampling keep probabilities (:func:`keep_probabilities`)."""
+    seed: np.uint64
+    window: np.int64
+    negative: np.int64
+    batch_size: np.int64
+    lr0: np.float64
+    lr_min: np.float64
+    words_total: np.float64
+    """Tokens processed over the whole run, which the learning-rate decay spans."""
+    max_len: np.int64
+    """The longest cell (the per-block shuffle buffer's size)."""
+
+
+def _kernel_params(table, keep, *, seed, window, negative, batch_size, lr0, lr_min, words_total, max_len):
+    return _KernelParams(
+        threshold=table.threshold,
+        primary=table.primary,
+        alias=table.alias,
+        keep=keep,
+        seed=np.uint64(seed),
+        window=np.int64(window),
+        negative=np.int64(negative),
+        batch_size=np.int64(batch_size),
+        lr0=np.float64(lr0),
+        lr_min=np.float64(lr_min),
+        words_total=np.float64(words_total),
+        max_len=np.int64(max_len),
+    )
+
+
+@njit(**INLINE_FAST)
 def _sigmoid(f):
     """word2vec's table sigmoid, saturated outside +-MAX_EXP. Written with min/max and selects rather than
     early returns so it compiles without branches (measured a few % faster)."""
@@ -132,81 +182,120 @@ def _sigmoid(f):
     return _ZERO if f <= _LO else s
 
 
-@njit(**SERIAL_FAST)
-def _train_context(w_in, ctx, out, n_out, skip, lr, h, grad, gs):
-    """One context row ``w_in[ctx]`` against the window's output rows ``out[:n_out]`` (row 0 is the centre,
-    label 1; the rest are negatives, label 0; rows with ``skip`` set are ignored). Updates ``out`` in place
-    and ``w_in[ctx]`` at the end, as word2vec does per (context, centre) pair.
+PAD = 32
+"""The thread-local buffers' rows are padded to a multiple of this many floats (one AVX2 register)."""
+TILE = 3
+"""Output rows scored and updated together in one pass over the dimensions (see :func:`_train_centre`)."""
 
-    ``h`` and ``grad`` are float32[dim] and ``gs`` float32[n_out] scratch buffers owned by the calling block.
+
+@njit(**INLINE_FAST)
+def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, dout):
+    """All ``m`` contexts of one centre against its output rows, as small dense products (HogBatch).
+
+    ``ctxs[:m]`` are the context tokens (their input rows are trained), ``ids[:n_out]`` the output rows: the
+    centre (row 0, label 1) and the negatives (label 0). ``live`` is 1 for rows that train and 0 for the rest
+    (a negative that hits the centre, and the zero rows padding ``out`` to a multiple of ``TILE``).
+
+    Every context is scored against the output rows as they were when the centre started; then each input row
+    takes its gradient (against those rows) and each output row the sum of its gradients from all contexts.
+    word2vec instead updates the output rows after every context; scoring all contexts at once makes the
+    ``m x n_out`` dot products independent, so the CPU overlaps them instead of waiting for each
+    score -> sigmoid -> update chain in turn (that latency, not arithmetic, bounded the per-context kernel).
+
+    Scratch buffers owned by the calling block: ``out`` float32[>= n_out rounded up to TILE, dim] (padding rows
+    zero), ``hs`` float32[>= m, dim], ``gs`` float32[>= m, len(out)], ``dout`` like ``out``.
     """
-    dim = h.size
-    # A local copy of the input row lets LLVM vectorise without checking whether it overlaps ``out``.
-    for d in range(dim):
-        h[d] = w_in[ctx, d]
-        grad[d] = 0.0
-    # All scores first: each depends only on h and its own output row, so the dot products are independent
-    # and the CPU overlaps them; the results are the same as scoring and updating one row at a time.
+    dim = w_in.shape[1]
+    n_rows = out.shape[0]
+    # The products run over the buffers' padded width (zeros past ``dim`` that stay zero), so the
+    # vectorised loops have no scalar remainder; only the gathers and scatters use ``dim``.
+    width = out.shape[1]
     for k in range(n_out):
-        f = np.float32(0.0)
+        r = ids[k]
         for d in range(dim):
-            f += h[d] * out[k, d]
-        gs[k] = _ZERO if skip[k] else ((_ONE if k == 0 else _ZERO) - _sigmoid(f)) * lr
+            out[k, d] = w_out[r, d]
+    for j in range(m):
+        c = ctxs[j]
+        for d in range(dim):
+            hs[j, d] = w_in[c, d]
+    # Scores, TILE rows per pass over the input row: three independent accumulators per loop.
+    for j in range(m):
+        for k in range(0, n_rows, TILE):
+            f0 = np.float32(0.0)
+            f1 = np.float32(0.0)
+            f2 = np.float32(0.0)
+            for d in range(width):
+                x = hs[j, d]
+                f0 += x * out[k, d]
+                f1 += x * out[k + 1, d]
+                f2 += x * out[k + 2, d]
+            gs[j, k] = live[k] * ((_ONE if k == 0 else _ZERO) - _sigmoid(f0)) * lr
+            gs[j, k + 1] = live[k + 1] * (_ZERO - _sigmoid(f1)) * lr
+            gs[j, k + 2] = live[k + 2] * (_ZERO - _sigmoid(f2)) * lr
+    # Output-row gradients: the sum over contexts, built in a local buffer and added to w_out once.
+    for j in range(m):
+        first = j == 0
+        for k in range(0, n_rows, TILE):
+            g0 = gs[j, k]
+            g1 = gs[j, k + 1]
+            g2 = gs[j, k + 2]
+            for d in range(width):
+                x = hs[j, d]
+                dout[k, d] = g0 * x if first else dout[k, d] + g0 * x
+                dout[k + 1, d] = g1 * x if first else dout[k + 1, d] + g1 * x
+                dout[k + 2, d] = g2 * x if first else dout[k + 2, d] + g2 * x
+    # Input rows: each context's gradient against the output rows as scored.
+    for j in range(m):
+        c = ctxs[j]
+        for k in range(0, n_rows, TILE):
+            g0 = gs[j, k]
+            g1 = gs[j, k + 1]
+            g2 = gs[j, k + 2]
+            for d in range(width):
+                hs[j, d] += g0 * out[k, d] + g1 * out[k + 1, d] + g2 * out[k + 2, d]
+        for d in range(dim):
+            w_in[c, d] = hs[j, d]
+    # Add rather than copy back, so that updates other threads made to these rows meanwhile are kept.
     for k in range(n_out):
-        g = gs[k]
-        if skip[k]:
-            continue
-        for d in range(dim):
-            o = out[k, d]
-            grad[d] += g * o
-            out[k, d] = o + g * h[d]
-    for d in range(dim):
-        w_in[ctx, d] = h[d] + grad[d]
+        if live[k] != _ZERO:
+            r = ids[k]
+            for d in range(dim):
+                w_out[r, d] += dout[k, d]
 
 
 @njit(**SERIAL_FAST)
-def _train_block(
-    block,
-    indptr,
-    indices,
-    w_in,
-    w_out,
-    threshold,
-    primary,
-    alias,
-    keep,
-    seed,
-    epoch,
-    batch_size,
-    window,
-    negative,
-    lr0,
-    lr_min,
-    words_done,
-    words_total,
-    max_len,
-):
+def _train_block(block, indptr, indices, w_in, w_out, params, epoch, words_done):
     """Train on cells ``[block * batch_size, (block + 1) * batch_size)`` for one epoch.
 
-    ``words_done`` is the number of tokens processed, over all epochs, before this block (it drives the learning
-    rate); ``words_total`` the number over the whole run; ``max_len`` the longest cell. Draws from the RNG stream
-    of ``(seed, epoch, block)``, in this order per cell: the subsampling draws (only for tokens that may be
-    dropped), the shuffle, the negatives of centre 0, then for each centre ``i`` the negatives of centre
-    ``i + 1`` (if any) and the window of ``i``.
+    ``params`` is a :class:`_KernelParams`; ``words_done`` is the number of tokens processed, over all epochs,
+    before this block (it drives the learning rate). Draws from the RNG stream of ``(seed, epoch, block)``, in
+    this order per cell: the subsampling draws (only for tokens that may be dropped), the shuffle, the
+    negatives of centre 0, then for each centre ``i`` the negatives of centre ``i + 1`` (if any) and the
+    window of ``i``.
     """
+    # Fields are read into locals once: reading an array out of the struct inside the loops would count
+    # references on every access.
+    threshold, primary, alias, keep = params.threshold, params.primary, params.alias, params.keep
+    window, negative, batch_size = params.window, params.negative, params.batch_size
+    lr0, lr_min, words_total = params.lr0, params.lr_min, params.words_total
+    max_len = params.max_len
+    state = block_state(params.seed, epoch, block)
     n_cells = indptr.size - 1
     dim = w_in.shape[1]
     n_out = negative + 1
-    state = block_state(seed, epoch, block)
     cell = np.empty(max_len, dtype=np.int32)
     ids = np.empty(n_out, dtype=np.int64)
     upcoming = np.empty(n_out, dtype=np.int64)
-    skip = np.zeros(n_out, dtype=np.bool_)
-    out = np.empty((n_out, dim), dtype=np.float32)
-    out0 = np.empty((n_out, dim), dtype=np.float32)
-    h = np.empty(dim, dtype=np.float32)
-    grad = np.empty(dim, dtype=np.float32)
-    gs = np.empty(n_out, dtype=np.float32)
+    n_rows = -(-n_out // TILE) * TILE
+    # Padding rows stay zero with live = 0, so they never change and are never written back.
+    live = np.zeros(n_rows, dtype=np.float32)
+    live[:n_out] = _ONE
+    width = -(-dim // PAD) * PAD
+    out = np.zeros((n_rows, width), dtype=np.float32)
+    dout = np.zeros((n_rows, width), dtype=np.float32)
+    ctxs = np.empty(2 * window, dtype=np.int64)
+    hs = np.zeros((2 * window, width), dtype=np.float32)
+    gs = np.empty((2 * window, n_rows), dtype=np.float32)
     lr_span = lr0 - lr_min
     done = words_done
     for c in range(block * batch_size, min((block + 1) * batch_size, n_cells)):
@@ -243,7 +332,7 @@ def _train_block(
                 t = upcoming[k]
                 ids[k] = t
                 # word2vec skips a negative that hits the target itself.
-                skip[k] = t == centre
+                live[k] = _ZERO if t == centre else _ONE
             if i + 1 < n:
                 for k in range(1, n_out):
                     t = alias_draw(threshold, primary, alias, state)
@@ -253,26 +342,14 @@ def _train_block(
                 # The farthest context the next centre can reach is the only input row it may need afresh.
                 prefetch_row(w_in, cell[(i + 2 * window + 1) % n])
             m = min(2 * (window - randint(state, window)), n - 1)
-            # Row indices go through a scalar first: numba re-reads ``ids[k]`` on every element otherwise
-            # (it cannot rule out that the float stores change it), which costs a third of the run time.
-            for k in range(n_out):
-                r = ids[k]
-                for d in range(dim):
-                    v = w_out[r, d]
-                    out[k, d] = v
-                    out0[k, d] = v
             # The contexts are the next m tokens of the shuffled cell, wrapping around at its end.
             j = i
-            for _ in range(m):
+            for q in range(m):
                 j += 1
                 if j == n:
                     j = 0
-                _train_context(w_in, np.int64(cell[j]), out, n_out, skip, lr, h, grad, gs)
-            # Add deltas rather than copy back, so updates other threads made meanwhile are kept.
-            for k in range(n_out):
-                r = ids[k]
-                for d in range(dim):
-                    w_out[r, d] += out[k, d] - out0[k, d]
+                ctxs[q] = cell[j]
+            _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, dout)
     return done - words_done
 
 
@@ -281,97 +358,21 @@ def _train_block(
 # cache keys entries by bytecode and signature, not by compile flags: with cache=True one variant could load the
 # other's machine code.
 @njit(**SERIAL_FAST)
-def _blocks_serial(
-    b0,
-    b1,
-    indptr,
-    indices,
-    w_in,
-    w_out,
-    threshold,
-    primary,
-    alias,
-    keep,
-    seed,
-    epoch,
-    batch_size,
-    window,
-    negative,
-    lr0,
-    lr_min,
-    words_total,
-    max_len,
-):
+def _blocks_serial(b0, b1, indptr, indices, w_in, w_out, params, epoch):
+    """Blocks ``[b0, b1)`` of one epoch, in order (deterministic)."""
     epoch_words = indptr[indptr.size - 1]
     for b in range(b0, b1):
-        _train_block(
-            b,
-            indptr,
-            indices,
-            w_in,
-            w_out,
-            threshold,
-            primary,
-            alias,
-            keep,
-            seed,
-            epoch,
-            batch_size,
-            window,
-            negative,
-            lr0,
-            lr_min,
-            epoch * epoch_words + indptr[b * batch_size],
-            words_total,
-            max_len,
-        )
+        done = epoch * epoch_words + indptr[b * params.batch_size]
+        _train_block(b, indptr, indices, w_in, w_out, params, epoch, done)
 
 
 @njit(**PARALLEL_FAST)
-def _blocks_parallel(
-    b0,
-    b1,
-    indptr,
-    indices,
-    w_in,
-    w_out,
-    threshold,
-    primary,
-    alias,
-    keep,
-    seed,
-    epoch,
-    batch_size,
-    window,
-    negative,
-    lr0,
-    lr_min,
-    words_total,
-    max_len,
-):
+def _blocks_parallel(b0, b1, indptr, indices, w_in, w_out, params, epoch):
+    """Blocks ``[b0, b1)`` of one epoch, concurrently (hogwild)."""
     epoch_words = indptr[indptr.size - 1]
     for b in prange(b0, b1):
-        _train_block(
-            b,
-            indptr,
-            indices,
-            w_in,
-            w_out,
-            threshold,
-            primary,
-            alias,
-            keep,
-            seed,
-            epoch,
-            batch_size,
-            window,
-            negative,
-            lr0,
-            lr_min,
-            epoch * epoch_words + indptr[b * batch_size],
-            words_total,
-            max_len,
-        )
+        done = epoch * epoch_words + indptr[b * params.batch_size]
+        _train_block(b, indptr, indices, w_in, w_out, params, epoch, done)
 
 
 @njit(**SERIAL)
@@ -660,26 +661,21 @@ def train_sgns(
     step = max(n_blocks if threads == 1 else 64 * threads, 1)
     run_blocks = _blocks_serial if threads == 1 else _blocks_parallel
     keep = keep_probabilities(counts, trained, sample)
-    args = (table.threshold, table.primary, table.alias, keep, np.uint64(seed))
+    params = _kernel_params(
+        table,
+        keep,
+        seed=seed,
+        window=window_size,
+        negative=negative_samples,
+        batch_size=batch_size,
+        lr0=learning_rate,
+        lr_min=min_learning_rate,
+        words_total=words_total,
+        max_len=max_len,
+    )
 
     def run(epoch: int, b0: int, b1: int) -> None:
-        run_blocks(
-            b0,
-            b1,
-            indptr,
-            indices,
-            w_in,
-            w_out,
-            *args,
-            epoch,
-            batch_size,
-            window_size,
-            negative_samples,
-            learning_rate,
-            min_learning_rate,
-            words_total,
-            max_len,
-        )
+        run_blocks(b0, b1, indptr, indices, w_in, w_out, params, epoch)
 
     bar = _progress_bar(epochs, progress)
     seconds = init_seconds

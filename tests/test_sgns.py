@@ -59,8 +59,9 @@ def ref_sigmoid(f):
 
 def ref_sgns(cells, vocab_size, *, dim, window, negative, epochs, batch_size, lr0, lr_min, min_count, seed):
     """Skip-gram over cells: each epoch a cell is shuffled, and each token is a centre whose contexts are the next
-    2*w tokens (w uniform in 1..window, at most n - 1, wrapping around), with negatives shared per centre, the
-    output rows of a centre buffered and their deltas added back; blocks run in order. Plain Python and numpy."""
+    2*w tokens (w uniform in 1..window, at most n - 1, wrapping around), with negatives shared per centre; all
+    contexts of a centre are scored against its output rows before any update (HogBatch); blocks run in order.
+    Plain Python and numpy."""
     counts = np.zeros(vocab_size, dtype=np.int64)
     for cell in cells:
         for t in cell:
@@ -95,21 +96,21 @@ def ref_sgns(cells, vocab_size, *, dim, window, negative, epochs, batch_size, lr
                     m = min(2 * (window - rng.randint(window)), n - 1)
                     contexts = [cell[(i + d) % n] for d in range(1, m + 1)]  # the next m tokens, circularly
                     ids = [centre] + negatives
+                    live = [k == 0 or target != centre for k, target in enumerate(ids)]
                     out = w_out[ids].copy()
-                    out0 = out.copy()
-                    for ctx in contexts:
-                        h = w_in[ctx].copy()
-                        grad = np.zeros(dim, dtype=np.float32)
-                        for k, target in enumerate(ids):
-                            if k > 0 and target == centre:
-                                continue
-                            f = np.float32(np.dot(h, out[k]))
-                            g = np.float32((np.float32(k == 0) - ref_sigmoid(f)) * lr)
-                            grad += g * out[k]
-                            out[k] += g * h
-                        w_in[ctx] = h + grad
+                    hs = w_in[contexts].copy()
+                    # Every context is scored against the output rows as they were when the centre started.
+                    gs = np.zeros((m, len(ids)), dtype=np.float32)
+                    for j in range(m):
+                        for k in range(len(ids)):
+                            if live[k]:
+                                f = np.float32(np.dot(hs[j], out[k]))
+                                gs[j, k] = np.float32((np.float32(k == 0) - ref_sigmoid(f)) * lr)
+                    for j, ctx in enumerate(contexts):
+                        w_in[ctx] = hs[j] + gs[j] @ out
                     for k, target in enumerate(ids):
-                        w_out[target] += out[k] - out0[k]
+                        if live[k]:
+                            w_out[target] += gs[:, k] @ hs
     return w_in, w_out, counts, trained
 
 
@@ -403,3 +404,32 @@ def test_subsampling_is_reproducible_and_changes_training():
     assert not np.array_equal(a.w_in, plain.w_in)
     with pytest.raises(ValueError, match="sample"):
         train_sgns(indptr, indices, 30, sample=1.5, **kw)
+
+
+def test_kernel_params_are_one_typed_struct():
+    """The kernel takes its hyperparameters as one named struct whose field types do not depend on how the
+    caller spelled the numbers (Python int vs numpy), so every run reuses one compiled kernel."""
+    import numba
+
+    import fastembed.sgns as sg
+
+    table = build_alias_table(np.array([3, 1, 2], np.int64), 0.75)
+    keep = np.ones(3, np.float32)
+    plain = dict(
+        seed=1, window=5, negative=5, batch_size=256, lr0=0.025, lr_min=1e-4, words_total=10, max_len=3
+    )
+    typed = dict(
+        seed=np.uint64(1),
+        window=np.int32(5),
+        negative=np.int16(5),
+        batch_size=np.int64(256),
+        lr0=np.float32(0.025),
+        lr_min=np.float64(1e-4),
+        words_total=np.int64(10),
+        max_len=np.uint8(3),
+    )
+    a = sg._kernel_params(table, keep, **plain)
+    b = sg._kernel_params(table, keep, **typed)
+    assert numba.typeof(a) == numba.typeof(b)
+    assert isinstance(a.lr0, np.float64) and isinstance(a.window, np.int64) and isinstance(a.seed, np.uint64)
+    assert a.lr0 == pytest.approx(0.025) and a.lr_min == pytest.approx(1e-4) and a.window == 5
