@@ -6,6 +6,9 @@ fails if a kernel hard-codes ``fastmath`` or omits ``cache``.
 
 * ``SERIAL``: deterministic single-threaded kernels.
 * ``PARALLEL``: kernels with ``prange`` loops.
+* ``INLINE``/``INLINE_FAST``: small helpers called from hot loops (RNG draws, alias draws, the sigmoid, the
+  SGNS centre update). Numba inlines them at its own IR level, so the arrays they take are not reference-counted
+  per call (an atomic increment and decrement each, shared by every thread).
 * ``FASTMATH``: the fast-math flags allowed in float kernels. We allow reassociation and contraction
   (vectorised dot products and FMAs) but not ``nnan``/``ninf``, so NaN inputs stay detectable.
 """
