@@ -14,15 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
+from . import settings
 from ._atomic import atomic_dir, check_output_path
 from ._progress import progress_bar
 from ._threads import check_threads, numba_threads
 from ._version import __version__
 from .annotate import annotate_celltypes
-from .io import PeakMapper, TokenizedCells, as_adata, cell_matrix, read_tokens_parquet
 from .pooling import weighted_mean_pool
 from .projection import apply_projection, fit_projection
+from .readers import _as_adata, cell_matrix
 from .region2vec import Region2VecDataset
+from .tokenize import _PeakMapper
+from .tokens import TokenizedCells, read_tokens_parquet
 from .universe import Universe
 
 __all__ = ["ScEmbed", "annotate_celltypes"]
@@ -72,7 +75,7 @@ def _is_parts_folder(path) -> bool:
 
 def _is_peak_matrix(data) -> bool:
     """False for token inputs (parquet path or folder, TokenizedCells, Region2VecDataset), True for AnnData."""
-    if isinstance(data, Region2VecDataset | TokenizedCells):
+    if isinstance(data, TokenizedCells):
         return False
     return not (
         isinstance(data, str | os.PathLike) and (str(data).endswith(".parquet") or _is_parts_folder(data))
@@ -333,7 +336,7 @@ class ScEmbed:
 
     # -- encoding -------------------------------------------------------------------------------------
     def _encode_inputs(self, data, batch_cells: int):
-        """For Dask tasks: (n_cells, barcodes, PeakMapper or None, iterator of one payload per block)."""
+        """For Dask tasks: (n_cells, barcodes, _PeakMapper or None, iterator of one payload per block)."""
         from .distributed import _source_path, _x_payload, blocks
 
         if not _is_peak_matrix(data):
@@ -345,9 +348,9 @@ class ScEmbed:
         return adata.n_obs, _cell_names(adata), mapper, payloads
 
     def _mapper(self, data, chrom_style: str = "asis"):
-        """(AnnData, PeakMapper to the model's universe, name for messages) of a peak-matrix input."""
-        adata, name = as_adata(data)
-        mapper = PeakMapper(adata, self.universe, name=name, chrom_style=chrom_style)
+        """(AnnData, _PeakMapper to the model's universe, name for messages) of a peak-matrix input."""
+        adata, name = _as_adata(data)
+        mapper = _PeakMapper(adata, self.universe, name=name, chrom_style=chrom_style)
         if mapper.n_peaks_unmapped:
             warnings.warn(
                 f"{mapper.n_peaks_unmapped} of {mapper.n_peaks} peaks of {name} overlap no region of the "
@@ -364,7 +367,6 @@ class ScEmbed:
             data = read_tokens_parquet(data)
         if isinstance(data, Region2VecDataset):
             name = f"dataset {data.source}"
-            data = data.tokenized
         if isinstance(data, TokenizedCells):
             if layer is not None:
                 raise ValueError(f"layer={layer!r} applies to an AnnData; {name} are already tokenized")
@@ -472,7 +474,7 @@ class ScEmbed:
         *,
         pooling: str | None = None,
         out: str | os.PathLike | None = None,
-        batch_cells: int = 65_536,
+        batch_cells: int = settings.ENCODE_BATCH_CELLS,
         overwrite: bool = False,
         layer: str | None = None,
         client=None,

@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 import fastembed as fe
 from fastembed import fragments as fr
+from fastembed import settings as tunables
 from fastembed.cli import main
 from fastembed.datasets import demo_peaks_path, load_demo
-from fastembed.io import read_tokens_parquet
+from fastembed.tokens import read_tokens_parquet
 
 # ------------------------------------------------------------------------------------------------
 # The naive reference
@@ -243,7 +244,7 @@ def test_demo_fragments_match_tokenize_cells(demo_fragments):
 def test_small_blocks_and_folds_give_identical_results(demo_fragments, monkeypatch):
     _, path = demo_fragments
     ref = run(path, demo_peaks_path())
-    monkeypatch.setattr(fr, "FOLD_PAIRS", 500)  # fold pending pairs many times on the way
+    monkeypatch.setattr(tunables, "FOLD_PAIRS", 500)  # fold pending pairs many times on the way
     small = run(path, demo_peaks_path(), block_size=4096)
     assert list(small.barcodes) == list(ref.barcodes)
     np.testing.assert_array_equal(small.indptr, ref.indptr)

@@ -16,7 +16,8 @@ import scipy.io
 import scipy.sparse as sp
 
 import fastembed as fe
-from fastembed.io import peak_coordinates, read_tokens_parquet
+from fastembed.readers import peak_coordinates
+from fastembed.tokens import read_tokens_parquet
 from fastembed.universe import Universe, read_bed
 
 
@@ -325,9 +326,9 @@ def test_parquet_round_trip(small, buenrostro_universe, tmp_path):
 
 
 def test_parquet_many_row_groups(small, tmp_path, monkeypatch):
-    import fastembed.io as fio
+    import fastembed.settings as tunables
 
-    monkeypatch.setattr(fio, "ROW_GROUP_CELLS", 7)
+    monkeypatch.setattr(tunables, "ROW_GROUP_CELLS", 7)
     uni = Universe.from_arrays(small.var["chr"], small.var["start"], small.var["end"])
     tok = fe.tokenize_cells(small, uni)
     ds = fe.Region2VecDataset(tok.to_parquet(tmp_path / "t.parquet"))
