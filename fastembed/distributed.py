@@ -264,7 +264,7 @@ def encode_blocks(
         Cells without a trained token.
     """
     light = copy.copy(model)
-    light._w_out = None  # not needed to encode; halves what each worker receives
+    light._output_vectors = None  # not needed to encode; halves what each worker receives
     shared_model = client.scatter(light, broadcast=True)
     shared_mapper = client.scatter(mapper, broadcast=True) if mapper is not None else None
     store_arg = None if store is None else str(store)
