@@ -286,7 +286,8 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
     ValueError
         A file is damaged or disagrees with the others; the message names the file (both files for a
         disagreement) and what was expected. Checked: config.yaml is a YAML mapping (read with
-        ``yaml.safe_load``) whose known keys have the right type and range; ``.npy`` files are plain float32
+        ``yaml.safe_load``) whose known keys have the right type and range, and whose ``format``, if any,
+        names the layout of the files present; ``.npy`` files are plain float32
         (vectors) or int64 (counts) arrays whose header matches the file size (never unpickled); the
         checkpoint is read by :func:`fastembed.checkpoint.read_torch_state_dict`; weight rows agree with
         ``vocab_size`` and with the regions of universe.bed, vector length with ``embedding_dim``; no vector
@@ -325,6 +326,14 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
         weight_file = CHECKPOINT
     else:
         raise FileNotFoundError(f"model folder '{directory}' has neither {REGION_VECTORS} nor {CHECKPOINT}")
+    declared = config.get("format")
+    if declared is not None and declared != fmt:
+        # Written by write_model_folder beside the files it describes; a mismatch means a mixed-up folder.
+        raise ValueError(
+            f"model config '{directory / CONFIG}': format is {_short(declared)} but the folder holds "
+            f"{weight_file}, the {fmt} layout; expected format: {fmt}"
+        )
+
     if region_vectors.ndim != 2 or region_vectors.dtype.kind != "f":
         raise ValueError(
             f"'{directory / weight_file}': expected a 2-d float matrix (vocab_size x embedding_dim), "

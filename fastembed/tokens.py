@@ -38,6 +38,7 @@ META_CHECKSUM = b"fastembed.universe.sha256"
 META_N_REGIONS = b"fastembed.universe.n_regions"
 META_STATS = b"fastembed.tokenize.stats"
 FORMAT_VERSION = b"fastembed-tokens/1"
+"""The value of ``fastembed.format`` this version writes and reads; a file with another value is refused."""
 
 
 # eq=False: equality of two CSR array sets is not a yes/no question numpy can answer; identity is.
@@ -331,7 +332,9 @@ def open_tokens_parquet(path: str | os.PathLike, *, universe=None):
         btype = schema.field("barcode").type
         if not (pa.types.is_string(btype) or pa.types.is_large_string(btype)):
             raise ValueError(f"token file '{path}': column 'barcode' must be string, got {str(btype)[:100]}")
-    return pfile, _file_universe(schema.metadata or {}, path, given)
+    meta = schema.metadata or {}
+    _check_format(meta, path)
+    return pfile, _file_universe(meta, path, given)
 
 
 def read_tokens_table(pfile, path: Path, row_group: int | None = None):
@@ -400,6 +403,17 @@ def _tokens_csr(col, path, uni: Universe) -> tuple[np.ndarray, np.ndarray]:
     return indptr, np.ascontiguousarray(values, dtype=np.int32)
 
 
+def _check_format(meta: dict[bytes, bytes], path: Path) -> None:
+    """Refuse a file whose ``fastembed.format`` names another layout; files without the key (gtars's) pass."""
+    found = meta.get(META_FORMAT)
+    if found is not None and found != FORMAT_VERSION:
+        raise ValueError(
+            f"token file '{path}': metadata field '{META_FORMAT.decode()}' is "
+            f"{found[:60].decode('utf-8', errors='replace')!r}, expected '{FORMAT_VERSION.decode()}' (written by "
+            "another version of fastembed, or not a fastembed token file); tokenize the cells again with this one"
+        )
+
+
 def _file_universe(meta: dict[bytes, bytes], path: Path, given: Universe | None) -> Universe:
     """The universe of a token file: the one it carries, checked against ``given`` if both exist."""
     stored = _universe_from_metadata(meta, path)
@@ -441,5 +455,11 @@ def _universe_from_metadata(meta: dict[bytes, bytes], path: Path) -> Universe | 
         raise ValueError(
             f"token file '{path}': the embedded universe does not match its checksum "
             f"({uni.checksum[:12]} != {expected[:12]}); the file is corrupt"
+        )
+    n_regions = meta.get(META_N_REGIONS, b"").decode("ascii", errors="replace")
+    if n_regions and n_regions != str(len(uni)):
+        raise ValueError(
+            f"token file '{path}': metadata field '{META_N_REGIONS.decode()}' is {n_regions[:30]!r} but the "
+            f"embedded universe holds {len(uni)} regions; the file is corrupt"
         )
     return uni

@@ -126,6 +126,21 @@ def test_fastembed_folder_errors(tmp_path):
         read_model_folder(tmp_path / "m")
 
 
+def test_config_format_must_name_the_layout_present(tmp_path):
+    write_model_folder(tmp_path / "m", _folder(), format="geniml")
+    config = yaml.safe_load((tmp_path / "m" / "config.yaml").read_text())
+    assert "format" not in config  # geniml's layout: geniml reads no such key
+    config["format"] = "fastembed"
+    (tmp_path / "m" / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(
+        ValueError,
+        match=r"config.yaml': format is 'fastembed' but the folder holds checkpoint.pt.*expected format: geniml",
+    ):
+        read_model_folder(tmp_path / "m")
+    write_model_folder(tmp_path / "f", _folder())
+    assert read_model_folder(tmp_path / "f").config["format"] == "fastembed"
+
+
 def test_universe_checksum_mismatch(tmp_path):
     write_model_folder(tmp_path / "m", _folder())
     text = (tmp_path / "m" / "universe.bed").read_text().replace("chr2\t0\t500", "chr2\t0\t501")
