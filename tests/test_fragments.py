@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from naive import overlapping
 
 import fastembed as fe
 from fastembed import fragments as fr
@@ -35,8 +36,7 @@ def oracle(frags, universe, *, mode="fragment", min_overlap=1, whitelist=None, m
     u_e = np.array([u[2] for u in universe], dtype=np.int64)
 
     def hits(c, s, e):
-        ov = np.minimum(e, u_e) - np.maximum(s, u_s)
-        return set(np.flatnonzero((u_chr == c) & (ov >= min_overlap)).tolist())
+        return set(overlapping(c, s, e, u_chr, u_s, u_e, min_overlap).tolist())
 
     order, tokens, n_frag, n_in = [], {}, {}, {}
     for c, s, e, b in frags:

@@ -11,36 +11,11 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from naive import cell_tokens_bruteforce, overlaps_bruteforce
 
 import fastembed as fe
 from fastembed import tokenize as tk
 from fastembed.universe import Universe, read_bed
-
-# ------------------------------------------------------------------------------------------------
-# The naive reference: brute-force interval overlap in numpy
-# ------------------------------------------------------------------------------------------------
-
-
-def overlaps_bruteforce(q_chroms, q_starts, q_ends, u_chroms, u_starts, u_ends, min_overlap=1):
-    """For each query, the sorted universe indices it overlaps by >= min_overlap bp (half-open)."""
-    u_chroms = np.asarray(u_chroms, dtype=object)
-    out = []
-    for c, s, e in zip(q_chroms, q_starts, q_ends, strict=True):
-        ov = np.minimum(e, u_ends) - np.maximum(s, u_starts)
-        hit = (u_chroms == c) & (ov >= min_overlap)
-        out.append(np.flatnonzero(hit).astype(np.int64))
-    return out
-
-
-def cell_tokens_bruteforce(X, peak_hits):
-    """For each row of a CSR matrix, the sorted unique union of the hits of its nonzero columns."""
-    cells = []
-    for i in range(X.shape[0]):
-        row = X.getrow(i)
-        cols = row.indices[row.data != 0]
-        parts = [peak_hits[j] for j in cols]
-        cells.append(np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64))
-    return cells
 
 
 def _assert_cells_equal(tok, expected):
