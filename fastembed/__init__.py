@@ -2,9 +2,11 @@
 
 from ._version import __version__
 from .fragments import tokenize_fragments
-from .io import TokenizedCells, read_10x, read_mtx, tokenize_cells
+from .readers import read_10x, read_mtx
 from .region2vec import Region2VecDataset
 from .scembed import ScEmbed, annotate_celltypes
+from .tokenize import tokenize_cells
+from .tokens import TokenizedCells
 from .universe import Universe
 
 __all__ = [

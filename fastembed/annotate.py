@@ -17,6 +17,7 @@ import numba
 import numpy as np
 import pandas as pd
 
+from . import settings
 from ._config import PARALLEL_FAST
 
 __all__ = [
@@ -64,16 +65,6 @@ def annotation_table(predicted: pd.Series, confidence, label_key: str = "cell_ty
         index=pd.Index(predicted.index, name="barcode"),
     )
     return table
-
-
-# Below this many query x reference pairs an exact search (one BLAS product per block) is faster than
-# building an NN-descent index, and exact.
-EXACT_SEARCH_PAIRS = 200_000_000
-
-QUERY_BATCH = 1024
-"""Query rows per search call. Blocks of query cells are cut into pieces at multiples of this absolute row
-number; pynndescent's search restarts its random stream at every call, so each piece, and hence each label,
-is the same whatever block size (a multiple of this) splits the query."""
 
 
 def _embedding(adata, key: str, which: str) -> np.ndarray:
@@ -130,10 +121,10 @@ def _exact_knn(reference: np.ndarray, query: np.ndarray, k: int) -> tuple[np.nda
     n_ref, n_query = reference.shape[0], query.shape[0]
     idx = np.empty((n_query, k), dtype=np.int64)
     sim = np.empty((n_query, k), dtype=np.float32)
-    block = max(1, 50_000_000 // max(n_ref, 1))
+    batch = max(1, settings.EXACT_SEARCH_BLOCK_PAIRS // max(n_ref, 1))
     reference = np.ascontiguousarray(reference, dtype=np.float32)
-    for lo in range(0, n_query, block):
-        piece = np.ascontiguousarray(query[lo : lo + block], dtype=np.float32)
+    for lo in range(0, n_query, batch):
+        piece = np.ascontiguousarray(query[lo : lo + batch], dtype=np.float32)
         s = np.empty((piece.shape[0], n_ref), dtype=np.float32)
         _similarities(piece, reference, s)
         part = (
@@ -141,8 +132,8 @@ def _exact_knn(reference: np.ndarray, query: np.ndarray, k: int) -> tuple[np.nda
         )
         ps = np.take_along_axis(s, part, axis=1)
         order = np.argsort(-ps, axis=1, kind="stable")
-        idx[lo : lo + block] = np.take_along_axis(part, order, axis=1)
-        sim[lo : lo + block] = np.take_along_axis(ps, order, axis=1)
+        idx[lo : lo + batch] = np.take_along_axis(part, order, axis=1)
+        sim[lo : lo + batch] = np.take_along_axis(ps, order, axis=1)
     return idx, sim
 
 
@@ -150,11 +141,11 @@ def _build_index(reference: np.ndarray, k: int, random_state: int | None, n_jobs
     from pynndescent import NNDescent
 
     # A denser graph and a wider search than pynndescent's defaults (15, 0.1): on scATAC embeddings the
-    # defaults find only ~85% of the true 10 neighbours; these settings find ~98% for little extra time.
+    # defaults find only ~85% of the true 10 neighbours; the settings' values find ~98% for little extra time.
     index = NNDescent(
         reference,
         metric="cosine",
-        n_neighbors=max(40, 3 * k),
+        n_neighbors=max(settings.NNDESCENT_MIN_NEIGHBORS, settings.NNDESCENT_NEIGHBORS_PER_K * k),
         random_state=random_state,
         n_jobs=n_jobs if n_jobs is not None else -1,
     )
@@ -169,7 +160,7 @@ def _index_query(index, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
     # pynndescent's query marks visited nodes in one buffer of the index: two threads sharing an index (Dask
     # tasks on a worker with several threads get the same scattered object) must not search at once.
     with _INDEX_LOCK:
-        idx, dist = index.query(query, k=k, epsilon=0.3)
+        idx, dist = index.query(query, k=k, epsilon=settings.NNDESCENT_EPSILON)
     return idx.astype(np.int64), (1.0 - dist).astype(np.float32)
 
 
@@ -203,10 +194,11 @@ def knn_cosine(
 
     Notes
     -----
-    Small problems (fewer than ``EXACT_SEARCH_PAIRS`` pairs) use an exact blocked search; larger ones use
-    a pynndescent index with the cosine metric (approximate; ~98% recall of the exact neighbours in our tests).
+    Small problems (fewer than ``settings.EXACT_SEARCH_PAIRS`` pairs) use an exact blocked search; larger
+    ones use a pynndescent index with the cosine metric (approximate; ~98% recall of the exact neighbours in
+    our tests).
     """
-    if reference.shape[0] * query.shape[0] <= EXACT_SEARCH_PAIRS:
+    if reference.shape[0] * query.shape[0] <= settings.EXACT_SEARCH_PAIRS:
         return _exact_knn(reference, query, k)
     return _index_query(_build_index(reference, k, random_state, n_jobs), query, k)
 
@@ -261,7 +253,8 @@ def fit_reference(
         all-zero embedding are left out (warning).
     n_query : int
         Number of query cells of the whole job: it alone decides exact (``n_query * n_ref <=
-        EXACT_SEARCH_PAIRS``) or approximate search, so every block of the query is searched the same way.
+        settings.EXACT_SEARCH_PAIRS``) or approximate search, so every block of the query is searched the
+        same way.
     embedding_key, k, label_key, center, random_state, n_jobs
         As :func:`annotate_celltypes`.
 
@@ -298,7 +291,7 @@ def fit_reference(
     if k > r.shape[0]:
         raise ValueError(f"k={k} is larger than the {r.shape[0]} usable reference cells")
     index = None
-    if int(n_query) * r.shape[0] > EXACT_SEARCH_PAIRS:
+    if int(n_query) * r.shape[0] > settings.EXACT_SEARCH_PAIRS:
         index = _build_index(r, int(k), random_state, n_jobs)
     return FittedReference(
         unit=r, mean=mean, codes=np.asarray(codes), categories=categories, k=int(k), index=index
@@ -337,7 +330,7 @@ def predict(
         Raw (uncentred) finite embeddings of query rows ``start .. start + n - 1``.
     start : int
         Absolute row of the block's first cell; the block is searched in pieces cut at multiples of
-        ``QUERY_BATCH``, so labels do not depend on how the query was split into blocks.
+        ``settings.QUERY_BATCH``, so labels do not depend on how the query was split into blocks.
 
     Returns
     -------
@@ -357,7 +350,8 @@ def predict(
     n = q.shape[0]
     winner = np.zeros(n, dtype=np.int64)
     confidence = np.zeros(n, dtype=np.float32)
-    cuts = [0, *range(-start % QUERY_BATCH or QUERY_BATCH, n, QUERY_BATCH), n]
+    step = settings.QUERY_BATCH
+    cuts = [0, *range(-start % step or step, n, step), n]
     for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
         if hi <= lo:
             continue
@@ -389,7 +383,7 @@ class QueryEmbeddings:
 
         self.key = key
         if isinstance(query, str | os.PathLike):
-            from .io import open_element, read_obs_names
+            from .readers import open_element, read_obs_names
 
             self.path = Path(query)
             self._array = None
@@ -440,7 +434,7 @@ class QueryEmbeddings:
 
 def read_query_block(path, key: str, lo: int, hi: int) -> np.ndarray:
     """Rows ``lo:hi`` of ``obsm[key]`` of an on-disk AnnData as float32, checked finite (also run in workers)."""
-    from .io import open_element
+    from .readers import open_element
 
     q = np.asarray(open_element(path, f"obsm/{key}")[lo:hi], dtype=np.float32)
     _check_finite(q, f"query '{path}' obsm['{key}']", lo)
@@ -460,7 +454,7 @@ def annotate_celltypes(
     center: bool = True,
     random_state: int | None = 0,
     n_jobs: int | None = None,
-    batch_cells: int = 65_536,
+    batch_cells: int = settings.ANNOTATE_BATCH_CELLS,
     client=None,
 ):
     """Transfer cell-type labels from a labelled reference to query cells by k-NN on their embeddings.
@@ -500,10 +494,10 @@ def annotate_celltypes(
         accuracy of fastembed embeddings by about 0.02 and macro-F1 by about 0.04. The same mean is used for
         the query, so query cells are placed in the reference's frame. False gives plain cosine.
     random_state, n_jobs
-        For the pynndescent index (large problems only: more than ``EXACT_SEARCH_PAIRS`` query x reference
-        pairs over the whole query).
+        For the pynndescent index (large problems only: more than ``settings.EXACT_SEARCH_PAIRS`` query x
+        reference pairs over the whole query).
     batch_cells : int
-        Query cells per block (a multiple of ``QUERY_BATCH`` = 1024); labels do not depend on it.
+        Query cells per block (a multiple of ``settings.QUERY_BATCH`` = 1024); labels do not depend on it.
     client : dask.distributed.Client, optional
         Run each block as a task on the cluster (the fitted reference is sent to every worker once); same
         labels as without. Workers read a path query themselves, so it must be on a file system they see.
@@ -522,9 +516,11 @@ def annotate_celltypes(
         isinstance(batch_cells, bool)
         or int(batch_cells) != batch_cells
         or batch_cells < 1
-        or batch_cells % QUERY_BATCH
+        or batch_cells % settings.QUERY_BATCH
     ):
-        raise ValueError(f"batch_cells must be a positive multiple of {QUERY_BATCH}, got {batch_cells!r}")
+        raise ValueError(
+            f"batch_cells must be a positive multiple of {settings.QUERY_BATCH}, got {batch_cells!r}"
+        )
     batch_cells = int(batch_cells)
     query = QueryEmbeddings(query_adata, embedding_key)
     if query.n_obs == 0:

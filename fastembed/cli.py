@@ -15,6 +15,8 @@ import time
 import warnings
 from pathlib import Path
 
+from . import settings
+
 # Errors that mean "the input is wrong", reported as one line with exit code 1.
 # OSError covers missing/unwritable files and an unreachable model hub; ImportError a missing optional extra.
 INPUT_ERRORS = (ValueError, KeyError, OSError, ImportError)
@@ -27,17 +29,17 @@ def _log(args, msg: str) -> None:
 
 def _read_input(path: str, args):
     """An AnnData from a .h5ad file, a 10x folder or a .mtx file (with --barcodes and --peaks)."""
-    from . import io
+    from . import readers
 
     p = Path(path)
     if p.is_dir():
-        return io.read_10x(p)
+        return readers.read_10x(p)
     if p.suffix == ".h5ad":
-        return io.read_h5ad(p)
+        return readers.read_h5ad(p)
     if p.name.endswith((".mtx", ".mtx.gz")):
         if not (getattr(args, "barcodes", None) and getattr(args, "peaks", None)):
             raise ValueError(f"input '{p}' is a MatrixMarket file: also pass --barcodes and --peaks")
-        return io.read_mtx(p, args.barcodes, args.peaks)
+        return readers.read_mtx(p, args.barcodes, args.peaks)
     if not p.exists():
         raise FileNotFoundError(f"input '{p}' does not exist")
     raise ValueError(f"input '{p}': expected an .h5ad file, a 10x folder or a .mtx[.gz] file")
@@ -95,7 +97,8 @@ def _inputs(args, *names: str) -> list:
 
 def cmd_tokenize(args) -> None:
     from ._atomic import check_output_path
-    from .io import read_tokens_parquet, tokenize_cells, tokenize_summary
+    from .tokenize import tokenize_cells, tokenize_summary
+    from .tokens import read_tokens_parquet
 
     # Checked here as well as in tokenize_cells: only the command line knows which files the cells came from.
     check_output_path(
@@ -228,12 +231,12 @@ def cmd_encode(args) -> None:
         _log(args, f"encoded {emb.shape[0]} cells -> {out} (AnnData zarr, obsm['{args.embedding_key}'])")
         return
     if src.suffix == ".parquet":
-        from .io import read_tokens_parquet
+        from .tokens import read_tokens_parquet
 
         data = read_tokens_parquet(src)
         adata = ad.AnnData(obs=pd.DataFrame(index=pd.Index(np.asarray(data.barcodes, dtype=str))))
     else:
-        from .io import read_h5ad
+        from .readers import read_h5ad
 
         # an .h5ad output holds the input's obs and var too, so the input is read whole here
         adata = read_h5ad(src) if src.suffix == ".h5ad" else data
@@ -265,7 +268,7 @@ def _read_embedded(path: str, which: str):
     """An AnnData with embeddings: an ``.h5ad`` file or the AnnData ``.zarr`` store that encode writes."""
     import anndata as ad
 
-    from .io import read_h5ad
+    from .readers import read_h5ad
 
     p = Path(path)
     if p.suffix == ".zarr" or p.is_dir():
@@ -478,7 +481,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--embedding-key", default="scembed_X", help="obsm key of the vectors (default: scembed_X)"
     )
-    p.add_argument("--batch-cells", type=int, default=65_536, help="cells per chunk (default: 65536)")
+    p.add_argument(
+        "--batch-cells",
+        type=int,
+        default=settings.ENCODE_BATCH_CELLS,
+        help=f"cells per chunk (default: {settings.ENCODE_BATCH_CELLS})",
+    )
     p.add_argument(
         "--embeddings-only",
         action="store_true",

@@ -86,9 +86,9 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     from ._version import __version__
     from .annotate import annotation_table
     from .datasets import demo_peaks_path, load_demo
-    from .io import tokenize_cells
     from .region2vec import Region2VecDataset
     from .scembed import ScEmbed, annotate_celltypes
+    from .tokenize import tokenize_cells
 
     paths = {
         "tokens": out / "tokens.parquet",

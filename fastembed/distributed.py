@@ -119,7 +119,7 @@ def blocks(n: int, size: int) -> list[tuple[int, int]]:
 @functools.lru_cache(maxsize=8)
 def _open_x(path: str, mtime_ns: int):
     # One open file per worker process and input (mtime in the key: a rewritten file is reopened).
-    from .io import open_element
+    from .readers import open_element
 
     return open_element(path, "X")
 
@@ -127,7 +127,7 @@ def _open_x(path: str, mtime_ns: int):
 def _x_payload(adata, path: Path | None, lo: int, hi: int) -> tuple:
     if path is not None:
         return ("path", str(path), os.stat(path).st_mtime_ns, lo, hi)
-    from .io import _csr_rows
+    from .readers import _csr_rows
 
     return ("rows", _csr_rows(adata.X, lo, hi))
 
@@ -175,7 +175,7 @@ def _tokenize_task(payload: tuple, mapper, threads: int | None):
 
 def tokenize_blocks(client, adata, source, mapper, batch_cells: int, threads: int | None = None) -> list:
     """Token blocks of every cell of ``adata``, each block a task: ``[(indptr int64, indices int32), ...]``
-    in cell order (what :meth:`fastembed.io.PeakMapper.tokens` gives for each block). The blocks' entry counts
+    in cell order (what :meth:`fastembed.tokenize._PeakMapper.tokens` gives for each block). The blocks' entry counts
     are added to ``mapper.n_counts`` and ``mapper.n_counts_in_universe``."""
     spans = blocks(adata.n_obs, batch_cells)
     path = _source_path(source)
@@ -264,7 +264,7 @@ def encode_blocks(
         Cells without a trained token.
     """
     light = copy.copy(model)
-    light._w_out = None  # not needed to encode; halves what each worker receives
+    light._output_vectors = None  # not needed to encode; halves what each worker receives
     shared_model = client.scatter(light, broadcast=True)
     shared_mapper = client.scatter(mapper, broadcast=True) if mapper is not None else None
     store_arg = None if store is None else str(store)

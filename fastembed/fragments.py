@@ -36,21 +36,17 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from . import settings
 from . import tokenize as _tok
 from ._atomic import check_output_path, output_lock
 from ._config import PARALLEL, SERIAL
-from .io import TokenizedCells, resolve_universe, write_tokens_parquet
-from .universe import Universe, open_text
+from .tokens import TokenizedCells, write_tokens_parquet
+from .universe import Universe, _resolve_universe, open_text
 
 __all__ = ["tokenize_fragments", "read_whitelist"]
 
 MODES = ("fragment", "insertion")
 META_STATS = b"fastembed.fragments.stats"
-
-# Bytes of (decompressed) text per parsed block: ~300k fragments, a few tens of MB in flight.
-BLOCK_SIZE = 16 << 20
-# Pending (cell, token) pairs are folded into the per-cell result once they exceed both this and the result.
-FOLD_PAIRS = 1 << 24
 # Scalar stats first, then per-cell arrays; the metadata gets the scalars.
 _PER_CELL = ("fragments_per_cell", "fragments_in_universe_per_cell")
 
@@ -329,7 +325,7 @@ def tokenize_fragments(
     min_fragments: int = 1,
     mode: str = "fragment",
     min_overlap: int = 1,
-    block_size: int = BLOCK_SIZE,
+    block_size: int = settings.FRAGMENT_BLOCK_BYTES,
     overwrite: bool = False,
 ):
     """Tokenize a fragments file: each barcode becomes the sorted unique set of universe regions its fragments hit.
@@ -432,7 +428,7 @@ def _tokenize_fragments(
         )
     if int(block_size) < 1024:
         raise ValueError(f"block_size must be at least 1024 bytes, got {block_size!r}")
-    uni = resolve_universe(universe)
+    uni = _resolve_universe(universe)
     whitelist = read_whitelist(barcodes) if barcodes is not None else None
 
     sorted_regions = uni.sorted_index
@@ -516,7 +512,7 @@ def _tokenize_fragments(
             pending_cells.append(np.repeat(q_cells, np.diff(offsets)))
             pending_tokens.append(tokens)
             n_pending += tokens.size
-        if n_pending > max(FOLD_PAIRS, indices.size):
+        if n_pending > max(settings.FOLD_PAIRS, indices.size):
             indptr, indices = fold_pairs(
                 indptr, indices, np.concatenate(pending_cells), np.concatenate(pending_tokens), len(bcs)
             )

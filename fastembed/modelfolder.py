@@ -78,24 +78,24 @@ class ModelFolder:
     ----------
     config : dict
         ``config.yaml`` as read (``embedding_dim`` always set; the legacy ``embedding_size`` is mapped).
-    weights : np.ndarray of float32, shape (vocab_size, embedding_dim)
-        Region (input) vectors; rows ``N..N+6`` are the special tokens.
+    region_vectors : np.ndarray of float32, shape (vocab_size, embedding_dim)
+        The input vectors; rows ``N..N+6`` are the special tokens.
     universe : Universe
         The N regions, token order.
     format : str
-        ``"fastembed"`` or ``"geniml"``.
+        ``"fastembed"`` or ``"geniml"``: the layout read, or the one to write.
     token_counts : np.ndarray of int64, shape (vocab_size,), or None
-    output_weights : np.ndarray of float32, shape (vocab_size, embedding_dim), or None
+    output_vectors : np.ndarray of float32, shape (vocab_size, embedding_dim), or None
     cell_projection : np.ndarray of float32, shape (k + 1, embedding_dim), or None
         Row 0 the centre, rows 1..k orthonormal axes (see :mod:`fastembed.projection`).
     """
 
     config: dict
-    weights: np.ndarray
+    region_vectors: np.ndarray
     universe: Universe
     format: str = "fastembed"
     token_counts: np.ndarray | None = None
-    output_weights: np.ndarray | None = None
+    output_vectors: np.ndarray | None = None
     cell_projection: np.ndarray | None = None
 
 
@@ -286,7 +286,8 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
     ValueError
         A file is damaged or disagrees with the others; the message names the file (both files for a
         disagreement) and what was expected. Checked: config.yaml is a YAML mapping (read with
-        ``yaml.safe_load``) whose known keys have the right type and range; ``.npy`` files are plain float32
+        ``yaml.safe_load``) whose known keys have the right type and range, and whose ``format``, if any,
+        names the layout of the files present; ``.npy`` files are plain float32
         (vectors) or int64 (counts) arrays whose header matches the file size (never unpickled); the
         checkpoint is read by :func:`fastembed.checkpoint.read_torch_state_dict`; weight rows agree with
         ``vocab_size`` and with the regions of universe.bed, vector length with ``embedding_dim``; no vector
@@ -300,8 +301,12 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
     n = len(universe)
     if (directory / REGION_VECTORS).is_file():
         fmt = "fastembed"
-        weights = _load_npy(directory / REGION_VECTORS, required=True, dtype_kind="f4", what="region vectors")
-        output = _load_npy(directory / OUTPUT_VECTORS, required=False, dtype_kind="f4", what="output vectors")
+        region_vectors = _load_npy(
+            directory / REGION_VECTORS, required=True, dtype_kind="f4", what="region vectors"
+        )
+        output_vectors = _load_npy(
+            directory / OUTPUT_VECTORS, required=False, dtype_kind="f4", what="output vectors"
+        )
         counts = _load_npy(directory / TOKEN_COUNTS, required=False, dtype_kind="i8", what="token counts")
         weight_file = REGION_VECTORS
     elif (directory / CHECKPOINT).is_file():
@@ -317,19 +322,28 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
                 f"checkpoint '{directory / CHECKPOINT}' has no '{WEIGHT_KEY}' tensor "
                 f"(tensors: {', '.join(tensors)})"
             )
-        weights, output, counts = tensors[key], None, None
+        region_vectors, output_vectors, counts = tensors[key], None, None
         weight_file = CHECKPOINT
     else:
         raise FileNotFoundError(f"model folder '{directory}' has neither {REGION_VECTORS} nor {CHECKPOINT}")
+    declared = config.get("format")
+    if declared is not None and declared != fmt:
+        # Written by write_model_folder beside the files it describes; a mismatch means a mixed-up folder.
+        raise ValueError(
+            f"model config '{directory / CONFIG}': format is {_short(declared)} but the folder holds "
+            f"{weight_file}, the {fmt} layout; expected format: {fmt}"
+        )
 
-    if weights.ndim != 2 or weights.dtype.kind != "f":
+    if region_vectors.ndim != 2 or region_vectors.dtype.kind != "f":
         raise ValueError(
             f"'{directory / weight_file}': expected a 2-d float matrix (vocab_size x embedding_dim), "
-            f"got {weights.dtype} of shape {weights.shape}"
+            f"got {region_vectors.dtype} of shape {region_vectors.shape}"
         )
-    weights = np.ascontiguousarray(weights, dtype=np.float32)
-    _check_finite(weights, directory / weight_file)  # after the cast: float64 beyond float32's range is inf
-    rows, dim = weights.shape
+    region_vectors = np.ascontiguousarray(region_vectors, dtype=np.float32)
+    _check_finite(
+        region_vectors, directory / weight_file
+    )  # after the cast: float64 beyond float32's range is inf
+    rows, dim = region_vectors.shape
     dim_cfg = config.get("embedding_dim", config.get("embedding_size"))
     if dim_cfg is not None and dim_cfg != dim:
         raise ValueError(
@@ -343,7 +357,7 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
             f"{rows} rows"
         )
     if rows == n:  # no special-token rows (older geniml models): keep ids, specials get zero vectors
-        weights = np.vstack([weights, np.zeros((N_SPECIAL, dim), dtype=np.float32)])
+        region_vectors = np.vstack([region_vectors, np.zeros((N_SPECIAL, dim), dtype=np.float32)])
     elif rows != n + N_SPECIAL:
         raise ValueError(
             f"'{directory / UNIVERSE}' has {n} regions"
@@ -351,17 +365,17 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
             f"{n + N_SPECIAL} rows (regions + 7 special tokens), but '{directory / weight_file}' has {rows}"
         )
     for name, extra, shape in (
-        (OUTPUT_VECTORS, output, weights.shape),
-        (TOKEN_COUNTS, counts, (weights.shape[0],)),
+        (OUTPUT_VECTORS, output_vectors, region_vectors.shape),
+        (TOKEN_COUNTS, counts, (region_vectors.shape[0],)),
     ):
         if extra is not None and extra.shape != shape:
             raise ValueError(
                 f"'{directory / name}' has shape {extra.shape}; expected {shape} to match "
                 f"'{directory / weight_file}'"
             )
-    if output is not None:
-        output = np.ascontiguousarray(output, dtype=np.float32)
-        _check_finite(output, directory / OUTPUT_VECTORS)
+    if output_vectors is not None:
+        output_vectors = np.ascontiguousarray(output_vectors, dtype=np.float32)
+        _check_finite(output_vectors, directory / OUTPUT_VECTORS)
     if counts is not None:
         counts = np.asarray(counts, dtype=np.int64)
         if counts.size and counts.min() < 0:
@@ -387,15 +401,15 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
         )
     config = dict(config)
     config["embedding_dim"] = dim
-    config["vocab_size"] = int(weights.shape[0])
-    return ModelFolder(config, weights, universe, fmt, counts, output, projection)
+    config["vocab_size"] = int(region_vectors.shape[0])
+    return ModelFolder(config, region_vectors, universe, fmt, counts, output_vectors, projection)
 
 
 def write_model_folder(
     directory: str | os.PathLike,
     folder: ModelFolder,
     *,
-    format: str = "fastembed",
+    format: str | None = None,
     overwrite: bool = False,
     inputs=(),
 ) -> Path:
@@ -406,9 +420,10 @@ def write_model_folder(
     directory
         The folder to create; its parent must exist.
     folder
-        What to write. ``weights`` must have ``len(universe) + 7`` rows.
-    format : {"fastembed", "geniml"}
-        See the module docstring. ``"geniml"`` writes only what geniml reads (no counts or output vectors).
+        What to write. ``region_vectors`` must have ``len(universe) + 7`` rows.
+    format : {"fastembed", "geniml"}, optional
+        The layout (default: ``folder.format``); see the module docstring. ``"geniml"`` writes only what
+        geniml reads (no counts or output region_vectors).
     overwrite
         Replace an existing folder (the old one is removed only after the new one is complete), only if it is a
         model folder fastembed wrote: its own files and nothing else, ``config.yaml`` with ``fastembed_version``.
@@ -420,31 +435,32 @@ def write_model_folder(
     pathlib.Path
         ``directory``.
     """
+    format = folder.format if format is None else format
     if format not in ("fastembed", "geniml"):
         raise ValueError(f"format must be 'fastembed' or 'geniml', got {format!r}")
     directory = Path(directory).expanduser().absolute()
     if not directory.parent.is_dir():
         raise FileNotFoundError(f"model folder '{directory}': folder '{directory.parent}' does not exist")
-    weights = np.ascontiguousarray(folder.weights, dtype=np.float32)
+    region_vectors = np.ascontiguousarray(folder.region_vectors, dtype=np.float32)
     vocab = len(folder.universe) + N_SPECIAL
-    if weights.ndim != 2 or weights.shape[0] != vocab:
+    if region_vectors.ndim != 2 or region_vectors.shape[0] != vocab:
         raise ValueError(
-            f"weights of shape {weights.shape} do not fit a universe of {len(folder.universe)} "
+            f"weights of shape {region_vectors.shape} do not fit a universe of {len(folder.universe)} "
             f"regions (need {vocab} rows)"
         )
     config = {k: v for k, v in folder.config.items() if v is not None}
-    config.update({"embedding_dim": int(weights.shape[1]), "vocab_size": vocab})
+    config.update({"embedding_dim": int(region_vectors.shape[1]), "vocab_size": vocab})
     config.setdefault("fastembed_version", __version__)  # how a later overwrite recognises the folder as ours
     with atomic_dir(directory, what="model folder", overwrite=overwrite, inputs=inputs, kind="model") as tmp:
         folder.universe.write_bed(tmp / UNIVERSE)
         if format == "fastembed":
             config["format"] = "fastembed"
             config["universe_sha256"] = folder.universe.checksum
-            np.save(tmp / REGION_VECTORS, weights, allow_pickle=False)
-            if folder.output_weights is not None:
+            np.save(tmp / REGION_VECTORS, region_vectors, allow_pickle=False)
+            if folder.output_vectors is not None:
                 np.save(
                     tmp / OUTPUT_VECTORS,
-                    np.ascontiguousarray(folder.output_weights, dtype=np.float32),
+                    np.ascontiguousarray(folder.output_vectors, dtype=np.float32),
                     allow_pickle=False,
                 )
             if folder.token_counts is not None:
@@ -456,11 +472,11 @@ def write_model_folder(
             # pooling_method if present; other keys are ignored by it and kept for provenance.
             config = {
                 "vocab_size": vocab,
-                "embedding_dim": int(weights.shape[1]),
+                "embedding_dim": int(region_vectors.shape[1]),
                 "pooling_method": "mean",
                 **{k: v for k, v in config.items() if k not in ("vocab_size", "embedding_dim", "format")},
             }
-            write_torch_state_dict(tmp / CHECKPOINT, {WEIGHT_KEY: weights})
+            write_torch_state_dict(tmp / CHECKPOINT, {WEIGHT_KEY: region_vectors})
         if folder.cell_projection is not None:
             np.save(
                 tmp / CELL_PROJECTION,

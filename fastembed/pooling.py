@@ -12,15 +12,15 @@ _CHUNK = 256
 
 
 @numba.njit(**PARALLEL_FAST)
-def _weighted_mean(indptr, indices, vectors, weights, out):
+def _weighted_mean(indptr, indices, region_vectors, weights, out):
     n_cells = indptr.size - 1
-    dim = vectors.shape[1]
+    dim = region_vectors.shape[1]
     empty = np.zeros(n_cells, dtype=np.bool_)
     n_chunks = (n_cells + _CHUNK - 1) // _CHUNK
     for chunk in numba.prange(n_chunks):
         # A thread-local accumulator (not a view of `out`) lets LLVM vectorise the inner loop, and four
         # token rows per pass keep several independent loads in flight: ~1.7x over one row per pass,
-        # since gathering random rows of `vectors` is memory-bound (bench/encode.py).
+        # since gathering random rows of `region_vectors` is memory-bound (bench/encode.py).
         acc = np.empty(dim, dtype=np.float32)
         for c in range(chunk * _CHUNK, min(n_cells, (chunk + 1) * _CHUNK)):
             acc[:] = 0.0
@@ -32,8 +32,8 @@ def _weighted_mean(indptr, indices, vectors, weights, out):
                 w0, w1, w2, w3 = weights[t0], weights[t1], weights[t2], weights[t3]
                 total += w0 + w1 + w2 + w3
                 for j in range(dim):
-                    acc[j] += (w0 * vectors[t0, j] + w1 * vectors[t1, j]) + (
-                        w2 * vectors[t2, j] + w3 * vectors[t3, j]
+                    acc[j] += (w0 * region_vectors[t0, j] + w1 * region_vectors[t1, j]) + (
+                        w2 * region_vectors[t2, j] + w3 * region_vectors[t3, j]
                     )
                 p += 4
             while p < end:
@@ -41,7 +41,7 @@ def _weighted_mean(indptr, indices, vectors, weights, out):
                 w0 = weights[t0]
                 total += w0
                 for j in range(dim):
-                    acc[j] += w0 * vectors[t0, j]
+                    acc[j] += w0 * region_vectors[t0, j]
                 p += 1
             if total > 0.0:
                 inv = np.float32(1.0 / total)
@@ -53,7 +53,7 @@ def _weighted_mean(indptr, indices, vectors, weights, out):
     return empty
 
 
-def weighted_mean_pool(indptr, indices, vectors, weights, out=None, *, name: str = "the tokens"):
+def weighted_mean_pool(indptr, indices, region_vectors, weights, out=None, *, name: str = "the tokens"):
     """Weighted mean of each cell's token vectors.
 
     Parameters
@@ -61,7 +61,7 @@ def weighted_mean_pool(indptr, indices, vectors, weights, out=None, *, name: str
     indptr : np.ndarray of int64, shape (n_cells + 1,)
     indices : np.ndarray of int32, shape (n_tokens,)
         Cell ``c`` holds tokens ``indices[indptr[c]:indptr[c+1]]``.
-    vectors : np.ndarray of float32, shape (vocab_size, dim)
+    region_vectors : np.ndarray of float32, shape (vocab_size, dim)
     weights : np.ndarray of float32, shape (vocab_size,)
         Weight of each token; 0 excludes it (e.g. untrained tokens). Plain mean pooling is weights of 1
         for trained tokens.
@@ -84,27 +84,27 @@ def weighted_mean_pool(indptr, indices, vectors, weights, out=None, *, name: str
         do not fit; checked here because the kernel does not check bounds.
     """
     indptr, indices = np.asarray(indptr), np.asarray(indices)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    region_vectors = np.ascontiguousarray(region_vectors, dtype=np.float32)
     weights = np.ascontiguousarray(weights, dtype=np.float32)
     # Check before narrowing to int32: a cast would wrap an id of 2**32 + 5 to a valid-looking 5.
-    _check_inputs(indptr, indices, vectors, weights, name)
+    _check_inputs(indptr, indices, region_vectors, weights, name)
     indptr = np.ascontiguousarray(indptr, dtype=np.int64)
     indices = np.ascontiguousarray(indices, dtype=np.int32)
     n_cells = indptr.size - 1
     if out is None:
-        out = np.empty((n_cells, vectors.shape[1]), dtype=np.float32)
-    elif out.shape != (n_cells, vectors.shape[1]) or out.dtype != np.float32:
+        out = np.empty((n_cells, region_vectors.shape[1]), dtype=np.float32)
+    elif out.shape != (n_cells, region_vectors.shape[1]) or out.dtype != np.float32:
         raise ValueError(
-            f"out must be float32 of shape {(n_cells, vectors.shape[1])}, got {out.dtype} {out.shape}"
+            f"out must be float32 of shape {(n_cells, region_vectors.shape[1])}, got {out.dtype} {out.shape}"
         )
-    empty = _weighted_mean(indptr, indices, vectors, weights, out)
+    empty = _weighted_mean(indptr, indices, region_vectors, weights, out)
     return out, empty
 
 
-def _check_inputs(indptr, indices, vectors, weights, name: str) -> None:
-    if vectors.ndim != 2 or weights.shape != (vectors.shape[0],):
+def _check_inputs(indptr, indices, region_vectors, weights, name: str) -> None:
+    if region_vectors.ndim != 2 or weights.shape != (region_vectors.shape[0],):
         raise ValueError(
-            f"vectors must be (vocab_size, dim) and weights (vocab_size,), got {vectors.shape} and "
+            f"vectors must be (vocab_size, dim) and weights (vocab_size,), got {region_vectors.shape} and "
             f"{weights.shape}"
         )
     if (
@@ -125,7 +125,7 @@ def _check_inputs(indptr, indices, vectors, weights, name: str) -> None:
         )
     if indices.size:
         lo, hi = int(indices.min()), int(indices.max())
-        vocab_size = vectors.shape[0]
+        vocab_size = region_vectors.shape[0]
         if lo < 0 or hi >= vocab_size:
             raise ValueError(
                 f"{name}: token id {lo if lo < 0 else hi} is outside the model's vocabulary [0, {vocab_size}) "

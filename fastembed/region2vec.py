@@ -1,4 +1,4 @@
-"""The token dataset used for training: a CSR view of tokenized cells."""
+"""The token dataset used for training: :class:`TokenizedCells` loaded from a file, optionally sampled."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import (
-    ROW_GROUP_CELLS,
+from . import settings
+from .tokens import (
     TokenizedCells,
     _barcodes_column,
     _tokens_csr,
@@ -21,14 +21,19 @@ from .universe import Universe
 __all__ = ["Region2VecDataset"]
 
 
-class Region2VecDataset:
+class Region2VecDataset(TokenizedCells):
     """Tokenized cells as CSR arrays, loaded from a token parquet file or a :class:`TokenizedCells`.
+
+    A :class:`TokenizedCells` itself (``len()``, ``dataset[i]``, ``indptr``, ``indices``, ``barcodes``,
+    ``universe``, ``n_tokens``, ``vocab_size``, ``stats``), made by its loading constructor, plus where the
+    data came from and what share of it a sample kept.
 
     Parameters
     ----------
     path_or_tokenized : str, os.PathLike or TokenizedCells
         A parquet file written by :func:`fastembed.io.tokenize_cells` (or by gtars, with ``universe=``),
-        a folder of such parquet parts, or tokens already in memory. A folder's ``*.parquet`` files are
+        a folder of such parquet parts, or tokens already in memory (a ``Region2VecDataset`` keeps its
+        ``source``, ``path`` and ``sample_info``). A folder's ``*.parquet`` files are
         read in sorted name order (``part-0.parquet`` sorts before ``part-1.parquet``; zero-pad numbers
         so that ``part-10`` does not sort before ``part-2``) and concatenated; files whose names start
         with ``.`` or ``_`` and subfolders are skipped. All parts must hold the same universe; if they
@@ -41,8 +46,8 @@ class Region2VecDataset:
         sample, and every cell can be encoded afterwards). A parquet file is read one row group at a time and
         each row group gives cells in proportion to its size (largest remainders), chosen without replacement
         and kept in file order, so peak memory is the sample plus one row group. In-memory tokens are
-        stratified the same way over blocks of ``ROW_GROUP_CELLS`` cells. ``None`` or a number >= the cell
-        count keeps every cell. ``sample_info`` says what fraction of cells and tokens was kept, and
+        stratified the same way over blocks of ``settings.ROW_GROUP_CELLS`` cells. ``None`` or a number >= the
+        cell count keeps every cell. ``sample_info`` says what fraction of cells and tokens was kept, and
         :meth:`fastembed.ScEmbed.train` copies it into ``training_info``.
     seed : int, optional
         Seed of the sample (numpy ``default_rng``); the same seed and file give the same cells.
@@ -54,6 +59,8 @@ class Region2VecDataset:
         Cell ``i`` holds tokens ``indices[indptr[i]:indptr[i+1]]``.
     barcodes : np.ndarray of str (object), shape (n_cells,)
     universe : Universe
+    stats : dict
+        As :attr:`TokenizedCells.stats` (a sample holds only ``n_cells`` and ``n_tokens``).
     source : str
         Where the data came from (for messages).
     path : pathlib.Path or None
@@ -65,7 +72,7 @@ class Region2VecDataset:
     Notes
     -----
     The parquet list column is read through pyarrow's buffers into two numpy arrays; no Python object is
-    created per cell or per token.
+    created per cell or per token. Made from tokens in memory, the dataset shares their arrays (no copy).
     """
 
     def __init__(
@@ -82,72 +89,30 @@ class Region2VecDataset:
             raise ValueError(f"sample_cells must be an integer >= 1 or None, got {sample_cells!r}")
         if seed is not None and (isinstance(seed, bool) or int(seed) != seed or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-        if sample_cells is not None and isinstance(path_or_tokenized, str | os.PathLike):
+        sample_info = None
+        if isinstance(path_or_tokenized, str | os.PathLike):
             self.source = f"'{Path(path_or_tokenized)}'"
             self.path = Path(path_or_tokenized)
-            self._tokens, self.sample_info = _sample_parquet(
-                Path(path_or_tokenized), int(sample_cells), seed, universe
-            )
-            return
-        if isinstance(path_or_tokenized, Region2VecDataset):
-            tok = path_or_tokenized._tokens
-            self.source = path_or_tokenized.source
-            self.path = path_or_tokenized.path
+            if sample_cells is not None:
+                # Row group by row group: the whole file is never in memory.
+                tok, sample_info = _sample_parquet(self.path, int(sample_cells), seed, universe)
+            else:
+                tok = read_tokens_parquet(path_or_tokenized, universe=universe)
         elif isinstance(path_or_tokenized, TokenizedCells):
             tok = path_or_tokenized
-            self.source = "tokenized cells in memory"
-            self.path = None
-        elif isinstance(path_or_tokenized, str | os.PathLike):
-            tok = read_tokens_parquet(path_or_tokenized, universe=universe)
-            self.source = f"'{Path(path_or_tokenized)}'"
-            self.path = Path(path_or_tokenized)
+            self.source = getattr(tok, "source", "tokenized cells in memory")
+            self.path = getattr(tok, "path", None)
+            if sample_cells is not None:
+                tok, sample_info = _sample_tokens(tok, int(sample_cells), seed)
+            else:
+                sample_info = getattr(tok, "sample_info", None)
         else:
             raise TypeError(
                 "Region2VecDataset takes a token parquet path or TokenizedCells, "
                 f"got {type(path_or_tokenized).__name__}"
             )
-        self._tokens = tok
-        self.sample_info = dict(getattr(path_or_tokenized, "sample_info", None) or _full_info(tok))
-        if sample_cells is not None:
-            self._tokens, self.sample_info = _sample_tokens(tok, int(sample_cells), seed)
-
-    @property
-    def indptr(self) -> np.ndarray:
-        return self._tokens.indptr
-
-    @property
-    def indices(self) -> np.ndarray:
-        return self._tokens.indices
-
-    @property
-    def barcodes(self) -> np.ndarray:
-        return self._tokens.barcodes
-
-    @property
-    def universe(self) -> Universe:
-        return self._tokens.universe
-
-    @property
-    def n_tokens(self) -> int:
-        """Total number of tokens over all cells."""
-        return self._tokens.n_tokens
-
-    @property
-    def vocab_size(self) -> int:
-        """Universe regions plus the 7 special tokens."""
-        return self._tokens.vocab_size
-
-    @property
-    def tokenized(self) -> TokenizedCells:
-        """The underlying :class:`TokenizedCells` (no copy)."""
-        return self._tokens
-
-    def __len__(self) -> int:
-        return len(self._tokens)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        """Token ids of cell ``i``: np.ndarray of int32 (a view)."""
-        return self._tokens[i]
+        super().__init__(tok.indptr, tok.indices, tok.barcodes, tok.universe, tok.stats)
+        self.sample_info = dict(sample_info or _full_info(tok))
 
     def __repr__(self) -> str:
         return (
@@ -200,7 +165,7 @@ def _sample_tokens(tok: TokenizedCells, n: int, seed) -> tuple[TokenizedCells, d
     if n >= n_total:
         return tok, _info(n_total, tok.n_tokens, n_total, tok.n_tokens, seed)
     rng = np.random.default_rng(seed)
-    starts = np.arange(0, n_total, ROW_GROUP_CELLS)
+    starts = np.arange(0, n_total, settings.ROW_GROUP_CELLS)
     sizes = np.diff(np.append(starts, n_total))
     rows = np.concatenate(
         [

@@ -14,15 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
+from . import settings
 from ._atomic import atomic_dir, check_output_path
 from ._progress import progress_bar
 from ._threads import check_threads, numba_threads
 from ._version import __version__
 from .annotate import annotate_celltypes
-from .io import PeakMapper, TokenizedCells, as_adata, cell_matrix, read_tokens_parquet
 from .pooling import weighted_mean_pool
 from .projection import apply_projection, fit_projection
+from .readers import _as_adata, cell_matrix
 from .region2vec import Region2VecDataset
+from .tokenize import _PeakMapper
+from .tokens import TokenizedCells, read_tokens_parquet
 from .universe import Universe
 
 __all__ = ["ScEmbed", "annotate_celltypes"]
@@ -72,7 +75,7 @@ def _is_parts_folder(path) -> bool:
 
 def _is_peak_matrix(data) -> bool:
     """False for token inputs (parquet path or folder, TokenizedCells, Region2VecDataset), True for AnnData."""
-    if isinstance(data, Region2VecDataset | TokenizedCells):
+    if isinstance(data, TokenizedCells):
         return False
     return not (
         isinstance(data, str | os.PathLike) and (str(data).endswith(".parquet") or _is_parts_folder(data))
@@ -171,8 +174,8 @@ class ScEmbed:
         self.threads = check_threads(threads)
         self.universe: Universe | None = None
         self.training_info: dict = {}
-        self._w_in: np.ndarray | None = None
-        self._w_out: np.ndarray | None = None
+        self._region_vectors: np.ndarray | None = None
+        self._output_vectors: np.ndarray | None = None
         self._token_counts: np.ndarray | None = None
         self._projection: np.ndarray | None = None
         # Files this model was made from or read: save() and encode(out=...) may not replace them.
@@ -195,15 +198,15 @@ class ScEmbed:
     @property
     def region_vectors(self) -> np.ndarray:
         """Trained input vectors, float32 (vocab_size, embedding_dim); a read-only view."""
-        self._require_weights()
-        view = self._w_in.view()
+        self._require_vectors()
+        view = self._region_vectors.view()
         view.flags.writeable = False
         return view
 
     @property
     def trained_tokens(self) -> np.ndarray:
         """bool (vocab_size,): tokens with a trained vector (seen in >= ``min_count`` cells; no specials)."""
-        self._require_weights()
+        self._require_vectors()
         if self._token_counts is not None:
             mask = self._token_counts >= self.min_count
         else:  # a model folder without counts (e.g. geniml's): every region token counts as trained
@@ -212,8 +215,8 @@ class ScEmbed:
         mask[len(self.universe) :] = False
         return mask
 
-    def _require_weights(self) -> None:
-        if self._w_in is None:
+    def _require_vectors(self) -> None:
+        if self._region_vectors is None:
             raise RuntimeError(
                 "the model has no vectors yet: call train() or load one with ScEmbed.from_pretrained()"
             )
@@ -302,11 +305,17 @@ class ScEmbed:
         except ValueError as err:  # the parameters are checked above, so the data is at fault: name it
             raise ValueError(f"dataset {ds.source}: {err}") from None
         self.universe = ds.universe
-        self._w_in, self._w_out, self._token_counts = result.w_in, result.w_out, result.counts
+        self._region_vectors, self._output_vectors, self._token_counts = (
+            result.w_in,
+            result.w_out,
+            result.counts,
+        )
         self._training_files = [ds.path] if ds.path is not None else []
         self._projection = None
         if self.n_components is not None:
-            cells, empty = weighted_mean_pool(ds.indptr, ds.indices, self._w_in, self.pooling_weights("mean"))
+            cells, empty = weighted_mean_pool(
+                ds.indptr, ds.indices, self._region_vectors, self.pooling_weights("mean")
+            )
             self._projection = fit_projection(cells[~empty], self.n_components)
         self.training_info = {
             "epochs": int(epochs),
@@ -333,7 +342,7 @@ class ScEmbed:
 
     # -- encoding -------------------------------------------------------------------------------------
     def _encode_inputs(self, data, batch_cells: int):
-        """For Dask tasks: (n_cells, barcodes, PeakMapper or None, iterator of one payload per block)."""
+        """For Dask tasks: (n_cells, barcodes, _PeakMapper or None, iterator of one payload per block)."""
         from .distributed import _source_path, _x_payload, blocks
 
         if not _is_peak_matrix(data):
@@ -345,9 +354,9 @@ class ScEmbed:
         return adata.n_obs, _cell_names(adata), mapper, payloads
 
     def _mapper(self, data, chrom_style: str = "asis"):
-        """(AnnData, PeakMapper to the model's universe, name for messages) of a peak-matrix input."""
-        adata, name = as_adata(data)
-        mapper = PeakMapper(adata, self.universe, name=name, chrom_style=chrom_style)
+        """(AnnData, _PeakMapper to the model's universe, name for messages) of a peak-matrix input."""
+        adata, name = _as_adata(data)
+        mapper = _PeakMapper(adata, self.universe, name=name, chrom_style=chrom_style)
         if mapper.n_peaks_unmapped:
             warnings.warn(
                 f"{mapper.n_peaks_unmapped} of {mapper.n_peaks} peaks of {name} overlap no region of the "
@@ -364,7 +373,6 @@ class ScEmbed:
             data = read_tokens_parquet(data)
         if isinstance(data, Region2VecDataset):
             name = f"dataset {data.source}"
-            data = data.tokenized
         if isinstance(data, TokenizedCells):
             if layer is not None:
                 raise ValueError(f"layer={layer!r} applies to an AnnData; {name} are already tokenized")
@@ -420,7 +428,7 @@ class ScEmbed:
 
     def _pool(self, ip, ix, weights, pooling: str, out: np.ndarray, name: str) -> int:
         """Pool one chunk into ``out`` (float32 (n, dim)); returns how many cells had no trained token."""
-        _, empty = weighted_mean_pool(ip, ix, self._w_in, weights, out=out, name=name)
+        _, empty = weighted_mean_pool(ip, ix, self._region_vectors, weights, out=out, name=name)
         if pooling == "pca":
             apply_projection(out, self._projection, empty)
         return int(empty.sum())
@@ -472,7 +480,7 @@ class ScEmbed:
         *,
         pooling: str | None = None,
         out: str | os.PathLike | None = None,
-        batch_cells: int = 65_536,
+        batch_cells: int = settings.ENCODE_BATCH_CELLS,
         overwrite: bool = False,
         layer: str | None = None,
         client=None,
@@ -526,7 +534,7 @@ class ScEmbed:
             Rows follow the input cells. A cell with no trained token gets zeros (counted in a warning).
             With ``out``, the store's ``obsm[embedding_key]`` array, opened read-only (``[:]`` loads it).
         """
-        self._require_weights()
+        self._require_vectors()
         batch_cells = _positive_int("batch_cells", batch_cells)
         pooling = self._resolve_pooling(pooling)
         weights = self.pooling_weights(pooling)
@@ -640,19 +648,17 @@ class ScEmbed:
         """
         from .modelfolder import ModelFolder, write_model_folder
 
-        self._require_weights()
+        self._require_vectors()
         folder = ModelFolder(
             config=self.config(),
-            weights=self._w_in,
+            region_vectors=self._region_vectors,
             universe=self.universe,
             format=format,
             token_counts=self._token_counts,
-            output_weights=self._w_out,
+            output_vectors=self._output_vectors,
             cell_projection=self._projection,
         )
-        return write_model_folder(
-            directory, folder, format=format, overwrite=overwrite, inputs=self._training_files
-        )
+        return write_model_folder(directory, folder, overwrite=overwrite, inputs=self._training_files)
 
     @classmethod
     def from_pretrained(
@@ -688,7 +694,7 @@ class ScEmbed:
         folder = read_model_folder(path)
         cfg = folder.config
         model = cls(
-            embedding_dim=int(folder.weights.shape[1]),
+            embedding_dim=int(folder.region_vectors.shape[1]),
             window_size=int(cfg.get("window_size") or 5),
             negative_samples=int(cfg.get("negative_samples") or 5),
             min_count=int(cfg.get("min_count") or 1),
@@ -700,8 +706,8 @@ class ScEmbed:
         model.n_components = (
             None if folder.cell_projection is None else int(folder.cell_projection.shape[0] - 1)
         )
-        model._w_in = np.ascontiguousarray(folder.weights, dtype=np.float32)
-        model._w_out = folder.output_weights
+        model._region_vectors = np.ascontiguousarray(folder.region_vectors, dtype=np.float32)
+        model._output_vectors = folder.output_vectors
         model._token_counts = folder.token_counts
         model._projection = folder.cell_projection
         model.training_info = dict(cfg.get("training") or {})

@@ -1,6 +1,7 @@
-"""Numba kernels for tokenization: peaks -> universe regions by binary search, then cells -> token sets.
+"""Tokenization: each cell's open regions (peaks) -> the sorted, unique ids of the universe regions they overlap.
 
-Two stages, so no work is repeated per cell:
+:func:`tokenize_cells` is the user-facing function; below it, numba kernels in two stages, so no work is
+repeated per cell:
 
 1. :func:`map_peaks` maps every peak (a column of the cells x peaks matrix) to the universe regions it
    overlaps, as a CSR ``peak -> tokens`` table. Queries run in parallel; each does two binary searches in
@@ -15,10 +16,21 @@ intervals are at least ``m`` long.
 
 from __future__ import annotations
 
+import json
+import warnings
+
 import numba
 import numpy as np
+import pandas as pd
 
+from . import settings
+from ._atomic import check_output_path, output_lock
 from ._config import PARALLEL, SERIAL
+from .readers import _as_adata, _csr_rows, _style_hint, cell_matrix, peak_coordinates, restyle_chroms
+from .tokens import META_STATS, TokenizedCells, write_tokens_parquet
+from .universe import Universe, _resolve_universe
+
+__all__ = ["cells_to_tokens", "map_peaks", "tokenize_cells", "tokenize_summary"]
 
 
 @numba.njit(**SERIAL)
@@ -221,3 +233,286 @@ def cells_to_tokens(x_indptr, x_indices, x_data, peak_offsets, peak_tokens):
     out = np.empty(indptr[-1], dtype=np.int32)
     _compact(buf, buf_offsets, indptr, out)
     return indptr, out
+
+
+# --------------------------------------------------------------------------------------------------
+# AnnData -> tokens
+# --------------------------------------------------------------------------------------------------
+def _chrom_codes(peak_chroms: np.ndarray, uni: Universe, name: str, chrom_style: str = "asis") -> np.ndarray:
+    given = peak_chroms
+    peak_chroms = restyle_chroms(peak_chroms, chrom_style)
+    lookup = {c: i for i, c in enumerate(uni.chrom_names)}
+    codes_per_name = pd.Series(peak_chroms).map(lookup)
+    codes = codes_per_name.fillna(-1).to_numpy(dtype=np.int32)
+    unknown = codes < 0
+    if unknown.all():
+        peak_examples = ", ".join(repr(c) for c in pd.unique(peak_chroms)[:4])
+        uni_examples = ", ".join(repr(c) for c in uni.chrom_names[:4])
+        styled = "" if chrom_style == "asis" else f" (chrom_style='{chrom_style}')"
+        raise ValueError(
+            f"none of the peak chromosomes of {name}{styled} ({peak_examples}) occur in universe "
+            f"'{uni.source}' ({uni_examples}): the two name chromosomes differently "
+            f"(e.g. '1' vs 'chr1'); {_style_hint(pd.unique(given), uni.chrom_names)}"
+        )
+    if unknown.any():
+        missing = pd.unique(peak_chroms[unknown])
+        warnings.warn(
+            f"{int(unknown.sum())} of {unknown.size} peaks of {name} lie on {missing.size} chromosomes absent "
+            f"from universe '{uni.source}' ({', '.join(repr(c) for c in missing[:5])}"
+            f"{', ...' if missing.size > 5 else ''}); they get no token",
+            stacklevel=3,
+        )
+    return codes
+
+
+class _PeakMapper:
+    """The peaks of one AnnData mapped once to a universe; turns row blocks of its matrix into tokens.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        Cells x peaks (``var`` with coordinates, see :func:`peak_coordinates`).
+    universe : Universe
+    min_overlap : int
+        Minimum overlap in bp (>= 1).
+    name : str
+        How messages name the AnnData.
+    chrom_style : {"asis", "add-chr", "strip-chr"}
+        How the peaks' chromosome names are matched to the universe's (:func:`restyle_chroms`).
+
+    Attributes
+    ----------
+    peak_offsets : np.ndarray of int64, shape (n_peaks + 1,)
+    peak_tokens : np.ndarray of int32
+        Peak ``j`` maps to ``peak_tokens[peak_offsets[j]:peak_offsets[j+1]]``.
+    n_peaks_unmapped, n_peaks_unknown_chrom : int
+    n_counts, n_counts_in_universe : int
+        Nonzero entries of the blocks passed to :meth:`tokens` so far, and those on a peak that maps.
+    """
+
+    def __init__(
+        self,
+        adata,
+        universe: Universe,
+        *,
+        min_overlap: int = 1,
+        name: str = "the AnnData",
+        chrom_style: str = "asis",
+    ):
+        if isinstance(min_overlap, bool) or not isinstance(min_overlap, int | np.integer) or min_overlap < 1:
+            raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
+        if adata.n_obs == 0:
+            raise ValueError(f"{name} has zero cells; nothing to tokenize")
+        if adata.n_vars == 0:
+            raise ValueError(f"{name} has zero peaks (var is empty); nothing to tokenize")
+        self.universe = universe
+        self.name = name
+        chroms, starts, ends = peak_coordinates(adata, name=name)
+        codes = _chrom_codes(chroms, universe, name, chrom_style)
+        self.peak_offsets, self.peak_tokens = map_peaks(
+            codes, starts, ends, universe.sorted_index, int(min_overlap)
+        )
+        self.n_peaks = int(adata.n_vars)
+        self._mapped = np.diff(self.peak_offsets) > 0
+        self.n_peaks_unmapped = int(np.count_nonzero(~self._mapped))
+        self.n_peaks_unknown_chrom = int(np.count_nonzero(codes < 0))
+        self.n_counts = 0
+        self.n_counts_in_universe = 0
+
+    def tokens(self, X, lo: int, hi: int, field: str = "X") -> tuple[np.ndarray, np.ndarray]:
+        """Tokens of rows ``lo:hi`` of ``X`` (in memory or backed): ``(indptr int64, indices int32)``.
+
+        ``field`` names the matrix in messages (e.g. ``"layers['counts']"``); NaN or inf values are an error.
+        Also adds the block's nonzero entries to ``n_counts`` and those on a mapped peak to
+        ``n_counts_in_universe``.
+        """
+        block = _csr_rows(X, lo, hi, f"{self.name}: {field}")
+        nonzero = block.data != 0
+        self.n_counts += int(np.count_nonzero(nonzero))
+        self.n_counts_in_universe += int(np.count_nonzero(nonzero & self._mapped[block.indices]))
+        return cells_to_tokens(block.indptr, block.indices, block.data, self.peak_offsets, self.peak_tokens)
+
+
+def tokenize_cells(
+    adata,
+    universe_file,
+    output=None,
+    *,
+    min_overlap: int = 1,
+    chunk_cells: int = settings.TOKENIZE_BATCH_CELLS,
+    overwrite: bool = False,
+    layer: str | None = None,
+    client=None,
+    chrom_style: str = "asis",
+):
+    """Tokenize each cell's open regions against a universe.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData or str or os.PathLike
+        Cells x peaks AnnData, or a path to an on-disk ``.h5ad`` or ``.zarr`` AnnData, read lazily
+        ``chunk_cells`` rows at a time (:class:`fastembed.readers.LazyAnnData`; bit-identical to the in-memory result). Its peaks come from
+        ``var`` ``chr``/``start``/``end`` or ``var_names`` like ``chr1:100-200``. A cell's regions are its
+        nonzero columns; values are not counts.
+    universe_file : str or os.PathLike or Universe
+        Universe BED file (optionally gzipped); line ``i`` is token ``i``.
+    output : str or os.PathLike, optional
+        Parquet path. If given, the tokens are written there (atomically) and the path is returned.
+    min_overlap : int
+        Minimum overlap in bp between a peak and a universe region (half-open intervals; default 1: any
+        overlap, as gtars does). A peak maps to every region it overlaps.
+    chunk_cells : int
+        Cells processed at a time; bounds memory for large backed files.
+    overwrite : bool
+        Replace an existing ``output``, only if it is a token parquet file written by fastembed. ``output`` may
+        never be the AnnData's file or the universe file (nor a folder holding them).
+    layer : str, optional
+        Read the cells x peaks values from ``adata.layers[layer]`` instead of ``adata.X`` (for files whose
+        ``X`` is None or holds normalised values).
+    client : dask.distributed.Client, optional
+        Tokenize each block of ``chunk_cells`` cells as a task on the cluster (the peak-to-token map is sent to
+        every worker once; a path input is read by the workers, so it must be on a file system they see). Same
+        result as without.
+    chrom_style : {"asis", "add-chr", "strip-chr"}
+        Match the peaks' chromosome names to the universe's as they are (default), with a ``chr`` prefix
+        added (data ``1``, ``MT`` against a universe ``chr1``, ``chrM``) or removed (the reverse). Never
+        guessed: names that match in no style are an error that suggests the style to pass.
+
+    Returns
+    -------
+    TokenizedCells or pathlib.Path
+        In-memory tokens (``output=None``) or the parquet path. Every input cell keeps its row, in order,
+        even with no token. Peaks that hit nothing are dropped and counted in ``stats``.
+    """
+    inputs = [adata, universe_file if not isinstance(universe_file, Universe) else universe_file.source]
+    if output is None:
+        return _tokenize_cells(
+            adata,
+            universe_file,
+            None,
+            min_overlap,
+            chunk_cells,
+            overwrite,
+            inputs,
+            layer,
+            client,
+            chrom_style,
+        )
+    out_path = check_output_path(
+        output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet"
+    )
+    # Held for the whole run, so a second writer of the same file fails now rather than after the work.
+    with output_lock(out_path, what="parquet output"):
+        return _tokenize_cells(
+            adata,
+            universe_file,
+            out_path,
+            min_overlap,
+            chunk_cells,
+            overwrite,
+            inputs,
+            layer,
+            client,
+            chrom_style,
+        )
+
+
+def _tokenize_cells(
+    adata, universe_file, out_path, min_overlap, batch_cells, overwrite, inputs, layer, client, chrom_style
+):
+    restyle_chroms([], chrom_style)  # a bad style is refused before any file is read
+    uni = _resolve_universe(universe_file)
+    if isinstance(batch_cells, bool) or int(batch_cells) != batch_cells or batch_cells < 1:
+        # named by the public keyword of tokenize_cells, the only way in
+        raise ValueError(f"chunk_cells must be an integer >= 1, got {batch_cells!r}")
+    batch_cells = int(batch_cells)
+    source = adata
+    adata, name = _as_adata(adata)
+    matrix, field_name = cell_matrix(adata, layer, name=name)
+    mapper = _PeakMapper(adata, uni, min_overlap=min_overlap, name=name, chrom_style=chrom_style)
+    if mapper.n_peaks_unmapped == mapper.n_peaks:
+        # Raised here, not at training ("empty dataset"), where the cause is no longer visible.
+        raise ValueError(
+            f"none of the {mapper.n_peaks} peaks of {name} overlaps a region of universe '{uni.source}' by at "
+            f"least min_overlap={min_overlap} bp ({mapper.n_peaks_unknown_chrom} lie on chromosomes the universe "
+            "lacks): lower min_overlap= or check that the peaks and the universe use the same genome build"
+        )
+    if client is None:
+        parts = (
+            mapper.tokens(matrix, lo, min(lo + batch_cells, adata.n_obs), field_name)
+            for lo in range(0, adata.n_obs, batch_cells)
+        )
+    else:
+        from .distributed import tokenize_blocks
+
+        if layer is not None:
+            raise ValueError(
+                "layer= is not supported with client=; store the counts in X for Dask tokenizing"
+            )
+        parts = tokenize_blocks(client, adata, source, mapper, batch_cells)
+    indptr_parts, index_parts = [np.zeros(1, dtype=np.int64)], []
+    total = 0
+    for ip, ix in parts:
+        indptr_parts.append(ip[1:] + total)
+        index_parts.append(ix)
+        total += int(ip[-1])
+    indptr = np.concatenate(indptr_parts)
+    indices = np.concatenate(index_parts)
+    lengths = np.diff(indptr)
+    n_empty = int(np.count_nonzero(lengths == 0))
+    if n_empty == lengths.size:
+        raise ValueError(
+            f"no cell of {name} has a token in universe '{uni.source}': the {adata.n_obs} cells have no nonzero "
+            f"entry on the {mapper.n_peaks - mapper.n_peaks_unmapped} peaks that overlap a region; check the "
+            "matrix (cells x peaks) and the universe"
+        )
+    stats = {
+        "n_cells": int(adata.n_obs),
+        "n_tokens": int(indptr[-1]),
+        "n_peaks": mapper.n_peaks,
+        "n_peaks_unmapped": mapper.n_peaks_unmapped,
+        "n_peaks_unknown_chrom": mapper.n_peaks_unknown_chrom,
+        "fraction_peaks_in_universe": 1 - mapper.n_peaks_unmapped / mapper.n_peaks,
+        "n_counts": mapper.n_counts,
+        "n_counts_in_universe": mapper.n_counts_in_universe,
+        "fraction_counts_in_universe": mapper.n_counts_in_universe / max(mapper.n_counts, 1),
+        "n_empty_cells": n_empty,
+        "n_few_token_cells": int(np.count_nonzero((lengths > 0) & (lengths < settings.FEW_TOKENS))),
+        "few_tokens": settings.FEW_TOKENS,
+        "median_tokens_per_cell": float(np.median(lengths)),
+    }
+    if n_empty:
+        warnings.warn(
+            f"{n_empty} of {adata.n_obs} cells of {name} have no token in universe '{uni.source}' "
+            "(their peaks overlap no region); they keep their rows with an empty token list",
+            stacklevel=3,
+        )
+    barcodes = np.asarray(adata.obs_names, dtype=object)
+    if out_path is None:
+        return TokenizedCells(indptr, indices, barcodes, uni, stats)
+    return write_tokens_parquet(
+        out_path,
+        indptr,
+        indices,
+        barcodes,
+        uni,
+        overwrite=overwrite,
+        inputs=inputs,
+        extra_metadata={META_STATS: json.dumps(stats).encode()},
+    )
+
+
+def tokenize_summary(stats: dict) -> str:
+    """The tokenize diagnostics of ``stats`` (:attr:`TokenizedCells.stats`) as one line for people."""
+    counts = (
+        ""
+        if stats.get("n_counts") is None
+        else f" and {stats['n_counts_in_universe']} of {stats['n_counts']} counts "
+        f"({100 * stats['fraction_counts_in_universe']:.1f}%)"
+    )
+    return (
+        f"{stats['n_peaks'] - stats['n_peaks_unmapped']} of {stats['n_peaks']} peaks "
+        f"({100 * stats['fraction_peaks_in_universe']:.1f}%){counts} in the universe; "
+        f"{stats['n_empty_cells']} of {stats['n_cells']} cells with no token, {stats['n_few_token_cells']} "
+        f"with fewer than {stats['few_tokens']}; median {stats['median_tokens_per_cell']:g} tokens per cell"
+    )

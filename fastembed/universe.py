@@ -316,6 +316,16 @@ class Universe:
         return SortedRegions.build(self)
 
 
+def _resolve_universe(universe_file) -> Universe:
+    """A :class:`Universe` given itself or the path of a BED file (FileNotFoundError if there is none)."""
+    if isinstance(universe_file, Universe):
+        return universe_file
+    path = Path(universe_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"universe file '{path}' does not exist")
+    return Universe.from_bed(path)
+
+
 @dataclass(frozen=True)
 class SortedRegions:
     """The universe sorted by (chromosome code, start, end), laid out for binary search in numba.

@@ -41,6 +41,27 @@ def buenrostro_universe(shared_data) -> Path:
     return shared_data / "universe_buenrostro2018_hg19" / "peaks.bed"
 
 
+@pytest.fixture(scope="session")
+def demo_other_universe(tmp_path_factory) -> Path:
+    """A universe BED made from the bundled demo's real peaks that is not those peaks, for fresh clones.
+
+    Every other demo peak gives two regions, ``[start + 100, mid)`` and ``[mid, end + 300)``; the peaks
+    in between get none. So a demo peak maps to zero, one or two regions, overlaps are partial (some
+    shorter than 250 bp), and token ids differ from column indices, as with a real foreign universe.
+    """
+    from fastembed.datasets import demo_peaks_path
+    from fastembed.universe import read_bed
+
+    chroms, starts, ends = read_bed(demo_peaks_path())
+    lines = []
+    for c, s, e in zip(chroms[::2], starts[::2].tolist(), ends[::2].tolist(), strict=True):
+        mid = (s + e) // 2
+        lines.append(f"{c}\t{s + 100}\t{mid}\n{c}\t{mid}\t{e + 300}\n")
+    path = tmp_path_factory.mktemp("universe") / "demo_other.bed"
+    path.write_text("".join(lines))
+    return path
+
+
 @pytest.fixture
 def fake_notebook(monkeypatch):
     """An IPython kernel as tqdm's notebook detection sees it, without widgets (so the bar is text)."""

@@ -8,6 +8,7 @@ import pytest
 from sklearn.utils.extmath import randomized_svd
 
 import fastembed.annotate as ann
+import fastembed.settings as tunables
 from fastembed.annotate import annotate_celltypes
 from fastembed.datasets import load_demo
 
@@ -97,13 +98,13 @@ def test_pynndescent_path_recall(split, monkeypatch):
     r, _ = ann._unit_rows(ref.obsm["scembed_X"])
     q, _ = ann._unit_rows(query.obsm["scembed_X"])
     exact, _ = ann.knn_cosine(r, q, 10)
-    monkeypatch.setattr(ann, "EXACT_SEARCH_PAIRS", 0)
+    monkeypatch.setattr(tunables, "EXACT_SEARCH_PAIRS", 0)
     approx, sim = ann.knn_cosine(r, q, 10, random_state=0)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx, strict=True)])
     assert recall >= 0.98
     assert np.all(np.diff(sim, axis=1) <= 1e-6)  # nearest first
     labels_exact = annotate_celltypes(query, ref)
-    monkeypatch.setattr(ann, "EXACT_SEARCH_PAIRS", 200_000_000)
+    monkeypatch.setattr(tunables, "EXACT_SEARCH_PAIRS", 200_000_000)
     assert (annotate_celltypes(query, ref).to_numpy() == labels_exact.to_numpy()).mean() > 0.98
 
 
@@ -181,7 +182,7 @@ def test_k_errors(split):
 def test_labels_do_not_depend_on_block_size(split, monkeypatch, exact):
     ref, query = split
     if not exact:  # the pynndescent path, decided once for the whole query
-        monkeypatch.setattr(ann, "EXACT_SEARCH_PAIRS", 0)
+        monkeypatch.setattr(tunables, "EXACT_SEARCH_PAIRS", 0)
     q = query.copy()
     whole = annotate_celltypes(q, ref, confidence_key="conf", batch_cells=1 << 20)
     conf = q.obs["conf"].to_numpy()

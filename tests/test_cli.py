@@ -277,7 +277,7 @@ def test_demo_end_to_end(tmp_path, capsys):
 
 def test_train_interrupted_exits_130_and_writes_nothing(tmp_path, monkeypatch, capsys):
     import fastembed.sgns as sg
-    from fastembed.io import tokenize_cells
+    from fastembed.tokenize import tokenize_cells
 
     tokens = tokenize_cells(load_demo()[:200].copy(), demo_peaks_path(), output=tmp_path / "t.parquet")
     real = sg._blocks_parallel

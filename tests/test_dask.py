@@ -17,6 +17,8 @@ import zarr  # noqa: E402
 import fastembed as fe  # noqa: E402
 from fastembed import distributed  # noqa: E402
 from fastembed.datasets import demo_peaks_path, load_demo  # noqa: E402
+from fastembed.readers import LazyAnnData  # noqa: E402
+from fastembed.tokenize import _PeakMapper  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +103,7 @@ def test_a_retried_block_writes_the_same_bytes(client, model, on_disk, tmp_path)
     for p in chunk_files:
         p.write_bytes(b"")  # a stale partial chunk, which the rerun must overwrite
     # Rerun every block (the last one a remainder) as the scheduler would after losing its worker.
-    mapper = fe.io.PeakMapper(fe.io.LazyAnnData(on_disk), model.universe)
+    mapper = _PeakMapper(LazyAnnData(on_disk), model.universe)
     weights = model.pooling_weights(model.default_pooling)
     futures = [
         client.submit(
@@ -125,7 +127,7 @@ def test_a_retried_block_writes_the_same_bytes(client, model, on_disk, tmp_path)
 
 def test_block_must_match_chunks(model, on_disk, tmp_path):
     arr = zarr.create_array(str(tmp_path / "e"), shape=(N_CELLS, 8), chunks=(100, 8), dtype="float32")
-    mapper = fe.io.PeakMapper(fe.io.LazyAnnData(on_disk), model.universe)
+    mapper = _PeakMapper(LazyAnnData(on_disk), model.universe)
     with pytest.raises(ValueError, match=r"chunks of 100 cells do not match the block 0:256"):
         distributed._encode_task(
             distributed._x_payload(None, on_disk, 0, 256),
@@ -179,10 +181,10 @@ def labelled(model):
     ],
 )
 def test_labels_equal_serial(client, labelled, tmp_path, monkeypatch, exact):
-    from fastembed import annotate
+    from fastembed import settings as tunables
 
     if not exact:
-        monkeypatch.setattr(annotate, "EXACT_SEARCH_PAIRS", 0)  # the fitted index is sent to the workers
+        monkeypatch.setattr(tunables, "EXACT_SEARCH_PAIRS", 0)  # the fitted index is sent to the workers
     ref, query = labelled
     q = query.copy()
     serial = fe.annotate_celltypes(q, ref, confidence_key="conf", batch_cells=1024)

@@ -12,7 +12,7 @@ import pytest
 import fastembed as fe
 from fastembed.cli import main
 from fastembed.datasets import demo_peaks_path, load_demo
-from fastembed.io import read_tokens_parquet
+from fastembed.tokens import read_tokens_parquet
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def _ensembl(adata):
 
 
 def test_restyle_chroms_maps_both_ways():
-    from fastembed.io import restyle_chroms
+    from fastembed.readers import restyle_chroms
 
     assert list(restyle_chroms(np.array(["1", "X", "MT", "chr2"], dtype=object), "add-chr")) == [
         "chr1",

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from naive import overlapping
 
 import fastembed as fe
 from fastembed import fragments as fr
+from fastembed import settings as tunables
 from fastembed.cli import main
 from fastembed.datasets import demo_peaks_path, load_demo
-from fastembed.io import read_tokens_parquet
+from fastembed.tokens import read_tokens_parquet
 
 # ------------------------------------------------------------------------------------------------
 # The naive reference
@@ -34,8 +36,7 @@ def oracle(frags, universe, *, mode="fragment", min_overlap=1, whitelist=None, m
     u_e = np.array([u[2] for u in universe], dtype=np.int64)
 
     def hits(c, s, e):
-        ov = np.minimum(e, u_e) - np.maximum(s, u_s)
-        return set(np.flatnonzero((u_chr == c) & (ov >= min_overlap)).tolist())
+        return set(overlapping(c, s, e, u_chr, u_s, u_e, min_overlap).tolist())
 
     order, tokens, n_frag, n_in = [], {}, {}, {}
     for c, s, e, b in frags:
@@ -243,7 +244,7 @@ def test_demo_fragments_match_tokenize_cells(demo_fragments):
 def test_small_blocks_and_folds_give_identical_results(demo_fragments, monkeypatch):
     _, path = demo_fragments
     ref = run(path, demo_peaks_path())
-    monkeypatch.setattr(fr, "FOLD_PAIRS", 500)  # fold pending pairs many times on the way
+    monkeypatch.setattr(tunables, "FOLD_PAIRS", 500)  # fold pending pairs many times on the way
     small = run(path, demo_peaks_path(), block_size=4096)
     assert list(small.barcodes) == list(ref.barcodes)
     np.testing.assert_array_equal(small.indptr, ref.indptr)

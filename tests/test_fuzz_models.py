@@ -245,9 +245,9 @@ def folders(tmp_path_factory) -> dict[str, Path]:
         ModelFolder(
             config={"window_size": 5},
             universe=uni,
-            weights=rng.standard_normal((19, 5)).astype(np.float32),
+            region_vectors=rng.standard_normal((19, 5)).astype(np.float32),
             token_counts=rng.integers(0, 9, 19),
-            output_weights=rng.random((19, 5), np.float32),
+            output_vectors=rng.random((19, 5), np.float32),
         ),
     )
     return {"geniml": root / "geniml", "fastembed": root / "fastembed"}
@@ -267,8 +267,8 @@ def test_generated_config_yaml(tmp_path, folders, which, text):
         _assert_documented(result, config)
     else:
         event("loaded")
-        np.testing.assert_array_equal(result.region_vectors, original.weights)
-        assert result.embedding_dim == original.weights.shape[1]
+        np.testing.assert_array_equal(result.region_vectors, original.region_vectors)
+        assert result.embedding_dim == original.region_vectors.shape[1]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,6 +287,6 @@ def test_byte_mutations_of_region_vectors(tmp_path, folders, edits):
         _assert_documented(result, npy)
     else:  # no checksum guards the numbers themselves, but a loaded model is always usable
         event("loaded")
-        assert result.weights.dtype == np.float32 and result.weights.shape == (19, 5)
-        assert np.isfinite(result.weights).all()
+        assert result.region_vectors.dtype == np.float32 and result.region_vectors.shape == (19, 5)
+        assert np.isfinite(result.region_vectors).all()
     assert peak <= MEMORY_FACTOR * npy.stat().st_size + SLACK

@@ -21,14 +21,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from fastembed.io import (  # noqa: E402
-    TokenizedCells,
-    _universe_metadata,
-    peak_coordinates,
-    read_10x,
-    read_mtx,
-    read_tokens_parquet,
-)
+from fastembed.readers import peak_coordinates, read_10x, read_mtx  # noqa: E402
+from fastembed.tokens import TokenizedCells, _universe_metadata, read_tokens_parquet  # noqa: E402
 from fastembed.universe import MAX_COORD, Universe, read_bed  # noqa: E402
 
 FUZZ = settings(

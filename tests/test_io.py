@@ -16,7 +16,9 @@ import scipy.io
 import scipy.sparse as sp
 
 import fastembed as fe
-from fastembed.io import peak_coordinates, read_tokens_parquet
+from fastembed.datasets import demo_peaks_path, load_demo
+from fastembed.readers import peak_coordinates
+from fastembed.tokens import read_tokens_parquet
 from fastembed.universe import Universe, read_bed
 
 
@@ -26,9 +28,10 @@ def granja(granja_dir):
 
 
 @pytest.fixture(scope="module")
-def small(granja):
-    """200 real cells x the first 2,000 peaks, written as a 10x-style peaks x cells folder."""
-    return granja[:200, :2000].copy()
+def small():
+    """200 real cells x the first 2,000 peaks of the bundled demo (a slice of granja2019)."""
+    demo = load_demo()[:200, :2000]
+    return ad.AnnData(X=demo.X.copy(), obs=demo.obs[[]].copy(), var=demo.var[["chr", "start", "end"]].copy())
 
 
 def _write_triple(adata, folder, *, orientation="peaks_x_cells", gz=True, extra_columns=True):
@@ -304,18 +307,28 @@ def test_no_partial_parquet_after_error(small, tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------------
 # Parquet round trip and the dataset
 # ------------------------------------------------------------------------------------------------
-def test_parquet_round_trip(small, buenrostro_universe, tmp_path):
+@pytest.mark.parametrize(
+    ("universe", "n_regions"),
+    [("demo_peaks", 10_000), ("demo_other_universe", 10_000), ("buenrostro", 126_536)],
+)
+def test_parquet_round_trip(small, tmp_path, request, universe, n_regions):
+    if universe == "demo_peaks":
+        universe = demo_peaks_path()
+    elif universe == "buenrostro":
+        universe = request.getfixturevalue("buenrostro_universe")  # full size: needs the shared data
+    else:
+        universe = request.getfixturevalue(universe)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tok = fe.tokenize_cells(small, buenrostro_universe)
-        path = fe.tokenize_cells(small, buenrostro_universe, tmp_path / "t.parquet")
+        tok = fe.tokenize_cells(small, universe)
+        path = fe.tokenize_cells(small, universe, tmp_path / "t.parquet")
     ds = fe.Region2VecDataset(path)
     np.testing.assert_array_equal(ds.indptr, tok.indptr)
     np.testing.assert_array_equal(ds.indices, tok.indices)
     assert ds.indptr.dtype == np.int64 and ds.indices.dtype == np.int32
     assert ds.barcodes.tolist() == list(small.obs_names)
-    assert ds.universe.checksum == Universe.from_bed(buenrostro_universe).checksum
-    assert ds.vocab_size == len(ds.universe) + 7 == 126536 + 7
+    assert ds.universe.checksum == Universe.from_bed(universe).checksum
+    assert ds.vocab_size == len(ds.universe) + 7 == n_regions + 7
     assert len(ds) == small.n_obs and ds.n_tokens == tok.n_tokens
     np.testing.assert_array_equal(ds[5], tok[5])
     # gtars layout: tokens list<int32> and barcode string
@@ -325,9 +338,9 @@ def test_parquet_round_trip(small, buenrostro_universe, tmp_path):
 
 
 def test_parquet_many_row_groups(small, tmp_path, monkeypatch):
-    import fastembed.io as fio
+    import fastembed.settings as tunables
 
-    monkeypatch.setattr(fio, "ROW_GROUP_CELLS", 7)
+    monkeypatch.setattr(tunables, "ROW_GROUP_CELLS", 7)
     uni = Universe.from_arrays(small.var["chr"], small.var["start"], small.var["end"])
     tok = fe.tokenize_cells(small, uni)
     ds = fe.Region2VecDataset(tok.to_parquet(tmp_path / "t.parquet"))

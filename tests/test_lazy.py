@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 import fastembed as fe
-from fastembed import io
+from fastembed import readers
 from fastembed.datasets import demo_peaks_path, load_demo
 
 
@@ -58,14 +58,14 @@ def test_lazy_tokenize_is_bit_identical(demo_subset, tmp_path, fmt, layout):
 def test_lazy_reads_blocks_not_the_whole_matrix(demo_subset, tmp_path, monkeypatch):
     path = _write(demo_subset, tmp_path, "zarr", "csr")
     spies = []
-    real = io.LazyAnnData.__init__
+    real = readers.LazyAnnData.__init__
 
     def init(self, p):
         real(self, p)
         self.X = _SpyX(self.X)
         spies.append(self.X)
 
-    monkeypatch.setattr(io.LazyAnnData, "__init__", init)
+    monkeypatch.setattr(readers.LazyAnnData, "__init__", init)
     fe.tokenize_cells(path, demo_peaks_path(), chunk_cells=300)
     assert spies[0].blocks == [(0, 300), (300, 600), (600, 900), (900, 1001)]
 
@@ -97,7 +97,7 @@ def test_lazy_encode_to_zarr_reads_names_by_block(demo_subset, tmp_path, monkeyp
     tok = fe.tokenize_cells(demo_subset, demo_peaks_path())
     model = fe.ScEmbed(embedding_dim=8, seed=0, threads=1).train(tok, epochs=1, progress=False)
     monkeypatch.setattr(
-        io.LazyAnnData, "obs_names", property(lambda self: pytest.fail("all names read at once"))
+        readers.LazyAnnData, "obs_names", property(lambda self: pytest.fail("all names read at once"))
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

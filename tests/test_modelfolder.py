@@ -24,7 +24,7 @@ def test_reads_geniml_fixture(name):
     assert folder.format == "geniml"
     assert len(folder.universe) == 10  # legacy placeholder lines (chrUNK 0 0, ...) are not regions
     assert folder.universe.chrom_names == ["chr1"] and folder.universe.starts[0] == 237534
-    np.testing.assert_array_equal(folder.weights, EXPECTED)
+    np.testing.assert_array_equal(folder.region_vectors, EXPECTED)
     assert folder.config["embedding_dim"] == 4 and folder.config["vocab_size"] == 17
     assert folder.token_counts is None
 
@@ -35,9 +35,9 @@ def _folder(n=12, dim=5, seed=0):
     return ModelFolder(
         config={"window_size": 5, "training": {"epochs": 3}},
         universe=uni,
-        weights=rng.standard_normal((n + 7, dim)).astype(np.float32),
+        region_vectors=rng.standard_normal((n + 7, dim)).astype(np.float32),
         token_counts=rng.integers(0, 9, n + 7),
-        output_weights=rng.random((n + 7, dim), np.float32),
+        output_vectors=rng.random((n + 7, dim), np.float32),
     )
 
 
@@ -47,12 +47,12 @@ def test_round_trip(tmp_path, fmt):
     write_model_folder(tmp_path / "m", src, format=fmt)
     back = read_model_folder(tmp_path / "m")
     assert back.format == fmt
-    np.testing.assert_array_equal(back.weights, src.weights)
+    np.testing.assert_array_equal(back.region_vectors, src.region_vectors)
     assert back.universe.same_as(src.universe)
     assert back.config["window_size"] == 5 and back.config["training"] == {"epochs": 3}
     if fmt == "fastembed":
         np.testing.assert_array_equal(back.token_counts, src.token_counts)
-        np.testing.assert_array_equal(back.output_weights, src.output_weights)
+        np.testing.assert_array_equal(back.output_vectors, src.output_vectors)
     else:
         assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
             "checkpoint.pt",
@@ -71,9 +71,9 @@ def test_geniml_without_special_rows_is_padded(tmp_path):
     write_torch_state_dict(d / "checkpoint.pt", {"projection.weight": EXPECTED[:10]})
     (d / "config.yaml").write_text("vocab_size: 10\nembedding_dim: 4\n")
     folder = read_model_folder(d)
-    assert folder.weights.shape == (17, 4)
-    np.testing.assert_array_equal(folder.weights[:10], EXPECTED[:10])
-    assert not folder.weights[10:].any()
+    assert folder.region_vectors.shape == (17, 4)
+    np.testing.assert_array_equal(folder.region_vectors[:10], EXPECTED[:10])
+    assert not folder.region_vectors[10:].any()
 
 
 @pytest.mark.parametrize(
@@ -126,6 +126,21 @@ def test_fastembed_folder_errors(tmp_path):
         read_model_folder(tmp_path / "m")
 
 
+def test_config_format_must_name_the_layout_present(tmp_path):
+    write_model_folder(tmp_path / "m", _folder(), format="geniml")
+    config = yaml.safe_load((tmp_path / "m" / "config.yaml").read_text())
+    assert "format" not in config  # geniml's layout: geniml reads no such key
+    config["format"] = "fastembed"
+    (tmp_path / "m" / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(
+        ValueError,
+        match=r"config.yaml': format is 'fastembed' but the folder holds checkpoint.pt.*expected format: geniml",
+    ):
+        read_model_folder(tmp_path / "m")
+    write_model_folder(tmp_path / "f", _folder())
+    assert read_model_folder(tmp_path / "f").config["format"] == "fastembed"
+
+
 def test_universe_checksum_mismatch(tmp_path):
     write_model_folder(tmp_path / "m", _folder())
     text = (tmp_path / "m" / "universe.bed").read_text().replace("chr2\t0\t500", "chr2\t0\t501")
@@ -151,10 +166,14 @@ def test_overwrite_protection_and_atomicity(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="simulated"):
         write_model_folder(tmp_path / "m", _folder(seed=2), overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no partial folder, no temp folder
-    np.testing.assert_array_equal(read_model_folder(tmp_path / "m").weights, _folder(seed=1).weights)
+    np.testing.assert_array_equal(
+        read_model_folder(tmp_path / "m").region_vectors, _folder(seed=1).region_vectors
+    )
     monkeypatch.setattr(mf.np, "save", real_save)
     write_model_folder(tmp_path / "m", _folder(seed=2), overwrite=True)
-    np.testing.assert_array_equal(read_model_folder(tmp_path / "m").weights, _folder(seed=2).weights)
+    np.testing.assert_array_equal(
+        read_model_folder(tmp_path / "m").region_vectors, _folder(seed=2).region_vectors
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 

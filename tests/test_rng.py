@@ -4,43 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from naive import GAMMA, M64, RefRng
 from scipy import stats
 
 from fastembed import _rng
 
 pytestmark = [pytest.mark.kernel, pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")]
-
-# --- naive reference: SplitMix64 on Python ints -------------------------------------------------------------
-M64 = (1 << 64) - 1
-GAMMA = 0x9E3779B97F4A7C15
-
-
-def ref_mix(z: int) -> int:
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
-    return z ^ (z >> 31)
-
-
-class RefRng:
-    """The reference stream: same derivation of block states, same draws, on Python ints."""
-
-    def __init__(self, seed: int, stream: int, block: int):
-        h = ref_mix((seed + GAMMA) & M64)
-        h = ref_mix((h + stream * GAMMA + GAMMA) & M64)
-        self.s = ref_mix((h + block * GAMMA + GAMMA) & M64)
-
-    def next(self) -> int:
-        self.s = (self.s + GAMMA) & M64
-        return ref_mix(self.s)
-
-    def randint(self, n: int) -> int:
-        return ((self.next() >> 32) * n) >> 32
-
-    def uniform(self) -> float:
-        return (self.next() >> 11) * 2.0**-53
-
-
-# ------------------------------------------------------------------------------------------------------------
 
 
 def test_splitmix64_known_vector():

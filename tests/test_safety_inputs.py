@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from fastembed.io import peak_coordinates, read_10x, read_mtx, tokenize_cells
+from fastembed.io import read_10x, read_mtx, tokenize_cells
+from fastembed.readers import peak_coordinates
 from fastembed.universe import Universe, read_bed
 
 BOM = b"\xef\xbb\xbf"
@@ -195,7 +196,7 @@ def test_x_none_in_h5ad_file_offers_layer(tmp_path):
 # ScEmbed parameters, training data with nothing to learn, threads
 # --------------------------------------------------------------------------------------------------
 def _toy_tokens(n_cells=40, seed=0):
-    from fastembed.io import TokenizedCells
+    from fastembed.tokens import TokenizedCells
 
     rng = np.random.default_rng(seed)
     rows = [np.sort(rng.choice(4, size=rng.integers(2, 5), replace=False)) for _ in range(n_cells)]
@@ -256,8 +257,8 @@ def test_train_wrong_typed_params_name_the_parameter(kwargs, param):
 
 
 def test_no_cell_with_two_trained_tokens_is_refused():
-    from fastembed.io import TokenizedCells
     from fastembed.scembed import ScEmbed
+    from fastembed.tokens import TokenizedCells
 
     one_each = TokenizedCells(
         np.arange(5, dtype=np.int64),
@@ -361,7 +362,7 @@ def test_encode_layer(toy_model):
 def _write_table(path, table, universe=TOY_UNIVERSE):
     import pyarrow.parquet as pq
 
-    from fastembed.io import _universe_metadata
+    from fastembed.tokens import _universe_metadata
 
     if universe is not None:
         table = table.replace_schema_metadata(_universe_metadata(universe))
@@ -380,7 +381,7 @@ def _write_table(path, table, universe=TOY_UNIVERSE):
 def test_parquet_nulls_name_file_and_column(tmp_path, tokens, barcodes, pattern):
     import pyarrow as pa
 
-    from fastembed.io import read_tokens_parquet
+    from fastembed.tokens import read_tokens_parquet
 
     t = pa.table({"tokens": pa.array(tokens, type=pa.list_(pa.int32())), "barcode": pa.array(barcodes)})
     p = _write_table(tmp_path / "t.parquet", t)
@@ -401,7 +402,7 @@ def test_parquet_nulls_name_file_and_column(tmp_path, tokens, barcodes, pattern)
 def test_parquet_wrong_column_types(tmp_path, column, array, pattern):
     import pyarrow as pa
 
-    from fastembed.io import read_tokens_parquet
+    from fastembed.tokens import read_tokens_parquet
 
     cols = {"tokens": pa.array([[0, 1]], type=pa.list_(pa.int32())), "barcode": pa.array(["a"])}
     cols[column] = pa.array(array)
@@ -414,7 +415,7 @@ def test_parquet_wrong_column_types(tmp_path, column, array, pattern):
 def test_parquet_uint32_ids_beyond_int32_are_reported_as_is(tmp_path):
     import pyarrow as pa
 
-    from fastembed.io import read_tokens_parquet
+    from fastembed.tokens import read_tokens_parquet
 
     t = pa.table({"tokens": pa.array([[0, 2**32 - 1]], type=pa.list_(pa.uint32()))})
     p = _write_table(tmp_path / "t.parquet", t)
@@ -423,8 +424,8 @@ def test_parquet_uint32_ids_beyond_int32_are_reported_as_is(tmp_path):
 
 
 def test_universe_argument_disagreeing_with_stored_is_refused(tmp_path):
-    from fastembed.io import read_tokens_parquet
     from fastembed.region2vec import Region2VecDataset
+    from fastembed.tokens import read_tokens_parquet
 
     p = _toy_tokens().to_parquet(tmp_path / "t.parquet")
     other = tmp_path / "other.bed"
@@ -443,8 +444,8 @@ def test_universe_argument_disagreeing_with_stored_is_refused(tmp_path):
 
 
 def test_folder_of_parts_is_read_in_sorted_order(tmp_path):
-    from fastembed.io import TokenizedCells
     from fastembed.region2vec import Region2VecDataset
+    from fastembed.tokens import TokenizedCells
 
     tok = _toy_tokens(30)
     folder = tmp_path / "parts.parquet"
@@ -463,8 +464,8 @@ def test_folder_of_parts_is_read_in_sorted_order(tmp_path):
 
 
 def test_folder_of_parts_with_two_universes_is_refused(tmp_path):
-    from fastembed.io import TokenizedCells
     from fastembed.region2vec import Region2VecDataset
+    from fastembed.tokens import TokenizedCells
 
     _toy_tokens(5).to_parquet(tmp_path / "a.parquet")
     other = Universe.from_arrays(["chr2"] * 4, [0, 100, 200, 300], [50, 150, 250, 350])
@@ -486,10 +487,11 @@ def test_empty_folder_is_refused(tmp_path):
 def test_row_groups_split_by_token_count(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    import fastembed.io as fio
+    import fastembed.settings as tunables
+    import fastembed.tokens as ftok
 
     tok = _toy_tokens(50)
-    monkeypatch.setattr(fio, "ROW_GROUP_TOKENS", 10)
+    monkeypatch.setattr(tunables, "ROW_GROUP_TOKENS", 10)
     p = tok.to_parquet(tmp_path / "t.parquet")
     meta = pq.ParquetFile(p).metadata
     sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
@@ -500,13 +502,13 @@ def test_row_groups_split_by_token_count(tmp_path, monkeypatch):
         if lo + n < 50:
             assert tok.indptr[lo + n + 1] - tok.indptr[lo] > 10
         lo += n
-    back = fio.read_tokens_parquet(p)
+    back = ftok.read_tokens_parquet(p)
     np.testing.assert_array_equal(back.indptr, tok.indptr)
     np.testing.assert_array_equal(back.indices, tok.indices)
 
 
 def test_row_group_bounds_edge_cases():
-    from fastembed.io import _row_group_bounds
+    from fastembed.tokens import _row_group_bounds
 
     assert _row_group_bounds(np.array([0]), 4, 10) == [0, 0]
     # A cell bigger than the cap gets a group of its own.
@@ -515,9 +517,9 @@ def test_row_group_bounds_edge_cases():
 
 
 def test_default_token_cap_is_well_below_int32():
-    import fastembed.io as fio
+    import fastembed.settings as tunables
 
-    assert fio.ROW_GROUP_TOKENS <= 2**28
+    assert tunables.ROW_GROUP_TOKENS <= 2**28
 
 
 # --------------------------------------------------------------------------------------------------
@@ -577,14 +579,14 @@ def test_parquet_universe_metadata_bomb_is_refused(tmp_path, monkeypatch):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import fastembed.io as fio
+    import fastembed.tokens as ftok
 
     bomb = base64.b64encode(gzip.compress(b"chr1\t0\t1\n" * 10_000_000, compresslevel=9))
     assert len(bomb) < 300_000
     t = pa.table({"tokens": pa.array([[0]], type=pa.list_(pa.int32()))})
-    t = t.replace_schema_metadata({fio.META_UNIVERSE: bomb})
+    t = t.replace_schema_metadata({ftok.META_UNIVERSE: bomb})
     pq.write_table(t, tmp_path / "t.parquet")
     with pytest.raises(
         ValueError, match=r"t.parquet': universe in the metadata is corrupt \(inflates beyond"
     ):
-        fio.read_tokens_parquet(tmp_path / "t.parquet")
+        ftok.read_tokens_parquet(tmp_path / "t.parquet")

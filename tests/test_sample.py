@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import fastembed as fe
-from fastembed import io
+from fastembed import settings as tunables
 from fastembed.datasets import demo_peaks_path, load_demo
 from fastembed.region2vec import _group_quota
 
@@ -19,7 +19,7 @@ def tokens():
 
 @pytest.fixture()
 def parquet(tokens, tmp_path, monkeypatch):
-    monkeypatch.setattr(io, "ROW_GROUP_CELLS", 200)  # 6 row groups, the last of 50 cells
+    monkeypatch.setattr(tunables, "ROW_GROUP_CELLS", 200)  # 6 row groups, the last of 50 cells
     path = tokens.to_parquet(tmp_path / "t.parquet")
     assert pq.ParquetFile(path).metadata.num_row_groups == 6
     return path

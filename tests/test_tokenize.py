@@ -11,36 +11,12 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from naive import cell_tokens_bruteforce, overlaps_bruteforce
 
 import fastembed as fe
 from fastembed import tokenize as tk
+from fastembed.datasets import load_demo
 from fastembed.universe import Universe, read_bed
-
-# ------------------------------------------------------------------------------------------------
-# The naive reference: brute-force interval overlap in numpy
-# ------------------------------------------------------------------------------------------------
-
-
-def overlaps_bruteforce(q_chroms, q_starts, q_ends, u_chroms, u_starts, u_ends, min_overlap=1):
-    """For each query, the sorted universe indices it overlaps by >= min_overlap bp (half-open)."""
-    u_chroms = np.asarray(u_chroms, dtype=object)
-    out = []
-    for c, s, e in zip(q_chroms, q_starts, q_ends, strict=True):
-        ov = np.minimum(e, u_ends) - np.maximum(s, u_starts)
-        hit = (u_chroms == c) & (ov >= min_overlap)
-        out.append(np.flatnonzero(hit).astype(np.int64))
-    return out
-
-
-def cell_tokens_bruteforce(X, peak_hits):
-    """For each row of a CSR matrix, the sorted unique union of the hits of its nonzero columns."""
-    cells = []
-    for i in range(X.shape[0]):
-        row = X.getrow(i)
-        cols = row.indices[row.data != 0]
-        parts = [peak_hits[j] for j in cols]
-        cells.append(np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64))
-    return cells
 
 
 def _assert_cells_equal(tok, expected):
@@ -50,7 +26,45 @@ def _assert_cells_equal(tok, expected):
 
 
 # ------------------------------------------------------------------------------------------------
-# Real data: granja2019 peaks against the Buenrostro 2018 universe
+# Real data shipped with the package: demo cells against a universe made from their peaks
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_slice():
+    """300 random cells of the bundled demo (real granja2019 cells and peaks; no shared data needed)."""
+    full = load_demo()
+    rows = np.sort(np.random.default_rng(0).choice(full.n_obs, 300, replace=False))
+    return full[rows].copy()
+
+
+@pytest.mark.parametrize("min_overlap", [1, 250])
+def test_demo_matches_bruteforce(demo_slice, demo_other_universe, min_overlap):
+    adata = demo_slice
+    u_chroms, u_starts, u_ends = read_bed(demo_other_universe)
+    hits = overlaps_bruteforce(
+        adata.var["chr"].to_numpy(),
+        adata.var["start"].to_numpy(),
+        adata.var["end"].to_numpy(),
+        u_chroms,
+        u_starts,
+        u_ends,
+        min_overlap=min_overlap,
+    )
+    expected = cell_tokens_bruteforce(adata.X.tocsr(), hits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cells whose peaks all fall between the universe's regions
+        tok = fe.tokenize_cells(adata, demo_other_universe, min_overlap=min_overlap)
+    _assert_cells_equal(tok, expected)
+    assert tok.indices.dtype == np.int32 and tok.indptr.dtype == np.int64
+    assert tok.vocab_size == u_starts.size + 7
+    assert tok.stats["n_peaks_unmapped"] == sum(h.size == 0 for h in hits)
+    # A peak may map to several tokens (both halves of its split region, or a neighbour's extended half).
+    assert max(h.size for h in hits) >= 2
+    if min_overlap > 1:
+        assert tok.n_tokens < fe.tokenize_cells(adata, demo_other_universe).n_tokens
+
+
+# ------------------------------------------------------------------------------------------------
+# Real data: granja2019 peaks against the Buenrostro 2018 universe (full size, shared data)
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def granja_slice(granja_dir):
@@ -84,9 +98,9 @@ def test_real_data_matches_bruteforce(granja_slice, buenrostro_universe):
     assert max(h.size for h in hits) >= 2
 
 
-def test_identity_universe_gives_column_indices(granja_slice, tmp_path):
+def test_identity_universe_gives_column_indices(demo_slice, tmp_path):
     """Tokenizing against the matrix's own peaks gives each cell's nonzero columns in peak order."""
-    adata = granja_slice
+    adata = demo_slice
     bed = tmp_path / "own.bed"
     adata.var[["chr", "start", "end"]].to_csv(bed, sep="\t", header=False, index=False)
     tok = fe.tokenize_cells(adata, bed)

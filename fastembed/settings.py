@@ -1,0 +1,65 @@
+"""Tunables: block sizes, search thresholds and file-layout limits, in one place.
+
+Numba compile flags live in :mod:`fastembed._config`. Modules read these values through the module
+(``settings.NAME``) when they run, not by copying them at import, so one assignment here (or a test's
+``monkeypatch.setattr(settings, ...)``) changes every user. Defaults of public keyword arguments are taken
+from here when the function is defined.
+
+"Cells per block" has one name throughout the package, ``batch_cells`` (the keyword of
+:meth:`fastembed.ScEmbed.encode`): the number of cells read, tokenized, pooled or searched at a time.
+"""
+
+from __future__ import annotations
+
+# -- cells per block (``batch_cells``) -----------------------------------------------------------------
+TOKENIZE_BATCH_CELLS = 100_000
+"""Cells tokenized at a time by :func:`fastembed.tokenize.tokenize_cells` (its ``chunk_cells`` default)."""
+
+ENCODE_BATCH_CELLS = 65_536
+"""Cells tokenized and pooled at a time by :meth:`fastembed.ScEmbed.encode`, and the zarr chunk length."""
+
+ANNOTATE_BATCH_CELLS = 65_536
+"""Query cells read and labelled at a time by :func:`fastembed.annotate.annotate_celltypes`."""
+
+# -- token parquet files -----------------------------------------------------------------------------------
+ROW_GROUP_CELLS = 65_536
+"""Cells per parquet row group (bounds the memory of one write, and of one read when sampling)."""
+
+ROW_GROUP_TOKENS = 2**27
+"""Tokens per parquet row group: list<int32> offsets must stay below 2**31, so a row group is closed early
+once it would hold more tokens than this (a 16x margin, about 512 MB of int32)."""
+
+FEW_TOKENS = 10
+"""A cell with fewer tokens than this (but at least one) counts as having few tokens in the tokenize
+diagnostics: its embedding is the mean of a handful of vectors and is noisy."""
+
+# -- fragments files -----------------------------------------------------------------------------------------
+FRAGMENT_BLOCK_BYTES = 16 << 20
+"""Bytes of decompressed text per parsed block of a fragments file: ~300k fragments, tens of MB in flight."""
+
+FOLD_PAIRS = 1 << 24
+"""Pending (cell, token) pairs of a fragments file are folded into the per-cell result once they exceed both
+this and the result's size."""
+
+# -- annotation (k-NN search) --------------------------------------------------------------------------------
+EXACT_SEARCH_PAIRS = 200_000_000
+"""Up to this many query x reference pairs, exact search (one similarity matrix per block) beats building an
+NN-descent index, and is exact; above it, pynndescent."""
+
+EXACT_SEARCH_BLOCK_PAIRS = 50_000_000
+"""Query x reference similarities held at once by the exact search (float32: 200 MB)."""
+
+QUERY_BATCH = 1024
+"""Query rows per search call. Blocks of query cells are cut into pieces at multiples of this absolute row
+number; pynndescent's search restarts its random stream at every call, so each piece, and hence each label,
+is the same whatever block size (a multiple of this) splits the query."""
+
+NNDESCENT_MIN_NEIGHBORS = 40
+"""Smallest ``n_neighbors`` of the NN-descent graph (pynndescent's default, 15, finds ~85% of the true 10
+nearest neighbours on scATAC embeddings; 40 finds ~98% for little extra time)."""
+
+NNDESCENT_NEIGHBORS_PER_K = 3
+"""The NN-descent graph has at least this many neighbours per neighbour asked for (``n_neighbors >= 3 k``)."""
+
+NNDESCENT_EPSILON = 0.3
+"""Search breadth of a pynndescent query (its default is 0.1; wider finds more of the true neighbours)."""
