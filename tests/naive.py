@@ -6,11 +6,20 @@ Each is written for obviousness, not speed; the kernels under test must agree wi
   :mod:`fastembed._rng`, on Python ints.
 - :func:`overlapping`, :func:`overlaps_bruteforce`, :func:`cell_tokens_bruteforce`: half-open interval
   overlap by brute force, as tokenization (peaks) and fragments define it.
+- :func:`ref_sgns` (with :func:`ref_sigmoid`): the SGNS trainer of :mod:`fastembed.sgns` (same algorithm,
+  same random stream, same update order), one Python loop per token; agreement is up to float rounding.
+
+Approximate equality is used only where the kernels' ``fastmath`` reassociates sums.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from fastembed.alias import build_alias_table
+from fastembed.sgns import init_vectors
 
 # --------------------------------------------------------------------------------------------------
 # SplitMix64 on Python ints
@@ -85,3 +94,75 @@ def cell_tokens_bruteforce(X, peak_hits):
         parts = [peak_hits[j] for j in cols]
         cells.append(np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64))
     return cells
+
+
+# --- SGNS ---------------------------------------------------------------------------------------------------
+REF_TABLE = np.array(
+    [math.exp((i / 1000 * 2 - 1) * 6) / (math.exp((i / 1000 * 2 - 1) * 6) + 1) for i in range(1000)],
+    dtype=np.float32,
+)
+
+
+def ref_sigmoid(f):
+    if f >= 6.0:
+        return np.float32(1.0)
+    if f <= -6.0:
+        return np.float32(0.0)
+    return REF_TABLE[int((np.float32(f) + np.float32(6.0)) * np.float32(1000 / 12))]
+
+
+def ref_sgns(cells, vocab_size, *, dim, window, negative, epochs, batch_size, lr0, lr_min, min_count, seed):
+    """Skip-gram over cells: each epoch a cell is shuffled, and each token is a centre whose contexts are the next
+    2*w tokens (w uniform in 1..window, at most n - 1, wrapping around), with negatives shared per centre; all
+    contexts of a centre are scored against its output rows before any update (HogBatch); blocks run in order.
+    Plain Python and numpy."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for cell in cells:
+        for t in cell:
+            counts[t] += 1
+    trained = counts >= min_count
+    cells = [[t for t in cell if trained[t]] for cell in cells]
+    table = build_alias_table(counts, 0.75, mask=trained)
+    w_in, w_out = init_vectors(vocab_size, dim, seed)
+    w_in[~trained] = 0.0
+    epoch_words = sum(len(c) for c in cells)
+    total = float(epoch_words * epochs)
+    n_blocks = -(-len(cells) // batch_size)
+    done = 0
+    for epoch in range(epochs):
+        for b in range(n_blocks):
+            rng = RefRng(seed, epoch, b)
+            for cell in cells[b * batch_size : (b + 1) * batch_size]:
+                n = len(cell)
+                lr = np.float32(max(lr_min, lr0 - (lr0 - lr_min) * done / total))
+                done += n
+                if n < 2:
+                    continue
+                cell = list(cell)
+                for i in range(n - 1, 0, -1):
+                    j = rng.randint(i + 1)
+                    cell[i], cell[j] = cell[j], cell[i]
+                upcoming = [rng.alias(table) for _ in range(negative)]  # negatives are drawn a centre ahead
+                for i, centre in enumerate(cell):
+                    negatives = upcoming
+                    if i + 1 < n:
+                        upcoming = [rng.alias(table) for _ in range(negative)]
+                    m = min(2 * (window - rng.randint(window)), n - 1)
+                    contexts = [cell[(i + d) % n] for d in range(1, m + 1)]  # the next m tokens, circularly
+                    ids = [centre] + negatives
+                    live = [k == 0 or target != centre for k, target in enumerate(ids)]
+                    out = w_out[ids].copy()
+                    hs = w_in[contexts].copy()
+                    # Every context is scored against the output rows as they were when the centre started.
+                    gs = np.zeros((m, len(ids)), dtype=np.float32)
+                    for j in range(m):
+                        for k in range(len(ids)):
+                            if live[k]:
+                                f = np.float32(np.dot(hs[j], out[k]))
+                                gs[j, k] = np.float32((np.float32(k == 0) - ref_sigmoid(f)) * lr)
+                    for j, ctx in enumerate(contexts):
+                        w_in[ctx] = hs[j] + gs[j] @ out
+                    for k, target in enumerate(ids):
+                        if live[k]:
+                            w_out[target] += gs[:, k] @ hs
+    return w_in, w_out, counts, trained

@@ -2,117 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 import pytest
+from naive import ref_sgns
 
 from fastembed.alias import build_alias_table
-from fastembed.sgns import SGNSResult, init_vectors, train_sgns
+from fastembed.sgns import SGNSResult, train_sgns
 
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
-
-# --- naive reference ----------------------------------------------------------------------------------------
-M64 = (1 << 64) - 1
-GAMMA = 0x9E3779B97F4A7C15
-
-
-def _mix(z):
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
-    return z ^ (z >> 31)
-
-
-class RefRng:
-    def __init__(self, seed, stream, block):
-        h = _mix((seed + GAMMA) & M64)
-        h = _mix((h + stream * GAMMA + GAMMA) & M64)
-        self.s = _mix((h + block * GAMMA + GAMMA) & M64)
-
-    def next(self):
-        self.s = (self.s + GAMMA) & M64
-        return _mix(self.s)
-
-    def randint(self, n):
-        return ((self.next() >> 32) * n) >> 32
-
-    def alias(self, table):
-        r = self.next()
-        i = ((r >> 32) * table.threshold.size) >> 32
-        return int(table.primary[i]) if (r & 0xFFFFFFFF) < int(table.threshold[i]) else int(table.alias[i])
-
-
-REF_TABLE = np.array(
-    [math.exp((i / 1000 * 2 - 1) * 6) / (math.exp((i / 1000 * 2 - 1) * 6) + 1) for i in range(1000)],
-    dtype=np.float32,
-)
-
-
-def ref_sigmoid(f):
-    if f >= 6.0:
-        return np.float32(1.0)
-    if f <= -6.0:
-        return np.float32(0.0)
-    return REF_TABLE[int((np.float32(f) + np.float32(6.0)) * np.float32(1000 / 12))]
-
-
-def ref_sgns(cells, vocab_size, *, dim, window, negative, epochs, batch_size, lr0, lr_min, min_count, seed):
-    """Skip-gram over cells: each epoch a cell is shuffled, and each token is a centre whose contexts are the next
-    2*w tokens (w uniform in 1..window, at most n - 1, wrapping around), with negatives shared per centre; all
-    contexts of a centre are scored against its output rows before any update (HogBatch); blocks run in order.
-    Plain Python and numpy."""
-    counts = np.zeros(vocab_size, dtype=np.int64)
-    for cell in cells:
-        for t in cell:
-            counts[t] += 1
-    trained = counts >= min_count
-    cells = [[t for t in cell if trained[t]] for cell in cells]
-    table = build_alias_table(counts, 0.75, mask=trained)
-    w_in, w_out = init_vectors(vocab_size, dim, seed)
-    w_in[~trained] = 0.0
-    epoch_words = sum(len(c) for c in cells)
-    total = float(epoch_words * epochs)
-    n_blocks = -(-len(cells) // batch_size)
-    done = 0
-    for epoch in range(epochs):
-        for b in range(n_blocks):
-            rng = RefRng(seed, epoch, b)
-            for cell in cells[b * batch_size : (b + 1) * batch_size]:
-                n = len(cell)
-                lr = np.float32(max(lr_min, lr0 - (lr0 - lr_min) * done / total))
-                done += n
-                if n < 2:
-                    continue
-                cell = list(cell)
-                for i in range(n - 1, 0, -1):
-                    j = rng.randint(i + 1)
-                    cell[i], cell[j] = cell[j], cell[i]
-                upcoming = [rng.alias(table) for _ in range(negative)]  # negatives are drawn a centre ahead
-                for i, centre in enumerate(cell):
-                    negatives = upcoming
-                    if i + 1 < n:
-                        upcoming = [rng.alias(table) for _ in range(negative)]
-                    m = min(2 * (window - rng.randint(window)), n - 1)
-                    contexts = [cell[(i + d) % n] for d in range(1, m + 1)]  # the next m tokens, circularly
-                    ids = [centre] + negatives
-                    live = [k == 0 or target != centre for k, target in enumerate(ids)]
-                    out = w_out[ids].copy()
-                    hs = w_in[contexts].copy()
-                    # Every context is scored against the output rows as they were when the centre started.
-                    gs = np.zeros((m, len(ids)), dtype=np.float32)
-                    for j in range(m):
-                        for k in range(len(ids)):
-                            if live[k]:
-                                f = np.float32(np.dot(hs[j], out[k]))
-                                gs[j, k] = np.float32((np.float32(k == 0) - ref_sigmoid(f)) * lr)
-                    for j, ctx in enumerate(contexts):
-                        w_in[ctx] = hs[j] + gs[j] @ out
-                    for k, target in enumerate(ids):
-                        if live[k]:
-                            w_out[target] += gs[:, k] @ hs
-    return w_in, w_out, counts, trained
-
 
 # ------------------------------------------------------------------------------------------------------------
 
