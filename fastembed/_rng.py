@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from fastembed._config import INLINE, SERIAL
+from fastembed.settings import INLINE, SERIAL
 
 __all__ = [
     "MASK64",

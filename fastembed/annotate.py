@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import settings
-from ._config import PARALLEL_FAST
+from .settings import PARALLEL_FAST
 
 __all__ = [
     "annotate_celltypes",

@@ -39,7 +39,7 @@ import numpy as np
 from . import settings
 from . import tokenize as _tok
 from ._atomic import check_output_path, output_lock
-from ._config import PARALLEL, SERIAL
+from .settings import PARALLEL, SERIAL
 from .tokens import TokenizedCells, write_tokens_parquet
 from .universe import Universe, _resolve_universe, open_text
 

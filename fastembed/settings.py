@@ -1,7 +1,18 @@
-"""Tunables: block sizes, search thresholds and file-layout limits, in one place.
+"""Settings in one place: numba compile flags, block sizes, search thresholds and file-layout limits.
 
-Numba compile flags live in :mod:`fastembed._config`. Modules read these values through the module
-(``settings.NAME``) when they run, not by copying them at import, so one assignment here (or a test's
+Numba compile flags (the dicts below) are applied when a kernel module is imported: every kernel compiles
+with one of them instead of spelling out its own flags, so a change of policy (e.g. turning fastmath off to
+chase a numerical issue) is one edit; ``tests/test_repo.py`` fails if a kernel hard-codes ``fastmath`` or
+omits ``cache``.
+
+* ``SERIAL``: deterministic single-threaded kernels. ``PARALLEL``: kernels with ``prange`` loops.
+* ``FASTMATH``: the fast-math flags allowed in float kernels. We allow reassociation and contraction
+  (vectorised dot products and FMAs) but not ``nnan``/``ninf``, so NaN inputs stay detectable.
+* ``INLINE``/``INLINE_FAST``: small helpers called from hot loops (RNG draws, alias draws, the sigmoid, the
+  SGNS centre update). Numba inlines them at its own IR level, so the arrays they take are not
+  reference-counted per call (an atomic increment and decrement each, shared by every thread).
+
+The tunables below them are read through the module (``settings.NAME``) when they run, not by copying them at import, so one assignment here (or a test's
 ``monkeypatch.setattr(settings, ...)``) changes every user. Defaults of public keyword arguments are taken
 from here when the function is defined.
 
@@ -10,6 +21,16 @@ from here when the function is defined.
 """
 
 from __future__ import annotations
+
+# -- numba compile flags ------------------------------------------------------------------------------------
+FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+
+SERIAL = {"cache": True, "nogil": True}
+PARALLEL = {"cache": True, "nogil": True, "parallel": True}
+SERIAL_FAST = {**SERIAL, "fastmath": set(FASTMATH)}
+INLINE = {**SERIAL, "inline": "always"}
+INLINE_FAST = {**SERIAL_FAST, "inline": "always"}
+PARALLEL_FAST = {**PARALLEL, "fastmath": set(FASTMATH)}
 
 # -- cells per block (``batch_cells``) -----------------------------------------------------------------
 TOKENIZE_BATCH_CELLS = 100_000

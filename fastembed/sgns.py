@@ -57,12 +57,12 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from fastembed._config import INLINE_FAST, PARALLEL_FAST, SERIAL, SERIAL_FAST
 from fastembed._prefetch import prefetch_row
 from fastembed._progress import progress_bar
 from fastembed._rng import block_state, new_seed, randint, uniform
 from fastembed._threads import numba_threads, resolve_threads
 from fastembed.alias import alias_draw, build_alias_table
+from fastembed.settings import INLINE_FAST, PARALLEL_FAST, SERIAL, SERIAL_FAST
 from fastembed.warmstart import spectral_init
 
 __all__ = [

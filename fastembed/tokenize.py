@@ -25,8 +25,8 @@ import pandas as pd
 
 from . import settings
 from ._atomic import check_output_path, output_lock
-from ._config import PARALLEL, SERIAL
 from .readers import _as_adata, _csr_rows, _style_hint, cell_matrix, peak_coordinates, restyle_chroms
+from .settings import PARALLEL, SERIAL
 from .tokens import META_STATS, TokenizedCells, write_tokens_parquet
 from .universe import Universe, _resolve_universe
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastembed._config import SERIAL
 from fastembed._prefetch import prefetch_row
+from fastembed.settings import SERIAL
 
 
 # --- naive reference: a row sum without any prefetching --------------------------------------------------------

@@ -22,15 +22,15 @@ def test_readme_has_two_setup_commands_and_ci_runs_the_test_one():
 
 
 def test_kernels_take_flags_from_config():
-    """Every njit uses a flag dict of fastembed/_config.py (so cache=True and one fastmath policy)."""
+    """Every njit uses a flag dict of fastembed/settings.py (so cache=True and one fastmath policy)."""
     offenders = []
     for path in sorted((REPO / "fastembed").glob("*.py")):
         for lineno, line in enumerate(path.read_text().splitlines(), 1):
             if re.search(r"@(numba\.)?njit", line) and not re.search(r"njit\(\*\*[A-Z_]+\)", line):
                 offenders.append(f"{path.name}:{lineno}: {line.strip()}")
-            if "fastmath=" in line and path.name != "_config.py":
+            if "fastmath=" in line and path.name != "settings.py":
                 offenders.append(f"{path.name}:{lineno}: {line.strip()}")
-    assert not offenders, "kernels must compile with the dicts of fastembed/_config.py:\n" + "\n".join(
+    assert not offenders, "kernels must compile with the dicts of fastembed/settings.py:\n" + "\n".join(
         offenders
     )
 
