@@ -439,10 +439,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs",
         type=int,
         default=None,
-        help="passes over all cells (default: from the data, 5-100; see the README)",
+        help="passes over all cells (default: from the data and the window; see the README)",
     )
     p.add_argument("--embedding-dim", type=int, default=100, help="vector length (default: 100)")
-    p.add_argument("--window-size", type=int, default=5, help="context window (default: 5)")
+    p.add_argument(
+        "--window-size",
+        type=int,
+        default=settings.DEFAULT_WINDOW_SIZE,
+        help=f"context window (default: {settings.DEFAULT_WINDOW_SIZE})",
+    )
     p.add_argument("--negative-samples", type=int, default=5, help="negatives per pair (default: 5)")
     p.add_argument("--batch-size", type=int, default=256, help="cells per parallel work unit (default: 256)")
     p.add_argument(

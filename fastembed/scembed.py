@@ -123,7 +123,9 @@ class ScEmbed:
     window_size : int
         Context window: every epoch, each token is paired with the next ``2w`` tokens of a fresh random order of
         its cell (wrapping around), ``w`` uniform in ``1..window_size``: as many pairs as a two-sided word2vec
-        window of this size, each pair once (typical 3-10).
+        window of this size, each pair once. The default, 20, is wider than word2vec's 5: a cell is a set, so a
+        wider window only means more of the cell per pass, and on granja2019 it reached a given quality in
+        less time (bench/RESULTS.md, "Time to quality"). geniml models loaded without one get 5.
     negative_samples : int
         Negative tokens per positive pair, drawn from the unigram^0.75 distribution (typical 5-20).
     min_count : int
@@ -151,7 +153,7 @@ class ScEmbed:
     def __init__(
         self,
         embedding_dim: int = 100,
-        window_size: int = 5,
+        window_size: int = settings.DEFAULT_WINDOW_SIZE,
         negative_samples: int = 5,
         *,
         min_count: int = 1,
@@ -244,8 +246,9 @@ class ScEmbed:
             ``ValueError``; for another universe create a new :class:`ScEmbed`.
         epochs : int, optional
             Passes over all cells. By default it follows from the data (:func:`fastembed.sgns.auto_epochs`):
-            enough passes for the typical region to be seen about ``EPOCH_BUDGET`` times, between
-            ``MIN_EPOCHS`` and ``MAX_EPOCHS``; small datasets get more passes, large ones fewer.
+            enough passes for the typical region to be in about ``PAIR_BUDGET`` context pairs, at least
+            ``MIN_EPOCHS`` and at most ``MAX_PAIRS_PER_OCCURRENCE / (window_size + 1)``; small datasets get
+            more passes, large ones and wide windows fewer (12 on granja2019 at the default window).
         batch_size : int
             Number of cells in one parallel work unit: threads take blocks of ``batch_size`` cells, each
             with its own random stream; hogwild updates are shared (not a gradient mini-batch).
@@ -282,7 +285,9 @@ class ScEmbed:
                 "ScEmbed() for the other universe"
             )
         if epochs is None:
-            epochs = auto_epochs(ds.indptr, ds.indices, ds.vocab_size, min_count=self.min_count)
+            epochs = auto_epochs(
+                ds.indptr, ds.indices, ds.vocab_size, window_size=self.window_size, min_count=self.min_count
+            )
         try:
             result = train_sgns(
                 ds.indptr,

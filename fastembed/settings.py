@@ -32,6 +32,10 @@ INLINE = {**SERIAL, "inline": "always"}
 INLINE_FAST = {**SERIAL_FAST, "inline": "always"}
 PARALLEL_FAST = {**PARALLEL, "fastmath": set(FASTMATH)}
 
+# -- model defaults shared by the API and the command line ------------------------------------------------
+DEFAULT_WINDOW_SIZE = 20
+"""Default context window of :class:`fastembed.ScEmbed` and ``fastembed train`` (see its docstring)."""
+
 # -- cells per block (``batch_cells``) -----------------------------------------------------------------
 TOKENIZE_BATCH_CELLS = 100_000
 """Cells tokenized at a time by :func:`fastembed.tokenize.tokenize_cells` (its ``chunk_cells`` default)."""

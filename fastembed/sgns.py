@@ -385,42 +385,54 @@ def _count_tokens(indices, vocab_size):
     return counts
 
 
-EPOCH_BUDGET = 3500
-"""Occurrences of the average trained token that the default number of epochs aims at (see :func:`auto_epochs`)."""
-MIN_EPOCHS, MAX_EPOCHS = 5, 100
-"""Bounds of the data-derived default number of epochs."""
+PAIR_BUDGET = 55_000
+"""Context pairs of the average trained token over the run that the default number of epochs aims at (see
+:func:`auto_epochs`)."""
+MIN_EPOCHS = 5
+"""Fewest epochs the data-derived default gives."""
+MAX_PAIRS_PER_OCCURRENCE = 600
+"""Most context pairs per token occurrence the data-derived default gives over the run (100 epochs at window
+5, 29 at window 20): on small datasets more passes than this stopped paying."""
 
 
-def auto_epochs(indptr: np.ndarray, indices: np.ndarray, vocab_size: int, *, min_count: int = 1) -> int:
-    """The default number of epochs for a dataset: enough passes for the average trained token to occur
-    about ``EPOCH_BUDGET`` times over the run, between ``MIN_EPOCHS`` and ``MAX_EPOCHS``.
+def auto_epochs(
+    indptr: np.ndarray, indices: np.ndarray, vocab_size: int, *, window_size: int, min_count: int = 1
+) -> int:
+    """The default number of epochs for a dataset: enough passes for the average trained token to be in about
+    ``PAIR_BUDGET`` context pairs over the run, at least ``MIN_EPOCHS`` and at most
+    ``MAX_PAIRS_PER_OCCURRENCE / (window_size + 1)`` (rounded up).
 
-    A region's vector improves with the number of times it is trained, not with the number of passes: a
+    A region's vector improves with the number of pairs it is trained in, not with the number of passes: a
     token held by 50 of 500 cells needs ten times the epochs of one held by 500 of 5,000 cells for the same
-    number of updates. So small datasets get more passes and atlases fewer.
+    number of updates, and a window twice as wide gives each occurrence twice the pairs per pass. So small
+    datasets get more passes, atlases and wide windows fewer.
 
     Parameters
     ----------
     indptr : int[n_cells + 1], indices : int[nnz]
         The cells' tokens (CSR), as for :func:`train_sgns`.
     vocab_size : int
+    window_size : int
+        As for :func:`train_sgns`: each occurrence is in ``window_size + 1`` context pairs per pass on average.
     min_count : int
         Tokens held by fewer cells are not trained and do not count.
 
     Returns
     -------
     int
-        Epochs in ``[MIN_EPOCHS, MAX_EPOCHS]``.
+        Epochs in ``[MIN_EPOCHS, max(MIN_EPOCHS, ceil(MAX_PAIRS_PER_OCCURRENCE / (window_size + 1)))]``.
     """
+    pairs_per_pass = int(window_size) + 1
+    max_epochs = max(MIN_EPOCHS, -(-MAX_PAIRS_PER_OCCURRENCE // pairs_per_pass))
     indices = np.asarray(indices)
     if indices.size == 0:
-        return MAX_EPOCHS
+        return max_epochs
     counts = _count_tokens(indices.astype(np.int32, copy=False), int(vocab_size))
     trained = counts >= min_count
     if not trained.any():
-        return MAX_EPOCHS
-    per_token = counts[trained].mean()
-    return int(np.clip(np.ceil(EPOCH_BUDGET / per_token), MIN_EPOCHS, MAX_EPOCHS))
+        return max_epochs
+    per_token = counts[trained].mean() * pairs_per_pass
+    return int(np.clip(np.ceil(PAIR_BUDGET / per_token), MIN_EPOCHS, max_epochs))
 
 
 def keep_probabilities(counts: np.ndarray, trained: np.ndarray, sample: float) -> np.ndarray:

@@ -51,7 +51,9 @@ def test_training_records_and_vectors(model, tokens):
 
 
 def test_seed_with_one_thread_is_bit_identical(tokens, model):
-    again = ScEmbed(embedding_dim=24, seed=3, threads=1).train(tokens, epochs=5, progress=False)
+    again = ScEmbed(embedding_dim=24, window_size=5, seed=3, threads=1).train(
+        tokens, epochs=5, progress=False
+    )
     np.testing.assert_array_equal(again.region_vectors, model.region_vectors)
 
 

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 import fastembed as fe
 from fastembed.datasets import demo_peaks_path, load_demo
-from fastembed.sgns import EPOCH_BUDGET, MAX_EPOCHS, MIN_EPOCHS, auto_epochs, train_sgns
+from fastembed.sgns import MAX_PAIRS_PER_OCCURRENCE, MIN_EPOCHS, PAIR_BUDGET, auto_epochs, train_sgns
 from fastembed.warmstart import INIT_NORM, spectral_init, truncated_svd
 
 
@@ -84,14 +84,22 @@ def test_spectral_init_trains_and_is_reproducible(tokens):
         train_sgns(tokens.indptr, tokens.indices, tokens.vocab_size, **{**kw, "init": "lsi"})
 
 
-def test_auto_epochs_follows_the_tokens_per_region(tokens):
+def test_auto_epochs_follows_the_pairs_per_region(tokens):
     per_token = tokens.indices.size / np.unique(tokens.indices).size
-    expected = int(np.clip(np.ceil(EPOCH_BUDGET / per_token), MIN_EPOCHS, MAX_EPOCHS))
-    assert auto_epochs(tokens.indptr, tokens.indices, tokens.vocab_size) == expected
-    # Many cells per region (an atlas): the minimum; a handful of cells: the maximum.
-    many = np.tile(np.arange(10, dtype=np.int32), 5000)
-    assert auto_epochs(np.arange(0, many.size + 1, 10), many, 10) == MIN_EPOCHS
-    assert auto_epochs(np.array([0, 3, 6]), np.array([0, 1, 2, 0, 1, 2], np.int32), 3) == MAX_EPOCHS
-    # A model trained without epochs records the derived count.
+    for window in (5, 20):
+        max_epochs = max(MIN_EPOCHS, int(np.ceil(MAX_PAIRS_PER_OCCURRENCE / (window + 1))))
+        expected = int(np.clip(np.ceil(PAIR_BUDGET / (per_token * (window + 1))), MIN_EPOCHS, max_epochs))
+        assert auto_epochs(tokens.indptr, tokens.indices, tokens.vocab_size, window_size=window) == expected
+        # Many cells per region (an atlas): the minimum; a handful of cells: the maximum.
+        many = np.tile(np.arange(10, dtype=np.int32), 50_000)
+        assert auto_epochs(np.arange(0, many.size + 1, 10), many, 10, window_size=window) == MIN_EPOCHS
+        few = np.array([0, 1, 2, 0, 1, 2], np.int32)
+        assert auto_epochs(np.array([0, 3, 6]), few, 3, window_size=window) == max_epochs
+    # A wider window gives each occurrence more pairs per pass, so it gets fewer passes, never more.
+    assert auto_epochs(tokens.indptr, tokens.indices, tokens.vocab_size, window_size=20) <= auto_epochs(
+        tokens.indptr, tokens.indices, tokens.vocab_size, window_size=5
+    )
+    # A model trained without epochs records the derived count (at its default window).
     m = fe.ScEmbed(embedding_dim=4, seed=0, threads=1, n_components=None)
+    expected = auto_epochs(tokens.indptr, tokens.indices, tokens.vocab_size, window_size=m.window_size)
     assert m.train(tokens, progress=False, init="random").training_info["epochs"] == expected
