@@ -43,6 +43,10 @@ Decisions (the measurements behind each are in bench/RESULTS.md, "Trainer design
 * A one-sided circular window: each pair of tokens shows up once per epoch instead of twice, so an epoch covers
   about twice as many distinct pairs at the same cost.
 * Scoring the centre once against all its contexts (3x fewer dot products) lost quality: rejected.
+* A wide window (:class:`fastembed.ScEmbed` uses 20; this function keeps word2vec's 5 as its default): a cell is
+  a set, so the window only decides how much of the cell a centre meets per pass. With the warm start, more
+  passes at window 5 plateaued in quality; a wider window per pass kept improving it, and spreads the per-centre
+  cost (draws, gathers) over more contexts. :func:`auto_epochs` therefore budgets context pairs, not passes.
 * Frequent-token subsampling (``sample``, word2vec's) is available but off by default: on granja2019 it lowered
   quality per second (regions open in many cells carry cell-type signal here).
 * The input vectors may start from the spectral warm start of :mod:`fastembed.warmstart` (``init="spectral"``,
