@@ -147,6 +147,26 @@ def test_real_universe_mismatch(granja_dir, buenrostro_universe, tmp_path):
         model.train(other, epochs=1, progress=False)
 
 
+def test_universe_mismatch_on_demo(demo_other_universe):
+    """The same on a fresh clone: a model on a universe that is not the demo's peaks encodes the demo's cells
+    like their pre-tokenized form, and refuses tokens of another universe."""
+    from fastembed.datasets import load_demo
+
+    adata = load_demo()[:1500].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tok = fe.tokenize_cells(adata, demo_other_universe)
+    model = ScEmbed(embedding_dim=16, seed=0, threads=1).train(tok, epochs=2, progress=False)
+    with pytest.warns(UserWarning, match="peaks of the AnnData overlap no region of the model's universe"):
+        direct = model.encode(adata)
+    np.testing.assert_array_equal(direct, model.encode(tok))
+    other = fe.tokenize_cells(
+        adata, fe.Universe.from_arrays(adata.var["chr"], adata.var["start"], adata.var["end"])
+    )
+    with pytest.raises(ValueError, match="another universe"):
+        model.encode(other)
+
+
 def test_parameter_errors(tokens):
     with pytest.raises(ValueError, match="embedding_dim"):
         ScEmbed(embedding_dim=0)
