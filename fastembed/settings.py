@@ -38,7 +38,7 @@ DEFAULT_WINDOW_SIZE = 20
 
 # -- cells per block (``batch_cells``) -----------------------------------------------------------------
 TOKENIZE_BATCH_CELLS = 100_000
-"""Cells tokenized at a time by :func:`fastembed.tokenize.tokenize_cells` (its ``chunk_cells`` default)."""
+"""Cells tokenized at a time by :func:`fastembed.tokenize.tokenize_cells` (its ``batch_cells`` default)."""
 
 ENCODE_BATCH_CELLS = 65_536
 """Cells tokenized and pooled at a time by :meth:`fastembed.ScEmbed.encode`, and the zarr chunk length."""

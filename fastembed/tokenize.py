@@ -339,11 +339,12 @@ def tokenize_cells(
     output=None,
     *,
     min_overlap: int = 1,
-    chunk_cells: int = settings.TOKENIZE_BATCH_CELLS,
+    batch_cells: int = settings.TOKENIZE_BATCH_CELLS,
     overwrite: bool = False,
     layer: str | None = None,
     client=None,
     chrom_style: str = "asis",
+    chunk_cells: int | None = None,
 ):
     """Tokenize each cell's open regions against a universe.
 
@@ -351,7 +352,8 @@ def tokenize_cells(
     ----------
     adata : anndata.AnnData or str or os.PathLike
         Cells x peaks AnnData, or a path to an on-disk ``.h5ad`` or ``.zarr`` AnnData, read lazily
-        ``chunk_cells`` rows at a time (:class:`fastembed.readers.LazyAnnData`; bit-identical to the in-memory result). Its peaks come from
+        ``batch_cells`` rows at a time (:class:`fastembed.readers.LazyAnnData`; bit-identical to the in-memory
+        result). Its peaks come from
         ``var`` ``chr``/``start``/``end`` or ``var_names`` like ``chr1:100-200``. A cell's regions are its
         nonzero columns; values are not counts.
     universe_file : str or os.PathLike or Universe
@@ -361,8 +363,9 @@ def tokenize_cells(
     min_overlap : int
         Minimum overlap in bp between a peak and a universe region (half-open intervals; default 1: any
         overlap, as gtars does). A peak maps to every region it overlaps.
-    chunk_cells : int
-        Cells processed at a time; bounds memory for large backed files.
+    batch_cells : int
+        Cells processed at a time; bounds memory for large backed files (the same name as in
+        :meth:`fastembed.ScEmbed.encode` and :func:`fastembed.annotate_celltypes`).
     overwrite : bool
         Replace an existing ``output``, only if it is a token parquet file written by fastembed. ``output`` may
         never be the AnnData's file or the universe file (nor a folder holding them).
@@ -370,13 +373,15 @@ def tokenize_cells(
         Read the cells x peaks values from ``adata.layers[layer]`` instead of ``adata.X`` (for files whose
         ``X`` is None or holds normalised values).
     client : dask.distributed.Client, optional
-        Tokenize each block of ``chunk_cells`` cells as a task on the cluster (the peak-to-token map is sent to
+        Tokenize each block of ``batch_cells`` cells as a task on the cluster (the peak-to-token map is sent to
         every worker once; a path input is read by the workers, so it must be on a file system they see). Same
         result as without.
     chrom_style : {"asis", "add-chr", "strip-chr"}
         Match the peaks' chromosome names to the universe's as they are (default), with a ``chr`` prefix
         added (data ``1``, ``MT`` against a universe ``chr1``, ``chrM``) or removed (the reverse). Never
         guessed: names that match in no style are an error that suggests the style to pass.
+    chunk_cells : int, optional
+        The former name of ``batch_cells`` (version 0.2); still accepted, with a ``FutureWarning``.
 
     Returns
     -------
@@ -384,6 +389,14 @@ def tokenize_cells(
         In-memory tokens (``output=None``) or the parquet path. Every input cell keeps its row, in order,
         even with no token. Peaks that hit nothing are dropped and counted in ``stats``.
     """
+    if chunk_cells is not None:
+        warnings.warn(
+            "tokenize_cells(chunk_cells=...) is now batch_cells=..., the name encode and annotate_celltypes use; "
+            "chunk_cells will be removed in a later version",
+            FutureWarning,
+            stacklevel=2,
+        )
+        batch_cells = chunk_cells
     inputs = [adata, universe_file if not isinstance(universe_file, Universe) else universe_file.source]
     if output is None:
         return _tokenize_cells(
@@ -391,7 +404,7 @@ def tokenize_cells(
             universe_file,
             None,
             min_overlap,
-            chunk_cells,
+            batch_cells,
             overwrite,
             inputs,
             layer,
@@ -408,7 +421,7 @@ def tokenize_cells(
             universe_file,
             out_path,
             min_overlap,
-            chunk_cells,
+            batch_cells,
             overwrite,
             inputs,
             layer,
@@ -423,8 +436,7 @@ def _tokenize_cells(
     restyle_chroms([], chrom_style)  # a bad style is refused before any file is read
     uni = _resolve_universe(universe_file)
     if isinstance(batch_cells, bool) or int(batch_cells) != batch_cells or batch_cells < 1:
-        # named by the public keyword of tokenize_cells, the only way in
-        raise ValueError(f"chunk_cells must be an integer >= 1, got {batch_cells!r}")
+        raise ValueError(f"batch_cells must be an integer >= 1, got {batch_cells!r}")
     batch_cells = int(batch_cells)
     source = adata
     adata, name = _as_adata(adata)

@@ -64,9 +64,9 @@ def on_disk(cells, tmp_path_factory):
 
 
 def test_tokens_equal_serial(client, cells, on_disk):
-    serial = fe.tokenize_cells(cells, demo_peaks_path(), chunk_cells=BLOCK)
+    serial = fe.tokenize_cells(cells, demo_peaks_path(), batch_cells=BLOCK)
     for source in (cells, on_disk):
-        got = fe.tokenize_cells(source, demo_peaks_path(), chunk_cells=BLOCK, client=client)
+        got = fe.tokenize_cells(source, demo_peaks_path(), batch_cells=BLOCK, client=client)
         np.testing.assert_array_equal(got.indptr, serial.indptr)
         np.testing.assert_array_equal(got.indices, serial.indices)
         assert got.stats == serial.stats

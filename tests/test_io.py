@@ -378,7 +378,7 @@ def test_h5ad_path_backed_matches_memory(small, tmp_path):
     uni = Universe.from_arrays(small.var["chr"], small.var["start"], small.var["end"])
     small.write_h5ad(tmp_path / "s.h5ad")
     a = fe.tokenize_cells(small, uni)
-    b = fe.tokenize_cells(tmp_path / "s.h5ad", uni, chunk_cells=33)
+    b = fe.tokenize_cells(tmp_path / "s.h5ad", uni, batch_cells=33)
     np.testing.assert_array_equal(a.indptr, b.indptr)
     np.testing.assert_array_equal(a.indices, b.indices)
 

@@ -48,7 +48,7 @@ class _SpyX:
 def test_lazy_tokenize_is_bit_identical(demo_subset, tmp_path, fmt, layout):
     path = _write(demo_subset, tmp_path, fmt, layout)
     mem = fe.tokenize_cells(demo_subset, demo_peaks_path())
-    lazy = fe.tokenize_cells(path, demo_peaks_path(), chunk_cells=250)
+    lazy = fe.tokenize_cells(path, demo_peaks_path(), batch_cells=250)
     np.testing.assert_array_equal(lazy.indptr, mem.indptr)
     np.testing.assert_array_equal(lazy.indices, mem.indices)
     assert list(lazy.barcodes) == list(demo_subset.obs_names)
@@ -66,8 +66,27 @@ def test_lazy_reads_blocks_not_the_whole_matrix(demo_subset, tmp_path, monkeypat
         spies.append(self.X)
 
     monkeypatch.setattr(readers.LazyAnnData, "__init__", init)
-    fe.tokenize_cells(path, demo_peaks_path(), chunk_cells=300)
+    fe.tokenize_cells(path, demo_peaks_path(), batch_cells=300)
     assert spies[0].blocks == [(0, 300), (300, 600), (600, 900), (900, 1001)]
+
+
+def test_old_chunk_cells_keyword_still_works_with_a_warning(demo_subset, tmp_path, monkeypatch):
+    """Version 0.2 called batch_cells chunk_cells: it still sets the block size, and says the new name."""
+    path = _write(demo_subset, tmp_path, "zarr", "csr")
+    spies = []
+    real = readers.LazyAnnData.__init__
+
+    def init(self, p):
+        real(self, p)
+        self.X = _SpyX(self.X)
+        spies.append(self.X)
+
+    monkeypatch.setattr(readers.LazyAnnData, "__init__", init)
+    with pytest.warns(FutureWarning, match="batch_cells"):
+        fe.tokenize_cells(path, demo_peaks_path(), chunk_cells=400)
+    assert spies[0].blocks == [(0, 400), (400, 800), (800, 1001)]
+    with pytest.raises(ValueError, match="batch_cells must be an integer >= 1"):
+        fe.tokenize_cells(demo_subset, demo_peaks_path(), batch_cells=0)
 
 
 def test_lazy_encode_matches_memory(demo_subset, tmp_path):
