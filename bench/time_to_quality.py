@@ -65,10 +65,6 @@ def fastembed_method(**params):
         train_kw = {k: v for k, v in params.items() if k not in model_keys | encode_keys}
         uni = _universe(adata)
         tokens = fe.tokenize_cells(adata if fit_mask is None else adata[fit_mask], uni)
-        if train_kw.get("epochs") == "v0.2":
-            # version 0.2's data-derived epochs: ceil(3500 / mean cells per region), clipped to 5-100
-            counts = np.bincount(tokens.indices, minlength=tokens.vocab_size)
-            train_kw["epochs"] = int(np.clip(np.ceil(3500 / counts[counts > 0].mean()), 5, 100))
         model = fe.ScEmbed(seed=seed, threads=args.threads, **model_kw).train(
             tokens, progress=False, **train_kw
         )
@@ -146,15 +142,13 @@ def gensim_sg(epochs):
     return run
 
 
-# Settings compared. "fastembed" is the defaults of this version (spectral warm start, window 20, epochs from
-# the data, pooling="pca"); "fastembed-mean" the same model encoded with the plain mean; "fastembed-0.2" the
-# defaults of version 0.2 (the same but window 5 and its epochs rule: 16 on granja), which also shows the
-# kernel's speed-up since then; "fastembed-0.1" the defaults before the time-to-quality work (random start,
-# 100 epochs, window 5, plain mean pooling), run for the first seed only (slow).
+# Settings compared. "fastembed" is the defaults of this version (spectral warm start, epochs from the data,
+# pooling="pca"); "fastembed-mean" the same model encoded with the plain mean; "fastembed-0.1" the defaults
+# before the time-to-quality work (random start, 100 epochs, plain mean pooling), run for the first seed only
+# (slow). Wider windows were compared in a separate run (bench/RESULTS.md).
 METHODS = {
     "fastembed": (fastembed_method(), True, True),
     "fastembed-mean": (fastembed_method(pooling="mean"), True, False),
-    "fastembed-0.2": (fastembed_method(window_size=5, epochs="v0.2"), True, False),
     "fastembed-0.1": (
         fastembed_method(epochs=100, window_size=5, init="random", n_components=None),
         False,

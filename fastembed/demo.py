@@ -141,7 +141,7 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     _say(quiet, f"[2/6] tokenized -> {paths['tokens']}")
 
     t = time.perf_counter()
-    model = ScEmbed(embedding_dim=100, negative_samples=5, seed=seed, threads=threads)
+    model = ScEmbed(embedding_dim=100, window_size=5, negative_samples=5, seed=seed, threads=threads)
     model.train(Region2VecDataset(paths["tokens"]), epochs=epochs, progress=not quiet)
     model.save(paths["model"], overwrite=overwrite)
     timings["train"] = time.perf_counter() - t

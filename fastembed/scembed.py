@@ -123,9 +123,9 @@ class ScEmbed:
     window_size : int
         Context window: every epoch, each token is paired with the next ``2w`` tokens of a fresh random order of
         its cell (wrapping around), ``w`` uniform in ``1..window_size``: as many pairs as a two-sided word2vec
-        window of this size, each pair once. The default, 20, is wider than word2vec's 5: a cell is a set, so a
-        wider window only means more of the cell per pass, and on granja2019 it reached a given quality in
-        less time (bench/RESULTS.md, "Time to quality"). geniml models loaded without one get 5.
+        window of this size, each pair once (typical 3-20). Wider windows see more of each cell per pass and
+        get fewer passes by default; on granja2019 (14k cells) window 20 gained transfer accuracy, on
+        400-5,000 cells it lost quality (bench/RESULTS.md, "Time to quality").
     negative_samples : int
         Negative tokens per positive pair, drawn from the unigram^0.75 distribution (typical 5-20).
     min_count : int
@@ -248,7 +248,7 @@ class ScEmbed:
             Passes over all cells. By default it follows from the data (:func:`fastembed.sgns.auto_epochs`):
             enough passes for the typical region to be in about ``PAIR_BUDGET`` context pairs, at least
             ``MIN_EPOCHS`` and at most ``MAX_PAIRS_PER_OCCURRENCE / (window_size + 1)``; small datasets get
-            more passes, large ones and wide windows fewer (12 on granja2019 at the default window).
+            more passes, large ones and wide windows fewer (16 on granja2019 at the default window).
         batch_size : int
             Number of cells in one parallel work unit: threads take blocks of ``batch_size`` cells, each
             with its own random stream; hogwild updates are shared (not a gradient mini-batch).

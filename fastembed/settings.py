@@ -33,7 +33,7 @@ INLINE_FAST = {**SERIAL_FAST, "inline": "always"}
 PARALLEL_FAST = {**PARALLEL, "fastmath": set(FASTMATH)}
 
 # -- model defaults shared by the API and the command line ------------------------------------------------
-DEFAULT_WINDOW_SIZE = 20
+DEFAULT_WINDOW_SIZE = 5
 """Default context window of :class:`fastembed.ScEmbed` and ``fastembed train`` (see its docstring)."""
 
 # -- cells per block (``batch_cells``) -----------------------------------------------------------------

@@ -43,10 +43,10 @@ Decisions (the measurements behind each are in bench/RESULTS.md, "Trainer design
 * A one-sided circular window: each pair of tokens shows up once per epoch instead of twice, so an epoch covers
   about twice as many distinct pairs at the same cost.
 * Scoring the centre once against all its contexts (3x fewer dot products) lost quality: rejected.
-* A wide window (:class:`fastembed.ScEmbed` uses 20; this function keeps word2vec's 5 as its default): a cell is
-  a set, so the window only decides how much of the cell a centre meets per pass. With the warm start, more
-  passes at window 5 plateaued in quality; a wider window per pass kept improving it, and spreads the per-centre
-  cost (draws, gathers) over more contexts. :func:`auto_epochs` therefore budgets context pairs, not passes.
+* The window stays word2vec's 5 by default. A cell is a set, so the window only decides how much of the cell a
+  centre meets per pass; on granja2019 (14k cells) window 20 reached a higher transfer accuracy per second than
+  more passes at window 5, but on 400-5,000-cell data it lowered quality at any number of passes, so it is an
+  option, not the default. :func:`auto_epochs` budgets context pairs, so a wider window gets fewer passes.
 * Frequent-token subsampling (``sample``, word2vec's) is available but off by default: on granja2019 it lowered
   quality per second (regions open in many cells carry cell-type signal here).
 * The input vectors may start from the spectral warm start of :mod:`fastembed.warmstart` (``init="spectral"``,
@@ -206,8 +206,9 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, dout)
     ``m x n_out`` dot products independent, so the CPU overlaps them instead of waiting for each
     score -> sigmoid -> update chain in turn (that latency, not arithmetic, bounded the per-context kernel).
 
-    Scratch buffers owned by the calling block: ``out`` float32[>= n_out rounded up to TILE, dim] (padding rows
-    zero), ``hs`` float32[>= m, dim], ``gs`` float32[>= m, len(out)], ``dout`` like ``out``.
+    Scratch buffers owned by the calling block: ``out`` float32[>= n_out rounded up to TILE, width] (padding rows
+    and columns zero), ``hs`` float32[>= m rounded up to even, width], ``gs`` float32[>= m rounded up to even,
+    len(out)], ``dout`` like ``out``; ``width >= dim``.
     """
     dim = w_in.shape[1]
     n_rows = out.shape[0]
@@ -222,41 +223,77 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, dout)
         c = ctxs[j]
         for d in range(dim):
             hs[j, d] = w_in[c, d]
-    # Scores, TILE rows per pass over the input row: three independent accumulators per loop.
-    for j in range(m):
+    # Contexts go two at a time through every loop below, so each output row loaded serves two input rows. An
+    # odd count gets a zero input row: its scores are sigmoid(0), but its gradient on the output rows is zero
+    # (it multiplies the zero row) and it is never written back.
+    m2 = m + (m & 1)
+    if m2 > m:
+        for d in range(width):
+            hs[m, d] = _ZERO
+    # Scores: two contexts x TILE rows per pass over the dimensions, six independent accumulators.
+    for j in range(0, m2, 2):
         for k in range(0, n_rows, TILE):
-            f0 = np.float32(0.0)
-            f1 = np.float32(0.0)
-            f2 = np.float32(0.0)
+            f00 = np.float32(0.0)
+            f01 = np.float32(0.0)
+            f02 = np.float32(0.0)
+            f10 = np.float32(0.0)
+            f11 = np.float32(0.0)
+            f12 = np.float32(0.0)
             for d in range(width):
-                x = hs[j, d]
-                f0 += x * out[k, d]
-                f1 += x * out[k + 1, d]
-                f2 += x * out[k + 2, d]
-            gs[j, k] = live[k] * ((_ONE if k == 0 else _ZERO) - _sigmoid(f0)) * lr
-            gs[j, k + 1] = live[k + 1] * (_ZERO - _sigmoid(f1)) * lr
-            gs[j, k + 2] = live[k + 2] * (_ZERO - _sigmoid(f2)) * lr
+                x0 = hs[j, d]
+                x1 = hs[j + 1, d]
+                o0 = out[k, d]
+                o1 = out[k + 1, d]
+                o2 = out[k + 2, d]
+                f00 += x0 * o0
+                f01 += x0 * o1
+                f02 += x0 * o2
+                f10 += x1 * o0
+                f11 += x1 * o1
+                f12 += x1 * o2
+            label = _ONE if k == 0 else _ZERO
+            gs[j, k] = live[k] * (label - _sigmoid(f00)) * lr
+            gs[j, k + 1] = live[k + 1] * (_ZERO - _sigmoid(f01)) * lr
+            gs[j, k + 2] = live[k + 2] * (_ZERO - _sigmoid(f02)) * lr
+            gs[j + 1, k] = live[k] * (label - _sigmoid(f10)) * lr
+            gs[j + 1, k + 1] = live[k + 1] * (_ZERO - _sigmoid(f11)) * lr
+            gs[j + 1, k + 2] = live[k + 2] * (_ZERO - _sigmoid(f12)) * lr
     # Output-row gradients: the sum over contexts, built in a local buffer and added to w_out once.
-    for j in range(m):
-        first = j == 0
-        for k in range(0, n_rows, TILE):
-            g0 = gs[j, k]
-            g1 = gs[j, k + 1]
-            g2 = gs[j, k + 2]
+    for k in range(0, n_rows, TILE):
+        for d in range(width):
+            dout[k, d] = _ZERO
+            dout[k + 1, d] = _ZERO
+            dout[k + 2, d] = _ZERO
+        for j in range(0, m2, 2):
+            a0 = gs[j, k]
+            a1 = gs[j, k + 1]
+            a2 = gs[j, k + 2]
+            b0 = gs[j + 1, k]
+            b1 = gs[j + 1, k + 1]
+            b2 = gs[j + 1, k + 2]
             for d in range(width):
-                x = hs[j, d]
-                dout[k, d] = g0 * x if first else dout[k, d] + g0 * x
-                dout[k + 1, d] = g1 * x if first else dout[k + 1, d] + g1 * x
-                dout[k + 2, d] = g2 * x if first else dout[k + 2, d] + g2 * x
+                x0 = hs[j, d]
+                x1 = hs[j + 1, d]
+                dout[k, d] += a0 * x0 + b0 * x1
+                dout[k + 1, d] += a1 * x0 + b1 * x1
+                dout[k + 2, d] += a2 * x0 + b2 * x1
     # Input rows: each context's gradient against the output rows as scored.
+    for j in range(0, m2, 2):
+        for k in range(0, n_rows, TILE):
+            a0 = gs[j, k]
+            a1 = gs[j, k + 1]
+            a2 = gs[j, k + 2]
+            b0 = gs[j + 1, k]
+            b1 = gs[j + 1, k + 1]
+            b2 = gs[j + 1, k + 2]
+            for d in range(width):
+                o0 = out[k, d]
+                o1 = out[k + 1, d]
+                o2 = out[k + 2, d]
+                hs[j, d] += a0 * o0 + a1 * o1 + a2 * o2
+                hs[j + 1, d] += b0 * o0 + b1 * o1 + b2 * o2
     for j in range(m):
         c = ctxs[j]
-        for k in range(0, n_rows, TILE):
-            g0 = gs[j, k]
-            g1 = gs[j, k + 1]
-            g2 = gs[j, k + 2]
-            for d in range(width):
-                hs[j, d] += g0 * out[k, d] + g1 * out[k + 1, d] + g2 * out[k + 2, d]
         for d in range(dim):
             w_in[c, d] = hs[j, d]
     # Add rather than copy back, so that updates other threads made to these rows meanwhile are kept.
@@ -389,9 +426,9 @@ def _count_tokens(indices, vocab_size):
     return counts
 
 
-PAIR_BUDGET = 55_000
+PAIR_BUDGET = 21_000
 """Context pairs of the average trained token over the run that the default number of epochs aims at (see
-:func:`auto_epochs`)."""
+:func:`auto_epochs`): 16 epochs on granja2019 at window 5, as version 0.2's 3,500 occurrences did."""
 MIN_EPOCHS = 5
 """Fewest epochs the data-derived default gives."""
 MAX_PAIRS_PER_OCCURRENCE = 600
