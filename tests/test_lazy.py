@@ -55,33 +55,30 @@ def test_lazy_tokenize_is_bit_identical(demo_subset, tmp_path, fmt, layout):
     assert lazy.stats == mem.stats
 
 
-def test_lazy_reads_blocks_not_the_whole_matrix(demo_subset, tmp_path, monkeypatch):
-    path = _write(demo_subset, tmp_path, "zarr", "csr")
-    spies = []
+@pytest.fixture
+def spies(monkeypatch):
+    """The X of every LazyAnnData opened from here on, wrapped to record the row blocks read."""
+    found = []
     real = readers.LazyAnnData.__init__
 
     def init(self, p):
         real(self, p)
         self.X = _SpyX(self.X)
-        spies.append(self.X)
+        found.append(self.X)
 
     monkeypatch.setattr(readers.LazyAnnData, "__init__", init)
+    return found
+
+
+def test_lazy_reads_blocks_not_the_whole_matrix(demo_subset, tmp_path, spies):
+    path = _write(demo_subset, tmp_path, "zarr", "csr")
     fe.tokenize_cells(path, demo_peaks_path(), batch_cells=300)
     assert spies[0].blocks == [(0, 300), (300, 600), (600, 900), (900, 1001)]
 
 
-def test_old_chunk_cells_keyword_still_works_with_a_warning(demo_subset, tmp_path, monkeypatch):
+def test_old_chunk_cells_keyword_still_works_with_a_warning(demo_subset, tmp_path, spies):
     """Version 0.2 called batch_cells chunk_cells: it still sets the block size, and says the new name."""
     path = _write(demo_subset, tmp_path, "zarr", "csr")
-    spies = []
-    real = readers.LazyAnnData.__init__
-
-    def init(self, p):
-        real(self, p)
-        self.X = _SpyX(self.X)
-        spies.append(self.X)
-
-    monkeypatch.setattr(readers.LazyAnnData, "__init__", init)
     with pytest.warns(FutureWarning, match="batch_cells"):
         fe.tokenize_cells(path, demo_peaks_path(), chunk_cells=400)
     assert spies[0].blocks == [(0, 400), (400, 800), (800, 1001)]

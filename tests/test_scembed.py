@@ -126,18 +126,16 @@ def test_min_count_excludes_rare_tokens(tokens):
     np.testing.assert_allclose(emb[i], m.region_vectors[toks].mean(axis=0), rtol=1e-5, atol=1e-6)
 
 
-def test_real_universe_mismatch(granja_dir, buenrostro_universe, tmp_path):
-    """A model on the Buenrostro universe encodes granja cells (other peaks) like their pre-tokenized form."""
-    adata = fe.read_mtx(granja_dir / "matrix.mtx.gz", granja_dir / "barcodes.tsv", granja_dir / "peaks.bed")
-    adata = adata[:1500].copy()
+def _check_universe_mismatch(adata, universe):
+    """A model on ``universe`` (not the AnnData's peaks) encodes the cells like their pre-tokenized form and
+    refuses tokens of another universe, for encoding and for training."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tok = fe.tokenize_cells(adata, buenrostro_universe)
+        tok = fe.tokenize_cells(adata, universe)
     model = ScEmbed(embedding_dim=16, seed=0, threads=1).train(tok, epochs=2, progress=False)
     with pytest.warns(UserWarning, match="peaks of the AnnData overlap no region of the model's universe"):
         direct = model.encode(adata)
     np.testing.assert_array_equal(direct, model.encode(tok))
-    # Tokens from another universe are refused.
     other = fe.tokenize_cells(
         adata, fe.Universe.from_arrays(adata.var["chr"], adata.var["start"], adata.var["end"])
     )
@@ -147,24 +145,18 @@ def test_real_universe_mismatch(granja_dir, buenrostro_universe, tmp_path):
         model.train(other, epochs=1, progress=False)
 
 
+def test_real_universe_mismatch(granja_dir, buenrostro_universe):
+    """Full size: granja cells against the Buenrostro universe."""
+    adata = fe.read_mtx(granja_dir / "matrix.mtx.gz", granja_dir / "barcodes.tsv", granja_dir / "peaks.bed")
+    _check_universe_mismatch(adata[:1500].copy(), buenrostro_universe)
+
+
 def test_universe_mismatch_on_demo(demo_other_universe):
-    """The same on a fresh clone: a model on a universe that is not the demo's peaks encodes the demo's cells
-    like their pre-tokenized form, and refuses tokens of another universe."""
+    """The same on a fresh clone: the bundled demo's cells against a universe made from, but not equal to, its
+    peaks."""
     from fastembed.datasets import load_demo
 
-    adata = load_demo()[:1500].copy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tok = fe.tokenize_cells(adata, demo_other_universe)
-    model = ScEmbed(embedding_dim=16, seed=0, threads=1).train(tok, epochs=2, progress=False)
-    with pytest.warns(UserWarning, match="peaks of the AnnData overlap no region of the model's universe"):
-        direct = model.encode(adata)
-    np.testing.assert_array_equal(direct, model.encode(tok))
-    other = fe.tokenize_cells(
-        adata, fe.Universe.from_arrays(adata.var["chr"], adata.var["start"], adata.var["end"])
-    )
-    with pytest.raises(ValueError, match="another universe"):
-        model.encode(other)
+    _check_universe_mismatch(load_demo()[:1500].copy(), demo_other_universe)
 
 
 def test_parameter_errors(tokens):
