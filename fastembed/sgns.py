@@ -16,11 +16,11 @@ Algorithm (per epoch, per cell of n tokens)
    its contexts. Each context's input row is trained against the centre's output row (label 1) and the
    negatives' output rows (label 0), as in word2vec's skip-gram, where the context word is the input and the
    centre word the target.
-4. All contexts of a centre are scored against its output rows at once, as a small dense product (HogBatch,
-   Ji et al. 2016; BlazingText, Gupta & Khare 2017): each input row then takes its gradient against those rows,
-   and each output row the sum of its gradients from all the contexts, added to the shared matrix once.
-   word2vec updates the output rows after every context instead. The rows the next centre will touch are
-   prefetched one centre ahead.
+4. The centre's and the negatives' output rows are copied into a small thread-local buffer and updated there in
+   word2vec's order, except that contexts go in pairs: both are scored against the rows as they stand before
+   either updates them (HogBatch, Ji et al. 2016, with batches of two), so their dot products are independent
+   and each output row loaded serves two input rows. The rows' *changes* are added back once per centre; the
+   rows the next centre will touch are prefetched one centre ahead.
 5. The learning rate decays linearly from ``learning_rate`` to ``min_learning_rate`` with the number of tokens
    processed before the current cell over all epochs; that count follows from the block's position, so it does
    not depend on thread scheduling.
@@ -34,8 +34,9 @@ so results are statistically equivalent but not bit-reproducible.
 
 Decisions (the measurements behind each are in bench/RESULTS.md, "Trainer design measurements")
 ------------------------------------------------------------------------------------------------------
-* Negatives shared per centre, all contexts of a centre scored before any update (HogBatch), output rows in
-  a thread-local buffer padded to whole SIMD registers, row indices read into scalars, prefetching the next
+* Negatives shared per centre, contexts scored in pairs (HogBatch with batches of two; scoring all contexts
+  of a centre at once was no faster and lowered clustering quality), output rows in a thread-local buffer
+  padded to whole SIMD registers, row indices read into scalars, prefetching the next
   centre's rows, a sigmoid table, ``fastmath`` reassociation: each measured faster at the same quality.
 * Helpers called from the training loop are inlined by numba (``inline="always"``) and read each array once:
   a call that passes arrays counts references with atomic instructions, which cost time on one thread and
@@ -193,22 +194,22 @@ TILE = 3
 
 
 @njit(**INLINE_FAST)
-def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, dout):
-    """All ``m`` contexts of one centre against its output rows, as small dense products (HogBatch).
+def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0):
+    """All ``m`` contexts of one centre against its output rows, two contexts at a time.
 
     ``ctxs[:m]`` are the context tokens (their input rows are trained), ``ids[:n_out]`` the output rows: the
     centre (row 0, label 1) and the negatives (label 0). ``live`` is 1 for rows that train and 0 for the rest
     (a negative that hits the centre, and the zero rows padding ``out`` to a multiple of ``TILE``).
 
-    Every context is scored against the output rows as they were when the centre started; then each input row
-    takes its gradient (against those rows) and each output row the sum of its gradients from all contexts.
-    word2vec instead updates the output rows after every context; scoring all contexts at once makes the
-    ``m x n_out`` dot products independent, so the CPU overlaps them instead of waiting for each
-    score -> sigmoid -> update chain in turn (that latency, not arithmetic, bounded the per-context kernel).
+    The output rows are copied into ``out`` and updated there in word2vec's order, except that two contexts
+    are scored together against the rows as they stand before either updates them (HogBatch, Ji et al. 2016,
+    with batches of two): the two contexts' 2 x n_out dot products are independent, so the CPU overlaps them,
+    and each output row loaded serves two input rows. Their sum of changes is added to ``w_out`` at the end.
+    Scoring all contexts of a centre at once was faster still but lowered clustering quality (bench/RESULTS.md).
 
-    Scratch buffers owned by the calling block: ``out`` float32[>= n_out rounded up to TILE, width] (padding rows
-    and columns zero), ``hs`` float32[>= m rounded up to even, width], ``gs`` float32[>= m rounded up to even,
-    len(out)], ``dout`` like ``out``; ``width >= dim``.
+    Scratch buffers owned by the calling block: ``out`` and ``out0`` float32[>= n_out rounded up to TILE, width]
+    (padding rows and columns zero; ``out0`` keeps the rows as they were), ``hs`` float32[2, width] (the pair's
+    input rows), ``gs`` float32[2, width] (their gradients); ``width >= dim``.
     """
     dim = w_in.shape[1]
     n_rows = out.shape[0]
@@ -218,20 +219,21 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, dout)
     for k in range(n_out):
         r = ids[k]
         for d in range(dim):
-            out[k, d] = w_out[r, d]
-    for j in range(m):
-        c = ctxs[j]
+            v = w_out[r, d]
+            out[k, d] = v
+            out0[k, d] = v
+    for j in range(0, m, 2):
+        # An odd last context is paired with a zero row: its scores are sigmoid(0), but every update it
+        # makes multiplies the zero row, and it is never written back.
+        c0 = ctxs[j]
+        two = j + 1 < m
+        c1 = ctxs[j + 1] if two else c0
         for d in range(dim):
-            hs[j, d] = w_in[c, d]
-    # Contexts go two at a time through every loop below, so each output row loaded serves two input rows. An
-    # odd count gets a zero input row: its scores are sigmoid(0), but its gradient on the output rows is zero
-    # (it multiplies the zero row) and it is never written back.
-    m2 = m + (m & 1)
-    if m2 > m:
+            hs[0, d] = w_in[c0, d]
+            hs[1, d] = w_in[c1, d] if two else _ZERO
         for d in range(width):
-            hs[m, d] = _ZERO
-    # Scores: two contexts x TILE rows per pass over the dimensions, six independent accumulators.
-    for j in range(0, m2, 2):
+            gs[0, d] = _ZERO
+            gs[1, d] = _ZERO
         for k in range(0, n_rows, TILE):
             f00 = np.float32(0.0)
             f01 = np.float32(0.0)
@@ -240,8 +242,8 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, dout)
             f11 = np.float32(0.0)
             f12 = np.float32(0.0)
             for d in range(width):
-                x0 = hs[j, d]
-                x1 = hs[j + 1, d]
+                x0 = hs[0, d]
+                x1 = hs[1, d]
                 o0 = out[k, d]
                 o1 = out[k + 1, d]
                 o2 = out[k + 2, d]
@@ -252,56 +254,35 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, dout)
                 f11 += x1 * o1
                 f12 += x1 * o2
             label = _ONE if k == 0 else _ZERO
-            gs[j, k] = live[k] * (label - _sigmoid(f00)) * lr
-            gs[j, k + 1] = live[k + 1] * (_ZERO - _sigmoid(f01)) * lr
-            gs[j, k + 2] = live[k + 2] * (_ZERO - _sigmoid(f02)) * lr
-            gs[j + 1, k] = live[k] * (label - _sigmoid(f10)) * lr
-            gs[j + 1, k + 1] = live[k + 1] * (_ZERO - _sigmoid(f11)) * lr
-            gs[j + 1, k + 2] = live[k + 2] * (_ZERO - _sigmoid(f12)) * lr
-    # Output-row gradients: the sum over contexts, built in a local buffer and added to w_out once.
-    for k in range(0, n_rows, TILE):
-        for d in range(width):
-            dout[k, d] = _ZERO
-            dout[k + 1, d] = _ZERO
-            dout[k + 2, d] = _ZERO
-        for j in range(0, m2, 2):
-            a0 = gs[j, k]
-            a1 = gs[j, k + 1]
-            a2 = gs[j, k + 2]
-            b0 = gs[j + 1, k]
-            b1 = gs[j + 1, k + 1]
-            b2 = gs[j + 1, k + 2]
+            a0 = live[k] * (label - _sigmoid(f00)) * lr
+            a1 = live[k + 1] * (_ZERO - _sigmoid(f01)) * lr
+            a2 = live[k + 2] * (_ZERO - _sigmoid(f02)) * lr
+            b0 = live[k] * (label - _sigmoid(f10)) * lr
+            b1 = live[k + 1] * (_ZERO - _sigmoid(f11)) * lr
+            b2 = live[k + 2] * (_ZERO - _sigmoid(f12)) * lr
+            # Input gradients against the rows as scored, then the rows take both contexts' updates.
             for d in range(width):
-                x0 = hs[j, d]
-                x1 = hs[j + 1, d]
-                dout[k, d] += a0 * x0 + b0 * x1
-                dout[k + 1, d] += a1 * x0 + b1 * x1
-                dout[k + 2, d] += a2 * x0 + b2 * x1
-    # Input rows: each context's gradient against the output rows as scored.
-    for j in range(0, m2, 2):
-        for k in range(0, n_rows, TILE):
-            a0 = gs[j, k]
-            a1 = gs[j, k + 1]
-            a2 = gs[j, k + 2]
-            b0 = gs[j + 1, k]
-            b1 = gs[j + 1, k + 1]
-            b2 = gs[j + 1, k + 2]
-            for d in range(width):
+                x0 = hs[0, d]
+                x1 = hs[1, d]
                 o0 = out[k, d]
                 o1 = out[k + 1, d]
                 o2 = out[k + 2, d]
-                hs[j, d] += a0 * o0 + a1 * o1 + a2 * o2
-                hs[j + 1, d] += b0 * o0 + b1 * o1 + b2 * o2
-    for j in range(m):
-        c = ctxs[j]
+                gs[0, d] += a0 * o0 + a1 * o1 + a2 * o2
+                gs[1, d] += b0 * o0 + b1 * o1 + b2 * o2
+                out[k, d] = o0 + a0 * x0 + b0 * x1
+                out[k + 1, d] = o1 + a1 * x0 + b1 * x1
+                out[k + 2, d] = o2 + a2 * x0 + b2 * x1
         for d in range(dim):
-            w_in[c, d] = hs[j, d]
-    # Add rather than copy back, so that updates other threads made to these rows meanwhile are kept.
+            w_in[c0, d] = hs[0, d] + gs[0, d]
+        if two:
+            for d in range(dim):
+                w_in[c1, d] = hs[1, d] + gs[1, d]
+    # Add the changes rather than copy back, so that updates other threads made to these rows are kept.
     for k in range(n_out):
         if live[k] != _ZERO:
             r = ids[k]
             for d in range(dim):
-                w_out[r, d] += dout[k, d]
+                w_out[r, d] += out[k, d] - out0[k, d]
 
 
 @njit(**SERIAL_FAST)
@@ -333,10 +314,10 @@ def _train_block(block, indptr, indices, w_in, w_out, params, epoch, words_done)
     live[:n_out] = _ONE
     width = -(-dim // PAD) * PAD
     out = np.zeros((n_rows, width), dtype=np.float32)
-    dout = np.zeros((n_rows, width), dtype=np.float32)
+    out0 = np.zeros((n_rows, width), dtype=np.float32)
     ctxs = np.empty(2 * window, dtype=np.int64)
-    hs = np.zeros((2 * window, width), dtype=np.float32)
-    gs = np.empty((2 * window, n_rows), dtype=np.float32)
+    hs = np.zeros((2, width), dtype=np.float32)
+    gs = np.zeros((2, width), dtype=np.float32)
     lr_span = lr0 - lr_min
     done = words_done
     for c in range(block * batch_size, min((block + 1) * batch_size, n_cells)):
@@ -390,7 +371,7 @@ def _train_block(block, indptr, indices, w_in, w_out, params, epoch, words_done)
                 if j == n:
                     j = 0
                 ctxs[q] = cell[j]
-            _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, dout)
+            _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0)
     return done - words_done
 
 

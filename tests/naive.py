@@ -113,8 +113,9 @@ def ref_sigmoid(f):
 
 def ref_sgns(cells, vocab_size, *, dim, window, negative, epochs, batch_size, lr0, lr_min, min_count, seed):
     """Skip-gram over cells: each epoch a cell is shuffled, and each token is a centre whose contexts are the next
-    2*w tokens (w uniform in 1..window, at most n - 1, wrapping around), with negatives shared per centre; all
-    contexts of a centre are scored against its output rows before any update (HogBatch); blocks run in order.
+    2*w tokens (w uniform in 1..window, at most n - 1, wrapping around), with negatives shared per centre; the
+    centre's output rows are buffered and updated after every pair of contexts, each pair scored against them
+    before either updates them (HogBatch in pairs), and their changes added back; blocks run in order.
     Plain Python and numpy."""
     counts = np.zeros(vocab_size, dtype=np.int64)
     for cell in cells:
@@ -152,17 +153,23 @@ def ref_sgns(cells, vocab_size, *, dim, window, negative, epochs, batch_size, lr
                     ids = [centre] + negatives
                     live = [k == 0 or target != centre for k, target in enumerate(ids)]
                     out = w_out[ids].copy()
-                    hs = w_in[contexts].copy()
-                    # Every context is scored against the output rows as they were when the centre started.
-                    gs = np.zeros((m, len(ids)), dtype=np.float32)
-                    for j in range(m):
-                        for k in range(len(ids)):
-                            if live[k]:
-                                f = np.float32(np.dot(hs[j], out[k]))
-                                gs[j, k] = np.float32((np.float32(k == 0) - ref_sigmoid(f)) * lr)
-                    for j, ctx in enumerate(contexts):
-                        w_in[ctx] = hs[j] + gs[j] @ out
+                    out0 = out.copy()
+                    # Contexts in pairs: both scored against the output rows as they stand, then the input
+                    # rows take their gradients (against those rows) and the rows take both updates.
+                    for p in range(0, m, 2):
+                        pair = contexts[p : p + 2]
+                        hs = w_in[pair].copy()
+                        gs = np.zeros((len(pair), len(ids)), dtype=np.float32)
+                        for q in range(len(pair)):
+                            for k in range(len(ids)):
+                                if live[k]:
+                                    f = np.float32(np.dot(hs[q], out[k]))
+                                    gs[q, k] = np.float32((np.float32(k == 0) - ref_sigmoid(f)) * lr)
+                        grads = gs @ out
+                        out += gs.T @ hs
+                        for q, ctx in enumerate(pair):
+                            w_in[ctx] = hs[q] + grads[q]
                     for k, target in enumerate(ids):
                         if live[k]:
-                            w_out[target] += gs[:, k] @ hs
+                            w_out[target] += out[k] - out0[k]
     return w_in, w_out, counts, trained
