@@ -36,10 +36,10 @@ def demo_slice():
     return full[rows].copy()
 
 
-@pytest.mark.parametrize("min_overlap", [1, 250])
-def test_demo_matches_bruteforce(demo_slice, demo_other_universe, min_overlap):
-    adata = demo_slice
-    u_chroms, u_starts, u_ends = read_bed(demo_other_universe)
+def _tokenize_against_bruteforce(adata, universe_path, min_overlap=1):
+    """Tokenize ``adata`` against the BED at ``universe_path`` and check every cell against brute-force overlap;
+    returns (tokens, per-peak brute-force hits)."""
+    u_chroms, u_starts, u_ends = read_bed(universe_path)
     hits = overlaps_bruteforce(
         adata.var["chr"].to_numpy(),
         adata.var["start"].to_numpy(),
@@ -52,15 +52,21 @@ def test_demo_matches_bruteforce(demo_slice, demo_other_universe, min_overlap):
     expected = cell_tokens_bruteforce(adata.X.tocsr(), hits)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cells whose peaks all fall between the universe's regions
-        tok = fe.tokenize_cells(adata, demo_other_universe, min_overlap=min_overlap)
+        tok = fe.tokenize_cells(adata, universe_path, min_overlap=min_overlap)
     _assert_cells_equal(tok, expected)
     assert tok.indices.dtype == np.int32 and tok.indptr.dtype == np.int64
     assert tok.vocab_size == u_starts.size + 7
     assert tok.stats["n_peaks_unmapped"] == sum(h.size == 0 for h in hits)
+    return tok, hits
+
+
+@pytest.mark.parametrize("min_overlap", [1, 250])
+def test_demo_matches_bruteforce(demo_slice, demo_other_universe, min_overlap):
+    tok, hits = _tokenize_against_bruteforce(demo_slice, demo_other_universe, min_overlap)
     # A peak may map to several tokens (both halves of its split region, or a neighbour's extended half).
     assert max(h.size for h in hits) >= 2
     if min_overlap > 1:
-        assert tok.n_tokens < fe.tokenize_cells(adata, demo_other_universe).n_tokens
+        assert tok.n_tokens < fe.tokenize_cells(demo_slice, demo_other_universe).n_tokens
 
 
 # ------------------------------------------------------------------------------------------------
@@ -75,24 +81,9 @@ def granja_slice(granja_dir):
 
 
 def test_real_data_matches_bruteforce(granja_slice, buenrostro_universe):
-    adata = granja_slice
-    u_chroms, u_starts, u_ends = read_bed(buenrostro_universe)
-    hits = overlaps_bruteforce(
-        adata.var["chr"].to_numpy(),
-        adata.var["start"].to_numpy(),
-        adata.var["end"].to_numpy(),
-        u_chroms,
-        u_starts,
-        u_ends,
-    )
-    expected = cell_tokens_bruteforce(adata.X.tocsr(), hits)
-    tok = fe.tokenize_cells(adata, buenrostro_universe)
-    _assert_cells_equal(tok, expected)
-    assert tok.indices.dtype == np.int32 and tok.indptr.dtype == np.int64
-    assert tok.vocab_size == u_starts.size + 7
+    tok, hits = _tokenize_against_bruteforce(granja_slice, buenrostro_universe)
     # The data README: about 30% of granja's peaks hit a Buenrostro region.
     mapped = np.mean([h.size > 0 for h in hits])
-    assert tok.stats["n_peaks_unmapped"] == sum(h.size == 0 for h in hits)
     assert 0.25 < mapped < 0.35
     # Some 501-bp peaks straddle two adjacent universe regions: a peak can map to several tokens.
     assert max(h.size for h in hits) >= 2
