@@ -36,6 +36,10 @@ PARALLEL_FAST = {**PARALLEL, "fastmath": set(FASTMATH)}
 DEFAULT_WINDOW_SIZE = 5
 """Default context window of :class:`fastembed.ScEmbed` and ``fastembed train`` (see its docstring)."""
 
+BLOCKS_PER_THREAD = 16
+"""With several threads, training blocks shrink below ``batch_size`` cells until each thread has at least this
+many: the threads' lanes of blocks are balanced by tokens, to within one block (see ``sgns._lanes``)."""
+
 # -- cells per block (``batch_cells``) -----------------------------------------------------------------
 TOKENIZE_BATCH_CELLS = 100_000
 """Cells tokenized at a time by :func:`fastembed.tokenize.tokenize_cells` (its ``batch_cells`` default)."""
