@@ -65,6 +65,8 @@ def fastembed_method(**params):
         train_kw = {k: v for k, v in params.items() if k not in model_keys | encode_keys}
         uni = _universe(adata)
         tokens = fe.tokenize_cells(adata if fit_mask is None else adata[fit_mask], uni)
+        if train_kw.get("epochs") == "0.3":
+            train_kw["epochs"] = _epochs_v03(tokens, model_kw.get("window_size", 5))
         model = fe.ScEmbed(seed=seed, threads=args.threads, **model_kw).train(
             tokens, progress=False, **train_kw
         )
@@ -72,6 +74,13 @@ def fastembed_method(**params):
         return model.encode(target, **encode_kw)
 
     return run
+
+
+def _epochs_v03(tokens, window_size: int) -> int:
+    """Version 0.3's data-derived epochs: 21,000 context pairs per region, at most 600 per occurrence."""
+    counts = np.bincount(tokens.indices, minlength=tokens.vocab_size)
+    per_token = counts[counts > 0].mean() * (window_size + 1)
+    return int(np.clip(np.ceil(21_000 / per_token), 5, -(-600 // (window_size + 1))))
 
 
 def lsi(adata, seed, args, fit_mask=None):
@@ -149,6 +158,7 @@ def gensim_sg(epochs):
 METHODS = {
     "fastembed": (fastembed_method(), True, True),
     "fastembed-mean": (fastembed_method(pooling="mean"), True, False),
+    "fastembed-0.3": (fastembed_method(epochs="0.3"), True, False),
     "fastembed-0.1": (
         fastembed_method(epochs=100, window_size=5, init="random", n_components=None),
         False,

@@ -247,8 +247,9 @@ class ScEmbed:
         epochs : int, optional
             Passes over all cells. By default it follows from the data (:func:`fastembed.sgns.auto_epochs`):
             enough passes for the typical region to be in about ``PAIR_BUDGET`` context pairs, at least
-            ``MIN_EPOCHS`` and at most ``MAX_PAIRS_PER_OCCURRENCE / (window_size + 1)``; small datasets get
-            more passes, large ones and wide windows fewer (16 on granja2019 at the default window).
+            ``MIN_EPOCHS`` and at most ``MAX_PAIRS_PER_OCCURRENCE / (window_size + 1)``: at the default
+            window, 40 for granja2019 (14k cells) and anything smaller, fewer for larger datasets (5 for
+            atlases) and for wider windows.
         batch_size : int
             Number of cells in one parallel work unit: threads take blocks of ``batch_size`` cells, each
             with its own random stream; hogwild updates are shared (not a gradient mini-batch).

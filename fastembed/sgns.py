@@ -445,14 +445,16 @@ def _count_tokens(indices, vocab_size):
     return counts
 
 
-PAIR_BUDGET = 21_000
+PAIR_BUDGET = 55_000
 """Context pairs of the average trained token over the run that the default number of epochs aims at (see
-:func:`auto_epochs`): 16 epochs on granja2019 at window 5, as version 0.2's 3,500 occurrences did."""
+:func:`auto_epochs`): 40 epochs on granja2019 (14k cells) at window 5, where its transfer accuracy stopped
+rising (16 epochs 0.70, 32 0.72, 40 and 50 0.73; bench/RESULTS.md)."""
 MIN_EPOCHS = 5
 """Fewest epochs the data-derived default gives."""
-MAX_PAIRS_PER_OCCURRENCE = 600
-"""Most context pairs per token occurrence the data-derived default gives over the run (100 epochs at window
-5, 29 at window 20): on small datasets more passes than this stopped paying."""
+MAX_PAIRS_PER_OCCURRENCE = 240
+"""Most context pairs per token occurrence the data-derived default gives over the run (40 epochs at window
+5, 12 at window 20). On 400 to 5,000 cells, 30 passes at window 5 gave the quality of 44 to 100 in a third of
+the time (bench/RESULTS.md), so small datasets get no more passes than granja2019 does."""
 
 
 def auto_epochs(
@@ -462,10 +464,11 @@ def auto_epochs(
     ``PAIR_BUDGET`` context pairs over the run, at least ``MIN_EPOCHS`` and at most
     ``MAX_PAIRS_PER_OCCURRENCE / (window_size + 1)`` (rounded up).
 
-    A region's vector improves with the number of pairs it is trained in, not with the number of passes: a
-    token held by 50 of 500 cells needs ten times the epochs of one held by 500 of 5,000 cells for the same
-    number of updates, and a window twice as wide gives each occurrence twice the pairs per pass. So small
-    datasets get more passes, atlases and wide windows fewer.
+    On large data a region's vector improves with the number of pairs it is trained in, not with the number
+    of passes: a region held by 50,000 cells of an atlas needs a tenth of the passes of one held by 5,000, and a
+    window twice as wide gives each occurrence twice the pairs per pass. So atlases and wide windows get fewer
+    passes. Small datasets do not need more passes than granja2019 (14k cells): on 400-5,000 cells more than 30
+    at window 5 stopped paying, hence the cap per occurrence.
 
     Parameters
     ----------
