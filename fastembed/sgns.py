@@ -211,6 +211,10 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0)
     and each output row loaded serves two input rows. Their sum of changes is added to ``w_out`` at the end.
     Scoring all contexts of a centre at once was faster still but lowered clustering quality (bench/RESULTS.md).
 
+    With six output rows (the default 5 negatives, or 3-4 plus padding) the pair's twelve scores are taken
+    first and a single pass over the dimensions then updates the output rows and the two input rows in place,
+    without the gradient buffer; other counts go through the rows ``TILE`` at a time, gradients in ``gs``.
+
     Scratch buffers owned by the calling block: ``out`` and ``out0`` float32[>= n_out rounded up to TILE, width]
     (padding rows and columns zero; ``out0`` keeps the rows as they were), ``hs`` float32[2, width] (the pair's
     input rows), ``gs`` float32[2, width] (their gradients); ``width >= dim``.
@@ -235,6 +239,80 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0)
         for d in range(dim):
             hs[0, d] = w_in[c0, d]
             hs[1, d] = w_in[c1, d] if two else _ZERO
+        if n_rows == 2 * TILE:
+            # Six output rows (5 negatives + the centre): all twelve scores first, then one pass over the
+            # dimensions updates the rows and the two input rows in place (no gradient buffer round trips).
+            f00 = np.float32(0.0)
+            f01 = np.float32(0.0)
+            f02 = np.float32(0.0)
+            f03 = np.float32(0.0)
+            f04 = np.float32(0.0)
+            f05 = np.float32(0.0)
+            f10 = np.float32(0.0)
+            f11 = np.float32(0.0)
+            f12 = np.float32(0.0)
+            f13 = np.float32(0.0)
+            f14 = np.float32(0.0)
+            f15 = np.float32(0.0)
+            for d in range(width):
+                x0 = hs[0, d]
+                x1 = hs[1, d]
+                o0 = out[0, d]
+                o1 = out[1, d]
+                o2 = out[2, d]
+                f00 += x0 * o0
+                f01 += x0 * o1
+                f02 += x0 * o2
+                f10 += x1 * o0
+                f11 += x1 * o1
+                f12 += x1 * o2
+            for d in range(width):
+                x0 = hs[0, d]
+                x1 = hs[1, d]
+                o3 = out[3, d]
+                o4 = out[4, d]
+                o5 = out[5, d]
+                f03 += x0 * o3
+                f04 += x0 * o4
+                f05 += x0 * o5
+                f13 += x1 * o3
+                f14 += x1 * o4
+                f15 += x1 * o5
+            a0 = live[0] * (_ONE - _sigmoid(f00)) * lr
+            a1 = live[1] * (_ZERO - _sigmoid(f01)) * lr
+            a2 = live[2] * (_ZERO - _sigmoid(f02)) * lr
+            a3 = live[3] * (_ZERO - _sigmoid(f03)) * lr
+            a4 = live[4] * (_ZERO - _sigmoid(f04)) * lr
+            a5 = live[5] * (_ZERO - _sigmoid(f05)) * lr
+            b0 = live[0] * (_ONE - _sigmoid(f10)) * lr
+            b1 = live[1] * (_ZERO - _sigmoid(f11)) * lr
+            b2 = live[2] * (_ZERO - _sigmoid(f12)) * lr
+            b3 = live[3] * (_ZERO - _sigmoid(f13)) * lr
+            b4 = live[4] * (_ZERO - _sigmoid(f14)) * lr
+            b5 = live[5] * (_ZERO - _sigmoid(f15)) * lr
+            for d in range(width):
+                x0 = hs[0, d]
+                x1 = hs[1, d]
+                o0 = out[0, d]
+                o1 = out[1, d]
+                o2 = out[2, d]
+                o3 = out[3, d]
+                o4 = out[4, d]
+                o5 = out[5, d]
+                hs[0, d] = x0 + ((a0 * o0 + a1 * o1) + (a2 * o2 + a3 * o3)) + (a4 * o4 + a5 * o5)
+                hs[1, d] = x1 + ((b0 * o0 + b1 * o1) + (b2 * o2 + b3 * o3)) + (b4 * o4 + b5 * o5)
+                out[0, d] = o0 + a0 * x0 + b0 * x1
+                out[1, d] = o1 + a1 * x0 + b1 * x1
+                out[2, d] = o2 + a2 * x0 + b2 * x1
+                out[3, d] = o3 + a3 * x0 + b3 * x1
+                out[4, d] = o4 + a4 * x0 + b4 * x1
+                out[5, d] = o5 + a5 * x0 + b5 * x1
+            for d in range(dim):
+                w_in[c0, d] = hs[0, d]
+            if two:
+                for d in range(dim):
+                    w_in[c1, d] = hs[1, d]
+            continue
         for d in range(width):
             gs[0, d] = _ZERO
             gs[1, d] = _ZERO

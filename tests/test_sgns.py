@@ -78,12 +78,18 @@ def run_kernel(cells, vocab, **overrides):
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("min_count", [1, 3])
-def test_kernel_matches_reference(min_count):
+@pytest.mark.parametrize(
+    ("min_count", "negative"),
+    # 3-5 negatives take the six-row path of _train_centre (5 is the default), 1 and 7 the TILE-row one.
+    [(1, 3), (3, 3), (1, 5), (1, 1), (1, 7)],
+)
+def test_kernel_matches_reference(min_count, negative):
     cells = tiny_corpus()
     vocab = 26  # two tokens never occur
-    result = run_kernel(cells, vocab, min_count=min_count)
-    w_in, w_out, counts, trained = ref_sgns(cells, vocab, **{**PARAMS, "min_count": min_count})
+    result = run_kernel(cells, vocab, min_count=min_count, negative=negative)
+    w_in, w_out, counts, trained = ref_sgns(
+        cells, vocab, **{**PARAMS, "min_count": min_count, "negative": negative}
+    )
     np.testing.assert_array_equal(result.counts, counts)
     np.testing.assert_array_equal(result.trained, trained)
     # Same stream and same operations; only the summation order of the dot products differs (vectorised).
