@@ -198,6 +198,32 @@ TILE = 3
 
 
 @njit(**INLINE_FAST)
+def _scores3(hs, out, k, width):
+    """Dot products of the pair's input rows ``hs[0]``, ``hs[1]`` with output rows ``k..k+2`` of ``out``:
+    ``(h0.o_k, h0.o_k+1, h0.o_k+2, h1.o_k, h1.o_k+1, h1.o_k+2)`` as float32. Six accumulators fit the AVX2
+    registers beside the loads; twelve would spill."""
+    f00 = np.float32(0.0)
+    f01 = np.float32(0.0)
+    f02 = np.float32(0.0)
+    f10 = np.float32(0.0)
+    f11 = np.float32(0.0)
+    f12 = np.float32(0.0)
+    for d in range(width):
+        x0 = hs[0, d]
+        x1 = hs[1, d]
+        o0 = out[k, d]
+        o1 = out[k + 1, d]
+        o2 = out[k + 2, d]
+        f00 += x0 * o0
+        f01 += x0 * o1
+        f02 += x0 * o2
+        f10 += x1 * o0
+        f11 += x1 * o1
+        f12 += x1 * o2
+    return f00, f01, f02, f10, f11, f12
+
+
+@njit(**INLINE_FAST)
 def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0):
     """All ``m`` contexts of one centre against its output rows, two contexts at a time.
 
@@ -242,42 +268,8 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0)
         if n_rows == 2 * TILE:
             # Six output rows (5 negatives + the centre): all twelve scores first, then one pass over the
             # dimensions updates the rows and the two input rows in place (no gradient buffer round trips).
-            f00 = np.float32(0.0)
-            f01 = np.float32(0.0)
-            f02 = np.float32(0.0)
-            f03 = np.float32(0.0)
-            f04 = np.float32(0.0)
-            f05 = np.float32(0.0)
-            f10 = np.float32(0.0)
-            f11 = np.float32(0.0)
-            f12 = np.float32(0.0)
-            f13 = np.float32(0.0)
-            f14 = np.float32(0.0)
-            f15 = np.float32(0.0)
-            for d in range(width):
-                x0 = hs[0, d]
-                x1 = hs[1, d]
-                o0 = out[0, d]
-                o1 = out[1, d]
-                o2 = out[2, d]
-                f00 += x0 * o0
-                f01 += x0 * o1
-                f02 += x0 * o2
-                f10 += x1 * o0
-                f11 += x1 * o1
-                f12 += x1 * o2
-            for d in range(width):
-                x0 = hs[0, d]
-                x1 = hs[1, d]
-                o3 = out[3, d]
-                o4 = out[4, d]
-                o5 = out[5, d]
-                f03 += x0 * o3
-                f04 += x0 * o4
-                f05 += x0 * o5
-                f13 += x1 * o3
-                f14 += x1 * o4
-                f15 += x1 * o5
+            f00, f01, f02, f10, f11, f12 = _scores3(hs, out, 0, width)
+            f03, f04, f05, f13, f14, f15 = _scores3(hs, out, 3, width)
             a0 = live[0] * (_ONE - _sigmoid(f00)) * lr
             a1 = live[1] * (_ZERO - _sigmoid(f01)) * lr
             a2 = live[2] * (_ZERO - _sigmoid(f02)) * lr
@@ -317,24 +309,7 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0)
             gs[0, d] = _ZERO
             gs[1, d] = _ZERO
         for k in range(0, n_rows, TILE):
-            f00 = np.float32(0.0)
-            f01 = np.float32(0.0)
-            f02 = np.float32(0.0)
-            f10 = np.float32(0.0)
-            f11 = np.float32(0.0)
-            f12 = np.float32(0.0)
-            for d in range(width):
-                x0 = hs[0, d]
-                x1 = hs[1, d]
-                o0 = out[k, d]
-                o1 = out[k + 1, d]
-                o2 = out[k + 2, d]
-                f00 += x0 * o0
-                f01 += x0 * o1
-                f02 += x0 * o2
-                f10 += x1 * o0
-                f11 += x1 * o1
-                f12 += x1 * o2
+            f00, f01, f02, f10, f11, f12 = _scores3(hs, out, k, width)
             label = _ONE if k == 0 else _ZERO
             a0 = live[k] * (label - _sigmoid(f00)) * lr
             a1 = live[k + 1] * (_ZERO - _sigmoid(f01)) * lr
