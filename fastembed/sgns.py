@@ -191,7 +191,7 @@ def _sigmoid(f):
     return _ZERO if f <= _LO else s
 
 
-PAD = 32
+PAD = 8
 """The thread-local buffers' rows are padded to a multiple of this many floats (one AVX2 register)."""
 TILE = 3
 """Output rows scored and updated together in one pass over the dimensions (see :func:`_train_centre`)."""
