@@ -47,6 +47,10 @@ Decisions (the measurements behind each are in bench/RESULTS.md, "Trainer design
 * A one-sided circular window: each pair of tokens shows up once per epoch instead of twice, so an epoch covers
   about twice as many distinct pairs at the same cost.
 * Scoring the centre once against all its contexts (3x fewer dot products) lost quality: rejected.
+* Rejected in version 0.4.1 (bench/RESULTS.md): updating the output rows in place in ``w_out`` (+14% on one
+  thread, nothing on two: the shared rows are then written after every pair instead of once per centre), and
+  one draw of negatives per 2-3 centres (+16-26% words/s on two threads, but lower quality per epoch, the
+  same per second).
 * The window stays word2vec's 5 by default. A cell is a set, so the window only decides how much of the cell a
   centre meets per pass; on granja2019 (14k cells) window 20 reached a higher transfer accuracy per second than
   more passes at window 5, but on 400-5,000-cell data it lowered quality at any number of passes, so it is an
