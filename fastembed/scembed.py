@@ -257,8 +257,9 @@ class ScEmbed:
             Initial learning rate, decaying linearly to ``min_learning_rate`` over all epochs.
         min_learning_rate : float
         init : {"spectral", "random"}
-            ``"spectral"``: start from region vectors of a truncated SVD of the cells' TF-IDF matrix
-            (:mod:`fastembed.warmstart`), which needs far fewer epochs; ``"random"``: word2vec's initialisation.
+            ``"spectral"``: start from the regions' coordinates in the spectral embedding of the cells'
+            cosine-similarity graph, as SnapATAC2 computes it (:mod:`fastembed.warmstart`), which needs far fewer
+            epochs; ``"random"``: word2vec's initialisation.
         progress : bool
             Show a tqdm progress bar (epochs, tokens/s, learning rate) on an interactive terminal.
 

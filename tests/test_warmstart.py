@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import fastembed as fe
 from fastembed.datasets import demo_peaks_path, load_demo
 from fastembed.sgns import MAX_PAIRS_PER_OCCURRENCE, MIN_EPOCHS, PAIR_BUDGET, auto_epochs, train_sgns
-from fastembed.warmstart import INIT_NORM, spectral_init, truncated_svd
+from fastembed.warmstart import INIT_NORM, similarity_matrix, spectral_init, truncated_svd
 
 
 @pytest.fixture(scope="module")
@@ -19,20 +19,49 @@ def tokens():
     return fe.tokenize_cells(demo[rows].copy(), demo_peaks_path())
 
 
-def _tfidf_dense(tokens, trained):
-    n = len(tokens)
-    x = sp.csr_matrix(
+def _binary(tokens, trained):
+    return sp.csr_matrix(
         (trained[tokens.indices].astype(np.float64), tokens.indices, tokens.indptr),
-        shape=(n, tokens.vocab_size),
+        shape=(len(tokens), tokens.vocab_size),
     ).toarray()
-    idf = np.log1p(n / np.maximum(x.sum(0), 1))
-    return x / np.maximum(x.sum(1, keepdims=True), 1) * idf
+
+
+def _similarity_dense(x):
+    """Oracle: the degree-normalised cosine matrix from its definition, with the n x n similarity graph."""
+    n = x.shape[0]
+    y = x * np.log1p(n / np.maximum(x.sum(0), 1))
+    y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-300)
+    graph = y @ y.T
+    np.fill_diagonal(graph, 0.0)  # a cell is not its own neighbour
+    degree = graph.sum(1)
+    scale = np.zeros(n)
+    scale[degree > 1e-9] = 1 / np.sqrt(degree[degree > 1e-9])
+    return y * scale[:, None]
+
+
+def test_similarity_matrix_matches_its_definition(tokens):
+    trained = np.zeros(tokens.vocab_size, bool)
+    trained[np.unique(tokens.indices)] = True
+    x = _binary(tokens, trained)
+    z = similarity_matrix(sp.csr_matrix(x.astype(np.float32)))
+    assert isinstance(z, sp.csr_matrix) and z.dtype == np.float32 and z.shape == x.shape
+    np.testing.assert_allclose(z.toarray(), _similarity_dense(x), rtol=1e-4, atol=1e-7)
+
+
+def test_similarity_matrix_isolated_and_empty_cells_get_zero_rows():
+    # Cells 0 and 1 share token 1; cell 2 holds only token 3, which no other cell holds; cell 3 is empty.
+    x = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]], np.float32))
+    z = similarity_matrix(x).toarray()
+    assert np.isfinite(z).all()
+    assert z[0].any() and z[1].any() and not z[2].any() and not z[3].any()
+    v = spectral_init(x.indptr.astype(np.int64), x.indices, 4, 3, trained=np.ones(4, bool), seed=0)
+    assert np.isfinite(v).all() and not v[3].any()
 
 
 def test_truncated_svd_matches_numpy(tokens):
     trained = np.zeros(tokens.vocab_size, bool)
     trained[np.unique(tokens.indices)] = True
-    dense = _tfidf_dense(tokens, trained)
+    dense = _similarity_dense(_binary(tokens, trained))
     s, vt = truncated_svd(sp.csr_matrix(dense.astype(np.float32)), 8, seed=0)
     _, s_ref, vt_ref = np.linalg.svd(dense, full_matrices=False)
     assert s.shape == (8,) and vt.shape == (8, tokens.vocab_size)
@@ -53,9 +82,11 @@ def test_spectral_init_rows(tokens):
     assert v.shape == (tokens.vocab_size, 8) and v.dtype == np.float32
     assert not v[~trained].any()
     np.testing.assert_allclose(np.linalg.norm(v[trained], axis=1), INIT_NORM, rtol=1e-4)
-    # Each row points along its token's coordinates in the top singular directions (scaled by sqrt(s)).
-    s, vt = truncated_svd(sp.csr_matrix(_tfidf_dense(tokens, trained).astype(np.float32)), 8, seed=0)
-    ref = (vt.T * np.sqrt(s))[trained]
+    # Each row points along its token's coordinates in the top singular directions, scaled by the singular
+    # values (the oracle matrix, the same randomized SVD: an error in the matrix or in the scaling shows).
+    oracle = sp.csr_matrix(_similarity_dense(_binary(tokens, trained)).astype(np.float32))
+    s, vt = truncated_svd(oracle, 8, seed=0)
+    ref = (vt.T * s)[trained]
     cos = np.sum(ref * v[trained], axis=1) / np.linalg.norm(ref, axis=1) / INIT_NORM
     np.testing.assert_allclose(cos, 1.0, atol=1e-3)
 
