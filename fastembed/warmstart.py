@@ -13,9 +13,9 @@ of the cells), then divided by the square root of the cell's degree in that simi
 vectors of this ``Z = D^-1/2 Y`` are the leading eigenvectors of the normalised graph ``D^-1/2 Y Y^T D^-1/2``,
 and ``Z V`` (the spectral embedding weighted by the singular values) is a weighted sum of the cell's rows of
 ``V``: row ``r`` of ``V`` times its singular value is where region ``r`` sits in that embedding. Measured against
-the TF-IDF matrix of LSI that version 0.4 used (bench/RESULTS.md), the trained models are level on granja and
-better on small data, where the normalised graph is what lets SnapATAC2 lead (40 random 400-cell draws: transfer
-accuracy +0.017, Leiden ARI +0.01).
+the TF-IDF matrix of LSI that version 0.4 used, with the more accurate SVD below (bench/RESULTS.md), the trained
+models gain most on small data, where this normalised graph is what lets SnapATAC2 lead (40 random 400-cell draws:
+transfer accuracy +0.014 ± 0.006, Leiden ARI +0.007), and granja2019's accuracy rose by 0.01.
 
 The SVD is the randomized range finder of Halko, Martinsson & Tropp (2011) with a few power iterations, on a
 scipy CSR matrix: its cost is a handful of sparse x thin-dense products, linear in the number of tokens.
@@ -112,9 +112,9 @@ def similarity_matrix(x: sp.csr_matrix) -> sp.csr_matrix:
     length = np.sqrt(np.asarray(y.multiply(y).sum(axis=1)).ravel())
     y = (sp.diags(np.divide(1.0, length, out=np.zeros_like(length), where=length > 0)) @ y).tocsr()
     # Degree in the cosine graph without self-loops: y_i . (sum of all rows) - |y_i|^2, where |y_i|^2 is 1 (or 0).
-    held = (length > 0).astype(np.float64)
-    degree = y.astype(np.float64) @ np.asarray(y.sum(axis=0), dtype=np.float64).ravel() - held
-    # A relative floor: rounding leaves isolated cells with a degree of ~1e-7 rather than 0.
+    held = (length > 0).astype(np.float32)
+    degree = y @ np.asarray(y.sum(axis=0), dtype=np.float32).ravel() - held
+    # A relative floor: rounding leaves isolated cells with a degree of ~1e-6 rather than 0.
     connected = degree > 1e-5 * max(float(np.median(degree[held > 0])) if held.any() else 0.0, 1e-12)
     scale = np.divide(1.0, np.sqrt(degree), out=np.zeros_like(degree), where=connected)
     return (sp.diags(scale.astype(np.float32)) @ y).tocsr().astype(np.float32)
