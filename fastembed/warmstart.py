@@ -38,6 +38,8 @@ vectors and small enough for SGNS to rescale them (0.5 and 3.0 did worse on gran
 # (14k cells). On 400-cell draws that accuracy is worth +0.014 transfer accuracy after training (bench/RESULTS.md).
 _OVERSAMPLE = 50
 _POWER_ITERATIONS = 4
+_ISOLATED = 1e-4
+"""Summed cosine similarity to the other cells at or below which a cell counts as isolated (see similarity_matrix)."""
 
 
 def _orthonormal(a: np.ndarray) -> np.ndarray:
@@ -114,10 +116,15 @@ def similarity_matrix(x: sp.csr_matrix) -> sp.csr_matrix:
     # Degree in the cosine graph without self-loops: y_i . (sum of all rows) - |y_i|^2, where |y_i|^2 is 1 (or 0).
     held = (length > 0).astype(np.float32)
     degree = y @ np.asarray(y.sum(axis=0), dtype=np.float32).ravel() - held
-    # A relative floor: rounding leaves isolated cells with a degree of ~1e-6 rather than 0.
-    connected = degree > 1e-5 * max(float(np.median(degree[held > 0])) if held.any() else 0.0, 1e-12)
-    scale = np.divide(1.0, np.sqrt(degree), out=np.zeros_like(degree), where=connected)
-    return (sp.diags(scale.astype(np.float32)) @ y).tocsr().astype(np.float32)
+    # The self-term (1) makes the rounding error of an isolated cell's degree ~1e-7 either side of 0, while one
+    # rare region shared with one other cell already gives a cosine of ~1e-3 even at atlas depth: a floor of 1e-4
+    # separates the two without depending on the other cells (a median would fail when most cells are isolated).
+    connected = degree > _ISOLATED
+    scale = np.zeros_like(degree)
+    scale[connected] = 1.0 / np.sqrt(degree[connected])
+    z = (sp.diags(scale) @ y).tocsr()
+    z.eliminate_zeros()
+    return z
 
 
 def spectral_init(
@@ -155,7 +162,6 @@ def spectral_init(
     x = sp.csr_matrix((data, indices, indptr), shape=(n_cells, vocab_size))
     x.eliminate_zeros()
     z = similarity_matrix(x)
-    z.eliminate_zeros()
 
     rank = int(min(embedding_dim, n_cells - 1, int(trained.sum()) - 1))
     out = np.zeros((vocab_size, embedding_dim), dtype=np.float32)

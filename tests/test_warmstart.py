@@ -58,6 +58,22 @@ def test_similarity_matrix_isolated_and_empty_cells_get_zero_rows():
     assert np.isfinite(v).all() and not v[3].any()
 
 
+def test_similarity_matrix_most_cells_isolated(recwarn):
+    # Two connected cells among five isolated ones, each with private regions: the isolated cells' degrees are
+    # rounding noise around 0, which must neither warn nor be blown up into huge rows.
+    rows = [[0, 1], [1, 2]] + [[3 + 3 * k, 4 + 3 * k, 5 + 3 * k] for k in range(5)]
+    indptr = np.cumsum([0] + [len(r) for r in rows])
+    indices = np.concatenate(rows).astype(np.int32)
+    x = sp.csr_matrix((np.ones(indices.size, np.float32), indices, indptr), shape=(7, 18))
+    z = similarity_matrix(x)
+    assert z.dtype == np.float32
+    np.testing.assert_allclose(
+        z.toarray(), _similarity_dense(x.toarray().astype(np.float64)), rtol=1e-4, atol=1e-7
+    )
+    assert not z[2:].toarray().any() and z[:2].toarray().any()
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_truncated_svd_matches_numpy(tokens):
     trained = np.zeros(tokens.vocab_size, bool)
     trained[np.unique(tokens.indices)] = True
