@@ -247,9 +247,9 @@ class ScEmbed:
         epochs : int, optional
             Passes over all cells. By default it follows from the data (:func:`fastembed.sgns.auto_epochs`):
             enough passes for the typical region to be in about ``PAIR_BUDGET`` context pairs, at least
-            ``MIN_EPOCHS`` and at most ``MAX_PAIRS_PER_OCCURRENCE / (window_size + 1)``: at the default
-            window, 40 for granja2019 (14k cells) and anything smaller, fewer for larger datasets (5 for
-            atlases) and for wider windows.
+            ``MIN_EPOCHS`` and at most a cap that grows with the number of cells: at the default window, 20
+            up to 2,000 cells, rising to 40 at 5,000 cells, 40 up to granja2019's size (14k cells), fewer for
+            larger datasets (5 for atlases) and for wider windows.
         batch_size : int
             Number of cells in one parallel work unit: threads take blocks of ``batch_size`` cells, each
             with its own random stream; hogwild updates are shared (not a gradient mini-batch).

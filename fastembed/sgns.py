@@ -509,23 +509,46 @@ rising (16 epochs 0.70, 32 0.72, 40 and 50 0.73; bench/RESULTS.md)."""
 MIN_EPOCHS = 5
 """Fewest epochs the data-derived default gives."""
 MAX_PAIRS_PER_OCCURRENCE = 240
-"""Most context pairs per token occurrence the data-derived default gives over the run (40 epochs at window
-5, 12 at window 20). On 400 to 5,000 cells, 30 passes at window 5 gave the quality of 44 to 100 in a third of
-the time (bench/RESULTS.md), so small datasets get no more passes than granja2019 does."""
+"""Most context pairs per token occurrence the data-derived default gives over the run, from
+``LARGE_DATA_CELLS`` cells on (40 epochs at window 5, 12 at window 20)."""
+SMALL_PAIRS_PER_OCCURRENCE = 120
+"""Most context pairs per token occurrence up to ``SMALL_DATA_CELLS`` cells (20 epochs at window 5). With the
+spectral warm start, 20 passes gave the quality of 40 on random granja2019 subsamples of 400 and 1,000 cells
+(transfer accuracy within +-0.003, Leiden ARI +0.008, over 40 and 20 draws), while from 5,000 cells on 40
+passes gave a higher ARI (+0.012 at 5,000 cells, +0.018 at 7,500, +0.012 at 10,000) and from 7,500 on a higher
+accuracy (bench/RESULTS.md): more cells resolve finer cell types, which the longer refinement of the warm
+start then pays for."""
+SMALL_DATA_CELLS = 2_000
+LARGE_DATA_CELLS = 5_000
+"""Between these numbers of cells the cap on pairs per occurrence rises from ``SMALL_PAIRS_PER_OCCURRENCE`` to
+``MAX_PAIRS_PER_OCCURRENCE``, linearly in the logarithm of the number of cells."""
+
+
+def _max_pairs_per_occurrence(n_cells: int) -> float:
+    """The cap on context pairs per token occurrence for a dataset of ``n_cells`` cells (see above)."""
+    if n_cells <= SMALL_DATA_CELLS:
+        return float(SMALL_PAIRS_PER_OCCURRENCE)
+    ramp = min(1.0, np.log(n_cells / SMALL_DATA_CELLS) / np.log(LARGE_DATA_CELLS / SMALL_DATA_CELLS))
+    return SMALL_PAIRS_PER_OCCURRENCE + ramp * (MAX_PAIRS_PER_OCCURRENCE - SMALL_PAIRS_PER_OCCURRENCE)
 
 
 def auto_epochs(
     indptr: np.ndarray, indices: np.ndarray, vocab_size: int, *, window_size: int, min_count: int = 1
 ) -> int:
     """The default number of epochs for a dataset: enough passes for the average trained token to be in about
-    ``PAIR_BUDGET`` context pairs over the run, at least ``MIN_EPOCHS`` and at most
-    ``MAX_PAIRS_PER_OCCURRENCE / (window_size + 1)`` (rounded up).
+    ``PAIR_BUDGET`` context pairs over the run, at least ``MIN_EPOCHS``, and at most a cap on the pairs per
+    token occurrence that grows with the number of cells (``SMALL_PAIRS_PER_OCCURRENCE`` up to
+    ``SMALL_DATA_CELLS`` cells, ``MAX_PAIRS_PER_OCCURRENCE`` from ``LARGE_DATA_CELLS`` on), divided by the
+    ``window_size + 1`` pairs an occurrence is in per pass, rounded up.
 
     On large data a region's vector improves with the number of pairs it is trained in, not with the number
     of passes: a region held by 50,000 cells of an atlas needs a tenth of the passes of one held by 5,000, and a
     window twice as wide gives each occurrence twice the pairs per pass. So atlases and wide windows get fewer
-    passes. Small datasets do not need more passes than granja2019 (14k cells): on 400-5,000 cells more than 30
-    at window 5 stopped paying, hence the cap per occurrence.
+    passes. Small datasets need fewer passes for another reason: with the spectral warm start, the quality of
+    400 to 1,000 cells stopped rising after 20 passes at window 5, where that of 5,000 cells or more rose up
+    to 40.
+    At window 5 this gives 20 epochs up to 2,000 cells, 30 at ~3,200, 40 from 5,000 cells to granja2019's size
+    (14k cells), and fewer above it.
 
     Parameters
     ----------
@@ -535,7 +558,7 @@ def auto_epochs(
     window_size : int
         As for :func:`train_sgns`: each occurrence is in ``window_size + 1`` context pairs per pass on average.
     min_count : int
-        Tokens held by fewer cells are not trained and do not count.
+        Tokens held by fewer cells are not trained and do not count, nor do cells without a trained token.
 
     Returns
     -------
@@ -543,16 +566,36 @@ def auto_epochs(
         Epochs in ``[MIN_EPOCHS, max(MIN_EPOCHS, ceil(MAX_PAIRS_PER_OCCURRENCE / (window_size + 1)))]``.
     """
     pairs_per_pass = int(window_size) + 1
-    max_epochs = max(MIN_EPOCHS, -(-MAX_PAIRS_PER_OCCURRENCE // pairs_per_pass))
+    indptr = np.asarray(indptr)
     indices = np.asarray(indices)
     if indices.size == 0:
-        return max_epochs
+        return _epochs_cap(0, pairs_per_pass)
     counts = _count_tokens(indices.astype(np.int32, copy=False), int(vocab_size))
     trained = counts >= min_count
     if not trained.any():
-        return max_epochs
+        return _epochs_cap(0, pairs_per_pass)
+    n_cells = _count_cells_with(
+        indptr.astype(np.int64, copy=False), indices.astype(np.int32, copy=False), trained
+    )
     per_token = counts[trained].mean() * pairs_per_pass
-    return int(np.clip(np.ceil(PAIR_BUDGET / per_token), MIN_EPOCHS, max_epochs))
+    return int(np.clip(np.ceil(PAIR_BUDGET / per_token), MIN_EPOCHS, _epochs_cap(n_cells, pairs_per_pass)))
+
+
+@njit(**SERIAL)
+def _count_cells_with(indptr, indices, trained):
+    """Cells holding at least one token of ``trained`` (bool[vocab_size]): the cells there is something to
+    learn from. A loop rather than a mask of the tokens, which would be an nnz-sized temporary."""
+    n = 0
+    for c in range(indptr.size - 1):
+        for i in range(indptr[c], indptr[c + 1]):
+            if trained[indices[i]]:
+                n += 1
+                break
+    return n
+
+
+def _epochs_cap(n_cells: int, pairs_per_pass: int) -> int:
+    return max(MIN_EPOCHS, int(np.ceil(_max_pairs_per_occurrence(n_cells) / pairs_per_pass)))
 
 
 def keep_probabilities(counts: np.ndarray, trained: np.ndarray, sample: float) -> np.ndarray:

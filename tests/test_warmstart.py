@@ -8,7 +8,15 @@ import scipy.sparse as sp
 
 import fastembed as fe
 from fastembed.datasets import demo_peaks_path, load_demo
-from fastembed.sgns import MAX_PAIRS_PER_OCCURRENCE, MIN_EPOCHS, PAIR_BUDGET, auto_epochs, train_sgns
+from fastembed.sgns import (
+    LARGE_DATA_CELLS,
+    MIN_EPOCHS,
+    PAIR_BUDGET,
+    SMALL_DATA_CELLS,
+    SMALL_PAIRS_PER_OCCURRENCE,
+    auto_epochs,
+    train_sgns,
+)
 from fastembed.warmstart import INIT_NORM, similarity_matrix, spectral_init, truncated_svd
 
 
@@ -131,17 +139,26 @@ def test_spectral_init_trains_and_is_reproducible(tokens):
         train_sgns(tokens.indptr, tokens.indices, tokens.vocab_size, **{**kw, "init": "lsi"})
 
 
+def _sparse_cells(n_cells, empty=0):
+    """``n_cells`` cells of two tokens each, every token in two cells (so the pair budget never binds), then
+    ``empty`` cells without tokens."""
+    indices = (np.arange(2 * n_cells, dtype=np.int32) + 1) // 2 % n_cells
+    indptr = np.concatenate([np.arange(0, 2 * n_cells + 1, 2), np.full(empty, 2 * n_cells)])
+    return indptr, indices, n_cells
+
+
 def test_auto_epochs_follows_the_pairs_per_region(tokens):
     per_token = tokens.indices.size / np.unique(tokens.indices).size
     for window in (5, 20):
-        max_epochs = max(MIN_EPOCHS, int(np.ceil(MAX_PAIRS_PER_OCCURRENCE / (window + 1))))
-        expected = int(np.clip(np.ceil(PAIR_BUDGET / (per_token * (window + 1))), MIN_EPOCHS, max_epochs))
+        # 800 cells: a small dataset, so the small cap applies when the budget asks for more.
+        small_cap = max(MIN_EPOCHS, int(np.ceil(SMALL_PAIRS_PER_OCCURRENCE / (window + 1))))
+        expected = int(np.clip(np.ceil(PAIR_BUDGET / (per_token * (window + 1))), MIN_EPOCHS, small_cap))
         assert auto_epochs(tokens.indptr, tokens.indices, tokens.vocab_size, window_size=window) == expected
-        # Many cells per region (an atlas): the minimum; a handful of cells: the maximum.
+        # Many cells per region (an atlas): the minimum; a handful of cells: the small cap.
         many = np.tile(np.arange(10, dtype=np.int32), 50_000)
         assert auto_epochs(np.arange(0, many.size + 1, 10), many, 10, window_size=window) == MIN_EPOCHS
         few = np.array([0, 1, 2, 0, 1, 2], np.int32)
-        assert auto_epochs(np.array([0, 3, 6]), few, 3, window_size=window) == max_epochs
+        assert auto_epochs(np.array([0, 3, 6]), few, 3, window_size=window) == small_cap
     # A wider window gives each occurrence more pairs per pass, so it gets fewer passes, never more.
     assert auto_epochs(tokens.indptr, tokens.indices, tokens.vocab_size, window_size=20) <= auto_epochs(
         tokens.indptr, tokens.indices, tokens.vocab_size, window_size=5
@@ -150,3 +167,32 @@ def test_auto_epochs_follows_the_pairs_per_region(tokens):
     m = fe.ScEmbed(embedding_dim=4, seed=0, threads=1, n_components=None)
     expected = auto_epochs(tokens.indptr, tokens.indices, tokens.vocab_size, window_size=m.window_size)
     assert m.train(tokens, progress=False, init="random").training_info["epochs"] == expected
+
+
+def test_auto_epochs_cap_grows_with_the_cells():
+    """Where the pair budget does not bind, the passes rise from the small cap (up to SMALL_DATA_CELLS) to the
+    large one (from LARGE_DATA_CELLS), never falling in between; cells without a trained token do not count."""
+    mid = int(np.sqrt(SMALL_DATA_CELLS * LARGE_DATA_CELLS))  # halfway in log(cells)
+    sizes = [
+        100,
+        SMALL_DATA_CELLS,
+        SMALL_DATA_CELLS + 300,
+        mid,
+        LARGE_DATA_CELLS - 300,
+        LARGE_DATA_CELLS,
+        20_000,
+    ]
+    got = [auto_epochs(*_sparse_cells(n), window_size=5) for n in sizes]
+    assert got[0] == got[1] == 20
+    assert got[-2] == got[-1] == 40
+    assert got == sorted(got) and 20 < got[2] < got[3] < got[4] < 40
+    assert got[3] == 30  # halfway between the caps
+    # Padding a small dataset with empty cells, or with cells whose tokens are all below min_count, changes
+    # nothing: there is nothing to learn from them.
+    assert auto_epochs(*_sparse_cells(1_500, empty=20_000), window_size=5) == 20
+    indptr, indices, vocab = _sparse_cells(1_500)
+    rare = np.arange(vocab, vocab + 20_000, dtype=np.int32)  # 20,000 cells, each with a token of its own
+    padded = np.concatenate([indptr, indptr[-1] + np.arange(1, rare.size + 1)])
+    both = np.concatenate([indices, rare])
+    assert auto_epochs(padded, both, vocab + rare.size, window_size=5, min_count=2) == 20
+    assert auto_epochs(padded, both, vocab + rare.size, window_size=5, min_count=1) == 40
