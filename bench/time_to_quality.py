@@ -154,10 +154,11 @@ def gensim_sg(epochs):
 
 
 # Settings compared. "fastembed" is the defaults of this version (spectral warm start, epochs from the data,
-# pooling="pca"); "fastembed-mean" the same model encoded with the plain mean; "fastembed-0.5" version 0.5's
-# epochs (40 up to granja2019's size; version 0.6 gives 20 up to 2,000 cells); "fastembed-0.3" version 0.3's; "fastembed-0.1" the defaults
-# before the time-to-quality work (random start, 100 epochs, plain mean pooling), run for the first seed only
-# (slow). Wider windows were compared in a separate run (bench/RESULTS.md).
+# pooling="pca"); "fastembed-mean" the same model encoded with the plain mean; "fastembed-0.5" and
+# "fastembed-0.3" the same with the epochs of versions 0.5 (40 up to granja2019's size, where 0.6 gives 20 up
+# to 2,000 cells) and 0.3 (16 on granja2019, up to 100 on small data); "fastembed-0.1" the defaults before the
+# time-to-quality work (random start, 100 epochs, plain mean pooling), run for the first seed only (slow).
+# Wider windows were compared in a separate run (bench/RESULTS.md).
 METHODS = {
     "fastembed": (fastembed_method(), True, True),
     "fastembed-mean": (fastembed_method(pooling="mean"), True, False),
