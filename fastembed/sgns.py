@@ -513,11 +513,11 @@ MAX_PAIRS_PER_OCCURRENCE = 240
 ``LARGE_DATA_CELLS`` cells on (40 epochs at window 5, 12 at window 20)."""
 SMALL_PAIRS_PER_OCCURRENCE = 120
 """Most context pairs per token occurrence up to ``SMALL_DATA_CELLS`` cells (20 epochs at window 5). With the
-spectral warm start, 20 passes gave the quality of 40 on random granja2019 subsamples of 400 and 1,000 cells
-(transfer accuracy within +-0.003, Leiden ARI +0.008, over 40 and 20 draws), while from 5,000 cells on 40
-passes gave a higher ARI (+0.012 at 5,000 cells, +0.018 at 7,500, +0.012 at 10,000) and from 7,500 on a higher
-accuracy (bench/RESULTS.md): more cells resolve finer cell types, which the longer refinement of the warm
-start then pays for."""
+spectral warm start, 20 passes gave about the quality of 40 on random granja2019 subsamples in half the time:
+Leiden ARI +0.007 +- 0.002 and transfer accuracy -0.009 +- 0.006 on 400 cells (40 draws), +0.008 and +0.002 on
+1,000 (20 draws); from 5,000 cells on, 40 passes gave a higher ARI (+0.012 at 5,000 cells, +0.018 at 7,500,
++0.012 at 10,000) and from 7,500 on a higher accuracy (bench/RESULTS.md): more cells resolve finer cell types,
+which the longer refinement of the warm start then pays for."""
 SMALL_DATA_CELLS = 2_000
 LARGE_DATA_CELLS = 5_000
 """Between these numbers of cells the cap on pairs per occurrence rises from ``SMALL_PAIRS_PER_OCCURRENCE`` to
