@@ -564,19 +564,24 @@ def auto_epochs(
     -------
     int
         Epochs in ``[MIN_EPOCHS, max(MIN_EPOCHS, ceil(MAX_PAIRS_PER_OCCURRENCE / (window_size + 1)))]``.
+
+    Raises
+    ------
+    ValueError
+        ``indptr`` does not describe ``indices`` (as for :func:`train_sgns`), or a token id is outside
+        ``[0, vocab_size)``.
     """
     pairs_per_pass = int(window_size) + 1
-    indptr = np.asarray(indptr)
-    indices = np.asarray(indices)
-    if indices.size == 0:
+    if np.asarray(indices).size == 0:
         return _epochs_cap(0, pairs_per_pass)
-    counts = _count_tokens(indices.astype(np.int32, copy=False), int(vocab_size))
+    # The counting kernels index without bounds checks: an indptr that does not match indices, or a token id
+    # outside the vocabulary, must be an error here rather than a read or write out of bounds.
+    indptr, indices = _check_csr(indptr, indices, int(vocab_size))
+    counts = _count_tokens(indices, int(vocab_size))
     trained = counts >= min_count
     if not trained.any():
         return _epochs_cap(0, pairs_per_pass)
-    n_cells = _count_cells_with(
-        indptr.astype(np.int64, copy=False), indices.astype(np.int32, copy=False), trained
-    )
+    n_cells = _count_cells_with(indptr, indices, trained)
     per_token = counts[trained].mean() * pairs_per_pass
     return int(np.clip(np.ceil(PAIR_BUDGET / per_token), MIN_EPOCHS, _epochs_cap(n_cells, pairs_per_pass)))
 

@@ -196,3 +196,13 @@ def test_auto_epochs_cap_grows_with_the_cells():
     both = np.concatenate([indices, rare])
     assert auto_epochs(padded, both, vocab + rare.size, window_size=5, min_count=2) == 20
     assert auto_epochs(padded, both, vocab + rare.size, window_size=5, min_count=1) == 40
+
+
+def test_auto_epochs_rejects_mismatched_csr():
+    """The counting kernels have no bounds checks, so bad CSR arrays must raise before they run."""
+    indices = np.array([0, 1, 2, 1], np.int32)
+    with pytest.raises(ValueError, match="indptr must start at 0"):
+        auto_epochs(np.array([0, 2, 9]), indices, 3, window_size=5)
+    with pytest.raises(ValueError, match="token id 7 is outside the vocabulary"):
+        auto_epochs(np.array([0, 2, 4]), np.array([0, 1, 7, 1], np.int32), 3, window_size=5)
+    assert auto_epochs(np.array([0, 2, 4]), indices, 3, window_size=5) == 20
