@@ -19,8 +19,9 @@ Algorithm (per epoch, per cell of n tokens)
 4. The centre's and the negatives' output rows are copied into a small thread-local buffer and updated there in
    word2vec's order, except that contexts go in pairs: both are scored against the rows as they stand before
    either updates them (HogBatch, Ji et al. 2016, with batches of two), so their dot products are independent
-   and each output row loaded serves two input rows. The rows' *changes* are added back once per centre; the
-   rows the next centre will touch are prefetched one centre ahead.
+   and each output row loaded serves two input rows. The rows are written back once per centre, over the shared
+   rows (on many threads their changes are added instead; see the decisions below); the rows the next centre
+   will touch are prefetched one centre ahead.
 5. The learning rate decays linearly from ``learning_rate`` to ``min_learning_rate`` with the number of tokens
    processed before the current cell over all epochs; that count follows from the block's position, so it does
    not depend on thread scheduling.
@@ -55,6 +56,9 @@ Decisions (the measurements behind each are in bench/RESULTS.md, "Trainer design
   centre meets per pass; on granja2019 (14k cells) window 20 reached a higher transfer accuracy per second than
   more passes at window 5, but on 400-5,000-cell data it lowered quality at any number of passes, so it is an
   option, not the default. :func:`auto_epochs` budgets context pairs, so a wider window gets fewer passes.
+* The buffered output rows overwrite the shared rows at the end of a centre rather than adding their changes,
+  up to ``OVERWRITE_MAX_THREADS`` threads (version 0.7): +4-14% words/s on one and two threads, the same
+  quality; the updates it loses to other threads grow with their number (see that constant).
 * Frequent-token subsampling (``sample``, word2vec's) is available but off by default: on granja2019 it lowered
   quality per second (regions open in many cells carry cell-type signal here).
 * The input vectors may start from the spectral warm start of :mod:`fastembed.warmstart` (``init="spectral"``,
@@ -166,9 +170,14 @@ class _KernelParams(NamedTuple):
     """Tokens processed over the whole run, which the learning-rate decay spans."""
     max_len: np.int64
     """The longest cell (the per-block shuffle buffer's size)."""
+    add_back: np.bool_
+    """Write the buffered output rows back by adding their changes (True) or by overwriting (False); see
+    ``OVERWRITE_MAX_THREADS``."""
 
 
-def _kernel_params(table, keep, *, seed, window, negative, batch_size, lr0, lr_min, words_total, max_len):
+def _kernel_params(
+    table, keep, *, seed, window, negative, batch_size, lr0, lr_min, words_total, max_len, add_back
+):
     return _KernelParams(
         threshold=table.threshold,
         primary=table.primary,
@@ -182,6 +191,7 @@ def _kernel_params(table, keep, *, seed, window, negative, batch_size, lr0, lr_m
         lr_min=np.float64(lr_min),
         words_total=np.float64(words_total),
         max_len=np.int64(max_len),
+        add_back=np.bool_(add_back),
     )
 
 
@@ -199,6 +209,14 @@ PAD = 8
 """The thread-local buffers' rows are padded to a multiple of this many floats (one AVX2 register)."""
 TILE = 3
 """Output rows scored and updated together in one pass over the dimensions (see :func:`_train_centre`)."""
+OVERWRITE_MAX_THREADS = 32
+"""Up to this many threads a centre's buffered output rows overwrite the shared rows when it ends; with more, their
+changes are added instead. Overwriting saves a copy of the rows and a read of the shared ones (+4-14% words/s on
+one and two threads) but drops the updates other threads wrote to those rows during the centre (about a
+microsecond), a share that grows with the threads: on granja2019 an estimated ~4% of all output-row updates at 16
+threads (~17% of those of the most frequent region) and ~11% at 48 (54%). Training that drops updates at the
+rates estimated for 16 and 48 threads kept granja2019's quality (``bench/lost_updates.py``; bench/RESULTS.md,
+"Version 0.7"); 32 leaves a margin below what was emulated. Read when training starts, not compiled in."""
 
 
 @njit(**INLINE_FAST)
@@ -228,7 +246,7 @@ def _scores3(hs, out, k, width):
 
 
 @njit(**INLINE_FAST)
-def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0):
+def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0, add_back):
     """All ``m`` contexts of one centre against its output rows, two contexts at a time.
 
     ``ctxs[:m]`` are the context tokens (their input rows are trained), ``ids[:n_out]`` the output rows: the
@@ -238,7 +256,9 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0)
     The output rows are copied into ``out`` and updated there in word2vec's order, except that two contexts
     are scored together against the rows as they stand before either updates them (HogBatch, Ji et al. 2016,
     with batches of two): the two contexts' 2 x n_out dot products are independent, so the CPU overlaps them,
-    and each output row loaded serves two input rows. Their sum of changes is added to ``w_out`` at the end.
+    and each output row loaded serves two input rows. At the end the live rows overwrite their rows of ``w_out``
+    (a negative drawn twice keeps its later slot's row) or, with ``add_back``, their changes since the copy in
+    ``out0`` are added to them (see ``OVERWRITE_MAX_THREADS``).
     Scoring all contexts of a centre at once was faster still but lowered clustering quality (bench/RESULTS.md).
 
     With six output rows (the default 5 negatives, or 3-4 plus padding) the pair's twelve scores are taken
@@ -246,7 +266,8 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0)
     without the gradient buffer; other counts go through the rows ``TILE`` at a time, gradients in ``gs``.
 
     Scratch buffers owned by the calling block: ``out`` and ``out0`` float32[>= n_out rounded up to TILE, width]
-    (padding rows and columns zero; ``out0`` keeps the rows as they were), ``hs`` float32[2, width] (the pair's
+    (padding rows and columns zero; ``out0`` keeps the rows as they were, only with ``add_back``),
+    ``hs`` float32[2, width] (the pair's
     input rows), ``gs`` float32[2, width] (their gradients); ``width >= dim``.
     """
     dim = w_in.shape[1]
@@ -257,9 +278,10 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0)
     for k in range(n_out):
         r = ids[k]
         for d in range(dim):
-            v = w_out[r, d]
-            out[k, d] = v
-            out0[k, d] = v
+            out[k, d] = w_out[r, d]
+        if add_back:
+            for d in range(dim):
+                out0[k, d] = out[k, d]
     for j in range(0, m, 2):
         # An odd last context is paired with a zero row: its scores are sigmoid(0), but every update it
         # makes multiplies the zero row, and it is never written back.
@@ -338,12 +360,17 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0)
         if two:
             for d in range(dim):
                 w_in[c1, d] = hs[1, d] + gs[1, d]
-    # Add the changes rather than copy back, so that updates other threads made to these rows are kept.
+    # Overwriting skips the copy to ``out0`` and the read of the shared rows (~10% of the time) but drops the
+    # updates other threads made to these rows during this centre; adding keeps them (OVERWRITE_MAX_THREADS).
     for k in range(n_out):
         if live[k] != _ZERO:
             r = ids[k]
-            for d in range(dim):
-                w_out[r, d] += out[k, d] - out0[k, d]
+            if add_back:
+                for d in range(dim):
+                    w_out[r, d] += out[k, d] - out0[k, d]
+            else:
+                for d in range(dim):
+                    w_out[r, d] = out[k, d]
 
 
 @njit(**SERIAL_FAST)
@@ -361,7 +388,7 @@ def _train_block(block, indptr, indices, w_in, w_out, params, epoch, words_done)
     threshold, primary, alias, keep = params.threshold, params.primary, params.alias, params.keep
     window, negative, batch_size = params.window, params.negative, params.batch_size
     lr0, lr_min, words_total = params.lr0, params.lr_min, params.words_total
-    max_len = params.max_len
+    max_len, add_back = params.max_len, params.add_back
     state = block_state(params.seed, epoch, block)
     n_cells = indptr.size - 1
     dim = w_in.shape[1]
@@ -432,7 +459,7 @@ def _train_block(block, indptr, indices, w_in, w_out, params, epoch, words_done)
                 if j == n:
                     j = 0
                 ctxs[q] = cell[j]
-            _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0)
+            _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0, add_back)
     return done - words_done
 
 
@@ -855,6 +882,7 @@ def train_sgns(
         lr_min=min_learning_rate,
         words_total=words_total,
         max_len=max_len,
+        add_back=threads > OVERWRITE_MAX_THREADS,
     )
 
     if threads == 1:

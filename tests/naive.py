@@ -111,11 +111,26 @@ def ref_sigmoid(f):
     return REF_TABLE[int((np.float32(f) + np.float32(6.0)) * np.float32(1000 / 12))]
 
 
-def ref_sgns(cells, vocab_size, *, dim, window, negative, epochs, batch_size, lr0, lr_min, min_count, seed):
+def ref_sgns(
+    cells,
+    vocab_size,
+    *,
+    dim,
+    window,
+    negative,
+    epochs,
+    batch_size,
+    lr0,
+    lr_min,
+    min_count,
+    seed,
+    add_back=False,
+):
     """Skip-gram over cells: each epoch a cell is shuffled, and each token is a centre whose contexts are the next
     2*w tokens (w uniform in 1..window, at most n - 1, wrapping around), with negatives shared per centre; the
     centre's output rows are buffered and updated after every pair of contexts, each pair scored against them
-    before either updates them (HogBatch in pairs), and their changes added back; blocks run in order.
+    before either updates them (HogBatch in pairs), and written back over the shared rows (a row drawn twice keeps
+    its later slot) or, with ``add_back``, their changes added to them; blocks run in order.
     Plain Python and numpy."""
     counts = np.zeros(vocab_size, dtype=np.int64)
     for cell in cells:
@@ -171,5 +186,8 @@ def ref_sgns(cells, vocab_size, *, dim, window, negative, epochs, batch_size, lr
                             w_in[ctx] = hs[q] + grads[q]
                     for k, target in enumerate(ids):
                         if live[k]:
-                            w_out[target] += out[k] - out0[k]
+                            if add_back:
+                                w_out[target] += out[k] - out0[k]
+                            else:
+                                w_out[target] = out[k]
     return w_in, w_out, counts, trained

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from naive import ref_sgns
 
+from fastembed import sgns
 from fastembed.alias import build_alias_table
 from fastembed.sgns import SGNSResult, train_sgns
 
@@ -79,16 +80,19 @@ def run_kernel(cells, vocab, **overrides):
 
 @pytest.mark.kernel
 @pytest.mark.parametrize(
-    ("min_count", "negative"),
-    # 3-5 negatives take the six-row path of _train_centre (5 is the default), 1 and 7 the TILE-row one.
-    [(1, 3), (3, 3), (1, 5), (1, 1), (1, 7)],
+    ("min_count", "negative", "add_back"),
+    # 3-5 negatives take the six-row path of _train_centre (5 is the default), 1 and 7 the TILE-row one; the
+    # output rows are written back by overwrite up to OVERWRITE_MAX_THREADS threads, by adding changes above.
+    [(1, 3, False), (3, 3, False), (1, 5, False), (1, 1, False), (1, 7, False), (1, 5, True), (1, 7, True)],
 )
-def test_kernel_matches_reference(min_count, negative):
+def test_kernel_matches_reference(min_count, negative, add_back, monkeypatch):
     cells = tiny_corpus()
     vocab = 26  # two tokens never occur
+    if add_back:
+        monkeypatch.setattr(sgns, "OVERWRITE_MAX_THREADS", 0)
     result = run_kernel(cells, vocab, min_count=min_count, negative=negative)
     w_in, w_out, counts, trained = ref_sgns(
-        cells, vocab, **{**PARAMS, "min_count": min_count, "negative": negative}
+        cells, vocab, **{**PARAMS, "min_count": min_count, "negative": negative}, add_back=add_back
     )
     np.testing.assert_array_equal(result.counts, counts)
     np.testing.assert_array_equal(result.trained, trained)
@@ -322,7 +326,15 @@ def test_kernel_params_are_one_typed_struct():
     table = build_alias_table(np.array([3, 1, 2], np.int64), 0.75)
     keep = np.ones(3, np.float32)
     plain = dict(
-        seed=1, window=5, negative=5, batch_size=256, lr0=0.025, lr_min=1e-4, words_total=10, max_len=3
+        seed=1,
+        window=5,
+        negative=5,
+        batch_size=256,
+        lr0=0.025,
+        lr_min=1e-4,
+        words_total=10,
+        max_len=3,
+        add_back=False,
     )
     typed = dict(
         seed=np.uint64(1),
@@ -333,11 +345,13 @@ def test_kernel_params_are_one_typed_struct():
         lr_min=np.float64(1e-4),
         words_total=np.int64(10),
         max_len=np.uint8(3),
+        add_back=np.True_,
     )
     a = sg._kernel_params(table, keep, **plain)
     b = sg._kernel_params(table, keep, **typed)
     assert numba.typeof(a) == numba.typeof(b)
     assert isinstance(a.lr0, np.float64) and isinstance(a.window, np.int64) and isinstance(a.seed, np.uint64)
+    assert isinstance(a.add_back, np.bool_) and not a.add_back and b.add_back
     assert a.lr0 == pytest.approx(0.025) and a.lr_min == pytest.approx(1e-4) and a.window == 5
 
 
