@@ -54,13 +54,15 @@ def dropping_module(folder: Path, drop: np.ndarray, tag: str):
     return importlib.import_module(name)
 
 
-def drop_probabilities(indices: np.ndarray, vocab_size: int, threads: int, negative: int) -> np.ndarray:
-    """``p_r`` of the module docstring for each token, float32[vocab_size]."""
+NEGATIVE = 5
+"""The defaults' negatives per centre (``ScEmbed(negative_samples=5)``)."""
+
+
+def holding_rates(indices: np.ndarray, vocab_size: int) -> np.ndarray:
+    """``u_r + NEGATIVE q_r`` of the module docstring: how likely one centre holds token r, float64[vocab_size]."""
     counts = np.bincount(indices, minlength=vocab_size).astype(np.float64)
-    u = counts / counts.sum()
     q = counts**0.75
-    q /= q.sum()
-    return np.minimum(1.0, (threads - 1) * (u + negative * q)).astype(np.float32)
+    return counts / counts.sum() + NEGATIVE * q / q.sum()
 
 
 def main(argv=None) -> None:
@@ -85,10 +87,9 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sys.path.insert(0, tmp)
         for t in emulate:
-            drop = drop_probabilities(tokens.indices, tokens.vocab_size, t, 5)
-            # Each row's write-backs are proportional to how often a centre holds it.
-            counts = np.bincount(tokens.indices, minlength=tokens.vocab_size).astype(np.float64)
-            held = counts / counts.sum() + 5 * counts**0.75 / (counts**0.75).sum()
+            held = holding_rates(tokens.indices, tokens.vocab_size)
+            drop = np.minimum(1.0, (t - 1) * held).astype(np.float32)
+            # A row's write-backs are proportional to how often a centre holds it.
             share = float((drop * held).sum() / held.sum())
             sgns.train_sgns = dropping_module(Path(tmp), drop, str(t)).train_sgns
             try:
