@@ -244,6 +244,7 @@ def plot(rows, path: Path) -> None:
             ax.set_xlabel("wall seconds (log)", fontsize=8)
     axes[0, 0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
 
 
@@ -258,8 +259,17 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-inductive", action="store_true")
     ap.add_argument("--out", default=str(REPO / "bench" / "out" / "time_to_quality.json"))
-    ap.add_argument("--plot", default=str(REPO / "bench" / "time_to_quality.png"))
+    ap.add_argument(
+        "--plot",
+        default=None,
+        help="default: bench/time_to_quality.png (the committed plot) for a run with the default datasets, "
+        "methods, seeds and draws; bench/out/time_to_quality.png for any other, so a partial run does not "
+        "replace the full run's curves",
+    )
     args = ap.parse_args(argv)
+    if args.plot is None:
+        full = all(getattr(args, k) == ap.get_default(k) for k in ("datasets", "methods", "seeds", "draws"))
+        args.plot = str(REPO / "bench" / ("" if full else "out") / "time_to_quality.png")
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
     print(
