@@ -267,10 +267,8 @@ def test_bad_data(indptr, indices, vocab, message):
 
 def test_interrupt_keeps_the_epochs_done(monkeypatch):
     """Ctrl-C between kernel calls returns the vectors trained so far, not nothing."""
-    import fastembed.sgns as sg
-
     indptr, indices = np.array([0, 3, 6, 9], np.int64), np.array([0, 1, 2, 1, 2, 3, 0, 2, 3], np.int32)
-    real, calls = sg._blocks_serial, []
+    real, calls = sgns._blocks_serial, []
 
     def interrupted(*args):
         calls.append(1)
@@ -278,11 +276,11 @@ def test_interrupt_keeps_the_epochs_done(monkeypatch):
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(sg, "_blocks_serial", interrupted)
-    r = sg.train_sgns(indptr, indices, 4, embedding_dim=4, epochs=5, seed=0, threads=1, progress=False)
+    monkeypatch.setattr(sgns, "_blocks_serial", interrupted)
+    r = sgns.train_sgns(indptr, indices, 4, embedding_dim=4, epochs=5, seed=0, threads=1, progress=False)
     assert r.epochs_done == 2 and r.words_processed == 2 * 9
-    monkeypatch.setattr(sg, "_blocks_serial", real)
-    two = sg.train_sgns(indptr, indices, 4, embedding_dim=4, epochs=5, seed=0, threads=1, progress=False)
+    monkeypatch.setattr(sgns, "_blocks_serial", real)
+    two = sgns.train_sgns(indptr, indices, 4, embedding_dim=4, epochs=5, seed=0, threads=1, progress=False)
     assert two.epochs_done == 5 and not np.array_equal(two.w_in, r.w_in)
 
 
@@ -321,8 +319,6 @@ def test_kernel_params_are_one_typed_struct():
     caller spelled the numbers (Python int vs numpy), so every run reuses one compiled kernel."""
     import numba
 
-    import fastembed.sgns as sg
-
     table = build_alias_table(np.array([3, 1, 2], np.int64), 0.75)
     keep = np.ones(3, np.float32)
     plain = dict(
@@ -347,8 +343,8 @@ def test_kernel_params_are_one_typed_struct():
         max_len=np.uint8(3),
         add_back=np.True_,
     )
-    a = sg._kernel_params(table, keep, **plain)
-    b = sg._kernel_params(table, keep, **typed)
+    a = sgns._kernel_params(table, keep, **plain)
+    b = sgns._kernel_params(table, keep, **typed)
     assert numba.typeof(a) == numba.typeof(b)
     assert isinstance(a.lr0, np.float64) and isinstance(a.window, np.int64) and isinstance(a.seed, np.uint64)
     assert isinstance(a.add_back, np.bool_) and not a.add_back and b.add_back
