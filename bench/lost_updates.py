@@ -4,7 +4,7 @@ Up to ``sgns.OVERWRITE_MAX_THREADS`` threads, a centre's buffered output rows ov
 centre ends, so an update another thread wrote to one of those rows during the centre is lost. With ``T``
 threads, each other thread writes back about one centre per centre of ours, and that centre holds row ``r``
 (as its centre or one of its negatives) with probability ``u_r + negative * q_r``, where ``u`` is the tokens'
-frequency and ``q`` the unigram^0.75 negative distribution. So a write-back of row ``r`` is overwritten (lost)
+frequency and ``q`` the unigram^0.75 negative distribution (``sgns.NEGATIVE_POWER``). So a write-back of row ``r`` is overwritten (lost)
 with probability about ``p_r = min(1, (T - 1) (u_r + negative q_r))``.
 
 This script trains granja2019 with the defaults (``bench/time_to_quality.py``'s fastembed method) through a
@@ -60,8 +60,10 @@ NEGATIVE = 5
 
 def holding_rates(indices: np.ndarray, vocab_size: int) -> np.ndarray:
     """``u_r + NEGATIVE q_r`` of the module docstring: how likely one centre holds token r, float64[vocab_size]."""
+    from fastembed.sgns import NEGATIVE_POWER
+
     counts = np.bincount(indices, minlength=vocab_size).astype(np.float64)
-    q = counts**0.75
+    q = counts**NEGATIVE_POWER
     return counts / counts.sum() + NEGATIVE * q / q.sum()
 
 

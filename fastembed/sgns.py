@@ -12,8 +12,8 @@ Algorithm (per epoch, per cell of n tokens)
 2. Each token is a *centre* in turn. Its *contexts* are the next ``m = min(2w, n - 1)`` tokens of the shuffled
    cell, wrapping around at the end, with ``w`` uniform in ``1..window_size`` (word2vec's reduced window, so the
    same ``window_size + 1`` contexts per centre on average as a two-sided word2vec window).
-3. ``negative_samples`` negatives are drawn once per centre from the unigram^0.75 alias table and shared by all
-   its contexts. Each context's input row is trained against the centre's output row (label 1) and the
+3. ``negative_samples`` negatives are drawn once per centre from the unigram^0.75 alias table (``NEGATIVE_POWER``)
+   and shared by all its contexts. Each context's input row is trained against the centre's output row (label 1) and the
    negatives' output rows (label 0), as in word2vec's skip-gram, where the context word is the input and the
    centre word the target.
 4. The centre's and the negatives' output rows are copied into a small thread-local buffer and updated there in
@@ -89,12 +89,20 @@ __all__ = [
     "keep_probabilities",
     "init_vectors",
     "MAX_EXP",
+    "NEGATIVE_POWER",
     "SIGMOID_TABLE_SIZE",
 ]
 
 INITS = ("random", "spectral")
 """Ways to initialise the input vectors: word2vec's small random vectors, or the spectral warm start of
 :mod:`fastembed.warmstart`. Output vectors always start at zero."""
+
+NEGATIVE_POWER = 0.75
+"""Negatives are drawn from the trained tokens' counts raised to this power (word2vec's and gensim's 0.75; 1 is
+the unigram distribution, 0 uniform). Flatter draws (0.5, 0.25) were tried on granja2019 and its subsamples
+(bench/RESULTS.md, "Version 0.7, continued"): a little higher Leiden ARI on granja, the same transfer accuracy and
+a little lower macro-F1 elsewhere, and 7% fewer words/s on two threads, so word2vec's value stays. Read when
+training starts, not compiled in."""
 
 MAX_EXP = 6.0
 """The sigmoid saturates to 0/1 for scores beyond +-MAX_EXP (word2vec's clipping)."""
@@ -757,7 +765,8 @@ def train_sgns(
         ``w`` uniform in ``1..window_size``: on average ``window_size + 1`` contexts, as many as a two-sided
         word2vec window of this size.
     negative_samples : int, default 5
-        Negatives per centre, from the counts^0.75 distribution of trained tokens, shared by its contexts.
+        Negatives per centre, from the counts^``NEGATIVE_POWER`` (0.75) distribution of trained tokens, shared
+        by its contexts.
     epochs : int, default 100
         Passes over all cells.
     batch_size : int, default 256
@@ -839,7 +848,7 @@ def train_sgns(
             f"min_count={min_count} cells): skip-gram needs pairs of tokens in one cell, so there is nothing to "
             "learn; check the tokenization (universe, min_overlap) or lower min_count"
         )
-    table = build_alias_table(counts, 0.75, mask=trained)
+    table = build_alias_table(counts, NEGATIVE_POWER, mask=trained)
     t_init = time.perf_counter()
     if isinstance(init, str):
         if init not in INITS:

@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+import fastembed.sgns as sgns
 from fastembed.alias import build_alias_table
 from fastembed.sgns import init_vectors
 
@@ -125,9 +126,11 @@ def ref_sgns(
     min_count,
     seed,
     add_back=False,
+    negative_power=None,
 ):
     """Skip-gram over cells: each epoch a cell is shuffled, and each token is a centre whose contexts are the next
-    2*w tokens (w uniform in 1..window, at most n - 1, wrapping around), with negatives shared per centre; the
+    2*w tokens (w uniform in 1..window, at most n - 1, wrapping around), with negatives shared per centre (drawn
+    from counts^negative_power, by default ``sgns.NEGATIVE_POWER`` as it is when called); the
     centre's output rows are buffered and updated after every pair of contexts, each pair scored against them
     before either updates them (HogBatch in pairs), and written back over the shared rows (a row drawn twice keeps
     its later slot) or, with ``add_back``, their changes added to them; blocks run in order.
@@ -138,7 +141,8 @@ def ref_sgns(
             counts[t] += 1
     trained = counts >= min_count
     cells = [[t for t in cell if trained[t]] for cell in cells]
-    table = build_alias_table(counts, 0.75, mask=trained)
+    power = sgns.NEGATIVE_POWER if negative_power is None else negative_power
+    table = build_alias_table(counts, power, mask=trained)
     w_in, w_out = init_vectors(vocab_size, dim, seed)
     w_in[~trained] = 0.0
     epoch_words = sum(len(c) for c in cells)

@@ -103,6 +103,21 @@ def test_kernel_matches_reference(min_count, negative, add_back, monkeypatch):
 
 
 @pytest.mark.kernel
+@pytest.mark.parametrize("power", [1.0, 0.0])
+def test_kernel_reads_negative_power_when_training_starts(power, monkeypatch):
+    """``sgns.NEGATIVE_POWER`` shapes the negatives' distribution (counts^power) and is read at run time, so
+    ``bench/quality_ab.py`` and ``bench/kernel_ab.py`` can compare values through module copies or a patch."""
+    cells = tiny_corpus()
+    default = run_kernel(cells, 26)
+    monkeypatch.setattr(sgns, "NEGATIVE_POWER", power)
+    result = run_kernel(cells, 26)
+    w_in, w_out, _, _ = ref_sgns(cells, 26, **PARAMS, negative_power=power)
+    np.testing.assert_allclose(result.w_in, w_in, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.w_out, w_out, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(result.w_out, default.w_out)
+
+
+@pytest.mark.kernel
 def test_same_seed_single_thread_is_bit_identical():
     cells = tiny_corpus(seed=3)
     a = run_kernel(cells, 24)
