@@ -4,8 +4,8 @@ Up to ``sgns.OVERWRITE_MAX_THREADS`` threads, a centre's buffered output rows ov
 centre ends, so an update another thread wrote to one of those rows during the centre is lost. With ``T``
 threads, each other thread writes back about one centre per centre of ours, and that centre holds row ``r``
 (as its centre or one of its negatives) with probability ``u_r + negative * q_r``, where ``u`` is the tokens'
-frequency and ``q`` the unigram^0.75 negative distribution (``sgns.NEGATIVE_POWER``). So a write-back of row ``r`` is overwritten (lost)
-with probability about ``p_r = min(1, (T - 1) (u_r + negative q_r))``.
+frequency and ``q`` the unigram^0.75 negative distribution (``sgns.NEGATIVE_POWER``). So a write-back of row
+``r`` is overwritten (lost) with probability about ``p_r = min(1, (T - 1) (u_r + negative q_r))``.
 
 This script trains granja2019 with the defaults (``bench/time_to_quality.py``'s fastembed method) through a
 copy of ``fastembed/sgns.py`` whose overwrite drops each write-back of row ``r`` with probability ``p_r`` for

@@ -12,10 +12,10 @@ Algorithm (per epoch, per cell of n tokens)
 2. Each token is a *centre* in turn. Its *contexts* are the next ``m = min(2w, n - 1)`` tokens of the shuffled
    cell, wrapping around at the end, with ``w`` uniform in ``1..window_size`` (word2vec's reduced window, so the
    same ``window_size + 1`` contexts per centre on average as a two-sided word2vec window).
-3. ``negative_samples`` negatives are drawn once per centre from the unigram^0.75 alias table (``NEGATIVE_POWER``)
-   and shared by all its contexts. Each context's input row is trained against the centre's output row (label 1) and the
-   negatives' output rows (label 0), as in word2vec's skip-gram, where the context word is the input and the
-   centre word the target.
+3. ``negative_samples`` negatives are drawn once per centre from the unigram^0.75 alias table
+   (``NEGATIVE_POWER``) and shared by all its contexts. Each context's input row is trained against the centre's
+   output row (label 1) and the negatives' output rows (label 0), as in word2vec's skip-gram, where the context
+   word is the input and the centre word the target.
 4. The centre's and the negatives' output rows are copied into a small thread-local buffer and updated there in
    word2vec's order, except that contexts go in pairs: both are scored against the rows as they stand before
    either updates them (HogBatch, Ji et al. 2016, with batches of two), so their dot products are independent
