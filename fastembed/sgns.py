@@ -101,9 +101,9 @@ NEGATIVE_POWER = 0.75
 """Negatives are drawn from the trained tokens' counts raised to this power (word2vec's and gensim's 0.75; 1 is
 the unigram distribution, 0 uniform). Flatter draws (0.5, 0.25) were tried on granja2019 and its subsamples
 (bench/RESULTS.md, "Version 0.7, continued"; ``bench/quality_ab.py``): Leiden ARI level or a little higher,
-transfer accuracy and macro-F1 within noise either way, and 7% fewer words/s on two threads (the flatter draws
-touch more distinct rows), so word2vec's value stays. They would cut collisions between threads on the hot output
-rows by ~40%, which may pay on many cores. Read when training starts, not compiled in."""
+transfer accuracy and macro-F1 within noise either way, and 2-8% fewer words/s on one and two threads (the
+flatter draws touch more distinct rows), so word2vec's value stays. They would cut collisions between threads on
+the hot output rows by ~40%, which may pay on many cores. Read when training starts, not compiled in."""
 
 MAX_EXP = 6.0
 """The sigmoid saturates to 0/1 for scores beyond +-MAX_EXP (word2vec's clipping)."""
