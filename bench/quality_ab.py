@@ -31,11 +31,16 @@ from kernel_ab import variant_module
 MEASURES = ("ari", "accuracy", "macro_f1")
 
 
-def parse_epochs(text: str) -> dict[str, int]:
-    """``"granja=20,demo=30"`` -> ``{"granja": 20, "demo": 30}``."""
+def parse_epochs(text: str, datasets: list[str]) -> dict[str, int]:
+    """``"granja=20,demo=30"`` -> ``{"granja": 20, "demo": 30}``; each name must be one of ``datasets``."""
     out = {}
     for item in filter(None, text.split(",")):
         name, _, value = item.partition("=")
+        if name not in datasets or not value.isdigit() or int(value) < 1:
+            raise SystemExit(
+                f"--epochs: expected DATASET=EPOCHS with DATASET one of {', '.join(datasets)} and EPOCHS a "
+                f"positive integer, got {item!r}"
+            )
         out[name] = int(value)
     return out
 
@@ -70,13 +75,14 @@ def main(argv=None) -> None:
     import fastembed.sgns as sgns
 
     values = args.values.split(",")
-    epochs = parse_epochs(args.epochs)
+    datasets = args.datasets.split(",")
+    epochs = parse_epochs(args.epochs, datasets)
     print(f"# quality A/B of {args.name} in {values} — {machine()}; {args.threads} threads", flush=True)
     original = sgns.train_sgns
     with tempfile.TemporaryDirectory() as tmp:
         sys.path.insert(0, tmp)
         modules = {v: variant_module(Path(tmp), args.name, v) for v in values}
-        for dataset in args.datasets.split(","):
+        for dataset in datasets:
             params = {"epochs": epochs[dataset]} if dataset in epochs else {}
             method = ttq.fastembed_method(**params)
             seeds = seeds_of(dataset, args)
