@@ -129,6 +129,65 @@ def test_same_seed_single_thread_is_bit_identical():
 
 
 @pytest.mark.kernel
+@pytest.mark.parametrize("dim", [1, 8, 13, 20, 100])
+def test_padded_rows_train_exactly_as_plain_rows(dim, monkeypatch):
+    """The shared rows' padding (``ROW_ALIGN``) is zero and stays zero, and the products run over the same
+    buffer width either way, so one thread gives the same bytes with and without it, at every dimension
+    (a multiple of the padding or not, below or above one buffer register)."""
+    cells = tiny_corpus(seed=5)
+    monkeypatch.setattr(sgns, "ROW_ALIGN", 0)
+    plain = run_kernel(cells, 24, dim=dim)
+    runs = {}
+    for align in (8, 16):
+        monkeypatch.setattr(sgns, "ROW_ALIGN", align)
+        runs[align] = run_kernel(cells, 24, dim=dim)
+    for r in (plain, *runs.values()):
+        for m in (r.w_in, r.w_out):
+            assert m.shape == (24, dim) and m.dtype == np.float32 and m.flags.c_contiguous
+    assert np.abs(plain.w_out).max() > 1e-3
+    for r in runs.values():
+        assert r.w_in.tobytes() == plain.w_in.tobytes()
+        assert r.w_out.tobytes() == plain.w_out.tobytes()
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+@pytest.mark.parametrize("dim", [1, 15, 16, 17, 100])
+def test_aligned_rows_round_trip(n, dim, monkeypatch):
+    monkeypatch.setattr(sgns, "ROW_ALIGN", 16)
+    m = np.random.default_rng(dim).standard_normal((n, dim)).astype(np.float32)
+    a = sgns._aligned_rows(m)
+    assert a.flags.c_contiguous and a.ctypes.data % 64 == 0
+    assert a.shape == (n, -(-dim // 16) * 16)
+    np.testing.assert_array_equal(a[:, :dim], m)
+    assert not a[:, dim:].any()
+    back = sgns._unpad_rows(a, dim)
+    assert back.flags.c_contiguous and back.shape == (n, dim)
+    np.testing.assert_array_equal(back, m)
+    monkeypatch.setattr(sgns, "ROW_ALIGN", 0)
+    assert sgns._aligned_rows(m) is m and sgns._unpad_rows(m, dim) is m
+
+
+@pytest.mark.kernel
+def test_diverging_training_is_an_error_naming_the_learning_rate():
+    """A learning rate far too high overflows the vectors to inf and then NaN; training must stop with an
+    error (a ValueError, so the command line prints one line) instead of returning vectors nobody can use."""
+    cells = tiny_corpus(seed=2)
+    with pytest.raises(sgns.DivergedError, match=r"epoch 1 of 3.*learning_rate=1e\+30") as err:
+        run_kernel(cells, 24, lr0=1e30, lr_min=0.0)
+    assert isinstance(err.value, ValueError)
+    assert np.isfinite(run_kernel(cells, 24).w_in).all()  # the default rate trains as before
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_all_finite_finds_one_bad_value(bad):
+    m = np.zeros((5, 7), np.float32)
+    assert sgns._all_finite(m)
+    m[4, 6] = bad
+    assert not sgns._all_finite(m)
+    assert not sgns._all_finite(m[::-1])  # any layout
+
+
+@pytest.mark.kernel
 def test_result_fields():
     cells = tiny_corpus()
     r = run_kernel(cells, 30)
@@ -345,6 +404,7 @@ def test_kernel_params_are_one_typed_struct():
         lr_min=1e-4,
         words_total=10,
         max_len=3,
+        dim=100,
         add_back=False,
     )
     typed = dict(
@@ -356,6 +416,7 @@ def test_kernel_params_are_one_typed_struct():
         lr_min=np.float64(1e-4),
         words_total=np.int64(10),
         max_len=np.uint8(3),
+        dim=np.int32(100),
         add_back=np.True_,
     )
     a = sgns._kernel_params(table, keep, **plain)
