@@ -333,6 +333,8 @@ def check_output_path(
     """
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if not str(path).strip():  # Path("") is the current folder: never what an empty --output meant
+        raise ValueError(f"{what}: the path is empty")
     path = Path(path).expanduser().absolute()
     clash = _clashing_input(path, _input_paths(inputs))
     if clash is not None:
@@ -346,6 +348,8 @@ def check_output_path(
         )
     parent = path.parent
     if not parent.is_dir():
+        if os.path.lexists(parent):
+            raise NotADirectoryError(f"{what} '{path}': '{parent}' is a file, not a folder")
         raise FileNotFoundError(f"{what} '{path}': folder '{parent}' does not exist; create it first")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"{what} '{path}': folder '{parent}' is not writable")
@@ -355,8 +359,8 @@ def check_output_path(
         return path
     if kind in _FOLDER_KINDS and _empty_real_folder(path):
         return path  # an empty folder holds nothing to lose
-    if not overwrite:
-        raise FileExistsError(f"{what} '{path}' already exists; pass overwrite=True to replace it")
+    # Recognised first: telling a user to pass overwrite= for a path that overwrite= will refuse sends them
+    # round in a circle.
     desc, recognise = KINDS[kind]
     reason = recognise(path)
     if reason:
@@ -364,6 +368,8 @@ def check_output_path(
             f"{what} '{path}' exists and is not a {desc} written by fastembed ({reason}); "
             "refusing to replace it: move it away or choose another path"
         )
+    if not overwrite:
+        raise FileExistsError(f"{what} '{path}' already exists; pass overwrite=True to replace it")
     return path
 
 

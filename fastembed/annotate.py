@@ -68,13 +68,19 @@ def annotation_table(predicted: pd.Series, confidence, label_key: str = "cell_ty
 
 
 def _embedding(adata, key: str, which: str) -> np.ndarray:
+    """``adata.obsm[key]`` as float32 (cells, dims), checked; ``which`` names the AnnData in messages."""
     if key not in adata.obsm:
         have = ", ".join(map(repr, adata.obsm.keys())) or "none"
         raise KeyError(
-            f"{which} AnnData has no obsm['{key}'] (obsm keys: {have}); encode it first or pass "
-            "embedding_key="
+            f"{which} has no obsm['{key}'] (obsm keys: {have}); encode it first or pass embedding_key="
         )
-    emb = np.asarray(adata.obsm[key], dtype=np.float32)
+    emb = adata.obsm[key]
+    if hasattr(emb, "toarray"):  # a sparse matrix: embeddings are dense, but a store may hold them sparse
+        emb = emb.toarray()
+    try:
+        emb = np.asarray(emb, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{which} obsm['{key}'] is not a numeric matrix ({err})") from None
     if emb.ndim != 2:
         raise ValueError(f"{which} obsm['{key}'] must be 2-d (cells x dims), got shape {emb.shape}")
     bad = ~np.isfinite(emb).all(axis=1)
@@ -85,6 +91,56 @@ def _embedding(adata, key: str, which: str) -> np.ndarray:
             f"(first: {adata.obs_names[i]!r})"
         )
     return emb
+
+
+def read_embedded(path: str | os.PathLike, which: str, embedding_key: str | None = None):
+    """An AnnData with embeddings from an ``.h5ad`` file or the AnnData ``.zarr`` store that encode writes.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    which : str
+        What the file is, for messages (``"reference"``).
+    embedding_key : str, optional
+        Read only ``obs`` and ``obsm[embedding_key]`` (when the store has it), not ``X`` or the other elements:
+        a reference of a million cells needs its labels and embeddings, not its counts.
+
+    Returns
+    -------
+    anndata.AnnData
+    """
+    from pathlib import Path
+
+    import anndata as ad
+
+    from .readers import open_element, read_h5ad, read_obs
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{which} '{p}' does not exist")
+    zarr_store = p.suffix == ".zarr" or p.is_dir()
+    if embedding_key is not None:
+        obs = read_obs(p)
+        try:
+            emb = open_element(p, f"obsm/{embedding_key}")
+        except ValueError:
+            try:
+                have = ", ".join(map(repr, open_element(p, "obsm").keys())) or "none"
+            except (ValueError, AttributeError):
+                have = "none"
+            raise KeyError(
+                f"{which} '{p}' has no obsm['{embedding_key}'] (obsm keys: {have}); encode it first or pass "
+                "embedding_key="
+            ) from None
+        return ad.AnnData(obs=obs, obsm={embedding_key: emb[:]})
+    if zarr_store:
+        try:
+            return ad.read_zarr(p)
+        except Exception as err:
+            raise ValueError(
+                f"{which} '{p}' is not an AnnData zarr store ({type(err).__name__}: {err})"
+            ) from None
+    return read_h5ad(p)
 
 
 def _unit_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,9 +304,10 @@ def fit_reference(
 
     Parameters
     ----------
-    reference_adata : anndata.AnnData
+    reference_adata : anndata.AnnData or str or os.PathLike
         Embeddings in ``obsm[embedding_key]`` and labels in ``obs[label_key]``; cells with a missing label or an
-        all-zero embedding are left out (warning).
+        all-zero embedding are left out (warning). A path (``.h5ad``, or the ``.zarr`` store that encode writes)
+        is read with :func:`read_embedded`: only its obs and that embedding.
     n_query : int
         Number of query cells of the whole job: it alone decides exact (``n_query * n_ref <=
         settings.EXACT_SEARCH_PAIRS``) or approximate search, so every block of the query is searched the
@@ -264,12 +321,16 @@ def fit_reference(
     """
     if isinstance(k, bool) or int(k) != k or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    name = "reference AnnData"
+    if isinstance(reference_adata, str | os.PathLike):
+        name = f"reference '{reference_adata}'"
+        reference_adata = read_embedded(reference_adata, "reference", embedding_key)
     if reference_adata.n_obs == 0:
-        raise ValueError("the reference AnnData has no cells")
+        raise ValueError(f"the {name} has no cells")
     if label_key not in reference_adata.obs:
         have = ", ".join(map(repr, reference_adata.obs.columns)) or "none"
-        raise KeyError(f"reference AnnData has no obs['{label_key}'] (obs columns: {have}); pass label_key=")
-    r = _embedding(reference_adata, embedding_key, "reference")
+        raise KeyError(f"{name} has no obs['{label_key}'] (obs columns: {have}); pass label_key=")
+    r = _embedding(reference_adata, embedding_key, name)
     labels = reference_adata.obs[label_key]
     keep = r.any(axis=1) & labels.notna().to_numpy()
     if not keep.all():
@@ -413,7 +474,7 @@ class QueryEmbeddings:
                     f"query must be an AnnData or an .h5ad/.zarr path, got {type(query).__name__}"
                 )
             self.path = None
-            self._array = _embedding(query, key, "query")
+            self._array = _embedding(query, key, "query AnnData")
             self.obs_names = query.obs_names
             self.n_obs, self.dim = self._array.shape
 
@@ -469,9 +530,10 @@ def annotate_celltypes(
     query_adata : anndata.AnnData or str or os.PathLike
         With embeddings in ``obsm[embedding_key]``; or a path to an on-disk ``.h5ad``/``.zarr`` AnnData, whose
         ``obsm[embedding_key]`` is read ``batch_cells`` rows at a time (nothing else but the obs index is read).
-    reference_adata : anndata.AnnData
+    reference_adata : anndata.AnnData or str or os.PathLike
         Embeddings of the same dimension in ``obsm[embedding_key]`` and labels in ``obs[label_key]``. Reference
-        cells with a missing label or an all-zero embedding are left out (warning).
+        cells with a missing label or an all-zero embedding are left out (warning). A path (``.h5ad``, or the
+        ``.zarr`` store that encode writes) is read without its ``X``: only obs and that embedding.
     embedding_key : str
         The ``obsm`` key (default ``"scembed_X"``).
     k : int

@@ -65,6 +65,8 @@ def _tokenize_fragments(args) -> None:
             "--chrom-style applies to peak matrices; rename the chromosomes of the fragments file "
             f"'{args.input}' or of the universe instead"
         )
+    if args.layer is not None:
+        raise ValueError(f"--layer applies to AnnData inputs; '{args.input}' is a fragments file")
     t = time.perf_counter()
     out = tokenize_fragments(
         args.input,
@@ -130,6 +132,7 @@ def cmd_tokenize(args) -> None:
             overwrite=args.overwrite,
             client=client,
             chrom_style=args.chrom_style,
+            layer=args.layer,
         )
     stats = read_tokens_parquet(out).stats
     _log(
@@ -226,6 +229,7 @@ def cmd_encode(args) -> None:
                 client=client,
                 embedding_key=args.embedding_key,
                 chrom_style=args.chrom_style,
+                layer=args.layer,
                 progress=not args.quiet,
             )
         _log(args, f"encoded {emb.shape[0]} cells -> {out} (AnnData zarr, obsm['{args.embedding_key}'])")
@@ -247,6 +251,7 @@ def cmd_encode(args) -> None:
             batch_cells=args.batch_cells,
             client=client,
             chrom_style=args.chrom_style,
+            layer=args.layer,
             progress=not args.quiet,
         )
     if args.embeddings_only:
@@ -262,25 +267,6 @@ def cmd_encode(args) -> None:
     with atomic_file(out, what="h5ad output", overwrite=args.overwrite, inputs=inputs, kind="h5ad") as tmp:
         adata.write_h5ad(tmp)
     _log(args, f"encoded {adata.n_obs} cells -> {out} (obsm['{args.embedding_key}'])")
-
-
-def _read_embedded(path: str, which: str):
-    """An AnnData with embeddings: an ``.h5ad`` file or the AnnData ``.zarr`` store that encode writes."""
-    import anndata as ad
-
-    from .readers import read_h5ad
-
-    p = Path(path)
-    if p.suffix == ".zarr" or p.is_dir():
-        if not p.is_dir():
-            raise FileNotFoundError(f"{which} store '{p}' does not exist")
-        try:
-            return ad.read_zarr(p)
-        except Exception as err:
-            raise ValueError(
-                f"{which} '{p}' is not an AnnData zarr store ({type(err).__name__}: {err})"
-            ) from None
-    return read_h5ad(p)
 
 
 def cmd_annotate(args) -> None:
@@ -301,8 +287,9 @@ def cmd_annotate(args) -> None:
         raise ValueError(f"query '{query}': expected an .h5ad file or a .zarr AnnData")
     if not query.exists():
         raise FileNotFoundError(f"query '{query}' does not exist")
-    reference = _read_embedded(args.reference, "reference")
-    # The query is passed as a path: only its obsm[embedding_key] is read, block by block.
+    # Both are passed as paths: only the reference's obs and obsm[embedding_key] are read, and the query's
+    # obsm[embedding_key], block by block.
+    reference = Path(args.reference)
     with open_client(args.scheduler, args.workers) as client:
         found = annotate_celltypes(
             query,
@@ -364,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     def matrix_inputs(p):
         p.add_argument("--barcodes", help="barcodes file, when INPUT is a .mtx[.gz] file")
         p.add_argument("--peaks", help="peaks BED file, when INPUT is a .mtx[.gz] file")
+        p.add_argument(
+            "--layer",
+            help="AnnData layer holding the counts, when they are not in X (e.g. 'counts')",
+        )
         p.add_argument(
             "--chrom-style",
             choices=("asis", "add-chr", "strip-chr"),

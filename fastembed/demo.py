@@ -17,6 +17,11 @@ def _say(quiet: bool, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+MIN_DEMO_CELLS = 100
+"""Fewest cells the demo runs on: every step (20 principal axes, 10 nearest neighbours in the reference donor,
+Leiden, UMAP) has enough cells from about this many on."""
+
+
 def run_demo(
     output: str | os.PathLike = "fastembed-demo",
     *,
@@ -36,7 +41,8 @@ def run_demo(
     epochs
         Training epochs (default: the data-derived count of :meth:`fastembed.ScEmbed.train`).
     n_cells
-        Use a random subset of this many cells (for quick checks); default all 5,000.
+        Use a random subset of this many cells (for quick checks), at least ``MIN_DEMO_CELLS``; default (or
+        more than there are) all 5,000.
     threads
         Numba threads (default: all cores).
     seed
@@ -55,6 +61,15 @@ def run_demo(
     """
     from ._atomic import check_output_path, output_lock
     from .datasets import demo_peaks_path
+
+    # Checked before anything is written: a subset too small for the later steps (a PCA of 20 axes, 10
+    # neighbours in each donor) would otherwise fail halfway, after tokens and a model were written.
+    if n_cells is not None and (
+        isinstance(n_cells, bool) or int(n_cells) != n_cells or n_cells < MIN_DEMO_CELLS
+    ):
+        raise ValueError(
+            f"the demo needs a whole number of at least {MIN_DEMO_CELLS} cells (n_cells, --cells), got {n_cells!r}"
+        )
 
     # The bundled data are the demo's inputs: no output may be, or hold, the folder they live in.
     inputs = [demo_peaks_path().parent]

@@ -240,6 +240,8 @@ def read_mtx(matrix: str | os.PathLike, barcodes: str | os.PathLike, peaks: str 
 
     matrix, barcodes, peaks = Path(matrix), Path(barcodes), Path(peaks)
     for p, what in ((matrix, "matrix"), (barcodes, "barcodes"), (peaks, "peaks")):
+        if p.is_dir():
+            raise IsADirectoryError(f"{what} file '{p}' is a folder; expected a file")
         if not p.is_file():
             raise FileNotFoundError(f"{what} file '{p}' does not exist")
     bcs = _read_barcodes(barcodes)
@@ -512,6 +514,36 @@ def read_obs_names(path: str | os.PathLike) -> pd.Index:
     except (KeyError, OSError, ValueError, TypeError) as err:
         raise ValueError(
             f"AnnData file '{path}': cannot read the obs index ({type(err).__name__}: {str(err)[:200]})"
+        ) from None
+
+
+def read_obs(path: str | os.PathLike, *, index: bool = True) -> pd.DataFrame:
+    """The cell annotations (``obs``) of an on-disk ``.h5ad`` or ``.zarr`` AnnData, without reading ``X`` or
+    ``obsm``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    index : bool
+        Read the cell names as the index (default); False leaves a RangeIndex and reads only the columns (the
+        names of an atlas are written block by block elsewhere).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell, the columns in the file's order.
+    """
+    from anndata.io import read_elem
+
+    obs = open_element(path, "obs")
+    try:
+        if index:
+            return read_elem(obs)
+        columns = list(obs.attrs.get("column-order", []))
+        return pd.DataFrame({c: read_elem(obs[c]) for c in columns}, columns=columns)
+    except (KeyError, OSError, ValueError, TypeError) as err:
+        raise ValueError(
+            f"AnnData file '{path}': cannot read obs ({type(err).__name__}: {str(err)[:200]})"
         ) from None
 
 

@@ -67,6 +67,17 @@ def _cell_names(adata):
     return adata.names if hasattr(adata, "names") else np.asarray(adata.obs_names, dtype=object)
 
 
+def _input_obs(data):
+    """The cell annotations (obs DataFrame) of an AnnData input, in memory or on disk; None for tokens."""
+    if not _is_peak_matrix(data):
+        return None
+    if isinstance(data, str | os.PathLike):
+        from .readers import read_obs
+
+        return read_obs(data, index=False)
+    return data.obs
+
+
 def _is_parts_folder(path) -> bool:
     """A folder of token parquet parts (not a .zarr AnnData store, which is a folder too)."""
     p = Path(path)
@@ -267,8 +278,13 @@ class ScEmbed:
         -------
         ScEmbed
             ``self``, with new vectors (training always starts afresh, from the ``init`` vectors).
+
+        Raises
+        ------
+        fastembed.sgns.DivergedError
+            Training left NaN or infinite vectors (``learning_rate`` too high); the model is left as it was.
         """
-        from .sgns import auto_epochs, train_sgns
+        from .sgns import DivergedError, auto_epochs, train_sgns
 
         epochs = None if epochs is None else _positive_int("epochs", epochs)
         batch_size = _positive_int("batch_size", batch_size)
@@ -309,6 +325,8 @@ class ScEmbed:
                 progress=progress,
                 init=init,
             )
+        except DivergedError:  # the learning rate's fault, not the dataset's
+            raise
         except ValueError as err:  # the parameters are checked above, so the data is at fault: name it
             raise ValueError(f"dataset {ds.source}: {err}") from None
         self.universe = ds.universe
@@ -364,6 +382,14 @@ class ScEmbed:
         """(AnnData, _PeakMapper to the model's universe, name for messages) of a peak-matrix input."""
         adata, name = _as_adata(data)
         mapper = _PeakMapper(adata, self.universe, name=name, chrom_style=chrom_style)
+        if mapper.n_peaks_unmapped == mapper.n_peaks:
+            # Every cell would get a zero embedding: no result is better than a file of zeros.
+            raise ValueError(
+                f"none of the {mapper.n_peaks} peaks of {name} overlaps a region of the model's universe "
+                f"('{self.universe.source}', {len(self.universe)} regions; {mapper.n_peaks_unknown_chrom} peaks "
+                "lie on chromosomes it lacks): check that the cells and the model use the same genome build "
+                "and chromosome names (chrom_style=)"
+            )
         if mapper.n_peaks_unmapped:
             warnings.warn(
                 f"{mapper.n_peaks_unmapped} of {mapper.n_peaks} peaks of {name} overlap no region of the "
@@ -440,11 +466,14 @@ class ScEmbed:
             apply_projection(out, self._projection, empty)
         return int(empty.sum())
 
-    def _zarr_store(self, path: Path, barcodes, pooling: str, embedding_key: str, batch_cells: int):
+    def _zarr_store(self, path: Path, barcodes, pooling: str, embedding_key: str, batch_cells: int, obs=None):
         """Lay out an AnnData zarr store at ``path`` (obs names, ``uns``) and return its empty obsm array.
 
         ``barcodes`` is an array or a row-sliceable view (an on-disk AnnData's names): the names are written
-        block by block, so millions of them are never held at once.
+        block by block, so millions of them are never held at once. ``obs`` (a DataFrame of the input's cell
+        annotations in the same order, its index unused, or None) adds its columns: a store encoded from a
+        labelled AnnData keeps its labels, as the ``.h5ad`` route does, and can then serve as an annotation
+        reference.
         """
         import anndata as ad
         import pandas as pd
@@ -462,7 +491,8 @@ class ScEmbed:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # anndata's notices about zarr format versions and obs names
             shell.write_zarr(path)
-        group = zarr.open_group(str(path), mode="r+")
+        # Not through the consolidated metadata write_zarr left: anndata refuses to add elements to such a view.
+        group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
         # Marks the store as ours, so overwrite= may replace it (and nothing else).
         group.attrs["fastembed_version"] = __version__
         index_name = group["obs"].attrs["_index"]
@@ -472,6 +502,16 @@ class ScEmbed:
         names.attrs.update(attrs)
         for lo in range(0, n_cells, chunk):
             names[lo : lo + chunk] = np.asarray(barcodes[lo : lo + chunk], dtype=object).astype(str)
+        if obs is not None and obs.shape[1]:
+            from anndata.io import write_elem
+
+            if len(obs) != n_cells:
+                raise ValueError(f"obs has {len(obs)} rows for {n_cells} cells")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # anndata's notices about zarr format versions
+                for col in obs.columns:
+                    write_elem(group["obs"], str(col), obs[col].values)
+            group["obs"].attrs["column-order"] = [str(c) for c in obs.columns]
         emb = group["obsm"].create_array(
             embedding_key,
             shape=(n_cells, self.embedding_dim),
@@ -595,7 +635,9 @@ class ScEmbed:
                 with atomic_dir(
                     out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr"
                 ) as tmp:
-                    emb = self._zarr_store(tmp, barcodes, pooling, embedding_key, batch_cells)
+                    emb = self._zarr_store(
+                        tmp, barcodes, pooling, embedding_key, batch_cells, _input_obs(adata_or_tokens)
+                    )
                     if client is not None:
                         n_empty = run_tasks(tmp / "obsm" / embedding_key)[1]
                     block = np.empty((min(batch_cells, n_cells), self.embedding_dim), dtype=np.float32)
@@ -781,6 +823,10 @@ def _hub_module(what: str):
 
 
 def _fetch_from_hub(repo_id: str, revision: str | None) -> Path:
+    if Path(repo_id).is_file():
+        raise NotADirectoryError(
+            f"model folder '{repo_id}' is a file; expected a model folder (config.yaml, ...)"
+        )
     if not _HUB_ID.match(repo_id):
         raise FileNotFoundError(
             f"model folder '{repo_id}' does not exist (and it is not a hub id like 'owner/name')"

@@ -321,6 +321,8 @@ def _resolve_universe(universe_file) -> Universe:
     if isinstance(universe_file, Universe):
         return universe_file
     path = Path(universe_file)
+    if path.is_dir():
+        raise IsADirectoryError(f"universe file '{path}' is a folder; expected a BED file")
     if not path.is_file():
         raise FileNotFoundError(f"universe file '{path}' does not exist")
     return Universe.from_bed(path)

@@ -238,3 +238,39 @@ def test_query_path_errors(split, tmp_path):
         bad.write_zarr(tmp_path / "bad.zarr")
     with pytest.raises(ValueError, match=r"bad.zarr' obsm\['scembed_X'\] has NaN or infinite .* row 1500"):
         annotate_celltypes(tmp_path / "bad.zarr", ref, batch_cells=1024)
+
+
+@pytest.mark.parametrize("fmt", ["h5ad", "zarr"])
+def test_reference_from_disk_matches_memory(split, tmp_path, fmt):
+    """A reference path (as the README and the command line allow) gives the labels of the same reference in
+    memory; its counts are not needed, only obs and the embedding."""
+    import warnings
+
+    ref, query = split
+    want = annotate_celltypes(query.copy(), ref)
+    path = tmp_path / f"ref.{fmt}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref.write_h5ad(path) if fmt == "h5ad" else ref.write_zarr(path)
+    pd.testing.assert_series_equal(annotate_celltypes(query.copy(), path), want)
+    pd.testing.assert_series_equal(annotate_celltypes(query.copy(), str(path)), want)
+    other = query.copy()
+    other.obsm["X_other"] = other.obsm["scembed_X"]  # the query has the key, the reference not
+    with pytest.raises(
+        KeyError, match=rf"reference '.*ref.{fmt}' has no obsm\['X_other'\] \(obsm keys: 'scembed_X'\)"
+    ):
+        annotate_celltypes(other, path, embedding_key="X_other")
+    with pytest.raises(KeyError, match=rf"reference '.*ref.{fmt}' has no obs\['celltype'\]"):
+        annotate_celltypes(query.copy(), path, label_key="celltype")
+    with pytest.raises(FileNotFoundError, match="reference '.*nope.h5ad' does not exist"):
+        annotate_celltypes(query.copy(), tmp_path / "nope.h5ad")
+
+
+def test_sparse_reference_embedding_is_read_as_dense(split):
+    import scipy.sparse as sp
+
+    ref, query = split
+    want = annotate_celltypes(query.copy(), ref)
+    sparse = ref.copy()
+    sparse.obsm["scembed_X"] = sp.csr_matrix(sparse.obsm["scembed_X"])
+    pd.testing.assert_series_equal(annotate_celltypes(query.copy(), sparse), want)

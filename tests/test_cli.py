@@ -299,6 +299,50 @@ def test_train_interrupted_exits_130_and_writes_nothing(tmp_path, monkeypatch, c
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
 
 
+def test_layer_option_reads_counts_from_a_layer(trained, tmp_path, capsys):
+    """An AnnData whose counts sit in a layer (X empty): the error names the command line's --layer, and
+    --layer tokenizes and encodes it like the same counts in X."""
+    a = ad.read_h5ad(trained / "cells.h5ad")[:60].copy()
+    a.layers["counts"] = a.X.copy()
+    a.X = None
+    a.write_h5ad(tmp_path / "layer.h5ad")
+    tok = ["tokenize", str(tmp_path / "layer.h5ad"), "--universe", str(demo_peaks_path()), "--quiet"]
+    assert main([*tok, "--output", str(tmp_path / "t.parquet")]) == 1
+    err = capsys.readouterr().err
+    assert "pass --layer with one of its layers: 'counts'" in err and "layer=" not in err
+    assert main([*tok, "--output", str(tmp_path / "t.parquet"), "--layer", "counts"]) == 0
+    enc = ["encode", "--model", str(trained / "model"), "--quiet"]
+    assert (
+        main([*enc, str(tmp_path / "layer.h5ad"), "--output", str(tmp_path / "l.zarr"), "--layer", "counts"])
+        == 0
+    )
+    assert main([*enc, str(tmp_path / "t.parquet"), "--output", str(tmp_path / "t.zarr")]) == 0
+    np.testing.assert_array_equal(
+        ad.read_zarr(tmp_path / "l.zarr").obsm["scembed_X"],
+        ad.read_zarr(tmp_path / "t.zarr").obsm["scembed_X"],
+    )
+
+
+@pytest.mark.parametrize("cells", ["0", "5", "99"])
+def test_demo_with_too_few_cells_exits_1_before_writing(tmp_path, capsys, cells):
+    out = tmp_path / "demo"
+    assert main(["demo", "--output", str(out), "--cells", cells, "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fastembed demo: error: the demo needs") and "at least 100 cells" in err
+    assert not out.exists()
+
+
+def test_train_that_diverges_exits_1_and_writes_nothing(trained, tmp_path, capsys):
+    """A learning rate far too high gives NaN vectors: a one-line error naming the rate, and no model folder
+    (one would hold NaN vectors that ``encode`` refuses later)."""
+    argv = ["train", str(trained / "tokens.parquet"), "--output", str(tmp_path / "m"), "--epochs", "2"]
+    assert main([*argv, "--learning-rate", "1e30", "--threads", "1", "--embedding-dim", "8"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fastembed train: error: training diverged") and "1e+30" in err
+    assert len(err.splitlines()) == 1 and "dataset" not in err
+    assert not (tmp_path / "m").exists() and list(tmp_path.iterdir()) == []
+
+
 # -- the command line speaks command line --------------------------------------------------------------
 
 
@@ -480,6 +524,29 @@ def test_zarr_store_opens_with_anndata_and_annotates(trained, capsys):
         == 1
     )
     assert "missing.zarr' does not exist" in capsys.readouterr().err
+
+
+def test_zarr_store_keeps_obs_and_serves_as_reference(trained, tmp_path, capsys):
+    """A store encoded from a labelled AnnData keeps its obs columns (as the .h5ad route does), so it works as
+    an annotate reference; a store without the label column is refused with its path in the message."""
+    d = trained
+    cells = ad.read_h5ad(d / "cells.h5ad")
+    enc = ["encode", "--model", str(d / "model"), "--quiet", "--output"]
+    assert main([*enc, str(tmp_path / "ref.zarr"), str(d / "cells.h5ad")]) == 0
+    store = ad.read_zarr(tmp_path / "ref.zarr")
+    pd.testing.assert_frame_equal(store.obs, cells.obs, check_index_type=False)
+    ann = ["annotate", str(tmp_path / "ref.zarr"), "-k", "3", "--quiet", "--reference"]
+    assert main([*ann, str(tmp_path / "ref.zarr"), "--output", str(tmp_path / "a.csv")]) == 0
+    table = pd.read_csv(tmp_path / "a.csv", index_col=0)
+    assert list(table.index) == list(cells.obs_names)
+    # Each cell is its own nearest reference neighbour, so most labels come back.
+    truth = cells.obs["cell_type"].astype(str).to_numpy()
+    assert (table["predicted_cell_type"].astype(str).to_numpy() == truth).mean() > 0.8
+    assert main([*enc, str(tmp_path / "tok.zarr"), str(d / "tokens.parquet")]) == 0  # tokens: names only
+    assert main([*ann, str(tmp_path / "tok.zarr"), "--output", str(tmp_path / "b.csv")]) == 1
+    err = capsys.readouterr().err
+    assert f"reference '{tmp_path / 'tok.zarr'}' has no obs['cell_type']" in err
+    assert not (tmp_path / "b.csv").exists()
 
 
 def test_annotate_output_follows_the_extension(trained, capsys):

@@ -105,6 +105,24 @@ def test_failed_encode_leaves_no_store(model, demo_small, tmp_path, monkeypatch)
     assert list(tmp_path.iterdir()) == []
 
 
+def test_encode_refuses_cells_that_miss_the_whole_universe(model, demo_small, tmp_path):
+    """Peaks of another genome build (here: shifted past every region) would give every cell a zero
+    embedding; that is an error naming the input, as in tokenize_cells, and no store is written."""
+    a = demo_small[:20].copy()
+    a.var["start"] = a.var["start"] + 10**9
+    a.var["end"] = a.var["end"] + 10**9
+    with pytest.raises(
+        ValueError, match="none of the .* peaks of the AnnData overlaps a region of the model"
+    ):
+        model.encode(a)
+    with pytest.raises(ValueError, match="none of the"):
+        model.encode(a, out=tmp_path / "e.zarr")
+    assert list(tmp_path.iterdir()) == []
+    a.var.loc[a.var_names[0], ["start", "end"]] = demo_small.var.iloc[0][["start", "end"]].to_numpy()
+    with pytest.warns(UserWarning, match="overlap no region"):  # one peak left in the universe: a warning
+        model.encode(a)
+
+
 def test_cells_without_trained_tokens_get_zeros(model, demo_small):
     a = demo_small[:20].copy()
     X = a.X.tolil()
