@@ -1,9 +1,10 @@
 """Fragments to tokens: stream a 10x/tabix fragments file into each barcode's universe token set.
 
 Input: a plain or gzipped (also BGZF, i.e. tabix) text file, one fragment per line,
-``chrom  start  end  barcode  [count ...]`` tab-separated; lines starting with ``#`` are comments.
-Only the first four columns are used: a line is one fragment whatever its duplicate count (column 5).
-Every line must have as many columns as the first data line (at least four).
+``chrom  start  end  barcode  [count ...]`` tab-separated; lines starting with ``#`` are comments, and a first
+line of column names (its start and end fields read like ``start``/``chromStart`` and ``end``/``stop``) is
+skipped as a header. Only the first four columns are used: a line is one fragment whatever its duplicate
+count (column 5). Every line must have as many columns as the first data line (at least four).
 
 Coordinates are 0-based and end-exclusive (10x, BED): a fragment covers bases ``start .. end-1`` and must
 span at least one base (``start < end``).
@@ -22,15 +23,22 @@ barcode columns are dictionary-encoded per block, so Python touches each *distin
 and folded into the per-cell sorted unique token lists whenever the pending pairs outgrow the folded result.
 Peak memory is therefore about the result (unique tokens per cell) plus a few blocks, not the file.
 
-Malformed lines are found without slowing the good path: when a block fails to parse or validate, the file is
-scanned once more in plain Python up to the first bad line, whose number and field go into the error.
+Malformed lines are found without slowing the good path: when a block fails to decompress, parse, convert or
+validate, the file is scanned once more in plain Python up to the first bad line, whose number, field and value
+go into a ValueError naming the file (so is a truncated or corrupt gzip stream, and text that is not UTF-8).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import io
 import json
 import os
+import re
 import warnings
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numba
@@ -41,7 +49,7 @@ from . import tokenize as _tok
 from ._atomic import check_output_path, output_lock
 from .settings import PARALLEL, SERIAL
 from .tokens import TokenizedCells, write_tokens_parquet
-from .universe import Universe, _resolve_universe, open_text
+from .universe import MAX_COORD, Universe, _resolve_universe, open_text
 
 __all__ = ["tokenize_fragments", "read_whitelist"]
 
@@ -183,41 +191,133 @@ def read_whitelist(barcodes) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------------
+_FIELDS = ("chrom", "start", "end", "barcode")
+# ASCII digits, with the spaces pyarrow trims around a number: int() would also take '1_000' or '+1'.
+_INT = re.compile(r" *(-?[0-9]+) *")
+# The start and end fields of a header line of column names: 'start'/'chromStart'/'begin', 'end'/'stop'.
+_HEADER_START = re.compile(r"[a-z_.]*(start|begin)[a-z0-9_.]*", re.IGNORECASE)
+_HEADER_END = re.compile(r"[a-z_.]*(end|stop)[a-z0-9_.]*", re.IGNORECASE)
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _is_header(fields: list[str]) -> bool:
+    """A line of column names (``chrom start end barcode ...``, ``chromStart``/``chromEnd``, ``begin``/``stop``)."""
+    return (
+        len(fields) >= 4
+        and _HEADER_START.fullmatch(fields[1].strip()) is not None
+        and _HEADER_END.fullmatch(fields[2].strip()) is not None
+    )
+
+
+def _text_lines(path: Path, gz: bool) -> Iterator[tuple[int, str | None]]:
+    """(line number, line without its end) of a plain or gzipped file; a line that is not UTF-8 comes as None.
+
+    Undecodable bytes are kept as surrogates until their line is complete, so they are found line by line.
+    """
+    binary = gzip.open(path, "rb") if gz else open(path, "rb")
+    with io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.rstrip("\r\n")
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:
+                yield lineno, None
+            else:
+                yield lineno, line
+
+
+def _not_text(path: Path, gz: bool, lineno: int) -> ValueError:
+    if not gz and path.name.lower().endswith((".gz", ".bgz")):
+        return ValueError(
+            f"fragments file '{path}' is neither gzip (its name ends in {path.suffix} but it does not start "
+            f"with the gzip magic bytes 1f 8b) nor UTF-8 text (line {lineno} holds bytes that are not UTF-8)"
+        )
+    return ValueError(f"fragments file '{path}' line {lineno}: holds bytes that are not UTF-8 text")
+
+
+def _bad_gzip(path: Path, err: BaseException, lineno: int) -> ValueError:
+    """A gzip stream that ends early or does not decompress; ``lineno``: the last line read before."""
+    if isinstance(err, EOFError):
+        what = "is truncated: its gzip stream ends early"
+    else:
+        what = f"is not valid gzip ({str(err)[:100]})"
+    where = f"after line {lineno}" if lineno else "before any whole line"
+    return ValueError(f"fragments file '{path}' {what}, {where}")
+
+
 def _layout(path: Path) -> tuple[int, int]:
-    """(leading comment lines, number of columns) from the first data line."""
-    n_skip = 0
-    with open_text(path) as fh:
-        try:
-            for lineno, line in enumerate(fh, 1):
+    """(lines before the first fragment, number of columns of the first fragment).
+
+    Skipped are ``#`` comment lines, blank lines and a header line of column names if it is the first other
+    line (see :func:`_is_header`).
+    """
+    gz = _is_gzip(path)
+    n_skip = lineno = 0
+    header = False
+    lines = _text_lines(path, gz)
+    try:
+        with contextlib.closing(lines):
+            for lineno, line in lines:
+                if line is None:
+                    raise _not_text(path, gz, lineno)
                 if line.startswith("#") or not line.strip():
                     n_skip += 1
                     continue
-                n_cols = len(line.rstrip("\r\n").split("\t"))
+                fields = line.split("\t")
+                if not header and _is_header(fields):
+                    n_skip += 1
+                    header = True
+                    continue
+                n_cols = len(fields)
                 if n_cols < 4:
                     raise ValueError(
                         f"fragments file '{path}' line {lineno}: expected at least 4 tab-separated fields "
                         f"(chrom, start, end, barcode), got {n_cols}: {line.strip()[:80]!r}"
                     )
                 return n_skip, n_cols
-        except UnicodeDecodeError as err:
-            raise ValueError(f"fragments file '{path}' is not UTF-8 text ({err.reason})") from None
-    raise ValueError(f"fragments file '{path}' holds no fragments (only comments or blank lines)")
+    except (EOFError, OSError, zlib.error) as err:
+        if not gz or isinstance(err, FileNotFoundError | PermissionError | IsADirectoryError):
+            raise
+        raise _bad_gzip(path, err, lineno) from None
+    raise ValueError(
+        f"fragments file '{path}' holds no fragments (only comments, blank lines or a header line)"
+    )
+
+
+def _coordinate(text: str, k: int) -> tuple[int | None, str | None]:
+    """(value, None) or (None, problem) for field ``k`` (1: start, 2: end), strict like pyarrow's int64."""
+    field = f"field {k + 1} ({_FIELDS[k]})"
+    m = _INT.fullmatch(text)
+    if m is None:
+        return None, f"{field} must be a non-negative integer, got {text[:40]!r}"
+    digits = m.group(1)
+    if len(digits.lstrip("-")) > 19 or abs(int(digits)) > MAX_COORD:
+        return None, f"{field} {digits[:40]} is beyond the largest accepted coordinate (2**62)"
+    return int(digits), None
 
 
 def _line_problem(fields: list[str], n_cols: int) -> str | None:
     if len(fields) != n_cols:
-        return f"expected {n_cols} tab-separated fields like the first fragment, got {len(fields)}"
+        return (
+            f"expected {n_cols} tab-separated fields (chrom, start, end, barcode{', ...' if n_cols > 4 else ''}) "
+            f"like the first fragment, got {len(fields)}"
+        )
+    if _is_header(fields):
+        return "a header line of column names; only the first line that is not a comment may be one"
     if not fields[0]:
         return "field 1 (chrom) is empty"
     if not fields[3]:
         return "field 4 (barcode) is empty"
-    coords = []
-    for k, what in ((1, "start"), (2, "end")):
-        try:
-            coords.append(int(fields[k]))
-        except ValueError:
-            return f"field {k + 1} ({what}) must be an integer, got {fields[k][:40]!r}"
-    start, end = coords
+    start, problem = _coordinate(fields[1], 1)
+    if problem:
+        return problem
+    end, problem = _coordinate(fields[2], 2)
+    if problem:
+        return problem
     if start < 0:
         return f"field 2 (start) is negative ({start})"
     if start >= end:
@@ -225,36 +325,84 @@ def _line_problem(fields: list[str], n_cols: int) -> str | None:
     return None
 
 
-def _malformed(path: Path, n_cols: int, first_row: int, n_rows: int, cause: str) -> ValueError:
-    """The error for a block that failed: find its first bad line by a plain re-read of the file."""
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.startswith("#") or not line.strip():
-                continue
-            problem = _line_problem(line.rstrip("\r\n").split("\t"), n_cols)
-            if problem:
-                return ValueError(f"fragments file '{path}' line {lineno}: {problem}: {line.strip()[:60]!r}")
-    where = (
-        f"fragments {first_row + 1}-{first_row + n_rows}"
-        if n_rows
-        else f"the block after fragment {first_row}"
+def _comment_problem(fields: list[str], n_cols: int) -> str | None:
+    """A ``#`` line past the top with as many fields as a fragment is read as one: its coordinates must parse."""
+    if len(fields) != n_cols:
+        return None
+    if _coordinate(fields[1], 1)[1] is None and _coordinate(fields[2], 2)[1] is None:
+        return None
+    return (
+        f"a comment line with {n_cols} tab-separated fields but no integer start and end cannot be read "
+        "amid the fragments; only comments at the top of the file may look like that"
     )
-    return ValueError(f"fragments file '{path}': {where} cannot be read ({cause[:200]})")
+
+
+def _pyarrow_cause(err: BaseException) -> str:
+    """pyarrow's message, with its 0-based ``column #k`` turned into the 1-based field and its name."""
+
+    def name(m: re.Match) -> str:
+        k = int(m.group(1))
+        return f"field {k + 1}" + (f" ({_FIELDS[k]})" if k < len(_FIELDS) else "")
+
+    return re.sub(r"(?:CSV )?column #(\d+)", name, str(err).strip().replace("\n", " "))[:200]
+
+
+def _malformed(path: Path, n_skip: int, n_cols: int, first_row: int, n_rows: int, err) -> ValueError:
+    """The error for a block that failed to decompress, parse, convert or validate.
+
+    The file is read once more in plain Python (slow, but only on this path) up to its first bad line, whose
+    number and field go into the error; ``err`` (pyarrow's exception, or a str) is the fallback.
+    """
+    gz = _is_gzip(path)
+    lineno = 0
+    lines = _text_lines(path, gz)
+    try:
+        with contextlib.closing(lines):
+            for lineno, line in lines:
+                if lineno <= n_skip:
+                    continue
+                if line is None:
+                    return _not_text(path, gz, lineno)
+                if not line.strip():
+                    continue
+                fields = line.split("\t")
+                if line.startswith("#"):
+                    problem = _comment_problem(fields, n_cols)
+                else:
+                    problem = _line_problem(fields, n_cols)
+                if problem:
+                    return ValueError(
+                        f"fragments file '{path}' line {lineno}: {problem}: {line.strip()[:60]!r}"
+                    )
+    except (EOFError, OSError, zlib.error) as e:
+        if not gz or isinstance(e, FileNotFoundError | PermissionError | IsADirectoryError):
+            raise
+        return _bad_gzip(path, e, lineno)
+    if n_rows:
+        where = f"fragments {first_row + 1}-{first_row + n_rows}"
+    else:
+        where = f"the block after fragment {first_row}" if first_row else "the first block"
+    cause = err if isinstance(err, str) else _pyarrow_cause(err)
+    if gz and isinstance(err, OSError):
+        return ValueError(
+            f"fragments file '{path}' is not valid gzip: {where} cannot be decompressed ({cause})"
+        )
+    return ValueError(f"fragments file '{path}': {where} cannot be read ({cause})")
 
 
 def _open_batches(path: Path, n_skip: int, n_cols: int, block_size: int):
+    """pyarrow's streaming CSV reader of the fragments (it reads and converts the first block already)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    names = ["chrom", "start", "end", "barcode"] + [f"c{i}" for i in range(5, n_cols + 1)]
+    names = list(_FIELDS) + [f"c{i}" for i in range(5, n_cols + 1)]
 
     def on_invalid(row):
-        # Comment lines inside the file have a different field count; skip them, fail on anything else.
-        return "skip" if (row.text or "").startswith("#") else "error"
+        # Called only for rows with the wrong field count: comment and whitespace-only lines are skipped.
+        text = row.text or ""
+        return "skip" if text.startswith("#") or not text.strip() else "error"
 
-    stream = pa.input_stream(str(path), compression="gzip" if gz else None)
+    stream = pa.input_stream(str(path), compression="gzip" if _is_gzip(path) else None)
     return pcsv.open_csv(
         stream,
         read_options=pcsv.ReadOptions(column_names=names, skip_rows=n_skip, block_size=block_size),
@@ -266,13 +414,15 @@ def _open_batches(path: Path, n_skip: int, n_cols: int, block_size: int):
             invalid_row_handler=on_invalid,
         ),
         convert_options=pcsv.ConvertOptions(
-            include_columns=["chrom", "start", "end", "barcode"],
+            include_columns=list(_FIELDS),
             column_types={
                 "chrom": pa.string(),
                 "start": pa.int64(),
                 "end": pa.int64(),
                 "barcode": pa.string(),
             },
+            # No null markers: an empty or 'NA' start is an error, not a null.
+            null_values=[],
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
         ),
@@ -334,7 +484,8 @@ def tokenize_fragments(
     ----------
     path : str or os.PathLike
         Fragments file, plain or gzipped/BGZF: ``chrom start end barcode [count ...]`` tab-separated, 0-based
-        end-exclusive, ``#`` comment lines; read as a stream (see the module docstring for the conventions).
+        end-exclusive, ``#`` comment lines, an optional first line of column names (``chrom start end ...``,
+        skipped); read as a stream (see the module docstring for the conventions).
     universe : str or os.PathLike or Universe
         Universe BED file; line ``i`` is token ``i``.
     output : str or os.PathLike, optional
@@ -374,8 +525,9 @@ def tokenize_fragments(
     FileNotFoundError
         Missing fragments, universe or whitelist file.
     ValueError
-        A malformed line (file, line number and field named), bad parameters, no fragment chromosome in the
-        universe, no barcode left. Nothing is written then.
+        A malformed line (file, line number, field and value named), a truncated or corrupt gzip stream, text
+        that is not UTF-8, bad parameters, no fragment chromosome in the universe, no barcode left. Nothing is
+        written then.
     """
     inputs = [path, universe.source if isinstance(universe, Universe) else universe]
     if isinstance(barcodes, str | os.PathLike):
@@ -445,14 +597,20 @@ def _tokenize_fragments(
     n_pending = 0
 
     n_skip, n_cols = _layout(path)
-    reader = _open_batches(path, n_skip, n_cols, int(block_size))
+    # pyarrow's errors (ArrowInvalid for a parse or conversion error, OSError for a damaged gzip stream) name
+    # neither the file nor the line: each becomes _malformed's ValueError. The first block is read by open_csv.
+    read_errors = (pa.ArrowInvalid, pa.ArrowTypeError, OSError, EOFError)
+    try:
+        reader = _open_batches(path, n_skip, n_cols, int(block_size))
+    except read_errors as err:
+        raise _malformed(path, n_skip, n_cols, 0, 0, err) from None
     while True:
         try:
             batch = reader.read_next_batch()
         except StopIteration:
             break
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-            raise _malformed(path, n_cols, n_read, 0, str(err)) from None
+        except read_errors as err:
+            raise _malformed(path, n_skip, n_cols, n_read, 0, err) from None
         n = batch.num_rows
         if n == 0:
             continue
@@ -462,8 +620,14 @@ def _tokenize_fragments(
         ends = batch.column(2).to_numpy()
         chrom_names = chrom_col.dictionary.to_pylist()
         bc_names = bc_col.dictionary.to_pylist()
-        if "" in chrom_names or "" in bc_names or starts.min() < 0 or np.any(starts >= ends):
-            raise _malformed(path, n_cols, n_read, n, "empty field or bad coordinates")
+        if (
+            "" in chrom_names
+            or "" in bc_names
+            or starts.min() < 0
+            or np.any(starts >= ends)
+            or ends.max() > MAX_COORD
+        ):
+            raise _malformed(path, n_skip, n_cols, n_read, n, "empty field or bad coordinates")
         # -2: a '#' line that happened to have the right number of fields; not a fragment.
         chrom_map = np.array(
             [-2 if c.startswith("#") else chrom_ids.get(c, -1) for c in chrom_names], dtype=np.int32

@@ -310,8 +310,11 @@ def test_fold_pairs_merges_old_rows_and_new_pairs():
     "bad,expect",
     [
         ("chr1\t10\t20\tA", "expected 5 tab-separated fields"),
-        ("chr1\tten\t20\tA\t1", "field 2 (start) must be an integer"),
-        ("chr1\t10\t2x\tA\t1", "field 3 (end) must be an integer"),
+        ("chr1\tten\t20\tA\t1", "field 2 (start) must be a non-negative integer, got 'ten'"),
+        ("chr1\t10\t2x\tA\t1", "field 3 (end) must be a non-negative integer, got '2x'"),
+        ("chrom\tstart\tend\tbarcode\tcount", "a header line of column names"),
+        ("#chrom\tstart\tend\tbarcode\tcount", "a comment line with 5 tab-separated fields"),
+        ("chr1\t10\t20\tA\udce9\t1", "holds bytes that are not UTF-8 text"),  # \udce9: the byte 0xe9
         ("chr1\t30\t20\tA\t1", "start 30 >= end 20"),
         ("chr1\t-5\t20\tA\t1", "field 2 (start) is negative"),
         ("chr1\t10\t20\t\t1", "field 4 (barcode) is empty"),
@@ -321,14 +324,159 @@ def test_malformed_line_names_file_and_line(tmp_path, bad, expect):
     good = [f"chr1\t{i}\t{i + 30}\tA\t1" for i in range(400)]
     lines = ["# header"] + good[:300] + [bad] + good[300:]
     path = tmp_path / "f.tsv.gz"
-    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")))
     uni = write_bed(tmp_path / "u.bed", UNIVERSE)
     out = tmp_path / "t.parquet"
     with pytest.raises(ValueError) as err:
         fe.tokenize_fragments(path, uni, out, block_size=2048)  # the bad line sits in a later block
     msg = str(err.value)
+    assert type(err.value) is ValueError  # not pyarrow's ArrowInvalid (a ValueError subclass)
     assert "line 302" in msg and str(path) in msg and expect in msg and len(msg) < 500
     assert sorted(tmp_path.iterdir()) == sorted([path, uni])  # nothing half-written
+
+
+def write_lines(path, lines, *, gz):
+    text = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(text) if gz else text)
+    return path
+
+
+GOOD_LINES = [f"chr1\t{i}\t{i + 30}\tBC{i % 3}\t1" for i in range(20)]
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize(
+    "bad,expect",
+    [
+        ("chr1\tfoo\t20\tA\t1", "line 4: field 2 (start) must be a non-negative integer, got 'foo'"),
+        ("chr1\t10\tbar\tA\t1", "line 4: field 3 (end) must be a non-negative integer, got 'bar'"),
+        (
+            "chr1\t10",
+            "line 4: expected 5 tab-separated fields (chrom, start, end, barcode, ...) like the first",
+        ),
+        ("chr1\tNA\t20\tA\t1", "line 4: field 2 (start) must be a non-negative integer, got 'NA'"),
+        ("chr1\t\t20\tA\t1", "line 4: field 2 (start) must be a non-negative integer, got ''"),
+        ("chr1\t1_000\t2000\tA\t1", "line 4: field 2 (start) must be a non-negative integer, got '1_000'"),
+        ("chr1\t10\t99999999999999999999\tA\t1", "line 4: field 3 (end) 99999999999999999999 is beyond"),
+        ("chr1\t10\t4611686018427387905\tA\t1", "line 4: field 3 (end) 4611686018427387905 is beyond"),
+        ("chrom\tstart\tend\tbarcode\tcount", "line 4: a header line of column names"),
+    ],
+)
+def test_bad_line_in_first_block_names_file_line_and_field(tmp_path, gz, bad, expect):
+    # The first block is parsed and converted inside pyarrow's open_csv, before any batch is asked for.
+    lines = ["# id=x"] + GOOD_LINES[:2] + [bad] + GOOD_LINES[2:]
+    path = write_lines(tmp_path / ("f.tsv.gz" if gz else "f.tsv"), lines, gz=gz)
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    with pytest.raises(ValueError) as err:
+        run(path, uni, tmp_path / "t.parquet")
+    assert type(err.value) is ValueError  # not pyarrow's ArrowInvalid
+    msg = str(err.value)
+    assert msg.startswith(f"fragments file '{path}' line 4: ") and expect in msg and "\n" not in msg
+    assert sorted(tmp_path.iterdir()) == sorted([path, uni])  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("chrom\tstart\tend\tbarcode\tcount",),
+        ("# id=x", "", "Chrom\tStart\tEnd\tBarcode\tCount"),
+        ("#chrom\tstart\tend\tbarcode\tcount",),  # a commented header was always skipped
+        ("seqnames\tchromStart\tchromEnd\tcell\tduplicates", ""),
+        ("chr\tbegin\tstop\tcell_barcode\treads",),
+    ],
+)
+def test_header_line_of_column_names_is_skipped(tmp_path, header):
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    ref = run(write_fragments(tmp_path / "ref.tsv", FRAGS), uni)
+    for name in ("f.tsv", "f.tsv.gz"):
+        tok = run(write_fragments(tmp_path / name, FRAGS, header=header), uni)
+        assert list(tok.barcodes) == list(ref.barcodes)
+        np.testing.assert_array_equal(tok.indptr, ref.indptr)
+        np.testing.assert_array_equal(tok.indices, ref.indices)
+        assert tok.stats["n_fragments"] == len(FRAGS)
+
+
+@pytest.mark.parametrize(
+    "first,expect",
+    [
+        # Not recognisable as column names: an error on line 1, not a silently dropped line.
+        ("chr1\tfoo\tbar\tA\t1", "line 1: field 2 (start) must be a non-negative integer, got 'foo'"),
+        ("chr1\tNA\tNA\tA\t1", "line 1: field 2 (start) must be a non-negative integer, got 'NA'"),
+        (
+            "chrom\tstart\tend",
+            "line 1: expected at least 4 tab-separated fields (chrom, start, end, barcode)",
+        ),
+    ],
+)
+def test_first_line_that_is_no_header_is_an_error(tmp_path, first, expect):
+    path = write_lines(tmp_path / "f.tsv.gz", [first] + GOOD_LINES, gz=True)
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    with pytest.raises(ValueError) as err:
+        run(path, uni)
+    assert type(err.value) is ValueError
+    assert str(err.value).startswith(f"fragments file '{path}' {expect}")
+
+
+def test_header_only_file_holds_no_fragments(tmp_path):
+    path = write_lines(tmp_path / "f.tsv", ["# id=x", "chrom\tstart\tend\tbarcode\tcount"], gz=False)
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    with pytest.raises(ValueError, match="holds no fragments"):
+        run(path, uni)
+
+
+@pytest.mark.parametrize("block_size", [2048, tunables.FRAGMENT_BLOCK_BYTES])
+@pytest.mark.parametrize("keep", [0.5, 0.9, 12])
+def test_truncated_gzip(tmp_path, block_size, keep):
+    lines = [f"chr1\t{i * 7}\t{i * 7 + 40}\tBC{i % 13}\t{i % 5 + 1}" for i in range(20000)]
+    data = gzip.compress(("\n".join(lines) + "\n").encode())
+    path = tmp_path / "fragments.tsv.gz"
+    path.write_bytes(data[: int(len(data) * keep) if keep < 1 else keep])
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    out = tmp_path / "t.parquet"
+    with pytest.raises(ValueError) as err:
+        run(path, uni, out, block_size=block_size)
+    assert type(err.value) is ValueError  # not the OSError 'Truncated compressed stream'
+    msg = str(err.value)
+    assert msg.startswith(f"fragments file '{path}' is truncated: its gzip stream ends early, ")
+    assert sorted(tmp_path.iterdir()) == sorted([path, uni])
+
+
+def test_corrupt_gzip(tmp_path):
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    # The gzip header, then a deflate block of the reserved type 3.
+    path = tmp_path / "fragments.tsv.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + b"\xff" * 64)
+    with pytest.raises(ValueError) as err:
+        run(path, uni)
+    assert type(err.value) is ValueError
+    assert str(err.value).startswith(f"fragments file '{path}' is not valid gzip (")
+    # A valid start, then damage in the middle of the stream (found by pyarrow in a later block).
+    lines = [f"chr1\t{i * 7}\t{i * 7 + 40}\tBC{i % 13}\t1" for i in range(20000)]
+    data = bytearray(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError) as err:
+        run(path, uni, block_size=2048)
+    assert type(err.value) is ValueError
+    msg = str(err.value)
+    assert msg.startswith(f"fragments file '{path}' ") and ("not valid gzip" in msg or "line " in msg)
+
+
+def test_not_gzip_content_under_a_gz_name(tmp_path):
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    # Gzip is told by the magic bytes, not the name: plain text named .gz reads as plain text.
+    plain = write_fragments(tmp_path / "plain.tsv.gz", FRAGS, gz=False)
+    assert run(plain, uni).stats["n_fragments"] == len(FRAGS)
+    # Binary content (here a zstd magic number and high bytes) named .gz is neither gzip nor text.
+    path = tmp_path / "fragments.tsv.gz"
+    path.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(range(128, 256)) * 8)
+    with pytest.raises(ValueError) as err:
+        run(path, uni)
+    assert type(err.value) is ValueError
+    assert str(err.value) == (
+        f"fragments file '{path}' is neither gzip (its name ends in .gz but it does not start with the gzip "
+        "magic bytes 1f 8b) nor UTF-8 text (line 1 holds bytes that are not UTF-8)"
+    )
 
 
 def test_missing_files(tmp_path):
@@ -424,3 +572,31 @@ def test_cli_tokenizes_fragments(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "line 13" in err and err.count("\n") == 1
     assert not (tmp_path / "u.parquet").exists()
+
+
+@pytest.mark.parametrize("damage", ["bad start", "truncated"])
+def test_cli_failure_mid_file_leaves_nothing(tmp_path, capsys, monkeypatch, damage):
+    # Small blocks, so that the error comes after blocks were tokenized and the output lock was taken.
+    open_batches = fr._open_batches
+    monkeypatch.setattr(
+        fr, "_open_batches", lambda path, n_skip, n_cols, _: open_batches(path, n_skip, n_cols, 2048)
+    )
+    lines = [f"chr1\t{i * 7}\t{i * 7 + 40}\tBC{i % 13}\t1" for i in range(20000)]
+    if damage == "bad start":
+        lines[15000] = "chr1\tfoo\t20\tBC1\t1"
+    data = gzip.compress(("\n".join(lines) + "\n").encode())
+    path = tmp_path / "fragments.tsv.gz"
+    path.write_bytes(data if damage == "bad start" else data[: len(data) * 3 // 4])
+    uni = write_bed(tmp_path / "u.bed", UNIVERSE)
+    out = tmp_path / "t.parquet"
+    argv = ["tokenize", str(path), "--universe", str(uni), "--output", str(out)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"fastembed tokenize: error: fragments file '{path}' ")
+    if damage == "bad start":
+        assert "line 15001: field 2 (start) must be a non-negative integer, got 'foo'" in err
+    else:
+        assert "is truncated: its gzip stream ends early" in err
+    assert sorted(tmp_path.iterdir()) == sorted([path, uni])  # no parquet, temp file or lock left behind
