@@ -8,7 +8,7 @@ fastembed layout::
     output_vectors.npy   float32 (vocab_size, embedding_dim), optional
     token_counts.npy     int64 (vocab_size,): cells containing each token in training, optional
     cell_projection.npy  float32 (k + 1, embedding_dim): centre and principal axes of the training cells
-                         (:mod:`fastembed.projection`), optional; also written beside a geniml checkpoint
+                         (:mod:`fastembed.projection`); present exactly when config.yaml has n_components
 
 geniml layout (what ``geniml``'s ``export`` writes and Hugging Face scEmbed models hold)::
 
@@ -17,14 +17,24 @@ geniml layout (what ``geniml``'s ``export`` writes and Hugging Face scEmbed mode
     universe.bed         the regions; legacy exports end with placeholder lines for the special tokens
                          (chrUNK/chrPAD/chrMASK/chrCLS/chrEOS/chrBOS/chrSEP with start = end = 0)
 
+geniml encodes such a folder with mean pooling, and so does fastembed: the geniml layout holds no cell
+projection (``write_model_folder`` leaves it out, with a warning, and writes ``pooling_method: mean``; a
+``cell_projection.npy`` that fastembed 0.7 wrote beside a checkpoint is not used), so both tools give the same
+cell vectors from one geniml folder.
+
 Model folders may come from strangers: ``.npy`` files are parsed header first and never unpickled, the
 checkpoint is read with :mod:`fastembed.checkpoint` (tensors only), config.yaml with ``yaml.safe_load`` and a
-type check of every key fastembed uses, and vectors holding NaN or infinity are refused.
+type check of every key fastembed uses, and vectors holding NaN or infinity are refused. Every model file read
+must be a regular file inside the folder: a symbolic link may point to another file of the folder (or, in a
+Hugging Face cache snapshot, to the cache's ``blobs``), never elsewhere.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +97,8 @@ class ModelFolder:
     token_counts : np.ndarray of int64, shape (vocab_size,), or None
     output_vectors : np.ndarray of float32, shape (vocab_size, embedding_dim), or None
     cell_projection : np.ndarray of float32, shape (k + 1, embedding_dim), or None
-        Row 0 the centre, rows 1..k orthonormal axes (see :mod:`fastembed.projection`).
+        Row 0 the centre, rows 1..k orthonormal axes (see :mod:`fastembed.projection`). Always None when read
+        from the geniml layout, and not written to it.
     """
 
     config: dict
@@ -109,7 +120,7 @@ _INT_KEYS = {
     "min_count": 1,
     "n_components": 1,
 }
-_STR_KEYS = ("format", "universe_sha256", "pooling_method")
+_STR_KEYS = ("format", "universe_sha256", "pooling_method", "fastembed_version")
 _MAX_INT = 2**31 - 1
 _MAX_CONFIG_BYTES = 1 << 20  # a model config is a few hundred bytes; a huge one is not a config
 
@@ -165,10 +176,89 @@ def _check_config(config: dict, path: Path) -> None:
         raise ValueError(
             f"model config '{path}' gives embedding_dim {dim} and embedding_size {legacy}; they must agree"
         )
+    written = config.get("fastembed_version")
+    if written is not None and _major_minor(written) is None:
+        raise bad("fastembed_version", f"a version string such as '{__version__}'")
+
+
+_VERSION = re.compile(r"\s*v?(\d{1,9})\.(\d{1,9})(?![\d])")
+
+
+def _major_minor(version: str) -> tuple[int, int] | None:
+    match = _VERSION.match(version)
+    return None if match is None else (int(match[1]), int(match[2]))
+
+
+def _warn_if_newer(config: dict, directory: Path) -> None:
+    """A folder written by a newer fastembed (major or minor version) may use what this one cannot read."""
+    written = config.get("fastembed_version")
+    ours = _major_minor(__version__)
+    if written is not None and ours is not None and _major_minor(written) > ours:
+        warnings.warn(
+            f"model folder '{directory}' was written by fastembed {written[:40]}, newer than the "
+            f"installed fastembed {__version__}; it may not load correctly or may encode differently: "
+            "upgrade fastembed to use it",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a plain file"
+
+
+def _allowed_roots(directory: Path) -> tuple[Path, ...]:
+    """Where the model files of ``directory`` may resolve to: the folder itself and, for a snapshot of the
+    Hugging Face cache (``models--owner--name/snapshots/<revision>``, whose files are links to ``../../blobs``),
+    that cache's blobs."""
+    root = directory.resolve()
+    roots = [root]
+    repo = root.parent.parent
+    if root.parent.name == "snapshots" and repo.name.startswith("models--") and (repo / "blobs").is_dir():
+        roots.append(repo / "blobs")
+    return tuple(roots)
+
+
+def _model_file(directory: Path, name: str, roots: tuple[Path, ...] | None = None) -> Path | None:
+    """``directory / name`` if it exists, None if not; anything that is not a regular file, or a symbolic link
+    resolving outside the model folder, is refused before a byte is read."""
+    path = directory / name
+    if not os.path.lexists(path):
+        return None
+    link = f" (a symbolic link to '{os.readlink(path)}')" if path.is_symlink() else ""
+    try:
+        info = os.stat(path)  # follows links
+    except OSError as err:
+        raise FileNotFoundError(
+            f"model file '{path}'{link} cannot be opened ({err.strerror or type(err).__name__})"
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(
+            f"model file '{path}'{link} is not a regular file: it is {_file_kind(info.st_mode)}; a model "
+            "folder holds plain files"
+        )
+    if link:
+        target = Path(os.path.realpath(path))
+        roots = _allowed_roots(directory) if roots is None else roots
+        if not any(target.is_relative_to(r) for r in roots):
+            raise ValueError(
+                f"model file '{path}'{link} resolves to '{target}', outside the model folder '{roots[0]}'; "
+                "refusing to follow it (copy the file into the folder instead)"
+            )
+    return path
 
 
 def _read_config(path: Path) -> dict:
-    if not path.is_file():
+    if _model_file(path.parent, path.name) is None:
         raise FileNotFoundError(f"model folder '{path.parent}' has no {CONFIG}")
     if path.stat().st_size > _MAX_CONFIG_BYTES:
         raise ValueError(
@@ -193,7 +283,7 @@ def _read_config(path: Path) -> dict:
 
 def _read_universe(path: Path) -> tuple[Universe, int]:
     """The universe without trailing special-token placeholder lines, and how many were stripped."""
-    if not path.is_file():
+    if _model_file(path.parent, path.name) is None:
         raise FileNotFoundError(f"model folder '{path.parent}' has no {UNIVERSE}")
     chroms, starts, ends = read_bed(path, what="universe")
     placeholder = np.array([str(c).lower() in _PLACEHOLDER_CHROMS for c in chroms], dtype=bool)
@@ -214,7 +304,7 @@ def _load_npy(path: Path, *, required: bool, dtype_kind: str, what: str) -> np.n
 
     ``dtype_kind`` is ``"f4"`` (float32, any byte order) or ``"i8"`` (int64); the result is native-endian.
     """
-    if not path.is_file():
+    if _model_file(path.parent, path.name) is None:
         if required:
             raise FileNotFoundError(f"model folder '{path.parent}' has no {path.name}")
         return None
@@ -265,6 +355,64 @@ def _check_finite(array: np.ndarray, path: Path) -> None:
         )
 
 
+def _read_projection(directory: Path, config: dict, fmt: str, dim: int) -> np.ndarray | None:
+    """The cell projection of a fastembed folder, checked against config.yaml; None for the geniml layout.
+
+    ``n_components`` (top level) is what the model was saved with: a projection is required when it is set and
+    has at most that many axes. ``training: n_components`` records the axes actually fitted (fewer than asked
+    when there were few cells): when it is an integer, the projection has exactly that many.
+    """
+    path = directory / CELL_PROJECTION
+    if fmt != "fastembed":
+        if os.path.lexists(path):
+            warnings.warn(
+                f"model folder '{directory}' is in the geniml layout, which geniml and fastembed both encode "
+                f"with mean pooling: its {CELL_PROJECTION} (written beside the checkpoint by fastembed 0.7) is "
+                "not used; delete it to silence this warning",
+                UserWarning,
+                stacklevel=3,
+            )
+        return None
+    n_components = config.get("n_components")  # an integer >= 1 or None (checked by _check_config)
+    fitted = (config.get("training") or {}).get("n_components")
+    if isinstance(fitted, bool) or not isinstance(fitted, int):
+        fitted = None  # the training record is provenance; only an integer there says how many axes
+    projection = _load_npy(path, required=False, dtype_kind="f4", what="cell projection")
+    if projection is None:
+        if n_components is not None:
+            raise FileNotFoundError(
+                f"model folder '{directory}' has no {CELL_PROJECTION}, but '{directory / CONFIG}' says "
+                f"n_components {n_components}: the model was saved with a cell projection (pooling='pca') "
+                "and would encode differently without it; restore the file, or remove n_components from "
+                "config.yaml to use the model with mean pooling"
+            )
+        return None
+    max_k = dim if n_components is None else min(n_components, dim)
+    recorded = f"embedding_dim {dim}" + ("" if n_components is None else f", n_components {n_components}")
+    if fitted is not None:
+        if not 1 <= fitted <= max_k:
+            raise ValueError(
+                f"model config '{directory / CONFIG}': training n_components {fitted} (the axes of the cell "
+                f"projection) must be from 1 to {max_k}, as it says {recorded}"
+            )
+        recorded += f" and {fitted} axes fitted at training (training: n_components)"
+        expected = f"({fitted + 1}, {dim}), a centre and {fitted} axes"
+        ok = projection.shape == (fitted + 1, dim)
+    else:
+        expected = f"(k + 1, {dim}) with 1 <= k <= {max_k}, a centre and k axes"
+        ok = projection.ndim == 2 and projection.shape[1] == dim and 2 <= projection.shape[0] <= max_k + 1
+    if not ok:
+        raise ValueError(
+            f"'{path}' has shape {projection.shape}; expected {expected}, as '{directory / CONFIG}' says "
+            f"{recorded}"
+        )
+    _check_finite(projection, path)
+    axes = projection[1:].astype(np.float64)
+    if not np.allclose(axes @ axes.T, np.eye(axes.shape[0]), atol=1e-3):
+        raise ValueError(f"'{path}': rows 1..k must be orthonormal axes")
+    return projection
+
+
 def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
     """Read a model folder in fastembed's or geniml's layout (detected from the files present).
 
@@ -282,7 +430,8 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
     Raises
     ------
     FileNotFoundError
-        The folder or one of its required files is missing (the file is named).
+        The folder or one of its required files is missing (the file is named); ``cell_projection.npy`` is
+        required in fastembed's layout when config.yaml has ``n_components``.
     ValueError
         A file is damaged or disagrees with the others; the message names the file (both files for a
         disagreement) and what was expected. Checked: config.yaml is a YAML mapping (read with
@@ -291,15 +440,25 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
         (vectors) or int64 (counts) arrays whose header matches the file size (never unpickled); the
         checkpoint is read by :func:`fastembed.checkpoint.read_torch_state_dict`; weight rows agree with
         ``vocab_size`` and with the regions of universe.bed, vector length with ``embedding_dim``; no vector
-        holds NaN or infinity; token counts are non-negative.
+        holds NaN or infinity; token counts are non-negative; the cell projection has ``embedding_dim``
+        columns, at most ``n_components`` axes and exactly the ``n_components`` of the training record if it
+        has one; ``fastembed_version`` is a version string; every file read is a regular file, and one that is
+        a symbolic link resolves inside the folder.
+
+    Warns
+    -----
+    UserWarning
+        The folder was written by a newer fastembed (major or minor version); a geniml-layout folder holds a
+        ``cell_projection.npy``, which is not used (that layout is encoded with mean pooling, as geniml does).
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"model folder '{directory}' does not exist")
     config = _read_config(directory / CONFIG)
+    _warn_if_newer(config, directory)
     universe, n_placeholders = _read_universe(directory / UNIVERSE)
     n = len(universe)
-    if (directory / REGION_VECTORS).is_file():
+    if _model_file(directory, REGION_VECTORS) is not None:
         fmt = "fastembed"
         region_vectors = _load_npy(
             directory / REGION_VECTORS, required=True, dtype_kind="f4", what="region vectors"
@@ -309,7 +468,7 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
         )
         counts = _load_npy(directory / TOKEN_COUNTS, required=False, dtype_kind="i8", what="token counts")
         weight_file = REGION_VECTORS
-    elif (directory / CHECKPOINT).is_file():
+    elif _model_file(directory, CHECKPOINT) is not None:
         fmt = "geniml"
         tensors = read_torch_state_dict(directory / CHECKPOINT)
         key = (
@@ -380,19 +539,7 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
         counts = np.asarray(counts, dtype=np.int64)
         if counts.size and counts.min() < 0:
             raise ValueError(f"'{directory / TOKEN_COUNTS}' holds negative counts; expected cells per token")
-    projection = _load_npy(
-        directory / CELL_PROJECTION, required=False, dtype_kind="f4", what="cell projection"
-    )
-    if projection is not None:
-        if projection.ndim != 2 or not 2 <= projection.shape[0] <= dim + 1 or projection.shape[1] != dim:
-            raise ValueError(
-                f"'{directory / CELL_PROJECTION}': expected float32 of shape (k + 1, {dim}) "
-                f"with 1 <= k <= {dim}, got shape {projection.shape}"
-            )
-        _check_finite(projection, directory / CELL_PROJECTION)
-        axes = projection[1:].astype(np.float64)
-        if not np.allclose(axes @ axes.T, np.eye(axes.shape[0]), atol=1e-3):
-            raise ValueError(f"'{directory / CELL_PROJECTION}': rows 1..k must be orthonormal axes")
+    projection = _read_projection(directory, config, fmt, dim)
     expected_sha = config.get("universe_sha256")
     if expected_sha and expected_sha != universe.checksum:
         raise ValueError(
@@ -423,7 +570,8 @@ def write_model_folder(
         What to write. ``region_vectors`` must have ``len(universe) + 7`` rows.
     format : {"fastembed", "geniml"}, optional
         The layout (default: ``folder.format``); see the module docstring. ``"geniml"`` writes only what
-        geniml reads (no counts or output region_vectors).
+        geniml reads (no counts, output vectors or cell projection: a warning says so when the folder has a
+        projection) and ``pooling_method: mean``, how geniml and fastembed both encode that layout.
     overwrite
         Replace an existing folder (the old one is removed only after the new one is complete), only if it is a
         model folder fastembed wrote: its own files and nothing else, ``config.yaml`` with ``fastembed_version``.
@@ -438,6 +586,15 @@ def write_model_folder(
     format = folder.format if format is None else format
     if format not in ("fastembed", "geniml"):
         raise ValueError(f"format must be 'fastembed' or 'geniml', got {format!r}")
+    if format == "geniml" and folder.cell_projection is not None:
+        warnings.warn(
+            f"model folder '{directory}': the geniml format holds no cell projection, so it is written without "
+            f"{CELL_PROJECTION} and with pooling_method: mean; geniml and fastembed will both encode it with "
+            "mean pooling, not this model's default pooling='pca'; save with format='fastembed' to keep the "
+            "projection",
+            UserWarning,
+            stacklevel=3,
+        )
     directory = Path(directory).expanduser().absolute()
     if not directory.parent.is_dir():
         raise FileNotFoundError(f"model folder '{directory}': folder '{directory.parent}' does not exist")
@@ -467,21 +624,30 @@ def write_model_folder(
                 np.save(
                     tmp / TOKEN_COUNTS, np.asarray(folder.token_counts, dtype=np.int64), allow_pickle=False
                 )
+            # n_components is present exactly when the projection is (what read_model_folder checks), and it
+            # bounds the projection's axes.
+            if folder.cell_projection is None:
+                config.pop("n_components", None)
+            else:
+                projection = np.asarray(folder.cell_projection, dtype=np.float32)
+                asked = config.get("n_components")
+                if isinstance(asked, bool) or not isinstance(asked, int) or asked < projection.shape[0] - 1:
+                    config["n_components"] = int(projection.shape[0] - 1)
+                np.save(tmp / CELL_PROJECTION, projection, allow_pickle=False)
         else:
             # geniml's loader builds nn.Embedding(vocab_size, embedding_dim) from these two keys and reads
-            # pooling_method if present; other keys are ignored by it and kept for provenance.
+            # pooling_method if present; other keys are ignored by it and kept for provenance. geniml pools
+            # by the mean, and fastembed reads this layout the same way: no projection, no n_components.
             config = {
                 "vocab_size": vocab,
                 "embedding_dim": int(region_vectors.shape[1]),
                 "pooling_method": "mean",
-                **{k: v for k, v in config.items() if k not in ("vocab_size", "embedding_dim", "format")},
+                **{
+                    k: v
+                    for k, v in config.items()
+                    if k not in ("vocab_size", "embedding_dim", "format", "pooling_method", "n_components")
+                },
             }
             write_torch_state_dict(tmp / CHECKPOINT, {WEIGHT_KEY: region_vectors})
-        if folder.cell_projection is not None:
-            np.save(
-                tmp / CELL_PROJECTION,
-                np.asarray(folder.cell_projection, dtype=np.float32),
-                allow_pickle=False,
-            )
         (tmp / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
     return directory

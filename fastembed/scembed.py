@@ -685,7 +685,9 @@ class ScEmbed:
             ``"fastembed"``: ``config.yaml``, ``universe.bed`` (row i = token i), ``region_vectors.npy``,
             ``output_vectors.npy`` and ``token_counts.npy``. ``"geniml"``: the layout geniml and the Hugging
             Face scEmbed models use (``checkpoint.pt`` with ``projection.weight``, ``config.yaml``,
-            ``universe.bed``), written without torch.
+            ``universe.bed``), written without torch. It has no place for the cell projection: a model with one
+            is written without it (with a warning) and ``pooling_method: mean``, so geniml and fastembed both
+            encode such a folder with mean pooling.
         overwrite
             Replace an existing folder, only if it is a model folder written by fastembed (its files and
             nothing else). ``directory`` may never be, or hold, the parquet file the model was trained on.
@@ -779,7 +781,9 @@ class ScEmbed:
         repo_id
             ``"owner/name"``; created if missing.
         format
-            Folder layout (see :meth:`save`); ``"geniml"`` (default) so geniml users can load it too.
+            Folder layout (see :meth:`save`); ``"geniml"`` (default) so geniml users can load it too. That layout
+            holds no cell projection: the pushed model encodes with mean pooling (a warning says so); pass
+            ``"fastembed"`` to push the projection as well.
         private, token, commit_message
             Passed to ``huggingface_hub``.
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import tracemalloc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,7 @@ import pytest
 import yaml
 
 import fastembed.modelfolder as mf
+from fastembed._version import __version__
 from fastembed.modelfolder import ModelFolder, read_model_folder, write_model_folder
 from fastembed.universe import Universe
 
@@ -368,3 +372,310 @@ def test_config_sample_must_be_a_fraction(tmp_path, value):
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(ValueError, match="sample"):
         read_model_folder(folder)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tampered folders: the cell projection against config.yaml, fastembed_version, links and special files,
+# the geniml layout's pooling
+# --------------------------------------------------------------------------------------------------
+def _with_projection(k=3, n_components=None, seed=0):
+    """_folder() with a cell projection of k axes, recorded as a model trained by fastembed records it."""
+    from fastembed.projection import fit_projection
+
+    folder = _folder(seed=seed)
+    folder.token_counts = np.random.default_rng(seed).integers(1, 9, folder.region_vectors.shape[0])
+    cells = np.random.default_rng(seed + 1).standard_normal((40, 5)).astype(np.float32)
+    folder.cell_projection = fit_projection(cells, k)
+    folder.config = {
+        "window_size": 5,
+        "n_components": k if n_components is None else n_components,
+        "training": {"epochs": 3, "n_components": k},
+    }
+    return folder
+
+
+def _set_config(d, **changes):
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    for key, value in changes.items():
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def test_projection_round_trip_and_folders_without_one(tmp_path):
+    src = _with_projection(k=3)
+    back = read_model_folder(write_model_folder(tmp_path / "m", src))
+    np.testing.assert_array_equal(back.cell_projection, src.cell_projection)
+    assert back.config["n_components"] == 3
+    # Never had a projection: no n_components written (even if the config passed in had one), loads.
+    src.cell_projection = None
+    write_model_folder(tmp_path / "none", src)
+    assert "n_components" not in yaml.safe_load((tmp_path / "none" / "config.yaml").read_text())
+    assert read_model_folder(tmp_path / "none").cell_projection is None
+    assert read_model_folder(DATA / "geniml_model").cell_projection is None
+
+
+def test_missing_projection_is_an_error(tmp_path):
+    d = write_model_folder(tmp_path / "m", _with_projection(k=3))
+    (d / "cell_projection.npy").unlink()
+    with pytest.raises(FileNotFoundError) as info:
+        read_model_folder(d)
+    msg = str(info.value)
+    assert f"model folder '{d}' has no cell_projection.npy" in msg and "says n_components 3" in msg, msg
+    # Removing n_components as well says: use the model with mean pooling.
+    _set_config(d, n_components=None)
+    assert read_model_folder(d).cell_projection is None
+
+
+def test_missing_projection_is_an_error_for_scembed(tmp_path):
+    from fastembed.scembed import ScEmbed
+
+    d = write_model_folder(tmp_path / "m", _with_projection(k=3))
+    assert ScEmbed.from_pretrained(d).default_pooling == "pca"
+    (d / "cell_projection.npy").unlink()
+    with pytest.raises(FileNotFoundError, match="has no cell_projection.npy"):
+        ScEmbed.from_pretrained(d)
+
+
+@pytest.mark.parametrize(
+    ("k", "n_components", "write", "pattern"),
+    [
+        # fewer axes than the training record says (the review's case: 4 axes where config says 16)
+        (
+            3,
+            None,
+            lambda p, x: np.save(p, x[:3]),
+            r"has shape \(3, 5\); expected \(4, 5\), a centre and 3 axes",
+        ),
+        # one column short of embedding_dim
+        (
+            3,
+            None,
+            lambda p, x: np.save(p, np.ascontiguousarray(x[:, :4])),
+            r"has shape \(4, 4\); expected \(4, 5\)",
+        ),
+        (3, None, lambda p, x: np.save(p, x[0]), r"has shape \(5,\); expected \(4, 5\)"),
+        # n_components 2 but 3 axes recorded and written: the config disagrees with itself
+        (
+            3,
+            2,
+            lambda p, x: None,
+            r"training n_components 3 \(the axes of the cell projection\) must be from 1 to 2",
+        ),
+    ],
+)
+def test_projection_shape_is_checked_against_config(tmp_path, k, n_components, write, pattern):
+    d = write_model_folder(tmp_path / "m", _with_projection(k=k))
+    if n_components is not None:
+        _set_config(d, n_components=n_components)
+    write(d / "cell_projection.npy", np.load(d / "cell_projection.npy"))
+    with pytest.raises(ValueError, match=pattern) as info:
+        read_model_folder(d)
+    assert str(d / "config.yaml") in str(info.value) and len(str(info.value)) < 500
+
+
+def test_projection_without_training_record_is_bounded_by_n_components(tmp_path):
+    d = write_model_folder(tmp_path / "m", _with_projection(k=3))
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    del cfg["training"]["n_components"]
+    cfg["n_components"] = 2
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match=r"has shape \(4, 5\); expected \(k \+ 1, 5\) with 1 <= k <= 2"):
+        read_model_folder(d)
+    cfg["n_components"] = 20  # asked for 20, got 3 (few cells): fine
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert read_model_folder(d).cell_projection.shape == (4, 5)
+
+
+@pytest.mark.parametrize("value", [7, 0.7, True, [0, 7], "abc", "", "seven.1"])
+def test_fastembed_version_must_be_a_version_string(tmp_path, value):
+    d = write_model_folder(tmp_path / "m", _folder())
+    _set_config(d, fastembed_version=value)
+    with pytest.raises(ValueError, match="fastembed_version must be") as info:
+        read_model_folder(d)
+    assert str(d / "config.yaml") in str(info.value)
+
+
+_OURS = [int(x) for x in __version__.split(".")[:2]]
+
+
+@pytest.mark.parametrize("newer", ["99.0.0", f"{_OURS[0]}.{_OURS[1] + 1}.0", f"{_OURS[0] + 1}.0.0"])
+def test_folder_from_a_newer_fastembed_warns(tmp_path, newer):
+    d = write_model_folder(tmp_path / "m", _folder())
+    _set_config(d, fastembed_version=newer)
+    with pytest.warns(
+        UserWarning, match=rf"written by fastembed {re.escape(newer)}, newer than the installed"
+    ):
+        folder = read_model_folder(d)
+    np.testing.assert_array_equal(folder.region_vectors, _folder().region_vectors)  # a warning, not an error
+
+
+@pytest.mark.parametrize(
+    "version",
+    [f"{_OURS[0]}.{_OURS[1]}.99", __version__, "0.1.0", "v0.0.1", f"{_OURS[0]}.{_OURS[1]}.0.dev3+gabc"],
+)
+def test_folder_from_this_or_an_older_fastembed_does_not_warn(tmp_path, version):
+    d = write_model_folder(tmp_path / "m", _folder())
+    _set_config(d, fastembed_version=version)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_model_folder(d)
+
+
+@pytest.mark.parametrize("name", ["universe.bed", "region_vectors.npy", "config.yaml", "cell_projection.npy"])
+@pytest.mark.parametrize("relative", [False, True])
+def test_symlink_outside_the_folder_is_refused(tmp_path, name, relative):
+    d = write_model_folder(tmp_path / "m", _with_projection())
+    outside = tmp_path / f"outside_{name}"
+    shutil.move(d / name, outside)
+    (d / name).symlink_to(Path("..") / outside.name if relative else outside)
+    with pytest.raises(ValueError) as info:
+        read_model_folder(d)
+    msg = str(info.value)
+    assert f"model file '{d / name}' (a symbolic link to '" in msg, msg
+    assert f"resolves to '{outside.resolve()}', outside the model folder '{d.resolve()}'" in msg, msg
+
+
+def test_symlink_to_etc_passwd_is_refused(tmp_path):
+    if not Path("/etc/passwd").is_file():
+        pytest.skip("no /etc/passwd")
+    d = write_model_folder(tmp_path / "m", _folder())
+    (d / "config.yaml").unlink()
+    (d / "config.yaml").symlink_to("/etc/passwd")
+    with pytest.raises(ValueError, match="outside the model folder"):
+        read_model_folder(d)
+
+
+def test_symlinks_inside_the_folder_are_followed(tmp_path):
+    src = _with_projection()
+    d = write_model_folder(tmp_path / "m", src)
+    (d / "data").mkdir()
+    for name in ("region_vectors.npy", "universe.bed"):
+        shutil.move(d / name, d / "data" / name)
+        (d / name).symlink_to(Path("data") / name)
+    np.testing.assert_array_equal(read_model_folder(d).region_vectors, src.region_vectors)
+    (tmp_path / "link").symlink_to(d, target_is_directory=True)  # the folder itself may be a link
+    np.testing.assert_array_equal(read_model_folder(tmp_path / "link").region_vectors, src.region_vectors)
+
+
+def test_hugging_face_cache_snapshot_links_to_its_blobs(tmp_path):
+    """snapshot_download gives models--owner--name/snapshots/<rev>/, whose files link to ../../blobs/<hash>."""
+    repo = tmp_path / "hub" / "models--databio--m"
+    snap = repo / "snapshots" / "0123abc"
+    snap.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for f in (DATA / "geniml_model").iterdir():
+        shutil.copy(f, repo / "blobs" / f"hash_{f.name}")
+        (snap / f.name).symlink_to(Path("..") / ".." / "blobs" / f"hash_{f.name}")
+    np.testing.assert_array_equal(read_model_folder(snap).region_vectors, EXPECTED)
+    # ...but not to anywhere else
+    shutil.copy(DATA / "geniml_model" / "universe.bed", tmp_path / "elsewhere.bed")
+    (snap / "universe.bed").unlink()
+    (snap / "universe.bed").symlink_to(tmp_path / "elsewhere.bed")
+    with pytest.raises(ValueError, match="outside the model folder"):
+        read_model_folder(snap)
+
+
+def _fifo(path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes here")
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _devzero(path):
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero")
+    path.unlink()
+    path.symlink_to("/dev/zero")
+
+
+def _directory(path):
+    path.unlink()
+    path.mkdir()
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [(_fifo, "a named pipe"), (_devzero, "a character device"), (_directory, "a directory")],
+)
+@pytest.mark.parametrize("name", ["region_vectors.npy", "universe.bed", "config.yaml", "token_counts.npy"])
+def test_model_file_that_is_not_a_regular_file(tmp_path, make, kind, name):
+    d = write_model_folder(tmp_path / "m", _folder())
+    make(d / name)
+    with pytest.raises(ValueError) as info:
+        read_model_folder(d)  # returns at once: nothing is opened, so a fifo cannot block
+    msg = str(info.value)
+    assert f"model file '{d / name}'" in msg and f"is not a regular file: it is {kind}" in msg, msg
+    assert "neither" not in msg
+
+
+def test_checkpoint_that_is_not_a_regular_file(tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(DATA / "geniml_model", d)
+    _directory(d / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"checkpoint.pt' is not a regular file: it is a directory"):
+        read_model_folder(d)
+
+
+def test_broken_symlink_is_named(tmp_path):
+    d = write_model_folder(tmp_path / "m", _folder())
+    (d / "region_vectors.npy").unlink()
+    (d / "region_vectors.npy").symlink_to("gone.npy")
+    with pytest.raises(FileNotFoundError, match=r"region_vectors.npy' \(a symbolic link to 'gone.npy'\)"):
+        read_model_folder(d)
+
+
+def test_geniml_format_leaves_out_the_projection_and_says_mean(tmp_path):
+    src = _with_projection(k=3)
+    with pytest.warns(UserWarning, match="the geniml format holds no cell projection"):
+        d = write_model_folder(tmp_path / "g", src, format="geniml")
+    assert sorted(p.name for p in d.iterdir()) == ["checkpoint.pt", "config.yaml", "universe.bed"]
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    assert cfg["pooling_method"] == "mean" and "n_components" not in cfg
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = read_model_folder(d)
+        src.cell_projection = None  # nothing to leave out: no warning
+        write_model_folder(tmp_path / "plain", src, format="geniml")
+    assert back.format == "geniml" and back.cell_projection is None
+
+
+def test_geniml_folder_with_a_projection_beside_it_is_read_with_mean_pooling(tmp_path):
+    """What fastembed 0.7 wrote: checkpoint.pt, pooling_method: mean, and a cell_projection.npy beside them."""
+    from fastembed.projection import fit_projection
+
+    d = tmp_path / "g"
+    shutil.copytree(DATA / "geniml_model", d)
+    _set_config(d, pooling_method="mean", n_components=2, training={"n_components": 2})
+    np.save(d / "cell_projection.npy", fit_projection(np.random.default_rng(0).normal(size=(9, 4)), 2))
+    with pytest.warns(UserWarning, match=r"geniml layout, .*cell_projection.npy .* is not used"):
+        folder = read_model_folder(d)
+    assert folder.cell_projection is None
+
+
+def test_geniml_format_encodes_like_geniml(tmp_path):
+    """A geniml-format folder gives the mean-pooled vectors, as geniml computes from it."""
+    from fastembed.scembed import ScEmbed
+    from fastembed.tokens import TokenizedCells
+
+    src = _with_projection(k=3)
+    model = ScEmbed.from_pretrained(write_model_folder(tmp_path / "m", src))
+    rng = np.random.default_rng(5)
+    cells = [np.sort(rng.choice(12, rng.integers(2, 8), replace=False)) for _ in range(20)]
+    tokens = TokenizedCells(
+        indptr=np.concatenate([[0], np.cumsum([c.size for c in cells])]).astype(np.int64),
+        indices=np.concatenate(cells).astype(np.int32),
+        barcodes=np.array([f"c{i}" for i in range(20)], dtype=object),
+        universe=model.universe,
+    )
+    assert model.default_pooling == "pca"
+    with pytest.warns(UserWarning, match="geniml format holds no cell projection"):
+        model.save(tmp_path / "g", format="geniml")
+    geniml = ScEmbed.from_pretrained(tmp_path / "g")
+    assert geniml.default_pooling == "mean"
+    mean = model.encode(tokens, pooling="mean", progress=False)
+    np.testing.assert_array_equal(geniml.encode(tokens, progress=False), mean)
+    assert not np.allclose(model.encode(tokens, progress=False), mean)
