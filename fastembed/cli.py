@@ -45,6 +45,24 @@ def _read_input(path: str, args):
     raise ValueError(f"input '{p}': expected an .h5ad file, a 10x folder or a .mtx[.gz] file")
 
 
+def _check_flags_apply(args, fragments: bool) -> None:
+    """Refuse input flags that the input at hand would ignore: a user who passes them expects an effect
+    (``--barcodes`` read as a whitelist of an .h5ad's cells, ``--min-fragments`` as a filter of a matrix)."""
+    name = args.input
+    if fragments:
+        if getattr(args, "peaks", None):
+            raise ValueError(f"--peaks applies to a .mtx input; '{name}' is a fragments file")
+        return
+    if getattr(args, "mode", "fragment") != "fragment" or getattr(args, "min_fragments", 1) != 1:
+        raise ValueError(f"--mode and --min-fragments apply to fragments files; '{name}' is not one")
+    mtx = Path(name).name.endswith((".mtx", ".mtx.gz"))
+    if not mtx and (getattr(args, "barcodes", None) or getattr(args, "peaks", None)):
+        raise ValueError(
+            f"--barcodes and --peaks apply to a .mtx input (and --barcodes to a fragments file, as a whitelist); "
+            f"'{name}' holds its own cell names and peaks"
+        )
+
+
 # Inputs read lazily, in blocks of cells, rather than whole.
 LAZY_SUFFIXES = (".h5ad", ".zarr")
 
@@ -114,9 +132,11 @@ def cmd_tokenize(args) -> None:
         raise ValueError(
             f"output '{args.output}': tokens are written as parquet; expected a path ending in .parquet"
         )
-    if args.fragments or (
+    fragments = args.fragments or (
         Path(args.input).name.endswith(FRAGMENT_SUFFIXES) and not Path(args.input).is_dir()
-    ):
+    )
+    _check_flags_apply(args, fragments)
+    if fragments:
         return _tokenize_fragments(args)
     from .distributed import open_client
 
@@ -214,6 +234,7 @@ def cmd_encode(args) -> None:
     if out.suffix not in (".zarr", ".h5ad"):
         raise ValueError(f"output '{out}': expected a path ending in .zarr or .h5ad")
     kind = "zarr" if out.suffix == ".zarr" else "h5ad"
+    _check_flags_apply(args, fragments=False)
     inputs = _inputs(args, "input", "barcodes", "peaks") + ([args.model] if Path(args.model).exists() else [])
     out = check_output_path(out, what=f"{kind} output", overwrite=args.overwrite, inputs=inputs, kind=kind)
     model = ScEmbed.from_pretrained(args.model)

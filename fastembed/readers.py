@@ -593,6 +593,14 @@ def peak_coordinates(adata, *, name: str = "the AnnData") -> tuple[np.ndarray, n
     var = adata.var
     cc, sc_, ec = (_find_column(var, a) for a in (_CHR_ALIASES, _START_ALIASES, _END_ALIASES))
     if cc is not None and sc_ is not None and ec is not None:
+        blank = var[cc].isna().to_numpy() | (var[cc].astype(str).str.strip() == "").to_numpy()
+        if blank.any():
+            # astype(str) would turn a missing name into a chromosome called 'nan'.
+            i = int(np.flatnonzero(blank)[0])
+            raise ValueError(
+                f"{name}: var['{cc}'] has no chromosome name for {int(blank.sum())} peaks (first: peak {i}, "
+                f"{str(adata.var_names[i])[:60]!r})"
+            )
         chroms = var[cc].astype(str).to_numpy(dtype=object)
         starts, ends = (_coordinate_column(var, col, name) for col in (sc_, ec))
     else:

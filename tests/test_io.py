@@ -156,6 +156,18 @@ def test_var_non_integer_start():
         peak_coordinates(a)
 
 
+@pytest.mark.parametrize("missing", [np.nan, None, "", "  "])
+def test_var_missing_chromosome_names_the_peak(missing):
+    var = pd.DataFrame(
+        {"chr": ["chr1", missing, "chr2"], "start": [1, 5, 9], "end": [5, 9, 12]}, index=list("abc")
+    )
+    a = ad.AnnData(X=sp.csr_matrix(np.ones((1, 3))), var=var)
+    with pytest.raises(
+        ValueError, match=r"var\['chr'\] has no chromosome name for 1 peaks \(first: peak 1, 'b'\)"
+    ):
+        peak_coordinates(a)
+
+
 # ------------------------------------------------------------------------------------------------
 # BED files
 # ------------------------------------------------------------------------------------------------
