@@ -265,6 +265,21 @@ def _chrom_codes(peak_chroms: np.ndarray, uni: Universe, name: str, chrom_style:
     return codes
 
 
+def _warn_duplicate_names(barcodes: np.ndarray, name: str) -> None:
+    """Warn when cell names repeat: every cell keeps its row, but joins by name downstream (``emb[adata.obs_names]``,
+    annotation tables, ``adata.obs.loc``) cannot tell the copies apart."""
+    names = pd.Index(barcodes)
+    if names.is_unique:
+        return
+    dup = names[names.duplicated()].unique()
+    warnings.warn(
+        f"{int(names.duplicated().sum())} cell names of {name} repeat an earlier one (first: {str(dup[0])[:60]!r}); "
+        "each cell keeps its row, but joining results back by name will be ambiguous: make them unique first "
+        "(adata.obs_names_make_unique())",
+        stacklevel=4,
+    )
+
+
 class _PeakMapper:
     """The peaks of one AnnData mapped once to a universe; turns row blocks of its matrix into tokens.
 
@@ -500,6 +515,7 @@ def _tokenize_cells(
             stacklevel=3,
         )
     barcodes = np.asarray(adata.obs_names, dtype=object)
+    _warn_duplicate_names(barcodes, name)
     if out_path is None:
         return TokenizedCells(indptr, indices, barcodes, uni, stats)
     return write_tokens_parquet(

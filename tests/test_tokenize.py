@@ -101,6 +101,26 @@ def test_identity_universe_gives_column_indices(demo_slice, tmp_path):
         np.testing.assert_array_equal(tok[i], np.sort(X.getrow(i).indices))
 
 
+def test_repeated_cell_names_warn_and_keep_their_rows(demo_slice):
+    from fastembed.datasets import demo_peaks_path
+
+    a = demo_slice[:20].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # unique names: no warning
+        fe.tokenize_cells(a, demo_peaks_path())
+    names = list(a.obs_names)
+    names[5] = names[2]
+    names[9] = names[2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a.obs_names = names
+    with pytest.warns(
+        UserWarning, match=rf"2 cell names of the AnnData repeat an earlier one \(first: '{names[2]}'\)"
+    ):
+        tok = fe.tokenize_cells(a, demo_peaks_path())
+    assert len(tok.barcodes) == 20 and list(tok.barcodes) == names
+
+
 def test_min_overlap_real(granja_slice, buenrostro_universe):
     tok, _ = _tokenize_against_bruteforce(granja_slice, buenrostro_universe, min_overlap=250)
     assert tok.n_tokens < fe.tokenize_cells(granja_slice, buenrostro_universe).n_tokens
