@@ -74,7 +74,12 @@ class TokenizedCells:
         return int(self.indptr.size - 1)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        """Token ids of cell ``i``: np.ndarray of int32."""
+        """Token ids of cell ``i`` (an integer position): np.ndarray of int32."""
+        if isinstance(i, bool) or not isinstance(i, int | np.integer):
+            raise TypeError(
+                f"cells are indexed by one integer position, got {type(i).__name__}; for several cells use "
+                "the CSR arrays (indptr, indices)"
+            )
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"cell {i} out of range for {n} cells")

@@ -69,3 +69,18 @@ def test_a_region_count_that_disagrees_with_the_universe_is_refused(tmp_path):
         ValueError, match=r"t\.parquet': metadata field 'fastembed\.universe\.n_regions' is '6' .* 5 regions"
     ):
         read_tokens_parquet(path)
+
+
+def test_cells_are_indexed_by_one_integer():
+    tok = _tokens()
+    np.testing.assert_array_equal(tok[np.int64(2)], [1, 2, 4])
+    np.testing.assert_array_equal(tok[-1], tok[2])
+    assert tok[1].size == 0
+    ds = Region2VecDataset(tok)
+    for bad in (slice(1, 3), 1.0, True, [0, 1]):
+        with pytest.raises(TypeError, match="one integer position"):
+            tok[bad]
+        with pytest.raises(TypeError, match="one integer position"):
+            ds[bad]
+    with pytest.raises(IndexError, match="cell 3 out of range for 3 cells"):
+        tok[3]
