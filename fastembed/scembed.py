@@ -507,11 +507,24 @@ class ScEmbed:
 
             if len(obs) != n_cells:
                 raise ValueError(f"obs has {len(obs)} rows for {n_cells} cells")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # anndata's notices about zarr format versions
-                for col in obs.columns:
-                    write_elem(group["obs"], str(col), obs[col].values)
-            group["obs"].attrs["column-order"] = [str(c) for c in obs.columns]
+            written, skipped = [], []
+            for col in obs.columns:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # anndata's notices about zarr format versions
+                        write_elem(group["obs"], str(col), obs[col].values)
+                    written.append(str(col))
+                except Exception as err:  # noqa: BLE001 - a column anndata cannot store must not cost the run
+                    if str(col) in group["obs"]:
+                        del group["obs"][str(col)]
+                    skipped.append(f"{str(col)[:40]!r} ({type(err).__name__})")
+            group["obs"].attrs["column-order"] = written
+            if skipped:
+                warnings.warn(
+                    f"obs columns {', '.join(skipped)} cannot be stored in zarr by anndata and were left out of "
+                    f"'{path.name}'; the embeddings and the other columns are written",
+                    stacklevel=4,
+                )
         emb = group["obsm"].create_array(
             embedding_key,
             shape=(n_cells, self.embedding_dim),

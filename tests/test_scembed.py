@@ -6,6 +6,7 @@ import warnings
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 
 import fastembed as fe
@@ -281,3 +282,32 @@ def test_interrupted_training_keeps_a_partial_model(tokens, monkeypatch):
         m.train(tokens, epochs=4, progress=False)
     assert m.training_info["partial"] and m.training_info["epochs_completed"] == 1
     assert m.encode(tokens).shape == (1000, 8)  # usable, and can be saved
+
+
+def test_zarr_store_keeps_obs_columns_and_leaves_out_unstorable_ones(
+    model, demo_small, tmp_path, monkeypatch
+):
+    import warnings
+
+    import anndata.io
+
+    a = demo_small[:30].copy()
+    a.obs["depth"] = np.arange(30)
+    a.obs["mixed"] = pd.Series([object()] * 30, index=a.obs_names, dtype=object)
+    real = anndata.io.write_elem
+
+    def failing(group, key, value, *args, **kwargs):  # a column anndata cannot store, half written
+        real(group, key, value, *args, **kwargs)
+        if key == "mixed":
+            raise TypeError("cannot store this column")
+
+    monkeypatch.setattr(anndata.io, "write_elem", failing)
+    with pytest.warns(UserWarning, match=r"obs columns 'mixed' \(TypeError\) cannot be stored"):
+        model.encode(a, out=tmp_path / "e.zarr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store = ad.read_zarr(tmp_path / "e.zarr")
+    assert list(store.obs.columns) == [c for c in a.obs.columns if c != "mixed"]
+    np.testing.assert_array_equal(store.obs["depth"], np.arange(30))
+    assert list(store.obs["cell_type"].astype(str)) == list(a.obs["cell_type"].astype(str))
+    assert list(store.obs_names) == list(a.obs_names)
