@@ -183,13 +183,16 @@ def write_tokens_parquet(
             raise ValueError(f"parquet output '{path}': column '{k}': {v.size} values for {n_cells} cells")
     schema = pa.schema(
         [pa.field("tokens", pa.list_(pa.int32())), pa.field("barcode", pa.string())]
-        + [pa.field(k, pa.int64()) for k in extra],
-        metadata={**_universe_metadata(universe), **(extra_metadata or {})},
+        + [pa.field(k, pa.int64()) for k in extra]
     )
+    metadata = {**_universe_metadata(universe), **(extra_metadata or {})}
     bounds = _row_group_bounds(indptr, settings.ROW_GROUP_CELLS, settings.ROW_GROUP_TOKENS)
     with (
         atomic_file(path, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet") as tmp,
-        pq.ParquetWriter(tmp, schema, compression="zstd") as writer,
+        # The metadata goes into the file's key-value metadata once: on the schema, pyarrow would also store
+        # a second copy inside ARROW:schema (~1.8 MB for a 126k-region universe). The columns are plain
+        # list<int32>, string and int64, which read back the same without that serialized schema.
+        pq.ParquetWriter(tmp, schema, compression="zstd", store_schema=False) as writer,
     ):
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             base = indptr[lo]
@@ -199,6 +202,7 @@ def write_tokens_parquet(
             columns = {"tokens": tokens, "barcode": pa.array(barcodes[lo:hi].astype(str))}
             columns.update({k: pa.array(v[lo:hi]) for k, v in extra.items()})
             writer.write_table(pa.table(columns, schema=schema))
+        writer.add_key_value_metadata(metadata)
     return path
 
 

@@ -84,3 +84,15 @@ def test_cells_are_indexed_by_one_integer():
             ds[bad]
     with pytest.raises(IndexError, match="cell 3 out of range for 3 cells"):
         tok[3]
+
+
+def test_the_universe_is_stored_once(tmp_path):
+    """The universe goes into the file's key-value metadata only, not a second time inside the serialized
+    Arrow schema (which doubled a token file's size for a large universe), and reads back whole."""
+    path = _tokens().to_parquet(tmp_path / "t.parquet")
+    meta = pq.ParquetFile(path).metadata.metadata
+    assert b"ARROW:schema" not in meta and META_N_REGIONS in meta
+    back = read_tokens_parquet(path)
+    assert back.universe.same_as(UNIVERSE) and list(back.barcodes) == ["a", "b", "c"]
+    np.testing.assert_array_equal(back.indptr, _tokens().indptr)
+    assert pq.read_table(path).schema.field("tokens").type == pa.list_(pa.int32())
