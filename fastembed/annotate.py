@@ -93,54 +93,46 @@ def _embedding(adata, key: str, which: str) -> np.ndarray:
     return emb
 
 
-def read_embedded(path: str | os.PathLike, which: str, embedding_key: str | None = None):
-    """An AnnData with embeddings from an ``.h5ad`` file or the AnnData ``.zarr`` store that encode writes.
+def read_embedded(path: str | os.PathLike, which: str, embedding_key: str):
+    """The cell annotations and one embedding of an ``.h5ad`` file or of the AnnData ``.zarr`` store that encode
+    writes, without its ``X`` or other elements: a reference of a million cells needs its labels and embeddings,
+    not its counts.
 
     Parameters
     ----------
     path : str or os.PathLike
     which : str
         What the file is, for messages (``"reference"``).
-    embedding_key : str, optional
-        Read only ``obs`` and ``obsm[embedding_key]`` (when the store has it), not ``X`` or the other elements:
-        a reference of a million cells needs its labels and embeddings, not its counts.
+    embedding_key : str
+        The ``obsm`` entry to read.
 
     Returns
     -------
     anndata.AnnData
+        ``obs`` as stored and ``obsm[embedding_key]`` (n_obs x dim, as stored; sparse stays sparse), no ``X``.
     """
     from pathlib import Path
 
     import anndata as ad
 
-    from .readers import open_element, read_h5ad, read_obs
+    from .readers import open_element, read_obs
 
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{which} '{p}' does not exist")
-    zarr_store = p.suffix == ".zarr" or p.is_dir()
-    if embedding_key is not None:
-        obs = read_obs(p)
+    obs = read_obs(p)
+    try:
+        emb = open_element(p, f"obsm/{embedding_key}")
+    except ValueError:
         try:
-            emb = open_element(p, f"obsm/{embedding_key}")
-        except ValueError:
-            try:
-                have = ", ".join(map(repr, open_element(p, "obsm").keys())) or "none"
-            except (ValueError, AttributeError):
-                have = "none"
-            raise KeyError(
-                f"{which} '{p}' has no obsm['{embedding_key}'] (obsm keys: {have}); encode it first or pass "
-                "embedding_key="
-            ) from None
-        return ad.AnnData(obs=obs, obsm={embedding_key: emb[:]})
-    if zarr_store:
-        try:
-            return ad.read_zarr(p)
-        except Exception as err:
-            raise ValueError(
-                f"{which} '{p}' is not an AnnData zarr store ({type(err).__name__}: {err})"
-            ) from None
-    return read_h5ad(p)
+            have = ", ".join(map(repr, open_element(p, "obsm").keys())) or "none"
+        except (ValueError, AttributeError):
+            have = "none"
+        raise KeyError(
+            f"{which} '{p}' has no obsm['{embedding_key}'] (obsm keys: {have}); encode it first or pass "
+            "embedding_key="
+        ) from None
+    return ad.AnnData(obs=obs, obsm={embedding_key: emb[:]})
 
 
 def _unit_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -164,6 +164,9 @@ def test_encode_parquet_input(trained):
     assert ad.read_h5ad(d / "p.h5ad").obsm["scembed_X"].shape == (800, 16)
 
 
+TOKENIZE_CELLS = ["tokenize", "{d}/cells.h5ad", "--universe", "{u}", "--output", "{d}/t.parquet"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -191,29 +194,11 @@ def test_encode_parquet_input(trained):
         ),
         (["tokenize", "{d}/cells.h5ad", "--universe", "{u}", "--output", "{d}/t.csv"], "ending in .parquet"),
         (
-            [
-                "tokenize",
-                "{d}/cells.h5ad",
-                "--universe",
-                "{u}",
-                "--output",
-                "{d}/t.parquet",
-                "--barcodes",
-                "{u}",
-            ],
+            [*TOKENIZE_CELLS, "--barcodes", "{u}"],
             "--barcodes and --peaks apply to a .mtx input",
         ),
         (
-            [
-                "tokenize",
-                "{d}/cells.h5ad",
-                "--universe",
-                "{u}",
-                "--output",
-                "{d}/t.parquet",
-                "--min-fragments",
-                "5",
-            ],
+            [*TOKENIZE_CELLS, "--min-fragments", "5"],
             "--mode and --min-fragments apply to fragments files",
         ),
         (
