@@ -17,10 +17,12 @@ geniml layout (what ``geniml``'s ``export`` writes and Hugging Face scEmbed mode
     universe.bed         the regions; legacy exports end with placeholder lines for the special tokens
                          (chrUNK/chrPAD/chrMASK/chrCLS/chrEOS/chrBOS/chrSEP with start = end = 0)
 
-geniml encodes such a folder with mean pooling, and so does fastembed: the geniml layout holds no cell
-projection (``write_model_folder`` leaves it out, with a warning, and writes ``pooling_method: mean``; a
-``cell_projection.npy`` that fastembed 0.7 wrote beside a checkpoint is not used), so both tools give the same
-cell vectors from one geniml folder.
+geniml encodes such a folder with the config's ``pooling_method`` (``"mean"`` when absent; geniml also knows
+``"max"``). fastembed pools by the mean only, so it reads a folder whose ``pooling_method`` is absent or
+``"mean"`` and refuses any other value with an error, rather than give vectors that differ from geniml's. The
+geniml layout holds no cell projection (``write_model_folder`` leaves it out, with a warning, and writes
+``pooling_method: mean``; a ``cell_projection.npy`` that fastembed 0.7 wrote beside a checkpoint is not used),
+so both tools give the same cell vectors from one geniml folder.
 
 Model folders may come from strangers: ``.npy`` files are parsed header first and never unpickled, the
 checkpoint is read with :mod:`fastembed.checkpoint` (tensors only), config.yaml with ``yaml.safe_load`` and a
@@ -120,7 +122,9 @@ _INT_KEYS = {
     "min_count": 1,
     "n_components": 1,
 }
-_STR_KEYS = ("format", "universe_sha256", "pooling_method", "fastembed_version")
+_STR_KEYS = ("format", "universe_sha256", "fastembed_version")
+_POOLING_METHODS = ("mean",)  # the pooling_method values fastembed honours: it pools by the plain mean
+_GENIML_POOLING_METHODS = ("mean", "max")  # what geniml's ScEmbed.encode accepts
 _MAX_INT = 2**31 - 1
 _MAX_CONFIG_BYTES = 1 << 20  # a model config is a few hundred bytes; a huge one is not a config
 
@@ -160,6 +164,7 @@ def _check_config(config: dict, path: Path) -> None:
     for key in _STR_KEYS:
         if config.get(key) is not None and not isinstance(config[key], str):
             raise bad(key, "a string")
+    _check_pooling_method(config.get("pooling_method"), path)
     training = config.get("training")
     # The training record travels on (into zarr attributes as JSON, into saved configs): flat scalars only, so
     # a YAML alias bomb or a date cannot surface later as a blow-up or a serialisation error.
@@ -179,6 +184,30 @@ def _check_config(config: dict, path: Path) -> None:
     written = config.get("fastembed_version")
     if written is not None and _major_minor(written) is None:
         raise bad("fastembed_version", f"a version string such as '{__version__}'")
+
+
+def _check_pooling_method(value, path: Path) -> None:
+    """A ``pooling_method`` fastembed can honour: absent (None) or ``"mean"``; raises ValueError naming
+    ``path``, the value and what is supported otherwise.
+
+    geniml pools a cell's region vectors by this key; fastembed pools by the mean alone, so any other value would
+    make fastembed's cell vectors silently differ from geniml's for the same folder.
+    """
+    if value is None or value in _POOLING_METHODS:
+        return
+    supported = " or ".join(repr(p) for p in _POOLING_METHODS)
+    if isinstance(value, str) and value in _GENIML_POOLING_METHODS:
+        why = (
+            f"geniml's {value!r} pooling is not implemented in fastembed, and mean pooling would give other "
+            "vectors than geniml does; encode this model with geniml, or set pooling_method: mean to use mean "
+            "pooling knowingly"
+        )
+    else:
+        why = f"geniml knows {' and '.join(repr(p) for p in _GENIML_POOLING_METHODS)}"
+    raise ValueError(
+        f"model config '{path}': pooling_method is {_short(value)} ({type(value).__name__}); fastembed supports "
+        f"pooling_method {supported} (or no pooling_method): {why}"
+    )
 
 
 _VERSION = re.compile(r"\s*v?(\d{1,9})\.(\d{1,9})(?![\d])")
@@ -435,8 +464,9 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
     ValueError
         A file is damaged or disagrees with the others; the message names the file (both files for a
         disagreement) and what was expected. Checked: config.yaml is a YAML mapping (read with
-        ``yaml.safe_load``) whose known keys have the right type and range, and whose ``format``, if any,
-        names the layout of the files present; ``.npy`` files are plain float32
+        ``yaml.safe_load``) whose known keys have the right type and range, whose ``pooling_method``, if
+        any, is one fastembed honours (``"mean"``; geniml's ``"max"`` and anything else are refused), and whose
+        ``format``, if any, names the layout of the files present; ``.npy`` files are plain float32
         (vectors) or int64 (counts) arrays whose header matches the file size (never unpickled); the
         checkpoint is read by :func:`fastembed.checkpoint.read_torch_state_dict`; weight rows agree with
         ``vocab_size`` and with the regions of universe.bed, vector length with ``embedding_dim``; no vector

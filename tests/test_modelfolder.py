@@ -679,3 +679,51 @@ def test_geniml_format_encodes_like_geniml(tmp_path):
     mean = model.encode(tokens, pooling="mean", progress=False)
     np.testing.assert_array_equal(geniml.encode(tokens, progress=False), mean)
     assert not np.allclose(model.encode(tokens, progress=False), mean)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("pooling_method: max\n", "'max' (str)"),  # geniml's other pooling: known, but not fastembed's
+        ("pooling_method: Mean\n", "'Mean' (str)"),  # geniml compares exactly, so does fastembed
+        ("pooling_method: sum\n", "'sum' (str)"),
+        ("pooling_method: ''\n", "'' (str)"),
+        ("pooling_method: 3\n", "3 (int)"),
+        ("pooling_method: true\n", "True (bool)"),
+        ("pooling_method: [mean]\n", "['mean'] (list)"),
+    ],
+)
+@pytest.mark.parametrize("layout", ["geniml", "fastembed"])
+def test_pooling_method_fastembed_cannot_honour_is_refused(tmp_path, text, shown, layout):
+    """A geniml folder pooled otherwise than by the mean would encode differently in geniml: refused, not
+    silently mean-pooled."""
+    from fastembed.scembed import ScEmbed
+
+    d = tmp_path / "m"
+    if layout == "geniml":
+        shutil.copytree(DATA / "geniml_model", d)
+    else:
+        write_model_folder(d, _folder())
+    config = d / "config.yaml"
+    config.write_text(config.read_text() + text)
+    for load in (read_model_folder, ScEmbed.from_pretrained):
+        with pytest.raises(ValueError) as info:
+            load(d)
+        msg = str(info.value)
+        assert f"model config '{config}': pooling_method is {shown}" in msg, msg
+        assert "fastembed supports pooling_method 'mean'" in msg and len(msg) < 500 and "\n" not in msg, msg
+    if "max" in text:
+        assert "'max' pooling is not implemented in fastembed" in msg, msg
+    else:
+        assert "geniml knows 'mean' and 'max'" in msg, msg
+
+
+@pytest.mark.parametrize("text", ["pooling_method: mean\n", "pooling_method: null\n", ""])
+def test_pooling_method_mean_or_absent_loads_with_mean_pooling(tmp_path, text):
+    from fastembed.scembed import ScEmbed
+
+    d = tmp_path / "m"
+    shutil.copytree(DATA / "geniml_model", d)
+    (d / "config.yaml").write_text((d / "config.yaml").read_text() + text)
+    np.testing.assert_array_equal(read_model_folder(d).region_vectors, EXPECTED)
+    assert ScEmbed.from_pretrained(d).default_pooling == "mean"
