@@ -12,6 +12,7 @@ import base64
 import gzip
 import json
 import os
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,7 +236,7 @@ def read_tokens_parquet(path: str | os.PathLike, *, universe=None):
         Parquet file with a ``tokens`` list column (``list<int32>``; any integer list type is accepted) and
         optionally a ``barcode`` string column. Or a folder: its ``*.parquet`` files (names starting with
         ``.`` or ``_`` skipped, subfolders ignored) are read in sorted name order and concatenated; they must
-        all hold the same universe.
+        all hold the same universe. A cell name found in more than one part is warned about (see Warns).
     universe : Universe or path, optional
         The universe, for files that do not carry one in their metadata (e.g. written by gtars). For a file
         that carries one, it must be the same universe (same checksum), else a ValueError names both.
@@ -243,7 +244,8 @@ def read_tokens_parquet(path: str | os.PathLike, *, universe=None):
     Returns
     -------
     TokenizedCells
-        Barcodes default to ``"0".."n-1"`` when the file has no ``barcode`` column.
+        Barcodes default to ``"0".."n-1"`` when the file has no ``barcode`` column; in a folder, a part without
+        one gets its cells' row numbers in the whole dataset, so parts do not repeat each other's names.
 
     Raises
     ------
@@ -253,6 +255,13 @@ def read_tokens_parquet(path: str | os.PathLike, *, universe=None):
         Not a parquet file; a missing or wrongly typed column; a null list, token or barcode; a token id
         outside the universe; a ``universe`` that differs from the stored one; parts of a folder with
         different universes. Every message names the file (and the column).
+
+    Warns
+    -----
+    UserWarning
+        In a folder, cell names that appear in more than one part (the message names the folder, the count,
+        the first such name and two parts holding it), as :func:`fastembed.tokenize.tokenize_cells` warns on
+        repeated names: every cell keeps its row, but joining results back by name would be ambiguous.
     """
     path = Path(path)
     given = None if universe is None else _resolve_universe(universe)
@@ -276,7 +285,7 @@ def _read_parquet_parts(folder: Path, given: Universe | None) -> TokenizedCells:
         )
     tokens = [_read_parquet_file(parts[0], given)]
     for part in parts[1:]:
-        tok = _read_parquet_file(part, given)
+        tok = _read_parquet_file(part, given, first_cell=sum(len(t) for t in tokens))
         if tok.universe.checksum != tokens[0].universe.checksum:
             raise ValueError(
                 f"token folder '{folder}': part '{part.name}' was tokenized with another universe "
@@ -290,16 +299,47 @@ def _read_parquet_parts(folder: Path, given: Universe | None) -> TokenizedCells:
         [np.zeros(1, dtype=np.int64)] + [t.indptr[1:] + o for t, o in zip(tokens, offsets, strict=True)]
     )
     indices = np.concatenate([t.indices for t in tokens])
+    _warn_names_in_several_parts(folder, parts, [t.barcodes for t in tokens])
     barcodes = np.concatenate([np.asarray(t.barcodes, dtype=object) for t in tokens])
     stats = {"n_cells": int(indptr.size - 1), "n_tokens": int(indptr[-1]), "n_parts": len(parts)}
     return TokenizedCells(indptr, indices, barcodes, tokens[0].universe, stats)
 
 
-def _read_parquet_file(path: Path, given: Universe | None) -> TokenizedCells:
+def _warn_names_in_several_parts(folder: Path, parts: list[Path], barcodes: list[np.ndarray]) -> None:
+    """Warn when a cell name appears in more than one of ``parts`` (``barcodes[k]``: the names of part k).
+
+    Each part was tokenized on its own, so tokenize's warning on repeated names never saw two parts together.
+    Names repeated within one part are left to that warning, as reading a single file does. One hash pass
+    over the names (no per-token work).
+    """
+    import pandas as pd
+
+    if len(parts) < 2:
+        return
+    distinct = [pd.unique(np.asarray(b, dtype=object)) for b in barcodes]
+    names = pd.Index(np.concatenate(distinct))
+    again = names.duplicated()  # within-part repeats are gone, so True means: seen in an earlier part
+    if not again.any():
+        return
+    part_of = np.repeat(np.arange(len(parts)), [d.size for d in distinct])
+    i = int(np.argmax(again))
+    first = int(np.argmax(names == names[i]))
+    warnings.warn(
+        f"token folder '{folder}': {int(names[again].nunique())} cell names appear in more than one part "
+        f"(first: {str(names[i])[:60]!r}, in '{parts[part_of[first]].name}' and '{parts[part_of[i]].name}'); "
+        "each cell keeps its row, but joining results back by name will be ambiguous: make the names unique "
+        "across parts before tokenizing (e.g. a per-part prefix, or adata.obs_names_make_unique() on the "
+        "combined data)",
+        stacklevel=4,
+    )
+
+
+def _read_parquet_file(path: Path, given: Universe | None, first_cell: int = 0) -> TokenizedCells:
+    """One token file; ``first_cell`` numbers the default barcodes of a file without a ``barcode`` column."""
     pfile, uni = open_tokens_parquet(path, universe=given)
     table = read_tokens_table(pfile, path)
     indptr, indices = _tokens_csr(table.column("tokens"), path, uni)
-    barcodes = _barcodes_column(table, path)
+    barcodes = _barcodes_column(table, path, first_cell)
     stats = {}
     meta = pfile.schema_arrow.metadata or {}
     if META_STATS in meta:
@@ -365,9 +405,10 @@ def read_tokens_table(pfile, path: Path, row_group: int | None = None):
     return table
 
 
-def _barcodes_column(table, path: Path) -> np.ndarray:
+def _barcodes_column(table, path: Path, first_cell: int = 0) -> np.ndarray:
+    """The ``barcode`` column as str objects, or ``first_cell, first_cell + 1, ...`` as strings without one."""
     if "barcode" not in table.column_names:
-        return np.arange(table.num_rows).astype(str).astype(object)
+        return np.arange(first_cell, first_cell + table.num_rows).astype(str).astype(object)
     col = table.column("barcode")
     if col.null_count:
         i = int(np.flatnonzero(~np.asarray(col.is_valid(), dtype=bool))[0])

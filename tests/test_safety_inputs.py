@@ -477,6 +477,59 @@ def test_folder_of_parts_with_two_universes_is_refused(tmp_path):
         Region2VecDataset(tmp_path)
 
 
+def _write_parts(folder, names_per_part, barcode=True):
+    """One toy token file per entry of ``names_per_part`` (its cells' names) in ``folder``."""
+    import pyarrow as pa
+
+    from fastembed.tokens import TokenizedCells
+
+    folder.mkdir()
+    for k, names in enumerate(names_per_part):
+        t = _toy_tokens(len(names), seed=k)
+        path = folder / f"part-{k:05d}.parquet"
+        if barcode:
+            TokenizedCells(t.indptr, t.indices, np.array(names, dtype=object), TOY_UNIVERSE).to_parquet(path)
+        else:  # as gtars writes them: no barcode column
+            tokens = [t[i].tolist() for i in range(len(t))]
+            _write_table(path, pa.table({"tokens": pa.array(tokens, type=pa.list_(pa.int32()))}))
+    return folder
+
+
+def test_folder_of_parts_warns_on_a_cell_name_in_two_parts(tmp_path):
+    """tokenize_cells warns on repeated names within one input; a name repeated across parts (each tokenized on
+    its own) is warned about when the folder is read, naming the folder, a name and the two parts."""
+    from fastembed.region2vec import Region2VecDataset
+    from fastembed.tokens import read_tokens_parquet
+
+    folder = _write_parts(tmp_path / "parts", [["a", "b", "c"], ["d", "e"], ["f", "b", "e", "g"]])
+    pattern = (
+        r"token folder '.*parts': 2 cell names appear in more than one part \(first: 'b', in "
+        r"'part-00000.parquet' and 'part-00002.parquet'\); each cell keeps its row"
+    )
+    for read in (read_tokens_parquet, Region2VecDataset):
+        with pytest.warns(UserWarning, match=pattern) as record:
+            tok = read(folder)
+        assert len(record) == 1
+        if read is read_tokens_parquet:
+            assert record[0].filename == __file__  # the warning points at the caller's line
+        assert tok.barcodes.tolist() == ["a", "b", "c", "d", "e", "f", "b", "e", "g"]  # every cell kept
+
+
+def test_folder_of_parts_with_distinct_names_does_not_warn(tmp_path):
+    """Names repeated within one part are tokenize's to report (reading one file does not warn either); parts
+    without a barcode column are numbered through the folder, so they do not collide."""
+    import warnings
+
+    from fastembed.tokens import read_tokens_parquet
+
+    within = _write_parts(tmp_path / "within", [["a", "a", "b"], ["c", "d"]])
+    unnamed = _write_parts(tmp_path / "unnamed", [["x"] * 3, ["x"] * 2, ["x"] * 4], barcode=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_tokens_parquet(within).barcodes.tolist() == ["a", "a", "b", "c", "d"]
+        assert read_tokens_parquet(unnamed).barcodes.tolist() == [str(i) for i in range(9)]
+
+
 def test_empty_folder_is_refused(tmp_path):
     from fastembed.region2vec import Region2VecDataset
 
