@@ -67,28 +67,50 @@ def annotation_table(predicted: pd.Series, confidence, label_key: str = "cell_ty
     return table
 
 
-def _embedding(adata, key: str, which: str) -> np.ndarray:
-    """``adata.obsm[key]`` as float32 (cells, dims), checked; ``which`` names the AnnData in messages."""
+# The query and the reference are checked for the same things, and their messages are worded alike: each starts
+# with the input's name (_input_name: which input and, when read from a file, its path), then the element
+# (obsm['scembed_X'], obs['cell_type']) and what was expected, so a user with two files knows which to fix.
+def _input_name(which: str, path: str | os.PathLike | None = None) -> str:
+    """How messages name an input: ``"query AnnData"`` in memory, ``"query '<path>'"`` when read from a path."""
+    return f"{which} AnnData" if path is None else f"{which} '{path}'"
+
+
+def _missing_embedding(name: str, key: str, keys) -> KeyError:
+    have = ", ".join(map(repr, keys)) or "none"
+    return KeyError(
+        f"{name} has no obsm['{key}'] (obsm keys: {have}); encode it first or pass embedding_key="
+    )
+
+
+def _not_an_anndata(which: str, value) -> TypeError:
+    return TypeError(f"{which} must be an AnnData or an .h5ad/.zarr path, got {type(value).__name__}")
+
+
+def _embedding(adata, key: str, name: str) -> np.ndarray:
+    """``adata.obsm[key]`` as float32 (cells, dims), checked; ``name`` (see :func:`_input_name`) names the
+    AnnData in messages."""
     if key not in adata.obsm:
-        have = ", ".join(map(repr, adata.obsm.keys())) or "none"
-        raise KeyError(
-            f"{which} has no obsm['{key}'] (obsm keys: {have}); encode it first or pass embedding_key="
-        )
+        raise _missing_embedding(name, key, adata.obsm.keys())
     emb = adata.obsm[key]
     if hasattr(emb, "toarray"):  # a sparse matrix: embeddings are dense, but a store may hold them sparse
         emb = emb.toarray()
     try:
         emb = np.asarray(emb, dtype=np.float32)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{which} obsm['{key}'] is not a numeric matrix ({err})") from None
+        raise ValueError(
+            f"{name} obsm['{key}'] must be a numeric 2-d array (cells x dims), got values that are not "
+            f"numbers ({str(err)[:100]})"
+        ) from None
     if emb.ndim != 2:
-        raise ValueError(f"{which} obsm['{key}'] must be 2-d (cells x dims), got shape {emb.shape}")
+        raise ValueError(
+            f"{name} obsm['{key}'] must be a numeric 2-d array (cells x dims), got shape {emb.shape}"
+        )
     bad = ~np.isfinite(emb).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"{which} obsm['{key}'] has NaN or infinite values in {int(bad.sum())} cells "
-            f"(first: {adata.obs_names[i]!r})"
+            f"{name} obsm['{key}'] has NaN or infinite values in {int(bad.sum())} cells "
+            f"(first: {adata.obs_names[i]!r}); expected finite embeddings"
         )
     return emb
 
@@ -118,20 +140,24 @@ def read_embedded(path: str | os.PathLike, which: str, embedding_key: str):
     from .readers import open_element, read_obs
 
     p = Path(path)
+    name = _input_name(which, p)
     if not p.exists():
-        raise FileNotFoundError(f"{which} '{p}' does not exist")
+        raise FileNotFoundError(f"{name} does not exist")
     obs = read_obs(p)
     try:
         emb = open_element(p, f"obsm/{embedding_key}")
     except ValueError:
         try:
-            have = ", ".join(map(repr, open_element(p, "obsm").keys())) or "none"
+            have = list(open_element(p, "obsm").keys())
         except (ValueError, AttributeError):
-            have = "none"
-        raise KeyError(
-            f"{which} '{p}' has no obsm['{embedding_key}'] (obsm keys: {have}); encode it first or pass "
-            "embedding_key="
-        ) from None
+            have = []
+        raise _missing_embedding(name, embedding_key, have) from None
+    shape = getattr(emb, "shape", ())
+    if len(shape) >= 1 and shape[0] != len(obs):
+        raise ValueError(
+            f"{name}: obsm['{embedding_key}'] has {shape[0]} rows but obs has {len(obs)}; expected one row "
+            "per cell"
+        )
     return ad.AnnData(obs=obs, obsm={embedding_key: emb[:]})
 
 
@@ -148,7 +174,8 @@ def _check_finite(emb: np.ndarray, which: str, first_row: int = 0) -> None:
     if bad.any():
         raise ValueError(
             f"{which} has NaN or infinite values in {int(bad.sum())} cells of rows "
-            f"{first_row}..{first_row + emb.shape[0] - 1} (first: row {first_row + int(np.flatnonzero(bad)[0])})"
+            f"{first_row}..{first_row + emb.shape[0] - 1} (first: row {first_row + int(np.flatnonzero(bad)[0])}); "
+            "expected finite embeddings"
         )
 
 
@@ -267,6 +294,9 @@ class FittedReference:
     k : int
     index : pynndescent.NNDescent or None
         The approximate index; None means exact search (decided from the whole query size).
+    name : str
+        How messages name the reference: ``"reference AnnData"``, or ``"reference '<path>'"`` when read from a
+        path.
     """
 
     unit: np.ndarray
@@ -275,6 +305,7 @@ class FittedReference:
     categories: list
     k: int
     index: object | None = None
+    name: str = "reference AnnData"
 
     @property
     def dim(self) -> int:
@@ -313,12 +344,15 @@ def fit_reference(
     """
     if isinstance(k, bool) or int(k) != k or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    name = "reference AnnData"
     if isinstance(reference_adata, str | os.PathLike):
-        name = f"reference '{reference_adata}'"
+        name = _input_name("reference", reference_adata)
         reference_adata = read_embedded(reference_adata, "reference", embedding_key)
+    elif hasattr(reference_adata, "obsm"):
+        name = _input_name("reference")
+    else:
+        raise _not_an_anndata("reference", reference_adata)
     if reference_adata.n_obs == 0:
-        raise ValueError(f"the {name} has no cells")
+        raise ValueError(f"{name} has no cells; expected labelled cells with embeddings")
     if label_key not in reference_adata.obs:
         have = ", ".join(map(repr, reference_adata.obs.columns)) or "none"
         raise KeyError(f"{name} has no obs['{label_key}'] (obs columns: {have}); pass label_key=")
@@ -327,7 +361,8 @@ def fit_reference(
     keep = r.any(axis=1) & labels.notna().to_numpy()
     if not keep.all():
         warnings.warn(
-            f"{int((~keep).sum())} reference cells have no label or an all-zero embedding; left out",
+            f"{int((~keep).sum())} cells of {name} have no label in obs['{label_key}'] or an all-zero "
+            f"obsm['{embedding_key}']; left out",
             stacklevel=3,
         )
     r = r[keep]
@@ -342,12 +377,15 @@ def fit_reference(
         labels[keep] if categorical else labels[keep].astype(str), categories=categories
     ).codes
     if k > r.shape[0]:
-        raise ValueError(f"k={k} is larger than the {r.shape[0]} usable reference cells")
+        raise ValueError(
+            f"k={k} is larger than the {r.shape[0]} usable cells of {name} (cells with a label in "
+            f"obs['{label_key}'] and a non-zero obsm['{embedding_key}']); expected k <= {r.shape[0]}"
+        )
     index = None
     if int(n_query) * r.shape[0] > settings.EXACT_SEARCH_PAIRS:
         index = _build_index(r, int(k), random_state, n_jobs)
     return FittedReference(
-        unit=r, mean=mean, codes=np.asarray(codes), categories=categories, k=int(k), index=index
+        unit=r, mean=mean, codes=np.asarray(codes), categories=categories, k=int(k), index=index, name=name
     )
 
 
@@ -427,6 +465,8 @@ class QueryEmbeddings:
     path : pathlib.Path or None
         The file, when read from disk (only ``obsm[key]`` and the obs index are read, block by block).
     key : str
+    name : str
+        How messages name the query: ``"query AnnData"``, or ``"query '<path>'"`` when read from disk.
     obs_names : pandas.Index
     n_obs, dim : int
     """
@@ -439,44 +479,37 @@ class QueryEmbeddings:
             from .readers import open_element, read_obs_names
 
             self.path = Path(query)
+            self.name = _input_name("query", self.path)
             self._array = None
+            if not self.path.exists():
+                raise FileNotFoundError(f"{self.name} does not exist")
             obsm = open_element(self.path, "obsm")
             if key not in obsm:
-                have = ", ".join(map(repr, obsm.keys())) or "none"
-                raise KeyError(
-                    f"query AnnData '{self.path}' has no obsm['{key}'] (obsm keys: {have}); encode it "
-                    "first or pass embedding_key="
-                )
+                raise _missing_embedding(self.name, key, obsm.keys())
             arr = open_element(self.path, f"obsm/{key}")
-            if not hasattr(arr, "dtype") or len(arr.shape) != 2:
+            # Read in blocks of rows straight from the file, so only a dense numeric array will do here (a
+            # reference is read whole and may be stored sparse).
+            if not hasattr(arr, "dtype") or len(arr.shape) != 2 or np.dtype(arr.dtype).kind not in "biuf":
                 raise ValueError(
-                    f"query '{self.path}' obsm['{key}'] must be a dense 2-d array (cells x dims), "
-                    f"got {type(arr).__name__} of shape {getattr(arr, 'shape', None)}"
+                    f"{self.name} obsm['{key}'] must be a numeric 2-d array (cells x dims), stored dense to "
+                    f"be read in blocks, got {type(arr).__name__} of dtype {getattr(arr, 'dtype', None)} and "
+                    f"shape {getattr(arr, 'shape', None)}"
                 )
             self.obs_names = read_obs_names(self.path)
             self.n_obs, self.dim = (int(n) for n in arr.shape)
             if self.n_obs != len(self.obs_names):
                 raise ValueError(
-                    f"query '{self.path}': obsm['{key}'] has {self.n_obs} rows but obs has "
-                    f"{len(self.obs_names)}"
+                    f"{self.name}: obsm['{key}'] has {self.n_obs} rows but obs has {len(self.obs_names)}; "
+                    "expected one row per cell"
                 )
         else:
             if not hasattr(query, "obsm"):
-                raise TypeError(
-                    f"query must be an AnnData or an .h5ad/.zarr path, got {type(query).__name__}"
-                )
+                raise _not_an_anndata("query", query)
             self.path = None
-            self._array = _embedding(query, key, "query AnnData")
+            self.name = _input_name("query")
+            self._array = _embedding(query, key, self.name)
             self.obs_names = query.obs_names
             self.n_obs, self.dim = self._array.shape
-
-    @property
-    def name(self) -> str:
-        return (
-            f"query '{self.path}' obsm['{self.key}']"
-            if self.path is not None
-            else f"query obsm['{self.key}']"
-        )
 
     def block(self, lo: int, hi: int) -> np.ndarray:
         """Rows ``lo:hi`` as float32 (hi - lo, dim), checked finite."""
@@ -490,7 +523,7 @@ def read_query_block(path, key: str, lo: int, hi: int) -> np.ndarray:
     from .readers import open_element
 
     q = np.asarray(open_element(path, f"obsm/{key}")[lo:hi], dtype=np.float32)
-    _check_finite(q, f"query '{path}' obsm['{key}']", lo)
+    _check_finite(q, f"{_input_name('query', path)} obsm['{key}']", lo)
     return q
 
 
@@ -578,7 +611,7 @@ def annotate_celltypes(
     batch_cells = int(batch_cells)
     query = QueryEmbeddings(query_adata, embedding_key)
     if query.n_obs == 0:
-        raise ValueError("the query AnnData has no cells")
+        raise ValueError(f"{query.name} has no cells; expected cells with embeddings to label")
     fitted = fit_reference(
         reference_adata,
         n_query=query.n_obs,
@@ -591,8 +624,9 @@ def annotate_celltypes(
     )
     if query.dim != fitted.dim:
         raise ValueError(
-            f"embedding dimensions differ: query obsm['{embedding_key}'] has {query.dim}, reference "
-            f"has {fitted.dim}; both must come from the same model"
+            f"embedding dimensions differ: {query.name} obsm['{embedding_key}'] has {query.dim} dims, "
+            f"{fitted.name} obsm['{embedding_key}'] has {fitted.dim}; expected equal dimensions (both "
+            "from one model)"
         )
     if client is None:
         parts = [
@@ -612,8 +646,8 @@ def annotate_celltypes(
     unknown = ~q_ok
     if unknown.any():
         warnings.warn(
-            f"{int(unknown.sum())} query cells have an all-zero embedding (no trained token); "
-            f"labelled {unknown_label!r}",
+            f"{int(unknown.sum())} cells of {query.name} have an all-zero obsm['{embedding_key}'] (no trained "
+            f"token); labelled {unknown_label!r}",
             stacklevel=2,
         )
     if min_confidence is not None:

@@ -137,8 +137,9 @@ def test_zero_embeddings_and_missing_labels(split):
         labels = annotate_celltypes(q, ref, confidence_key="conf")
     messages = " ".join(str(w.message) for w in record)
     assert (
-        "5 reference cells have no label" in messages
-        and "1 query cells have an all-zero embedding" in messages
+        "5 cells of reference AnnData have no label in obs['cell_type'] or an all-zero obsm['scembed_X']"
+        in messages
+        and "1 cells of query AnnData have an all-zero obsm['scembed_X']" in messages
     )
     assert labels.iloc[4] == "unknown" and q.obs["conf"].iloc[4] == 0
 
@@ -148,11 +149,12 @@ def test_zero_embeddings_and_missing_labels(split):
     [
         (lambda q, r: q.obsm.pop("scembed_X"), KeyError, r"query AnnData has no obsm\['scembed_X'\]"),
         (lambda q, r: r.obsm.pop("scembed_X"), KeyError, r"reference AnnData has no obsm"),
-        (lambda q, r: r.obs.pop("cell_type"), KeyError, r"no obs\['cell_type'\]"),
+        (lambda q, r: r.obs.pop("cell_type"), KeyError, r"reference AnnData has no obs\['cell_type'\]"),
         (
             lambda q, r: q.obsm.__setitem__("scembed_X", q.obsm["scembed_X"][:, :5]),
             ValueError,
-            "dimensions differ: query .* 5, reference has 20",
+            r"dimensions differ: query AnnData obsm\['scembed_X'\] has 5 dims, reference AnnData "
+            r"obsm\['scembed_X'\] has 20; expected equal dimensions",
         ),
         (lambda q, r: q.obsm["scembed_X"].__setitem__((2, 3), np.nan), ValueError, "NaN or infinite"),
     ],
@@ -166,7 +168,7 @@ def test_errors(split, mutate, exc, pattern):
 
 def test_k_errors(split):
     ref, query = split[0][:8].copy(), split[1][:5].copy()
-    with pytest.raises(ValueError, match="k=9 is larger than the 8"):
+    with pytest.raises(ValueError, match="k=9 is larger than the 8 usable cells of reference AnnData"):
         annotate_celltypes(query, ref, k=9)
     with pytest.raises(ValueError, match="k must be an integer"):
         annotate_celltypes(query, ref, k=0)
@@ -229,14 +231,16 @@ def test_query_path_errors(split, tmp_path):
         query.write_zarr(path)
     with pytest.raises(KeyError, match=r"q.zarr' has no obsm\['X_other'\] \(obsm keys: 'scembed_X'\)"):
         annotate_celltypes(path, ref, embedding_key="X_other")
-    with pytest.raises(FileNotFoundError, match="nope.h5ad' does not exist"):
+    with pytest.raises(FileNotFoundError, match="query '.*nope.h5ad' does not exist"):
         annotate_celltypes(tmp_path / "nope.h5ad", ref)
     bad = query.copy()
     bad.obsm["scembed_X"][1500, 2] = np.inf
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bad.write_zarr(tmp_path / "bad.zarr")
-    with pytest.raises(ValueError, match=r"bad.zarr' obsm\['scembed_X'\] has NaN or infinite .* row 1500"):
+    with pytest.raises(
+        ValueError, match=r"query '.*bad.zarr' obsm\['scembed_X'\] has NaN or infinite .* row 1500"
+    ):
         annotate_celltypes(tmp_path / "bad.zarr", ref, batch_cells=1024)
 
 
@@ -274,3 +278,108 @@ def test_sparse_reference_embedding_is_read_as_dense(split):
     sparse = ref.copy()
     sparse.obsm["scembed_X"] = sp.csr_matrix(sparse.obsm["scembed_X"])
     pd.testing.assert_series_equal(annotate_celltypes(query.copy(), sparse), want)
+
+
+# ------------------------------------------------------------------------------------------------
+# Messages: the query and the reference are named alike, with the path when read from one
+# ------------------------------------------------------------------------------------------------
+def _without_embedding(a):
+    del a.obsm["scembed_X"]
+    return a
+
+
+def _to_3d(a):
+    a.obsm["scembed_X"] = a.obsm["scembed_X"][:, :, None].copy()
+    return a
+
+
+def _with_nan(a):
+    a.obsm["scembed_X"][3, 2] = np.nan
+    return a
+
+
+@pytest.mark.parametrize("which", ["query", "reference"])
+@pytest.mark.parametrize("on_disk", [False, True], ids=["memory", "path"])
+@pytest.mark.parametrize(
+    ("change", "exc", "message"),
+    [
+        (
+            _without_embedding,
+            KeyError,
+            "{name} has no obsm['scembed_X'] (obsm keys: none); encode it first or pass embedding_key=",
+        ),
+        (lambda a: a[:0].copy(), ValueError, "{name} has no cells; expected "),
+        (_with_nan, ValueError, "{name} obsm['scembed_X'] has NaN or infinite values in 1 cells"),
+        (_to_3d, ValueError, "{name} obsm['scembed_X'] must be a numeric 2-d array (cells x dims)"),
+    ],
+    ids=["no-embedding", "no-cells", "nan", "3d"],
+)
+def test_query_and_reference_errors_are_worded_alike(split, tmp_path, which, on_disk, change, exc, message):
+    """The same problem in either input gives the same message, naming which input it is and, for an input
+    read from a path, the file."""
+    import warnings
+
+    inputs = {"query": split[1][:40].copy(), "reference": split[0][:200].copy()}
+    bad = change(inputs[which])
+    name = f"{which} AnnData"
+    if on_disk:
+        path = tmp_path / f"{which}.zarr"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bad.write_zarr(path)
+        bad, name = path, f"{which} '{path}'"
+    inputs[which] = bad
+    with pytest.raises(exc) as info:
+        annotate_celltypes(inputs["query"], inputs["reference"], batch_cells=1024)
+    msg = info.value.args[0]
+    assert message.format(name=name) in msg, msg
+    other = "reference" if which == "query" else "query"
+    assert f"{other} " not in msg, msg  # only the input at fault is named
+
+
+@pytest.mark.parametrize("which", ["query", "reference"])
+def test_a_missing_file_or_a_non_anndata_is_named_alike(split, tmp_path, which):
+    inputs = {"query": split[1][:40].copy(), "reference": split[0][:200].copy()}
+    missing = dict(inputs, **{which: tmp_path / "nope.zarr"})
+    with pytest.raises(FileNotFoundError, match=rf"^{which} '.*nope.zarr' does not exist$"):
+        annotate_celltypes(missing["query"], missing["reference"])
+    wrong = dict(inputs, **{which: np.zeros((3, 20), dtype=np.float32)})
+    with pytest.raises(TypeError, match=rf"^{which} must be an AnnData or an .h5ad/.zarr path, got ndarray$"):
+        annotate_celltypes(wrong["query"], wrong["reference"])
+
+
+def test_dimension_mismatch_names_both_files(split, tmp_path):
+    import warnings
+
+    query, ref = split[1][:40].copy(), split[0][:200].copy()
+    query.obsm["scembed_X"] = query.obsm["scembed_X"][:, :5].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        query.write_zarr(tmp_path / "q.zarr")
+        ref.write_zarr(tmp_path / "r.zarr")
+    with pytest.raises(ValueError) as info:
+        annotate_celltypes(tmp_path / "q.zarr", tmp_path / "r.zarr")
+    assert str(info.value) == (
+        f"embedding dimensions differ: query '{tmp_path / 'q.zarr'}' obsm['scembed_X'] has 5 dims, "
+        f"reference '{tmp_path / 'r.zarr'}' obsm['scembed_X'] has 20; expected equal dimensions (both from "
+        "one model)"
+    )
+
+
+def test_reference_label_column_and_k_name_the_reference_file(split, tmp_path):
+    import warnings
+
+    query, ref = split[1][:40].copy(), split[0][:8].copy()
+    path = tmp_path / "r.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref.write_zarr(path)
+    with pytest.raises(KeyError) as info:
+        annotate_celltypes(query, path, label_key="celltype")
+    assert info.value.args[0].startswith(f"reference '{path}' has no obs['celltype'] (obs columns: ")
+    with pytest.raises(ValueError) as info:
+        annotate_celltypes(query, path, k=9)
+    assert str(info.value).startswith(
+        f"k=9 is larger than the 8 usable cells of reference '{path}' (cells with a label in obs['cell_type'] "
+        "and a non-zero obsm['scembed_X']); expected k <= 8"
+    )
