@@ -3,6 +3,7 @@
 Usage (from the repository root, in the bench venv that has gensim; see bench/README.md):
 
     python bench/train_vs_gensim.py [--data DIR] [--granja-epochs 30] [--synthetic-epochs 3] [--repeats 2]
+    python bench/train_vs_gensim.py --scaling 1,2,all --scaling-repeats 3 --scaling-only --skip-synthetic
 
 Two corpora, the same for both methods:
 1. granja2019 (real; ``--data``, ``$FASTEMBED_SHARED_DATA`` or ../shared/data): 14,125 cells; a cell's tokens are its
@@ -15,7 +16,9 @@ Same settings for both: dim 100, window 5, negative 5, sample 0, min_count 1, lr
 mode: the speed reference), and, on granja, one call per epoch with every cell's tokens reshuffled in between and the
 learning rate continued linearly (what geniml does, since a cell is a set; the quality reference). Ours reshuffles
 every cell every epoch by design. Each run is a separate process, so peak RSS is per method. ``--repeats`` seeds
-are run for the granja quality comparison (speed and scaling come from the first seed).
+are run for the granja quality comparison (speed comes from the first seed). Thread scaling (``--scaling``) runs
+in ``--scaling-repeats`` interleaved rounds and reports the median of each round's own ratio, because a single run
+per thread count on these shared VMs moves by +-0.2x.
 
 Reported: words/s (centre tokens per second of training, JIT warm-up and vocabulary building excluded), our
 1 -> 2 thread scaling, peak RSS (whole process) and the RSS added by corpus + training over the process after its
@@ -372,6 +375,9 @@ def main(argv=None) -> None:
         help="thread counts for the scaling table on granja ('all' = every CPU; '' skips it)",
     )
     ap.add_argument("--scaling-epochs", type=int, default=5)
+    ap.add_argument(
+        "--scaling-repeats", type=int, default=3, help="interleaved rounds of the scaling table (median)"
+    )
     ap.add_argument("--scaling-only", action="store_true", help="run only the thread-scaling table")
     ap.add_argument("--out", default=str(REPO / "bench" / "out" / "train_vs_gensim.json"))
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -475,37 +481,52 @@ def main(argv=None) -> None:
 
 
 def thread_scaling(args, corpus: Path) -> str:
-    """Words/s of ours and gensim (one train() call) on granja at each thread count of ``--scaling``."""
+    """Words/s of ours and gensim on granja at each thread count of ``--scaling``, in ``--scaling-repeats``
+    rounds.
+
+    A round runs every (thread count, method) once, one after the other, each in a fresh process; the scaling
+    of a round is its words/s at ``t`` threads over its own words/s at the smallest count, so a VM that drifts
+    between minutes moves both ends of a ratio together. The table gives the median words/s and the median
+    (min-max) of the rounds' scalings."""
     counts = sorted({os.cpu_count() if t == "all" else int(t) for t in args.scaling.split(",") if t})
     rows = {}
-    for t in counts:
-        for method in ("ours", "gensim"):
-            job = dict(
-                corpus=str(corpus),
-                dataset="granja2019",
-                epochs=args.scaling_epochs,
-                method=method,
-                threads=t,
-                seed=1,
-                reshuffle=False,
-                save=None,
-            )
-            r = launch(job)
-            rows[method, t] = r["words_per_s"]
-            print(
-                f"scaling {method} x{t}: {r['words_per_s'] / 1e3:.0f}k words/s ({r['cpu_per_wall']:.2f} cores busy, "
-                f"load {r['loadavg_1min']:.1f})",
-                flush=True,
-            )
+    for rep in range(args.scaling_repeats):
+        for t in counts:
+            for method in ("ours", "gensim"):
+                job = dict(
+                    corpus=str(corpus),
+                    dataset="granja2019",
+                    epochs=args.scaling_epochs,
+                    method=method,
+                    threads=t,
+                    seed=1,
+                    reshuffle=False,
+                    save=None,
+                )
+                r = launch(job)
+                rows.setdefault((method, t), []).append(r["words_per_s"])
+                print(
+                    f"scaling round {rep + 1} {method} x{t}: {r['words_per_s'] / 1e3:.0f}k words/s "
+                    f"({r['cpu_per_wall']:.2f} cores busy, load {r['loadavg_1min']:.1f})",
+                    flush=True,
+                )
+
+    def scaling(method: str, t: int) -> str:
+        ratios = np.array(rows[method, t]) / np.array(rows[method, counts[0]])
+        spread = f" ({ratios.min():.2f}-{ratios.max():.2f})" if ratios.size > 1 else ""
+        return f"{np.median(ratios):.2f}x{spread}"
+
     lines = [
+        f"{args.scaling_repeats} rounds: median words/s; scaling = median (min-max) of the rounds' own ratios",
+        "",
         "| threads | ours words/s | scaling | gensim words/s | scaling | ours / gensim |",
         "|---|---|---|---|---|---|",
     ]
     for t in counts:
-        o, g = rows["ours", t], rows["gensim", t]
+        o, g = np.median(rows["ours", t]), np.median(rows["gensim", t])
         lines.append(
-            f"| {t} | {o / 1e3:.0f}k | {o / rows['ours', counts[0]]:.2f}x | {g / 1e3:.0f}k | "
-            f"{g / rows['gensim', counts[0]]:.2f}x | {o / g:.2f}x |"
+            f"| {t} | {o / 1e3:.0f}k | {scaling('ours', t)} | {g / 1e3:.0f}k | {scaling('gensim', t)} | "
+            f"{o / g:.2f}x |"
         )
     return "\n".join(lines)
 
