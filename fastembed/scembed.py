@@ -19,6 +19,7 @@ from ._atomic import atomic_dir, check_output_path
 from ._progress import progress_bar
 from ._threads import check_threads, numba_threads
 from ._version import __version__
+from ._warn import warn
 from .annotate import annotate_celltypes
 from .pooling import weighted_mean_pool
 from .projection import apply_projection, fit_projection
@@ -466,14 +467,23 @@ class ScEmbed:
             apply_projection(out, self._projection, empty)
         return int(empty.sum())
 
-    def _zarr_store(self, path: Path, barcodes, pooling: str, embedding_key: str, batch_cells: int, obs=None):
+    def _zarr_store(
+        self,
+        path: Path,
+        barcodes,
+        pooling: str,
+        embedding_key: str,
+        batch_cells: int,
+        obs=None,
+        out_name=None,
+    ):
         """Lay out an AnnData zarr store at ``path`` (obs names, ``uns``) and return its empty obsm array.
 
         ``barcodes`` is an array or a row-sliceable view (an on-disk AnnData's names): the names are written
         block by block, so millions of them are never held at once. ``obs`` (a DataFrame of the input's cell
         annotations in the same order, its index unused, or None) adds its columns: a store encoded from a
         labelled AnnData keeps its labels, as the ``.h5ad`` route does, and can then serve as an annotation
-        reference.
+        reference. ``out_name`` names the store in messages (``path`` is its temporary).
         """
         import anndata as ad
         import pandas as pd
@@ -520,10 +530,9 @@ class ScEmbed:
                     skipped.append(f"{str(col)[:40]!r} ({type(err).__name__})")
             group["obs"].attrs["column-order"] = written
             if skipped:
-                warnings.warn(
+                warn(
                     f"obs columns {', '.join(skipped)} cannot be stored in zarr by anndata and were left out of "
-                    f"'{path.name}'; the embeddings and the other columns are written",
-                    stacklevel=4,
+                    f"'{out_name or path.name}'; the embeddings and the other columns are written"
                 )
         emb = group["obsm"].create_array(
             embedding_key,
@@ -649,7 +658,13 @@ class ScEmbed:
                     out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr"
                 ) as tmp:
                     emb = self._zarr_store(
-                        tmp, barcodes, pooling, embedding_key, batch_cells, _input_obs(adata_or_tokens)
+                        tmp,
+                        barcodes,
+                        pooling,
+                        embedding_key,
+                        batch_cells,
+                        _input_obs(adata_or_tokens),
+                        out_name=out.name,
                     )
                     if client is not None:
                         n_empty = run_tasks(tmp / "obsm" / embedding_key)[1]

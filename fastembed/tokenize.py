@@ -25,6 +25,7 @@ import pandas as pd
 
 from . import settings
 from ._atomic import check_output_path, output_lock
+from ._warn import warn
 from .readers import _as_adata, _csr_rows, _style_hint, cell_matrix, peak_coordinates, restyle_chroms
 from .settings import PARALLEL, SERIAL
 from .tokens import META_STATS, TokenizedCells, write_tokens_parquet
@@ -256,11 +257,11 @@ def _chrom_codes(peak_chroms: np.ndarray, uni: Universe, name: str, chrom_style:
         )
     if unknown.any():
         missing = pd.unique(peak_chroms[unknown])
-        warnings.warn(
+        # Reached from tokenize_cells and from ScEmbed.encode at different depths: no fixed stacklevel fits.
+        warn(
             f"{int(unknown.sum())} of {unknown.size} peaks of {name} lie on {missing.size} chromosomes absent "
             f"from universe '{uni.source}' ({', '.join(repr(c) for c in missing[:5])}"
-            f"{', ...' if missing.size > 5 else ''}); they get no token",
-            stacklevel=3,
+            f"{', ...' if missing.size > 5 else ''}); they get no token"
         )
     return codes
 

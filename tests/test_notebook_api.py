@@ -1,0 +1,72 @@
+"""The in-memory Python API as a notebook uses it: AnnData variants, warnings that point at the caller's line,
+argument errors that name the argument."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import anndata as ad
+import numpy as np
+import pytest
+
+import fastembed as fe
+from fastembed.datasets import demo_peaks_path, load_demo
+
+
+@pytest.fixture(scope="module")
+def cells():
+    demo = load_demo()
+    rows = np.sort(np.random.default_rng(5).choice(demo.n_obs, 300, replace=False))
+    return demo[rows].copy()
+
+
+@pytest.fixture(scope="module")
+def model(cells):
+    tok = fe.tokenize_cells(cells, demo_peaks_path())
+    return fe.ScEmbed(embedding_dim=8, seed=0, threads=1).train(tok, epochs=1, progress=False)
+
+
+def _caught(fn):
+    """(result, warnings) of ``fn``, a one-line lambda; each warning must name that line (the notebook cell's
+    call), not a line inside fastembed or above the call."""
+    line = sys._getframe(1).f_lineno
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn()
+    for w in caught:
+        assert (w.filename, w.lineno) == (__file__, line), f"{w.filename}:{w.lineno}: {w.message}"
+    return result, caught
+
+
+# -- warnings point at the caller's line ------------------------------------------------------------------
+def _with_unknown_chromosome(cells):
+    var = cells.var.copy()
+    var["chr"] = var["chr"].astype(str)
+    var.iloc[:50, var.columns.get_loc("chr")] = "chrUn_gl000220"
+    return ad.AnnData(cells.X, obs=cells.obs, var=var)
+
+
+def test_unknown_chromosome_warning_points_at_the_call(cells, model):
+    a = _with_unknown_chromosome(cells)
+    _, caught = _caught(lambda: fe.tokenize_cells(a, demo_peaks_path()))
+    assert any("chromosomes absent" in str(w.message) for w in caught)
+    _, caught = _caught(lambda: model.encode(a, progress=False))
+    assert any("chromosomes absent" in str(w.message) for w in caught)
+
+
+def test_unstorable_obs_column_warning_points_at_the_call(cells, model, tmp_path, monkeypatch):
+    import anndata.io
+
+    a = cells[:20].copy()
+    real = anndata.io.write_elem
+
+    def failing(group, key, value, *args, **kwargs):
+        if key == "donor":
+            raise TypeError("cannot store this column")
+        return real(group, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(anndata.io, "write_elem", failing)
+    _, caught = _caught(lambda: model.encode(a, out=tmp_path / "e.zarr", progress=False))
+    (msg,) = [str(w.message) for w in caught if "cannot be stored" in str(w.message)]
+    assert "'e.zarr'" in msg and ".tmp" not in msg  # the output's name, not its temporary's
