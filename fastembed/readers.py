@@ -557,7 +557,9 @@ def _as_adata(adata, *, backed: bool = True):
         if backed and Path(adata).suffix in (".h5ad", ".zarr"):
             return LazyAnnData(adata), f"'{adata}'"
         return read_h5ad(adata, backed=backed), f"'{adata}'"
-    if not hasattr(adata, "var") or not hasattr(adata, "X"):
+    # The class is asked first: evaluating ``X`` of a backed AnnData whose file has no X raises KeyError (and of
+    # a view, copies the matrix); cell_matrix() reports a missing X with the layers to use instead.
+    if not hasattr(adata, "var") or not (hasattr(type(adata), "X") or hasattr(adata, "X")):
         raise TypeError(f"expected an AnnData or an .h5ad path, got {type(adata).__name__}")
     return adata, "the AnnData"
 

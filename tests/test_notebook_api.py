@@ -39,6 +39,26 @@ def _caught(fn):
     return result, caught
 
 
+# -- AnnData variants --------------------------------------------------------------------------------------
+def test_backed_anndata_with_counts_only_in_a_layer(cells, model, tmp_path):
+    a = ad.AnnData(obs=cells.obs, var=cells.var, layers={"counts": cells.X})
+    a.write_h5ad(tmp_path / "layer.h5ad")
+    backed = ad.read_h5ad(tmp_path / "layer.h5ad", backed="r")
+    try:
+        want = model.encode(cells, progress=False)
+        np.testing.assert_array_equal(model.encode(backed, layer="counts", progress=False), want)
+        tok = fe.tokenize_cells(backed, demo_peaks_path(), layer="counts")
+        assert len(tok) == cells.n_obs
+        for call in (
+            lambda: model.encode(backed, progress=False),
+            lambda: fe.tokenize_cells(backed, demo_peaks_path()),
+        ):
+            with pytest.raises(ValueError, match=r"no X matrix.*layer=.*'counts'"):
+                call()
+    finally:
+        backed.file.close()
+
+
 # -- warnings point at the caller's line ------------------------------------------------------------------
 def _with_unknown_chromosome(cells):
     var = cells.var.copy()
