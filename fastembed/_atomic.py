@@ -331,6 +331,17 @@ def check_output_path(
     FileExistsError
         ``path`` exists and ``overwrite`` is False, or it is not something fastembed wrote.
     """
+    path = _check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
+    if kind == "parquet" and path.suffix.lower() != ".parquet":
+        # Checked after the rest, so an output that is an input or someone's file is refused as such first.
+        # Named otherwise, a token file is read as something else downstream (encode takes it for an AnnData).
+        raise ValueError(
+            f"{what} '{path}': tokens are written as parquet; expected a path ending in .parquet"
+        )
+    return path
+
+
+def _check_output_path(path, *, what: str, overwrite: bool, inputs: Iterable, kind: str) -> Path:
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}; expected one of {', '.join(KINDS)}")
     if not str(path).strip():  # Path("") is the current folder: never what an empty --output meant

@@ -375,7 +375,8 @@ def tokenize_cells(
     universe_file : str or os.PathLike or Universe
         Universe BED file (optionally gzipped); line ``i`` is token ``i``.
     output : str or os.PathLike, optional
-        Parquet path. If given, the tokens are written there (atomically) and the path is returned.
+        Parquet path (ending in ``.parquet``). If given, the tokens are written there (atomically) and the path
+        is returned.
     min_overlap : int
         Minimum overlap in bp between a peak and a universe region (half-open intervals; default 1: any
         overlap, as gtars does). A peak maps to every region it overlaps.

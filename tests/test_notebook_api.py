@@ -90,3 +90,16 @@ def test_unstorable_obs_column_warning_points_at_the_call(cells, model, tmp_path
     _, caught = _caught(lambda: model.encode(a, out=tmp_path / "e.zarr", progress=False))
     (msg,) = [str(w.message) for w in caught if "cannot be stored" in str(w.message)]
     assert "'e.zarr'" in msg and ".tmp" not in msg  # the output's name, not its temporary's
+
+
+# -- outputs ------------------------------------------------------------------------------------------------
+def test_token_output_must_end_in_parquet(cells, tmp_path):
+    # A parquet file named .csv or .h5ad is read as something else by everything downstream (encode takes it for
+    # an AnnData): refused before any work, as encode refuses an out= that is not .zarr.
+    tok = fe.tokenize_cells(cells[:20], demo_peaks_path())
+    for name in ("tokens.csv", "tokens.h5ad", "tokens"):
+        with pytest.raises(ValueError, match=r"\.parquet"):
+            fe.tokenize_cells(cells[:20], demo_peaks_path(), output=tmp_path / name)
+        with pytest.raises(ValueError, match=r"\.parquet"):
+            tok.to_parquet(tmp_path / name)
+    assert not list(tmp_path.iterdir())

@@ -364,18 +364,20 @@ def test_two_processes_racing_for_one_model_folder(model, tmp_path):
 
 
 _LOCK_AND_WAIT = """
-import sys, time
+import contextlib, sys, time
 from pathlib import Path
 from fastembed._atomic import output_lock
-with output_lock(sys.argv[1]):
-    Path(sys.argv[2]).write_text("in")
+with contextlib.ExitStack() as stack:
+    for path in sys.argv[1:-1]:
+        stack.enter_context(output_lock(path))
+    Path(sys.argv[-1]).write_text("in")
     time.sleep(30)
 """
 
 
 def test_second_command_fails_before_its_work_even_with_overwrite(work, capsys):
-    out, flag = work / "model", work / "flag"
-    proc = _python(_LOCK_AND_WAIT, out, flag)
+    out, tokens_out, flag = work / "model", work / "busy.parquet", work / "flag"
+    proc = _python(_LOCK_AND_WAIT, out, tokens_out, flag)
     try:
         _wait_for(flag, proc)
         assert flag.exists()
@@ -394,11 +396,11 @@ def test_second_command_fails_before_its_work_even_with_overwrite(work, capsys):
         assert time.perf_counter() - t0 < 20  # refused before training: 1000 epochs would take minutes
         assert "being written by another process" in one_line_error(capsys, "train")
         with pytest.raises(FileExistsError, match="being written by another process"):
-            fe.tokenize_cells(work / "cells.h5ad", work / "u.bed.gz", output=out, overwrite=True)
+            fe.tokenize_cells(work / "cells.h5ad", work / "u.bed.gz", output=tokens_out, overwrite=True)
     finally:
         proc.kill()
         proc.wait()
-    assert not out.exists()
+    assert not out.exists() and not tokens_out.exists()
 
 
 def test_lock_is_reentrant_in_its_thread_and_shared_by_every_spelling(tmp_path):
