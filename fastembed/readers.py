@@ -768,6 +768,8 @@ def _csr_rows(X, lo: int, hi: int, what: str = "X") -> sp.csr_matrix:
             block = np.asarray(block)
             if block.dtype == object or block.dtype.kind in "USV":
                 raise ValueError(f"{what} holds {block.dtype} values; expected numbers")
+            if block.dtype == np.float16:  # scipy.sparse has no float16; every float16 is exact in float32
+                block = block.astype(np.float32)
             block = sp.csr_matrix(block)
         block = sp.csr_matrix(block)
     # A CSR matrix built by hand (csr_matrix((data, indices, indptr))) is not bounds-checked by scipy, and

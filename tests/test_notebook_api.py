@@ -103,3 +103,12 @@ def test_token_output_must_end_in_parquet(cells, tmp_path):
         with pytest.raises(ValueError, match=r"\.parquet"):
             tok.to_parquet(tmp_path / name)
     assert not list(tmp_path.iterdir())
+
+
+def test_half_precision_dense_matrix(cells, model, tmp_path):
+    # float16 is a common way to shrink a dense matrix in a notebook; scipy.sparse has no float16.
+    want = model.encode(cells, progress=False)
+    half = ad.AnnData(cells.X.toarray().astype(np.float16), obs=cells.obs, var=cells.var)
+    np.testing.assert_array_equal(model.encode(half, progress=False), want)
+    half.write_h5ad(tmp_path / "half.h5ad")
+    np.testing.assert_array_equal(model.encode(tmp_path / "half.h5ad", progress=False), want)
