@@ -527,6 +527,15 @@ def read_query_block(path, key: str, lo: int, hi: int) -> np.ndarray:
     return q
 
 
+def _is_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
+
+
+def _is_whole(value) -> bool:
+    """An integer, or a float holding one (``k=10.0``); never a bool, NaN or a str."""
+    return _is_number(value) and np.isfinite(value) and int(value) == value
+
+
 def annotate_celltypes(
     query_adata,
     reference_adata,
@@ -595,18 +604,22 @@ def annotate_celltypes(
         Categorical labels indexed by the query's obs names, named ``label_key``; categories are the
         reference's labels (plus ``unknown_label`` when used).
     """
-    if isinstance(k, bool) or int(k) != k or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
-        raise ValueError(f"min_confidence must lie in [0, 1], got {min_confidence!r}")
-    if (
-        isinstance(batch_cells, bool)
-        or int(batch_cells) != batch_cells
-        or batch_cells < 1
-        or batch_cells % settings.QUERY_BATCH
-    ):
+    # Checked by type first: int(None), int(nan) or a str compared with a float would escape as a bare error.
+    if not _is_whole(k) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
+    if min_confidence is not None and not (_is_number(min_confidence) and 0.0 <= min_confidence <= 1.0):
+        raise ValueError(f"min_confidence must be a number in [0, 1] or None, got {min_confidence!r}"[:300])
+    if not _is_whole(batch_cells) or batch_cells < 1 or batch_cells % settings.QUERY_BATCH:
         raise ValueError(
-            f"batch_cells must be a positive multiple of {settings.QUERY_BATCH}, got {batch_cells!r}"
+            f"batch_cells must be a positive multiple of {settings.QUERY_BATCH}, got {batch_cells!r}"[:300]
+        )
+    if not isinstance(unknown_label, str):
+        raise ValueError(f"unknown_label must be a str, got {unknown_label!r}"[:300])
+    if confidence_key is not None and (not isinstance(confidence_key, str) or not confidence_key):
+        raise ValueError(
+            f"confidence_key must be a non-empty str (an obs column name) or None, got {confidence_key!r}"[
+                :300
+            ]
         )
     batch_cells = int(batch_cells)
     query = QueryEmbeddings(query_adata, embedding_key)

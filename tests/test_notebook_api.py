@@ -112,3 +112,24 @@ def test_half_precision_dense_matrix(cells, model, tmp_path):
     np.testing.assert_array_equal(model.encode(half, progress=False), want)
     half.write_h5ad(tmp_path / "half.h5ad")
     np.testing.assert_array_equal(model.encode(tmp_path / "half.h5ad", progress=False), want)
+
+
+# -- argument errors name the argument ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"k": None}, "k"),
+        ({"k": float("nan")}, "k"),
+        ({"batch_cells": None}, "batch_cells"),
+        ({"min_confidence": "0.5"}, "min_confidence"),
+        ({"min_confidence": float("nan")}, "min_confidence"),
+        ({"unknown_label": None, "min_confidence": 1.0}, "unknown_label"),
+        ({"confidence_key": 3}, "confidence_key"),
+    ],
+)
+def test_annotate_argument_errors_name_the_argument(cells, model, kwargs, field):
+    a = cells[:40].copy()
+    a.obsm["scembed_X"] = model.encode(a, progress=False)
+    with pytest.raises(ValueError, match=rf"^{field} must"):
+        fe.annotate_celltypes(a, a, **kwargs)
+    assert list(a.obs.columns) == list(cells.obs.columns)  # nothing written to the query
