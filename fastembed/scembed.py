@@ -728,6 +728,7 @@ class ScEmbed:
         from .modelfolder import ModelFolder, write_model_folder
 
         self._require_vectors()
+        _check_folder_arg(directory)
         folder = ModelFolder(
             config=self.config(),
             region_vectors=self._region_vectors,
@@ -767,6 +768,7 @@ class ScEmbed:
         """
         from .modelfolder import read_model_folder
 
+        _check_folder_arg(directory_or_hub_id)
         path = Path(directory_or_hub_id).expanduser()
         if not path.exists():
             path = _fetch_from_hub(str(directory_or_hub_id), revision)
@@ -836,6 +838,11 @@ class ScEmbed:
                     "the folder later"
                 ) from None
         return str(getattr(info, "commit_url", info))
+
+
+def _check_folder_arg(value) -> None:
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError(f"expected a model folder path (str or os.PathLike), got {type(value).__name__}")
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

@@ -320,6 +320,11 @@ def _resolve_universe(universe_file) -> Universe:
     """A :class:`Universe` given itself or the path of a BED file (FileNotFoundError if there is none)."""
     if isinstance(universe_file, Universe):
         return universe_file
+    if not isinstance(universe_file, str | os.PathLike):
+        raise TypeError(
+            f"the universe must be a BED file path or a fastembed Universe, got {type(universe_file).__name__}"
+            " (a table of regions: write it as BED, chr/start/end separated by tabs, and pass the file)"
+        )
     path = Path(universe_file)
     if path.is_dir():
         raise IsADirectoryError(f"universe file '{path}' is a folder; expected a BED file")

@@ -133,3 +133,14 @@ def test_annotate_argument_errors_name_the_argument(cells, model, kwargs, field)
     with pytest.raises(ValueError, match=rf"^{field} must"):
         fe.annotate_celltypes(a, a, **kwargs)
     assert list(a.obs.columns) == list(cells.obs.columns)  # nothing written to the query
+
+
+def test_path_arguments_of_the_wrong_type_name_the_argument(cells, model):
+    # A forgotten argument (None) or a BED read into pandas: the message names what was expected.
+    for bad in (None, cells.var[["chr", "start", "end"]]):
+        with pytest.raises(TypeError, match=r"universe.*BED file path.*got (NoneType|DataFrame)"):
+            fe.tokenize_cells(cells, bad)
+    with pytest.raises(TypeError, match=r"model folder.*got NoneType"):
+        fe.ScEmbed.from_pretrained(None)
+    with pytest.raises(TypeError, match=r"model folder.*got NoneType"):
+        model.save(None)
