@@ -1,5 +1,6 @@
 """fastembed: fast scEmbed (Region2Vec) cell embeddings for single-cell ATAC-seq, in numba."""
 
+from . import io as io  # the contract's fastembed.io, reachable as fe.io after `import fastembed as fe`
 from ._version import __version__
 from .fragments import tokenize_fragments
 from .readers import read_10x, read_mtx

@@ -144,3 +144,14 @@ def test_path_arguments_of_the_wrong_type_name_the_argument(cells, model):
         fe.ScEmbed.from_pretrained(None)
     with pytest.raises(TypeError, match=r"model folder.*got NoneType"):
         model.save(None)
+
+
+def test_contract_modules_are_attributes_after_import_fastembed():
+    # The README writes fastembed.io.read_tokens_parquet(path); after `import fastembed as fe` alone (a fresh
+    # process: here other tests have imported the submodules already) that must not be an AttributeError.
+    import subprocess
+    import sys
+
+    code = "import fastembed as fe; fe.io.read_tokens_parquet; fe.region2vec.Region2VecDataset; fe.scembed.ScEmbed"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-500:]
