@@ -97,9 +97,18 @@ def _is_csv(path: Path) -> str | None:
     reason = _regular_file(path)
     if reason:
         return reason
-    # Our tables (labels, clusters, annotations; commas or tabs) all start with a 'barcode' index column.
-    if not _head(path, 4096).startswith((b"barcode,", b"barcode\t")):
-        return "its first line does not start with 'barcode,' or 'barcode<tab>'"
+    # Our tables (commas or tabs) have one of three headers: labels 'barcode,predicted_<key>,confidence', the
+    # demo's annotations (the same with true_cell_type after barcode) and clusters 'barcode,leiden'. A 'barcode'
+    # first column alone is not enough: Cell Ranger's singlecell.csv and most cell tables start with one too.
+    head = _head(path, 4096).split(b"\n", 1)[0].rstrip(b"\r")
+    fields = head.split(b"\t" if head.startswith(b"barcode\t") else b",")
+    labels = fields[-2:] if len(fields) == 3 or fields[1:2] == [b"true_cell_type"] else []
+    labels = len(labels) == 2 and labels[0].startswith(b"predicted_") and labels[1] == b"confidence"
+    if not (fields[0] == b"barcode" and (fields[1:] == [b"leiden"] or (labels and len(fields) <= 4))):
+        return (
+            "its header is not one fastembed writes ('barcode,predicted_<label>,confidence' or the demo's "
+            "'barcode,leiden')"
+        )
     return None
 
 

@@ -540,3 +540,38 @@ def test_check_output_path_messages_are_short_and_name_the_file(tmp_path):
         with pytest.raises(exc) as info:
             check_output_path(tmp_path / "a.csv", what="labels output", **kwargs)
         assert str(tmp_path / "a.csv") in str(info.value) and len(str(info.value)) < 500
+
+
+def test_overwrite_refuses_a_foreign_table_that_starts_with_barcode(work, capsys):
+    """A Cell Ranger ATAC ``singlecell.csv`` (or any cell table) starts with a ``barcode`` column too; it is
+    not one of our tables, so --overwrite must not replace it. Our own labels, clusters and annotations are."""
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(
+        obs=pd.DataFrame({"cell_type": rng.choice(["a", "b"], 40)}, index=[f"c{i}" for i in range(40)])
+    )
+    adata.obsm["scembed_X"] = rng.normal(size=(40, 4)).astype(np.float32)
+    adata.write_h5ad(work / "q.h5ad")
+    theirs = {
+        "singlecell.csv": "barcode,total,duplicate,chimeric,unmapped\nNO_BARCODE,1,2,3,4\n",
+        "per_barcode_metrics.csv": "barcode,gex_barcode,atac_barcode,is_cell\nAAAC-1,AAAC-1,GGTA-1,1\n",
+        "meta.tsv": "barcode\tcell_type\tconfidence\nAAAC-1\tB\t0.5\n",
+    }
+    for name, text in theirs.items():
+        (work / name).write_text(text)
+    argv = ["annotate", str(work / "q.h5ad"), "--reference", str(work / "q.h5ad"), "-k", "3", "--quiet"]
+    for name, text in theirs.items():
+        assert main([*argv, "--output", str(work / name), "--overwrite"]) == 1
+        err = one_line_error(capsys, "annotate")
+        assert "not a CSV table written by fastembed" in err and name in err
+        assert (work / name).read_text() == text
+    # ours: labels in commas or tabs, and the demo's clusters and annotations, are replaced
+    for name in ("labels.csv", "labels.tsv"):
+        assert main([*argv, "--output", str(work / name)]) == 0
+        assert main([*argv, "--output", str(work / name), "--overwrite"]) == 0
+    for name, header in (
+        ("clusters.csv", "barcode,leiden"),
+        ("annotations.csv", "barcode,true_cell_type,predicted_cell_type,confidence"),
+    ):
+        check_output_path(work / name, what="t", overwrite=False, kind="csv")  # absent: fine
+        (work / name).write_text(header + "\nc0,1\n")
+        check_output_path(work / name, what="t", overwrite=True, kind="csv")
