@@ -234,6 +234,9 @@ def cmd_encode(args) -> None:
     if out.suffix not in (".zarr", ".h5ad"):
         raise ValueError(f"output '{out}': expected a path ending in .zarr or .h5ad")
     kind = "zarr" if out.suffix == ".zarr" else "h5ad"
+    if not args.embedding_key or "/" in args.embedding_key:
+        # h5py would nest 'a/b' into groups (or fail on ''), and anndata.read_h5ad cannot open the result
+        raise ValueError(f"--embedding-key must be a non-empty name without '/', got {args.embedding_key!r}")
     _check_flags_apply(args, fragments=False)
     inputs = _inputs(args, "input", "barcodes", "peaks") + ([args.model] if Path(args.model).exists() else [])
     out = check_output_path(out, what=f"{kind} output", overwrite=args.overwrite, inputs=inputs, kind=kind)

@@ -609,3 +609,14 @@ def test_seed_with_several_threads_prints_a_note(trained, tmp_path, capsys):
         "fastembed train: note: --seed 3 with 2 threads gives similar but not bit-identical vectors "
         "between runs; add --threads 1 for bit-identical results"
     ]
+
+
+@pytest.mark.parametrize("key", ["a/b", ""])
+def test_encode_refuses_an_embedding_key_an_h5ad_cannot_hold(trained, tmp_path, capsys, key):
+    """'a/b' or '' as an obsm key gave an .h5ad that anndata.read_h5ad cannot open; both outputs refuse them."""
+    for name in ("e.h5ad", "e.zarr"):
+        argv = ["encode", str(trained / "tokens.parquet"), "--model", str(trained / "model")]
+        assert main([*argv, "--output", str(tmp_path / name), "--embedding-key", key, "--quiet"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("fastembed encode: error: --embedding-key") and len(err.splitlines()) == 1
+        assert not (tmp_path / name).exists()
