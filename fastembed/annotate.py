@@ -581,7 +581,9 @@ def annotate_celltypes(
     min_confidence : float, optional
         Query cells whose vote share is below this get ``unknown_label``.
     unknown_label : str
-        Label for cells below ``min_confidence`` and for query cells whose embedding is all zeros.
+        Label for cells below ``min_confidence`` and for query cells whose embedding is all zeros. When such
+        cells exist it must not be one of the reference's labels (ValueError, raised before anything is
+        written), so that unassigned cells cannot pass for cells of that type.
     center : bool
         Subtract the mean embedding of the usable reference cells from query and reference before the cosine
         k-NN (default True). Mean-pooled region vectors share a large common component, which makes raw cosine
@@ -666,9 +668,15 @@ def annotate_celltypes(
     if min_confidence is not None:
         unknown |= confidence < min_confidence
     if unknown.any():
+        if unknown_label in categories:
+            # The unassigned cells would be indistinguishable from cells predicted as that reference type.
+            raise ValueError(
+                f"unknown_label {unknown_label!r} is also a label in {fitted.name} obs['{label_key}'], and "
+                f"{int(unknown.sum())} query cells would get it as unassigned; pass an unknown_label that is not "
+                "a reference label"
+            )
         predicted[unknown] = unknown_label
-        if unknown_label not in categories:
-            categories = [*categories, unknown_label]
+        categories = [*categories, unknown_label]
     labels = pd.Series(
         pd.Categorical(predicted, categories=categories), index=query.obs_names.copy(), name=label_key
     )

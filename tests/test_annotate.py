@@ -127,6 +127,18 @@ def test_min_confidence_gives_unknown(split):
     assert "unknown" in labels.cat.categories
 
 
+def test_unknown_label_that_is_a_reference_label_is_refused(split):
+    ref, query = split
+    taken = str(ref.obs["cell_type"].iloc[0])
+    q = query.copy()
+    with pytest.raises(ValueError, match=rf"unknown_label '{taken}' is also a label in reference AnnData"):
+        annotate_celltypes(q, ref, confidence_key="conf", min_confidence=0.9, unknown_label=taken)
+    assert "conf" not in q.obs  # nothing written
+    # Without cells to leave unassigned, the label is never used, so it may be anything.
+    labels = annotate_celltypes(query, ref, unknown_label=taken)
+    assert labels.notna().all()
+
+
 def test_zero_embeddings_and_missing_labels(split):
     ref, query = split
     ref, q = ref.copy(), query[:30].copy()
