@@ -12,6 +12,7 @@ import io
 import os
 import re
 import warnings
+import weakref
 import zlib
 from pathlib import Path
 
@@ -44,6 +45,23 @@ _END_ALIASES = ("end", "chromend")
 # --------------------------------------------------------------------------------------------------
 # Readers
 # --------------------------------------------------------------------------------------------------
+# Where an AnnData read by this module came from, for messages: id -> (weak reference, "'path'"). The object
+# itself is left alone (an attribute or uns entry would travel into the files encode writes).
+_SOURCES: dict[int, tuple[weakref.ref, str]] = {}
+
+
+def _remember_source(adata, name: str):
+    """``adata``, noted as read from ``name`` (how messages about its peaks and matrix will call it)."""
+    key = id(adata)
+    _SOURCES[key] = (weakref.ref(adata, lambda _, key=key: _SOURCES.pop(key, None)), name)
+    return adata
+
+
+def _source_name(adata) -> str:
+    entry = _SOURCES.get(id(adata))
+    return entry[1] if entry is not None and entry[0]() is adata else "the AnnData"
+
+
 def _read_lines(path: Path, what: str) -> list[str]:
     """All lines of a UTF-8 text file (plain or gzipped) without line ends; a byte-order mark is dropped."""
     with reading_text(path, what), open_text(path) as fh:
@@ -252,9 +270,10 @@ def read_mtx(matrix: str | os.PathLike, barcodes: str | os.PathLike, peaks: str 
     X = _read_mm(matrix)
     if transpose:
         X = X.T.tocsr()
-    return ad.AnnData(
+    adata = ad.AnnData(
         X=X, obs=pd.DataFrame(index=pd.Index(bcs.astype(str))), var=_var_frame(chroms, starts, ends)
     )
+    return _remember_source(adata, f"'{matrix}'")
 
 
 def _find(directory: Path, names: tuple[str, ...]) -> Path | None:
@@ -295,7 +314,7 @@ def read_10x(directory: str | os.PathLike):
     if missing:
         raise FileNotFoundError(f"10x folder '{directory}' lacks {', '.join(missing)}")
     if peaks is not None:
-        return read_mtx(matrix, barcodes, peaks)
+        return _remember_source(read_mtx(matrix, barcodes, peaks), f"'{directory}'")
 
     # features.tsv: id, name, type[, chrom, start, end]; a multiome file also lists genes.
     numbered = [
@@ -335,11 +354,12 @@ def read_10x(directory: str | os.PathLike):
     X = _read_mm(matrix)
     X = (X.T.tocsr() if transpose else X)[:, np.flatnonzero(keep)].tocsr()
     starts_a, ends_a = np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
-    return ad.AnnData(
+    adata = ad.AnnData(
         X=X,
         obs=pd.DataFrame(index=pd.Index(bcs.astype(str))),
         var=_var_frame(np.array(chroms, dtype=object), starts_a, ends_a),
     )
+    return _remember_source(adata, f"'{directory}'")
 
 
 def read_h5ad(path: str | os.PathLike, *, backed: bool = False):
@@ -362,11 +382,12 @@ def read_h5ad(path: str | os.PathLike, *, backed: bool = False):
     if not path.is_file():
         raise FileNotFoundError(f"AnnData file '{path}' does not exist")
     try:
-        return ad.read_h5ad(path, backed="r" if backed else None)
+        adata = ad.read_h5ad(path, backed="r" if backed else None)
     except Exception as err:
         raise ValueError(
             f"AnnData file '{path}' cannot be read as .h5ad ({type(err).__name__}: {err})"
         ) from None
+    return _remember_source(adata, f"'{path}'")
 
 
 class LazyAnnData:
@@ -561,7 +582,7 @@ def _as_adata(adata, *, backed: bool = True):
     # a view, copies the matrix); cell_matrix() reports a missing X with the layers to use instead.
     if not hasattr(adata, "var") or not (hasattr(type(adata), "X") or hasattr(adata, "X")):
         raise TypeError(f"expected an AnnData or an .h5ad path, got {type(adata).__name__}")
-    return adata, "the AnnData"
+    return adata, _source_name(adata)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -620,3 +620,49 @@ def test_encode_refuses_an_embedding_key_an_h5ad_cannot_hold(trained, tmp_path, 
         err = capsys.readouterr().err.strip()
         assert err.startswith("fastembed encode: error: --embedding-key") and len(err.splitlines()) == 1
         assert not (tmp_path / name).exists()
+
+
+def test_errors_name_the_input_read_whole(trained, tmp_path, capsys):
+    """A 10x folder, a .mtx file or an .h5ad read whole (encode to .h5ad) is named in errors about its peaks,
+    not called 'the AnnData' (the user never typed one)."""
+    import scipy.io
+
+    cells = ad.read_h5ad(trained / "cells.h5ad")
+    tenx = tmp_path / "my 10x"
+    tenx.mkdir()
+    scipy.io.mmwrite(tenx / "matrix.mtx", cells.X.T.tocoo())
+    (tenx / "barcodes.tsv").write_text("\n".join(cells.obs_names) + "\n")
+    (tenx / "peaks.bed").write_text(
+        "".join(
+            f"{c.removeprefix('chr')}\t{s}\t{e}\n"
+            for c, s, e in zip(cells.var.chr, cells.var.start, cells.var.end, strict=True)
+        )
+    )
+    nochr = cells.copy()
+    nochr.var["chr"] = nochr.var["chr"].astype(str).str.removeprefix("chr")
+    nochr.write_h5ad(tmp_path / "nochr.h5ad")
+    model = ["--model", str(trained / "model")]
+    for argv, named in (
+        (["tokenize", str(tenx), "--universe", str(demo_peaks_path())], str(tenx)),
+        (
+            [
+                "tokenize",
+                str(tenx / "matrix.mtx"),
+                "--barcodes",
+                str(tenx / "barcodes.tsv"),
+                "--peaks",
+                str(tenx / "peaks.bed"),
+                "--universe",
+                str(demo_peaks_path()),
+            ],
+            str(tenx / "matrix.mtx"),
+        ),
+        (["encode", str(tenx), *model], str(tenx)),
+        (["encode", str(tmp_path / "nochr.h5ad"), *model], str(tmp_path / "nochr.h5ad")),
+    ):
+        out = tmp_path / ("o.parquet" if argv[0] == "tokenize" else "o.h5ad")
+        assert main([*argv, "--output", str(out), "--quiet"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--chrom-style add-chr" in err
+        assert f"'{named}'" in err and "the AnnData" not in err, err
+        assert not out.exists()
