@@ -26,9 +26,10 @@ import socket
 import stat
 import tempfile
 import threading
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+
+from ._warn import warn
 
 try:
     import fcntl
@@ -541,7 +542,7 @@ def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
         if name.endswith(".old") and os.path.lexists(saved) and not os.path.lexists(path):
             # Killed between moving the old output aside and publishing the new one: the old one is all there is.
             os.rename(saved, path)
-            warnings.warn(f"restored '{path}' from '{tmp}', left by an interrupted overwrite", stacklevel=3)
+            warn(f"restored '{path}' from '{tmp}', left by an interrupted overwrite")
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
@@ -549,10 +550,9 @@ def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
                 tmp.unlink()
         removed.append(tmp)
     if kept:
-        warnings.warn(
+        warn(
             f"temporary '{kept[0]}' (and {len(kept) - 1} more) of an earlier write to '{path}' belongs "
             "to a process that is still running; remove it by hand if no fastembed is writing there",
-            stacklevel=3,
         )
     return removed
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from dataclasses import dataclass
 
 import numba
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import settings
+from ._warn import warn
 from .settings import PARALLEL_FAST
 
 __all__ = [
@@ -360,10 +360,9 @@ def fit_reference(
     labels = reference_adata.obs[label_key]
     keep = r.any(axis=1) & labels.notna().to_numpy()
     if not keep.all():
-        warnings.warn(
+        warn(
             f"{int((~keep).sum())} cells of {name} have no label in obs['{label_key}'] or an all-zero "
             f"obsm['{embedding_key}']; left out",
-            stacklevel=3,
         )
     r = r[keep]
     mean = None
@@ -660,10 +659,9 @@ def annotate_celltypes(
     predicted = np.asarray(categories, dtype=object)[winner]
     unknown = ~q_ok
     if unknown.any():
-        warnings.warn(
+        warn(
             f"{int(unknown.sum())} cells of {query.name} have an all-zero obsm['{embedding_key}'] (no trained "
             f"token); labelled {unknown_label!r}",
-            stacklevel=2,
         )
     if min_confidence is not None:
         unknown |= confidence < min_confidence

@@ -36,7 +36,6 @@ import io
 import json
 import os
 import re
-import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +46,7 @@ import numpy as np
 from . import settings
 from . import tokenize as _tok
 from ._atomic import check_output_path, output_lock
+from ._warn import warn
 from .settings import PARALLEL, SERIAL
 from .tokens import TokenizedCells, write_tokens_parquet
 from .universe import MAX_COORD, Universe, _resolve_universe, open_text
@@ -789,17 +789,15 @@ def _finish(
     )
     if unknown_chroms:
         shown = sorted(unknown_chroms, key=unknown_chroms.get, reverse=True)
-        warnings.warn(
+        warn(
             f"{n_unknown} of {n_read} fragments of {name} lie on {len(shown)} chromosomes absent from universe "
             f"'{uni.source}' ({', '.join(repr(c) for c in shown[:5])}{', ...' if len(shown) > 5 else ''}); "
             "they get no token",
-            stacklevel=3,
         )
     if n_empty:
-        warnings.warn(
+        warn(
             f"{n_empty} of {names.size} barcodes of {name} have no token in universe '{uni.source}'; they keep "
             "their rows with an empty token list",
-            stacklevel=3,
         )
     if out_path is None:
         return TokenizedCells(indptr, indices, names, uni, stats)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +44,7 @@ import yaml
 
 from ._atomic import atomic_dir
 from ._version import __version__
+from ._warn import warn
 from .checkpoint import read_torch_state_dict, write_torch_state_dict
 from .universe import N_SPECIAL, Universe, read_bed
 
@@ -223,12 +223,11 @@ def _warn_if_newer(config: dict, directory: Path) -> None:
     written = config.get("fastembed_version")
     ours = _major_minor(__version__)
     if written is not None and ours is not None and _major_minor(written) > ours:
-        warnings.warn(
+        warn(
             f"model folder '{directory}' was written by fastembed {written[:40]}, newer than the "
             f"installed fastembed {__version__}; it may not load correctly or may encode differently: "
             "upgrade fastembed to use it",
             UserWarning,
-            stacklevel=3,
         )
 
 
@@ -394,12 +393,11 @@ def _read_projection(directory: Path, config: dict, fmt: str, dim: int) -> np.nd
     path = directory / CELL_PROJECTION
     if fmt != "fastembed":
         if os.path.lexists(path):
-            warnings.warn(
+            warn(
                 f"model folder '{directory}' is in the geniml layout, which geniml and fastembed both encode "
                 f"with mean pooling: its {CELL_PROJECTION} (written beside the checkpoint by fastembed 0.7) is "
                 "not used; delete it to silence this warning",
                 UserWarning,
-                stacklevel=3,
             )
         return None
     n_components = config.get("n_components")  # an integer >= 1 or None (checked by _check_config)
@@ -482,6 +480,10 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
         ``cell_projection.npy``, which is not used (that layout is encoded with mean pooling, as geniml does).
     """
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(
+            f"model folder '{directory}' is a file; expected a model folder (config.yaml, universe.bed and weights)"
+        )
     if not directory.is_dir():
         raise FileNotFoundError(f"model folder '{directory}' does not exist")
     config = _read_config(directory / CONFIG)
@@ -617,13 +619,12 @@ def write_model_folder(
     if format not in ("fastembed", "geniml"):
         raise ValueError(f"format must be 'fastembed' or 'geniml', got {format!r}")
     if format == "geniml" and folder.cell_projection is not None:
-        warnings.warn(
+        warn(
             f"model folder '{directory}': the geniml format holds no cell projection, so it is written without "
             f"{CELL_PROJECTION} and with pooling_method: mean; geniml and fastembed will both encode it with "
             "mean pooling, not this model's default pooling='pca'; save with format='fastembed' to keep the "
             "projection",
             UserWarning,
-            stacklevel=3,
         )
     directory = Path(directory).expanduser().absolute()
     if not directory.parent.is_dir():

@@ -359,10 +359,9 @@ class ScEmbed:
         }
         if result.epochs_done < epochs:
             self.training_info.update(epochs_completed=int(result.epochs_done), partial=True)
-            warnings.warn(
+            warn(
                 f"training was interrupted after {result.epochs_done} of {epochs} epochs; the model keeps the "
                 "vectors trained so far and is marked partial (training_info['partial']); save it or train again",
-                stacklevel=2,
             )
         return self
 
@@ -392,10 +391,9 @@ class ScEmbed:
                 "and chromosome names (chrom_style=)"
             )
         if mapper.n_peaks_unmapped:
-            warnings.warn(
+            warn(
                 f"{mapper.n_peaks_unmapped} of {mapper.n_peaks} peaks of {name} overlap no region of the "
                 f"model's universe ({len(self.universe)} regions); they do not contribute to the embeddings",
-                stacklevel=4,
             )
         return adata, mapper, name
 
@@ -676,10 +674,9 @@ class ScEmbed:
                     zarr.consolidate_metadata(str(tmp))
                 result = zarr.open_group(str(out), mode="r")["obsm"][embedding_key]
         if n_empty:
-            warnings.warn(
+            warn(
                 f"{n_empty} of {n_cells} cells have no trained token (no region of the model's universe, or "
                 f"only regions seen in fewer than min_count={self.min_count} training cells); they get zeros",
-                stacklevel=2,
             )
         return result
 

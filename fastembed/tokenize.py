@@ -17,7 +17,6 @@ intervals are at least ``m`` long.
 from __future__ import annotations
 
 import json
-import warnings
 
 import numba
 import numpy as np
@@ -273,11 +272,10 @@ def _warn_duplicate_names(barcodes: np.ndarray, name: str) -> None:
     if names.is_unique:
         return
     dup = names[names.duplicated()].unique()
-    warnings.warn(
+    warn(
         f"{int(names.duplicated().sum())} cell names of {name} repeat an earlier one (first: {str(dup[0])[:60]!r}); "
         "each cell keeps its row, but joining results back by name will be ambiguous: make them unique first "
         "(adata.obs_names_make_unique())",
-        stacklevel=4,
     )
 
 
@@ -407,11 +405,10 @@ def tokenize_cells(
         even with no token. Peaks that hit nothing are dropped and counted in ``stats``.
     """
     if chunk_cells is not None:
-        warnings.warn(
+        warn(
             "tokenize_cells(chunk_cells=...) is now batch_cells=..., the name encode and annotate_celltypes use; "
             "chunk_cells will be removed in a later version",
             FutureWarning,
-            stacklevel=2,
         )
         batch_cells = chunk_cells
     inputs = [adata, universe_file if not isinstance(universe_file, Universe) else universe_file.source]
@@ -511,10 +508,9 @@ def _tokenize_cells(
         "median_tokens_per_cell": float(np.median(lengths)),
     }
     if n_empty:
-        warnings.warn(
+        warn(
             f"{n_empty} of {adata.n_obs} cells of {name} have no token in universe '{uni.source}' "
             "(their peaks overlap no region); they keep their rows with an empty token list",
-            stacklevel=3,
         )
     barcodes = np.asarray(adata.obs_names, dtype=object)
     _warn_duplicate_names(barcodes, name)

@@ -12,7 +12,6 @@ import base64
 import gzip
 import json
 import os
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from . import settings
 from ._atomic import atomic_file, check_output_path
+from ._warn import warn
 from .universe import Universe, _resolve_universe
 
 __all__ = [
@@ -324,13 +324,12 @@ def _warn_names_in_several_parts(folder: Path, parts: list[Path], barcodes: list
     part_of = np.repeat(np.arange(len(parts)), [d.size for d in distinct])
     i = int(np.argmax(again))
     first = int(np.argmax(names == names[i]))
-    warnings.warn(
+    warn(
         f"token folder '{folder}': {int(names[again].nunique())} cell names appear in more than one part "
         f"(first: {str(names[i])[:60]!r}, in '{parts[part_of[first]].name}' and '{parts[part_of[i]].name}'); "
         "each cell keeps its row, but joining results back by name will be ambiguous: make the names unique "
         "across parts before tokenizing (e.g. a per-part prefix, or adata.obs_names_make_unique() on the "
         "combined data)",
-        stacklevel=4,
     )
 
 

@@ -13,13 +13,14 @@ import hashlib
 import io
 import os
 import re
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+
+from ._warn import warn
 
 SPECIAL_TOKENS: tuple[str, ...] = ("<unk>", "<pad>", "<mask>", "<cls>", "<eos>", "<bos>", "<sep>")
 """Special tokens appended after the universe regions, in this order (ids ``N..N+6``), as gtars does."""
@@ -252,10 +253,9 @@ class Universe:
         _, counts = np.unique(key, return_counts=True)
         n_dup = int((counts - 1).sum())
         if n_dup:
-            warnings.warn(
+            warn(
                 f"universe '{self.source}': {n_dup} regions are exact duplicates of earlier lines; "
                 "each copy keeps its own token id and a peak overlapping it maps to every copy",
-                stacklevel=3,
             )
 
     # -- basic facts --------------------------------------------------------------------------------

@@ -92,6 +92,24 @@ def test_unstorable_obs_column_warning_points_at_the_call(cells, model, tmp_path
     assert "'e.zarr'" in msg and ".tmp" not in msg  # the output's name, not its temporary's
 
 
+def test_other_warnings_point_at_the_call(cells, model, tmp_path):
+    # Every warning goes through fastembed._warn, whatever the depth of the helper that raises it.
+    a = cells[:30].copy()
+    a.obs_names = ["same"] * a.n_obs
+    _, caught = _caught(lambda: fe.tokenize_cells(a, demo_peaks_path()))
+    assert any("repeat" in str(w.message) or "duplicate" in str(w.message) for w in caught)
+    _, caught = _caught(lambda: model.save(tmp_path / "g", format="geniml"))
+    assert any("geniml format holds no cell projection" in str(w.message) for w in caught)
+    ref = cells[:60].copy()
+    ref.obsm["X_e"] = model.encode(ref, progress=False)
+    ref.obs["cell_type"] = ref.obs["cell_type"].astype(object)
+    ref.obs.iloc[0, ref.obs.columns.get_loc("cell_type")] = None
+    query = cells[60:90].copy()
+    query.obsm["X_e"] = model.encode(query, progress=False)
+    _, caught = _caught(lambda: fe.annotate_celltypes(query, ref, embedding_key="X_e", k=5))
+    assert any("left out" in str(w.message) for w in caught)
+
+
 # -- outputs ------------------------------------------------------------------------------------------------
 def test_token_output_must_end_in_parquet(cells, tmp_path):
     # A parquet file named .csv or .h5ad is read as something else by everything downstream (encode takes it for
