@@ -666,3 +666,13 @@ def test_errors_name_the_input_read_whole(trained, tmp_path, capsys):
         assert len(err.splitlines()) == 1 and "--chrom-style add-chr" in err
         assert f"'{named}'" in err and "the AnnData" not in err, err
         assert not out.exists()
+
+
+def test_encode_model_that_is_a_file_says_so(trained, tmp_path, capsys):
+    """--model naming an existing file (the model's config.yaml, a token parquet) is not 'does not exist'."""
+    for model in (trained / "model" / "config.yaml", trained / "tokens.parquet"):
+        argv = ["encode", str(trained / "tokens.parquet"), "--model", str(model)]
+        assert main([*argv, "--output", str(tmp_path / "e.zarr"), "--quiet"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(model) in err
+        assert "does not exist" not in err and "is a file" in err, err
