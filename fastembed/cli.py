@@ -306,14 +306,14 @@ def cmd_annotate(args) -> None:
     sep = {".csv": ",", ".tsv": "\t"}.get(out.suffix.lower())
     if sep is None:
         raise ValueError(f"output '{args.output}': expected a table ending in .csv (commas) or .tsv (tabs)")
-    query = Path(args.query)
-    if query.suffix not in LAZY_SUFFIXES:
-        raise ValueError(f"query '{query}': expected an .h5ad file or a .zarr AnnData")
+    query, reference = Path(args.query), Path(args.reference)
+    for which, path in (("query", query), ("reference", reference)):
+        if path.suffix not in LAZY_SUFFIXES:
+            raise ValueError(f"{which} '{path}': expected an .h5ad file or a .zarr AnnData")
     if not query.exists():
         raise FileNotFoundError(f"query '{query}' does not exist")
     # Both are passed as paths: only the reference's obs and obsm[embedding_key] are read, and the query's
     # obsm[embedding_key], block by block.
-    reference = Path(args.reference)
     with open_client(args.scheduler, args.workers) as client:
         found = annotate_celltypes(
             query,

@@ -218,6 +218,14 @@ TOKENIZE_CELLS = ["tokenize", "{d}/cells.h5ad", "--universe", "{u}", "--output",
             ["annotate", "{d}/cells.h5ad", "--reference", "{d}/cells.h5ad", "--output", "{d}/l.txt"],
             "ending in .csv (commas) or .tsv (tabs)",
         ),
+        (
+            ["annotate", "{d}/cells.h5ad", "--reference", "{d}/tokens.parquet", "--output", "{d}/l.csv"],
+            "tokens.parquet': expected an .h5ad file or a .zarr AnnData",
+        ),
+        (
+            ["annotate", "{d}/cells.h5ad", "--reference", "{d}/model", "--output", "{d}/l.csv"],
+            "model': expected an .h5ad file or a .zarr AnnData",
+        ),
     ],
 )
 def test_bad_input_exit_1(trained, capsys, argv, message):
