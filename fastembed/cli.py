@@ -85,6 +85,11 @@ def _tokenize_fragments(args) -> None:
         )
     if args.layer is not None:
         raise ValueError(f"--layer applies to AnnData inputs; '{args.input}' is a fragments file")
+    if args.scheduler is not None or args.workers is not None:
+        flag = "--scheduler" if args.scheduler is not None else "--workers"
+        raise ValueError(
+            f"{flag} applies to peak matrices; the fragments file '{args.input}' is streamed by one process"
+        )
     t = time.perf_counter()
     out = tokenize_fragments(
         args.input,

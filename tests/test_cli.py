@@ -684,3 +684,14 @@ def test_encode_model_that_is_a_file_says_so(trained, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and str(model) in err
         assert "does not exist" not in err and "is a file" in err, err
+
+
+@pytest.mark.parametrize("flag", [["--workers", "2"], ["--scheduler", "tcp://127.0.0.1:8786"]])
+def test_tokenize_fragments_refuses_dask_flags_it_would_ignore(tmp_path, capsys, flag):
+    """A fragments file is streamed by one process: --workers/--scheduler had no effect, silently."""
+    (tmp_path / "fragments.tsv").write_text("chr5\t180470203\t180470704\tAAAC-1\t1\n")
+    argv = ["tokenize", str(tmp_path / "fragments.tsv"), "--universe", str(demo_peaks_path())]
+    assert main([*argv, "--output", str(tmp_path / "t.parquet"), *flag, "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and flag[0] in err and "fragments" in err, err
+    assert not (tmp_path / "t.parquet").exists()
