@@ -70,6 +70,10 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
             client = dd.Client(scheduler, timeout="30s")
         except OSError as err:
             raise OSError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({err})") from None
+        except (ValueError, TypeError) as err:  # e.g. no port: Dask's message would not name the flag
+            raise ValueError(
+                f"--scheduler {scheduler}: not a Dask scheduler address ({err}); expected e.g. tcp://host:8786"
+            ) from None
         with client:
             yield client
         return

@@ -695,3 +695,12 @@ def test_tokenize_fragments_refuses_dask_flags_it_would_ignore(tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and flag[0] in err and "fragments" in err, err
     assert not (tmp_path / "t.parquet").exists()
+
+
+def test_malformed_scheduler_address_names_the_flag(trained, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    argv = ["tokenize", str(trained / "cells.h5ad"), "--universe", str(demo_peaks_path())]
+    assert main([*argv, "--output", str(tmp_path / "t.parquet"), "--scheduler", "headnode", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fastembed tokenize: error: --scheduler headnode") and len(err.splitlines()) == 1
+    assert not (tmp_path / "t.parquet").exists()
