@@ -11,7 +11,6 @@ import gzip
 import io
 import os
 import re
-import warnings
 import weakref
 import zlib
 from pathlib import Path
@@ -21,6 +20,7 @@ import pandas as pd
 import scipy.io
 import scipy.sparse as sp
 
+from ._warn import warn
 from .universe import MAX_COORD, open_text, parse_coordinate, read_bed, reading_text
 
 __all__ = [
@@ -213,10 +213,9 @@ def _orient(
     cells_by_peaks = rows == n_barcodes and cols == n_peaks
     peaks_by_cells = rows == n_peaks and cols == n_barcodes
     if cells_by_peaks and peaks_by_cells:
-        warnings.warn(
+        warn(
             f"matrix file '{path}' is {rows} x {cols} with as many barcodes as peaks; "
             "assuming the 10x orientation (peaks x cells)",
-            stacklevel=3,
         )
         return True
     if peaks_by_cells:
