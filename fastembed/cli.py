@@ -177,9 +177,9 @@ def cmd_train(args) -> None:
         what="model folder",
         overwrite=args.overwrite,
         kind="model",
-        inputs=_inputs(args, "input"),
+        inputs=_inputs(args, "input", "universe"),
     )
-    ds = Region2VecDataset(args.input, sample_cells=args.sample_cells, seed=args.seed)
+    ds = Region2VecDataset(args.input, universe=args.universe, sample_cells=args.sample_cells, seed=args.seed)
     if args.seed is not None:
         import numba
 
@@ -455,6 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", help="token .parquet file from 'fastembed tokenize'")
     p.add_argument("--output", required=True, help="model folder to write")
+    p.add_argument(
+        "--universe",
+        help="the BED file the tokens index, for a token parquet that does not carry its universe (e.g. "
+        "written by gtars); a file that carries one must match it",
+    )
     p.add_argument(
         "--epochs",
         type=int,

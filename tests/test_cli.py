@@ -236,6 +236,40 @@ def test_bad_input_exit_1(trained, capsys, argv, message):
     assert len(err.splitlines()) == 1  # one readable line, no traceback
 
 
+def test_train_on_a_parquet_without_its_universe(trained, tmp_path, capsys):
+    # A token file written by another tool (gtars) carries no universe: train says which flag to pass, then
+    # trains with it; a universe that differs from one the file carries is refused.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fastembed.tokens import read_tokens_parquet
+
+    tok = read_tokens_parquet(trained / "tokens.parquet")
+    lists = [tok.indices[tok.indptr[i] : tok.indptr[i + 1]].tolist() for i in range(len(tok.indptr) - 1)]
+    bare = tmp_path / "gtars.parquet"
+    pq.write_table(pa.table({"tokens": pa.array(lists, type=pa.list_(pa.int32()))}), bare)
+    base = ["train", "--quiet", "--epochs", "1", "--embedding-dim", "8", "--threads", "1"]
+    assert main([*base, str(bare), "--output", str(tmp_path / "m0")]) == 1
+    err = capsys.readouterr().err
+    assert "does not carry its universe" in err and "--universe <" in err and "universe=" not in err
+    assert (
+        main([*base, str(bare), "--output", str(tmp_path / "m1"), "--universe", str(demo_peaks_path())]) == 0
+    )
+    assert (tmp_path / "m1" / "universe.bed").is_file()
+    other = tmp_path / "other.bed"
+    other.write_text("chr1\t0\t100\n")
+    argv = [
+        *base,
+        str(trained / "tokens.parquet"),
+        "--output",
+        str(tmp_path / "m2"),
+        "--universe",
+        str(other),
+    ]
+    assert main(argv) == 1
+    assert not (tmp_path / "m2").exists()
+
+
 def test_bad_arguments_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "x.parquet"])  # --output missing
