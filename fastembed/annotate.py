@@ -604,6 +604,13 @@ def annotate_celltypes(
     pandas.Series (or pandas.DataFrame, see ``confidence_key``)
         Categorical labels indexed by the query's obs names, named ``label_key``; categories are the
         reference's labels (plus ``unknown_label`` when used).
+
+    Raises
+    ------
+    ValueError
+        Besides bad arguments and inputs (each message names the input, the field and what was expected): a
+        query whose embedding is all zeros in every cell (nothing could be labelled), and an ``unknown_label``
+        that is also a reference label when some cells would get it. Nothing is written to ``query_adata``.
     """
     # Checked by type first: int(None), int(nan) or a str compared with a float would escape as a bare error.
     if not _is_whole(k) or k < 1:
@@ -655,6 +662,13 @@ def annotate_celltypes(
     confidence = np.concatenate([p[1] for p in parts])
     q_ok = np.concatenate([p[2] for p in parts])
 
+    if not q_ok.any():
+        # Nothing to label: every cell would come back unknown_label, which looks like a result. A zarr store whose
+        # embedding chunks are missing also reads as zeros.
+        raise ValueError(
+            f"{query.name} obsm['{embedding_key}'] is all zeros in all {query.n_obs} cells (no cell has a trained "
+            "token, or the stored embedding is missing); expected embeddings from encode"
+        )
     categories = list(fitted.categories)
     predicted = np.asarray(categories, dtype=object)[winner]
     unknown = ~q_ok

@@ -156,6 +156,19 @@ def test_zero_embeddings_and_missing_labels(split):
     assert labels.iloc[4] == "unknown" and q.obs["conf"].iloc[4] == 0
 
 
+def test_a_query_of_only_zero_embeddings_is_an_error(split, tmp_path):
+    # Every cell labelled unknown would look like a result; a zarr store whose obsm chunks are gone reads as zeros.
+    ref, query = split
+    q = query[:20].copy()
+    q.obsm["scembed_X"][:] = 0
+    with pytest.raises(ValueError, match=r"query AnnData obsm\['scembed_X'\] is all zeros in all 20 cells"):
+        annotate_celltypes(q, ref, confidence_key="conf")
+    assert "conf" not in q.obs
+    q.write_zarr(tmp_path / "q.zarr")
+    with pytest.raises(ValueError, match=r"query '.*q\.zarr' obsm\['scembed_X'\] is all zeros"):
+        annotate_celltypes(str(tmp_path / "q.zarr"), ref)
+
+
 @pytest.mark.parametrize(
     ("mutate", "exc", "pattern"),
     [
