@@ -38,7 +38,7 @@ DEFAULT_WINDOW_SIZE = 5
 
 BLOCKS_PER_THREAD = 16
 """With several threads, training blocks shrink below ``batch_size`` cells until each thread has at least this
-many: the threads' lanes of blocks are balanced by tokens, to within one block (see ``sgns._lanes``)."""
+many; the threads take blocks one at a time from a shared counter (see ``sgns._blocks_parallel``)."""
 
 # -- cells per block (``batch_cells``) -----------------------------------------------------------------
 TOKENIZE_BATCH_CELLS = 100_000

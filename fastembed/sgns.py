@@ -31,10 +31,12 @@ Parallelism: cells are cut into blocks of ``batch_size`` consecutive cells; bloc
 the shared matrices without locks (hogwild, Recht et al. 2011). Every block draws from its own RNG stream derived
 from ``(seed, epoch, block)``, so with ``threads=1`` (which runs a serial compilation of the same block kernel) two
 runs with the same seed give bit-identical vectors. With more threads the interleaving of updates is up to the OS,
-so results are statistically equivalent but not bit-reproducible. Each thread runs one *lane* of consecutive
-blocks holding an equal share of the tokens (:func:`_lanes`), and blocks shrink until every thread has
-``settings.BLOCKS_PER_THREAD`` of them: ``prange``'s even split of block indices left threads idle whenever cell
-depth drifts along the file.
+so results are statistically equivalent but not bit-reproducible. Each thread takes the next block from a
+shared atomic counter (:func:`fastembed._counter.fetch_add`) until none is left, and blocks shrink until every
+thread has ``settings.BLOCKS_PER_THREAD`` of them, so a thread that runs slower (a deeper block, a busy
+neighbour on a shared machine) never leaves the others waiting for more than one block. Version 0.8.1 replaced
+a static split into token-balanced runs of blocks, one per thread: on two threads the threads idled 4-6% of the
+time, and handing blocks out one at a time was 1.13x faster (bench/RESULTS.md).
 
 Decisions (the measurements behind each are in bench/RESULTS.md, "Trainer design measurements")
 ------------------------------------------------------------------------------------------------------
@@ -76,6 +78,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastembed import settings
+from fastembed._counter import fetch_add
 from fastembed._prefetch import prefetch_row
 from fastembed._progress import progress_bar
 from fastembed._rng import block_state, new_seed, randint, uniform
@@ -516,46 +519,18 @@ def _blocks_serial(b0, b1, indptr, indices, w_in, w_out, params, epoch):
 
 
 @njit(**PARALLEL_FAST)
-def _blocks_parallel(lanes, indptr, indices, w_in, w_out, params, epoch):
-    """Blocks ``[lanes[0], lanes[-1])`` of one epoch, concurrently (hogwild): lane ``t`` runs blocks
-    ``[lanes[t], lanes[t + 1])`` in order (see :func:`_lanes`)."""
+def _blocks_parallel(threads, counter, b1, indptr, indices, w_in, w_out, params, epoch):
+    """Blocks ``[counter[0], b1)`` of one epoch, concurrently (hogwild): each of ``threads`` threads takes the
+    next block from the shared ``counter`` (int64[1], advanced atomically) until none is left, so no thread
+    waits for another while blocks remain."""
     epoch_words = indptr[indptr.size - 1]
-    for t in prange(lanes.size - 1):
-        for b in range(lanes[t], lanes[t + 1]):
+    for _ in prange(threads):
+        while True:
+            b = fetch_add(counter, 1)
+            if b >= b1:
+                break
             done = epoch * epoch_words + indptr[b * params.batch_size]
             _train_block(b, indptr, indices, w_in, w_out, params, epoch, done)
-
-
-def _lanes(block_tokens: np.ndarray, b0: int, b1: int, threads: int) -> np.ndarray:
-    """Cut blocks ``[b0, b1)`` into ``threads`` runs of consecutive blocks holding about equal numbers of
-    tokens (a block's work is proportional to its tokens).
-
-    Parameters
-    ----------
-    block_tokens : int64[n_blocks]
-        Tokens in each block.
-    b0, b1 : int
-        The blocks to run.
-    threads : int
-
-    Returns
-    -------
-    int64[threads + 1]
-        Non-decreasing lane boundaries from ``b0`` to ``b1``.
-
-    An even split of the block *indices* (the static schedule of a ``prange`` over blocks) leaves threads idle
-    when cell depth drifts along the file: on granja2019 the first half of the blocks holds 21% more tokens
-    than the second, which capped two threads at ~1.83x one.
-    """
-    cum = np.concatenate(([0], np.cumsum(block_tokens[b0:b1], dtype=np.int64)))
-    targets = cum[-1] * np.arange(threads + 1, dtype=np.float64) / threads
-    # A lane ends at the block boundary nearest its share of the tokens.
-    cut = np.searchsorted(cum, targets)
-    lower = np.maximum(cut - 1, 0)
-    nearer = np.abs(cum[lower] - targets) <= np.abs(cum[np.minimum(cut, cum.size - 1)] - targets)
-    cut = np.where(nearer, lower, np.minimum(cut, cum.size - 1))
-    cut[0], cut[-1] = 0, b1 - b0
-    return (np.maximum.accumulate(cut) + b0).astype(np.int64)
 
 
 @njit(**SERIAL)
@@ -967,8 +942,8 @@ def train_sgns(
     epoch_words = int(indptr[-1])
     words_total = float(max(epoch_words * epochs, 1))
     max_len = int(np.diff(indptr).max())
-    # Cap the blocks per kernel call so long epochs still update the progress bar; with lanes balanced by
-    # tokens, the barrier at the end of a call costs at most about one block per thread.
+    # Cap the blocks per kernel call so long epochs still update the progress bar; with blocks handed out one at
+    # a time, the barrier at the end of a call costs at most about one block per thread.
     step = max(n_blocks if threads == 1 else 64 * threads, 1)
     keep = keep_probabilities(counts, trained, sample)
     params = _kernel_params(
@@ -992,12 +967,11 @@ def train_sgns(
             _blocks_serial(b0, b1, indptr, indices, w_in, w_out, params, epoch)
 
     else:
-        block_tokens = np.diff(indptr[np.minimum(np.arange(n_blocks + 1) * batch_size, n_cells)])
+        counter = np.zeros(1, dtype=np.int64)
 
         def run(epoch: int, b0: int, b1: int) -> None:
-            _blocks_parallel(
-                _lanes(block_tokens, b0, b1, threads), indptr, indices, w_in, w_out, params, epoch
-            )
+            counter[0] = b0
+            _blocks_parallel(threads, counter, b1, indptr, indices, w_in, w_out, params, epoch)
 
     bar = _progress_bar(epochs, progress)
     seconds = init_seconds

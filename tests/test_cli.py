@@ -349,9 +349,9 @@ def test_train_interrupted_exits_130_and_writes_nothing(tmp_path, monkeypatch, c
     real = sg._blocks_parallel
 
     def interrupted(*args):
-        # The compile call passes an empty range (b0 == b1 serially, all lanes at 0 in parallel); Ctrl-C in
-        # the first real epoch.
-        end = args[0][-1] if np.ndim(args[0]) else args[1]
+        # The compile call passes an empty range (serially (b0, b1, ...) with b1 == 0; in parallel (threads,
+        # counter, b1, ...) with b1 == 0); Ctrl-C in the first real epoch.
+        end = args[2] if np.ndim(args[1]) else args[1]
         if end > 0:
             raise KeyboardInterrupt
         return real(*args)

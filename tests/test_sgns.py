@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from naive import ref_sgns
+from numba import njit, prange
 
 from fastembed import sgns
+from fastembed._counter import fetch_add
 from fastembed.alias import build_alias_table
 from fastembed.sgns import SGNSResult, train_sgns
 
@@ -428,42 +430,32 @@ def test_kernel_params_are_one_typed_struct():
     assert a.lr0 == pytest.approx(0.025) and a.lr_min == pytest.approx(1e-4) and a.window == 5
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    tokens=st.lists(st.integers(0, 10_000), min_size=1, max_size=60),
-    threads=st.integers(1, 16),
-    data=st.data(),
-)
-def test_lanes_cover_the_range_with_balanced_tokens(tokens, threads, data):
-    from fastembed.sgns import _lanes
-
-    block_tokens = np.array(tokens, dtype=np.int64)
-    b0 = data.draw(st.integers(0, block_tokens.size))
-    b1 = data.draw(st.integers(b0, block_tokens.size))
-    lanes = _lanes(block_tokens, b0, b1, threads)
-    assert lanes.dtype == np.int64 and lanes.size == threads + 1
-    assert lanes[0] == b0 and lanes[-1] == b1 and np.all(np.diff(lanes) >= 0)
-    # Cutting at the block boundary nearest each lane's share leaves every lane within one block of its
-    # share: the heaviest lane holds at most the even share plus the largest block.
-    loads = [block_tokens[lanes[t] : lanes[t + 1]].sum() for t in range(threads)]
-    span = block_tokens[b0:b1]
-    if span.size:
-        assert max(loads) <= span.sum() / threads + span.max()
+@pytest.mark.kernel
+@settings(max_examples=50, deadline=None)
+@given(start=st.integers(0, 300), length=st.integers(0, 3000), threads=st.integers(1, 8))
+def test_fetch_add_hands_out_every_block_once(start, length, threads):
+    # The parallel driver's schedule: threads draw block numbers from one counter; each number is drawn once.
+    end = start + length
+    counter = np.array([start], dtype=np.int64)
+    seen = np.zeros(end + 1, dtype=np.int64)
+    _draw_blocks(counter, end, seen, threads)
+    assert seen[:start].sum() == 0 and (seen[start:end] == 1).all() and seen[end] == 0
+    assert counter[0] == end + threads  # each thread's last draw found nothing left
 
 
-def test_lanes_split_a_drifting_file_by_tokens():
-    # Blocks getting lighter along the file (cell depth drifting), as on granja2019: an even split of block
-    # indices would give the first thread 3x the second's tokens.
-    from fastembed.sgns import _lanes
+@njit(parallel=True)
+def _draw_blocks(counter, end, seen, threads):
+    for _ in prange(threads):
+        while True:
+            b = fetch_add(counter, 1)
+            if b >= end:
+                break
+            seen[b] += 1
 
-    block_tokens = np.array([30, 30, 30, 30, 10, 10, 10, 10], dtype=np.int64)
-    lanes = _lanes(block_tokens, 0, 8, 2)
-    assert lanes.tolist() == [0, 3, 8]  # 90 and 70 tokens; [0, 4, 8] would be 120 and 40
 
-
+@pytest.mark.kernel
 def test_parallel_run_trains_every_block():
-    # Every cell has tokens of its own, so a block that no lane ran would leave its tokens' rows untouched.
-    # Cell sizes vary, so the lanes hold different numbers of blocks.
+    # Every cell has tokens of its own, so a block that no thread ran would leave its tokens' rows untouched.
     sizes = [2 + (c * 7) % 5 for c in range(90)]
     indptr = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
     indices = np.arange(indptr[-1], dtype=np.int32)
