@@ -23,20 +23,23 @@ Algorithm (per epoch, per cell of n tokens)
    rows (on many threads their changes are added instead; see the decisions below); the rows the next centre
    will touch are prefetched one centre ahead.
 5. The learning rate decays linearly from ``learning_rate`` to ``min_learning_rate`` with the number of tokens
-   processed before the current cell over all epochs; that count follows from the block's position, so it does
-   not depend on thread scheduling.
+   processed before the current cell over all epochs; that count follows from the block's position in the
+   epoch's order, so it does not depend on thread scheduling.
 6. The sigmoid is read from a 1,000-entry table over ``[-6, 6]`` and saturates outside, as in word2vec and gensim.
 
-Parallelism: cells are cut into blocks of ``batch_size`` consecutive cells; blocks run in a ``prange`` and write
-the shared matrices without locks (hogwild, Recht et al. 2011). Every block draws from its own RNG stream derived
+Parallelism: cells are cut into blocks of ``batch_size`` consecutive cells; each epoch visits the blocks in a
+fresh random order (:func:`block_order`), and blocks run in a ``prange`` and write the shared matrices without
+locks (hogwild, Recht et al. 2011). Every block draws from its own RNG stream derived
 from ``(seed, epoch, block)``, so with ``threads=1`` (which runs a serial compilation of the same block kernel) two
 runs with the same seed give bit-identical vectors. With more threads the interleaving of updates is up to the OS,
 so results are statistically equivalent but not bit-reproducible. Each thread takes the next block from a
 shared atomic counter (:func:`fastembed._counter.fetch_add`) until none is left, and blocks shrink until every
 thread has ``settings.BLOCKS_PER_THREAD`` of them, so a thread that runs slower (a deeper block, a busy
 neighbour on a shared machine) never leaves the others waiting for more than one block. Version 0.8.1 replaced
-a static split into token-balanced runs of blocks, one per thread: on two threads the threads idled 4-6% of the
-time, and handing blocks out one at a time was 1.13x faster (bench/RESULTS.md).
+a static split into token-balanced runs of blocks, one per thread, in file order: on two threads the threads
+idled 4-6% of the time, and handing blocks out one at a time was 1.02-1.13x faster; but in file order both
+threads then swept the cells together, one donor's after the other's, which cost 0.007 transfer accuracy on
+granja2019 until the blocks were shuffled (bench/RESULTS.md, "Version 0.8.1").
 
 Decisions (the measurements behind each are in bench/RESULTS.md, "Trainer design measurements")
 ------------------------------------------------------------------------------------------------------
@@ -510,27 +513,61 @@ def _train_block(block, indptr, indices, w_in, w_out, params, epoch, words_done)
 # cache keys entries by bytecode and signature, not by compile flags: with cache=True one variant could load the
 # other's machine code.
 @njit(**SERIAL_FAST)
-def _blocks_serial(b0, b1, indptr, indices, w_in, w_out, params, epoch):
-    """Blocks ``[b0, b1)`` of one epoch, in order (deterministic)."""
-    epoch_words = indptr[indptr.size - 1]
-    for b in range(b0, b1):
-        done = epoch * epoch_words + indptr[b * params.batch_size]
-        _train_block(b, indptr, indices, w_in, w_out, params, epoch, done)
+def _blocks_serial(p0, p1, order, starts, indptr, indices, w_in, w_out, params, epoch):
+    """Blocks ``order[p0:p1]`` of one epoch, in that order (deterministic); ``starts[p]`` is the number of
+    tokens processed over all epochs before block ``order[p]`` (see :func:`block_order`)."""
+    for p in range(p0, p1):
+        _train_block(order[p], indptr, indices, w_in, w_out, params, epoch, starts[p])
 
 
 @njit(**PARALLEL_FAST)
-def _blocks_parallel(threads, counter, b1, indptr, indices, w_in, w_out, params, epoch):
-    """Blocks ``[counter[0], b1)`` of one epoch, concurrently (hogwild): each of ``threads`` threads takes the
-    next block from the shared ``counter`` (int64[1], advanced atomically) until none is left, so no thread
-    waits for another while blocks remain."""
-    epoch_words = indptr[indptr.size - 1]
+def _blocks_parallel(threads, counter, p1, order, starts, indptr, indices, w_in, w_out, params, epoch):
+    """Blocks ``order[counter[0]:p1]`` of one epoch, concurrently (hogwild): each of ``threads`` threads takes
+    the next position from the shared ``counter`` (int64[1], advanced atomically) until none is left, so no
+    thread waits for another while blocks remain."""
     for _ in prange(threads):
         while True:
-            b = fetch_add(counter, 1)
-            if b >= b1:
+            p = fetch_add(counter, 1)
+            if p >= p1:
                 break
-            done = epoch * epoch_words + indptr[b * params.batch_size]
-            _train_block(b, indptr, indices, w_in, w_out, params, epoch, done)
+            _train_block(order[p], indptr, indices, w_in, w_out, params, epoch, starts[p])
+
+
+SHUFFLE_BLOCKS = True
+"""Visit an epoch's blocks in a fresh random order (see :func:`block_order`)."""
+
+
+def block_order(seed: int, epoch: int, block_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The order in which one epoch visits its blocks, and the tokens processed before each.
+
+    Parameters
+    ----------
+    seed : int
+        The run's uint64 seed (:func:`fastembed._rng.new_seed`).
+    epoch : int
+    block_tokens : int64[n_blocks]
+        Tokens in each block (its cells' lengths before subsampling).
+
+    Returns
+    -------
+    order : int64[n_blocks]
+        A permutation of the blocks, drawn from ``(seed, epoch)`` (the identity if ``SHUFFLE_BLOCKS`` is off).
+    starts : int64[n_blocks]
+        ``epoch * sum(block_tokens)`` plus the tokens of ``order[:p]``: what the learning-rate decay counts as
+        done when block ``order[p]`` starts.
+
+    Cells are stored grouped (by sample, donor, batch: granja2019 holds one donor's cells, then the other's), and
+    a pass in file order lets the last stretch of every epoch pull the vectors towards one group. Shuffling the
+    blocks keeps each epoch's updates mixed; within a block the cells stay in file order.
+    """
+    n_blocks = block_tokens.size
+    if SHUFFLE_BLOCKS:
+        ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(seed) >> 32, int(epoch), 0xB10C])
+        order = np.random.default_rng(ss).permutation(n_blocks).astype(np.int64)
+    else:
+        order = np.arange(n_blocks, dtype=np.int64)
+    before = np.concatenate(([0], np.cumsum(block_tokens[order])[:-1])).astype(np.int64)
+    return order, int(epoch) * int(block_tokens.sum()) + before
 
 
 @njit(**SERIAL)
@@ -961,28 +998,30 @@ def train_sgns(
         add_back=threads > OVERWRITE_MAX_THREADS,
     )
 
-    if threads == 1:
+    block_tokens = np.diff(indptr[np.minimum(np.arange(n_blocks + 1) * batch_size, n_cells)]).astype(np.int64)
+    counter = np.zeros(1, dtype=np.int64)
 
-        def run(epoch: int, b0: int, b1: int) -> None:
-            _blocks_serial(b0, b1, indptr, indices, w_in, w_out, params, epoch)
-
-    else:
-        counter = np.zeros(1, dtype=np.int64)
-
-        def run(epoch: int, b0: int, b1: int) -> None:
-            counter[0] = b0
-            _blocks_parallel(threads, counter, b1, indptr, indices, w_in, w_out, params, epoch)
+    def run(epoch: int, p0: int, p1: int, order: np.ndarray, starts: np.ndarray) -> None:
+        if threads == 1:
+            _blocks_serial(p0, p1, order, starts, indptr, indices, w_in, w_out, params, epoch)
+        else:
+            counter[0] = p0
+            _blocks_parallel(threads, counter, p1, order, starts, indptr, indices, w_in, w_out, params, epoch)
 
     bar = _progress_bar(epochs, progress)
     seconds = init_seconds
     epochs_done = 0
     try:
         with numba_threads(threads):
-            run(0, 0, 0)  # an empty range: compiles (or loads from cache) outside the timed loop
+            order, starts = block_order(seed, 0, block_tokens)
+            run(
+                0, 0, 0, order, starts
+            )  # an empty range: compiles (or loads from cache) outside the timed loop
             for epoch in range(epochs):
                 t0 = time.perf_counter()
-                for b0 in range(0, n_blocks, step):
-                    run(epoch, b0, min(b0 + step, n_blocks))
+                order, starts = block_order(seed, epoch, block_tokens)
+                for p0 in range(0, n_blocks, step):
+                    run(epoch, p0, min(p0 + step, n_blocks), order, starts)
                 elapsed = time.perf_counter() - t0
                 seconds += elapsed
                 if bar is not None:

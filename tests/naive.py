@@ -133,7 +133,8 @@ def ref_sgns(
     from counts^negative_power, by default ``sgns.NEGATIVE_POWER`` as it is when called); the
     centre's output rows are buffered and updated after every pair of contexts, each pair scored against them
     before either updates them (HogBatch in pairs), and written back over the shared rows (a row drawn twice keeps
-    its later slot) or, with ``add_back``, their changes added to them; blocks run in order.
+    its later slot) or, with ``add_back``, their changes added to them; blocks run one after the other in each
+    epoch's order from ``sgns.block_order``.
     Plain Python and numpy."""
     counts = np.zeros(vocab_size, dtype=np.int64)
     for cell in cells:
@@ -149,9 +150,16 @@ def ref_sgns(
     total = float(epoch_words * epochs)
     n_blocks = -(-len(cells) // batch_size)
     done = 0
+    block_tokens = np.array(
+        [sum(len(c) for c in cells[b * batch_size : (b + 1) * batch_size]) for b in range(n_blocks)],
+        dtype=np.int64,
+    )
     for epoch in range(epochs):
-        for b in range(n_blocks):
-            rng = RefRng(seed, epoch, b)
+        # Blocks in the epoch's shuffled order (sgns.block_order: a numpy permutation drawn from seed and epoch);
+        # the learning rate counts the tokens done in that order.
+        order, _ = sgns.block_order(seed, epoch, block_tokens)
+        for b in order:
+            rng = RefRng(seed, epoch, int(b))
             for cell in cells[b * batch_size : (b + 1) * batch_size]:
                 n = len(cell)
                 lr = np.float32(max(lr_min, lr0 - (lr0 - lr_min) * done / total))

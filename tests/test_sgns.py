@@ -430,6 +430,33 @@ def test_kernel_params_are_one_typed_struct():
     assert a.lr0 == pytest.approx(0.025) and a.lr_min == pytest.approx(1e-4) and a.window == 5
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    tokens=st.lists(st.integers(0, 1000), min_size=1, max_size=80),
+    seed=st.integers(0, 2**64 - 1),
+    epoch=st.integers(0, 500),
+)
+def test_block_order_is_a_seeded_permutation_with_its_token_counts(tokens, seed, epoch):
+    block_tokens = np.array(tokens, dtype=np.int64)
+    order, starts = sgns.block_order(seed, epoch, block_tokens)
+    assert order.dtype == np.int64 and starts.dtype == np.int64
+    assert sorted(order.tolist()) == list(range(block_tokens.size))
+    # What the learning-rate decay counts as done: earlier epochs, then the blocks visited before this one.
+    expected = epoch * block_tokens.sum() + np.concatenate(([0], np.cumsum(block_tokens[order])[:-1]))
+    np.testing.assert_array_equal(starts, expected)
+    again, _ = sgns.block_order(seed, epoch, block_tokens)
+    np.testing.assert_array_equal(order, again)
+
+
+def test_block_order_changes_with_the_epoch_and_can_be_turned_off(monkeypatch):
+    block_tokens = np.full(50, 7, dtype=np.int64)
+    orders = {tuple(sgns.block_order(3, e, block_tokens)[0]) for e in range(5)}
+    assert len(orders) == 5 and tuple(range(50)) not in orders
+    monkeypatch.setattr(sgns, "SHUFFLE_BLOCKS", False)
+    order, starts = sgns.block_order(3, 2, block_tokens)
+    assert order.tolist() == list(range(50)) and starts.tolist() == [700 + 7 * p for p in range(50)]
+
+
 @pytest.mark.kernel
 @settings(max_examples=50, deadline=None)
 @given(start=st.integers(0, 300), length=st.integers(0, 3000), threads=st.integers(1, 8))
