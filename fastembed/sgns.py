@@ -35,11 +35,11 @@ runs with the same seed give bit-identical vectors. With more threads the interl
 so results are statistically equivalent but not bit-reproducible. Each thread takes the next block from a
 shared atomic counter (:func:`fastembed._counter.fetch_add`) until none is left, and blocks shrink until every
 thread has ``settings.BLOCKS_PER_THREAD`` of them, so a thread that runs slower (a deeper block, a busy
-neighbour on a shared machine) never leaves the others waiting for more than one block. Version 0.8.1 replaced
+neighbour on a shared machine) never leaves the others waiting for more than one block. Version 0.9 replaced
 a static split into token-balanced runs of blocks, one per thread, in file order: on two threads the threads
 idled 4-6% of the time, and handing blocks out one at a time was 1.02-1.13x faster; but in file order both
 threads then swept the cells together, one donor's after the other's, which cost 0.007 transfer accuracy on
-granja2019 until the blocks were shuffled (bench/RESULTS.md, "Version 0.8.1").
+granja2019 until the blocks were shuffled (bench/RESULTS.md, "Version 0.9").
 
 Decisions (the measurements behind each are in bench/RESULTS.md, "Trainer design measurements")
 ------------------------------------------------------------------------------------------------------
@@ -1013,10 +1013,9 @@ def train_sgns(
     epochs_done = 0
     try:
         with numba_threads(threads):
+            # An empty range: compiles (or loads from cache) outside the timed loop.
             order, starts = block_order(seed, 0, block_tokens)
-            run(
-                0, 0, 0, order, starts
-            )  # an empty range: compiles (or loads from cache) outside the timed loop
+            run(0, 0, 0, order, starts)
             for epoch in range(epochs):
                 t0 = time.perf_counter()
                 order, starts = block_order(seed, epoch, block_tokens)
