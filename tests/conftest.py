@@ -15,6 +15,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def demo_cells(n: int, seed: int):
+    """``n`` cells of the bundled demo AnnData drawn without replacement by ``seed``, in file order (a copy)."""
+    import numpy as np
+
+    from fastembed.datasets import load_demo
+
+    demo = load_demo()
+    rows = np.sort(np.random.default_rng(seed).choice(demo.n_obs, n, replace=False))
+    return demo[rows].copy()
+
+
 def shared_data_dir() -> Path | None:
     env = os.environ.get("FASTEMBED_SHARED_DATA")
     candidate = Path(env) if env else REPO.parent / "shared" / "data"

@@ -9,6 +9,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import demo_cells
 
 from fastembed.cli import main
 from fastembed.datasets import demo_peaks_path, load_demo
@@ -18,9 +19,7 @@ from fastembed.scembed import annotate_celltypes
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
-    demo = load_demo()
-    rows = np.sort(np.random.default_rng(0).choice(demo.n_obs, 800, replace=False))
-    demo[rows].copy().write_h5ad(d / "cells.h5ad")
+    demo_cells(800, 0).write_h5ad(d / "cells.h5ad")
     return d
 
 

@@ -8,18 +8,17 @@ import warnings
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import demo_cells
 
 import fastembed as fe
 from fastembed.cli import main
-from fastembed.datasets import demo_peaks_path, load_demo
+from fastembed.datasets import demo_peaks_path
 from fastembed.tokens import read_tokens_parquet
 
 
 @pytest.fixture(scope="module")
 def cells():
-    demo = load_demo()
-    rows = np.sort(np.random.default_rng(3).choice(demo.n_obs, 300, replace=False))
-    return demo[rows].copy()
+    return demo_cells(300, 3)
 
 
 # -- tokenize diagnostics --------------------------------------------------------------------------------

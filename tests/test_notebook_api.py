@@ -9,16 +9,15 @@ import warnings
 import anndata as ad
 import numpy as np
 import pytest
+from conftest import demo_cells
 
 import fastembed as fe
-from fastembed.datasets import demo_peaks_path, load_demo
+from fastembed.datasets import demo_peaks_path
 
 
 @pytest.fixture(scope="module")
 def cells():
-    demo = load_demo()
-    rows = np.sort(np.random.default_rng(5).choice(demo.n_obs, 300, replace=False))
-    return demo[rows].copy()
+    return demo_cells(300, 5)
 
 
 @pytest.fixture(scope="module")

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import demo_cells
 
 import fastembed as fe
-from fastembed.datasets import demo_peaks_path, load_demo
+from fastembed.datasets import demo_peaks_path
 from fastembed.projection import apply_projection, fit_projection
 from fastembed.scembed import ScEmbed
 
 
 @pytest.fixture(scope="module")
 def tokens():
-    demo = load_demo()
-    rows = np.sort(np.random.default_rng(1).choice(demo.n_obs, 600, replace=False))
-    return fe.tokenize_cells(demo[rows].copy(), demo_peaks_path())
+    return fe.tokenize_cells(demo_cells(600, 1), demo_peaks_path())
 
 
 @pytest.fixture(scope="module")

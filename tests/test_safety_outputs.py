@@ -15,12 +15,13 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import demo_cells
 
 import fastembed as fe
 from fastembed import _atomic
 from fastembed._atomic import atomic_dir, atomic_file, check_output_path, current_umask
 from fastembed.cli import main
-from fastembed.datasets import demo_peaks_path, load_demo
+from fastembed.datasets import demo_peaks_path
 from fastembed.scembed import ScEmbed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,9 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def cells():
-    demo = load_demo()
-    rows = np.sort(np.random.default_rng(1).choice(demo.n_obs, 200, replace=False))
-    return demo[rows].copy()
+    return demo_cells(200, 1)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import demo_cells
 
 import fastembed as fe
 from fastembed.datasets import demo_peaks_path, load_demo
@@ -16,9 +17,7 @@ from fastembed.scembed import ScEmbed
 
 @pytest.fixture(scope="module")
 def demo_small():
-    demo = load_demo()
-    rows = np.sort(np.random.default_rng(0).choice(demo.n_obs, 1000, replace=False))
-    return demo[rows].copy()
+    return demo_cells(1000, 0)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +172,6 @@ def test_real_universe_mismatch(granja_dir, buenrostro_universe):
 def test_universe_mismatch_on_demo(demo_other_universe):
     """The same on a fresh clone: the bundled demo's cells against a universe made from, but not equal to, its
     peaks."""
-    from fastembed.datasets import load_demo
 
     _check_universe_mismatch(load_demo()[:1500].copy(), demo_other_universe)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import demo_cells
 
 import fastembed as fe
-from fastembed.datasets import demo_peaks_path, load_demo
+from fastembed.datasets import demo_peaks_path
 from fastembed.sgns import (
     LARGE_DATA_CELLS,
     MIN_EPOCHS,
@@ -22,9 +23,7 @@ from fastembed.warmstart import INIT_NORM, similarity_matrix, spectral_init, tru
 
 @pytest.fixture(scope="module")
 def tokens():
-    demo = load_demo()
-    rows = np.sort(np.random.default_rng(2).choice(demo.n_obs, 800, replace=False))
-    return fe.tokenize_cells(demo[rows].copy(), demo_peaks_path())
+    return fe.tokenize_cells(demo_cells(800, 2), demo_peaks_path())
 
 
 def _binary(tokens, trained):
