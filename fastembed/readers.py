@@ -36,7 +36,12 @@ __all__ = [
     "restyle_chroms",
 ]
 
-_COORD_NAME = re.compile(r"^(?P<chr>[^:\s]+?)[:\-](?P<start>[0-9]+)-(?P<end>[0-9]+)$")
+# A peak named by its coordinates: chr:start-end, chr-start-end or chr_start_end. The chromosome is the shortest
+# prefix that leaves two coordinates, so it may hold dashes or underscores itself (hg19's chrUn_gl000220_100_200
+# is chrUn_gl000220, 100, 200: the last two underscore-separated fields are the integers). In the underscore form
+# both separators are underscores (the `us` group), so chr1_100-200 or chr1:100_200 are not coordinates.
+_COORD_NAME = re.compile(r"^(?P<chr>[^:\s]+?)(?:(?P<us>_)|[:\-])(?P<start>[0-9]+)(?(us)_|-)(?P<end>[0-9]+)$")
+_COORD_EXAMPLES = "'chr1:100-200', 'chr1-100-200' or 'chr1_100_200'"
 _CHR_ALIASES = ("chr", "chrom", "chromosome", "seqnames", "seqname")
 _START_ALIASES = ("start", "chromstart")
 _END_ALIASES = ("end", "chromend")
@@ -333,7 +338,7 @@ def read_10x(directory: str | os.PathLike):
             m = _COORD_NAME.match(r[0])
             if m is None:
                 raise ValueError(
-                    f"features file '{features}' line {lineno}: field 1 should look like 'chr1:100-200' "
+                    f"features file '{features}' line {lineno}: field 1 should look like {_COORD_EXAMPLES} "
                     f"when there are no chrom/start/end columns, got {r[0]!r}"
                 )
             c, s, e = m["chr"], m["start"], m["end"]
@@ -599,7 +604,9 @@ def peak_coordinates(adata, *, name: str = "the AnnData") -> tuple[np.ndarray, n
     """Genomic coordinates of an AnnData's peaks (its ``var``).
 
     Taken from ``var`` columns ``chr``/``start``/``end`` (also ``chrom``/``seqnames``, ``chromStart``/
-    ``chromEnd``), or else parsed from ``var_names`` like ``chr1:100-200`` or ``chr1-100-200``.
+    ``chromEnd``), or else parsed from ``var_names`` like ``chr1:100-200``, ``chr1-100-200`` or ``chr1_100_200``.
+    The chromosome is everything before the last two coordinates, so it may hold dashes or underscores
+    (``chrUn_gl000220_100_200`` is ``chrUn_gl000220``, 100, 200).
 
     Parameters
     ----------
@@ -633,7 +640,7 @@ def peak_coordinates(adata, *, name: str = "the AnnData") -> tuple[np.ndarray, n
             i = int(np.flatnonzero(missing)[0])
             raise ValueError(
                 f"{name}: var has no 'chr'/'start'/'end' columns and var_names do not look like "
-                f"'chr1:100-200' or 'chr1-100-200' (var_name {i} is {names.iloc[i]!r})"
+                f"{_COORD_EXAMPLES} (var_name {i} is {names.iloc[i]!r})"
             )
         chroms = parts["chr"].to_numpy(dtype=object)
         # More than 19 digits cannot be an int64; check before converting so the message names the peak.

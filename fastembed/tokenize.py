@@ -368,8 +368,8 @@ def tokenize_cells(
         Cells x peaks AnnData, or a path to an on-disk ``.h5ad`` or ``.zarr`` AnnData, read lazily
         ``batch_cells`` rows at a time (:class:`fastembed.readers.LazyAnnData`; bit-identical to the in-memory
         result). Its peaks come from
-        ``var`` ``chr``/``start``/``end`` or ``var_names`` like ``chr1:100-200``. A cell's regions are its
-        nonzero columns; values are not counts.
+        ``var`` ``chr``/``start``/``end`` or ``var_names`` like ``chr1:100-200`` (or ``chr1-100-200``,
+        ``chr1_100_200``). A cell's regions are its nonzero columns; values are not counts.
     universe_file : str or os.PathLike or Universe
         Universe BED file (optionally gzipped); line ``i`` is token ``i``.
     output : str or os.PathLike, optional

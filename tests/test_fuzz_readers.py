@@ -256,16 +256,27 @@ _VAR_NAME = st.one_of(
     st.tuples(_CHROM.filter(lambda c: ":" not in c), st.sampled_from([":", "-"]), _COORD, _COORD).map(
         lambda t: f"{t[0]}{t[1]}{t[2]}-{t[3]}"
     ),
+    # chr_start_end, the contig itself possibly holding underscores (hg19's chrUn_gl000220)
+    st.tuples(_CHROM, _COORD, _COORD).map(lambda t: f"{t[0]}_{t[1]}_{t[2]}"),
     st.text(max_size=12),
 )
 
 
 def _oracle_var_name(name: str):
-    m = re.fullmatch(r"([^:\s]+?)[:\-]([0-9]+)-([0-9]+)\n?", name)
-    if m is None:
-        return None
-    s, e = int(m[2]), int(m[3])
-    return (m[1], s, e) if s <= e <= MAX_COORD else None
+    name = name.removesuffix("\n")  # a regex '$' also matches before one final newline
+    m = re.fullmatch(r"([^:\s]+?)[:\-]([0-9]+)-([0-9]+)", name)
+    if m is not None:
+        chrom, s, e = m[1], m[2], m[3]
+    else:
+        # chr_start_end, split from the right: the last two underscore-separated fields are the coordinates
+        parts = name.rsplit("_", 2)
+        if len(parts) != 3:
+            return None
+        chrom, s, e = parts
+        if not re.fullmatch(r"[^:\s]+", chrom) or not all(re.fullmatch(r"[0-9]+", v) for v in (s, e)):
+            return None
+    s, e = int(s), int(e)
+    return (chrom, s, e) if s <= e <= MAX_COORD else None
 
 
 @FUZZ
@@ -282,6 +293,24 @@ def test_var_name_parsing_matches_oracle(names):
         return
     assert all(e is not None for e in expected), "accepted names the format refuses"
     assert list(zip(chroms.tolist(), starts.tolist(), ends.tolist(), strict=True)) == expected
+
+
+@FUZZ
+@given(
+    chrom=_CHROM.filter(lambda c: ":" not in c),
+    start=st.integers(0, 10**9),
+    length=st.integers(0, 10**6),
+    sep=st.sampled_from(["_", ":", "-"]),
+)
+def test_var_names_split_coordinates_from_the_right(chrom, start, length, sep):
+    """Every var name written as chr_start_end, chr:start-end or chr-start-end parses back to its parts,
+    whatever underscores or dashes the chromosome holds."""
+    name = f"{chrom}_{start}_{start + length}" if sep == "_" else f"{chrom}{sep}{start}-{start + length}"
+    a = ad.AnnData(X=sp.csr_matrix((1, 1), dtype=np.float32))
+    a.var_names = [name]
+    chroms, starts, ends = peak_coordinates(a, name="'fuzz.h5ad'")
+    assert (chroms[0], int(starts[0]), int(ends[0])) == (chrom, start, start + length)
+    assert _oracle_var_name(name) == (chrom, start, start + length)
 
 
 @FUZZ_FEW

@@ -130,7 +130,7 @@ def test_read_10x_missing_files(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # Peak coordinates
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("fmt", ["{c}:{s}-{e}", "{c}-{s}-{e}"])
+@pytest.mark.parametrize("fmt", ["{c}:{s}-{e}", "{c}-{s}-{e}", "{c}_{s}_{e}"])
 def test_var_names_as_coordinates(small, fmt):
     a = ad.AnnData(X=small.X, obs=small.obs.copy())
     a.var_names = [
@@ -143,10 +143,38 @@ def test_var_names_as_coordinates(small, fmt):
     np.testing.assert_array_equal(ends, small.var["end"].to_numpy())
 
 
-def test_var_without_coordinates():
-    a = ad.AnnData(X=sp.csr_matrix(np.ones((2, 2))), var=pd.DataFrame(index=["GeneA", "GeneB"]))
-    with pytest.raises(ValueError, match=r"no 'chr'/'start'/'end' columns.*'GeneA'"):
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # hg19 contigs with underscores: the last two underscore-separated fields are the coordinates
+        ("chrUn_gl000220_100_200", ("chrUn_gl000220", 100, 200)),
+        ("chr1_gl000191_random_5_10", ("chr1_gl000191_random", 5, 10)),
+        ("chr1_0_0", ("chr1", 0, 0)),
+        ("chrUn_gl000220:100-200", ("chrUn_gl000220", 100, 200)),
+        ("chr1_gl000191_random-5-10", ("chr1_gl000191_random", 5, 10)),
+        ("chr1-100-200", ("chr1", 100, 200)),
+    ],
+)
+def test_var_names_with_underscores(small, name, expected):
+    # a real demo peak's name first, so the parsed name sits among ordinary ones
+    c, s, e = small.var["chr"].iloc[0], int(small.var["start"].iloc[0]), int(small.var["end"].iloc[0])
+    a = ad.AnnData(X=small.X[:, :2], obs=small.obs.copy())
+    a.var_names = [f"{c}:{s}-{e}", name]
+    chroms, starts, ends = peak_coordinates(a)
+    assert list(zip(chroms.tolist(), starts.tolist(), ends.tolist(), strict=True)) == [(c, s, e), expected]
+
+
+@pytest.mark.parametrize(
+    "name", ["GeneA", "chr1_100-200", "chr1:100_200", "chr1_100", "chr1_100_2x0", "chr1__200", "_100_200"]
+)
+def test_var_without_coordinates(name):
+    a = ad.AnnData(X=sp.csr_matrix(np.ones((2, 2))), var=pd.DataFrame(index=["chr1_1_5", name]))
+    with pytest.raises(ValueError) as err:
         peak_coordinates(a)
+    msg = str(err.value)
+    assert "no 'chr'/'start'/'end' columns and var_names do not look like" in msg
+    assert "'chr1:100-200'" in msg and "'chr1-100-200'" in msg and "'chr1_100_200'" in msg
+    assert f"var_name 1 is {name!r}" in msg
 
 
 def test_var_non_integer_start():
