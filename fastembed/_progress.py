@@ -17,6 +17,19 @@ def in_notebook() -> bool:
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
+def check_progress(progress) -> bool:
+    """A ``progress=`` argument as a bool: True or False (numpy's bools too), anything else a TypeError.
+
+    The one check of every public ``progress=`` (and of :func:`progress_bar`): truth-testing would take
+    ``progress="no"`` (or ``"False"``, ``1``) for True and show the bars.
+    """
+    import numpy as np
+
+    if isinstance(progress, bool | np.bool_):
+        return bool(progress)
+    raise TypeError(f"progress must be True or False, got {progress!r}"[:300])
+
+
 def progress_bar(total: int, *, desc: str, unit: str, enabled: bool = True):
     """A tqdm bar, or None when progress is off.
 
@@ -31,11 +44,11 @@ def progress_bar(total: int, *, desc: str, unit: str, enabled: bool = True):
     desc, unit : str
         Label and unit of the bar.
     enabled : bool
-        False returns None (the callers' ``progress=False``).
+        False returns None (the callers' ``progress=False``); not a bool is a TypeError (:func:`check_progress`).
     """
     import os
 
-    if not enabled or os.environ.get("TQDM_DISABLE", "").strip() not in ("", "0"):
+    if not check_progress(enabled) or os.environ.get("TQDM_DISABLE", "").strip() not in ("", "0"):
         return None
     if in_notebook():
         try:

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import settings
 from ._atomic import atomic_dir, check_output_path
-from ._progress import progress_bar
+from ._progress import check_progress, progress_bar
 from ._threads import check_threads, numba_threads
 from ._version import __version__
 from ._warn import warn
@@ -273,7 +273,8 @@ class ScEmbed:
             cosine-similarity graph, as SnapATAC2 computes it (:mod:`fastembed.warmstart`), which needs far fewer
             epochs; ``"random"``: word2vec's initialisation.
         progress : bool
-            Show a tqdm progress bar (epochs, tokens/s, learning rate) on an interactive terminal.
+            Show a tqdm progress bar (epochs, tokens/s, learning rate) on an interactive terminal. True or False
+            only (a numpy bool too): anything else, e.g. ``"no"``, is a ``TypeError``.
 
         Returns
         -------
@@ -287,6 +288,7 @@ class ScEmbed:
         """
         from .sgns import DivergedError, auto_epochs, train_sgns
 
+        progress = check_progress(progress)
         epochs = None if epochs is None else _positive_int("epochs", epochs)
         batch_size = _positive_int("batch_size", batch_size)
         learning_rate = _positive_float("learning_rate", learning_rate)
@@ -593,7 +595,8 @@ class ScEmbed:
             :func:`fastembed.io.tokenize_cells`).
         progress : bool
             Show a progress bar (cells) in a notebook or on an interactive terminal; silent in logs and CI
-            (:func:`fastembed._progress.progress_bar`).
+            (:func:`fastembed._progress.progress_bar`). True or False only (a numpy bool too): anything else,
+            e.g. ``"no"``, is a ``TypeError``.
 
         Returns
         -------
@@ -602,6 +605,7 @@ class ScEmbed:
             With ``out``, the store's ``obsm[embedding_key]`` array, opened read-only (``[:]`` loads it).
         """
         self._require_vectors()
+        progress = check_progress(progress)
         batch_cells = _positive_int("batch_cells", batch_cells)
         pooling = self._resolve_pooling(pooling)
         weights = self.pooling_weights(pooling)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -243,6 +244,27 @@ def test_encode_shows_progress_in_a_notebook(fake_notebook, small_model, cells, 
     assert "encoding" in err and "300/300" in err
     model.encode(cells, batch_cells=100, progress=False)
     assert "encoding" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["no", "False", "", 0, 1, None, 1.0, [True]])
+def test_progress_takes_only_true_or_false(small_model, cells, bad):
+    """A truthy non-bool (progress="no") switched the bars on; train and encode refuse it before any work."""
+    model = fe.ScEmbed.from_pretrained(small_model / "model")
+    before = model.region_vectors.copy()
+    message = re.escape(f"progress must be True or False, got {bad!r}")
+    with pytest.raises(TypeError, match=message):
+        model.encode(cells, progress=bad)
+    with pytest.raises(TypeError, match=message):
+        model.train(small_model / "t.parquet", epochs=1, progress=bad)
+    np.testing.assert_array_equal(model.region_vectors, before)  # nothing was trained
+
+
+def test_progress_takes_numpy_bools(small_model, cells, fake_notebook, capsys):
+    model = fe.ScEmbed.from_pretrained(small_model / "model")
+    emb = model.encode(cells, batch_cells=100, progress=np.False_)
+    assert "encoding" not in capsys.readouterr().err
+    np.testing.assert_array_equal(model.encode(cells, batch_cells=100, progress=np.True_), emb)
+    assert "300/300" in capsys.readouterr().err
 
 
 def test_demo_long_steps_have_progress(monkeypatch, tmp_path):

@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 import types
 
-from fastembed._progress import in_notebook, progress_bar
+import numpy as np
+import pytest
+
+from fastembed._progress import check_progress, in_notebook, progress_bar
 
 
 def test_not_a_notebook_and_not_a_terminal_is_silent(monkeypatch):
@@ -34,3 +37,13 @@ def test_off_switches(fake_notebook, monkeypatch):
     assert progress_bar(3, desc="x", unit="step", enabled=False) is None
     monkeypatch.setenv("TQDM_DISABLE", "1")
     assert progress_bar(3, desc="x", unit="step") is None
+
+
+def test_only_bools_switch_progress(fake_notebook):
+    """The one check every public progress= goes through, also for callers that reach progress_bar directly."""
+    assert check_progress(True) is True and check_progress(np.False_) is False
+    for bad in ("no", 0, None):
+        with pytest.raises(TypeError, match=f"progress must be True or False, got {bad!r}"):
+            check_progress(bad)
+        with pytest.raises(TypeError, match="progress must be True or False"):
+            progress_bar(3, desc="x", unit="step", enabled=bad)
