@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from ._suffix import has_suffix
 from ._warn import warn
 
 try:
@@ -342,7 +343,7 @@ def check_output_path(
         ``path`` exists and ``overwrite`` is False, or it is not something fastembed wrote.
     """
     path = _check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
-    if kind == "parquet" and path.suffix.lower() != ".parquet":
+    if kind == "parquet" and not has_suffix(path, ".parquet"):
         # Checked after the rest, so an output that is an input or someone's file is refused as such first.
         # Named otherwise, a token file is read as something else downstream (encode takes it for an AnnData).
         raise ValueError(

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from . import settings
+from ._suffix import has_suffix
 
 # Errors that mean "the input is wrong", reported as one line with exit code 1.
 # OSError covers missing/unwritable files and an unreachable model hub; ImportError a missing optional extra.
@@ -34,9 +35,9 @@ def _read_input(path: str, args):
     p = Path(path)
     if p.is_dir():
         return readers.read_10x(p)
-    if p.suffix == ".h5ad":
+    if has_suffix(p, ".h5ad"):
         return readers.read_h5ad(p)
-    if p.name.endswith((".mtx", ".mtx.gz")):
+    if has_suffix(p, ".mtx", ".mtx.gz"):
         if not (getattr(args, "barcodes", None) and getattr(args, "peaks", None)):
             raise ValueError(f"input '{p}' is a MatrixMarket file: also pass --barcodes and --peaks")
         return readers.read_mtx(p, args.barcodes, args.peaks)
@@ -55,7 +56,7 @@ def _check_flags_apply(args, fragments: bool) -> None:
         return
     if getattr(args, "mode", "fragment") != "fragment" or getattr(args, "min_fragments", 1) != 1:
         raise ValueError(f"--mode and --min-fragments apply to fragments files; '{name}' is not one")
-    mtx = Path(name).name.endswith((".mtx", ".mtx.gz"))
+    mtx = has_suffix(name, ".mtx", ".mtx.gz")
     if not mtx and (getattr(args, "barcodes", None) or getattr(args, "peaks", None)):
         raise ValueError(
             f"--barcodes and --peaks apply to a .mtx input (and --barcodes to a fragments file, as a whitelist); "
@@ -63,7 +64,8 @@ def _check_flags_apply(args, fragments: bool) -> None:
         )
 
 
-# Inputs read lazily, in blocks of cells, rather than whole.
+# Inputs read lazily, in blocks of cells, rather than whole. Endings are matched in any case (DATA.H5AD), here
+# and everywhere (fastembed._suffix.has_suffix).
 LAZY_SUFFIXES = (".h5ad", ".zarr")
 
 # A file INPUT with one of these endings (10x writes fragments.tsv.gz) is a fragments file; --fragments says so
@@ -133,12 +135,12 @@ def cmd_tokenize(args) -> None:
         kind="parquet",
         inputs=_inputs(args, "input", "universe", "barcodes", "peaks"),
     )
-    if Path(args.output).suffix.lower() != ".parquet":
+    if not has_suffix(args.output, ".parquet"):
         raise ValueError(
             f"output '{args.output}': tokens are written as parquet; expected a path ending in .parquet"
         )
     fragments = args.fragments or (
-        Path(args.input).name.endswith(FRAGMENT_SUFFIXES) and not Path(args.input).is_dir()
+        has_suffix(args.input, *FRAGMENT_SUFFIXES) and not Path(args.input).is_dir()
     )
     _check_flags_apply(args, fragments)
     if fragments:
@@ -147,7 +149,7 @@ def cmd_tokenize(args) -> None:
 
     t = time.perf_counter()
     # On-disk AnnData goes to tokenize_cells as a path, which reads it in blocks instead of whole.
-    data = args.input if Path(args.input).suffix in LAZY_SUFFIXES else _read_input(args.input, args)
+    data = args.input if has_suffix(args.input, *LAZY_SUFFIXES) else _read_input(args.input, args)
     with open_client(args.scheduler, args.workers) as client:
         out = tokenize_cells(
             data,
@@ -236,9 +238,9 @@ def cmd_encode(args) -> None:
     from .scembed import ScEmbed
 
     out = Path(args.output)
-    if out.suffix not in (".zarr", ".h5ad"):
+    if not has_suffix(out, ".zarr", ".h5ad"):
         raise ValueError(f"output '{out}': expected a path ending in .zarr or .h5ad")
-    kind = "zarr" if out.suffix == ".zarr" else "h5ad"
+    kind = "zarr" if has_suffix(out, ".zarr") else "h5ad"
     if not args.embedding_key or "/" in args.embedding_key:
         # h5py would nest 'a/b' into groups (or fail on ''), and anndata.read_h5ad cannot open the result
         raise ValueError(f"--embedding-key must be a non-empty name without '/', got {args.embedding_key!r}")
@@ -247,8 +249,8 @@ def cmd_encode(args) -> None:
     out = check_output_path(out, what=f"{kind} output", overwrite=args.overwrite, inputs=inputs, kind=kind)
     model = ScEmbed.from_pretrained(args.model)
     src = Path(args.input)
-    data = src if src.suffix in (".parquet", *LAZY_SUFFIXES) else _read_input(args.input, args)
-    if out.suffix == ".zarr":
+    data = src if has_suffix(src, ".parquet", *LAZY_SUFFIXES) else _read_input(args.input, args)
+    if kind == "zarr":
         with open_client(args.scheduler, args.workers) as client:
             emb = model.encode(
                 data,
@@ -263,7 +265,7 @@ def cmd_encode(args) -> None:
             )
         _log(args, f"encoded {emb.shape[0]} cells -> {out} (AnnData zarr, obsm['{args.embedding_key}'])")
         return
-    if src.suffix == ".parquet":
+    if has_suffix(src, ".parquet"):
         from .tokens import read_tokens_parquet
 
         data = read_tokens_parquet(src)
@@ -272,7 +274,7 @@ def cmd_encode(args) -> None:
         from .readers import read_h5ad
 
         # an .h5ad output holds the input's obs and var too, so the input is read whole here
-        adata = read_h5ad(src) if src.suffix == ".h5ad" else data
+        adata = read_h5ad(src) if has_suffix(src, ".h5ad") else data
         data = adata
     with open_client(args.scheduler, args.workers) as client:
         emb = model.encode(
@@ -308,12 +310,12 @@ def cmd_annotate(args) -> None:
     out = check_output_path(
         args.output, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv"
     )
-    sep = {".csv": ",", ".tsv": "\t"}.get(out.suffix.lower())
+    sep = "," if has_suffix(out, ".csv") else "\t" if has_suffix(out, ".tsv") else None
     if sep is None:
         raise ValueError(f"output '{args.output}': expected a table ending in .csv (commas) or .tsv (tabs)")
     query, reference = Path(args.query), Path(args.reference)
     for which, path in (("query", query), ("reference", reference)):
-        if path.suffix not in LAZY_SUFFIXES:
+        if not has_suffix(path, *LAZY_SUFFIXES):
             raise ValueError(f"{which} '{path}': expected an .h5ad file or a .zarr AnnData")
     if not query.exists():
         raise FileNotFoundError(f"query '{query}' does not exist")

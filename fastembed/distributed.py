@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._suffix import has_suffix
+
 __all__ = ["open_client", "task_threads", "tokenize_blocks", "encode_blocks", "predict_blocks"]
 
 TASK_RETRIES = 2
@@ -148,7 +150,7 @@ def _block_tokens(payload: tuple, mapper) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _source_path(data) -> Path | None:
-    if isinstance(data, str | os.PathLike) and Path(data).suffix in (".h5ad", ".zarr"):
+    if isinstance(data, str | os.PathLike) and has_suffix(data, ".h5ad", ".zarr"):
         return Path(data).absolute()
     return None
 

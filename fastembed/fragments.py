@@ -46,6 +46,7 @@ import numpy as np
 from . import settings
 from . import tokenize as _tok
 from ._atomic import check_output_path, output_lock
+from ._suffix import has_suffix
 from ._warn import warn
 from .settings import PARALLEL, SERIAL
 from .tokens import TokenizedCells, write_tokens_parquet
@@ -231,7 +232,7 @@ def _text_lines(path: Path, gz: bool) -> Iterator[tuple[int, str | None]]:
 
 
 def _not_text(path: Path, gz: bool, lineno: int) -> ValueError:
-    if not gz and path.name.lower().endswith((".gz", ".bgz")):
+    if not gz and has_suffix(path, ".gz", ".bgz"):
         return ValueError(
             f"fragments file '{path}' is neither gzip (its name ends in {path.suffix} but it does not start "
             f"with the gzip magic bytes 1f 8b) nor UTF-8 text (line {lineno} holds bytes that are not UTF-8)"

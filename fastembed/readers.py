@@ -20,6 +20,7 @@ import pandas as pd
 import scipy.io
 import scipy.sparse as sp
 
+from ._suffix import has_suffix
 from ._warn import warn
 from .universe import MAX_COORD, open_text, parse_coordinate, read_bed, reading_text
 
@@ -418,7 +419,7 @@ class LazyAnnData:
         if not path.exists():
             raise FileNotFoundError(f"AnnData file '{path}' does not exist")
         try:
-            if path.suffix == ".zarr":
+            if has_suffix(path, ".zarr"):
                 import zarr
 
                 self._root = zarr.open_group(str(path), mode="r")
@@ -512,7 +513,7 @@ def open_element(path: str | os.PathLike, element: str):
     if not path.exists():
         raise FileNotFoundError(f"AnnData file '{path}' does not exist")
     try:
-        if path.suffix == ".zarr":
+        if has_suffix(path, ".zarr"):
             import zarr
 
             root = zarr.open_group(str(path), mode="r")
@@ -579,7 +580,7 @@ def _as_adata(adata, *, backed: bool = True):
     ``X`` is a TypeError.
     """
     if isinstance(adata, str | os.PathLike):
-        if backed and Path(adata).suffix in (".h5ad", ".zarr"):
+        if backed and has_suffix(adata, ".h5ad", ".zarr"):
             return LazyAnnData(adata), f"'{adata}'"
         return read_h5ad(adata, backed=backed), f"'{adata}'"
     # The class is asked first: evaluating ``X`` of a backed AnnData whose file has no X raises KeyError (and of

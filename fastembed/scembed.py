@@ -17,6 +17,7 @@ import numpy as np
 from . import settings
 from ._atomic import atomic_dir, check_output_path
 from ._progress import check_progress, progress_bar
+from ._suffix import has_suffix
 from ._threads import check_threads, numba_threads
 from ._version import __version__
 from ._warn import warn
@@ -82,7 +83,11 @@ def _input_obs(data):
 def _is_parts_folder(path) -> bool:
     """A folder of token parquet parts (not a .zarr AnnData store, which is a folder too)."""
     p = Path(path)
-    return p.is_dir() and p.suffix != ".zarr" and not any((p / m).exists() for m in ("zarr.json", ".zgroup"))
+    return (
+        p.is_dir()
+        and not has_suffix(p, ".zarr")
+        and not any((p / m).exists() for m in ("zarr.json", ".zgroup"))
+    )
 
 
 def _is_peak_matrix(data) -> bool:
@@ -90,7 +95,7 @@ def _is_peak_matrix(data) -> bool:
     if isinstance(data, TokenizedCells):
         return False
     return not (
-        isinstance(data, str | os.PathLike) and (str(data).endswith(".parquet") or _is_parts_folder(data))
+        isinstance(data, str | os.PathLike) and (has_suffix(data, ".parquet") or _is_parts_folder(data))
     )
 
 
@@ -402,7 +407,7 @@ class ScEmbed:
     def _token_chunks(self, data, batch_cells: int, layer: str | None = None, chrom_style: str = "asis"):
         """(n_cells, barcodes, name, iterator of (lo, hi, indptr, indices)) for any accepted input."""
         name = "the tokens"
-        if isinstance(data, str | os.PathLike) and (str(data).endswith(".parquet") or _is_parts_folder(data)):
+        if isinstance(data, str | os.PathLike) and (has_suffix(data, ".parquet") or _is_parts_folder(data)):
             name = f"token file '{data}'"
             data = read_tokens_parquet(data)
         if isinstance(data, Region2VecDataset):
@@ -619,7 +624,7 @@ class ScEmbed:
                 raise ValueError(f"out must be a path ending in .zarr, got {type(out).__name__}")
             # Inputs first: a path that would destroy an input is refused as such, whatever its suffix.
             out = check_output_path(out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr")
-            if out.suffix.lower() != ".zarr":
+            if not has_suffix(out, ".zarr"):
                 raise ValueError(
                     f"out={str(out)[:200]!r}: encode streams to a zarr store, so out must end in .zarr; for an "
                     ".h5ad, set adata.obsm['scembed_X'] = model.encode(adata) and call adata.write_h5ad(path)"

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import settings
 from ._atomic import atomic_file, check_output_path
+from ._suffix import has_suffix
 from ._warn import warn
 from .universe import Universe, _resolve_universe
 
@@ -276,7 +277,7 @@ def _read_parquet_parts(folder: Path, given: Universe | None) -> TokenizedCells:
     parts = sorted(
         p
         for p in folder.iterdir()
-        if p.suffix == ".parquet" and not p.name.startswith((".", "_")) and p.is_file()
+        if has_suffix(p, ".parquet") and not p.name.startswith((".", "_")) and p.is_file()
     )
     if not parts:
         raise ValueError(

@@ -163,6 +163,47 @@ def test_encode_parquet_input(trained):
     assert ad.read_h5ad(d / "p.h5ad").obsm["scembed_X"].shape == (800, 16)
 
 
+def test_file_suffixes_match_in_any_case(trained, tmp_path):
+    """CELLS.H5AD, M.MTX, TOKENS.PARQUET, E.ZARR or LABELS.TSV are the files their lower-case names are, as
+    inputs and as outputs of every command."""
+    import shutil
+
+    import scipy.io
+
+    from fastembed.tokens import read_tokens_parquet
+
+    d, t, u = trained, tmp_path, str(demo_peaks_path())
+    shutil.copy(d / "cells.h5ad", t / "CELLS.H5AD")
+    tokenize = ["tokenize", "--quiet", "--universe", u, "--output"]
+    assert main([*tokenize, str(t / "TOKENS.PARQUET"), str(t / "CELLS.H5AD")]) == 0
+    want = read_tokens_parquet(d / "tokens.parquet")
+    np.testing.assert_array_equal(read_tokens_parquet(t / "TOKENS.PARQUET").indices, want.indices)
+    # a MatrixMarket triple of the first 100 cells
+    cells = ad.read_h5ad(d / "cells.h5ad")[:100]
+    scipy.io.mmwrite(t / "m.mtx", cells.X.T.tocoo())  # scipy appends .mtx to a name without it
+    (t / "m.mtx").rename(t / "M.MTX")
+    (t / "B.TSV").write_text("".join(f"{b}\n" for b in cells.obs_names))
+    shutil.copy(demo_peaks_path(), t / "P.BED.GZ")
+    mtx = [str(t / "M.MTX"), "--barcodes", str(t / "B.TSV"), "--peaks", str(t / "P.BED.GZ")]
+    assert main([*tokenize, str(t / "M.PARQUET"), *mtx]) == 0
+    np.testing.assert_array_equal(read_tokens_parquet(t / "M.PARQUET").indptr, want.indptr[:101])
+
+    encode = ["encode", "--quiet", "--model", str(d / "model"), "--output"]
+    assert main([*encode, str(t / "E.ZARR"), str(t / "TOKENS.PARQUET")]) == 0
+    assert main([*encode, str(t / "E.H5AD"), str(t / "CELLS.H5AD")]) == 0
+    assert main([*encode, str(t / "M.H5AD"), *mtx]) == 0
+    z, h = ad.read_zarr(t / "E.ZARR"), ad.read_h5ad(t / "E.H5AD")
+    np.testing.assert_array_equal(z.obsm["scembed_X"], h.obsm["scembed_X"])
+    assert h.n_vars == cells.n_vars  # the .h5ad output holds the input's var: it was read as an .h5ad
+    np.testing.assert_array_equal(ad.read_h5ad(t / "M.H5AD").obsm["scembed_X"], h.obsm["scembed_X"][:100])
+
+    annotate = ["annotate", "--quiet", "-k", "3", str(t / "E.ZARR"), "--reference", str(t / "E.H5AD")]
+    assert main([*annotate, "--output", str(t / "LABELS.TSV")]) == 0
+    assert (t / "LABELS.TSV").read_text().splitlines()[0] == "barcode\tpredicted_cell_type\tconfidence"
+    assert main([*annotate, "--output", str(t / "LABELS.CSV")]) == 0
+    assert (t / "LABELS.CSV").read_text().splitlines()[0] == "barcode,predicted_cell_type,confidence"
+
+
 TOKENIZE_CELLS = ["tokenize", "{d}/cells.h5ad", "--universe", "{u}", "--output", "{d}/t.parquet"]
 
 

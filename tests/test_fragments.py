@@ -574,6 +574,22 @@ def test_cli_tokenizes_fragments(tmp_path, capsys):
     assert not (tmp_path / "u.parquet").exists()
 
 
+def test_cli_knows_fragments_files_by_their_ending_in_any_case(demo_fragments, tmp_path):
+    """FRAGMENTS.TSV.GZ is a fragments file without --fragments, as fragments.tsv.gz is."""
+    import shutil
+
+    adata, path = demo_fragments
+    upper = tmp_path / "DEMO_FRAGMENTS.TSV.GZ"
+    shutil.copy(path, upper)
+    (tmp_path / "wl.txt").write_text("".join(f"{b}\n" for b in adata.obs_names))
+    argv = ["tokenize", str(upper), "--universe", str(demo_peaks_path()), "--quiet"]
+    assert main([*argv, "--output", str(tmp_path / "T.PARQUET"), "--barcodes", str(tmp_path / "wl.txt")]) == 0
+    want = run(path, demo_peaks_path(), barcodes=list(adata.obs_names))
+    got = read_tokens_parquet(tmp_path / "T.PARQUET")
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+
+
 @pytest.mark.parametrize("damage", ["bad start", "truncated"])
 def test_cli_failure_mid_file_leaves_nothing(tmp_path, capsys, monkeypatch, damage):
     # Small blocks, so that the error comes after blocks were tokenized and the output lock was taken.

@@ -427,3 +427,49 @@ def test_h5ad_wrong_file(tmp_path, toy_universe):
     (tmp_path / "x.h5ad").write_text("hello")
     with pytest.raises(ValueError, match=r"cannot be read as .h5ad"):
         fe.tokenize_cells(tmp_path / "x.h5ad", toy_universe)
+
+
+# --------------------------------------------------------------------------------------------------
+# File suffixes: matched without regard to case, for reading and writing
+# --------------------------------------------------------------------------------------------------
+def test_has_suffix_ignores_case(tmp_path):
+    from fastembed._suffix import has_suffix
+
+    assert has_suffix("DATA.H5AD", ".h5ad") and has_suffix(tmp_path / "cells.Parquet", ".parquet")
+    assert has_suffix("fragments.TSV.GZ", ".tsv", ".tsv.gz") and has_suffix("m.MTX.gz", ".mtx.gz")
+    assert not has_suffix("cells.h5ad.bak", ".h5ad") and not has_suffix("parquet", ".parquet")
+
+
+def test_upper_case_suffixes_read_and_write_as_lower_case(tmp_path):
+    """DATA.H5AD, CELLS.ZARR or T.PARQUET are the files their lower-case names are, through the Python API."""
+    import shutil
+
+    from conftest import demo_cells
+
+    cells = demo_cells(200, 7)
+    cells.write_h5ad(tmp_path / "CELLS.H5AD")
+    cells.write_zarr(tmp_path / "CELLS.ZARR")
+    want = fe.tokenize_cells(cells, demo_peaks_path())
+    for name in ("CELLS.H5AD", "CELLS.ZARR"):
+        got = fe.tokenize_cells(tmp_path / name, demo_peaks_path(), batch_cells=64)
+        np.testing.assert_array_equal(got.indptr, want.indptr)
+        np.testing.assert_array_equal(got.indices, want.indices)
+    assert fe.io.LazyAnnData(tmp_path / "CELLS.ZARR").shape == cells.shape
+    out = fe.tokenize_cells(tmp_path / "CELLS.ZARR", demo_peaks_path(), output=tmp_path / "T.PARQUET")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    shutil.copy(out, parts / "PART-0.PARQUET")
+    np.testing.assert_array_equal(read_tokens_parquet(parts).indices, want.indices)
+
+    model = fe.ScEmbed(8, seed=0, threads=1, n_components=None).train(want, epochs=1, progress=False)
+    emb = model.encode(cells, progress=False)
+    for src in (tmp_path / "T.PARQUET", str(tmp_path / "T.PARQUET"), parts, tmp_path / "CELLS.ZARR"):
+        np.testing.assert_array_equal(model.encode(src, progress=False), emb, err_msg=str(src))
+    model.encode(tmp_path / "CELLS.H5AD", out=tmp_path / "E.ZARR", progress=False)
+    np.testing.assert_array_equal(ad.read_zarr(tmp_path / "E.ZARR").obsm["scembed_X"], emb)
+
+    # annotate reads only obs and the embedding of a path; the zarr store is opened as zarr
+    ref = cells.copy()
+    ref.obsm["scembed_X"] = emb
+    labels = fe.annotate_celltypes(tmp_path / "E.ZARR", ref, k=3)
+    assert labels.equals(fe.annotate_celltypes(ad.read_zarr(tmp_path / "E.ZARR"), ref, k=3))
