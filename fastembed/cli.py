@@ -172,7 +172,7 @@ def cmd_tokenize(args) -> None:
 def cmd_train(args) -> None:
     from ._atomic import check_output_path
     from .region2vec import Region2VecDataset
-    from .scembed import ScEmbed
+    from .scembed import ScEmbed, _train_args
 
     out = check_output_path(
         args.output,
@@ -181,6 +181,17 @@ def cmd_train(args) -> None:
         kind="model",
         inputs=_inputs(args, "input", "universe"),
     )
+    # The flags' values first, by the library's own checks, before the tokens are read (main words the
+    # messages with the flags).
+    model = ScEmbed(
+        args.embedding_dim,
+        args.window_size,
+        args.negative_samples,
+        min_count=args.min_count,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    _train_args(args.epochs, args.batch_size, args.learning_rate)
     ds = Region2VecDataset(args.input, universe=args.universe, sample_cells=args.sample_cells, seed=args.seed)
     if args.seed is not None:
         import numba
@@ -192,14 +203,6 @@ def cmd_train(args) -> None:
                 f"fastembed train: note: --seed {args.seed} with {threads} threads gives similar but not "
                 "bit-identical vectors between runs; add --threads 1 for bit-identical results",
             )
-    model = ScEmbed(
-        args.embedding_dim,
-        args.window_size,
-        args.negative_samples,
-        min_count=args.min_count,
-        seed=args.seed,
-        threads=args.threads,
-    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="training was interrupted")
         model.train(
@@ -235,8 +238,9 @@ def cmd_encode(args) -> None:
     from ._atomic import atomic_file, check_output_path
     from ._version import __version__
     from .distributed import open_client
-    from .scembed import ScEmbed
+    from .scembed import ScEmbed, _positive_int
 
+    _positive_int("batch_cells", args.batch_cells)  # before the model and the cells are read
     out = Path(args.output)
     if not has_suffix(out, ".zarr", ".h5ad"):
         raise ValueError(f"output '{out}': expected a path ending in .zarr or .h5ad")
@@ -605,28 +609,41 @@ _KEYWORD_HINT = re.compile(
     r"(?<![\w.\-'\"\[])([a-z][a-z0-9_]*)=(True|<[^>]*>|'[^']*'|[\w.+-]+|(?=[\s,;:)]|$))"
 )
 
+# A parameter's range error, as the library's checks word it: ``embedding_dim must be an integer >= 1, got 0``
+# or ``seed must be a non-negative integer or None, got -1`` (the name first; " or None" apart, since a flag
+# left out is the None).
+_RANGE_ERROR = re.compile(r"^([a-z][a-z0-9_]*) must be (.*?)(?: or None)?(?=, got |;|$)")
+
 
 def as_cli_message(msg: str, parser: argparse.ArgumentParser | None) -> str:
-    """``msg`` with the Python keyword hints that name one of ``parser``'s options spelled as that option.
+    """``msg`` with the Python parameter names of ``parser``'s options spelled as those options.
 
-    Library messages speak Python (``pass overwrite=True``); a user at the command line typed flags, so the
-    command line rewrites each ``name=...`` whose ``--name`` it has (``pass --overwrite``). Hints for keywords
-    the command has no option for stay as they are.
+    Library messages speak Python (``pass overwrite=True``, ``embedding_dim must be an integer >= 1, got 0``);
+    a user at the command line typed flags, so the command line rewrites each ``name=...`` whose ``--name`` it
+    has (``pass --overwrite``), and a range error about such a parameter names the flag
+    (``--embedding-dim must be an integer >= 1, got 0``). Keywords the command has no option for stay as they
+    are.
     """
     if parser is None:
         return msg
     flags = {s for a in parser._actions for s in a.option_strings}
 
-    def flag(m: re.Match) -> str:
-        name, value = m.group(1), m.group(2)
-        for cand in (f"--{name.replace('_', '-')}", f"-{name}"):
-            if cand in flags:
-                if value == "True" or not value:
-                    return cand
-                return f"{cand} {value.strip(chr(39))}"
-        return m.group(0)
+    def option(name: str) -> str | None:
+        return next((c for c in (f"--{name.replace('_', '-')}", f"-{name}") if c in flags), None)
 
-    return _KEYWORD_HINT.sub(flag, msg)
+    def range_error(m: re.Match) -> str:
+        cand = option(m.group(1))
+        return m.group(0) if cand is None else f"{cand} must be {m.group(2)}"
+
+    def keyword(m: re.Match) -> str:
+        cand, value = option(m.group(1)), m.group(2)
+        if cand is None:
+            return m.group(0)
+        if value == "True" or not value:
+            return cand
+        return f"{cand} {value.strip(chr(39))}"
+
+    return _KEYWORD_HINT.sub(keyword, _RANGE_ERROR.sub(range_error, msg, count=1))
 
 
 def _show_warning(command: str):

@@ -60,16 +60,22 @@ def run_demo(
         annotation accuracy and macro-F1 of donor D5T1 from donor D6T1, timings in seconds.
     """
     from ._atomic import check_output_path, output_lock
+    from ._threads import check_threads
     from .datasets import demo_peaks_path
+    from .scembed import _positive_int
 
     # Checked before anything is written: a subset too small for the later steps (a PCA of 20 axes, 10
-    # neighbours in each donor) would otherwise fail halfway, after tokens and a model were written.
+    # neighbours in each donor) would otherwise fail halfway, after tokens and a model were written; so
+    # would training with a bad epoch or thread count.
     if n_cells is not None and (
         isinstance(n_cells, bool) or int(n_cells) != n_cells or n_cells < MIN_DEMO_CELLS
     ):
         raise ValueError(
             f"the demo needs a whole number of at least {MIN_DEMO_CELLS} cells (n_cells, --cells), got {n_cells!r}"
         )
+    if epochs is not None:
+        _positive_int("epochs", epochs)
+    check_threads(threads)
 
     # The bundled data are the demo's inputs: no output may be, or hold, the folder they live in.
     inputs = [demo_peaks_path().parent]

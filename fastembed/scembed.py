@@ -64,6 +64,21 @@ def _positive_float(name: str, value, *, allow_zero: bool = False) -> float:
     return value
 
 
+def _train_args(epochs, batch_size, learning_rate, min_learning_rate=1e-4) -> tuple:
+    """:meth:`ScEmbed.train`'s numeric arguments, checked: (epochs or None, batch_size, learning_rate,
+    min_learning_rate), or a ValueError that starts with the first bad argument's name. The command line
+    calls it too, so that a bad flag is refused before the tokens are read."""
+    epochs = None if epochs is None else _positive_int("epochs", epochs)
+    batch_size = _positive_int("batch_size", batch_size)
+    learning_rate = _positive_float("learning_rate", learning_rate)
+    min_learning_rate = _positive_float("min_learning_rate", min_learning_rate, allow_zero=True)
+    if min_learning_rate > learning_rate:
+        raise ValueError(
+            f"min_learning_rate must be at most learning_rate={learning_rate}, got {min_learning_rate}"
+        )
+    return epochs, batch_size, learning_rate, min_learning_rate
+
+
 def _cell_names(adata):
     """Cell names sliceable by rows; an on-disk AnnData's are read block by block when written out."""
     return adata.names if hasattr(adata, "names") else np.asarray(adata.obs_names, dtype=object)
@@ -294,14 +309,9 @@ class ScEmbed:
         from .sgns import DivergedError, auto_epochs, train_sgns
 
         progress = check_progress(progress)
-        epochs = None if epochs is None else _positive_int("epochs", epochs)
-        batch_size = _positive_int("batch_size", batch_size)
-        learning_rate = _positive_float("learning_rate", learning_rate)
-        min_learning_rate = _positive_float("min_learning_rate", min_learning_rate, allow_zero=True)
-        if min_learning_rate > learning_rate:
-            raise ValueError(
-                f"min_learning_rate must be at most learning_rate={learning_rate}, got {min_learning_rate}"
-            )
+        epochs, batch_size, learning_rate, min_learning_rate = _train_args(
+            epochs, batch_size, learning_rate, min_learning_rate
+        )
         ds = _as_dataset(dataset)
         if self.universe is not None and not ds.universe.same_as(self.universe):
             raise ValueError(

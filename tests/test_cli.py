@@ -438,6 +438,51 @@ def test_demo_with_too_few_cells_exits_1_before_writing(tmp_path, capsys, cells)
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("command", "flag", "value", "message"),
+    [
+        ("train", "--embedding-dim", "0", "--embedding-dim must be an integer >= 1, got 0"),
+        ("train", "--window-size", "-1", "--window-size must be an integer >= 1, got -1"),
+        ("train", "--negative-samples", "0", "--negative-samples must be an integer >= 1, got 0"),
+        ("train", "--min-count", "0", "--min-count must be an integer >= 1, got 0"),
+        ("train", "--epochs", "0", "--epochs must be an integer >= 1, got 0"),
+        ("train", "--batch-size", "-3", "--batch-size must be an integer >= 1, got -3"),
+        ("train", "--learning-rate", "-0.5", "--learning-rate must be a finite number > 0, got -0.5"),
+        ("train", "--learning-rate", "nan", "--learning-rate must be a finite number > 0, got nan"),
+        ("train", "--seed", "-1", "--seed must be a non-negative integer, got -1"),
+        ("train", "--sample-cells", "0", "--sample-cells must be an integer >= 1, got 0"),
+        ("train", "--threads", "0", "--threads must be an integer from 1 to"),
+        ("encode", "--batch-cells", "0", "--batch-cells must be an integer >= 1, got 0"),
+        ("tokenize", "--min-overlap", "0", "--min-overlap must be an integer >= 1 bp, got 0"),
+        ("annotate", "-k", "0", "-k must be an integer >= 1, got 0"),
+        ("annotate", "--min-confidence", "1.5", "--min-confidence must be a number in [0, 1], got 1.5"),
+        ("demo", "--epochs", "0", "--epochs must be an integer >= 1, got 0"),
+        ("demo", "--threads", "-2", "--threads must be an integer from 1 to"),
+    ],
+)
+def test_out_of_range_flags_are_named_as_typed(trained, tmp_path, capsys, command, flag, value, message):
+    """A value the library refuses is reported with the flag the user typed (--embedding-dim, not
+    embedding_dim), its value, and without Python's None; nothing is written."""
+    d, u = trained, str(demo_peaks_path())
+    out = tmp_path / {"train": "model", "encode": "e.h5ad", "tokenize": "t.parquet", "annotate": "l.csv"}.get(
+        command, "demo"
+    )
+    inputs = {
+        "train": [str(d / "tokens.parquet")],
+        "encode": [str(d / "cells.h5ad"), "--model", str(d / "model")],
+        "tokenize": [str(d / "cells.h5ad"), "--universe", u],
+        "annotate": [str(d / "cells.h5ad"), "--reference", str(d / "cells.h5ad")],
+        "demo": [],
+    }[command]
+    assert main([command, *inputs, "--output", str(out), flag, value, "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"fastembed {command}: error: {message}") and len(err.splitlines()) == 1, err
+    python_name = flag.lstrip("-").replace("-", "_")
+    assert f"{python_name} " not in err.replace(flag, "") and "None" not in err, err
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_train_that_diverges_exits_1_and_writes_nothing(trained, tmp_path, capsys):
     """A learning rate far too high gives NaN vectors: a one-line error naming the rate, and no model folder
     (one would hold NaN vectors that ``encode`` refuses later)."""
@@ -570,6 +615,17 @@ def test_cli_message_rewrites_only_known_keywords():
     assert as_cli_message(msg, p) == (
         "no obsm['x']; pass --embedding-key, or --overwrite; -k 10 is larger; "
         "pass universe=<the BED>; min_count=5"
+    )
+    # range errors: the subject is the flag, and a flag left out is the None
+    assert as_cli_message("k must be an integer >= 1, got 0", p) == "-k must be an integer >= 1, got 0"
+    assert as_cli_message("min_confidence must be a number in [0, 1] or None, got 2.0", p) == (
+        "--min-confidence must be a number in [0, 1], got 2.0"
+    )
+    for other in ("min_count must be an integer >= 1 or None, got 0", "the universe must be a BED file"):
+        assert as_cli_message(other, p) == other  # no such flag, or not a parameter's range error
+    tokenize = build_parser().subparsers["tokenize"]
+    assert as_cli_message("min_overlap must be 1 in mode='insertion' (1 bp), got 3", tokenize) == (
+        "--min-overlap must be 1 in --mode insertion (1 bp), got 3"
     )
 
 
