@@ -1,4 +1,5 @@
-"""Quality A/B of one module constant of ``fastembed/sgns.py``: the defaults trained with each value, paired by seed.
+"""Quality A/B of one module constant of ``fastembed/sgns.py`` (or one keyword of the model): the defaults trained
+with each value, paired by seed.
 
 ``kernel_ab.py`` measures what a constant does to words/s; this script measures what it does to the embedding,
 with ``time_to_quality.py``'s protocol (fastembed's defaults, PCA-20 pooling, Leiden ARI at the number of cell
@@ -11,6 +12,10 @@ value is ahead. Quality is judged on held-out cells only (the query donor's labe
     python bench/quality_ab.py --name NEGATIVE_POWER --values 0.75,0.5
         [--datasets granja,granja-1000,granja-400,demo] [--seeds 0,1,2] [--draws 20] [--epochs granja=20]
 
+``--keyword`` makes ``--name`` a keyword of ``ScEmbed``, ``train`` or ``encode`` instead (``--name sample --values
+0,3e-4 --keyword``; values are Python literals). Each value's embedding seconds (tokenize + train + encode) are
+printed beside its quality, as a value that changes the work (sample, window) trades time for quality.
+
 ``--epochs granja=20`` trains that dataset for a fixed number of epochs instead of the data-derived default (to ask
 whether a setting reaches the same quality in fewer passes). About 2 minutes per value and seed on granja2019,
 a few seconds per draw of 400-1,000 cells.
@@ -19,8 +24,11 @@ a few seconds per draw of 400-1,000 cells.
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +73,7 @@ def paired(scores: dict, value: str, base: str, seeds: list[int]) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, help="a module-level constant of fastembed/sgns.py")
+    parser.add_argument("--keyword", action="store_true", help="--name is a keyword of ScEmbed/train/encode")
     parser.add_argument("--values", required=True, help="comma-separated; the first is the baseline")
     parser.add_argument("--datasets", default="granja,granja-1000,granja-400,demo")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds on granja and the demo")
@@ -79,33 +88,54 @@ def main(argv=None) -> None:
     epochs = parse_epochs(args.epochs, datasets)
     print(f"# quality A/B of {args.name} in {values} — {machine()}; {args.threads} threads", flush=True)
     original = sgns.train_sgns
+
+    @contextlib.contextmanager
+    def trained_through(v):
+        """Train through value ``v``'s copy of the module (constants), or leave the module alone (keywords)."""
+        if args.keyword:
+            yield
+            return
+        sgns.train_sgns = modules[v].train_sgns
+        try:
+            yield
+        finally:
+            sgns.train_sgns = original
+
     with tempfile.TemporaryDirectory() as tmp:
         sys.path.insert(0, tmp)
-        modules = {v: variant_module(Path(tmp), args.name, v) for v in values}
+        modules = {} if args.keyword else {v: variant_module(Path(tmp), args.name, v) for v in values}
         for dataset in datasets:
             params = {"epochs": epochs[dataset]} if dataset in epochs else {}
-            method = ttq.fastembed_method(**params)
+            methods = {
+                v: ttq.fastembed_method(
+                    **params, **({args.name: ast.literal_eval(v)} if args.keyword else {})
+                )
+                for v in values
+            }
             seeds = seeds_of(dataset, args)
             scores = {}
+            seconds = {}
             for seed in seeds:
                 adata = ttq.load_dataset(dataset, seed)
-                for v, module in modules.items():
-                    sgns.train_sgns = module.train_sgns
-                    try:
-                        q = ttq.evaluate(method(adata, seed, args), adata, centred_only=True)
-                    finally:
-                        sgns.train_sgns = original
+                for v in values:
+                    with trained_through(v):
+                        t0 = time.perf_counter()
+                        emb = methods[v](adata, seed, args)
+                        seconds[v, seed] = time.perf_counter() - t0
+                        q = ttq.evaluate(emb, adata, centred_only=True)
                     scores[v, seed] = tuple(q[k] for k in MEASURES)
                     print(
                         f"{dataset} seed {seed} {args.name} = {v}: "
-                        + " / ".join(f"{x:.3f}" for x in scores[v, seed]),
+                        + " / ".join(f"{x:.3f}" for x in scores[v, seed])
+                        + f" ({seconds[v, seed]:.1f} s)",
                         flush=True,
                     )
             label = dataset + (f" ({epochs[dataset]} epochs)" if dataset in epochs else "")
             for v in values:
                 mean = np.mean([scores[v, s] for s in seeds], axis=0)
                 line = (
-                    f"{label}: {args.name} = {v}: ARI / accuracy / F1 {' / '.join(f'{m:.3f}' for m in mean)}"
+                    f"{label}: {args.name} = {v}: ARI / accuracy / F1 {' / '.join(f'{m:.3f}' for m in mean)}, "
+                    f"{np.mean([seconds[v, s] for s in seeds]):.1f} s"
                 )
                 if v != values[0]:
                     line += f"; minus {values[0]}: " + paired(scores, v, values[0], seeds)
