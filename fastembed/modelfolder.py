@@ -157,10 +157,10 @@ def _check_config(config: dict, path: Path) -> None:
             "seed", "a non-negative integer or null"
         )  # what ScEmbed accepts, so every saved model loads
     sample = config.get("sample")
-    if sample is not None and (
+    if sample is not None and sample != "auto" and (
         isinstance(sample, bool) or not isinstance(sample, int | float) or not 0 <= sample < 1
     ):
-        raise bad("sample", "a number in [0, 1) or null")
+        raise bad("sample", "'auto', a number in [0, 1) or null")
     for key in _STR_KEYS:
         if config.get(key) is not None and not isinstance(config[key], str):
             raise bad(key, "a string")

@@ -35,10 +35,21 @@ __all__ = ["ScEmbed", "annotate_celltypes"]
 POOLINGS = ("mean", "pca")
 
 
-DEFAULT_SAMPLE = 0.0
-"""Default frequent-region subsampling threshold (word2vec's ``sample``), see :func:`fastembed.sgns.keep_probabilities`."""
+DEFAULT_SAMPLE = "auto"
+"""Default frequent-region subsampling: only regions with more than about 1,300 occurrences per pass are thinned
+(:func:`fastembed.sgns.resolve_sample`, :data:`fastembed.sgns.THIN_OCCURRENCES`)."""
 DEFAULT_COMPONENTS = 20
 """Default number of principal axes of the cell projection fitted at training (``pooling="pca"``)."""
+
+
+def _sample(value) -> float | str:
+    """``sample=`` checked: ``"auto"`` as it is, else a number in ``[0, 1)`` as a float."""
+    if isinstance(value, str) and value == "auto":
+        return value
+    try:
+        return _fraction("sample", value)
+    except ValueError:
+        raise ValueError(f"sample must be 'auto' or a number in [0, 1), got {value!r}"[:300]) from None
 
 
 def _fraction(name: str, value) -> float:
@@ -162,9 +173,12 @@ class ScEmbed:
         Negative tokens per positive pair, drawn from the unigram^0.75 distribution (typical 5-20).
     min_count : int
         Tokens found in fewer cells are neither trained nor used when encoding.
-    sample : float
-        Frequent-region subsampling threshold (word2vec's ``sample``, e.g. 1e-4); 0 (the default) keeps every
-        token. Off by default: on the data we measured it lowered quality per second.
+    sample : float or "auto"
+        Frequent-region subsampling. ``"auto"`` (the default) thins only regions with more than about 1,300
+        occurrences (cells) per pass, so data of up to a few thousand cells train on every token and larger
+        data spend fewer updates on their most common regions (on granja2019's 14k cells: 84% of the tokens,
+        a higher Leiden ARI, the same transfer accuracy). A number is word2vec's threshold (gensim's
+        ``sample``, e.g. 1e-4: relative to the data's size); 0 keeps every token.
     n_components : int or None
         Principal axes of the cell projection fitted on the training cells after training and applied by
         :meth:`encode` (``pooling="pca"``, the default for such a model); None fits none (plain mean pooling).
@@ -189,7 +203,7 @@ class ScEmbed:
         negative_samples: int = 5,
         *,
         min_count: int = 1,
-        sample: float = DEFAULT_SAMPLE,
+        sample: float | str = DEFAULT_SAMPLE,
         n_components: int | None = DEFAULT_COMPONENTS,
         seed: int | None = None,
         threads: int | None = None,
@@ -198,7 +212,7 @@ class ScEmbed:
         self.window_size = _positive_int("window_size", window_size)
         self.negative_samples = _positive_int("negative_samples", negative_samples)
         self.min_count = _positive_int("min_count", min_count)
-        self.sample = _fraction("sample", sample)
+        self.sample = _sample(sample)
         self.n_components = None if n_components is None else _positive_int("n_components", n_components)
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
@@ -371,6 +385,8 @@ class ScEmbed:
             "words_processed": int(result.words_processed),
             "seconds": float(result.seconds),
             "n_trained_tokens": int(np.count_nonzero(result.trained)),
+            "sample_threshold": float(result.sample),
+            "kept_share": float(result.kept_share),
             "n_components": None if self._projection is None else int(self._projection.shape[0] - 1),
             **ds.sample_info,  # what share of the data a sampled dataset (sample_cells=) trained on
         }
@@ -799,7 +815,8 @@ class ScEmbed:
             threads=threads,
         )
         model.universe = folder.universe
-        model.sample = float(cfg.get("sample") or 0.0)
+        # Models saved before version 0.10 trained without subsampling unless they say otherwise.
+        model.sample = _sample(cfg.get("sample") or 0.0)
         model.n_components = (
             None if folder.cell_projection is None else int(folder.cell_projection.shape[0] - 1)
         )

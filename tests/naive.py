@@ -127,6 +127,7 @@ def ref_sgns(
     seed,
     add_back=False,
     negative_power=None,
+    sample=0.0,
 ):
     """Skip-gram over cells: each epoch a cell is shuffled, and each token is a centre whose contexts are the next
     2*w tokens (w uniform in 1..window, at most n - 1, wrapping around), with negatives shared per centre (drawn
@@ -134,7 +135,10 @@ def ref_sgns(
     centre's output rows are buffered and updated after every pair of contexts, each pair scored against them
     before either updates them (HogBatch in pairs), and written back over the shared rows (a row drawn twice keeps
     its later slot) or, with ``add_back``, their changes added to them; blocks run one after the other in each
-    epoch's order from ``sgns.block_order``.
+    epoch's order from ``sgns.block_order``. With ``sample`` (a threshold, or "auto"), each occurrence of a token
+    is first kept with word2vec's probability, written out here: ``sqrt(s / f) + s / f`` for a token making up
+    the share ``f`` of the trained occurrences, ``s = sample`` or, for "auto", ``sgns.THIN_OCCURRENCES`` over
+    their number; a token with probability 1 or more draws nothing.
     Plain Python and numpy."""
     counts = np.zeros(vocab_size, dtype=np.int64)
     for cell in cells:
@@ -142,6 +146,15 @@ def ref_sgns(
             counts[t] += 1
     trained = counts >= min_count
     cells = [[t for t in cell if trained[t]] for cell in cells]
+    total_trained = float(counts[trained].sum())
+    if sample == "auto":
+        sample = sgns.THIN_OCCURRENCES / total_trained
+    keep = [1.0] * vocab_size
+    for t in range(vocab_size):
+        if sample > 0 and trained[t]:
+            f = counts[t] / total_trained
+            # the kernel compares its draw with the float32 probability
+            keep[t] = float(np.float32(min(1.0, math.sqrt(sample / f) + sample / f)))
     power = sgns.NEGATIVE_POWER if negative_power is None else negative_power
     table = build_alias_table(counts, power, mask=trained)
     w_in, w_out = init_vectors(vocab_size, dim, seed)
@@ -166,7 +179,10 @@ def ref_sgns(
                 done += n
                 if n < 2:
                     continue
-                cell = list(cell)
+                cell = [t for t in cell if keep[t] >= 1.0 or rng.uniform() < keep[t]]
+                n = len(cell)
+                if n < 2:
+                    continue
                 for i in range(n - 1, 0, -1):
                     j = rng.randint(i + 1)
                     cell[i], cell[j] = cell[j], cell[i]

@@ -200,6 +200,8 @@ def test_overwrite_protection_and_atomicity(tmp_path, monkeypatch):
         ("min_count: .inf\n", "min_count", "an integer"),
         ("seed: -1\n", "seed", "a non-negative integer"),
         ("seed: 1.5\n", "seed", "a non-negative integer"),
+        ("sample: automatic\n", "sample", "'auto', a number in [0, 1) or null"),
+        ("sample: 1.5\n", "sample", "'auto', a number in [0, 1) or null"),
         ("universe_sha256: 12\n", "universe_sha256", "a string"),
         ("training: [1, 2]\n", "training", "a mapping"),
         ("training: {epochs: 2001-01-01}\n", "training", "a mapping of names to numbers"),

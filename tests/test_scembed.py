@@ -201,6 +201,7 @@ def test_save_from_pretrained_round_trip(model, demo_small, tmp_path, fmt):
     if fmt == "fastembed":
         np.testing.assert_array_equal(loaded.encode(demo_small), model.encode(demo_small))
         assert loaded.min_count == model.min_count and loaded.training_info["epochs"] == 5
+        assert loaded.sample == model.sample == "auto"
     else:  # geniml folders carry no token counts: every region token counts as trained
         assert loaded.trained_tokens[:10000].all()
 
@@ -309,3 +310,30 @@ def test_zarr_store_keeps_obs_columns_and_leaves_out_unstorable_ones(
     np.testing.assert_array_equal(store.obs["depth"], np.arange(30))
     assert list(store.obs["cell_type"].astype(str)) == list(a.obs["cell_type"].astype(str))
     assert list(store.obs_names) == list(a.obs_names)
+
+
+def test_default_subsampling_leaves_small_data_whole(model):
+    """ScEmbed's default sample="auto" thins a region only past ~2.6 x THIN_OCCURRENCES occurrences per pass:
+    in 1,000 demo cells none is that common, so every token is trained (the same vectors as sample=0)."""
+    from fastembed.sgns import THIN_OCCURRENCES
+
+    info = model.training_info
+    assert model.sample == "auto" and info["kept_share"] == 1.0
+    assert info["sample_threshold"] == pytest.approx(THIN_OCCURRENCES / info["n_tokens"])
+
+
+@pytest.mark.kernel
+def test_default_subsampling_thins_common_regions_of_larger_data():
+    """On the whole 5,000-cell demo the regions open in the most cells are thinned, and only those; sample=0
+    turns it off."""
+    from fastembed.sgns import THIN_OCCURRENCES
+
+    tok = fe.tokenize_cells(load_demo(), demo_peaks_path())
+    auto = ScEmbed(embedding_dim=8, seed=0, threads=1).train(tok, epochs=1, progress=False)
+    share = auto.training_info["kept_share"]
+    counts = np.bincount(tok.indices, minlength=tok.vocab_size)
+    # sqrt(x) + x < 1 for x = THIN_OCCURRENCES / count below 0.382: the tokens "auto" may thin
+    common = counts[counts > THIN_OCCURRENCES / 0.382].sum() / counts.sum()
+    assert 0.0 < common and 1.0 - common < share < 1.0
+    off = ScEmbed(embedding_dim=8, seed=0, threads=1, sample=0).train(tok, epochs=1, progress=False)
+    assert off.training_info["kept_share"] == 1.0 and off.training_info["sample_threshold"] == 0.0

@@ -105,6 +105,62 @@ def test_kernel_matches_reference(min_count, negative, add_back, monkeypatch):
 
 
 @pytest.mark.kernel
+@pytest.mark.parametrize("sample", [0.02, "auto"])
+def test_subsampling_kernel_matches_reference(sample, monkeypatch):
+    """Frequent-token subsampling: the same kept occurrences, drawn from the same stream, as the oracle's
+    word2vec formula. THIN_OCCURRENCES is lowered so that "auto" thins some tokens of the tiny corpus."""
+    cells = tiny_corpus()
+    monkeypatch.setattr(sgns, "THIN_OCCURRENCES", 1)
+    p = {**PARAMS}
+    indptr, indices = to_csr(cells)
+    result = train_sgns(
+        indptr,
+        indices,
+        26,
+        embedding_dim=p["dim"],
+        window_size=p["window"],
+        negative_samples=p["negative"],
+        epochs=p["epochs"],
+        batch_size=p["batch_size"],
+        learning_rate=p["lr0"],
+        min_learning_rate=p["lr_min"],
+        min_count=p["min_count"],
+        seed=p["seed"],
+        threads=1,
+        progress=False,
+        sample=sample,
+    )
+    w_in, w_out, counts, trained = ref_sgns(cells, 26, **PARAMS, sample=sample)
+    np.testing.assert_allclose(result.w_in, w_in, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.w_out, w_out, rtol=1e-4, atol=1e-6)
+    # Something was thinned, and the reported share is what the keep probabilities give.
+    assert 0.0 < result.kept_share < 1.0
+    assert not np.allclose(result.w_in, run_kernel(cells, 26).w_in)
+    expected = sgns.THIN_OCCURRENCES / counts[trained].sum() if sample == "auto" else sample
+    assert result.sample == pytest.approx(expected)
+
+
+def test_auto_sample_thins_only_past_a_number_of_occurrences():
+    """"auto" is a count, not a share: a token with fewer than ~2.6 x THIN_OCCURRENCES occurrences is always
+    kept, however small the data, and the threshold scales with the data so that the same count is thinned the
+    same way in a small and a large corpus."""
+    from fastembed.sgns import THIN_OCCURRENCES, keep_probabilities, resolve_sample
+
+    for scale in (1, 10, 1000):
+        # one common token and many rare ones; the common one's count relative to THIN_OCCURRENCES is fixed
+        counts = np.array([10 * THIN_OCCURRENCES] + [THIN_OCCURRENCES] * (20 * scale), np.int64)
+        trained = np.ones(counts.size, bool)
+        keep = keep_probabilities(counts, trained, resolve_sample("auto", counts, trained))
+        assert np.all(keep[1:] == 1.0)
+        np.testing.assert_allclose(keep[0], np.sqrt(0.1) + 0.1, rtol=1e-6)
+    small = np.array([2 * THIN_OCCURRENCES, 5], np.int64)  # below the point where thinning starts
+    assert np.all(keep_probabilities(small, small > 0, resolve_sample("auto", small, small > 0)) == 1.0)
+    for bad in ("Auto", 1.0, -0.1, True, None):
+        with pytest.raises(ValueError, match="sample must be 'auto' or a number"):
+            resolve_sample(bad, small, small > 0)
+
+
+@pytest.mark.kernel
 @pytest.mark.parametrize("power", [1.0, 0.0])
 def test_kernel_reads_negative_power_when_training_starts(power, monkeypatch):
     """``sgns.NEGATIVE_POWER`` shapes the negatives' distribution (counts^power) and is read at run time, so
