@@ -157,13 +157,15 @@ def gensim_sg(epochs):
 # pooling="pca"); "fastembed-mean" the same model encoded with the plain mean; "fastembed-0.5" and
 # "fastembed-0.3" the same with the epochs of versions 0.5 (40 up to granja2019's size, where 0.6 gives 20 up
 # to 2,000 cells) and 0.3 (16 on granja2019, up to 100 on small data); "fastembed-0.1" the defaults before the
-# time-to-quality work (random start, 100 epochs, plain mean pooling), run for the first seed only (slow).
+# time-to-quality work (random start, 100 epochs, plain mean pooling), run for the first seed only (slow);
+# "fastembed-0.9" the defaults without version 0.10's subsampling of common regions (sample=0).
 # Wider windows were compared in a separate run (bench/RESULTS.md).
 METHODS = {
     "fastembed": (fastembed_method(), True, True),
     "fastembed-mean": (fastembed_method(pooling="mean"), True, False),
     "fastembed-0.3": (fastembed_method(epochs="0.3"), True, False),
     "fastembed-0.5": (fastembed_method(epochs=40), True, False),
+    "fastembed-0.9": (fastembed_method(sample=0), True, False),
     "fastembed-0.1": (
         fastembed_method(epochs=100, window_size=5, init="random", n_components=None),
         False,
