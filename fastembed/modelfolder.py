@@ -157,8 +157,10 @@ def _check_config(config: dict, path: Path) -> None:
             "seed", "a non-negative integer or null"
         )  # what ScEmbed accepts, so every saved model loads
     sample = config.get("sample")
-    if sample is not None and sample != "auto" and (
-        isinstance(sample, bool) or not isinstance(sample, int | float) or not 0 <= sample < 1
+    if (
+        sample is not None
+        and sample != "auto"
+        and (isinstance(sample, bool) or not isinstance(sample, int | float) or not 0 <= sample < 1)
     ):
         raise bad("sample", "'auto', a number in [0, 1) or null")
     for key in _STR_KEYS:

@@ -729,8 +729,10 @@ def resolve_sample(sample, counts: np.ndarray, trained: np.ndarray) -> float:
             raise ValueError(f"sample must be 'auto' or a number in [0, 1), got {sample!r}"[:300])
         total = float(counts[trained].sum())
         return THIN_OCCURRENCES / total if total > 0 else 0.0
-    if isinstance(sample, bool) or not isinstance(sample, int | float | np.integer | np.floating) or not (
-        0 <= sample < 1
+    if (
+        isinstance(sample, bool)
+        or not isinstance(sample, int | float | np.integer | np.floating)
+        or not (0 <= sample < 1)
     ):
         raise ValueError(f"sample must be 'auto' or a number in [0, 1), got {sample!r}"[:300])
     return float(sample)

@@ -141,7 +141,7 @@ def test_subsampling_kernel_matches_reference(sample, monkeypatch):
 
 
 def test_auto_sample_thins_only_past_a_number_of_occurrences():
-    """"auto" is a count, not a share: a token with fewer than ~2.6 x THIN_OCCURRENCES occurrences is always
+    """The "auto" threshold is a count, not a share: a token with fewer than ~2.6 x THIN_OCCURRENCES occurrences is always
     kept, however small the data, and the threshold scales with the data so that the same count is thinned the
     same way in a small and a large corpus."""
     from fastembed.sgns import THIN_OCCURRENCES, keep_probabilities, resolve_sample
