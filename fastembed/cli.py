@@ -64,6 +64,16 @@ def _check_flags_apply(args, fragments: bool) -> None:
         )
 
 
+def _subsample_arg(text: str):
+    """``--subsample``: "auto" or a number in [0, 1) (ScEmbed's ``sample``), else argparse's one-line error."""
+    from .scembed import _sample
+
+    try:
+        return _sample("auto" if text == "auto" else float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number in [0, 1), got {text!r}") from None
+
+
 # Inputs read lazily, in blocks of cells, rather than whole. Endings are matched in any case (DATA.H5AD), here
 # and everywhere (fastembed._suffix.has_suffix).
 LAZY_SUFFIXES = (".h5ad", ".zarr")
@@ -188,6 +198,7 @@ def cmd_train(args) -> None:
         args.window_size,
         args.negative_samples,
         min_count=args.min_count,
+        sample=args.subsample,
         seed=args.seed,
         threads=args.threads,
     )
@@ -485,6 +496,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--learning-rate", type=float, default=0.025, help="initial learning rate (default: 0.025)"
     )
     p.add_argument("--min-count", type=int, default=1, help="ignore tokens seen in fewer cells (default: 1)")
+    p.add_argument(
+        "--subsample",
+        type=_subsample_arg,
+        default="auto",
+        metavar="auto|S",
+        help="frequent-region subsampling: auto (default; thins only regions in more than ~1,300 cells), 0 "
+        "(off) or word2vec's threshold S in (0, 1), e.g. 1e-4",
+    )
     p.add_argument(
         "--seed",
         type=int,

@@ -310,6 +310,24 @@ def test_train_on_a_parquet_without_its_universe(trained, tmp_path, capsys):
     assert not (tmp_path / "m2").exists()
 
 
+def test_train_subsample_flag(trained, tmp_path, capsys):
+    """--subsample reaches the model (its config records it); a value outside auto / [0, 1) is a usage error."""
+    import yaml
+
+    base = ["train", str(trained / "tokens.parquet"), "--quiet", "--epochs", "1", "--embedding-dim", "8"]
+    assert yaml.safe_load((trained / "model" / "config.yaml").read_text())["sample"] == "auto"  # the default
+    assert main([*base, "--output", str(tmp_path / "m0"), "--subsample", "0"]) == 0
+    assert yaml.safe_load((tmp_path / "m0" / "config.yaml").read_text())["sample"] == 0.0
+    assert main([*base, "--output", str(tmp_path / "m1"), "--subsample", "1e-4"]) == 0
+    assert yaml.safe_load((tmp_path / "m1" / "config.yaml").read_text())["training"]["kept_share"] < 1.0
+    for bad in ("1", "-0.1", "Auto", "nan"):
+        with pytest.raises(SystemExit) as exc:
+            main([*base, "--output", str(tmp_path / "m2"), "--subsample", bad])
+        assert exc.value.code == 2
+        assert f"--subsample: expected auto or a number in [0, 1), got '{bad}'" in capsys.readouterr().err
+    assert not (tmp_path / "m2").exists()
+
+
 def test_bad_arguments_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "x.parquet"])  # --output missing
