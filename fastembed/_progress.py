@@ -17,17 +17,18 @@ def in_notebook() -> bool:
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
-def check_progress(progress) -> bool:
-    """A ``progress=`` argument as a bool: True or False (numpy's bools too), anything else a TypeError.
+def check_progress(progress, name: str = "progress") -> bool:
+    """A ``progress=`` argument (or another on/off switch, called ``name``) as a bool: True or False (numpy's
+    bools too), anything else a TypeError.
 
-    The one check of every public ``progress=`` (and of :func:`progress_bar`): truth-testing would take
-    ``progress="no"`` (or ``"False"``, ``1``) for True and show the bars.
+    The one check of every public ``progress=`` (and of :func:`progress_bar`) and of the demo's ``quiet=``:
+    truth-testing would take ``progress="no"`` (or ``"False"``, ``1``) for True and show the bars.
     """
     import numpy as np
 
     if isinstance(progress, bool | np.bool_):
         return bool(progress)
-    raise TypeError(f"progress must be True or False, got {progress!r}"[:300])
+    raise TypeError(f"{name} must be True or False, got {progress!r}"[:300])
 
 
 def progress_bar(total: int, *, desc: str, unit: str, enabled: bool = True):

@@ -60,6 +60,7 @@ def run_demo(
         annotation accuracy and macro-F1 of donor D5T1 from donor D6T1, timings in seconds.
     """
     from ._atomic import check_output_path, output_lock
+    from ._progress import check_progress
     from ._threads import check_threads
     from .datasets import demo_peaks_path
     from .scembed import _positive_int
@@ -76,6 +77,8 @@ def run_demo(
     if epochs is not None:
         _positive_int("epochs", epochs)
     check_threads(threads)
+    quiet = check_progress(quiet, "quiet")
+    overwrite = check_progress(overwrite, "overwrite")
 
     # The bundled data are the demo's inputs: no output may be, or hold, the folder they live in.
     inputs = [demo_peaks_path().parent]

@@ -86,7 +86,7 @@ from numba import njit, prange
 from fastembed import settings
 from fastembed._counter import fetch_add
 from fastembed._prefetch import prefetch_row
-from fastembed._progress import progress_bar
+from fastembed._progress import check_progress, progress_bar
 from fastembed._rng import block_state, new_seed, randint, uniform
 from fastembed._threads import numba_threads, resolve_threads
 from fastembed.alias import alias_draw, build_alias_table
@@ -978,6 +978,7 @@ def train_sgns(
     batch_size = _check_int("batch_size", batch_size, 1)
     min_count = _check_int("min_count", min_count, 1)
     resolve_sample(sample, np.zeros(1, np.int64), np.zeros(1, bool))  # checked before the data is read
+    progress = check_progress(progress)
     learning_rate = _check_float("learning_rate", learning_rate)
     min_learning_rate = _check_float("min_learning_rate", min_learning_rate)
     if not (np.isfinite(learning_rate) and learning_rate > 0):

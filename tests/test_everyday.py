@@ -259,6 +259,25 @@ def test_progress_takes_only_true_or_false(small_model, cells, bad):
     np.testing.assert_array_equal(model.region_vectors, before)  # nothing was trained
 
 
+@pytest.mark.parametrize("bad", ["no", 0, None])
+def test_switches_take_only_true_or_false_before_any_work(tmp_path, bad, monkeypatch):
+    """train_sgns(progress=) is refused before its warm start, run_demo(quiet=, overwrite=) before writing."""
+    from fastembed import sgns
+    from fastembed.demo import run_demo
+
+    def no_warm_start(*a, **k):
+        raise AssertionError("the warm start ran before progress= was checked")
+
+    monkeypatch.setattr(sgns, "spectral_init", no_warm_start)
+    indptr, indices = np.array([0, 3, 6], np.int64), np.array([0, 1, 2, 1, 2, 3], np.int32)
+    with pytest.raises(TypeError, match=re.escape(f"progress must be True or False, got {bad!r}")):
+        sgns.train_sgns(indptr, indices, 4, init="spectral", progress=bad)
+    for name in ("quiet", "overwrite"):
+        with pytest.raises(TypeError, match=re.escape(f"{name} must be True or False, got {bad!r}")):
+            run_demo(tmp_path / "demo", **{name: bad})
+    assert not (tmp_path / "demo").exists()
+
+
 def test_progress_takes_numpy_bools(small_model, cells, fake_notebook, capsys):
     model = fe.ScEmbed.from_pretrained(small_model / "model")
     emb = model.encode(cells, batch_cells=100, progress=np.False_)
