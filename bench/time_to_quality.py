@@ -165,7 +165,7 @@ METHODS = {
     "fastembed-mean": (fastembed_method(pooling="mean"), True, False),
     "fastembed-0.3": (fastembed_method(epochs="0.3"), True, False),
     "fastembed-0.5": (fastembed_method(epochs=40), True, False),
-    "fastembed-0.9": (fastembed_method(sample=0), True, False),
+    "fastembed-0.9": (fastembed_method(sample=0), True, True),
     "fastembed-0.1": (
         fastembed_method(epochs=100, window_size=5, init="random", n_components=None),
         False,
