@@ -322,7 +322,6 @@ def test_default_subsampling_leaves_small_data_whole(model):
     assert info["sample_threshold"] == pytest.approx(THIN_OCCURRENCES / info["n_tokens"])
 
 
-@pytest.mark.kernel
 def test_default_subsampling_thins_common_regions_of_larger_data():
     """On the whole 5,000-cell demo the regions open in the most cells are thinned, and only those; sample=0
     turns it off."""
