@@ -77,6 +77,7 @@ def run_kernel(cells, vocab, **overrides):
         seed=p["seed"],
         threads=1,
         progress=False,
+        sample=p.get("sample", 0.0),
     )
 
 
@@ -111,29 +112,11 @@ def test_subsampling_kernel_matches_reference(sample, monkeypatch):
     word2vec formula. THIN_OCCURRENCES is lowered so that "auto" thins some tokens of the tiny corpus."""
     cells = tiny_corpus()
     monkeypatch.setattr(sgns, "THIN_OCCURRENCES", 1)
-    p = {**PARAMS}
-    indptr, indices = to_csr(cells)
-    result = train_sgns(
-        indptr,
-        indices,
-        26,
-        embedding_dim=p["dim"],
-        window_size=p["window"],
-        negative_samples=p["negative"],
-        epochs=p["epochs"],
-        batch_size=p["batch_size"],
-        learning_rate=p["lr0"],
-        min_learning_rate=p["lr_min"],
-        min_count=p["min_count"],
-        seed=p["seed"],
-        threads=1,
-        progress=False,
-        sample=sample,
-    )
+    result = run_kernel(cells, 26, sample=sample)
     w_in, w_out, counts, trained = ref_sgns(cells, 26, **PARAMS, sample=sample)
     np.testing.assert_allclose(result.w_in, w_in, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(result.w_out, w_out, rtol=1e-4, atol=1e-6)
-    # Something was thinned, and the reported share is what the keep probabilities give.
+    # Something was thinned, and the threshold reported is the one asked for (or "auto" resolved).
     assert 0.0 < result.kept_share < 1.0
     assert not np.allclose(result.w_in, run_kernel(cells, 26).w_in)
     expected = sgns.THIN_OCCURRENCES / counts[trained].sum() if sample == "auto" else sample
@@ -141,9 +124,9 @@ def test_subsampling_kernel_matches_reference(sample, monkeypatch):
 
 
 def test_auto_sample_thins_only_past_a_number_of_occurrences():
-    """The "auto" threshold is a count, not a share: a token with fewer than ~2.6 x THIN_OCCURRENCES occurrences is always
-    kept, however small the data, and the threshold scales with the data so that the same count is thinned the
-    same way in a small and a large corpus."""
+    """The "auto" threshold is a count, not a share: a token with fewer than ~2.6 x THIN_OCCURRENCES
+    occurrences is always kept, however small the data, and the same count is thinned the same way in a small
+    and a large corpus."""
     from fastembed.sgns import THIN_OCCURRENCES, keep_probabilities, resolve_sample
 
     for scale in (1, 10, 1000):
