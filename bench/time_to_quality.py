@@ -16,8 +16,10 @@ Datasets
 Every method embeds all cells of a dataset (transductive, as in bench/quality.py); quality is then measured the
 same way for all: Leiden ARI at the number of cell types on scanpy's default 15-NN euclidean graph (one Leiden
 seed, resolution bisected), and 10-NN label transfer from donor D6T1 to donor D5T1 with
-``fastembed.annotate_celltypes`` (accuracy and macro-F1 on the query donor's cells). Peers get the better of
-centred and plain cosine k-NN; fastembed its default (centred). Time is the wall time of the embedding step
+``fastembed.annotate_celltypes`` (accuracy and macro-F1 on the query donor's cells), with centred and with plain
+cosine k-NN; every method, fastembed included, is scored with the one of the two that has the higher mean
+accuracy over the dataset's seeds or draws (the table's k-NN column). Choosing it draw by draw instead would
+credit a method with the luckier of two noisy scores on every small draw. Time is the wall time of the embedding step
 (tokenize + train + encode for fastembed, TF-IDF + SVD for LSI, feature selection + spectral for SnapATAC2,
 training + pooling for gensim), in one process, one method after another.
 
@@ -203,18 +205,48 @@ def load_dataset(name: str, seed: int):
 
 
 def evaluate(emb, adata, *, centred_only: bool, fit_mask=None) -> dict:
+    """Leiden ARI (transductive runs only) and donor-transfer accuracy / macro-F1 of one embedding.
+
+    ``accuracy`` and ``macro_f1`` are those of the centred cosine k-NN (``annotate_celltypes``' default). Unless
+    ``centred_only``, the plain cosine k-NN is measured too, as ``accuracy_plain`` and ``macro_f1_plain``; which
+    of the two a method is scored with is chosen afterwards for a whole dataset (:func:`choose_knn`), never run
+    by run.
+    """
     labels = adata.obs["cell_type"].astype(str).to_numpy()
     donor = adata.obs["donor"].astype(str).to_numpy()
     res = {}
     if fit_mask is None:
         res["ari"] = leiden_at_n_clusters(emb, labels, leiden_seeds=(0,))["ari"]
-    best = None
     for center in (True,) if centred_only else (True, False):
         tr = donor_transfer(emb, labels, donor, reference=REFERENCE_DONOR, query=QUERY_DONOR, center=center)
-        if best is None or tr["accuracy"] > best["accuracy"]:
-            best = tr
-    res.update(best)
+        suffix = "" if center else "_plain"
+        res.update({k + suffix: v for k, v in tr.items()})
     return res
+
+
+def choose_knn(rows) -> None:
+    """Score each method, on each dataset and mode, with the k-NN (centred or plain cosine) whose mean accuracy
+    over its seeds or draws is higher; in place: ``accuracy`` and ``macro_f1`` become the chosen k-NN's, the
+    centred ones are kept as ``accuracy_centred`` and ``macro_f1_centred``, and ``knn`` names the choice.
+
+    The choice is made once per dataset, not run by run: picking the better of two scores for every 400-cell draw
+    takes the luckier of two noisy measurements of ~100 query cells each time, which raised SnapATAC2's mean
+    accuracy there by 0.013 over either k-NN alone (40 draws, bench/RESULTS.md).
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["mode"], r["method"]), []).append(r)
+    for sel in groups.values():
+        for r in sel:
+            r.setdefault("accuracy_centred", r["accuracy"])
+            r.setdefault("macro_f1_centred", r["macro_f1"])
+        plain = all("accuracy_plain" in r for r in sel) and np.mean(
+            [r["accuracy_plain"] for r in sel]
+        ) > np.mean([r["accuracy_centred"] for r in sel])
+        for r in sel:
+            r["knn"] = "plain" if plain else "centred"
+            r["accuracy"] = r["accuracy_plain" if plain else "accuracy_centred"]
+            r["macro_f1"] = r["macro_f1_plain" if plain else "macro_f1_centred"]
 
 
 def plot(rows, path: Path) -> None:
@@ -300,15 +332,11 @@ def main(argv=None):
                         print(f"  {name}: skipped ({err})", flush=True)
                         break
                     seconds = time.perf_counter() - t
-                    q = evaluate(
-                        np.asarray(emb, dtype=np.float32),
-                        adata,
-                        centred_only=name.startswith("fastembed"),
-                        fit_mask=mask,
-                    )
+                    q = evaluate(np.asarray(emb, dtype=np.float32), adata, centred_only=False, fit_mask=mask)
                     row = {"dataset": ds, "method": name, "mode": mode, "seed": seed, "seconds": seconds, **q}
                     rows.append(row)
                     print("  " + json.dumps(row), flush=True)
+    choose_knn(rows)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
@@ -318,8 +346,10 @@ def main(argv=None):
 
 
 def print_table(rows) -> None:
-    print("\n| dataset | mode | method | seconds | Leiden ARI | transfer accuracy | transfer macro-F1 | n |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| dataset | mode | method | seconds | Leiden ARI | transfer accuracy | transfer macro-F1 | k-NN | n |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     keys = list(dict.fromkeys((r["dataset"], r["mode"], r["method"]) for r in rows))
     for ds, mode, m in keys:
         sel = [r for r in rows if (r["dataset"], r["mode"], r["method"]) == (ds, mode, m)]
@@ -332,7 +362,7 @@ def print_table(rows) -> None:
 
         print(
             f"| {ds} | {mode} | {m} | {np.mean([r['seconds'] for r in sel]):.1f} | {cell('ari')} | "
-            f"{cell('accuracy')} | {cell('macro_f1')} | {len(sel)} |"
+            f"{cell('accuracy')} | {cell('macro_f1')} | {sel[0].get('knn', 'centred')} | {len(sel)} |"
         )
     # The issue's yardstick: fastembed's time against gensim skip-gram's 10 epochs in the same run.
     for ds in dict.fromkeys(r["dataset"] for r in rows):
@@ -376,15 +406,18 @@ def print_paired(rows) -> None:
             if peer == "fastembed":
                 continue
             cells = []
-            for key in ("accuracy", "ari"):
+            for key in ("accuracy", "accuracy_centred", "ari"):
                 mean, se, wins, n = paired_differences(rows, "fastembed", peer, ds, key)
                 if n >= 2:
                     cells.append(f"{mean:+.3f} ± {se:.3f} (ahead in {wins} of {n})")
-            if len(cells) == 2:
-                lines.append(f"| {ds} | {peer} | {cells[0]} | {cells[1]} |")
+            if len(cells) == 3:
+                lines.append(f"| {ds} | {peer} | {' | '.join(cells)} |")
     if lines:
-        print("\n| dataset | fastembed minus | transfer accuracy (± standard error) | Leiden ARI |")
-        print("|---|---|---|---|")
+        print(
+            "\n| dataset | fastembed minus | transfer accuracy (± standard error) | the same, centred k-NN for both "
+            "| Leiden ARI |"
+        )
+        print("|---|---|---|---|---|")
         print("\n".join(lines))
 
 
