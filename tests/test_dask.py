@@ -26,20 +26,31 @@ N_CELLS = 1001  # not a multiple of BLOCK
 BLOCK = 256
 
 
-@pytest.fixture(scope="module")
-def client():
-    from dask.distributed import Client, LocalCluster
+def _local_cluster():
+    from dask.distributed import LocalCluster
 
-    with (
-        LocalCluster(
+    def start():
+        return LocalCluster(
             n_workers=2,
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",
             env={"NUMBA_NUM_THREADS": "1"},
-        ) as cluster,
-        Client(cluster) as c,
-    ):
+        )
+
+    try:
+        return start()
+    except AssertionError:
+        # distributed gives its IO-loop thread 10 s to start and asserts otherwise; on a loaded 2-core CI machine
+        # that once failed every test of this module at setup (a fresh clone, 2026-12-02). One more try.
+        return start()
+
+
+@pytest.fixture(scope="module")
+def client():
+    from dask.distributed import Client
+
+    with _local_cluster() as cluster, Client(cluster) as c:
         yield c
 
 
