@@ -159,7 +159,9 @@ def spectral_init(
     """
     n_cells = indptr.size - 1
     data = trained[indices].astype(np.float32)
-    x = sp.csr_matrix((data, indices, indptr), shape=(n_cells, vocab_size))
+    # scipy keeps the caller's index arrays when it can, and eliminate_zeros compacts them in place: without
+    # the copy, a token outside ``trained`` would scramble the caller's cells.
+    x = sp.csr_matrix((data, indices, indptr), shape=(n_cells, vocab_size), copy=True)
     x.eliminate_zeros()
     z = similarity_matrix(x)
 

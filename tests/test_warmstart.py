@@ -114,6 +114,19 @@ def test_spectral_init_rows(tokens):
     np.testing.assert_allclose(cos, 1.0, atol=1e-3)
 
 
+def test_spectral_init_leaves_the_callers_cells_alone(tokens):
+    # Tokens outside ``trained`` are left out of the SVD; they must not be cut out of the caller's arrays (scipy
+    # shares index arrays with a matrix built on them, and dropping entries compacts them in place).
+    trained = np.zeros(tokens.vocab_size, bool)
+    trained[np.unique(tokens.indices)] = True
+    trained[np.unique(tokens.indices)[::3]] = False
+    indptr, indices = tokens.indptr.copy(), tokens.indices.copy()
+    v = spectral_init(indptr, indices, tokens.vocab_size, 8, trained=trained, seed=0)
+    np.testing.assert_array_equal(indices, tokens.indices)
+    np.testing.assert_array_equal(indptr, tokens.indptr)
+    assert not v[~trained].any() and np.linalg.norm(v[trained], axis=1).min() > 0
+
+
 def test_spectral_init_is_deterministic_and_tiny_data_is_safe(tokens):
     trained = np.zeros(tokens.vocab_size, bool)
     trained[np.unique(tokens.indices)] = True
