@@ -159,10 +159,13 @@ def spectral_init(
     """
     n_cells = indptr.size - 1
     data = trained[indices].astype(np.float32)
-    # scipy keeps the caller's index arrays when it can, and eliminate_zeros compacts them in place: without
-    # the copy, a token outside ``trained`` would scramble the caller's cells.
-    x = sp.csr_matrix((data, indices, indptr), shape=(n_cells, vocab_size), copy=True)
-    x.eliminate_zeros()
+    # scipy keeps the caller's index arrays when it can, and eliminate_zeros compacts them in place: a token
+    # outside ``trained`` would scramble the caller's cells. Copied only then (train_sgns drops such tokens
+    # before calling, and an atlas's indices are gigabytes).
+    dropped = not data.all()
+    x = sp.csr_matrix((data, indices, indptr), shape=(n_cells, vocab_size), copy=dropped)
+    if dropped:
+        x.eliminate_zeros()
     z = similarity_matrix(x)
 
     rank = int(min(embedding_dim, n_cells - 1, int(trained.sum()) - 1))
