@@ -73,13 +73,13 @@ def main(argv=None) -> None:
     import fastembed.sgns as sg
 
     indptr, indices, vocab = granja_csr(shared_data(args.data))
-    serial_parallel = sg._blocks_parallel
+    numba_parallel = sg._blocks_parallel
     mode = {"name": "omp"}
 
     def blocks_two_python_threads(threads, counter, p1, order, starts, ip, ix, w_in, w_out, params, epoch):
         # Same signature as sgns._blocks_parallel, which train_sgns looks up when it runs.
         if mode["name"] == "omp":
-            return serial_parallel(threads, counter, p1, order, starts, ip, ix, w_in, w_out, params, epoch)
+            return numba_parallel(threads, counter, p1, order, starts, ip, ix, w_in, w_out, params, epoch)
         p0 = int(counter[0])
         mid = (p0 + p1) // 2
         name = mode["name"]
