@@ -105,17 +105,15 @@ def local_cluster(workers: int, threads: int):
             env={"NUMBA_NUM_THREADS": str(threads)},
         )
 
-    try:
-        return start()
-    except AssertionError:
-        pass
-    try:
-        return start()
-    except AssertionError:
-        raise RuntimeError(
-            "could not start a local Dask cluster: its event loop did not start within Dask's 10 s, twice (an "
-            "overloaded machine?); try again, or start a scheduler yourself and pass --scheduler"
-        ) from None
+    for _ in range(2):
+        try:
+            return start()
+        except AssertionError:
+            continue
+    raise RuntimeError(
+        "could not start a local Dask cluster: its event loop did not start within Dask's 10 s, twice (an "
+        "overloaded machine?); try again, or start a scheduler yourself and pass --scheduler"
+    )
 
 
 def task_threads(threads: int | None) -> int:
