@@ -1,14 +1,16 @@
 """fastembed: fast scEmbed (Region2Vec) cell embeddings for single-cell ATAC-seq, in numba."""
 
-from . import io as io  # the contract's fastembed.io, reachable as fe.io after `import fastembed as fe`
-from ._version import __version__
-from .fragments import tokenize_fragments
-from .readers import read_10x, read_mtx
-from .region2vec import Region2VecDataset
-from .scembed import ScEmbed, annotate_celltypes
-from .tokenize import tokenize_cells
-from .tokens import TokenizedCells
-from .universe import Universe
+# _aliases, on import: the flat layout's paths (fastembed.sgns, fastembed.annotate ...) keep working;
+# io: the contract's fastembed.io, reachable as fe.io after `import fastembed as fe`
+from fastembed import _aliases, io  # noqa: F401
+from fastembed._version import __version__
+from fastembed.genome.fragments import tokenize_fragments
+from fastembed.genome.readers import read_10x, read_mtx
+from fastembed.genome.tokenize import tokenize_cells
+from fastembed.genome.tokens import TokenizedCells
+from fastembed.genome.universe import Universe
+from fastembed.region2vec import Region2VecDataset
+from fastembed.scembed import ScEmbed, annotate_celltypes
 
 __all__ = [
     "__version__",
@@ -22,3 +24,11 @@ __all__ = [
     "tokenize_cells",
     "tokenize_fragments",
 ]
+
+
+def __getattr__(name: str):
+    # ``fastembed.sgns`` after a bare ``import fastembed``: the old flat module, imported on first use
+    module = _aliases.old_module(name)
+    if module is None:
+        raise AttributeError(f"module 'fastembed' has no attribute {name!r}")
+    return module

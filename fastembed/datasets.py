@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .universe import read_bed
+from fastembed.genome.universe import read_bed
 
 __all__ = ["demo_peaks_path", "load_demo"]
 

@@ -9,7 +9,7 @@ The code lives in one module per idea; this module only gathers their public nam
 
 from __future__ import annotations
 
-from .readers import (
+from fastembed.genome.readers import (
     CHROM_STYLES,
     LazyAnnData,
     cell_matrix,
@@ -21,8 +21,8 @@ from .readers import (
     read_obs_names,
     restyle_chroms,
 )
-from .tokenize import tokenize_cells, tokenize_summary
-from .tokens import (
+from fastembed.genome.tokenize import tokenize_cells, tokenize_summary
+from fastembed.genome.tokens import (
     FORMAT_VERSION,
     TokenizedCells,
     open_tokens_parquet,

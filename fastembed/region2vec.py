@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import settings
-from .tokens import (
+from fastembed import settings
+from fastembed.genome.tokens import (
     TokenizedCells,
     _barcodes_column,
     _tokens_csr,
@@ -16,7 +16,7 @@ from .tokens import (
     read_tokens_parquet,
     read_tokens_table,
 )
-from .universe import Universe
+from fastembed.genome.universe import Universe
 
 __all__ = ["Region2VecDataset"]
 

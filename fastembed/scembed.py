@@ -14,21 +14,21 @@ from pathlib import Path
 
 import numpy as np
 
-from . import settings
-from ._atomic import atomic_dir, check_output_path
-from ._progress import check_progress, progress_bar
-from ._suffix import has_suffix
-from ._threads import check_threads, numba_threads
-from ._version import __version__
-from ._warn import warn
-from .annotate import annotate_celltypes
-from .pooling import weighted_mean_pool
-from .projection import apply_projection, fit_projection
-from .readers import _as_adata, cell_matrix
-from .region2vec import Region2VecDataset
-from .tokenize import _PeakMapper
-from .tokens import TokenizedCells, read_tokens_parquet
-from .universe import Universe
+from fastembed import settings
+from fastembed._version import __version__
+from fastembed.annotation.annotate import annotate_celltypes
+from fastembed.common.progress import check_progress, progress_bar
+from fastembed.common.suffix import has_suffix
+from fastembed.common.threads import check_threads, numba_threads
+from fastembed.common.warn import warn
+from fastembed.genome.readers import _as_adata, cell_matrix
+from fastembed.genome.tokenize import _PeakMapper
+from fastembed.genome.tokens import TokenizedCells, read_tokens_parquet
+from fastembed.genome.universe import Universe
+from fastembed.kernels.pooling import weighted_mean_pool
+from fastembed.kernels.projection import apply_projection, fit_projection
+from fastembed.region2vec import Region2VecDataset
+from fastembed.storage.atomic import atomic_dir, check_output_path
 
 __all__ = ["ScEmbed", "annotate_celltypes"]
 
@@ -100,7 +100,7 @@ def _input_obs(data):
     if not _is_peak_matrix(data):
         return None
     if isinstance(data, str | os.PathLike):
-        from .readers import read_obs
+        from fastembed.genome.readers import read_obs
 
         return read_obs(data, index=False)
     return data.obs
@@ -320,7 +320,7 @@ class ScEmbed:
         fastembed.sgns.DivergedError
             Training left NaN or infinite vectors (``learning_rate`` too high); the model is left as it was.
         """
-        from .sgns import DivergedError, auto_epochs, train_sgns
+        from fastembed.kernels.sgns import DivergedError, auto_epochs, train_sgns
 
         progress = check_progress(progress)
         epochs, batch_size, learning_rate, min_learning_rate = _train_args(
@@ -401,7 +401,7 @@ class ScEmbed:
     # -- encoding -------------------------------------------------------------------------------------
     def _encode_inputs(self, data, batch_cells: int):
         """For Dask tasks: (n_cells, barcodes, _PeakMapper or None, iterator of one payload per block)."""
-        from .distributed import _source_path, _x_payload, blocks
+        from fastembed.backends.dask import _source_path, _x_payload, blocks
 
         if not _is_peak_matrix(data):
             n_cells, barcodes, _, chunks = self._token_chunks(data, batch_cells)
@@ -661,7 +661,7 @@ class ScEmbed:
             )
             chunks = _counted(chunks, n_cells, progress)
         else:
-            from .distributed import encode_blocks
+            from fastembed.backends.dask import encode_blocks
 
             if layer is not None or chrom_style != "asis":
                 raise ValueError(
@@ -757,7 +757,7 @@ class ScEmbed:
         pathlib.Path
             The folder.
         """
-        from .modelfolder import ModelFolder, write_model_folder
+        from fastembed.model.modelfolder import ModelFolder, write_model_folder
 
         self._require_vectors()
         _check_folder_arg(directory)
@@ -798,7 +798,7 @@ class ScEmbed:
             With ``universe``, ``region_vectors`` and the folder's configuration. geniml folders carry no token
             counts, so every region token counts as trained.
         """
-        from .modelfolder import read_model_folder
+        from fastembed.model.modelfolder import read_model_folder
 
         _check_folder_arg(directory_or_hub_id)
         path = Path(directory_or_hub_id).expanduser()

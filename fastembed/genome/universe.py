@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._warn import warn
+from fastembed.common.warn import warn
 
 SPECIAL_TOKENS: tuple[str, ...] = ("<unk>", "<pad>", "<mask>", "<cls>", "<eos>", "<bos>", "<sep>")
 """Special tokens appended after the universe regions, in this order (ids ``N..N+6``), as gtars does."""
@@ -295,7 +295,7 @@ class Universe:
 
         An existing ``path`` is an error unless ``overwrite`` (a regular file only; never a folder or a link).
         """
-        from ._atomic import atomic_file
+        from fastembed.storage.atomic import atomic_file
 
         with atomic_file(path, what="universe output", overwrite=overwrite) as tmp:
             tmp.write_text(self.to_bed_text())

@@ -16,9 +16,9 @@ import numba
 import numpy as np
 import pandas as pd
 
-from . import settings
-from ._warn import warn
-from .settings import PARALLEL_FAST
+from fastembed import settings
+from fastembed.common.warn import warn
+from fastembed.settings import PARALLEL_FAST
 
 __all__ = [
     "annotate_celltypes",
@@ -137,7 +137,7 @@ def read_embedded(path: str | os.PathLike, which: str, embedding_key: str):
 
     import anndata as ad
 
-    from .readers import open_element, read_obs
+    from fastembed.genome.readers import open_element, read_obs
 
     p = Path(path)
     name = _input_name(which, p)
@@ -475,7 +475,7 @@ class QueryEmbeddings:
 
         self.key = key
         if isinstance(query, str | os.PathLike):
-            from .readers import open_element, read_obs_names
+            from fastembed.genome.readers import open_element, read_obs_names
 
             self.path = Path(query)
             self.name = _input_name("query", self.path)
@@ -519,7 +519,7 @@ class QueryEmbeddings:
 
 def read_query_block(path, key: str, lo: int, hi: int) -> np.ndarray:
     """Rows ``lo:hi`` of ``obsm[key]`` of an on-disk AnnData as float32, checked finite (also run in workers)."""
-    from .readers import open_element
+    from fastembed.genome.readers import open_element
 
     q = np.asarray(open_element(path, f"obsm/{key}")[lo:hi], dtype=np.float32)
     _check_finite(q, f"{_input_name('query', path)} obsm['{key}']", lo)
@@ -655,7 +655,7 @@ def annotate_celltypes(
             for lo in range(0, query.n_obs, batch_cells)
         ]
     else:
-        from .distributed import predict_blocks
+        from fastembed.backends.dask import predict_blocks
 
         parts = predict_blocks(client, fitted, query, batch_cells)
     winner = np.concatenate([p[0] for p in parts])

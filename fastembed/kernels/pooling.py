@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .settings import PARALLEL_FAST
+from fastembed.settings import PARALLEL_FAST
 
 # Cells per parallel work unit: each unit reuses one accumulator buffer.
 _CHUNK = 256

@@ -59,11 +59,11 @@ def run_demo(
         The report: paths of every output, ARI/NMI of Leiden clusters against the authors' labels,
         annotation accuracy and macro-F1 of donor D5T1 from donor D6T1, timings in seconds.
     """
-    from ._atomic import check_output_path, output_lock
-    from ._progress import check_progress
-    from ._threads import check_threads
-    from .datasets import demo_peaks_path
-    from .scembed import _positive_int
+    from fastembed.common.progress import check_progress
+    from fastembed.common.threads import check_threads
+    from fastembed.datasets import demo_peaks_path
+    from fastembed.scembed import _positive_int
+    from fastembed.storage.atomic import check_output_path, output_lock
 
     # Checked before anything is written: a subset too small for the later steps (a PCA of 20 axes, 10
     # neighbours in each donor) would otherwise fail halfway, after tokens and a model were written; so
@@ -105,14 +105,14 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     import scanpy as sc
     from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_info_score
 
-    from ._atomic import atomic_file, check_output_path
-    from ._progress import progress_bar
-    from ._version import __version__
-    from .annotate import annotation_table
-    from .datasets import demo_peaks_path, load_demo
-    from .region2vec import Region2VecDataset
-    from .scembed import ScEmbed, annotate_celltypes
-    from .tokenize import tokenize_cells
+    from fastembed._version import __version__
+    from fastembed.annotation.annotate import annotation_table
+    from fastembed.common.progress import progress_bar
+    from fastembed.datasets import demo_peaks_path, load_demo
+    from fastembed.genome.tokenize import tokenize_cells
+    from fastembed.region2vec import Region2VecDataset
+    from fastembed.scembed import ScEmbed, annotate_celltypes
+    from fastembed.storage.atomic import atomic_file, check_output_path
 
     paths = {
         "tokens": out / "tokens.parquet",

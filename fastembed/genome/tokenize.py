@@ -22,13 +22,20 @@ import numba
 import numpy as np
 import pandas as pd
 
-from . import settings
-from ._atomic import check_output_path, output_lock
-from ._warn import warn
-from .readers import _as_adata, _csr_rows, _style_hint, cell_matrix, peak_coordinates, restyle_chroms
-from .settings import PARALLEL, SERIAL
-from .tokens import META_STATS, TokenizedCells, write_tokens_parquet
-from .universe import Universe, _resolve_universe
+from fastembed import settings
+from fastembed.common.warn import warn
+from fastembed.genome.readers import (
+    _as_adata,
+    _csr_rows,
+    _style_hint,
+    cell_matrix,
+    peak_coordinates,
+    restyle_chroms,
+)
+from fastembed.genome.tokens import META_STATS, TokenizedCells, write_tokens_parquet
+from fastembed.genome.universe import Universe, _resolve_universe
+from fastembed.settings import PARALLEL, SERIAL
+from fastembed.storage.atomic import check_output_path, output_lock
 
 __all__ = ["cells_to_tokens", "map_peaks", "tokenize_cells", "tokenize_summary"]
 
@@ -469,7 +476,7 @@ def _tokenize_cells(
             for lo in range(0, adata.n_obs, batch_cells)
         )
     else:
-        from .distributed import tokenize_blocks
+        from fastembed.backends.dask import tokenize_blocks
 
         if layer is not None:
             raise ValueError(

@@ -42,11 +42,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ._atomic import atomic_dir
-from ._version import __version__
-from ._warn import warn
-from .checkpoint import read_torch_state_dict, write_torch_state_dict
-from .universe import N_SPECIAL, Universe, read_bed
+from fastembed._version import __version__
+from fastembed.common.warn import warn
+from fastembed.genome.universe import N_SPECIAL, Universe, read_bed
+from fastembed.storage.atomic import atomic_dir
+from fastembed.storage.checkpoint import read_torch_state_dict, write_torch_state_dict
 
 __all__ = ["ModelFolder", "read_model_folder", "write_model_folder"]
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import atomic_file
+from fastembed.storage.atomic import atomic_file
 
 __all__ = ["read_torch_state_dict", "write_torch_state_dict"]
 

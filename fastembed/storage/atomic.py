@@ -29,8 +29,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from ._suffix import has_suffix
-from ._warn import warn
+from fastembed.common.suffix import has_suffix
+from fastembed.common.warn import warn
 
 try:
     import fcntl
@@ -166,7 +166,7 @@ def _entries(path: Path, allowed, foreign_what: str) -> tuple[set, str | None]:
 
 
 def _is_model(path: Path) -> str | None:
-    from .modelfolder import MODEL_FILES  # lazily: modelfolder writes through this module
+    from fastembed.model.modelfolder import MODEL_FILES  # lazily: modelfolder writes through this module
 
     names, reason = _entries(path, MODEL_FILES, "files a model folder does not")
     if reason:

@@ -15,8 +15,8 @@ import time
 import warnings
 from pathlib import Path
 
-from . import settings
-from ._suffix import has_suffix
+from fastembed import settings
+from fastembed.common.suffix import has_suffix
 
 # Errors that mean "the input is wrong", reported as one line with exit code 1.
 # OSError covers missing/unwritable files and an unreachable model hub; ImportError a missing optional extra.
@@ -30,7 +30,7 @@ def _log(args, msg: str) -> None:
 
 def _read_input(path: str, args):
     """An AnnData from a .h5ad file, a 10x folder or a .mtx file (with --barcodes and --peaks)."""
-    from . import readers
+    from fastembed.genome import readers
 
     p = Path(path)
     if p.is_dir():
@@ -66,7 +66,7 @@ def _check_flags_apply(args, fragments: bool) -> None:
 
 def _subsample_arg(text: str):
     """``--subsample``: "auto" or a number in [0, 1) (ScEmbed's ``sample``), else argparse's one-line error."""
-    from .scembed import _sample
+    from fastembed.scembed import _sample
 
     try:
         return _sample("auto" if text == "auto" else float(text))
@@ -88,7 +88,7 @@ def _tokenize_fragments(args) -> None:
 
     import pyarrow.parquet as pq
 
-    from .fragments import META_STATS, tokenize_fragments
+    from fastembed.genome.fragments import META_STATS, tokenize_fragments
 
     if args.chrom_style != "asis":
         raise ValueError(
@@ -133,9 +133,9 @@ def _inputs(args, *names: str) -> list:
 
 
 def cmd_tokenize(args) -> None:
-    from ._atomic import check_output_path
-    from .tokenize import tokenize_cells, tokenize_summary
-    from .tokens import read_tokens_parquet
+    from fastembed.genome.tokenize import tokenize_cells, tokenize_summary
+    from fastembed.genome.tokens import read_tokens_parquet
+    from fastembed.storage.atomic import check_output_path
 
     # Checked here as well as in tokenize_cells: only the command line knows which files the cells came from.
     check_output_path(
@@ -155,7 +155,7 @@ def cmd_tokenize(args) -> None:
     _check_flags_apply(args, fragments)
     if fragments:
         return _tokenize_fragments(args)
-    from .distributed import open_client
+    from fastembed.backends.dask import open_client
 
     t = time.perf_counter()
     # On-disk AnnData goes to tokenize_cells as a path, which reads it in blocks instead of whole.
@@ -180,9 +180,9 @@ def cmd_tokenize(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from ._atomic import check_output_path
-    from .region2vec import Region2VecDataset
-    from .scembed import ScEmbed, _train_args
+    from fastembed.region2vec import Region2VecDataset
+    from fastembed.scembed import ScEmbed, _train_args
+    from fastembed.storage.atomic import check_output_path
 
     out = check_output_path(
         args.output,
@@ -246,10 +246,10 @@ def cmd_encode(args) -> None:
     import numpy as np
     import pandas as pd
 
-    from ._atomic import atomic_file, check_output_path
-    from ._version import __version__
-    from .distributed import open_client
-    from .scembed import ScEmbed, _positive_int
+    from fastembed._version import __version__
+    from fastembed.backends.dask import open_client
+    from fastembed.scembed import ScEmbed, _positive_int
+    from fastembed.storage.atomic import atomic_file, check_output_path
 
     _positive_int("batch_cells", args.batch_cells)  # before the model and the cells are read
     out = Path(args.output)
@@ -281,12 +281,12 @@ def cmd_encode(args) -> None:
         _log(args, f"encoded {emb.shape[0]} cells -> {out} (AnnData zarr, obsm['{args.embedding_key}'])")
         return
     if has_suffix(src, ".parquet"):
-        from .tokens import read_tokens_parquet
+        from fastembed.genome.tokens import read_tokens_parquet
 
         data = read_tokens_parquet(src)
         adata = ad.AnnData(obs=pd.DataFrame(index=pd.Index(np.asarray(data.barcodes, dtype=str))))
     else:
-        from .readers import read_h5ad
+        from fastembed.genome.readers import read_h5ad
 
         # an .h5ad output holds the input's obs and var too, so the input is read whole here
         adata = read_h5ad(src) if has_suffix(src, ".h5ad") else data
@@ -316,10 +316,10 @@ def cmd_encode(args) -> None:
 
 
 def cmd_annotate(args) -> None:
-    from ._atomic import atomic_file, check_output_path
-    from .annotate import annotation_table
-    from .distributed import open_client
-    from .scembed import annotate_celltypes
+    from fastembed.annotation.annotate import annotation_table
+    from fastembed.backends.dask import open_client
+    from fastembed.scembed import annotate_celltypes
+    from fastembed.storage.atomic import atomic_file, check_output_path
 
     inputs = _inputs(args, "query", "reference")
     out = check_output_path(
@@ -355,7 +355,7 @@ def cmd_annotate(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from .demo import run_demo
+    from fastembed.app.demo import run_demo
 
     run_demo(
         args.output,
@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     common = flags(argparse.SUPPRESS)
-    from ._version import __version__
+    from fastembed._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="fastembed",
@@ -611,7 +611,7 @@ def _output_claim(args):
     """
     import contextlib
 
-    from ._atomic import output_lock
+    from fastembed.storage.atomic import output_lock
 
     out = getattr(args, "output", None)
     if args.command == "demo" or not out:

@@ -84,14 +84,14 @@ import numpy as np
 from numba import njit, prange
 
 from fastembed import settings
-from fastembed._counter import fetch_add
-from fastembed._prefetch import prefetch_row
-from fastembed._progress import check_progress, progress_bar
-from fastembed._rng import block_state, new_seed, randint, uniform
-from fastembed._threads import numba_threads, resolve_threads
-from fastembed.alias import alias_draw, build_alias_table
+from fastembed.common.progress import check_progress, progress_bar
+from fastembed.common.threads import numba_threads, resolve_threads
+from fastembed.kernels._counter import fetch_add
+from fastembed.kernels._prefetch import prefetch_row
+from fastembed.kernels._rng import block_state, new_seed, randint, uniform
+from fastembed.kernels.alias import alias_draw, build_alias_table
+from fastembed.kernels.warmstart import spectral_init
 from fastembed.settings import INLINE_FAST, PARALLEL_FAST, SERIAL, SERIAL_FAST
-from fastembed.warmstart import spectral_init
 
 __all__ = [
     "SGNSResult",

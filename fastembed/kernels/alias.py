@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from fastembed._rng import block_state, next_u64
+from fastembed.kernels._rng import block_state, next_u64
 from fastembed.settings import INLINE, SERIAL
 
 __all__ = ["AliasTable", "build_alias_table", "alias_draw", "alias_sample", "alias_probabilities"]

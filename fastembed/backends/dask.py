@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._suffix import has_suffix
+from fastembed.common.suffix import has_suffix
 
 __all__ = ["open_client", "task_threads", "tokenize_blocks", "encode_blocks", "predict_blocks"]
 
@@ -145,7 +145,7 @@ def blocks(n: int, size: int) -> list[tuple[int, int]]:
 @functools.lru_cache(maxsize=8)
 def _open_x(path: str, mtime_ns: int):
     # One open file per worker process and input (mtime in the key: a rewritten file is reopened).
-    from .readers import open_element
+    from fastembed.genome.readers import open_element
 
     return open_element(path, "X")
 
@@ -153,7 +153,7 @@ def _open_x(path: str, mtime_ns: int):
 def _x_payload(adata, path: Path | None, lo: int, hi: int) -> tuple:
     if path is not None:
         return ("path", str(path), os.stat(path).st_mtime_ns, lo, hi)
-    from .readers import _csr_rows
+    from fastembed.genome.readers import _csr_rows
 
     return ("rows", _csr_rows(adata.X, lo, hi))
 
@@ -188,7 +188,7 @@ def _gather_in_order(client, futures: list, keys: list) -> Iterator[tuple[object
 # Tokenize
 # --------------------------------------------------------------------------------------------------
 def _tokenize_task(payload: tuple, mapper, threads: int | None):
-    from ._threads import numba_threads
+    from fastembed.common.threads import numba_threads
 
     # A shallow copy with its own counters: the entries counted for the tokenize diagnostics are this block's
     # alone, whatever else the worker runs on its copy of the mapper.
@@ -234,7 +234,7 @@ def _encode_task(
     store: str | None,
     threads: int | None,
 ):
-    from ._threads import numba_threads
+    from fastembed.common.threads import numba_threads
 
     with numba_threads(task_threads(threads)):
         ip, ix = _block_tokens(payload, mapper)
@@ -325,8 +325,8 @@ def encode_blocks(
 # Annotate
 # --------------------------------------------------------------------------------------------------
 def _predict_task(fitted, payload: tuple, lo: int, threads: int | None):
-    from ._threads import numba_threads
-    from .annotate import predict, read_query_block
+    from fastembed.annotation.annotate import predict, read_query_block
+    from fastembed.common.threads import numba_threads
 
     if payload[0] == "path":
         _, path, key, hi = payload

@@ -11,7 +11,7 @@ import os
 import sys
 import warnings
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # fastembed/, not common/
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:

@@ -20,9 +20,9 @@ import pandas as pd
 import scipy.io
 import scipy.sparse as sp
 
-from ._suffix import has_suffix
-from ._warn import warn
-from .universe import MAX_COORD, open_text, parse_coordinate, read_bed, reading_text
+from fastembed.common.suffix import has_suffix
+from fastembed.common.warn import warn
+from fastembed.genome.universe import MAX_COORD, open_text, parse_coordinate, read_bed, reading_text
 
 __all__ = [
     "CHROM_STYLES",

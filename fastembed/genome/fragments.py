@@ -43,14 +43,14 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from . import settings
-from . import tokenize as _tok
-from ._atomic import check_output_path, output_lock
-from ._suffix import has_suffix
-from ._warn import warn
-from .settings import PARALLEL, SERIAL
-from .tokens import TokenizedCells, write_tokens_parquet
-from .universe import MAX_COORD, Universe, _resolve_universe, open_text
+from fastembed import settings
+from fastembed.common.suffix import has_suffix
+from fastembed.common.warn import warn
+from fastembed.genome import tokenize as _tok
+from fastembed.genome.tokens import TokenizedCells, write_tokens_parquet
+from fastembed.genome.universe import MAX_COORD, Universe, _resolve_universe, open_text
+from fastembed.settings import PARALLEL, SERIAL
+from fastembed.storage.atomic import check_output_path, output_lock
 
 __all__ = ["tokenize_fragments", "read_whitelist"]
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import settings
-from ._atomic import atomic_file, check_output_path
-from ._suffix import has_suffix
-from ._warn import warn
-from .universe import Universe, _resolve_universe
+from fastembed import settings
+from fastembed.common.suffix import has_suffix
+from fastembed.common.warn import warn
+from fastembed.genome.universe import Universe, _resolve_universe
+from fastembed.storage.atomic import atomic_file, check_output_path
 
 __all__ = [
     "FORMAT_VERSION",

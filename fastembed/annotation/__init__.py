@@ -1,0 +1,1 @@
+"""Cell-type annotation by k-nearest-neighbour label transfer from a labelled reference."""

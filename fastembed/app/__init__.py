@@ -1,0 +1,1 @@
+"""The applications: the ``fastembed`` command line and the demo."""

@@ -1,0 +1,1 @@
+"""Where work runs beyond one process: the dask.distributed backend."""

@@ -1,0 +1,1 @@
+"""The numba kernels: SGNS training (and its driver), the alias table and counter-based RNG, pooling, projection, warm start."""

@@ -1,0 +1,1 @@
+"""The model on disk: fastembed's model folder and the Hugging Face scEmbed layout."""

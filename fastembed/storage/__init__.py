@@ -1,0 +1,1 @@
+"""Safe outputs (checks, locks, write-then-rename) and the torch-free ``.pt`` checkpoint format."""
