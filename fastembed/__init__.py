@@ -9,6 +9,7 @@ from fastembed.genome.readers import read_10x, read_mtx
 from fastembed.genome.tokenize import tokenize_cells
 from fastembed.genome.tokens import TokenizedCells
 from fastembed.genome.universe import Universe
+from fastembed.model import modelfolder  # noqa: F401  (registers the "model" output kind before any check)
 from fastembed.region2vec import Region2VecDataset
 from fastembed.scembed import ScEmbed, annotate_celltypes
 

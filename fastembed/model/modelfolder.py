@@ -45,7 +45,7 @@ import yaml
 from fastembed._version import __version__
 from fastembed.common.warn import warn
 from fastembed.genome.universe import N_SPECIAL, Universe, read_bed
-from fastembed.storage.atomic import atomic_dir
+from fastembed.storage.atomic import atomic_dir, folder_entries, register_kind, small_yaml
 from fastembed.storage.checkpoint import read_torch_state_dict, write_torch_state_dict
 
 __all__ = ["ModelFolder", "read_model_folder", "write_model_folder"]
@@ -62,6 +62,28 @@ MODEL_FILES = frozenset(
     {CONFIG, UNIVERSE, REGION_VECTORS, OUTPUT_VECTORS, TOKEN_COUNTS, CELL_PROJECTION, CHECKPOINT}
 )
 """Every file a model folder written by fastembed may hold (overwrite replaces only such folders)."""
+
+
+def is_model_folder(path: Path) -> str | None:
+    """None when the existing folder ``path`` is a model folder fastembed wrote (``overwrite`` may replace it), else
+    why not: only model files, all regular, with config.yaml, universe.bed and weights, and a config.yaml naming a
+    fastembed version."""
+    names, reason = folder_entries(path, MODEL_FILES, "files a model folder does not")
+    if reason:
+        return reason
+    if not {CONFIG, UNIVERSE} <= names or not names & {REGION_VECTORS, CHECKPOINT}:
+        return "it lacks config.yaml, universe.bed or the weights"
+    for name in names:
+        if not stat.S_ISREG(os.lstat(path / name).st_mode):
+            return f"'{name}' in it is not a regular file"
+    config = small_yaml(path / CONFIG)
+    if config is None or "fastembed_version" not in config:
+        return "its config.yaml was not written by fastembed (no fastembed_version)"
+    return None
+
+
+# the model folder owns its recogniser; the safe-output machinery only asks its registry
+register_kind("model", "model folder", is_model_folder, folder=True)
 
 # gtars wrote special tokens into legacy universe files as these chromosomes (start = end = 0).
 _PLACEHOLDER_CHROMS = {

@@ -132,7 +132,8 @@ def _is_report(path: Path) -> str | None:
     )
 
 
-def _small_yaml(path: Path) -> dict | None:
+def small_yaml(path: Path) -> dict | None:
+    """The mapping in a small (< 1 MiB) regular YAML file ``path``, or None if it is not one (never raises)."""
     import yaml
 
     try:
@@ -153,7 +154,8 @@ def _real_folder(path: Path) -> str | None:
     return None
 
 
-def _entries(path: Path, allowed, foreign_what: str) -> tuple[set, str | None]:
+def folder_entries(path: Path, allowed, foreign_what: str) -> tuple[set, str | None]:
+    """The names in folder ``path``, and why it is not a fastembed folder (a link, or a name not in ``allowed``)."""
     """The names in folder ``path`` and why it is not ours: not a real folder, or names outside ``allowed``."""
     reason = _real_folder(path)
     if reason:
@@ -163,23 +165,6 @@ def _entries(path: Path, allowed, foreign_what: str) -> tuple[set, str | None]:
     if foreign:
         return names, f"it holds {foreign_what} ({', '.join(foreign[:3])})"
     return names, None
-
-
-def _is_model(path: Path) -> str | None:
-    from fastembed.model.modelfolder import MODEL_FILES  # lazily: modelfolder writes through this module
-
-    names, reason = _entries(path, MODEL_FILES, "files a model folder does not")
-    if reason:
-        return reason
-    if not {"config.yaml", "universe.bed"} <= names or not names & {"region_vectors.npy", "checkpoint.pt"}:
-        return "it lacks config.yaml, universe.bed or the weights"
-    for name in names:
-        if not stat.S_ISREG(os.lstat(path / name).st_mode):
-            return f"'{name}' in it is not a regular file"
-    config = _small_yaml(path / "config.yaml")
-    if config is None or "fastembed_version" not in config:
-        return "its config.yaml was not written by fastembed (no fastembed_version)"
-    return None
 
 
 # The entries of an AnnData zarr store (what encode writes), and of the bare group earlier versions wrote.
@@ -205,7 +190,7 @@ _ZARR_TOP = {
 def _is_zarr(path: Path) -> str | None:
     import json
 
-    _, reason = _entries(path, _ZARR_TOP, "entries an embeddings store does not")
+    _, reason = folder_entries(path, _ZARR_TOP, "entries an embeddings store does not")
     if reason:
         return reason
     attrs = None
@@ -238,11 +223,25 @@ KINDS: dict[str, tuple[str, Callable[[Path], str | None]]] = {
     "csv": ("CSV table", _is_csv),
     "png": ("PNG image", _is_png),
     "report": ("demo report", _is_report),
-    "model": ("model folder", _is_model),
     "zarr": ("zarr store", _is_zarr),
     "demo": ("demo folder", _is_demo_folder),
 }
-_FOLDER_KINDS = {"model", "zarr", "demo"}
+_FOLDER_KINDS = {"zarr", "demo"}
+
+
+def register_kind(
+    kind: str, description: str, recognise: Callable[[Path], str | None], *, folder: bool = False
+) -> None:
+    """Add an output kind that :func:`check_output_path` and the atomic writers accept.
+
+    A format that lives above this module (the model folder) registers its own recogniser when it is imported, so
+    the safe-output machinery never imports the formats. ``recognise(path)`` returns None when the existing
+    ``path`` is one fastembed wrote (and ``overwrite`` may replace it), else why not; ``folder`` marks a kind whose
+    output is a folder (an empty real folder is then taken as fresh).
+    """
+    KINDS[kind] = (description, recognise)
+    if folder:
+        _FOLDER_KINDS.add(kind)
 
 
 # --------------------------------------------------------------------------------------------------
