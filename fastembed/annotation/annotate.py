@@ -655,9 +655,7 @@ def annotate_celltypes(
             for lo in range(0, query.n_obs, batch_cells)
         ]
     else:
-        from fastembed.backends.dask import predict_blocks
-
-        parts = predict_blocks(client, fitted, query, batch_cells)
+        parts = _predict_blocks(client, fitted, query, batch_cells)
     winner = np.concatenate([p[0] for p in parts])
     confidence = np.concatenate([p[1] for p in parts])
     q_ok = np.concatenate([p[2] for p in parts])
@@ -697,3 +695,30 @@ def annotate_celltypes(
             return pd.DataFrame({label_key: labels, confidence_key: confidence}, index=labels.index)
         query_adata.obs[confidence_key] = confidence
     return labels
+
+
+def _predict_payload(payload: tuple, fitted):
+    # One Dask task: read a block of the query (by path on the worker, or the rows sent) and label it.
+    if payload[0] == "path":
+        _, path, key, lo, hi = payload
+        return predict(fitted, read_query_block(path, key, lo, hi), lo)
+    _, lo, q = payload
+    return predict(fitted, q, lo)
+
+
+def _predict_blocks(client, fitted, query, batch_cells: int) -> list:
+    """:func:`predict` of each block of ``query`` (a QueryEmbeddings) as a Dask task, the fitted reference sent once
+    to every worker; ``[(winner, confidence, ok), ...]`` in cell order."""
+    from fastembed.backends.dask import blocks, map_blocks
+
+    spans = blocks(query.n_obs, batch_cells)
+    payloads = [
+        ("path", str(query.path.absolute()), query.key, lo, hi)
+        if query.path is not None
+        else ("rows", lo, query.block(lo, hi))
+        for lo, hi in spans
+    ]
+    out: list = [None] * len(spans)
+    for i, result in map_blocks(client, _predict_payload, payloads, shared=(fitted,)):
+        out[i] = result
+    return out

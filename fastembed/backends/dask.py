@@ -30,7 +30,7 @@ import numpy as np
 
 from fastembed.common.suffix import has_suffix
 
-__all__ = ["open_client", "task_threads", "tokenize_blocks", "encode_blocks", "predict_blocks"]
+__all__ = ["open_client", "task_threads", "map_blocks", "tokenize_blocks", "encode_blocks"]
 
 TASK_RETRIES = 2
 """How often the scheduler reruns a block whose worker died; safe because a block's output is idempotent."""
@@ -184,6 +184,43 @@ def _gather_in_order(client, futures: list, keys: list) -> Iterator[tuple[object
         future.release()
 
 
+def _run_block(task, threads: int | None, payload, shared: tuple):
+    from fastembed.common.threads import numba_threads
+
+    with numba_threads(task_threads(threads)):  # the task's numba code shares the worker's cores
+        return task(payload, *shared)
+
+
+def map_blocks(client, task, payloads, *, shared: tuple = (), threads: int | None = None) -> Iterator[tuple]:
+    """Run ``task(payload, *shared)`` on the cluster, one task per payload; yield ``(i, result)`` as they finish.
+
+    The generic map of the Dask backend: each feature owns its task function and its payloads (a block of cells
+    to read or the rows themselves), and assembles the results; this module knows none of them.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    task : callable
+        A module-level function (workers import it by name), run under ``task_threads(threads)`` numba threads.
+    payloads : iterable
+        One per task; ``i`` is its position.
+    shared : tuple
+        Objects every task needs, sent once to each worker (``scatter(broadcast=True)``), not once per task.
+    threads : int, optional
+        Threads per task (None: the worker's cores shared by its task slots).
+
+    Yields
+    ------
+    (i, result) : each result is released on the cluster once yielded, so results do not pile up there.
+    """
+    shared_futures = tuple(client.scatter(obj, broadcast=True) for obj in shared)
+    futures = [
+        client.submit(_run_block, task, threads, payload, shared_futures, pure=False, retries=TASK_RETRIES)
+        for payload in payloads
+    ]
+    yield from _gather_in_order(client, futures, list(range(len(futures))))
+
+
 # --------------------------------------------------------------------------------------------------
 # Tokenize
 # --------------------------------------------------------------------------------------------------
@@ -319,40 +356,3 @@ def encode_blocks(
         if result is not None:
             result[lo:hi] = block
     return result, n_empty
-
-
-# --------------------------------------------------------------------------------------------------
-# Annotate
-# --------------------------------------------------------------------------------------------------
-def _predict_task(fitted, payload: tuple, lo: int, threads: int | None):
-    from fastembed.annotation.annotate import predict, read_query_block
-    from fastembed.common.threads import numba_threads
-
-    if payload[0] == "path":
-        _, path, key, hi = payload
-        q = read_query_block(path, key, lo, hi)
-    else:
-        q = payload[1]
-    with numba_threads(task_threads(threads)):  # pynndescent's search is numba
-        return predict(fitted, q, lo)
-
-
-def predict_blocks(client, fitted, query, batch_cells: int, threads: int | None = None) -> list:
-    """:func:`fastembed.annotate.predict` of each block of ``query`` (a QueryEmbeddings) as a task, the fitted
-    reference sent once to every worker; ``[(winner, confidence, ok), ...]`` in cell order."""
-    shared = client.scatter(fitted, broadcast=True)
-    spans = blocks(query.n_obs, batch_cells)
-    futures = []
-    for lo, hi in spans:
-        payload = (
-            ("path", str(query.path.absolute()), query.key, hi)
-            if query.path is not None
-            else ("rows", query.block(lo, hi))
-        )
-        futures.append(
-            client.submit(_predict_task, shared, payload, lo, threads, pure=False, retries=TASK_RETRIES)
-        )
-    out: list = [None] * len(spans)
-    for i, result in _gather_in_order(client, futures, list(range(len(spans)))):
-        out[i] = result
-    return out
