@@ -48,7 +48,10 @@ def test_every_kernel_is_cached():
 
     kernels, uncached = 0, []
     for info in pkgutil.walk_packages(fastembed.__path__, "fastembed."):
-        if info.name in ("fastembed.__main__", "fastembed.backends.dask"):  # dask needs the optional dask extra
+        if info.name in (
+            "fastembed.__main__",
+            "fastembed.backends.dask",
+        ):  # dask needs the optional dask extra
             continue
         module = importlib.import_module(info.name)
         for name, obj in vars(module).items():
