@@ -24,7 +24,7 @@ from fastembed.cli import main
 from fastembed.datasets import demo_peaks_path
 from fastembed.scembed import ScEmbed
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from fastembed.modelfolder import ModelFolder, read_model_folder, write_model_fo
 from fastembed.scembed import ScEmbed
 from fastembed.universe import Universe
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 CHECKPOINTS = {"geniml": DATA / "geniml_model" / "checkpoint.pt", "tensors": DATA / "tensors.pt"}
 REFERENCE = {name: read_torch_state_dict(path) for name, path in CHECKPOINTS.items()}
 EXPECTED = np.arange(17 * 4, dtype=np.float32).reshape(17, 4) / 10

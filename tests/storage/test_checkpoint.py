@@ -24,7 +24,7 @@ from fastembed.checkpoint import (
     write_torch_state_dict,
 )
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 W = np.arange(20, dtype=np.float32).reshape(4, 5)
 
 
@@ -192,7 +192,7 @@ def _fresh_process_snapshot(paths) -> dict:
         "sys.stdout.buffer.write(pickle.dumps({p: {k: (v.dtype.str, v.shape, v.tobytes()) "
         "for k, v in r(p).items()} for p in sys.argv[1:]}))"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     out = subprocess.run(
         [sys.executable, "-c", code, *map(str, paths)], capture_output=True, check=True, env=env
     )

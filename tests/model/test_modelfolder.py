@@ -18,7 +18,7 @@ from fastembed._version import __version__
 from fastembed.modelfolder import ModelFolder, read_model_folder, write_model_folder
 from fastembed.universe import Universe
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 EXPECTED = np.arange(17 * 4, dtype=np.float32).reshape(17, 4) / 10
 
 
@@ -366,7 +366,7 @@ def test_config_sample_must_be_a_fraction(tmp_path, value):
 
     from fastembed.modelfolder import read_model_folder
 
-    src = Path(__file__).parent / "data" / "geniml_model"
+    src = Path(__file__).parents[1] / "data" / "geniml_model"
     folder = tmp_path / "m"
     shutil.copytree(src, folder)
     cfg = yaml.safe_load((folder / "config.yaml").read_text())
