@@ -5,35 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from naive import vote_reference
 from sklearn.utils.extmath import randomized_svd
 
 import fastembed.annotate as ann
 import fastembed.settings as tunables
 from fastembed.annotate import annotate_celltypes
 from fastembed.datasets import load_demo
-
-
-# ------------------------------------------------------------------------------------------------
-# The naive reference: loop over query cells, sort all similarities, weighted vote
-# ------------------------------------------------------------------------------------------------
-def vote_reference(ref_emb, ref_labels, query_emb, k, center=True):
-    if center:
-        mean = ref_emb.astype(np.float64).mean(axis=0)
-        ref_emb, query_emb = ref_emb - mean, query_emb - mean
-    ref = ref_emb / np.linalg.norm(ref_emb, axis=1, keepdims=True)
-    out, conf = [], []
-    for q in query_emb:
-        sim = ref @ (q / np.linalg.norm(q))
-        nearest = np.argsort(-sim, kind="stable")[:k]
-        totals = {}
-        for rank, j in enumerate(nearest):
-            w = max(sim[j], 1e-6)
-            s, r = totals.get(ref_labels[j], (0.0, rank))
-            totals[ref_labels[j]] = (s + w, min(r, rank))
-        best = max(totals.items(), key=lambda kv: (kv[1][0], -kv[1][1]))
-        out.append(best[0])
-        conf.append(best[1][0] / sum(v[0] for v in totals.values()))
-    return np.array(out, dtype=object), np.array(conf)
 
 
 @pytest.fixture(scope="module")

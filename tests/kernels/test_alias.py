@@ -6,23 +6,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from naive import ref_probabilities
 from scipy import stats
 
 from fastembed.alias import alias_probabilities, alias_sample, build_alias_table
 
 pytestmark = [pytest.mark.kernel, pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")]
-
-
-# --- naive reference ----------------------------------------------------------------------------------------
-def ref_probabilities(counts, power=0.75, mask=None):
-    counts = np.asarray(counts, dtype=np.float64)
-    weights = np.where(counts > 0, counts, 0.0) ** power * (counts > 0)
-    if mask is not None:
-        weights = weights * np.asarray(mask)
-    return weights / weights.sum()
-
-
-# ------------------------------------------------------------------------------------------------------------
 
 
 def test_table_encodes_exactly_the_target():

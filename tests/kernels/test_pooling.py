@@ -4,20 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
+from naive import pool_reference
 
 from fastembed.pooling import weighted_mean_pool
-
-
-def pool_reference(indptr, indices, vectors, weights):
-    """The obvious version: (cells x vocab weight matrix) @ vectors, divided by the row sums."""
-    n = indptr.size - 1
-    A = sp.csr_matrix((weights[indices].astype(np.float64), indices, indptr), shape=(n, vectors.shape[0]))
-    total = np.asarray(A.sum(axis=1)).ravel()
-    out = A @ vectors.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(total[:, None] > 0, out / total[:, None], 0.0)
-    return out, total == 0
 
 
 @pytest.mark.kernel
