@@ -1,11 +1,12 @@
-"""Quality A/B of one module constant of ``fastembed/sgns.py`` (or one keyword of the model): the defaults trained
+"""Quality A/B of one module constant of ``fastembed.kernels.sgns`` (or one keyword of the model): the defaults trained
 with each value, paired by seed.
 
 ``kernel_ab.py`` measures what a constant does to words/s; this script measures what it does to the embedding,
 with ``time_to_quality.py``'s protocol (fastembed's defaults, PCA-20 pooling, Leiden ARI at the number of cell
-types, centred 10-NN transfer from donor D6T1 to D5T1, macro-F1). Each value gets a copy of ``fastembed/sgns.py``
-with the constant changed (``kernel_ab.variant_module``); ``ScEmbed.train`` looks ``train_sgns`` up when it runs, so
-swapping the module's function trains through the copy. Every value sees the same seeds and subsample draws, and
+types, centred 10-NN transfer from donor D6T1 to D5T1, macro-F1). Each value of a constant is trained in its own
+worker process with its own numba cache folder, which sets the constant on ``fastembed.kernels.sgns`` before any
+kernel compiles (numba freezes a module global into the machine code), so no source is copied or patched; only
+constants the code reads itself can be varied. Every value sees the same seeds and subsample draws, and
 the differences to the first value are taken seed by seed (draw by draw): mean ± standard error and how often the
 value is ahead. Quality is judged on held-out cells only (the query donor's labels are never used in training).
 
@@ -25,16 +26,14 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
-import sys
+import multiprocessing as mp
+import os
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import time_to_quality as ttq
 from _data import machine
-from kernel_ab import variant_module
 
 MEASURES = ("ari", "accuracy", "macro_f1")
 
@@ -70,9 +69,40 @@ def paired(scores: dict, value: str, base: str, seeds: list[int]) -> str:
     return "; ".join(parts)
 
 
+def run_value(args, datasets: list[str], epochs: dict, value: str) -> dict:
+    """Train and score ``args.name = value`` on every dataset and seed: ``{(dataset, seed): (scores, seconds)}``."""
+    if not args.keyword:
+        import fastembed.sgns as sgns
+
+        if not hasattr(sgns, args.name):
+            raise SystemExit(f"fastembed.sgns has no module-level constant {args.name!r}")
+        # before any kernel compiles in this fresh process: the machine code reads the new value
+        setattr(sgns, args.name, type(getattr(sgns, args.name))(ast.literal_eval(value)))
+    out = {}
+    for dataset in datasets:
+        params = {"epochs": epochs[dataset]} if dataset in epochs else {}
+        method = ttq.fastembed_method(
+            **params, **({args.name: ast.literal_eval(value)} if args.keyword else {})
+        )
+        for seed in seeds_of(dataset, args):
+            adata = ttq.load_dataset(dataset, seed)
+            t0 = time.perf_counter()
+            emb = method(adata, seed, args)
+            seconds = time.perf_counter() - t0
+            q = ttq.evaluate(emb, adata, centred_only=True)
+            out[dataset, seed] = (tuple(q[k] for k in MEASURES), seconds)
+            print(
+                f"{dataset} seed {seed} {args.name} = {value}: "
+                + " / ".join(f"{x:.3f}" for x in out[dataset, seed][0])
+                + f" ({seconds:.1f} s)",
+                flush=True,
+            )
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--name", required=True, help="a module-level constant of fastembed/sgns.py")
+    parser.add_argument("--name", required=True, help="a module-level constant of fastembed.kernels.sgns")
     parser.add_argument("--keyword", action="store_true", help="--name is a keyword of ScEmbed/train/encode")
     parser.add_argument("--values", required=True, help="comma-separated; the first is the baseline")
     parser.add_argument("--datasets", default="granja,granja-1000,granja-400,demo")
@@ -81,65 +111,40 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", default="", help="fixed epochs per dataset, e.g. granja=20")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    import fastembed.sgns as sgns
 
     values = args.values.split(",")
     datasets = args.datasets.split(",")
     epochs = parse_epochs(args.epochs, datasets)
     print(f"# quality A/B of {args.name} in {values} — {machine()}; {args.threads} threads", flush=True)
-    original = sgns.train_sgns
-
-    @contextlib.contextmanager
-    def trained_through(v):
-        """Train through value ``v``'s copy of the module (constants), or leave the module alone (keywords)."""
-        if args.keyword:
-            yield
-            return
-        sgns.train_sgns = modules[v].train_sgns
-        try:
-            yield
-        finally:
-            sgns.train_sgns = original
-
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        sys.path.insert(0, tmp)
-        modules = {} if args.keyword else {v: variant_module(Path(tmp), args.name, v) for v in values}
-        for dataset in datasets:
-            params = {"epochs": epochs[dataset]} if dataset in epochs else {}
-            methods = {
-                v: ttq.fastembed_method(
-                    **params, **({args.name: ast.literal_eval(v)} if args.keyword else {})
-                )
-                for v in values
-            }
-            seeds = seeds_of(dataset, args)
-            scores = {}
-            seconds = {}
-            for seed in seeds:
-                adata = ttq.load_dataset(dataset, seed)
-                for v in values:
-                    with trained_through(v):
-                        t0 = time.perf_counter()
-                        emb = methods[v](adata, seed, args)
-                        seconds[v, seed] = time.perf_counter() - t0
-                        q = ttq.evaluate(emb, adata, centred_only=True)
-                    scores[v, seed] = tuple(q[k] for k in MEASURES)
-                    print(
-                        f"{dataset} seed {seed} {args.name} = {v}: "
-                        + " / ".join(f"{x:.3f}" for x in scores[v, seed])
-                        + f" ({seconds[v, seed]:.1f} s)",
-                        flush=True,
-                    )
-            label = dataset + (f" ({epochs[dataset]} epochs)" if dataset in epochs else "")
-            for v in values:
-                mean = np.mean([scores[v, s] for s in seeds], axis=0)
-                line = (
-                    f"{label}: {args.name} = {v}: ARI / accuracy / F1 {' / '.join(f'{m:.3f}' for m in mean)}, "
-                    f"{np.mean([seconds[v, s] for s in seeds]):.1f} s"
-                )
-                if v != values[0]:
-                    line += f"; minus {values[0]}: " + paired(scores, v, values[0], seeds)
-                print(line, flush=True)
+        for i, v in enumerate(values):
+            if args.keyword:
+                results[v] = run_value(args, datasets, epochs, v)
+                continue
+            saved = os.environ.get("NUMBA_CACHE_DIR")
+            os.environ["NUMBA_CACHE_DIR"] = f"{tmp}/cache{i}"  # the worker compiles its own kernels
+            try:
+                with mp.get_context("spawn").Pool(1) as pool:
+                    results[v] = pool.apply(run_value, (args, datasets, epochs, v))
+            finally:
+                if saved is None:
+                    os.environ.pop("NUMBA_CACHE_DIR")
+                else:
+                    os.environ["NUMBA_CACHE_DIR"] = saved
+    for dataset in datasets:
+        seeds = seeds_of(dataset, args)
+        scores = {(v, s): results[v][dataset, s][0] for v in values for s in seeds}
+        label = dataset + (f" ({epochs[dataset]} epochs)" if dataset in epochs else "")
+        for v in values:
+            mean = np.mean([scores[v, s] for s in seeds], axis=0)
+            line = (
+                f"{label}: {args.name} = {v}: ARI / accuracy / F1 {' / '.join(f'{m:.3f}' for m in mean)}, "
+                f"{np.mean([results[v][dataset, s][1] for s in seeds]):.1f} s"
+            )
+            if v != values[0]:
+                line += f"; minus {values[0]}: " + paired(scores, v, values[0], seeds)
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
