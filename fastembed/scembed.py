@@ -29,6 +29,7 @@ from fastembed.kernels.pooling import weighted_mean_pool
 from fastembed.kernels.projection import apply_projection, fit_projection
 from fastembed.region2vec import Region2VecDataset
 from fastembed.storage.atomic import atomic_dir, check_output_path
+from fastembed.storage.marker import mark
 
 __all__ = ["ScEmbed", "annotate_celltypes"]
 
@@ -523,12 +524,7 @@ class ScEmbed:
         n_cells = len(barcodes)
         chunk = min(batch_cells, max(n_cells, 1))
         shell = ad.AnnData(obs=pd.DataFrame(index=pd.Index([], dtype=str)))
-        shell.uns["fastembed"] = {
-            "version": __version__,
-            "embedding_key": embedding_key,
-            "pooling": pooling,
-            "config": _uns_safe(self.config()),
-        }
+        mark(shell, embedding_key, pooling=pooling, config=_uns_safe(self.config()))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # anndata's notices about zarr format versions and obs names
             shell.write_zarr(path)
@@ -584,7 +580,7 @@ class ScEmbed:
         overwrite: bool = False,
         layer: str | None = None,
         client=None,
-        embedding_key: str = "scembed_X",
+        embedding_key: str = settings.EMBEDDING_KEY,
         chrom_style: str = "asis",
         progress: bool = True,
     ):
@@ -653,7 +649,8 @@ class ScEmbed:
             if not has_suffix(out, ".zarr"):
                 raise ValueError(
                     f"out={str(out)[:200]!r}: encode streams to a zarr store, so out must end in .zarr; for an "
-                    ".h5ad, set adata.obsm['scembed_X'] = model.encode(adata) and call adata.write_h5ad(path)"
+                    f".h5ad, set adata.obsm['{settings.EMBEDDING_KEY}'] = model.encode(adata) and call "
+                    "adata.write_h5ad(path)"
                 )
         if client is None:
             n_cells, barcodes, name, chunks = self._token_chunks(

@@ -92,3 +92,7 @@ NNDESCENT_NEIGHBORS_PER_K = 3
 
 NNDESCENT_EPSILON = 0.3
 """Search breadth of a pynndescent query (its default is 0.1; wider finds more of the true neighbours)."""
+
+EMBEDDING_KEY = "scembed_X"
+"""The default ``obsm`` key of the cell vectors: what ``encode`` writes and ``annotate_celltypes``, the command line
+and the demo read unless told another."""

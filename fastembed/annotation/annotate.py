@@ -316,7 +316,7 @@ def fit_reference(
     reference_adata,
     *,
     n_query: int,
-    embedding_key: str = "scembed_X",
+    embedding_key: str = settings.EMBEDDING_KEY,
     k: int = 10,
     label_key: str = "cell_type",
     center: bool = True,
@@ -538,7 +538,7 @@ def _is_whole(value) -> bool:
 def annotate_celltypes(
     query_adata,
     reference_adata,
-    embedding_key: str = "scembed_X",
+    embedding_key: str = settings.EMBEDDING_KEY,
     k: int = 10,
     *,
     label_key: str = "cell_type",

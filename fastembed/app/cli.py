@@ -246,10 +246,10 @@ def cmd_encode(args) -> None:
     import numpy as np
     import pandas as pd
 
-    from fastembed._version import __version__
     from fastembed.backends.dask import open_client
     from fastembed.scembed import ScEmbed, _positive_int
     from fastembed.storage.atomic import atomic_file, check_output_path
+    from fastembed.storage.marker import mark
 
     _positive_int("batch_cells", args.batch_cells)  # before the model and the cells are read
     out = Path(args.output)
@@ -305,11 +305,7 @@ def cmd_encode(args) -> None:
         adata = ad.AnnData(obs=adata.obs.copy())
     adata.obsm[args.embedding_key] = emb
     # Marks the file as ours, so a later --overwrite may replace it (and nothing else).
-    adata.uns["fastembed"] = {
-        "version": __version__,
-        "embedding_key": args.embedding_key,
-        "model": str(args.model),
-    }
+    mark(adata, args.embedding_key, model=str(args.model))
     with atomic_file(out, what="h5ad output", overwrite=args.overwrite, inputs=inputs, kind="h5ad") as tmp:
         adata.write_h5ad(tmp)
     _log(args, f"encoded {adata.n_obs} cells -> {out} (obsm['{args.embedding_key}'])")
@@ -534,7 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder or Hugging Face model id")
     p.add_argument("--output", required=True, help="output ending in .zarr or .h5ad")
     p.add_argument(
-        "--embedding-key", default="scembed_X", help="obsm key of the vectors (default: scembed_X)"
+        "--embedding-key",
+        default=settings.EMBEDDING_KEY,
+        help=f"obsm key of the vectors (default: {settings.EMBEDDING_KEY})",
     )
     p.add_argument(
         "--batch-cells",
@@ -568,7 +566,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. predicted_cell_type) and confidence (the vote share)",
     )
     p.add_argument("--label-key", default="cell_type", help="reference obs column (default: cell_type)")
-    p.add_argument("--embedding-key", default="scembed_X", help="obsm key (default: scembed_X)")
+    p.add_argument(
+        "--embedding-key",
+        default=settings.EMBEDDING_KEY,
+        help=f"obsm key (default: {settings.EMBEDDING_KEY})",
+    )
     p.add_argument("-k", type=int, default=10, help="neighbours (default: 10)")
     p.add_argument(
         "--min-confidence",

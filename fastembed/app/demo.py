@@ -105,14 +105,15 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     import scanpy as sc
     from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_info_score
 
-    from fastembed._version import __version__
     from fastembed.annotation.annotate import annotation_table
     from fastembed.common.progress import progress_bar
     from fastembed.datasets import demo_peaks_path, load_demo
     from fastembed.genome.tokenize import tokenize_cells
     from fastembed.region2vec import Region2VecDataset
     from fastembed.scembed import ScEmbed, annotate_celltypes
+    from fastembed.settings import EMBEDDING_KEY
     from fastembed.storage.atomic import atomic_file, check_output_path
+    from fastembed.storage.marker import mark
 
     paths = {
         "tokens": out / "tokens.parquet",
@@ -174,7 +175,7 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
 
     t = time.perf_counter()
     emb = model.encode(adata, out=paths["zarr"], overwrite=overwrite, progress=not quiet)
-    adata.obsm["scembed_X"] = np.asarray(emb[:])
+    adata.obsm[EMBEDDING_KEY] = np.asarray(emb[:])
     timings["encode"] = time.perf_counter() - t
     _say(quiet, f"[4/6] encoded -> {paths['zarr']}")
 
@@ -182,7 +183,7 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     # Tens of seconds with no output of its own: one bar step per scanpy call.
     bar = progress_bar(3, desc="clustering", unit="step", enabled=not quiet)
     for step in (
-        lambda: sc.pp.neighbors(adata, use_rep="scembed_X", random_state=seed),
+        lambda: sc.pp.neighbors(adata, use_rep=EMBEDDING_KEY, random_state=seed),
         lambda: sc.tl.leiden(
             adata, resolution=0.5, random_state=seed, flavor="igraph", n_iterations=2, directed=False
         ),
@@ -214,7 +215,7 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     predicted = annotate_celltypes(
         query,
         ref,
-        embedding_key="scembed_X",
+        embedding_key=EMBEDDING_KEY,
         k=10,
         label_key="cell_type",
         confidence_key="cell_type_confidence",
@@ -228,11 +229,7 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     with write("annotations") as tmp:
         table.to_csv(tmp)
     adata.obs["predicted_cell_type"] = predicted.reindex(adata.obs_names).astype(str)
-    adata.uns["fastembed"] = {
-        "version": __version__,
-        "embedding_key": "scembed_X",
-        "model": str(paths["model"]),
-    }
+    mark(adata, EMBEDDING_KEY, model=str(paths["model"]))
     with write("h5ad") as tmp:
         adata.write_h5ad(tmp)
     timings["annotate"] = time.perf_counter() - t

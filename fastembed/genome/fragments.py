@@ -48,7 +48,7 @@ from fastembed.common.suffix import has_suffix
 from fastembed.common.warn import warn
 from fastembed.genome import tokenize as _tok
 from fastembed.genome.tokens import TokenizedCells, write_tokens_parquet
-from fastembed.genome.universe import MAX_COORD, Universe, _resolve_universe, open_text
+from fastembed.genome.universe import MAX_COORD, Universe, _resolve_universe, is_gzip, open_text
 from fastembed.settings import PARALLEL, SERIAL
 from fastembed.storage.atomic import check_output_path, output_lock
 
@@ -200,11 +200,6 @@ _HEADER_START = re.compile(r"[a-z_.]*(start|begin)[a-z0-9_.]*", re.IGNORECASE)
 _HEADER_END = re.compile(r"[a-z_.]*(end|stop)[a-z0-9_.]*", re.IGNORECASE)
 
 
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
-
-
 def _is_header(fields: list[str]) -> bool:
     """A line of column names (``chrom start end barcode ...``, ``chromStart``/``chromEnd``, ``begin``/``stop``)."""
     return (
@@ -256,7 +251,7 @@ def _layout(path: Path) -> tuple[int, int]:
     Skipped are ``#`` comment lines, blank lines and a header line of column names if it is the first other
     line (see :func:`_is_header`).
     """
-    gz = _is_gzip(path)
+    gz = is_gzip(path)
     n_skip = lineno = 0
     header = False
     lines = _text_lines(path, gz)
@@ -354,7 +349,7 @@ def _malformed(path: Path, n_skip: int, n_cols: int, first_row: int, n_rows: int
     The file is read once more in plain Python (slow, but only on this path) up to its first bad line, whose
     number and field go into the error; ``err`` (pyarrow's exception, or a str) is the fallback.
     """
-    gz = _is_gzip(path)
+    gz = is_gzip(path)
     lineno = 0
     lines = _text_lines(path, gz)
     try:
@@ -403,7 +398,7 @@ def _open_batches(path: Path, n_skip: int, n_cols: int, block_size: int):
         text = row.text or ""
         return "skip" if text.startswith("#") or not text.strip() else "error"
 
-    stream = pa.input_stream(str(path), compression="gzip" if _is_gzip(path) else None)
+    stream = pa.input_stream(str(path), compression="gzip" if is_gzip(path) else None)
     return pcsv.open_csv(
         stream,
         read_options=pcsv.ReadOptions(column_names=names, skip_rows=n_skip, block_size=block_size),

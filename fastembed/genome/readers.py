@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from fastembed.common.suffix import has_suffix
 from fastembed.common.warn import warn
-from fastembed.genome.universe import MAX_COORD, open_text, parse_coordinate, read_bed, reading_text
+from fastembed.genome.universe import MAX_COORD, is_gzip, open_text, parse_coordinate, read_bed, reading_text
 
 __all__ = [
     "CHROM_STYLES",
@@ -139,7 +139,7 @@ def _mm_shape(path: Path) -> tuple[int, int]:
                 rows, cols = int(fields[0]), int(fields[1])
                 if n_expected == 3:
                     nnz = int(fields[2])
-                    gz = _is_gzip(path)
+                    gz = is_gzip(path)
                     if nnz > rows * cols or (not gz and nnz > path.stat().st_size):
                         raise ValueError(
                             f"matrix file '{path}' line {lineno}: {nnz} entries cannot fit a {rows} x {cols} "
@@ -157,14 +157,9 @@ def _mm_shape(path: Path) -> tuple[int, int]:
     raise ValueError(f"matrix file '{path}': no size line after the MatrixMarket header")
 
 
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
-
-
 def _read_mm(path: Path) -> sp.csr_matrix:
     try:
-        with gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb") as fh:
+        with gzip.open(path, "rb") if is_gzip(path) else open(path, "rb") as fh:
             # scipy does not expect a byte-order mark; skip it so the banner is the first thing it reads.
             if fh.read(3) != b"\xef\xbb\xbf":
                 fh.seek(0)

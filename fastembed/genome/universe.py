@@ -37,6 +37,13 @@ tokenizer (``start + min_overlap``, ``end - min_overlap``) cannot overflow int64
 _INT = re.compile(r"-?[0-9]+")
 
 
+def is_gzip(path: str | os.PathLike) -> bool:
+    """Whether the file ``path`` starts with the gzip magic bytes (1f 8b): the one test of gzip in the package,
+    by content, never by the file's name."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
 def open_text(path: str | os.PathLike) -> io.TextIOBase:
     """Open a plain or gzipped UTF-8 text file for reading (gzip detected from the magic bytes, not the name).
 
@@ -48,9 +55,7 @@ def open_text(path: str | os.PathLike) -> io.TextIOBase:
         raise FileNotFoundError(f"file '{path}' does not exist")
     if path.is_dir():
         raise IsADirectoryError(f"'{path}' is a folder; expected a file")
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
+    if is_gzip(path):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="strict")
     return open(path, encoding="utf-8-sig", errors="strict")
 

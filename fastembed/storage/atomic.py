@@ -31,6 +31,7 @@ from pathlib import Path
 
 from fastembed.common.suffix import has_suffix
 from fastembed.common.warn import warn
+from fastembed.storage.marker import UNS_KEY
 
 try:
     import fcntl
@@ -89,7 +90,7 @@ def _is_h5ad(path: Path) -> str | None:
 
     try:
         with h5py.File(path, "r") as f:
-            ours = "uns" in f and "fastembed" in f["uns"]
+            ours = "uns" in f and UNS_KEY in f["uns"]
     except Exception:
         return "it cannot be opened as HDF5"
     return None if ours else "it has no uns['fastembed'] entry"
