@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ast
 import multiprocessing as mp
+import os
 import subprocess
 import sys
 import tarfile
@@ -103,11 +104,25 @@ def main(argv=None) -> None:
         workers = {}
         for i, (v, (root, name, value)) in enumerate(specs.items()):
             ours, theirs = ctx.Pipe()
-            proc = ctx.Process(
-                target=_worker, args=(theirs, root, f"{tmp}/cache{i}", name, value), daemon=True
+            proc = ctx.Process(target=_worker, args=(theirs, root, name, value), daemon=True)
+            saved = os.environ.get("NUMBA_CACHE_DIR")
+            os.environ["NUMBA_CACHE_DIR"] = (
+                f"{tmp}/cache{i}"  # numba reads it once, when the worker imports it
             )
-            proc.start()
-            kind, info = ours.recv()
+            try:
+                proc.start()
+            finally:
+                if saved is None:
+                    os.environ.pop("NUMBA_CACHE_DIR")
+                else:
+                    os.environ["NUMBA_CACHE_DIR"] = saved
+            theirs.close()  # the worker's end: a worker that dies then ends recv() with EOFError, not a hang
+            try:
+                kind, info = ours.recv()
+            except EOFError:
+                raise SystemExit(
+                    f"the worker for {v} died before it was ready (exit code {proc.exitcode})"
+                ) from None
             if kind == "error":
                 raise SystemExit(info)
             workers[v] = (proc, ours)
