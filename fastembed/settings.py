@@ -36,6 +36,10 @@ PARALLEL_FAST = {**PARALLEL, "fastmath": set(FASTMATH)}
 DEFAULT_WINDOW_SIZE = 5
 """Default context window of :class:`fastembed.ScEmbed` and ``fastembed train`` (see its docstring)."""
 
+EMBEDDING_KEY = "scembed_X"
+"""The default ``obsm`` key of the cell vectors: what ``encode`` writes and ``annotate_celltypes``, the command line
+and the demo read unless told another."""
+
 BLOCKS_PER_THREAD = 16
 """With several threads, training blocks shrink below ``batch_size`` cells until each thread has at least this
 many; the threads take blocks one at a time from a shared counter (see ``sgns._blocks_parallel``)."""
@@ -92,7 +96,3 @@ NNDESCENT_NEIGHBORS_PER_K = 3
 
 NNDESCENT_EPSILON = 0.3
 """Search breadth of a pynndescent query (its default is 0.1; wider finds more of the true neighbours)."""
-
-EMBEDDING_KEY = "scembed_X"
-"""The default ``obsm`` key of the cell vectors: what ``encode`` writes and ``annotate_celltypes``, the command line
-and the demo read unless told another."""

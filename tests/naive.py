@@ -101,6 +101,57 @@ def cell_tokens_bruteforce(X, peak_hits):
     return cells
 
 
+# --------------------------------------------------------------------------------------------------
+# Negative sampling: the target distribution of an alias table
+# --------------------------------------------------------------------------------------------------
+def ref_probabilities(counts, power=0.75, mask=None):
+    """counts**power over the tokens with a count (and ``mask``), normalised: float64[n]."""
+    counts = np.asarray(counts, dtype=np.float64)
+    weights = np.where(counts > 0, counts, 0.0) ** power * (counts > 0)
+    if mask is not None:
+        weights = weights * np.asarray(mask)
+    return weights / weights.sum()
+
+
+# --------------------------------------------------------------------------------------------------
+# Pooling
+# --------------------------------------------------------------------------------------------------
+def pool_reference(indptr, indices, vectors, weights):
+    """The obvious version: (cells x vocab weight matrix) @ vectors, divided by the row sums."""
+    n = indptr.size - 1
+    A = sp.csr_matrix((weights[indices].astype(np.float64), indices, indptr), shape=(n, vectors.shape[0]))
+    total = np.asarray(A.sum(axis=1)).ravel()
+    out = A @ vectors.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(total[:, None] > 0, out / total[:, None], 0.0)
+    return out, total == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Annotation: the naive k-NN vote (loop over query cells, sort all similarities, weighted vote)
+# --------------------------------------------------------------------------------------------------
+def vote_reference(ref_emb, ref_labels, query_emb, k, center=True):
+    """(labels object[n_query], confidence float64[n_query]): cosine k-NN vote weighted by similarity, ties to the
+    label of the nearer neighbour; the reference mean is subtracted first when ``center``."""
+    if center:
+        mean = ref_emb.astype(np.float64).mean(axis=0)
+        ref_emb, query_emb = ref_emb - mean, query_emb - mean
+    ref = ref_emb / np.linalg.norm(ref_emb, axis=1, keepdims=True)
+    out, conf = [], []
+    for q in query_emb:
+        sim = ref @ (q / np.linalg.norm(q))
+        nearest = np.argsort(-sim, kind="stable")[:k]
+        totals = {}
+        for rank, j in enumerate(nearest):
+            w = max(sim[j], 1e-6)
+            s, r = totals.get(ref_labels[j], (0.0, rank))
+            totals[ref_labels[j]] = (s + w, min(r, rank))
+        best = max(totals.items(), key=lambda kv: (kv[1][0], -kv[1][1]))
+        out.append(best[0])
+        conf.append(best[1][0] / sum(v[0] for v in totals.values()))
+    return np.array(out, dtype=object), np.array(conf)
+
+
 # --- SGNS ---------------------------------------------------------------------------------------------------
 REF_TABLE = np.array(
     [math.exp((i / 1000 * 2 - 1) * 6) / (math.exp((i / 1000 * 2 - 1) * 6) + 1) for i in range(1000)],
@@ -223,54 +274,3 @@ def ref_sgns(
                             else:
                                 w_out[target] = out[k]
     return w_in, w_out, counts, trained
-
-
-# --------------------------------------------------------------------------------------------------
-# Negative sampling: the target distribution of an alias table
-# --------------------------------------------------------------------------------------------------
-def ref_probabilities(counts, power=0.75, mask=None):
-    """counts**power over the tokens with a count (and ``mask``), normalised: float64[n]."""
-    counts = np.asarray(counts, dtype=np.float64)
-    weights = np.where(counts > 0, counts, 0.0) ** power * (counts > 0)
-    if mask is not None:
-        weights = weights * np.asarray(mask)
-    return weights / weights.sum()
-
-
-# --------------------------------------------------------------------------------------------------
-# Pooling
-# --------------------------------------------------------------------------------------------------
-def pool_reference(indptr, indices, vectors, weights):
-    """The obvious version: (cells x vocab weight matrix) @ vectors, divided by the row sums."""
-    n = indptr.size - 1
-    A = sp.csr_matrix((weights[indices].astype(np.float64), indices, indptr), shape=(n, vectors.shape[0]))
-    total = np.asarray(A.sum(axis=1)).ravel()
-    out = A @ vectors.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(total[:, None] > 0, out / total[:, None], 0.0)
-    return out, total == 0
-
-
-# --------------------------------------------------------------------------------------------------
-# Annotation: the naive k-NN vote (loop over query cells, sort all similarities, weighted vote)
-# --------------------------------------------------------------------------------------------------
-def vote_reference(ref_emb, ref_labels, query_emb, k, center=True):
-    """(labels object[n_query], confidence float64[n_query]): cosine k-NN vote weighted by similarity, ties to the
-    label of the nearer neighbour; the reference mean is subtracted first when ``center``."""
-    if center:
-        mean = ref_emb.astype(np.float64).mean(axis=0)
-        ref_emb, query_emb = ref_emb - mean, query_emb - mean
-    ref = ref_emb / np.linalg.norm(ref_emb, axis=1, keepdims=True)
-    out, conf = [], []
-    for q in query_emb:
-        sim = ref @ (q / np.linalg.norm(q))
-        nearest = np.argsort(-sim, kind="stable")[:k]
-        totals = {}
-        for rank, j in enumerate(nearest):
-            w = max(sim[j], 1e-6)
-            s, r = totals.get(ref_labels[j], (0.0, rank))
-            totals[ref_labels[j]] = (s + w, min(r, rank))
-        best = max(totals.items(), key=lambda kv: (kv[1][0], -kv[1][1]))
-        out.append(best[0])
-        conf.append(best[1][0] / sum(v[0] for v in totals.values()))
-    return np.array(out, dtype=object), np.array(conf)

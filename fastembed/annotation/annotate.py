@@ -526,6 +526,33 @@ def read_query_block(path, key: str, lo: int, hi: int) -> np.ndarray:
     return q
 
 
+def _predict_payload(payload: tuple, fitted):
+    # One Dask task: read a block of the query (by path on the worker, or the rows sent) and label it.
+    if payload[0] == "path":
+        _, path, key, lo, hi = payload
+        return predict(fitted, read_query_block(path, key, lo, hi), lo)
+    _, lo, q = payload
+    return predict(fitted, q, lo)
+
+
+def _predict_blocks(client, fitted, query, batch_cells: int) -> list:
+    """:func:`predict` of each block of ``query`` (a QueryEmbeddings) as a Dask task, the fitted reference sent once
+    to every worker; ``[(winner, confidence, ok), ...]`` in cell order."""
+    from fastembed.backends.dask import blocks, map_blocks
+
+    spans = blocks(query.n_obs, batch_cells)
+    payloads = [
+        ("path", str(query.path.absolute()), query.key, lo, hi)
+        if query.path is not None
+        else ("rows", lo, query.block(lo, hi))
+        for lo, hi in spans
+    ]
+    out: list = [None] * len(spans)
+    for i, result in map_blocks(client, _predict_payload, payloads, shared=(fitted,)):
+        out[i] = result
+    return out
+
+
 def _is_number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
 
@@ -695,30 +722,3 @@ def annotate_celltypes(
             return pd.DataFrame({label_key: labels, confidence_key: confidence}, index=labels.index)
         query_adata.obs[confidence_key] = confidence
     return labels
-
-
-def _predict_payload(payload: tuple, fitted):
-    # One Dask task: read a block of the query (by path on the worker, or the rows sent) and label it.
-    if payload[0] == "path":
-        _, path, key, lo, hi = payload
-        return predict(fitted, read_query_block(path, key, lo, hi), lo)
-    _, lo, q = payload
-    return predict(fitted, q, lo)
-
-
-def _predict_blocks(client, fitted, query, batch_cells: int) -> list:
-    """:func:`predict` of each block of ``query`` (a QueryEmbeddings) as a Dask task, the fitted reference sent once
-    to every worker; ``[(winner, confidence, ok), ...]`` in cell order."""
-    from fastembed.backends.dask import blocks, map_blocks
-
-    spans = blocks(query.n_obs, batch_cells)
-    payloads = [
-        ("path", str(query.path.absolute()), query.key, lo, hi)
-        if query.path is not None
-        else ("rows", lo, query.block(lo, hi))
-        for lo, hi in spans
-    ]
-    out: list = [None] * len(spans)
-    for i, result in map_blocks(client, _predict_payload, payloads, shared=(fitted,)):
-        out[i] = result
-    return out
