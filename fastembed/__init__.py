@@ -4,6 +4,7 @@ from . import io as io  # the contract's fastembed.io, reachable as fe.io after 
 from ._version import __version__
 from .fragments import tokenize_fragments
 from .readers import read_10x, read_mtx
+from .reference import Reference, annotate_with_reference, build_reference
 from .region2vec import Region2VecDataset
 from .scembed import ScEmbed, annotate_celltypes
 from .tokenize import tokenize_cells
@@ -16,6 +17,9 @@ __all__ = [
     "Universe",
     "Region2VecDataset",
     "ScEmbed",
+    "Reference",
+    "annotate_with_reference",
+    "build_reference",
     "annotate_celltypes",
     "read_10x",
     "read_mtx",
