@@ -18,6 +18,10 @@ Usage (from the repository root):
    within the fold; pooled over folds. Checks that the default threshold is not granja-only.
 4. The threshold sweep behind the default: for each threshold, the mean over dropped types of the novel
    recall and of the accuracy on the remaining types, on granja and forebrain.
+6. Batches (``--parts harmony``, needs harmonypy and snapatac2: run it in the bench venv): scanpy's
+   ``sc.external.pp.harmony_integrate`` on the fastembed embedding of both donors, and SnapATAC2's spectral
+   embedding with the same harmony call; iLISI of the donors (k=30, scaled to [0, 1]) and D6T1 -> D5T1 label
+   transfer (10-NN, fastembed.annotate_celltypes) with and without.
 5. Calibration on D6T1 -> D5T1: expected calibration error (10 bins) of the vote share and of the calibrated
    confidence that ``build_reference`` fits by 5-fold cross-validation on D6T1; a reliability plot
    (``reliability_granja.png``).
@@ -238,6 +242,76 @@ def calibration(adata, model, emb, out_png: Path):
     return result
 
 
+def ilisi(emb: np.ndarray, batch: np.ndarray, k: int = 30) -> float:
+    """Mean integration LISI, scaled to [0, 1]: for each cell, the inverse Simpson index of the batches among
+    its ``k`` nearest neighbours (cosine around the mean, self excluded, equal weights), minus 1, divided by
+    (batches - 1). 0: neighbours all from the cell's own batch; 1: batches mixed as evenly as they can be."""
+    from sklearn.neighbors import NearestNeighbors
+
+    x = np.asarray(emb, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x, return_distance=False)[:, 1:]
+    cats, codes = np.unique(batch, return_inverse=True)
+    share = np.stack([(codes[idx] == c).mean(axis=1) for c in range(len(cats))], axis=1)
+    simpson = 1.0 / (share**2).sum(axis=1)
+    return float(((simpson - 1.0) / (len(cats) - 1)).mean())
+
+
+def harmony(adata, emb, seed: int):
+    """Batch mixing and label transfer with and without scanpy's harmony integration, for fastembed and
+    SnapATAC2 (spectral embedding + its harmony wrapper); both donors are integrated together."""
+    import scanpy as sc
+    import snapatac2 as snap
+    from _metrics import donor_transfer
+
+    labels = adata.obs["cell_type"].astype(str).to_numpy()
+    donor = adata.obs["donor"].astype(str).to_numpy()
+    rows = []
+
+    def measure(name, x, seconds):
+        tr = donor_transfer(x, labels, donor, reference=REFERENCE_DONOR, query=QUERY_DONOR)
+        rows.append(
+            {
+                "embedding": name,
+                "iLISI (donor, k=30)": ilisi(x, donor),
+                "transfer accuracy": tr["accuracy"],
+                "transfer macro-F1": tr["macro_f1"],
+                "seconds": seconds,
+            }
+        )
+
+    a = adata.copy()
+    a.obsm["X_fastembed"] = np.asarray(emb, dtype=np.float32)
+    measure("fastembed", a.obsm["X_fastembed"], float("nan"))
+    t = time.perf_counter()
+    sc.external.pp.harmony_integrate(
+        a,
+        key="donor",
+        basis="X_fastembed",
+        adjusted_basis="X_fastembed_harmony",
+        random_state=seed,
+        verbose=False,
+    )
+    measure("fastembed + harmony", np.asarray(a.obsm["X_fastembed_harmony"]), time.perf_counter() - t)
+    b = adata.copy()
+    t = time.perf_counter()
+    snap.pp.select_features(b, verbose=False)
+    snap.tl.spectral(b, random_state=seed)
+    measure("SnapATAC2 spectral", np.asarray(b.obsm["X_spectral"]), time.perf_counter() - t)
+    t = time.perf_counter()
+    sc.external.pp.harmony_integrate(
+        b,
+        key="donor",
+        basis="X_spectral",
+        adjusted_basis="X_spectral_harmony",
+        random_state=seed,
+        verbose=False,
+    )
+    measure("SnapATAC2 spectral + harmony", np.asarray(b.obsm["X_spectral_harmony"]), time.perf_counter() - t)
+    return pd.DataFrame(rows)
+
+
 def fmt_table(df: pd.DataFrame) -> str:
     cols = [
         "dropped",
@@ -282,7 +356,7 @@ def main(argv=None):
     parts = set(args.parts.split(","))
     report: dict = {"machine": machine(), "threshold": DEFAULT_MAX_NOVELTY}
     t0 = time.perf_counter()
-    if parts & {"granja", "calibration"}:
+    if parts & {"granja", "calibration", "harmony"}:
         adata, model, emb = granja_embeddings(cache, args.threads, args.seed)
         labels = adata.obs["cell_type"].astype(str).to_numpy()
         donor = adata.obs["donor"].astype(str).to_numpy()
@@ -345,6 +419,14 @@ def main(argv=None):
         print("## calibration, D6T1 -> D5T1\n")
         print(json.dumps({k: v for k, v in cal.items() if k != "reference_cv"}, indent=1), "\n")
         report["calibration"] = cal
+    if "harmony" in parts:
+        df = harmony(adata, emb, args.seed)
+        print("## batches: harmony on the embedding of both donors (granja2019)\n")
+        print("| " + " | ".join(df.columns) + " |\n|---|" + "---:|" * (len(df.columns) - 1))
+        for _, row in df.iterrows():
+            print("| " + " | ".join([row.iloc[0]] + [f"{v:.3f}" for v in row.iloc[1:]]) + " |")
+        print()
+        report["harmony"] = df.to_dict("records")
     report["seconds"] = time.perf_counter() - t0
     (cache / "reference_mapping.json").write_text(json.dumps(report, indent=1, default=str))
     print(f"total {report['seconds']:.0f} s; {report['machine']}")

@@ -28,7 +28,7 @@ from .annotate import FittedReference, _exact_knn, _index_query, _unit_rows, _vo
 
 __all__ = ["DEFAULT_MAX_NOVELTY", "leave_one_out_distances", "predict_with_distance", "tail_probability"]
 
-DEFAULT_MAX_NOVELTY = 0.99
+DEFAULT_MAX_NOVELTY = 0.98
 """Default novelty above which a reference folder calls a cell unknown (tail probability below 0.01).
 
 Chosen on data with ``bench/reference_mapping.py`` (leave-one-type-out on granja2019 donor transfer, checked on
