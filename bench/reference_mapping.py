@@ -258,10 +258,31 @@ def ilisi(emb: np.ndarray, batch: np.ndarray, k: int = 30) -> float:
     return float(((simpson - 1.0) / (len(cats) - 1)).mean())
 
 
+def harmony_integrate(a, basis: str, adjusted: str, seed: int) -> None:
+    """``sc.external.pp.harmony_integrate(a, key="donor", basis=basis, adjusted_basis=adjusted)``.
+
+    scanpy 1.11.5's wrapper stores ``Z_corr.T``, written for harmonypy < 2, whose ``Z_corr`` was dims x cells;
+    harmonypy 2.x returns cells x dims and the wrapper fails (obsm of the wrong shape). Where it does, this calls
+    harmonypy.run_harmony exactly as the wrapper does and stores the result the right way round.
+    """
+    import scanpy as sc
+
+    try:
+        sc.external.pp.harmony_integrate(
+            a, key="donor", basis=basis, adjusted_basis=adjusted, random_state=seed, verbose=False
+        )
+    except ValueError:
+        import harmonypy
+
+        z = harmonypy.run_harmony(
+            a.obsm[basis].astype(np.float64), a.obs, "donor", random_state=seed, verbose=False
+        ).Z_corr
+        a.obsm[adjusted] = np.asarray(z if z.shape[0] == a.n_obs else z.T)
+
+
 def harmony(adata, emb, seed: int):
     """Batch mixing and label transfer with and without scanpy's harmony integration, for fastembed and
     SnapATAC2 (spectral embedding + its harmony wrapper); both donors are integrated together."""
-    import scanpy as sc
     import snapatac2 as snap
     from _metrics import donor_transfer
 
