@@ -306,14 +306,7 @@ def harmony(adata, emb, seed: int):
     a.obsm["X_fastembed"] = np.asarray(emb, dtype=np.float32)
     measure("fastembed", a.obsm["X_fastembed"], float("nan"))
     t = time.perf_counter()
-    sc.external.pp.harmony_integrate(
-        a,
-        key="donor",
-        basis="X_fastembed",
-        adjusted_basis="X_fastembed_harmony",
-        random_state=seed,
-        verbose=False,
-    )
+    harmony_integrate(a, "X_fastembed", "X_fastembed_harmony", seed)
     measure("fastembed + harmony", np.asarray(a.obsm["X_fastembed_harmony"]), time.perf_counter() - t)
     b = adata.copy()
     t = time.perf_counter()
@@ -321,14 +314,7 @@ def harmony(adata, emb, seed: int):
     snap.tl.spectral(b, random_state=seed)
     measure("SnapATAC2 spectral", np.asarray(b.obsm["X_spectral"]), time.perf_counter() - t)
     t = time.perf_counter()
-    sc.external.pp.harmony_integrate(
-        b,
-        key="donor",
-        basis="X_spectral",
-        adjusted_basis="X_spectral_harmony",
-        random_state=seed,
-        verbose=False,
-    )
+    harmony_integrate(b, "X_spectral", "X_spectral_harmony", seed)
     measure("SnapATAC2 spectral + harmony", np.asarray(b.obsm["X_spectral_harmony"]), time.perf_counter() - t)
     return pd.DataFrame(rows)
 
