@@ -470,3 +470,21 @@ def test_cli_build_and_annotate(model, cells, tmp_path, capsys):
         ]
     )
     assert rc == 1 and "--max-novelty must be" in capsys.readouterr().err
+
+
+def test_reference_build_has_help():
+    import subprocess
+
+    res = subprocess.run(
+        [sys.executable, "-m", "fastembed", "reference", "build", "--help"], capture_output=True, text=True
+    )
+    assert (
+        res.returncode == 0
+        and "usage: fastembed reference build" in res.stdout
+        and "--obs-columns" in res.stdout
+    )
+
+
+def test_dask_client_with_a_reference_folder_is_refused_clearly(folder, cells):
+    with pytest.raises(ValueError, match="client= is not supported with a reference folder"):
+        annotate_celltypes(cells[1].copy(), folder, client=object())
