@@ -10,6 +10,7 @@ from fastembed.genome.tokenize import tokenize_cells
 from fastembed.genome.tokens import TokenizedCells
 from fastembed.genome.universe import Universe
 from fastembed.model import modelfolder  # noqa: F401  (registers the "model" output kind before any check)
+from fastembed.reference import Reference, annotate_with_reference, build_reference
 from fastembed.region2vec import Region2VecDataset
 from fastembed.scembed import ScEmbed, annotate_celltypes
 
@@ -19,6 +20,9 @@ __all__ = [
     "Universe",
     "Region2VecDataset",
     "ScEmbed",
+    "Reference",
+    "annotate_with_reference",
+    "build_reference",
     "annotate_celltypes",
     "read_10x",
     "read_mtx",

@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
         "datasets",
         "region2vec",
     },  # model folders, k-NN labels, bundled data, the dataset
-    {"scembed", "io"},  # the public faces: ScEmbed, fastembed.io
+    {"scembed", "io", "reference"},  # the public faces: ScEmbed, fastembed.io, reference folders
     {"app"},  # the command line and the demo: they call the faces
     {"__init__", "__main__", "_aliases"},  # the package itself
 ]
@@ -79,6 +79,71 @@ PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
     ): "the encode task moves to scembed's encoder",
     ("fastembed.backends.dask", "fastembed.genome.readers", "_csr_rows"): "the tokenize task moves to genome",
     ("fastembed.region2vec", "fastembed.genome.tokens", "_barcodes_column"): "a public token-file reader API",
+    (
+        "fastembed.reference",
+        "fastembed.annotation.annotate",
+        "_build_index",
+    ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
+    (
+        "fastembed.reference",
+        "fastembed.annotation.annotate",
+        "_embedding",
+    ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
+    (
+        "fastembed.reference",
+        "fastembed.annotation.annotate",
+        "_is_number",
+    ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
+    (
+        "fastembed.reference",
+        "fastembed.annotation.annotate",
+        "_is_whole",
+    ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
+    (
+        "fastembed.reference",
+        "fastembed.annotation.annotate",
+        "_unit_rows",
+    ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
+    (
+        "fastembed.reference",
+        "fastembed.annotation.annotate",
+        "_input_name",
+    ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
+    (
+        "fastembed.reference",
+        "fastembed.model.modelfolder",
+        "_model_file",
+    ): "the reference folder loads its arrays by the model folder's no-pickle rules; one public safe-loader module",
+    (
+        "fastembed.reference",
+        "fastembed.model.modelfolder",
+        "_allowed_roots",
+    ): "the reference folder loads its arrays by the model folder's no-pickle rules; one public safe-loader module",
+    (
+        "fastembed.reference",
+        "fastembed.model.modelfolder",
+        "_check_finite",
+    ): "the reference folder loads its arrays by the model folder's no-pickle rules; one public safe-loader module",
+    (
+        "fastembed.reference",
+        "fastembed.model.modelfolder",
+        "_load_npy",
+    ): "the reference folder loads its arrays by the model folder's no-pickle rules; one public safe-loader module",
+    (
+        "fastembed.reference",
+        "fastembed.scembed",
+        "_check_folder_arg",
+    ): "hub access waits for its own module in the ScEmbed rewrite",
+    (
+        "fastembed.reference",
+        "fastembed.scembed",
+        "_hub_module",
+    ): "hub access waits for its own module in the ScEmbed rewrite",
+    (
+        "fastembed.reference",
+        "fastembed.scembed",
+        "_HUB_ID",
+    ): "hub access waits for its own module in the ScEmbed rewrite",
     ("fastembed.region2vec", "fastembed.genome.tokens", "_tokens_csr"): "a public token-file reader API",
 }
 

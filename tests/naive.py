@@ -11,6 +11,9 @@ Each is written for obviousness, not speed; the kernels under test must agree wi
 - :func:`vote_reference`: k-NN label transfer, one query cell at a time, every similarity sorted.
 - :func:`ref_sgns` (with :func:`ref_sigmoid`): the SGNS trainer of :mod:`fastembed.sgns` (same algorithm,
   same random stream, same update order), one Python loop per token; agreement is up to float rounding.
+- :func:`novelty_bruteforce`: the novelty score of :mod:`fastembed.novelty` (leave-one-out neighbour
+  distances of the reference, the query's, and the tail probability among the predicted type), by sorting
+  every similarity.
 
 Approximate equality is used only where the kernels' ``fastmath`` reassociates sums.
 """
@@ -274,3 +277,33 @@ def ref_sgns(
                             else:
                                 w_out[target] = out[k]
     return w_in, w_out, counts, trained
+
+
+# --------------------------------------------------------------------------------------------------
+# Novelty: leave-one-out neighbour distances and a conformal tail probability, by brute force
+# --------------------------------------------------------------------------------------------------
+def novelty_bruteforce(ref_emb, ref_codes, query_emb, query_codes, k, center=True):
+    """Novelty of each query cell given its predicted label code, in float64 with full sorts.
+
+    Each reference cell's distance is the mean ``1 - cosine`` to its ``k`` most similar other reference cells;
+    a query cell's, to its ``k`` most similar reference cells. Its novelty is ``1 - (1 + #{reference cells of
+    its label at least as far}) / (1 + #cells of the label)``.
+    """
+    ref = np.asarray(ref_emb, dtype=np.float64)
+    qry = np.asarray(query_emb, dtype=np.float64)
+    if center:
+        mean = ref.mean(axis=0)
+        ref, qry = ref - mean, qry - mean
+    ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+    qry = qry / np.linalg.norm(qry, axis=1, keepdims=True)
+    loo = []
+    for i in range(ref.shape[0]):
+        sims = [float(ref[i] @ ref[j]) for j in range(ref.shape[0]) if j != i]
+        loo.append(np.mean([1.0 - s for s in sorted(sims, reverse=True)[:k]]))
+    loo = np.array(loo)
+    out = []
+    for q, c in zip(qry, query_codes, strict=True):
+        d = np.mean([1.0 - s for s in sorted((ref @ q).tolist(), reverse=True)[:k]])
+        null = loo[np.asarray(ref_codes) == c]
+        out.append(1.0 - (1.0 + np.sum(null >= d)) / (1.0 + null.size))
+    return np.array(out)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -562,6 +564,27 @@ def _is_whole(value) -> bool:
     return _is_number(value) and np.isfinite(value) and int(value) == value
 
 
+class ReferenceHandler(NamedTuple):
+    """How :func:`annotate_celltypes` hands a reference folder (or a novelty request) to :mod:`fastembed.reference`.
+
+    The reference module builds on this one (it fits references and votes with its functions), so it registers
+    itself here when imported (``import fastembed`` does) instead of this module importing it back.
+    """
+
+    is_reference: Callable[[object], bool]  # a Reference object or a reference folder's path
+    from_anndata: Callable[..., object]  # a labelled AnnData -> an in-memory Reference (novelty on AnnData)
+    annotate: Callable[..., object]  # annotate_celltypes' arguments, with a Reference as the reference
+
+
+_REFERENCE_HANDLER: ReferenceHandler | None = None
+
+
+def register_reference_handler(handler: ReferenceHandler) -> None:
+    """Let :func:`annotate_celltypes` accept reference folders (called once by :mod:`fastembed.reference`)."""
+    global _REFERENCE_HANDLER
+    _REFERENCE_HANDLER = handler
+
+
 def annotate_celltypes(
     query_adata,
     reference_adata,
@@ -577,6 +600,8 @@ def annotate_celltypes(
     n_jobs: int | None = None,
     batch_cells: int = settings.ANNOTATE_BATCH_CELLS,
     client=None,
+    novelty_key: str | None = None,
+    max_novelty="auto",
 ):
     """Transfer cell-type labels from a labelled reference to query cells by k-NN on their embeddings.
 
@@ -625,6 +650,19 @@ def annotate_celltypes(
     client : dask.distributed.Client, optional
         Run each block as a task on the cluster (the fitted reference is sent to every worker once); same
         labels as without. Workers read a path query themselves, so it must be on a file system they see.
+    novelty_key : str, optional
+        If given (e.g. ``"cell_type_novelty"``), each cell's novelty score (float32 in [0, 1): how far the
+        cell lies from the reference cells of its predicted type, :mod:`fastembed.annotation.novelty`) is written to
+        ``query_adata.obs[novelty_key]`` (returned, like ``confidence_key``, for a path query).
+    max_novelty : float, None or "auto"
+        Query cells whose novelty is above this get ``unknown_label`` (cells of types the reference lacks).
+        ``"auto"`` (default): the reference folder's stored threshold for a :class:`fastembed.Reference` (see
+        :data:`fastembed.annotation.novelty.DEFAULT_MAX_NOVELTY`), None (no novelty calls) for an AnnData reference.
+
+    A :class:`fastembed.Reference` or a reference folder (:mod:`fastembed.reference`) is accepted as
+    ``reference_adata``: the query then may also be an AnnData without embeddings or a path of any input the
+    reference's model encodes, ``label_key`` and ``embedding_key`` are the reference's, and the confidence is
+    its calibrated one. A ``k`` or ``center`` other than the folder's is allowed (the novelty null is recomputed).
 
     Returns
     -------
@@ -639,6 +677,39 @@ def annotate_celltypes(
         query whose embedding is all zeros in every cell (nothing could be labelled), and an ``unknown_label``
         that is also a reference label when some cells would get it. Nothing is written to ``query_adata``.
     """
+    handler = _REFERENCE_HANDLER
+    is_reference = handler is not None and handler.is_reference(reference_adata)
+    wants_novelty = novelty_key is not None or not (
+        max_novelty is None or (isinstance(max_novelty, str) and max_novelty == "auto")
+    )
+    if is_reference or wants_novelty:
+        if handler is None:  # only a bare ``import fastembed.annotation.annotate`` misses the registration
+            raise RuntimeError("reference folders and novelty scores need `import fastembed.reference` first")
+        if novelty_key is not None and (not isinstance(novelty_key, str) or not novelty_key):
+            raise ValueError(f"novelty_key must be a non-empty str or None, got {novelty_key!r}"[:300])
+        if not is_reference:
+            if not _is_whole(k) or k < 1:
+                raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
+            reference_adata = handler.from_anndata(
+                reference_adata, label_key=label_key, embedding_key=embedding_key, k=int(k), center=center
+            )
+            if isinstance(max_novelty, str) and max_novelty == "auto":
+                max_novelty = None
+        return handler.annotate(
+            query_adata,
+            reference_adata,
+            k=k,
+            confidence_key=confidence_key,
+            novelty_key=novelty_key,
+            min_confidence=min_confidence,
+            max_novelty=max_novelty,
+            unknown_label=unknown_label,
+            center=center,
+            random_state=random_state,
+            n_jobs=n_jobs,
+            batch_cells=batch_cells,
+            client=client,
+        )
     # Checked by type first: int(None), int(nan) or a str compared with a float would escape as a bare error.
     if not _is_whole(k) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])

@@ -325,6 +325,12 @@ def cmd_annotate(args) -> None:
     if sep is None:
         raise ValueError(f"output '{args.output}': expected a table ending in .csv (commas) or .tsv (tabs)")
     query, reference = Path(args.query), Path(args.reference)
+    max_novelty = _max_novelty_arg(args.max_novelty)
+    from fastembed.reference import is_reference_folder
+
+    if is_reference_folder(reference):
+        _annotate_with_reference_folder(args, out, sep, inputs, max_novelty)
+        return
     for which, path in (("query", query), ("reference", reference)):
         if not has_suffix(path, *LAZY_SUFFIXES):
             raise ValueError(f"{which} '{path}': expected an .h5ad file or a .zarr AnnData")
@@ -337,17 +343,110 @@ def cmd_annotate(args) -> None:
             query,
             reference,
             embedding_key=args.embedding_key,
-            k=args.k,
+            k=10 if args.k is None else args.k,
             label_key=args.label_key,
             confidence_key="cell_type_confidence",
             min_confidence=args.min_confidence,
             center=not args.no_center,
             client=client,
+            novelty_key=None if max_novelty in ("auto", None) else "novelty",
+            max_novelty=max_novelty,
         )
     table = annotation_table(found[args.label_key], found["cell_type_confidence"], args.label_key)
+    if "novelty" in found:
+        table["novelty"] = found["novelty"].to_numpy()
     with atomic_file(out, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv") as tmp:
         table.to_csv(tmp, sep=sep)
     _log(args, f"annotated {len(table)} cells -> {out}")
+
+
+def _max_novelty_arg(text: str):
+    """``--max-novelty``: ``auto`` (the reference folder's threshold), ``none`` or a number in [0, 1]."""
+    if text is None or text.lower() == "auto":
+        return "auto"
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"--max-novelty must be 'auto', 'none' or a number in [0, 1], got {text!r}"
+        ) from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"--max-novelty must be 'auto', 'none' or a number in [0, 1], got {text!r}")
+    return value
+
+
+def _annotate_with_reference_folder(args, out: Path, sep: str, inputs, max_novelty) -> None:
+    """``fastembed annotate`` with a reference folder: the query may be any input its model encodes."""
+    from fastembed.annotation.annotate import CONFIDENCE_COLUMN, predicted_column
+    from fastembed.reference import annotate_with_reference, read_reference
+    from fastembed.storage.atomic import atomic_file
+
+    if args.scheduler or args.workers:
+        raise ValueError("--scheduler and --workers are not supported with a reference folder yet")
+    ref = read_reference(args.reference)
+    query = Path(args.query)
+    if not query.exists():
+        raise FileNotFoundError(f"query '{query}' does not exist")
+    data = (
+        query
+        if query.is_dir() or has_suffix(query, ".parquet", *LAZY_SUFFIXES)
+        else _read_input(args.query, args)
+    )
+    found = annotate_with_reference(
+        data,
+        ref,
+        k=args.k,
+        center=False if args.no_center else None,
+        min_confidence=args.min_confidence,
+        max_novelty=max_novelty,
+    )
+    label_key = ref.label_key
+    table = found.rename(columns={label_key: predicted_column(label_key), "confidence": CONFIDENCE_COLUMN})
+    table.index.name = "barcode"
+    with atomic_file(out, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv") as tmp:
+        table.to_csv(tmp, sep=sep)
+    unknown = int((found[label_key].astype(str) == "unknown").sum())
+    _log(args, f"annotated {len(table)} cells -> {out} ({unknown} unknown)")
+
+
+def cmd_reference_build(args) -> None:
+    from fastembed.reference import build_reference
+    from fastembed.scembed import ScEmbed
+
+    inputs = _inputs(args, "input") + ([args.model] if Path(args.model).exists() else [])
+    from fastembed.storage.atomic import check_output_path
+
+    out = check_output_path(
+        args.output, what="reference folder", overwrite=args.overwrite, inputs=inputs, kind="reference"
+    )
+    model = ScEmbed.from_pretrained(args.model)
+    src = Path(args.input)
+    adata = _read_input(args.input, args)
+    columns = [c for c in (args.obs_columns or "").split(",") if c]
+    ref = build_reference(
+        model,
+        adata,
+        label_key=args.label_key,
+        obs_columns=columns,
+        embedding_key=args.embedding_key,
+        k=args.k,
+        center=not args.no_center,
+        max_novelty=_max_novelty_arg(args.max_novelty) if args.max_novelty != "auto" else _default_novelty(),
+        calibrate=not args.no_calibrate,
+        description=args.description or f"Built from '{src.name}'.",
+    )
+    ref.save(out, overwrite=args.overwrite)
+    q = ref.quality
+    acc = f", cross-validated accuracy {q['cv_accuracy']:.3f}" if "cv_accuracy" in q else ""
+    _log(args, f"reference of {ref.n_cells} cells, {len(ref.labels.cat.categories)} types{acc} -> {out}")
+
+
+def _default_novelty() -> float:
+    from fastembed.annotation.novelty import DEFAULT_MAX_NOVELTY
+
+    return DEFAULT_MAX_NOVELTY
 
 
 def cmd_demo(args) -> None:
@@ -558,7 +657,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="k-NN label transfer from a labelled reference .h5ad to a query .h5ad.",
     )
     p.add_argument("query", help="query .h5ad or .zarr (from 'fastembed encode') with embeddings in obsm")
-    p.add_argument("--reference", required=True, help="reference .h5ad or .zarr with embeddings and labels")
+    p.add_argument(
+        "--reference",
+        required=True,
+        help="reference folder ('fastembed reference build'; the query may then be any input its model "
+        "encodes: .h5ad, .zarr, token .parquet or parts folder, 10x folder), or a reference .h5ad or .zarr "
+        "with embeddings and labels",
+    )
     p.add_argument(
         "--output",
         required=True,
@@ -571,12 +676,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=settings.EMBEDDING_KEY,
         help=f"obsm key (default: {settings.EMBEDDING_KEY})",
     )
-    p.add_argument("-k", type=int, default=10, help="neighbours (default: 10)")
+    p.add_argument("-k", type=int, default=None, help="neighbours (default: the reference folder's, else 10)")
     p.add_argument(
         "--min-confidence",
         type=float,
         default=None,
-        help="call cells whose vote share is below this 'unknown'",
+        help="call cells whose confidence (the vote share; calibrated for a reference folder) is below this "
+        "'unknown'",
+    )
+    p.add_argument(
+        "--max-novelty",
+        default="auto",
+        help="call cells whose novelty score is above this 'unknown' (a number in [0, 1], or 'none'); default "
+        "'auto': the reference folder's threshold, none for an AnnData reference",
     )
     p.add_argument(
         "--no-center",
@@ -588,6 +700,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dask_options(p)
     p.set_defaults(func=cmd_annotate)
+
+    p = sub.add_parser(
+        "reference",
+        parents=[common],
+        help="build a shareable annotation reference folder",
+        description="Reference folders: a model, labelled reference cells, annotation settings and a model card.",
+    )
+    rsub = p.add_subparsers(dest="reference_command", metavar="ACTION", required=True)
+    p = rsub.add_parser(
+        "build",
+        parents=[common],
+        help="build a reference folder from a model and a labelled AnnData",
+        description="Encode a labelled AnnData through a model (or use its obsm embeddings) and write a reference "
+        "folder: the model, the embeddings, the labels, k and centring, calibration and a README model card.",
+    )
+    p.add_argument("input", help="labelled reference cells: .h5ad, a 10x folder or a .mtx file")
+    p.add_argument("--model", required=True, help="model folder or hub id")
+    p.add_argument("--output", required=True, help="reference folder to create")
+    p.add_argument("--label-key", default="cell_type", help="obs column of the labels (default: cell_type)")
+    p.add_argument("--obs-columns", default="", help="other obs columns to keep, comma-separated")
+    p.add_argument("--embedding-key", default="scembed_X", help="obsm key (default: scembed_X)")
+    p.add_argument("-k", type=int, default=10, help="neighbours (default: 10)")
+    p.add_argument("--no-center", action="store_true", help="plain cosine k-NN")
+    p.add_argument(
+        "--max-novelty", default="auto", help="default novelty threshold stored in the folder ('none': never)"
+    )
+    p.add_argument("--no-calibrate", action="store_true", help="report the raw vote share as the confidence")
+    p.add_argument("--description", default=None, help="a line about the data for the model card")
+    p.add_argument("--overwrite", action="store_true", help="replace a reference folder written by fastembed")
+    p.add_argument("--barcodes", help="barcodes file, when INPUT is a .mtx[.gz] file")
+    p.add_argument("--peaks", help="peaks BED file, when INPUT is a .mtx[.gz] file")
+    p.set_defaults(func=cmd_reference_build)
 
     p = sub.add_parser(
         "demo",

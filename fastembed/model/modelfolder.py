@@ -274,9 +274,12 @@ def _allowed_roots(directory: Path) -> tuple[Path, ...]:
     that cache's blobs."""
     root = directory.resolve()
     roots = [root]
-    repo = root.parent.parent
-    if root.parent.name == "snapshots" and repo.name.startswith("models--") and (repo / "blobs").is_dir():
-        roots.append(repo / "blobs")
+    # The folder may be the snapshot or a folder inside it (a reference folder's model/).
+    for snap in (root, *root.parents):
+        repo = snap.parent.parent
+        if snap.parent.name == "snapshots" and repo.name.startswith("models--") and (repo / "blobs").is_dir():
+            roots.append(repo / "blobs")
+            break
     return tuple(roots)
 
 
