@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import settings
 from ._warn import warn
+from .budget import query_blocks, resolve_memory
 from .settings import PARALLEL_FAST
 
 __all__ = [
@@ -550,6 +551,7 @@ def annotate_celltypes(
     n_jobs: int | None = None,
     batch_cells: int = settings.ANNOTATE_BATCH_CELLS,
     client=None,
+    memory: int | str | None = None,
 ):
     """Transfer cell-type labels from a labelled reference to query cells by k-NN on their embeddings.
 
@@ -594,10 +596,15 @@ def annotate_celltypes(
         For the pynndescent index (large problems only: more than ``settings.EXACT_SEARCH_PAIRS`` query x
         reference pairs over the whole query).
     batch_cells : int
-        Query cells per block (a multiple of ``settings.QUERY_BATCH`` = 1024); labels do not depend on it.
+        Most query cells per block (a multiple of ``settings.QUERY_BATCH`` = 1024): an upper bound; ``memory``
+        may make blocks smaller (still multiples of 1024). Labels do not depend on it.
     client : dask.distributed.Client, optional
         Run each block as a task on the cluster (the fitted reference is sent to every worker once); same
         labels as without. Workers read a path query themselves, so it must be on a file system they see.
+    memory : int or str, optional
+        Bytes one block of query cells may need (e.g. ``"512MB"``; default ``settings.MEMORY_BUDGET``): the rows
+        read, their centred and normalised copies and their neighbours (:mod:`fastembed.budget`). The fitted
+        reference and the labels come on top. Too small for 1024 query cells: a ValueError.
 
     Returns
     -------
@@ -649,15 +656,13 @@ def annotate_celltypes(
             f"{fitted.name} obsm['{embedding_key}'] has {fitted.dim}; expected equal dimensions (both "
             "from one model)"
         )
+    spans = query_blocks(query.n_obs, query.dim, k, resolve_memory(memory), batch_cells, query.name)
     if client is None:
-        parts = [
-            predict(fitted, query.block(lo, min(lo + batch_cells, query.n_obs)), lo)
-            for lo in range(0, query.n_obs, batch_cells)
-        ]
+        parts = [predict(fitted, query.block(lo, hi), lo) for lo, hi in spans]
     else:
         from .distributed import predict_blocks
 
-        parts = predict_blocks(client, fitted, query, batch_cells)
+        parts = predict_blocks(client, fitted, query, spans)
     winner = np.concatenate([p[0] for p in parts])
     confidence = np.concatenate([p[1] for p in parts])
     q_ok = np.concatenate([p[2] for p in parts])

@@ -74,6 +74,16 @@ def _subsample_arg(text: str):
         raise argparse.ArgumentTypeError(f"expected auto or a number in [0, 1), got {text!r}") from None
 
 
+def _memory_arg(text: str) -> int:
+    """``--memory``: bytes or a size like 1GB, 512MB, 2GiB, else argparse's one-line error."""
+    from .budget import parse_memory
+
+    try:
+        return parse_memory(text, "--memory")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 # Inputs read lazily, in blocks of cells, rather than whole. Endings are matched in any case (DATA.H5AD), here
 # and everywhere (fastembed._suffix.has_suffix).
 LAZY_SUFFIXES = (".h5ad", ".zarr")
@@ -112,6 +122,7 @@ def _tokenize_fragments(args) -> None:
         min_fragments=args.min_fragments,
         min_overlap=args.min_overlap,
         overwrite=args.overwrite,
+        memory=args.memory,
     )
     s = json.loads(pq.ParquetFile(out).schema_arrow.metadata[META_STATS])
     pct = 100 * s["n_fragments_in_universe"] / max(s["n_fragments_kept"], 1)
@@ -170,6 +181,7 @@ def cmd_tokenize(args) -> None:
             client=client,
             chrom_style=args.chrom_style,
             layer=args.layer,
+            memory=args.memory,
         )
     stats = read_tokens_parquet(out).stats
     _log(
@@ -277,6 +289,7 @@ def cmd_encode(args) -> None:
                 chrom_style=args.chrom_style,
                 layer=args.layer,
                 progress=not args.quiet,
+                memory=args.memory,
             )
         _log(args, f"encoded {emb.shape[0]} cells -> {out} (AnnData zarr, obsm['{args.embedding_key}'])")
         return
@@ -299,6 +312,7 @@ def cmd_encode(args) -> None:
             chrom_style=args.chrom_style,
             layer=args.layer,
             progress=not args.quiet,
+            memory=args.memory,
         )
     if args.embeddings_only:
         # The cells' metadata and their vectors, without the count matrix (often most of the file).
@@ -347,6 +361,7 @@ def cmd_annotate(args) -> None:
             min_confidence=args.min_confidence,
             center=not args.no_center,
             client=client,
+            memory=args.memory,
         )
     table = annotation_table(found[args.label_key], found["cell_type_confidence"], args.label_key)
     with atomic_file(out, what="labels output", overwrite=args.overwrite, inputs=inputs, kind="csv") as tmp:
@@ -425,6 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
             help="run blocks of cells as tasks on a local Dask cluster of N worker processes",
         )
 
+    def memory_option(p):
+        p.add_argument(
+            "--memory",
+            type=_memory_arg,
+            default=None,
+            metavar="SIZE",
+            help="bytes one block of cells may need, e.g. 512MB or 2GB; blocks are cut by the cells' nonzeros "
+            f"(default: {settings.MEMORY_BUDGET >> 20} MiB)",
+        )
+
     p = sub.add_parser(
         "tokenize",
         parents=[common],
@@ -462,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fragments: drop barcodes with fewer fragments, without --barcodes (default: 1)",
     )
     dask_options(p)
+    memory_option(p)
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser(
@@ -540,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-cells",
         type=int,
         default=settings.ENCODE_BATCH_CELLS,
-        help=f"cells per chunk (default: {settings.ENCODE_BATCH_CELLS})",
+        help=f"most cells per block, an upper bound beside --memory (default: {settings.ENCODE_BATCH_CELLS})",
     )
     p.add_argument(
         "--embeddings-only",
@@ -551,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output written by fastembed")
     matrix_inputs(p)
     dask_options(p)
+    memory_option(p)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser(
@@ -585,6 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an existing labels CSV written by fastembed"
     )
     dask_options(p)
+    memory_option(p)
     p.set_defaults(func=cmd_annotate)
 
     p = sub.add_parser(
