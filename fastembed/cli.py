@@ -20,7 +20,7 @@ from ._suffix import has_suffix
 
 # Errors that mean "the input is wrong", reported as one line with exit code 1.
 # OSError covers missing/unwritable files and an unreachable model hub; ImportError a missing optional extra.
-INPUT_ERRORS = (ValueError, KeyError, OSError, ImportError)
+INPUT_ERRORS = (ValueError, KeyError, OSError, ImportError, MemoryError)
 
 
 def _log(args, msg: str) -> None:
@@ -215,6 +215,18 @@ def cmd_train(args) -> None:
         threads=args.threads,
     )
     _train_args(args.epochs, args.batch_size, args.learning_rate)
+    if args.memory is not None:
+        settings.MEMORY_BUDGET = args.memory  # the budget training is checked against (fastembed.trainmem)
+    if args.sample_cells is None:
+        from .scembed import _footer_regions
+        from .trainmem import check_training_memory, parquet_counts
+
+        # A file too large for this machine is refused before it is read; the budget warning comes from train.
+        footer = parquet_counts(args.input)
+        if footer is not None:
+            check_training_memory(
+                *footer, _footer_regions(args.input), args.embedding_dim, f"'{args.input}'", budget=1 << 62
+            )
     ds = Region2VecDataset(args.input, universe=args.universe, sample_cells=args.sample_cells, seed=args.seed)
     if args.seed is not None:
         import numba
@@ -548,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite", action="store_true", help="replace an existing model folder written by fastembed"
     )
+    memory_option(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

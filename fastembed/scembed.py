@@ -29,6 +29,7 @@ from .readers import _as_adata, cell_matrix
 from .region2vec import Region2VecDataset
 from .tokenize import _PeakMapper
 from .tokens import TokenizedCells, read_tokens_parquet
+from .trainmem import check_training_memory, parquet_counts
 from .universe import Universe
 
 __all__ = ["ScEmbed", "annotate_celltypes"]
@@ -145,6 +146,18 @@ def _uns_safe(value):
     if isinstance(value, dict):
         return {k: _uns_safe(v) for k, v in value.items() if v is not None}
     return value
+
+
+def _footer_regions(path) -> int:
+    """Regions of the universe a token parquet file carries, from its footer (0 where it does not say)."""
+    import pyarrow.parquet as pq
+
+    from .tokens import META_N_REGIONS
+
+    try:
+        return int((pq.ParquetFile(path).schema_arrow.metadata or {}).get(META_N_REGIONS, b"0"))
+    except (ValueError, OSError):
+        return 0
 
 
 def _as_dataset(data) -> Region2VecDataset:
@@ -327,7 +340,13 @@ class ScEmbed:
         epochs, batch_size, learning_rate, min_learning_rate = _train_args(
             epochs, batch_size, learning_rate, min_learning_rate
         )
+        # Before the tokens are read (a parquet file's footer says how many) and before numba allocates.
+        footer = parquet_counts(dataset)
+        if footer is not None:
+            check_training_memory(*footer, _footer_regions(dataset), self.embedding_dim, f"'{dataset}'")
         ds = _as_dataset(dataset)
+        if footer is None:
+            check_training_memory(len(ds), ds.n_tokens, ds.vocab_size, self.embedding_dim, ds.source)
         if self.universe is not None and not ds.universe.same_as(self.universe):
             raise ValueError(
                 f"the dataset ({ds.source}) was tokenized with another universe ({len(ds.universe)} regions) "

@@ -194,3 +194,26 @@ def test_cli_memory_flag():
 
     with pytest.raises(argparse.ArgumentTypeError, match="--memory"):
         _memory_arg("a lot")
+
+
+def test_training_more_than_the_machine_has_is_refused_before_reading(tmp_path, monkeypatch):
+    from fastembed import trainmem
+
+    demo = load_demo()[:300].copy()
+    path = fe.tokenize_cells(demo, demo_peaks_path(), tmp_path / "t.parquet")
+    n_tokens = read_tokens_parquet(path).n_tokens
+    assert trainmem.parquet_counts(path) == (300, n_tokens)
+    monkeypatch.setattr(trainmem, "available_memory", lambda: 1 << 20)
+    read = []
+    monkeypatch.setattr(fe.scembed, "_as_dataset", lambda data: read.append(data))
+    with pytest.raises(MemoryError, match=r"sample_cells=\d+"):
+        fe.ScEmbed(embedding_dim=8).train(path, epochs=1)
+    assert not read  # refused from the footer, before the tokens were read
+
+
+def test_training_more_than_the_budget_warns(monkeypatch):
+    demo = load_demo()[:300].copy()
+    tok = fe.tokenize_cells(demo, demo_peaks_path())
+    monkeypatch.setattr(settings, "MEMORY_BUDGET", 1 << 16)
+    with pytest.warns(UserWarning, match="more than the memory budget .*sample_cells="):
+        fe.ScEmbed(embedding_dim=8, threads=1).train(tok, epochs=1)
