@@ -220,7 +220,7 @@ def main() -> None:
     uni = _universe(args.regions)
     bed = folder / "universe.bed"
     uni.to_csv(bed, sep="\t", header=False, index=False)
-    sample = _block(np.random.default_rng(args.seed + 1), 0, 20_000, args.regions, args.peaks_per_cell)
+    sample = _block(np.random.default_rng(args.seed + 1), 0, 5_000, args.regions, args.peaks_per_cell)
     train = ad.AnnData(
         X=sample,
         var=uni.set_index(uni["chr"] + ":" + uni["start"].astype(str) + "-" + uni["end"].astype(str)),
