@@ -74,7 +74,9 @@ def stage(args) -> dict:
                 overwrite=True,
                 memory=args.memory,
             )
-            s = fe.read_tokens_parquet(tok).stats
+            import pyarrow.parquet as pq
+
+            s = json.loads(pq.ParquetFile(tok).schema_arrow.metadata[b"fastembed.fragments.stats"])
             info = {"cells": s["n_barcodes_kept"], "units": s["n_fragments"], "unit": "fragments"}
         elif args.stage == "tokenize":
             out = fe.tokenize_cells(
@@ -169,9 +171,9 @@ def _run(name: str, args, *extra: str) -> dict:
     label = name + (f" (Dask, {args.workers} workers)" if "--dask" in extra else "")
     label += " (reference)" if "--reference" in extra else ""
     rate = r["units"] / r["seconds"] if r["seconds"] else float("nan")
-    quality = "".join(f", {k} {r[k]:.3f}" for k in ("transfer_accuracy", "leiden_ari") if k in r)
+    quality = ", ".join(f"{k} {r[k]:.3f}" for k in ("transfer_accuracy", "leiden_ari") if k in r)
     print(
-        f"| {label} | {r['cells']} | {r['seconds']:.1f} | {rate:,.0f} {r['unit']}/s | {r['peak_rss_mib']:.0f} |"
+        f"| {label} | {r['cells']} | {r['seconds']:.1f} | {rate:,.0f} {r['unit']}/s | {r['peak_rss_mib']:.0f} | "
         f"{quality} |",
         flush=True,
     )
