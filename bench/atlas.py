@@ -95,7 +95,8 @@ def stage(args) -> dict:
         elif args.stage == "train":
             settings.MEMORY_BUDGET = args.memory  # what the training check compares against
             ds = fe.Region2VecDataset(f / "tokens.parquet", sample_cells=args.sample_cells, seed=0)
-            model = fe.ScEmbed(embedding_dim=args.dim, seed=0).train(ds, progress=False)
+            epochs = args.epochs or None  # 0: the default, from the data
+            model = fe.ScEmbed(embedding_dim=args.dim, seed=0).train(ds, epochs=epochs, progress=False)
             model.save(f / "model", overwrite=True)
             info = {"cells": len(ds), "units": ds.n_tokens, "unit": "tokens"}
         elif args.stage == "encode":
@@ -157,6 +158,8 @@ def _run(name: str, args, *extra: str) -> dict:
         args.memory,
         "--sample-cells",
         str(args.sample_cells),
+        "--epochs",
+        str(args.epochs),
         "--dim",
         str(args.dim),
         "--workers",
@@ -223,6 +226,12 @@ def main() -> None:
     p.add_argument("--sample-cells", type=int, default=20_000)
     p.add_argument("--median", type=float, default=2_000)
     p.add_argument("--dim", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=0, help="training epochs (0: the default, from the data)")
+    p.add_argument(
+        "--stages",
+        default="fragments,tokenize,train,encode,reference,annotate,leiden",
+        help="which stages to run (a rerun reuses what earlier stages wrote)",
+    )
     p.add_argument("--memory", default="1GB")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--no-dask", action="store_true")
@@ -242,16 +251,21 @@ def main() -> None:
     print("| stage | cells | seconds | throughput | peak RSS MiB | quality |")
     print("|---|---|---|---|---|---|")
     dask = [] if args.no_dask else [("--dask",)]
-    _run("fragments", args)
-    for extra in [(), *dask]:
+    todo = set(args.stages.split(","))
+    if "fragments" in todo:
+        _run("fragments", args)
+    for extra in [(), *dask] if "tokenize" in todo else []:
         _run("tokenize", args, *extra)
-    _run("train", args)
-    for extra in [(), *dask]:
+    if "train" in todo:
+        _run("train", args)
+    for extra in [(), *dask] if "encode" in todo else []:
         _run("encode", args, *extra)
-    _run("encode", args, "--reference")
-    for extra in [(), *dask]:
+    if "reference" in todo:
+        _run("encode", args, "--reference")
+    for extra in [(), *dask] if "annotate" in todo else []:
         _run("annotate", args, *extra)
-    _run("leiden", args)
+    if "leiden" in todo:
+        _run("leiden", args)
 
 
 if __name__ == "__main__":
