@@ -60,10 +60,11 @@ def run_one(args) -> None:
 
     warnings.simplefilter("ignore")
     model = fe.ScEmbed.from_pretrained(args.model, threads=1)
-    small = ad.read_h5ad(args.input, backed="r")[:50].to_memory()
-    fe.tokenize_cells(small, args.universe)  # warm-up: kernels and readers loaded
-    model.encode(small)
-    if args.step == "annotate":
+    if args.step != "annotate":
+        small = ad.read_h5ad(args.input, backed="r")[:50].to_memory()
+        fe.tokenize_cells(small, args.universe)  # warm-up: kernels and readers loaded
+        model.encode(small)
+    else:
         ref = ad.read_zarr(args.reference)
         annotate_celltypes(ref[:2048].copy(), ref)
     _reset_peak()
