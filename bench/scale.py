@@ -1,6 +1,11 @@
 """Atlas scale: encode a synthetic on-disk atlas end to end, with peak memory, serially and on local Dask workers.
 
-    python bench/scale.py [--cells 2000000] [--workers 1,2] [--folder /tmp/fastembed-scale]
+    python bench/scale.py [--cells 200000] [--peaks-per-cell 2000] [--memory 1GB] [--workers 1,2]
+        [--folder /tmp/fastembed-scale]
+
+Density is realistic by default: a cell's regions are log-normal around ``--peaks-per-cell`` (median 2,000,
+the spread of log regions per cell fitted to granja2019 and the demo, 0.55; real peak matrices hold 1,000-10,000
+regions per cell) over a 500,000-region universe, so one block of cells weighs what it does in an atlas.
 
 1. Writes a synthetic atlas as a zarr AnnData (CSR ``X``, cells x universe regions), block by block with
    anndata's ``append``, so the generator never holds more than one block.
@@ -31,6 +36,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 N_TYPES = 12
+SIGMA_LOG_REGIONS = 0.55
+"""Spread of log(regions per cell) in granja2019 and the bundled demo (bench/_synth.py fit_real)."""
 
 
 def _rss_mib() -> float:
@@ -57,7 +64,9 @@ def _block(rng, lo: int, hi: int, n_regions: int, peaks: int) -> sp.csr_matrix:
     """Cells lo:hi: each of N_TYPES cell types opens its own slice of the universe more often than the rest."""
     n = hi - lo
     types = rng.integers(0, N_TYPES, n)
-    counts = rng.poisson(peaks, n)
+    counts = np.minimum(np.rint(rng.lognormal(np.log(peaks), SIGMA_LOG_REGIONS, n)), n_regions // 10).astype(
+        int
+    )
     rows = np.repeat(np.arange(n), counts)
     specific = rng.random(rows.size) < 0.6
     width = n_regions // N_TYPES
@@ -132,11 +141,20 @@ def encode_run(args) -> None:
                 Client(cluster) as client,
             ):
                 t = time.perf_counter()  # cluster start-up is not the encode's
-                model.encode(args.input, out=out, batch_cells=args.batch_cells, overwrite=True, client=client)
+                model.encode(
+                    args.input,
+                    out=out,
+                    batch_cells=args.batch_cells,
+                    overwrite=True,
+                    client=client,
+                    memory=args.memory,
+                )
                 seconds = time.perf_counter() - t
                 worker_rss = max(client.run(_rss_mib).values())
         else:
-            model.encode(args.input, out=out, batch_cells=args.batch_cells, overwrite=True)
+            model.encode(
+                args.input, out=out, batch_cells=args.batch_cells, overwrite=True, memory=args.memory
+            )
             seconds = time.perf_counter() - t
     print(
         json.dumps(
@@ -152,10 +170,11 @@ def encode_run(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cells", type=int, default=2_000_000)
-    p.add_argument("--regions", type=int, default=50_000)
-    p.add_argument("--peaks-per-cell", type=int, default=40)
-    p.add_argument("--write-block", type=int, default=100_000)
+    p.add_argument("--cells", type=int, default=200_000)
+    p.add_argument("--regions", type=int, default=500_000)
+    p.add_argument("--peaks-per-cell", type=int, default=2_000, help="median regions per cell (log-normal)")
+    p.add_argument("--memory", default="1GB", help="the memory budget of the encode")
+    p.add_argument("--write-block", type=int, default=10_000)
     p.add_argument("--batch-cells", type=int, default=65_536)
     p.add_argument("--dim", type=int, default=32)
     p.add_argument("--workers", default="1,2", help="comma-separated local Dask worker counts ('' for none)")
@@ -201,7 +220,7 @@ def main() -> None:
     uni = _universe(args.regions)
     bed = folder / "universe.bed"
     uni.to_csv(bed, sep="\t", header=False, index=False)
-    sample = _block(np.random.default_rng(args.seed + 1), 0, 20_000, args.regions, args.peaks_per_cell)
+    sample = _block(np.random.default_rng(args.seed + 1), 0, 5_000, args.regions, args.peaks_per_cell)
     train = ad.AnnData(
         X=sample,
         var=uni.set_index(uni["chr"] + ":" + uni["start"].astype(str) + "-" + uni["end"].astype(str)),
@@ -227,6 +246,8 @@ def main() -> None:
             str(folder / "emb.zarr"),
             "--batch-cells",
             str(args.batch_cells),
+            "--memory",
+            args.memory,
             "--threads",
             str(args.threads),
             "--n-workers",

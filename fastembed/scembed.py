@@ -17,6 +17,7 @@ import numpy as np
 from fastembed import settings
 from fastembed._version import __version__
 from fastembed.annotation.annotate import annotate_celltypes
+from fastembed.common.budget import peak_matrix_blocks, plan_blocks, resolve_memory, token_block_costs
 from fastembed.common.progress import check_progress, progress_bar
 from fastembed.common.suffix import has_suffix
 from fastembed.common.threads import check_threads, numba_threads
@@ -27,6 +28,7 @@ from fastembed.genome.tokens import TokenizedCells, read_tokens_parquet
 from fastembed.genome.universe import Universe
 from fastembed.kernels.pooling import weighted_mean_pool
 from fastembed.kernels.projection import apply_projection, fit_projection
+from fastembed.model.trainmem import check_training_memory, parquet_counts
 from fastembed.region2vec import Region2VecDataset
 from fastembed.storage.atomic import atomic_dir, check_output_path
 from fastembed.storage.marker import mark
@@ -145,6 +147,18 @@ def _uns_safe(value):
     if isinstance(value, dict):
         return {k: _uns_safe(v) for k, v in value.items() if v is not None}
     return value
+
+
+def _footer_regions(path) -> int:
+    """Regions of the universe a token parquet file carries, from its footer (0 where it does not say)."""
+    import pyarrow.parquet as pq
+
+    from fastembed.genome.tokens import META_N_REGIONS
+
+    try:
+        return int((pq.ParquetFile(path).schema_arrow.metadata or {}).get(META_N_REGIONS, b"0"))
+    except (ValueError, OSError):
+        return 0
 
 
 def _as_dataset(data) -> Region2VecDataset:
@@ -327,7 +341,13 @@ class ScEmbed:
         epochs, batch_size, learning_rate, min_learning_rate = _train_args(
             epochs, batch_size, learning_rate, min_learning_rate
         )
+        # Before the tokens are read (a parquet file's footer says how many) and before numba allocates.
+        footer = parquet_counts(dataset)
+        if footer is not None:
+            check_training_memory(*footer, _footer_regions(dataset), self.embedding_dim, f"'{dataset}'")
         ds = _as_dataset(dataset)
+        if footer is None:
+            check_training_memory(len(ds), ds.n_tokens, ds.vocab_size, self.embedding_dim, ds.source)
         if self.universe is not None and not ds.universe.same_as(self.universe):
             raise ValueError(
                 f"the dataset ({ds.source}) was tokenized with another universe ({len(ds.universe)} regions) "
@@ -400,17 +420,24 @@ class ScEmbed:
         return self
 
     # -- encoding -------------------------------------------------------------------------------------
-    def _encode_inputs(self, data, batch_cells: int):
-        """For Dask tasks: (n_cells, barcodes, _PeakMapper or None, iterator of one payload per block)."""
-        from fastembed.backends.dask import _source_path, _x_payload, blocks
+    def _encode_inputs(self, data, batch_cells: int, budget: int):
+        """For Dask tasks: (n_cells, barcodes, _PeakMapper or None, blocks, chunk, iterator of one payload per
+        block); the blocks are whole chunks of ``chunk`` cells within ``budget``."""
+        from fastembed.backends.dask import _source_path, _x_payload
 
         if not _is_peak_matrix(data):
-            n_cells, barcodes, _, chunks = self._token_chunks(data, batch_cells)
-            return n_cells, barcodes, None, (("tokens", ip, ix) for _, _, ip, ix in chunks)
-        adata, mapper, _ = self._mapper(data)
+            n_cells, barcodes, _, (spans, chunk), chunks = self._token_chunks(
+                data, batch_cells, budget=budget
+            )
+            return n_cells, barcodes, None, spans, chunk, (("tokens", ip, ix) for _, _, ip, ix in chunks)
+        adata, mapper, name = self._mapper(data)
+        matrix, _ = cell_matrix(adata, None, name=name)
+        spans, chunk = peak_matrix_blocks(
+            matrix, mapper, budget, batch_cells, name, out_per_cell=4 * self.embedding_dim, chunked=True
+        )
         path = _source_path(data)
-        payloads = (_x_payload(adata, path, lo, hi) for lo, hi in blocks(adata.n_obs, batch_cells))
-        return adata.n_obs, _cell_names(adata), mapper, payloads
+        payloads = (_x_payload(adata, path, lo, hi) for lo, hi in spans)
+        return adata.n_obs, _cell_names(adata), mapper, spans, chunk, payloads
 
     def _mapper(self, data, chrom_style: str = "asis"):
         """(AnnData, _PeakMapper to the model's universe, name for messages) of a peak-matrix input."""
@@ -431,8 +458,19 @@ class ScEmbed:
             )
         return adata, mapper, name
 
-    def _token_chunks(self, data, batch_cells: int, layer: str | None = None, chrom_style: str = "asis"):
-        """(n_cells, barcodes, name, iterator of (lo, hi, indptr, indices)) for any accepted input."""
+    def _token_chunks(
+        self,
+        data,
+        batch_cells: int,
+        layer: str | None = None,
+        chrom_style: str = "asis",
+        budget: int | None = None,
+    ):
+        """(n_cells, barcodes, name, (blocks, chunk), iterator of (lo, hi, indptr, indices)) for any accepted
+        input: blocks of whole chunks of ``chunk`` cells, each within ``budget`` bytes (:mod:`fastembed.common.budget`),
+        tokens, the pooling buffer and its copy for zarr counted."""
+        budget = resolve_memory(budget)
+        out_per_cell = 4 * self.embedding_dim
         name = "the tokens"
         if isinstance(data, str | os.PathLike) and (has_suffix(data, ".parquet") or _is_parts_folder(data)):
             name = f"token file '{data}'"
@@ -450,25 +488,37 @@ class ScEmbed:
                     "model's universe"
                 )
             tok = data
+            per_nnz, per_cell = token_block_costs(out_per_cell)
+            plan = plan_blocks(
+                tok.indptr,
+                len(tok),
+                budget=budget,
+                per_nnz=per_nnz,
+                per_cell=per_cell,
+                max_cells=batch_cells,
+                chunked=True,
+                what=name,
+            )
 
             def chunks():
-                for lo in range(0, len(tok), batch_cells):
-                    hi = min(lo + batch_cells, len(tok))
+                for lo, hi in plan[0]:
                     ip = tok.indptr[lo : hi + 1]
                     yield lo, hi, ip - ip[0], tok.indices[ip[0] : ip[-1]]
 
-            return len(tok), np.asarray(tok.barcodes, dtype=object), name, chunks()
+            return len(tok), np.asarray(tok.barcodes, dtype=object), name, plan, chunks()
 
         adata, mapper, name = self._mapper(data, chrom_style)
         matrix, field_name = cell_matrix(adata, layer, name=name)
+        plan = peak_matrix_blocks(
+            matrix, mapper, budget, batch_cells, name, out_per_cell=out_per_cell, chunked=True
+        )
 
         def chunks():
-            for lo in range(0, adata.n_obs, batch_cells):
-                hi = min(lo + batch_cells, adata.n_obs)
+            for lo, hi in plan[0]:
                 ip, ix = mapper.tokens(matrix, lo, hi, field_name)
                 yield lo, hi, ip, ix
 
-        return adata.n_obs, _cell_names(adata), name, chunks()
+        return adata.n_obs, _cell_names(adata), name, plan, chunks()
 
     def pooling_weights(self, pooling: str = "mean") -> np.ndarray:
         """Per-token pooling weights, float32 (vocab_size,): 1 for trained tokens, 0 otherwise (both poolings
@@ -522,7 +572,7 @@ class ScEmbed:
         import zarr
 
         n_cells = len(barcodes)
-        chunk = min(batch_cells, max(n_cells, 1))
+        chunk = min(batch_cells, max(n_cells, 1))  # the chunk length the blocks were cut to
         shell = ad.AnnData(obs=pd.DataFrame(index=pd.Index([], dtype=str)))
         mark(shell, embedding_key, pooling=pooling, config=_uns_safe(self.config()))
         with warnings.catch_warnings():
@@ -583,6 +633,7 @@ class ScEmbed:
         embedding_key: str = settings.EMBEDDING_KEY,
         chrom_style: str = "asis",
         progress: bool = True,
+        memory: int | str | None = None,
     ):
         """Embed cells: the mean of the vectors of each cell's trained tokens.
 
@@ -604,7 +655,9 @@ class ScEmbed:
             Any other suffix is refused (a zarr store named ``.h5ad`` would mislead every reader): for an
             ``.h5ad``, put the returned array in ``adata.obsm`` and call ``adata.write_h5ad``.
         batch_cells : int
-            Cells tokenized and pooled at a time (and zarr chunk length).
+            Most cells tokenized and pooled at a time: an upper bound; ``memory`` cuts blocks of dense cells
+            smaller. The zarr chunk length is the largest of ``batch_cells``, halved as often as needed, whose
+            every chunk fits ``memory``; blocks are whole chunks.
         overwrite : bool
             Replace an existing ``out`` store, only if it is an embeddings store written by fastembed. ``out``
             may never be the input file or the model's folder (nor a folder holding them).
@@ -624,6 +677,11 @@ class ScEmbed:
             Show a progress bar (cells) in a notebook or on an interactive terminal; silent in logs and CI
             (:func:`fastembed._progress.progress_bar`). True or False only (a numpy bool too): anything else,
             e.g. ``"no"``, is a ``TypeError``.
+        memory : int or str, optional
+            Bytes one block may need (e.g. ``"512MB"``; default ``settings.MEMORY_BUDGET``): the block of the
+            input read, its tokens and its embeddings; blocks are cut by the cells' nonzeros
+            (:mod:`fastembed.common.budget`). The model and an in-memory result come on top. A cell that alone needs
+            more is a ValueError before anything is written. The same for each Dask task.
 
         Returns
         -------
@@ -634,6 +692,7 @@ class ScEmbed:
         self._require_vectors()
         progress = check_progress(progress)
         batch_cells = _positive_int("batch_cells", batch_cells)
+        budget = resolve_memory(memory)
         pooling = self._resolve_pooling(pooling)
         weights = self.pooling_weights(pooling)
         inputs = [adata_or_tokens, getattr(adata_or_tokens, "path", None), self._model_dir]
@@ -653,8 +712,8 @@ class ScEmbed:
                     "adata.write_h5ad(path)"
                 )
         if client is None:
-            n_cells, barcodes, name, chunks = self._token_chunks(
-                adata_or_tokens, batch_cells, layer, chrom_style
+            n_cells, barcodes, name, (_, chunk), chunks = self._token_chunks(
+                adata_or_tokens, batch_cells, layer, chrom_style, budget
             )
             chunks = _counted(chunks, n_cells, progress)
         else:
@@ -665,13 +724,13 @@ class ScEmbed:
                     "layer= and chrom_style= are not supported with client=; store the counts in X "
                     "with the universe's chromosome names for Dask encoding"
                 )
-            n_cells, barcodes, mapper, payloads = self._encode_inputs(adata_or_tokens, batch_cells)
+            n_cells, barcodes, mapper, spans, chunk, payloads = self._encode_inputs(
+                adata_or_tokens, batch_cells, budget
+            )
             name, chunks = "the cells", ()
 
             def run_tasks(store):
-                return encode_blocks(
-                    client, self, n_cells, mapper, payloads, pooling, weights, batch_cells, store
-                )
+                return encode_blocks(client, self, n_cells, mapper, payloads, pooling, weights, spans, store)
 
         n_empty = 0
         with numba_threads(self.threads):
@@ -692,14 +751,16 @@ class ScEmbed:
                         barcodes,
                         pooling,
                         embedding_key,
-                        batch_cells,
+                        chunk,
                         _input_obs(adata_or_tokens),
                         out_name=out.name,
                     )
                     if client is not None:
                         n_empty = run_tasks(tmp / "obsm" / embedding_key)[1]
-                    block = np.empty((min(batch_cells, n_cells), self.embedding_dim), dtype=np.float32)
+                    block = None
                     for lo, hi, ip, ix in chunks:
+                        if block is None or block.shape[0] < hi - lo:
+                            block = np.empty((hi - lo, self.embedding_dim), dtype=np.float32)
                         n_empty += self._pool(ip, ix, weights, pooling, block[: hi - lo], name)
                         emb[lo:hi] = block[: hi - lo]
                     # anndata reads the consolidated metadata: it must list the array added after write_zarr.

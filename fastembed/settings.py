@@ -44,7 +44,16 @@ BLOCKS_PER_THREAD = 16
 """With several threads, training blocks shrink below ``batch_size`` cells until each thread has at least this
 many; the threads take blocks one at a time from a shared counter (see ``sgns._blocks_parallel``)."""
 
-# -- cells per block (``batch_cells``) -----------------------------------------------------------------
+# -- memory per block -------------------------------------------------------------------------------------
+MEMORY_BUDGET = 1 << 30
+"""Bytes one block of a streaming step may need (tokenizing, encoding, annotating, fragments, Dask tasks, token
+row groups): 1 GiB. Blocks are cut by nonzeros against it (:mod:`fastembed.budget`); ``memory=`` and
+``--memory`` override it per call. 1 GiB suits a laptop of 8-16 GB: the model (a 1M-region universe at 100
+dimensions is 800 MB of float32 vectors) and the OS fit beside it, and a block of 1 GiB still holds ~30 million
+nonzeros (10,000 cells of a dense atlas, 100,000 of a typical one), enough for the kernels to run at full
+speed; a larger budget buys little speed, a smaller one only more blocks."""
+
+# -- cells per block (``batch_cells``): an upper bound beside the memory budget --------------------------------
 TOKENIZE_BATCH_CELLS = 100_000
 """Cells tokenized at a time by :func:`fastembed.tokenize.tokenize_cells` (its ``batch_cells`` default)."""
 

@@ -80,6 +80,11 @@ PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
     ("fastembed.backends.dask", "fastembed.genome.readers", "_csr_rows"): "the tokenize task moves to genome",
     ("fastembed.region2vec", "fastembed.genome.tokens", "_barcodes_column"): "a public token-file reader API",
     (
+        "fastembed.app.cli",
+        "fastembed.scembed",
+        "_footer_regions",
+    ): "the CLI's training-memory check before reading; one defaults/validation source",
+    (
         "fastembed.reference",
         "fastembed.annotation.annotate",
         "_build_index",

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fastembed import settings
+from fastembed.common.budget import query_blocks, resolve_memory
 from fastembed.common.warn import warn
 from fastembed.settings import PARALLEL_FAST
 
@@ -537,12 +538,12 @@ def _predict_payload(payload: tuple, fitted):
     return predict(fitted, q, lo)
 
 
-def _predict_blocks(client, fitted, query, batch_cells: int) -> list:
-    """:func:`predict` of each block of ``query`` (a QueryEmbeddings) as a Dask task, the fitted reference sent once
-    to every worker; ``[(winner, confidence, ok), ...]`` in cell order."""
-    from fastembed.backends.dask import blocks, map_blocks
+def _predict_blocks(client, fitted, query, spans) -> list:
+    """:func:`predict` of each block ``(lo, hi)`` of ``spans`` of ``query`` (a QueryEmbeddings) as a Dask task, the
+    fitted reference sent once to every worker; ``[(winner, confidence, ok), ...]`` in cell order."""
+    from fastembed.backends.dask import map_blocks
 
-    spans = blocks(query.n_obs, batch_cells)
+    spans = list(spans)
     payloads = [
         ("path", str(query.path.absolute()), query.key, lo, hi)
         if query.path is not None
@@ -602,6 +603,7 @@ def annotate_celltypes(
     client=None,
     novelty_key: str | None = None,
     max_novelty="auto",
+    memory: int | str | None = None,
 ):
     """Transfer cell-type labels from a labelled reference to query cells by k-NN on their embeddings.
 
@@ -646,7 +648,8 @@ def annotate_celltypes(
         For the pynndescent index (large problems only: more than ``settings.EXACT_SEARCH_PAIRS`` query x
         reference pairs over the whole query).
     batch_cells : int
-        Query cells per block (a multiple of ``settings.QUERY_BATCH`` = 1024); labels do not depend on it.
+        Most query cells per block (a multiple of ``settings.QUERY_BATCH`` = 1024): an upper bound; ``memory``
+        may make blocks smaller (still multiples of 1024). Labels do not depend on it.
     client : dask.distributed.Client, optional
         Run each block as a task on the cluster (the fitted reference is sent to every worker once); same
         labels as without. Workers read a path query themselves, so it must be on a file system they see.
@@ -663,6 +666,10 @@ def annotate_celltypes(
     ``reference_adata``: the query then may also be an AnnData without embeddings or a path of any input the
     reference's model encodes, ``label_key`` and ``embedding_key`` are the reference's, and the confidence is
     its calibrated one. A ``k`` or ``center`` other than the folder's is allowed (the novelty null is recomputed).
+    memory : int or str, optional
+        Bytes one block of query cells may need (e.g. ``"512MB"``; default ``settings.MEMORY_BUDGET``): the rows
+        read, their centred and normalised copies and their neighbours (:mod:`fastembed.common.budget`). The fitted
+        reference and the labels come on top. Too small for 1024 query cells: a ValueError.
 
     Returns
     -------
@@ -747,13 +754,11 @@ def annotate_celltypes(
             f"{fitted.name} obsm['{embedding_key}'] has {fitted.dim}; expected equal dimensions (both "
             "from one model)"
         )
+    spans = query_blocks(query.n_obs, query.dim, k, resolve_memory(memory), batch_cells, query.name)
     if client is None:
-        parts = [
-            predict(fitted, query.block(lo, min(lo + batch_cells, query.n_obs)), lo)
-            for lo in range(0, query.n_obs, batch_cells)
-        ]
+        parts = [predict(fitted, query.block(lo, hi), lo) for lo, hi in spans]
     else:
-        parts = _predict_blocks(client, fitted, query, batch_cells)
+        parts = _predict_blocks(client, fitted, query, spans)
     winner = np.concatenate([p[0] for p in parts])
     confidence = np.concatenate([p[1] for p in parts])
     q_ok = np.concatenate([p[2] for p in parts])

@@ -20,7 +20,7 @@ from fastembed.common.suffix import has_suffix
 
 # Errors that mean "the input is wrong", reported as one line with exit code 1.
 # OSError covers missing/unwritable files and an unreachable model hub; ImportError a missing optional extra.
-INPUT_ERRORS = (ValueError, KeyError, OSError, ImportError)
+INPUT_ERRORS = (ValueError, KeyError, OSError, ImportError, MemoryError)
 
 
 def _log(args, msg: str) -> None:
@@ -74,6 +74,16 @@ def _subsample_arg(text: str):
         raise argparse.ArgumentTypeError(f"expected auto or a number in [0, 1), got {text!r}") from None
 
 
+def _memory_arg(text: str) -> int:
+    """``--memory``: bytes or a size like 1GB, 512MB, 2GiB, else argparse's one-line error."""
+    from fastembed.common.budget import parse_memory
+
+    try:
+        return parse_memory(text, "--memory")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 # Inputs read lazily, in blocks of cells, rather than whole. Endings are matched in any case (DATA.H5AD), here
 # and everywhere (fastembed._suffix.has_suffix).
 LAZY_SUFFIXES = (".h5ad", ".zarr")
@@ -112,6 +122,7 @@ def _tokenize_fragments(args) -> None:
         min_fragments=args.min_fragments,
         min_overlap=args.min_overlap,
         overwrite=args.overwrite,
+        memory=args.memory,
     )
     s = json.loads(pq.ParquetFile(out).schema_arrow.metadata[META_STATS])
     pct = 100 * s["n_fragments_in_universe"] / max(s["n_fragments_kept"], 1)
@@ -170,6 +181,7 @@ def cmd_tokenize(args) -> None:
             client=client,
             chrom_style=args.chrom_style,
             layer=args.layer,
+            memory=args.memory,
         )
     stats = read_tokens_parquet(out).stats
     _log(
@@ -203,6 +215,18 @@ def cmd_train(args) -> None:
         threads=args.threads,
     )
     _train_args(args.epochs, args.batch_size, args.learning_rate)
+    if args.memory is not None:
+        settings.MEMORY_BUDGET = args.memory  # the budget training is checked against (fastembed.trainmem)
+    if args.sample_cells is None:
+        from fastembed.model.trainmem import check_training_memory, parquet_counts
+        from fastembed.scembed import _footer_regions
+
+        # A file too large for this machine is refused before it is read; the budget warning comes from train.
+        footer = parquet_counts(args.input)
+        if footer is not None:
+            check_training_memory(
+                *footer, _footer_regions(args.input), args.embedding_dim, f"'{args.input}'", budget=1 << 62
+            )
     ds = Region2VecDataset(args.input, universe=args.universe, sample_cells=args.sample_cells, seed=args.seed)
     if args.seed is not None:
         import numba
@@ -277,6 +301,7 @@ def cmd_encode(args) -> None:
                 chrom_style=args.chrom_style,
                 layer=args.layer,
                 progress=not args.quiet,
+                memory=args.memory,
             )
         _log(args, f"encoded {emb.shape[0]} cells -> {out} (AnnData zarr, obsm['{args.embedding_key}'])")
         return
@@ -299,6 +324,7 @@ def cmd_encode(args) -> None:
             chrom_style=args.chrom_style,
             layer=args.layer,
             progress=not args.quiet,
+            memory=args.memory,
         )
     if args.embeddings_only:
         # The cells' metadata and their vectors, without the count matrix (often most of the file).
@@ -351,6 +377,7 @@ def cmd_annotate(args) -> None:
             client=client,
             novelty_key=None if max_novelty in ("auto", None) else "novelty",
             max_novelty=max_novelty,
+            memory=args.memory,
         )
     table = annotation_table(found[args.label_key], found["cell_type_confidence"], args.label_key)
     if "novelty" in found:
@@ -520,6 +547,16 @@ def build_parser() -> argparse.ArgumentParser:
             help="run blocks of cells as tasks on a local Dask cluster of N worker processes",
         )
 
+    def memory_option(p):
+        p.add_argument(
+            "--memory",
+            type=_memory_arg,
+            default=None,
+            metavar="SIZE",
+            help="bytes one block of cells may need, e.g. 512MB or 2GB; blocks are cut by the cells' nonzeros "
+            f"(default: {settings.MEMORY_BUDGET >> 20} MiB)",
+        )
+
     p = sub.add_parser(
         "tokenize",
         parents=[common],
@@ -557,6 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fragments: drop barcodes with fewer fragments, without --barcodes (default: 1)",
     )
     dask_options(p)
+    memory_option(p)
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser(
@@ -617,6 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite", action="store_true", help="replace an existing model folder written by fastembed"
     )
+    memory_option(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -637,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-cells",
         type=int,
         default=settings.ENCODE_BATCH_CELLS,
-        help=f"cells per chunk (default: {settings.ENCODE_BATCH_CELLS})",
+        help=f"most cells per block, an upper bound beside --memory (default: {settings.ENCODE_BATCH_CELLS})",
     )
     p.add_argument(
         "--embeddings-only",
@@ -648,6 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output written by fastembed")
     matrix_inputs(p)
     dask_options(p)
+    memory_option(p)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser(
@@ -699,6 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an existing labels CSV written by fastembed"
     )
     dask_options(p)
+    memory_option(p)
     p.set_defaults(func=cmd_annotate)
 
     p = sub.add_parser(

@@ -1,6 +1,7 @@
 """Dask tasks: tokenizing, encoding and annotating blocks of cells on a ``dask.distributed`` cluster.
 
-The driver (the process holding the ``Client``) cuts the cells into blocks of ``batch_cells`` rows, sends the
+The driver (the process holding the ``Client``) cuts the cells into blocks within the memory budget
+(:mod:`fastembed.budget`; at most ``batch_cells`` rows each), sends the
 small shared state once to every worker (the peak-to-token map, the model's vectors, the fitted reference) and
 submits one task per block. Inputs on disk (``.h5ad``/``.zarr``) are read by the workers themselves, so only
 block coordinates travel; in-memory inputs travel block by block.
@@ -236,11 +237,12 @@ def _tokenize_task(payload: tuple, mapper, threads: int | None):
     return ip, ix, local.n_counts, local.n_counts_in_universe
 
 
-def tokenize_blocks(client, adata, source, mapper, batch_cells: int, threads: int | None = None) -> list:
-    """Token blocks of every cell of ``adata``, each block a task: ``[(indptr int64, indices int32), ...]``
-    in cell order (what :meth:`fastembed.tokenize._PeakMapper.tokens` gives for each block). The blocks' entry counts
-    are added to ``mapper.n_counts`` and ``mapper.n_counts_in_universe``."""
-    spans = blocks(adata.n_obs, batch_cells)
+def tokenize_blocks(client, adata, source, mapper, spans, threads: int | None = None) -> list:
+    """Token blocks of every cell of ``adata``, each block ``(lo, hi)`` of ``spans`` a task:
+    ``[(indptr int64, indices int32), ...]`` in cell order (what :meth:`fastembed.tokenize._PeakMapper.tokens`
+    gives for each block). The blocks' entry counts are added to ``mapper.n_counts`` and
+    ``mapper.n_counts_in_universe``."""
+    spans = list(spans)
     path = _source_path(source)
     shared = client.scatter(mapper, broadcast=True)
     futures = [
@@ -282,12 +284,12 @@ def _encode_task(
     import zarr
 
     emb = zarr.open_array(store, mode="r+")
-    if lo % emb.chunks[0] or (emb.chunks[0] != hi - lo and hi != emb.shape[0]):
+    if lo % emb.chunks[0] or (hi % emb.chunks[0] and hi != emb.shape[0]):
         raise ValueError(
             f"zarr output '{store}': chunks of {emb.chunks[0]} cells do not match the block "
-            f"{lo}:{hi}; a retried block would not rewrite exactly one chunk"
+            f"{lo}:{hi}; a retried block would not rewrite exactly its own chunks"
         )
-    emb[lo:hi] = block  # exactly one chunk: a rerun writes the same bytes
+    emb[lo:hi] = block  # whole chunks of its own: a rerun writes the same bytes
     return None, n_empty
 
 
@@ -299,10 +301,10 @@ def encode_blocks(
     payloads,
     pooling: str,
     weights: np.ndarray,
-    batch_cells: int,
+    spans,
     store: Path | None,
 ) -> tuple[np.ndarray | None, int]:
-    """Encode every cell of ``data`` as one task per block of ``batch_cells`` cells.
+    """Encode every cell of ``data`` as one task per block ``(lo, hi)`` of ``spans``.
 
     Parameters
     ----------
@@ -314,11 +316,11 @@ def encode_blocks(
         one payload per block.
     pooling, weights
         Resolved by ``encode``.
-    batch_cells : int
-        Cells per task, equal to the zarr chunk length of ``store``.
+    spans : list of (lo, hi)
+        The blocks, one task each; with ``store``, each starts and ends on its chunk boundaries.
     store : pathlib.Path, optional
-        The ``embeddings`` array of a zarr store already created with chunks of ``batch_cells`` cells; the
-        tasks write into it. None: the blocks come back and are assembled here.
+        The ``embeddings`` array of a zarr store already created, chunked so that every block is whole chunks;
+        the tasks write into it. None: the blocks come back and are assembled here.
 
     Returns
     -------
@@ -331,7 +333,7 @@ def encode_blocks(
     shared_model = client.scatter(light, broadcast=True)
     shared_mapper = client.scatter(mapper, broadcast=True) if mapper is not None else None
     store_arg = None if store is None else str(store)
-    spans = blocks(n_cells, batch_cells)
+    spans = list(spans)
     futures = [
         client.submit(
             _encode_task,

@@ -44,6 +44,7 @@ import numba
 import numpy as np
 
 from fastembed import settings
+from fastembed.common.budget import fragment_limits, resolve_memory
 from fastembed.common.suffix import has_suffix
 from fastembed.common.warn import warn
 from fastembed.genome import tokenize as _tok
@@ -473,6 +474,7 @@ def tokenize_fragments(
     min_overlap: int = 1,
     block_size: int = settings.FRAGMENT_BLOCK_BYTES,
     overwrite: bool = False,
+    memory: int | str | None = None,
 ):
     """Tokenize a fragments file: each barcode becomes the sorted unique set of universe regions its fragments hit.
 
@@ -499,7 +501,12 @@ def tokenize_fragments(
     min_overlap : int
         Minimum overlap in bp (``"fragment"`` mode; must be 1 in ``"insertion"`` mode).
     block_size : int
-        Bytes of decompressed text parsed at a time (pyarrow ``block_size``); bounds memory, not the result.
+        Bytes of decompressed text parsed at a time (pyarrow ``block_size``; at most a sixteenth of ``memory``).
+    memory : int or str, optional
+        Bytes the parsing may hold besides the result (e.g. ``"512MB"``; default ``settings.MEMORY_BUDGET``):
+        the parsed block and the (cell, token) pairs waiting to be folded into the result, which are folded once
+        they would pass the budget (or the result's own size, whichever is larger: folding more often than that
+        would copy the result over and over). The tokens of the result come on top.
     overwrite : bool
         Replace an existing ``output``, only if it is a token parquet written by fastembed; ``output`` may never
         be the fragments, universe or whitelist file (nor a folder holding one).
@@ -530,7 +537,17 @@ def tokenize_fragments(
         inputs.append(barcodes)
     if output is None:
         return _tokenize_fragments(
-            path, universe, None, barcodes, min_fragments, mode, min_overlap, block_size, overwrite, inputs
+            path,
+            universe,
+            None,
+            barcodes,
+            min_fragments,
+            mode,
+            min_overlap,
+            block_size,
+            overwrite,
+            inputs,
+            memory,
         )
     out_path = check_output_path(
         output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet"
@@ -548,11 +565,22 @@ def tokenize_fragments(
             block_size,
             overwrite,
             inputs,
+            memory,
         )
 
 
 def _tokenize_fragments(
-    path, universe, out_path, barcodes, min_fragments, mode, min_overlap, block_size, overwrite, inputs
+    path,
+    universe,
+    out_path,
+    barcodes,
+    min_fragments,
+    mode,
+    min_overlap,
+    block_size,
+    overwrite,
+    inputs,
+    memory=None,
 ):
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -576,6 +604,7 @@ def _tokenize_fragments(
         )
     if int(block_size) < 1024:
         raise ValueError(f"block_size must be at least 1024 bytes, got {block_size!r}")
+    block_size, fold_at = fragment_limits(resolve_memory(memory), int(block_size))
     uni = _resolve_universe(universe)
     whitelist = read_whitelist(barcodes) if barcodes is not None else None
 
@@ -672,7 +701,7 @@ def _tokenize_fragments(
             pending_cells.append(np.repeat(q_cells, np.diff(offsets)))
             pending_tokens.append(tokens)
             n_pending += tokens.size
-        if n_pending > max(settings.FOLD_PAIRS, indices.size):
+        if n_pending > max(fold_at, indices.size):
             indptr, indices = fold_pairs(
                 indptr, indices, np.concatenate(pending_cells), np.concatenate(pending_tokens), len(bcs)
             )

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fastembed import settings
+from fastembed.common.budget import peak_matrix_blocks, resolve_memory
 from fastembed.common.warn import warn
 from fastembed.genome.readers import (
     _as_adata,
@@ -32,7 +33,7 @@ from fastembed.genome.readers import (
     peak_coordinates,
     restyle_chroms,
 )
-from fastembed.genome.tokens import META_STATS, TokenizedCells, write_tokens_parquet
+from fastembed.genome.tokens import META_STATS, TokenizedCells
 from fastembed.genome.universe import Universe, _resolve_universe
 from fastembed.settings import PARALLEL, SERIAL
 from fastembed.storage.atomic import check_output_path, output_lock
@@ -366,6 +367,7 @@ def tokenize_cells(
     client=None,
     chrom_style: str = "asis",
     chunk_cells: int | None = None,
+    memory: int | str | None = None,
 ):
     """Tokenize each cell's open regions against a universe.
 
@@ -386,8 +388,8 @@ def tokenize_cells(
         Minimum overlap in bp between a peak and a universe region (half-open intervals; default 1: any
         overlap, as gtars does). A peak maps to every region it overlaps.
     batch_cells : int
-        Cells processed at a time; bounds memory for large backed files (the same name as in
-        :meth:`fastembed.ScEmbed.encode` and :func:`fastembed.annotate_celltypes`).
+        Most cells processed at a time (the same name as in :meth:`fastembed.ScEmbed.encode` and
+        :func:`fastembed.annotate_celltypes`): an upper bound; ``memory`` cuts blocks of dense cells smaller.
     overwrite : bool
         Replace an existing ``output``, only if it is a token parquet file written by fastembed. ``output`` may
         never be the AnnData's file or the universe file (nor a folder holding them).
@@ -404,6 +406,11 @@ def tokenize_cells(
         guessed: names that match in no style are an error that suggests the style to pass.
     chunk_cells : int, optional
         The former name of ``batch_cells`` (version 0.2); still accepted, with a ``FutureWarning``.
+    memory : int or str, optional
+        Bytes one block may need (e.g. ``"512MB"``; default ``settings.MEMORY_BUDGET``): blocks are cut by the
+        cells' nonzeros (:mod:`fastembed.budget`). With ``output``, tokens are written block by block, so memory
+        stays within the budget plus the cell names; in memory, the returned tokens come on top. A cell that
+        alone needs more is a ValueError before anything is read.
 
     Returns
     -------
@@ -431,6 +438,7 @@ def tokenize_cells(
             layer,
             client,
             chrom_style,
+            memory,
         )
     out_path = check_output_path(
         output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet"
@@ -448,11 +456,22 @@ def tokenize_cells(
             layer,
             client,
             chrom_style,
+            memory,
         )
 
 
 def _tokenize_cells(
-    adata, universe_file, out_path, min_overlap, batch_cells, overwrite, inputs, layer, client, chrom_style
+    adata,
+    universe_file,
+    out_path,
+    min_overlap,
+    batch_cells,
+    overwrite,
+    inputs,
+    layer,
+    client,
+    chrom_style,
+    memory=None,
 ):
     restyle_chroms([], chrom_style)  # a bad style is refused before any file is read
     uni = _resolve_universe(universe_file)
@@ -470,11 +489,9 @@ def _tokenize_cells(
             f"least min_overlap={min_overlap} bp ({mapper.n_peaks_unknown_chrom} lie on chromosomes the universe "
             "lacks): lower min_overlap= or check that the peaks and the universe use the same genome build"
         )
+    spans = peak_matrix_blocks(matrix, mapper, resolve_memory(memory), batch_cells, name)
     if client is None:
-        parts = (
-            mapper.tokens(matrix, lo, min(lo + batch_cells, adata.n_obs), field_name)
-            for lo in range(0, adata.n_obs, batch_cells)
-        )
+        parts = (mapper.tokens(matrix, lo, hi, field_name) for lo, hi in spans)
     else:
         from fastembed.backends.dask import tokenize_blocks
 
@@ -482,7 +499,9 @@ def _tokenize_cells(
             raise ValueError(
                 "layer= is not supported with client=; store the counts in X for Dask tokenizing"
             )
-        parts = tokenize_blocks(client, adata, source, mapper, batch_cells)
+        parts = tokenize_blocks(client, adata, source, mapper, spans)
+    if out_path is not None:
+        return _stream_tokens(adata, uni, mapper, parts, spans, out_path, overwrite, inputs, name, memory)
     indptr_parts, index_parts = [np.zeros(1, dtype=np.int64)], []
     total = 0
     for ip, ix in parts:
@@ -491,7 +510,30 @@ def _tokenize_cells(
         total += int(ip[-1])
     indptr = np.concatenate(indptr_parts)
     indices = np.concatenate(index_parts)
-    lengths = np.diff(indptr)
+    stats = _tokenize_stats(adata, uni, mapper, np.diff(indptr), name)
+    barcodes = np.asarray(adata.obs_names, dtype=object)
+    _warn_duplicate_names(barcodes, name)
+    return TokenizedCells(indptr, indices, barcodes, uni, stats)
+
+
+def _stream_tokens(adata, uni, mapper, parts, spans, out_path, overwrite, inputs, name, memory):
+    """Write the token blocks to ``out_path`` as they come (one block in memory), then the stats."""
+    from fastembed.genome.tokenstream import TokenParquetStream
+
+    barcodes = np.asarray(adata.obs_names, dtype=object)
+    _warn_duplicate_names(barcodes, name)
+    lengths = np.empty(adata.n_obs, dtype=np.int64)
+    with TokenParquetStream(out_path, uni, overwrite=overwrite, inputs=inputs, memory=memory) as stream:
+        for (lo, hi), (ip, ix) in zip(spans, parts, strict=True):
+            lengths[lo:hi] = np.diff(ip)
+            stream.append(ip, ix, barcodes[lo:hi])
+        # Raised inside the stream: an error here leaves no file (the temporary is deleted).
+        stats = _tokenize_stats(adata, uni, mapper, lengths, name)
+        return stream.close({META_STATS: json.dumps(stats).encode()})
+
+
+def _tokenize_stats(adata, uni, mapper, lengths: np.ndarray, name: str) -> dict:
+    """The tokenize diagnostics from the tokens per cell; an error if no cell has a token."""
     n_empty = int(np.count_nonzero(lengths == 0))
     if n_empty == lengths.size:
         raise ValueError(
@@ -501,7 +543,7 @@ def _tokenize_cells(
         )
     stats = {
         "n_cells": int(adata.n_obs),
-        "n_tokens": int(indptr[-1]),
+        "n_tokens": int(lengths.sum()),
         "n_peaks": mapper.n_peaks,
         "n_peaks_unmapped": mapper.n_peaks_unmapped,
         "n_peaks_unknown_chrom": mapper.n_peaks_unknown_chrom,
@@ -519,20 +561,7 @@ def _tokenize_cells(
             f"{n_empty} of {adata.n_obs} cells of {name} have no token in universe '{uni.source}' "
             "(their peaks overlap no region); they keep their rows with an empty token list",
         )
-    barcodes = np.asarray(adata.obs_names, dtype=object)
-    _warn_duplicate_names(barcodes, name)
-    if out_path is None:
-        return TokenizedCells(indptr, indices, barcodes, uni, stats)
-    return write_tokens_parquet(
-        out_path,
-        indptr,
-        indices,
-        barcodes,
-        uni,
-        overwrite=overwrite,
-        inputs=inputs,
-        extra_metadata={META_STATS: json.dumps(stats).encode()},
-    )
+    return stats
 
 
 def tokenize_summary(stats: dict) -> str:

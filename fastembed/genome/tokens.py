@@ -188,7 +188,10 @@ def write_tokens_parquet(
         + [pa.field(k, pa.int64()) for k in extra]
     )
     metadata = {**_universe_metadata(universe), **(extra_metadata or {})}
-    bounds = _row_group_bounds(indptr, settings.ROW_GROUP_CELLS, settings.ROW_GROUP_TOKENS)
+    from fastembed.common.budget import resolve_memory, row_group_tokens
+
+    # Row groups within the memory budget, so that sampling (which reads one at a time) stays within it.
+    bounds = _row_group_bounds(indptr, settings.ROW_GROUP_CELLS, row_group_tokens(resolve_memory(None)))
     with (
         atomic_file(path, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet") as tmp,
         # The metadata goes into the file's key-value metadata once: on the schema, pyarrow would also store

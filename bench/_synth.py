@@ -1,0 +1,227 @@
+"""A synthetic scATAC atlas whose statistics follow real data, written to disk block by block.
+
+What is fitted (``fit_real``), from granja2019 (../shared/data) and the bundled demo:
+
+* regions per cell: log-normal; ``sigma`` is the spread of log(nonzeros per cell) in the real matrices (the
+  shape of the distribution does not depend on how many peaks were called). The median is a parameter: those
+  matrices hold 10,000 selected peaks, so their median (~140) is far below a full peak set's; real atlases
+  hold 1,000-10,000 regions per cell (the default, 2,000, is typical of 10x scATAC on ~500k regions).
+* region popularity: the observed share of cells in which each peak is open, as a quantile function,
+  stretched over the universe (rank r of U gets the real quantile at (r + 0.5) / U) and shuffled along the
+  genome. A cell draws its regions with these weights.
+* cell types: ``n_types`` planted programs, each a random 1% of the universe; ``program_share`` of a cell's
+  regions come from its type's program (the rest from the popularity weights), so types are separable to a
+  known degree and quality (ARI, transfer accuracy) can be scored against the planted labels.
+
+Nothing here is fastembed: the generator only writes files (h5ad/zarr AnnData, a 10x fragments.tsv.gz, the
+universe BED).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from _data import shared_data
+
+REGION_BP, REGION_STEP = 500, 2_000
+
+
+@dataclass
+class Stats:
+    """The fitted statistics and the chosen parameters of a synthetic atlas."""
+
+    sigma_log_regions: float
+    real_median_regions: float
+    real_n_peaks: int
+    popularity_quantiles: list  # share of cells per peak at 101 evenly spaced quantiles (0 = rarest)
+    median_regions: float = 2_000.0
+    n_regions: int = 500_000
+    n_types: int = 12
+    program_share: float = 0.3
+    seed: int = 0
+
+
+def fit_real(median_regions: float = 2_000.0, n_regions: int = 500_000, seed: int = 0) -> Stats:
+    """Fit the regions-per-cell spread and region popularity to granja2019 and the bundled demo."""
+    import scipy.io
+
+    from fastembed.datasets import load_demo
+
+    d = shared_data() / "granja2019_bmmc_hg19"
+    X = scipy.io.mmread(d / "matrix.mtx.gz").tocsr()
+    demo = load_demo().X.tocsr()
+    logs = np.concatenate([np.log(np.maximum(np.diff(m.indptr), 1)) for m in (X, demo)])
+    share = np.bincount(X.indices, minlength=X.shape[1]) / X.shape[0]
+    return Stats(
+        sigma_log_regions=float(np.std(logs)),
+        real_median_regions=float(np.median(np.diff(X.indptr))),
+        real_n_peaks=int(X.shape[1]),
+        popularity_quantiles=[float(q) for q in np.quantile(share, np.linspace(0, 1, 101))],
+        median_regions=float(median_regions),
+        n_regions=int(n_regions),
+        seed=int(seed),
+    )
+
+
+class Atlas:
+    """Draws cells of the fitted atlas; ``cells(lo, hi)`` is deterministic in (seed, lo) for fixed blocks."""
+
+    def __init__(self, stats: Stats):
+        self.s = stats
+        rng = np.random.default_rng(stats.seed)
+        u = stats.n_regions
+        q = np.asarray(stats.popularity_quantiles)
+        ranks = (np.arange(u) + 0.5) / u
+        weight = np.interp(ranks, np.linspace(0, 1, q.size), q)
+        weight = rng.permutation(weight)
+        self.cum = np.cumsum(weight / weight.sum())
+        size = max(u // 100, 10)
+        self.programs = np.stack([np.sort(rng.choice(u, size, replace=False)) for _ in range(stats.n_types)])
+
+    def universe(self) -> pd.DataFrame:
+        """chr1..chr22 in equal shares, 500-bp regions every 2 kb."""
+        u = self.s.n_regions
+        per = -(-u // 22)
+        chrom = np.repeat([f"chr{i}" for i in range(1, 23)], per)[:u]
+        start = 10_000 + (np.arange(u) % per) * REGION_STEP
+        return pd.DataFrame({"chr": chrom, "start": start, "end": start + REGION_BP})
+
+    def cells(self, lo: int, hi: int, fixed: int | None = None) -> tuple[sp.csr_matrix, np.ndarray]:
+        """(CSR uint8 cells x regions, planted type per cell) of cells lo:hi; ``fixed``: every cell that many
+        regions (the memory benchmark's densities) instead of the log-normal."""
+        s = self.s
+        rng = np.random.default_rng([s.seed, lo])
+        n, u = hi - lo, s.n_regions
+        types = rng.integers(0, s.n_types, n)
+        if fixed is None:
+            counts = np.exp(rng.normal(np.log(s.median_regions), s.sigma_log_regions, n))
+            counts = np.clip(np.rint(counts), 10, u // 10).astype(np.int64)
+        else:
+            counts = np.full(n, int(fixed), dtype=np.int64)
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        c = np.empty(indptr[-1], dtype=np.int32)
+        _draw_cells(indptr, types, self.cum, self.programs, s.program_share, s.seed * 1_000_003 + lo, c)
+        x = sp.csr_matrix((np.ones(c.size, dtype=np.uint8), c, indptr), shape=(n, u))
+        return x, types
+
+
+@numba.njit(cache=True)
+def _draw_cells(indptr, types, cum, programs, share, seed, out):
+    """Each cell's distinct regions, sorted: from its program with probability ``share``, else by popularity;
+    a region already drawn is drawn again (a cell holds exactly its count)."""
+    np.random.seed(seed)
+    mark = np.zeros(cum.size, dtype=np.uint8)
+    width = programs.shape[1]
+    for i in range(indptr.size - 1):
+        lo, hi = indptr[i], indptr[i + 1]
+        k = lo
+        while k < hi:
+            if np.random.random() < share:
+                col = programs[types[i], np.random.randint(0, width)]
+            else:
+                col = min(np.searchsorted(cum, np.random.random() * cum[-1]), cum.size - 1)
+            if mark[col] == 0:
+                mark[col] = 1
+                out[k] = col
+                k += 1
+        out[lo:hi].sort()
+        for j in range(lo, hi):
+            mark[out[j]] = 0
+
+
+def write_universe(atlas: Atlas, path: Path) -> Path:
+    atlas.universe().to_csv(path, sep="\t", header=False, index=False)
+    return path
+
+
+def write_store(
+    atlas: Atlas, path: Path, n_cells: int, block: int = 20_000, fixed: int | None = None, offset: int = 0
+) -> dict:
+    """Cells ``offset .. offset + n_cells`` as an on-disk AnnData (``.h5ad`` or ``.zarr``), CSR X written block
+    by block, ``obs['cell_type']`` the planted type; returns {"nnz", "seconds"}."""
+    import time
+
+    from anndata.io import sparse_dataset, write_elem
+
+    t = time.perf_counter()
+    if path.suffix == ".zarr":
+        import zarr
+
+        root = zarr.open_group(str(path), mode="w")
+        closer = None
+    else:
+        import h5py
+
+        root = closer = h5py.File(path, "w")
+    root.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+    uni = atlas.universe()
+    var = pd.DataFrame(
+        index=[f"{c}:{s}-{e}" for c, s, e in zip(uni["chr"], uni["start"], uni["end"], strict=True)]
+    )
+    nnz, types = 0, []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lo in range(offset, offset + n_cells, block):
+            x, ty = atlas.cells(lo, min(lo + block, offset + n_cells), fixed)
+            nnz += x.nnz
+            types.append(ty)
+            if lo == offset:
+                write_elem(root, "X", x)
+                X = sparse_dataset(root["X"])
+            else:
+                X.append(x)
+        labels = np.concatenate(types)
+        obs = pd.DataFrame(
+            {"cell_type": pd.Categorical([f"type{t}" for t in labels])},
+            index=pd.Index([f"cell{i}" for i in range(offset, offset + n_cells)]),
+        )
+        write_elem(root, "obs", obs)
+        write_elem(root, "var", var)
+        for name in ("obsm", "varm", "obsp", "varp", "layers", "uns"):
+            write_elem(root, name, {})
+    if closer is not None:
+        closer.close()
+    return {"nnz": int(nnz), "seconds": time.perf_counter() - t}
+
+
+def write_fragments(atlas: Atlas, path: Path, n_cells: int, block: int = 5_000) -> dict:
+    """Cells 0..n_cells as a 10x fragments.tsv.gz (chrom, start, end, barcode, count): one fragment inside each
+    open region of a cell, 50-200 bp long at a random place; grouped by cell, not sorted by position."""
+    import time
+
+    t = time.perf_counter()
+    uni = atlas.universe()
+    chrom = uni["chr"].to_numpy()
+    start = uni["start"].to_numpy()
+    n_lines = 0
+    rng = np.random.default_rng([atlas.s.seed, 7])
+    with gzip.open(path, "wt", compresslevel=1) as fh:
+        fh.write("# synthetic fragments (bench/_synth.py)\n")
+        for lo in range(0, n_cells, block):
+            x, _ = atlas.cells(lo, min(lo + block, n_cells))
+            rows = np.repeat(np.arange(lo, lo + x.shape[0]), np.diff(x.indptr))
+            length = rng.integers(50, 200, x.nnz)
+            s = start[x.indices] + rng.integers(0, REGION_BP - 50, x.nnz)
+            frame = pd.DataFrame(
+                {"c": chrom[x.indices], "s": s, "e": s + length, "b": [f"cell{r}" for r in rows], "n": 1}
+            )
+            frame.to_csv(fh, sep="\t", header=False, index=False)
+            n_lines += x.nnz
+    return {"fragments": n_lines, "seconds": time.perf_counter() - t}
+
+
+def save_stats(stats: Stats, path: Path) -> None:
+    path.write_text(json.dumps(asdict(stats), indent=1))
+
+
+def load_stats(path: Path) -> Stats:
+    return Stats(**json.loads(path.read_text()))

@@ -1,0 +1,110 @@
+"""What training needs in memory, checked before it is allocated, with the way out: ``sample_cells``.
+
+Training cannot stream: skip-gram passes over every cell's tokens in every epoch, so all tokens to train on are in
+memory at once, with the arrays the trainer and the spectral warm start build over them. Per token: the token
+id (int32, 4 bytes), the trainer's running count of kept tokens per position (int64, 8) and the warm start's
+cells x regions matrix with its transpose (int32 index + float32 value, twice: 16); per cell the row pointers;
+and the model (input and output vectors, float32, vocabulary x dimension each, and the warm start's copy).
+
+* More than the memory budget (:data:`fastembed.settings.MEMORY_BUDGET`, ``--memory``): a warning, since the
+  budget bounds the streaming steps, and training is the one step that cannot keep to it.
+* More than the memory this machine has available: a ``MemoryError`` raised before anything is allocated (for a
+  parquet file, before its tokens are read), naming the sample that would fit.
+
+Either way the message steers to ``Region2VecDataset(path, sample_cells=N)`` (``--sample-cells N``): region
+vectors converge on a sample of cells, and every cell can be encoded afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fastembed import settings
+from fastembed.common.budget import format_bytes, resolve_memory
+from fastembed.common.suffix import has_suffix
+from fastembed.common.warn import warn
+
+__all__ = ["TRAIN_BYTES_PER_TOKEN", "training_bytes", "available_memory", "check_training_memory"]
+
+TRAIN_BYTES_PER_TOKEN = 4 + 8 + 16
+"""Bytes training holds per token (see the module docstring)."""
+
+
+def training_bytes(n_tokens: int, n_cells: int, vocab_size: int, embedding_dim: int) -> int:
+    """Bytes training needs for ``n_tokens`` tokens of ``n_cells`` cells and a model of that size."""
+    return (
+        int(n_tokens) * TRAIN_BYTES_PER_TOKEN
+        + int(n_cells) * 16
+        + 3 * int(vocab_size) * int(embedding_dim) * 4
+    )
+
+
+def available_memory() -> int | None:
+    """Bytes this machine can give a new allocation now (``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def parquet_counts(path) -> tuple[int, int] | None:
+    """(cells, tokens) of a token parquet file from its footer alone, or None when it cannot say."""
+    if (
+        not isinstance(path, str | os.PathLike)
+        or not has_suffix(path, ".parquet")
+        or not Path(path).is_file()
+    ):
+        return None
+    try:
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(path).metadata
+        col = meta.schema.names.index("tokens") if "tokens" in meta.schema.names else 0
+        cells = tokens = 0
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            cells += group.num_rows
+            tokens += group.column(col).num_values
+        return cells, tokens
+    except Exception:  # noqa: BLE001 - the reader that follows reports a bad file with its own message
+        return None
+
+
+def check_training_memory(
+    n_cells: int, n_tokens: int, vocab_size: int, embedding_dim: int, source: str, budget=None
+) -> None:
+    """Warn when training these tokens exceeds the memory budget; MemoryError when it exceeds the machine's
+    available memory. ``source`` names the data in the message."""
+    need = training_bytes(n_tokens, n_cells, vocab_size, embedding_dim)
+    budget = resolve_memory(budget if budget is not None else settings.MEMORY_BUDGET)
+    available = available_memory()
+
+    def fitting(limit: int) -> int:
+        model = 3 * vocab_size * embedding_dim * 4
+        per_cell = TRAIN_BYTES_PER_TOKEN * n_tokens / max(n_cells, 1) + 16
+        return max(int((limit - model) * 0.8 / per_cell), 0)
+
+    what = (
+        f"training on {source} ({n_cells} cells, {n_tokens} tokens) needs about {format_bytes(need)} in memory "
+        "at once (training cannot stream: every epoch passes over all tokens)"
+    )
+    if available is not None and need > available:
+        raise MemoryError(
+            f"{what}, more than the {format_bytes(available)} this machine has available; train on a sample: "
+            f"Region2VecDataset(path, sample_cells={fitting(available)}) (or --sample-cells), then encode "
+            "every cell"
+        )
+    if need > budget:
+        warn(
+            f"{what}, more than the memory budget of {format_bytes(budget)}; if that is more than this machine "
+            f"can spare, train on a sample: Region2VecDataset(path, sample_cells={fitting(budget)}) (or "
+            "--sample-cells), then encode every cell"
+        )
