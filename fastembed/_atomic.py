@@ -10,6 +10,12 @@ Every output fastembed writes goes through here, so the rules hold everywhere:
   when the process dies; commands take it for their whole run), so a second writer of the same output fails
   instead of replacing the first; a fresh output is published with an exclusive step (``os.link`` for files,
   ``os.rename`` for folders, which both fail rather than replace existing data);
+- an overwrite replaces the output in one step: a file with one ``os.replace``, a folder with one
+  ``renameat2(RENAME_EXCHANGE)`` on Linux (the old folder then sits under the temporary's name until it is
+  removed), so a reader of the path sees the complete old version or the complete new one at every moment.
+  Where the exchange is missing (not Linux, old kernels, file systems that refuse it) the old folder is renamed
+  aside first and the path is absent between two renames; a writer killed there leaves the old folder in
+  ``.NAME.fastembed-PID-XXXX.old``, put back by the next write of that path (see :func:`_publish_dir`);
 - outputs get the permissions the user's umask gives a new file or folder, not the 0600/0700 of temp files;
 - temporaries of a killed writer (``.NAME.fastembed-PID-XXXX.tmp``/``.old``) are removed by the next writer
   of the same destination.
@@ -24,6 +30,7 @@ import re
 import shutil
 import socket
 import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -558,6 +565,98 @@ def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+# --------------------------------------------------------------------------------------------------
+# Publishing a folder: an exchange in one step where the system has one
+# --------------------------------------------------------------------------------------------------
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+_renameat2 = None  # the libc function, looked up once; False where libc has none
+
+
+def _libc_renameat2():
+    global _renameat2
+    if _renameat2 is None:
+        _renameat2 = False
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            with contextlib.suppress(OSError, AttributeError):
+                fn = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28, musl >= 1.2.x
+                fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+                fn.restype = ctypes.c_int
+                _renameat2 = fn
+    return _renameat2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the entries ``a`` and ``b`` in one step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Returns False, having changed nothing, where the system or the file system has no such call (not Linux,
+    a libc without ``renameat2``, a kernel before 3.15, or a file system that refuses the flag: some network
+    and FUSE file systems); raises ``OSError`` for any other failure.
+    """
+    fn = _libc_renameat2()
+    if not fn:
+        return False
+    import ctypes
+
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def _discard(path: Path) -> None:
+    """Remove a temporary (folder or file) if it is there; never raises."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _publish_dir(tmp: Path, path: Path, replace: bool, what: str) -> None:
+    """Put the complete folder ``tmp`` at ``path``; the old ``path`` (if ``replace``) ends up at ``tmp``.
+
+    With an exchange (Linux) a reader of ``path`` sees the whole old folder up to one system call and the
+    whole new one after it, and a writer killed at any moment leaves the old or the new folder at ``path``
+    (the other, under the temporary's name, is removed by the next writer). Without it the old folder is
+    renamed aside first: for the time between two renames ``path`` does not exist, and a writer killed in that
+    window leaves the old folder in ``.NAME.fastembed-PID-XXXX.old``, which the next write of ``path``, or
+    :func:`clean_stale_temporaries`, puts back.
+    """
+    if not replace:
+        try:
+            # rename() onto a folder only succeeds if it is empty, so nothing can be lost here.
+            os.rename(tmp, path)
+        except OSError as err:
+            if err.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise FileExistsError(
+                    f"{what} '{path}' was created by someone else while fastembed was "
+                    f"writing it ({err.strerror}); left it as it is"
+                ) from None
+            raise
+        return
+    if _exchange(tmp, path):
+        return  # the old folder is now at tmp, which the caller removes
+    old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
+    try:
+        os.replace(path, old / "x")
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.lexists(old / "x") and not os.path.lexists(path):
+            with contextlib.suppress(OSError):
+                os.replace(old / "x", path)  # put the old output back rather than lose it
+        if os.path.lexists(path):
+            _discard(old)  # else it holds the only copy: the next write of path puts it back
+        raise
+    _discard(old)
+
+
 def _publish_file(tmp: Path, path: Path, replace: bool, what: str) -> None:
     if replace:
         os.replace(tmp, path)
@@ -660,24 +759,6 @@ def atomic_dir(
         try:
             yield tmp
             os.chmod(tmp, 0o777 & ~current_umask())
-            if replace:
-                old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
-                os.replace(path, old / "x")
-                try:
-                    os.rename(tmp, path)
-                except OSError:
-                    os.replace(old / "x", path)  # put the old output back rather than lose it
-                    shutil.rmtree(old, ignore_errors=True)
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                try:
-                    # rename() onto a folder only succeeds if it is empty, so nothing can be lost here.
-                    os.rename(tmp, path)
-                except OSError as err:
-                    raise FileExistsError(
-                        f"{what} '{path}' was created by someone else while fastembed was "
-                        f"writing it ({err.strerror}); left it as it is"
-                    ) from None
+            _publish_dir(tmp, path, replace, what)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _discard(tmp)
