@@ -565,6 +565,19 @@ def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def _as_write_error(err: Exception, path: Path, what: str, tmp: Path | None) -> Exception:
+    """``err`` as one message naming ``path`` and the cause (full disk, not writable, removed), or as it is."""
+    if isinstance(err, FileExistsError) or getattr(err, "_fastembed_named", False):
+        return err  # ours already: a clash found at publishing, or a writer's own message naming the path
+    from ._faults import write_error
+
+    out = write_error(err, path, what, tmp)
+    if out is None:
+        return err
+    out._fastembed_named = True  # an enclosing writer (the demo's folder) passes it on unchanged
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # Publishing a folder: an exchange in one step where the system has one
 # --------------------------------------------------------------------------------------------------
@@ -712,16 +725,22 @@ def atomic_file(
         # Decided now, under the lock: only what was checked above may be replaced, never a file that appears
         # while we write.
         replace = os.path.lexists(path)
-        fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
+        tmp = None
         try:
+            fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmp = Path(name)
             yield tmp
             os.chmod(tmp, 0o666 & ~current_umask())
             _publish_file(tmp, path, replace, what)
+        except Exception as err:
+            named = _as_write_error(err, path, what, tmp)
+            if named is err:
+                raise
+            raise named from err
         finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            if tmp is not None:
+                _discard(tmp)
 
 
 @contextlib.contextmanager
@@ -755,10 +774,17 @@ def atomic_dir(
         clean_stale_temporaries(path)
         check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
         replace = os.path.lexists(path) and not _empty_real_folder(path)
-        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+        tmp = None
         try:
+            tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
             yield tmp
             os.chmod(tmp, 0o777 & ~current_umask())
             _publish_dir(tmp, path, replace, what)
+        except Exception as err:
+            named = _as_write_error(err, path, what, tmp)
+            if named is err:
+                raise
+            raise named from err
         finally:
-            _discard(tmp)
+            if tmp is not None:
+                _discard(tmp)

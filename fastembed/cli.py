@@ -247,6 +247,7 @@ def cmd_encode(args) -> None:
     import pandas as pd
 
     from ._atomic import atomic_file, check_output_path
+    from ._faults import write_h5ad
     from ._version import __version__
     from .distributed import open_client
     from .scembed import ScEmbed, _positive_int
@@ -311,7 +312,8 @@ def cmd_encode(args) -> None:
         "model": str(args.model),
     }
     with atomic_file(out, what="h5ad output", overwrite=args.overwrite, inputs=inputs, kind="h5ad") as tmp:
-        adata.write_h5ad(tmp)
+        # Through an image in memory: HDF5 writing the file itself can crash the interpreter on a full disk.
+        write_h5ad(adata, tmp)
     _log(args, f"encoded {adata.n_obs} cells -> {out} (obsm['{args.embedding_key}'])")
 
 

@@ -106,6 +106,7 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_info_score
 
     from ._atomic import atomic_file, check_output_path
+    from ._faults import write_h5ad
     from ._progress import progress_bar
     from ._version import __version__
     from .annotate import annotation_table
@@ -234,7 +235,7 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
         "model": str(paths["model"]),
     }
     with write("h5ad") as tmp:
-        adata.write_h5ad(tmp)
+        write_h5ad(adata, tmp)  # a full disk is an error here, not a crash of HDF5
     timings["annotate"] = time.perf_counter() - t
     chance = float(np.max(np.unique(ref.obs["cell_type"].astype(str), return_counts=True)[1]) / ref.n_obs)
     _say(
