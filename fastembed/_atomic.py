@@ -578,6 +578,41 @@ def _as_write_error(err: Exception, path: Path, what: str, tmp: Path | None) -> 
     return out
 
 
+#: Every output this process published, in order (the command line says which were written when it is
+#: interrupted).
+PUBLISHED: list[Path] = []
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block and raise it at the block's end.
+
+    A publish step and its record, or the removal of a temporary, then either happen whole or not at all. The
+    handler is swapped at the Python level, so it holds whichever thread the kernel delivers the signal to;
+    outside the main thread (where handlers cannot be changed) the block runs as it is.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            if callable(previous):
+                previous(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+
 # --------------------------------------------------------------------------------------------------
 # Publishing a folder: an exchange in one step where the system has one
 # --------------------------------------------------------------------------------------------------
@@ -732,7 +767,11 @@ def atomic_file(
             tmp = Path(name)
             yield tmp
             os.chmod(tmp, 0o666 & ~current_umask())
-            _publish_file(tmp, path, replace, what)
+            # Publishing and recording it are one step for an interrupt: the command line then says exactly
+            # whether the output was written.
+            with deferred_interrupt():
+                _publish_file(tmp, path, replace, what)
+                PUBLISHED.append(path)
         except Exception as err:
             named = _as_write_error(err, path, what, tmp)
             if named is err:
@@ -740,7 +779,8 @@ def atomic_file(
             raise named from err
         finally:
             if tmp is not None:
-                _discard(tmp)
+                with deferred_interrupt():  # a second Ctrl-C must not leave half a temporary behind
+                    _discard(tmp)
 
 
 @contextlib.contextmanager
@@ -779,7 +819,11 @@ def atomic_dir(
             tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
             yield tmp
             os.chmod(tmp, 0o777 & ~current_umask())
-            _publish_dir(tmp, path, replace, what)
+            # Publishing and recording it are one step for an interrupt: the command line then says exactly
+            # whether the output was written.
+            with deferred_interrupt():
+                _publish_dir(tmp, path, replace, what)
+                PUBLISHED.append(path)
         except Exception as err:
             named = _as_write_error(err, path, what, tmp)
             if named is err:
@@ -787,4 +831,5 @@ def atomic_dir(
             raise named from err
         finally:
             if tmp is not None:
-                _discard(tmp)
+                with deferred_interrupt():  # a second Ctrl-C must not leave half a temporary behind
+                    _discard(tmp)

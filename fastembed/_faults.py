@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 # Below this many free bytes a failed write is taken to be the full disk, whatever the library said (numpy's
@@ -94,6 +95,8 @@ def write_error(err: BaseException, path: Path, what: str, tmp: Path | None = No
         ``OSError`` as "could not write"; None for an error that is not an I/O failure (a bug or a bad value
         is raised as it is).
     """
+    if is_memory_failure(err):
+        return None  # not the disk's fault: the command line names the step and the setting that lowers it
     path = Path(path)
     parent = path.parent
     if not parent.is_dir():
@@ -174,3 +177,107 @@ def write_h5ad(adata, path: str | os.PathLike) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     del image
+
+
+# --------------------------------------------------------------------------------------------------
+# Failed allocations
+# --------------------------------------------------------------------------------------------------
+#: What lowers the memory of each step: the step's name in messages and the settings, as
+#: (command-line flag, Python parameter). Keyed by the fastembed function (module.function) that was running;
+#: the deepest match in the traceback wins. Extend it here when a setting (a memory budget) is added.
+MEMORY_STEPS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "tokenize.tokenize_cells": ("tokenizing", ()),
+    "fragments.tokenize_fragments": ("tokenizing fragments", ()),
+    "region2vec.Region2VecDataset.__init__": ("reading the tokens", (("--sample-cells", "sample_cells"),)),
+    "scembed.ScEmbed.train": ("training", (("--sample-cells", "sample_cells"),)),
+    "scembed.ScEmbed.encode": ("encoding", (("--batch-cells", "batch_cells"),)),
+    "scembed.annotate_celltypes": ("annotating", ()),
+    "readers.read_h5ad": ("reading the input", ()),
+    "_faults.write_h5ad": ("writing the .h5ad", (("--embeddings-only", "an .h5ad of obs and obsm only"),)),
+    "modelfolder.write_model_folder": ("saving the model", ()),
+}
+_COMMAND_STEPS = {
+    "tokenize": "tokenize.tokenize_cells",
+    "train": "scembed.ScEmbed.train",
+    "encode": "scembed.ScEmbed.encode",
+    "annotate": "scembed.annotate_celltypes",
+}
+_NEEDED = re.compile(r"[Uu]nable to allocate ([\d.]+ [KMGTP]?i?B)")
+
+
+def is_memory_failure(err: BaseException) -> bool:
+    """Whether ``err`` is a failed allocation: ``MemoryError``, a thread that cannot start, or HDF5's."""
+    if isinstance(err, MemoryError):
+        return True
+    text = str(err).lower()
+    if isinstance(err, RuntimeError) and "can't start new thread" in text:
+        return True
+    if isinstance(err, OSError | RuntimeError) or type(err).__module__.startswith("h5py"):
+        # HDF5's and numpy's wording of a failed allocation
+        return any(
+            w in text for w in ("unable to allocate", "memory allocation failed", "can't allocate", "realloc")
+        )
+    return False
+
+
+def _step_of(err: BaseException, command: str | None) -> str | None:
+    found = None
+    tb = err.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if module.startswith("fastembed."):
+            short = module[len("fastembed.") :]
+            for key in (f"{short}.{code.co_qualname}", f"{short}.{code.co_name}"):
+                if key in MEMORY_STEPS:
+                    found = key
+        tb = tb.tb_next
+    return found or _COMMAND_STEPS.get(command or "")
+
+
+def memory_error(err: BaseException, command: str | None = None, *, cli: bool = True) -> str:
+    """One line for a failed allocation: the step, the memory it needed if known, and what lowers it.
+
+    Parameters
+    ----------
+    err
+        The exception (see :func:`is_memory_failure`).
+    command
+        The command that ran (``"train"``): the step when the traceback names none of :data:`MEMORY_STEPS`.
+    cli
+        Name the settings as command-line flags (True) or as Python parameters.
+
+    Returns
+    -------
+    str
+        E.g. ``"out of memory while encoding (needed 3.7 GiB more); lower --batch-cells"``.
+    """
+    key = _step_of(err, command)
+    step, settings = MEMORY_STEPS.get(key, (f"running {command}" if command else "this step", ()))
+    text = str(err)
+    if isinstance(err, RuntimeError) and "can't start new thread" in text.lower():
+        what = f"out of memory while {step}: a thread could not be started"
+        settings = (("--threads", "threads"), *settings)
+    else:
+        what = f"out of memory while {step}"
+        m = _NEEDED.search(text)
+        if m:
+            what += f" (an allocation of {m.group(1)} failed)"
+    if settings:
+        names = " or ".join(flag if cli else param for flag, param in settings)
+        what += f"; lower the memory it needs with {names}"
+    else:
+        what += "; free memory or use a machine with more"
+    available = _available()
+    return f"{what} ({available})" if available else what
+
+
+def _available() -> str:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return f"{int(line.split()[1]) / 2**20:.1f} GiB available now"
+    except (OSError, ValueError, IndexError):
+        pass
+    return ""
