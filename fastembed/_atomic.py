@@ -440,8 +440,10 @@ def _acquire(lock: Path, busy: Exception) -> int:
         except FileNotFoundError:
             same = False
         if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            # Who holds it, for a person looking; the flock is the lock, so a full disk here is no failure.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
             return fd
         os.close(fd)
 
@@ -471,7 +473,13 @@ def output_lock(path: str | os.PathLike, *, what: str = "output") -> Iterator[No
         f"{what} '{path}' is being written by another process (lock '{lock}'); "
         "wait for it to finish or choose another path"
     )
-    fd = _acquire(lock, busy)
+    try:
+        fd = _acquire(lock, busy)
+    except OSError as err:  # the lock file cannot be created: a full disk, a read-only folder
+        named = _as_write_error(err, Path(path).expanduser().absolute(), what, None)
+        if named is err:
+            raise
+        raise named from err
     with _held_guard:
         _held[lock] = [me, 1]
     try:
@@ -569,6 +577,8 @@ def _as_write_error(err: Exception, path: Path, what: str, tmp: Path | None) -> 
     """``err`` as one message naming ``path`` and the cause (full disk, not writable, removed), or as it is."""
     if isinstance(err, FileExistsError) or getattr(err, "_fastembed_named", False):
         return err  # ours already: a clash found at publishing, or a writer's own message naming the path
+    if _in_temporary(path):
+        return err  # a file inside a folder being written: the folder's writer names the user's path
     from ._faults import write_error
 
     out = write_error(err, path, what, tmp)
@@ -576,6 +586,14 @@ def _as_write_error(err: Exception, path: Path, what: str, tmp: Path | None) -> 
         return err
     out._fastembed_named = True  # an enclosing writer (the demo's folder) passes it on unchanged
     return out
+
+
+# Temporary folders being written now (atomic_dir): a file written inside one is part of that output.
+_WRITING: set[Path] = set()
+
+
+def _in_temporary(path: Path) -> bool:
+    return any(path.is_relative_to(t) for t in list(_WRITING))
 
 
 #: Every output this process published, in order (the command line says which were written when it is
@@ -771,7 +789,8 @@ def atomic_file(
             # whether the output was written.
             with deferred_interrupt():
                 _publish_file(tmp, path, replace, what)
-                PUBLISHED.append(path)
+                if not _in_temporary(path):
+                    PUBLISHED.append(path)
         except Exception as err:
             named = _as_write_error(err, path, what, tmp)
             if named is err:
@@ -817,13 +836,15 @@ def atomic_dir(
         tmp = None
         try:
             tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+            _WRITING.add(tmp)
             yield tmp
             os.chmod(tmp, 0o777 & ~current_umask())
             # Publishing and recording it are one step for an interrupt: the command line then says exactly
             # whether the output was written.
             with deferred_interrupt():
                 _publish_dir(tmp, path, replace, what)
-                PUBLISHED.append(path)
+                if not _in_temporary(path):
+                    PUBLISHED.append(path)
         except Exception as err:
             named = _as_write_error(err, path, what, tmp)
             if named is err:
@@ -831,5 +852,6 @@ def atomic_dir(
             raise named from err
         finally:
             if tmp is not None:
+                _WRITING.discard(tmp)
                 with deferred_interrupt():  # a second Ctrl-C must not leave half a temporary behind
                     _discard(tmp)

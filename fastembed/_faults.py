@@ -202,7 +202,7 @@ _COMMAND_STEPS = {
     "encode": "scembed.ScEmbed.encode",
     "annotate": "scembed.annotate_celltypes",
 }
-_NEEDED = re.compile(r"[Uu]nable to allocate ([\d.]+ [KMGTP]?i?B)")
+_NEEDED = re.compile(r"[Uu]nable to allocate ([\d.]+ [KMGTPE]?i?B)")
 
 
 def is_memory_failure(err: BaseException) -> bool:

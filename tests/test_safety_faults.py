@@ -241,3 +241,419 @@ def test_fallback_restore_names_the_recovered_folder(tmp_path):
         with output_lock(path):
             clean_stale_temporaries(path)
     assert version(path) == "old" and not leftovers(tmp_path, "model")
+
+
+# --------------------------------------------------------------------------------------------------
+# Every writer: a full disk, a read-only folder, a folder removed mid-write, a concurrent writer
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cells():
+    from conftest import demo_cells
+
+    return demo_cells(200, 1)
+
+
+@pytest.fixture(scope="module")
+def inputs(cells, tmp_path_factory):
+    """cells.h5ad, its tokens and a small model, in a normal folder (the inputs of every writer below)."""
+    import fastembed as fe
+    from fastembed.datasets import demo_peaks_path
+    from fastembed.scembed import ScEmbed
+
+    folder = tmp_path_factory.mktemp("inputs")
+    cells.write_h5ad(folder / "cells.h5ad")
+    fe.tokenize_cells(cells, demo_peaks_path(), output=folder / "tokens.parquet")
+    model = ScEmbed(embedding_dim=8, seed=0, threads=1).train(
+        folder / "tokens.parquet", epochs=1, progress=False
+    )
+    model.save(folder / "model")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small_fs(tmp_path_factory):
+    """A 4 MiB tmpfs: a disk that can be filled, and remounted read-only."""
+    mnt = tmp_path_factory.mktemp("tmpfs")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True)
+    if proc.returncode:
+        pytest.skip(
+            f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {proc.stderr.decode().strip()}"
+        )
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def fs(small_fs):
+    """The tmpfs, emptied before each test (and writable again)."""
+    subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True)
+    for p in small_fs.iterdir():
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    return small_fs
+
+
+def fill(folder: Path) -> Path:
+    """Fill the file system of ``folder`` to the last byte with one file."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        for block in (1 << 16, 512, 1):
+            while True:
+                try:
+                    if os.write(fd, b"\0" * block) < block:
+                        break
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+    return filler
+
+
+def snapshot(path: Path) -> dict:
+    """Names and bytes of ``path`` (a file or every file under a folder)."""
+    if path.is_file():
+        return {"": path.read_bytes()}
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+# How each writer is run from the command line, its output name, and the output kind.
+def writer_args(name: str, inputs: Path, out: Path) -> list[str]:
+    common = ["--output", str(out), "--overwrite", "--quiet"]
+    return {
+        "tokenize": [
+            "tokenize",
+            str(inputs / "cells.h5ad"),
+            "--universe",
+            str(inputs / "model" / "universe.bed"),
+        ],
+        "train": [
+            "train",
+            str(inputs / "tokens.parquet"),
+            "--epochs",
+            "1",
+            "--embedding-dim",
+            "8",
+            "--threads",
+            "1",
+        ],
+        "encode-h5ad": ["encode", str(inputs / "cells.h5ad"), "--model", str(inputs / "model")],
+        "encode-zarr": ["encode", str(inputs / "cells.h5ad"), "--model", str(inputs / "model")],
+    }[name] + common
+
+
+OUTPUTS = {"tokenize": "t.parquet", "train": "model", "encode-h5ad": "e.h5ad", "encode-zarr": "e.zarr"}
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str]:
+    from fastembed.cli import main
+
+    rc = main(args)
+    return rc, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("writer", list(OUTPUTS))
+def test_full_disk_keeps_the_old_output_and_says_so(writer, inputs, fs, capsys):
+    """Overwrite on a full disk: one line naming the path and 'no space left', the old output intact, no
+    temporary and no lock left."""
+    out = fs / OUTPUTS[writer]
+    rc, err = run_cli(writer_args(writer, inputs, out), capsys)
+    assert rc == 0, err
+    before = snapshot(out)
+    fill(fs)
+    rc, err = run_cli(writer_args(writer, inputs, out), capsys)
+    assert rc == 1
+    assert err.count("\n") == 0 and "no space left on device writing" in err and str(out) in err, err
+    assert snapshot(out) == before
+    assert leftovers(fs, out.name) == ["filler"]
+
+
+def test_model_save_on_a_full_disk_names_the_disk_and_the_path(inputs, fs):
+    """Regression: numpy's '1000700 requested and 200672 written' from model.save."""
+    from fastembed.scembed import ScEmbed
+
+    model = ScEmbed.from_pretrained(inputs / "model")
+    fill(fs)
+    with pytest.raises(OSError, match=r"^no space left on device writing model folder '.*/m'$"):
+        model.save(fs / "m")
+    assert leftovers(fs, "m") == ["filler"]
+
+
+def test_h5ad_writer_reports_enospc_without_hdf5_noise(cells, fs):
+    """The .h5ad writer on a full disk: an OSError with ENOSPC from Python's write, nothing from HDF5."""
+    import errno
+
+    from fastembed._faults import write_h5ad
+
+    fill(fs)
+    with pytest.raises(OSError) as info:
+        write_h5ad(cells.copy(), fs / "x.h5ad")
+    assert info.value.errno == errno.ENOSPC
+
+
+def test_h5ad_writer_reads_back_as_anndata_writes_it(cells, tmp_path):
+    import anndata as ad
+    import numpy as np
+
+    from fastembed._faults import write_h5ad
+
+    a = cells.copy()
+    a.obsm["v"] = np.arange(a.n_obs * 3, dtype=np.float32).reshape(-1, 3)
+    a.uns["fastembed"] = {"version": "x"}
+    write_h5ad(a, tmp_path / "ours.h5ad")
+    a.write_h5ad(tmp_path / "theirs.h5ad")
+    ours, theirs = ad.read_h5ad(tmp_path / "ours.h5ad"), ad.read_h5ad(tmp_path / "theirs.h5ad")
+    assert (ours.X != theirs.X).nnz == 0 and np.array_equal(ours.obsm["v"], theirs.obsm["v"])
+    assert ours.obs.equals(theirs.obs) and ours.var.equals(theirs.var) and dict(ours.uns) == dict(theirs.uns)
+
+
+@pytest.mark.parametrize("writer", ["train", "encode-h5ad", "encode-zarr"])
+def test_read_only_folder(writer, inputs, fs, capsys):
+    out = fs / OUTPUTS[writer]
+    assert run_cli(writer_args(writer, inputs, out), capsys)[0] == 0
+    before = snapshot(out)
+    subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
+    try:
+        rc, err = run_cli(writer_args(writer, inputs, out), capsys)
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(fs)], check=True)
+    assert rc == 1 and err.count("\n") == 0 and "not writable" in err and str(fs) in err, err
+    assert snapshot(out) == before and not leftovers(fs, out.name)
+
+
+def test_folder_removed_while_encode_writes_zarr(inputs, tmp_path, monkeypatch):
+    """Regression (issue 35.3): the error names the removed folder, and zarr does not re-create it."""
+    import anndata as ad
+
+    from fastembed.scembed import ScEmbed
+
+    model = ScEmbed.from_pretrained(inputs / "model")
+    target = tmp_path / "run" / "sub"
+    target.mkdir(parents=True)
+    real, calls = ScEmbed._pool, []
+
+    def pool(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            shutil.rmtree(tmp_path / "run")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ScEmbed, "_pool", pool)
+    with pytest.raises(FileNotFoundError, match=f"folder '{tmp_path / 'run'}' was removed"):
+        model.encode(
+            ad.read_h5ad(inputs / "cells.h5ad"), out=target / "e.zarr", batch_cells=50, progress=False
+        )
+    assert not (tmp_path / "run").exists()
+    assert os.listdir(tmp_path) == []
+
+
+def test_folder_removed_while_a_model_is_saved(inputs, tmp_path, monkeypatch):
+    from fastembed.scembed import ScEmbed
+    from fastembed.universe import Universe
+
+    model = ScEmbed.from_pretrained(inputs / "model")
+    (tmp_path / "run").mkdir()
+    real = Universe.write_bed
+
+    def write_bed(self, path, *args, **kwargs):
+        shutil.rmtree(tmp_path / "run")
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Universe, "write_bed", write_bed)
+    with pytest.raises(FileNotFoundError, match="was removed while fastembed was writing"):
+        model.save(tmp_path / "run" / "model")
+    assert os.listdir(tmp_path) == []
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    from fastembed._atomic import atomic_dir
+    with atomic_dir(sys.argv[1], what="model folder", overwrite=True, kind="model") as tmp:
+        print("writing", flush=True)
+        sys.stdin.read()  # until the parent kills us
+    """
+)
+
+
+def test_concurrent_writer_then_killed(tmp_path):
+    """A second writer fails at once while the first writes; the first, killed, leaves the old folder and
+    temporaries that the next write removes."""
+    path = tmp_path / "model"
+    write_model(path, "old")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "writing"
+        with pytest.raises(FileExistsError, match="being written by another process"):
+            overwrite_model(path)
+        assert version(path) == "old"
+    finally:
+        child.kill()
+        child.wait()
+    assert version(path) == "old"
+    overwrite_model(path)
+    assert version(path) == "new" and not leftovers(tmp_path, "model")
+
+
+# --------------------------------------------------------------------------------------------------
+# Interrupts: SIGINT at injected points of a real command, in a child process
+# --------------------------------------------------------------------------------------------------
+INTERRUPTER = textwrap.dedent(
+    """
+    import os, signal, sys, weakref
+    from fastembed import _atomic, _zarrstore, cli, tokenize
+
+    where, when, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    count = [0]
+
+    def interrupt():
+        count[0] += 1
+        if count[0] == n:
+            if where == "swallowed":
+                # SIGINT handled inside a weakref callback: Python prints "Exception ignored" and goes on.
+                class Obj: pass
+                o = Obj()
+                def cb(ref):
+                    os.kill(os.getpid(), signal.SIGINT)
+                    for _ in range(10000):
+                        pass
+                ref = weakref.ref(o, cb)
+                del o
+            else:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    owners = {"_exchange": _atomic, "_discard": _atomic, "_publish_file": _atomic, "link": os,
+              "_put": _zarrstore.GuardedStore, "swallowed": tokenize}
+    name = "tokenize_summary" if where == "swallowed" else where
+    owner = owners[where]
+    real = getattr(owner, name)
+
+    def wrapped(*args, **kwargs):
+        if when == "before":
+            interrupt()
+        out = real(*args, **kwargs)
+        if when == "after":
+            interrupt()
+        return out
+
+    setattr(owner, name, wrapped)
+    sys.exit(cli.main(sys.argv[4:]))
+    """
+)
+
+
+def interrupted_run(where: str, when: str, n: int, args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-c", INTERRUPTER, where, when, str(n), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(
+    "where,when",
+    [("_exchange", "before"), ("_exchange", "after"), ("_discard", "before"), ("_discard", "after")],
+)
+def test_interrupt_at_each_step_of_a_model_overwrite(where, when, inputs, tmp_path):
+    """The message matches what is at the path: 'nothing was written' and the old model, or 'after ... was
+    written' and the new one; no temporary left."""
+    if where == "_exchange" and not HAS_EXCHANGE:
+        pytest.skip("renameat2 is not available here")
+    out = tmp_path / "model"
+    shutil.copytree(inputs / "model", out)
+    before = snapshot(out)
+    proc = interrupted_run(where, when, 1, writer_args("train", inputs, out))
+    assert proc.returncode == 130, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    if "nothing was written" in line and "after" not in line:
+        assert snapshot(out) == before
+    else:
+        assert f"interrupted after '{out}' was written" in line and snapshot(out) != before
+    assert not leftovers(tmp_path, "model")
+
+
+def test_interrupt_while_zarr_writes_in_the_background(inputs, tmp_path):
+    """SIGINT raised from zarr's I/O thread, mid-store: the temporary is gone after the command returns."""
+    out = tmp_path / "e.zarr"
+    for n in (3, 12):
+        proc = interrupted_run(
+            "_put", "after", n, [*writer_args("encode-zarr", inputs, out), "--batch-cells", "20"]
+        )
+        assert proc.returncode == 130, proc.stderr
+        assert proc.stderr.strip().endswith("interrupted; nothing was written"), proc.stderr
+        assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_interrupt_at_the_publish_of_a_new_file(when, inputs, tmp_path):
+    out = tmp_path / "t.parquet"
+    proc = interrupted_run("link", when, 1, writer_args("tokenize", inputs, out))
+    assert proc.returncode == 130, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert out.exists() == ("after" in line), line
+    assert not leftovers(tmp_path, "t.parquet")
+
+
+def test_swallowed_interrupt_is_not_lost(inputs, tmp_path):
+    """Regression (issue 35.4): a Ctrl-C raised inside a weakref callback ("Exception ignored ...") still ends
+    the command with 130 and says what was written."""
+    out = tmp_path / "t.parquet"
+    proc = interrupted_run("swallowed", "before", 1, writer_args("tokenize", inputs, out))
+    assert proc.returncode == 130, proc.stderr
+    assert f"interrupted after '{out}' was written" in proc.stderr
+    assert not leftovers(tmp_path, "t.parquet")
+
+
+# --------------------------------------------------------------------------------------------------
+# Failed allocations
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "err,flag",
+    [
+        (
+            MemoryError("Unable to allocate 3.73 GiB for an array with shape (10, 10) and data type float32"),
+            None,
+        ),
+        (RuntimeError("can't start new thread"), "--threads"),
+        (OSError("Can't write data (memory allocation failed for raw data chunk)"), None),
+    ],
+)
+def test_memory_failures_are_one_line_naming_the_step_and_the_setting(
+    err, flag, inputs, tmp_path, monkeypatch, capsys
+):
+    from fastembed.scembed import ScEmbed
+
+    def fail(*args, **kwargs):
+        raise err
+
+    monkeypatch.setattr(ScEmbed, "_pool", fail)
+    rc, msg = run_cli(writer_args("encode-zarr", inputs, tmp_path / "e.zarr"), capsys)
+    assert rc == 1 and msg.count("\n") == 0, msg
+    assert msg.startswith("fastembed encode: error: out of memory while encoding")
+    assert "--batch-cells" in msg and (flag is None or flag in msg)
+    if "3.73 GiB" in str(err):
+        assert "an allocation of 3.73 GiB failed" in msg
+    assert os.listdir(tmp_path) == []
+
+
+def test_real_memory_error_names_its_allocation():
+    import numpy as np
+
+    from fastembed._faults import is_memory_failure, memory_error
+
+    try:
+        np.empty(1 << 60, dtype=np.uint8)
+    except MemoryError as err:
+        assert is_memory_failure(err)
+        msg = memory_error(err, "train")
+        assert msg.startswith("out of memory while training (an allocation of") and "--sample-cells" in msg
+    else:
+        pytest.skip("this system granted an exabyte")
