@@ -141,7 +141,15 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
             check_output_path(
                 p, what=f"demo {key} output", overwrite=overwrite, inputs=inputs, kind=kinds[key]
             )
-    out.mkdir(exist_ok=True)
+    try:
+        out.mkdir(exist_ok=True)
+    except OSError as err:  # a full disk or a read-only folder: one message naming the folder
+        from ._faults import write_error
+
+        named = write_error(err, out, "demo output folder")
+        if named is None:
+            raise
+        raise named from err
 
     def write(key):
         return atomic_file(
