@@ -661,3 +661,59 @@ def test_real_memory_error_names_its_allocation():
         assert msg.startswith("out of memory while training (an allocation of") and "--sample-cells" in msg
     else:
         pytest.skip("this system granted an exabyte")
+
+
+def test_concurrent_reader_never_finds_nothing_or_a_mixture(tmp_path):
+    """A reader thread looking up the folder while it is overwritten again and again (exchange): every lookup
+    finds one complete version. (It opens the folder once per look; a version swapped out while it reads is
+    removed, so files it had not opened yet are gone, never replaced by the other version's.)"""
+    if not HAS_EXCHANGE:
+        pytest.skip("renameat2 is not available here")
+    import threading
+
+    path = tmp_path / "model"
+    write_model(path, "old")
+    seen, errors, stop = set(), [], threading.Event()
+
+    def read_folder() -> str | None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)  # the lookup of the path: must never fail
+        try:
+            texts = []
+            for name in ("config.yaml", "universe.bed", "region_vectors.npy"):
+                try:
+                    with open(name, "rb", opener=lambda n, flags: os.open(n, flags, dir_fd=fd)) as fh:
+                        texts.append(fh.read())
+                except FileNotFoundError:
+                    # Allowed only for a version that was swapped out and removed after this reader looked.
+                    assert os.fstat(fd).st_ino != os.stat(path).st_ino
+                    return None
+        finally:
+            os.close(fd)
+        tags = {
+            texts[0].decode().split("tag: ")[1].strip(),
+            texts[1].decode().split("\t")[3].strip(),
+            texts[2][:3].decode(),
+        }
+        assert len(tags) == 1 and len(texts[2]) == 3000, tags
+        return tags.pop()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                seen.add(read_folder() or "swapped out while read")
+            except Exception as err:  # noqa: BLE001 - reported below
+                errors.append(repr(err))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(30):
+            tag = "new" if i % 2 == 0 else "old"
+            with atomic_dir(path, what="model folder", overwrite=True, kind="model") as tmp:
+                write_model(tmp, tag)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors[:3]
+    assert seen & {"old", "new"} and seen <= {"old", "new", "swapped out while read"}
+    assert not leftovers(tmp_path, "model")
