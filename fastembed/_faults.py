@@ -65,11 +65,19 @@ def _io_like(err: BaseException) -> bool:
     )
 
 
-def _inside(name, folder: Path) -> bool:
+def _about_output(name, path: Path, tmp: Path | None) -> bool:
+    """Whether the file ``name`` of an error is the output, its folder, its temporary or its lock."""
     try:
-        return Path(os.path.abspath(os.fsdecode(name))).is_relative_to(folder)
+        named = {Path(os.path.abspath(os.fsdecode(name))), Path(os.path.realpath(os.fsdecode(name)))}
     except (TypeError, ValueError):
         return False
+    folders = {path.parent, Path(os.path.realpath(path.parent))}
+    for p in named:
+        if p in folders or any(p.is_relative_to(q) for q in (path, tmp) if q is not None):
+            return True
+        if p.parent in folders and p.name.startswith(f".{path.name}."):
+            return True  # .NAME.fastembed-lock, .NAME.fastembed-PID-*.tmp/.old
+    return False
 
 
 def write_error(err: BaseException, path: Path, what: str, tmp: Path | None = None) -> OSError | None:
@@ -120,9 +128,10 @@ def write_error(err: BaseException, path: Path, what: str, tmp: Path | None = No
             "writing it; nothing was written",
         )
     free = _free_bytes(parent)
-    # An error about another file (an input the writer was still reading) is not about the output.
+    # An error about another file (an input the writer was still reading, even one in the same folder) is not
+    # about the output.
     name = getattr(err, "filename", None)
-    ours = name is None or _inside(name, parent)
+    ours = name is None or _about_output(name, path, tmp)
     short = code is None and _io_like(err) and free is not None and free < _FULL_BELOW
     if code in _NO_SPACE or short:
         return _error(OSError, errno.ENOSPC, f"no space left on device writing {what} '{path}'")
@@ -133,6 +142,8 @@ def write_error(err: BaseException, path: Path, what: str, tmp: Path | None = No
         return _error(
             PermissionError, code, f"{what} '{path}': folder '{parent}' {why} ({os.strerror(code)})"
         )
+    # Any other failure is the output's only when it names the output, its folder, temporary or lock (an input
+    # beside the output that cannot be read keeps its own message).
     if isinstance(err, OSError) and name is not None:
         text = str(err).strip()
         cause = err.strerror or (text.splitlines()[0] if text else type(err).__name__)

@@ -717,3 +717,46 @@ def test_concurrent_reader_never_finds_nothing_or_a_mixture(tmp_path):
     assert not errors, errors[:3]
     assert seen & {"old", "new"} and seen <= {"old", "new", "swapped out while read"}
     assert not leftovers(tmp_path, "model")
+
+
+def test_an_input_error_inside_a_writer_is_not_blamed_on_the_output(tmp_path):
+    """An input that vanishes while a writer still reads it keeps its own message (it names the input)."""
+    with pytest.raises(FileNotFoundError) as info:
+        with atomic_file(tmp_path / "t.csv", kind="csv") as tmp:
+            tmp.write_text("barcode,leiden\n")
+            open(tmp_path.parent / "no-such-input.h5ad", "rb")  # noqa: SIM115 - the failing read is the point
+    assert "no-such-input.h5ad" in str(info.value) and "could not write" not in str(info.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_error_wording(tmp_path):
+    import errno
+
+    from fastembed._faults import write_error
+
+    out = tmp_path / "m"
+    full = write_error(OSError("1000700 requested and 200672 written"), out, "model folder")
+    # On a disk with room the short write is reported as it is; ENOSPC itself always names the disk.
+    assert full is None or str(full).startswith("no space left")
+    enospc = write_error(OSError(errno.ENOSPC, "No space left on device", str(out)), out, "model folder")
+    assert str(enospc) == f"no space left on device writing model folder '{out}'"
+    rofs = write_error(OSError(errno.EROFS, "Read-only file system", str(out)), out, "model folder")
+    assert isinstance(rofs, PermissionError) and "read-only file system" in str(rofs)
+    gone = write_error(OSError(errno.ENOENT, "x"), tmp_path / "a" / "b" / "m", "model folder")
+    assert f"folder '{tmp_path / 'a'}' was removed" in str(gone)
+    assert write_error(ValueError("bad value"), out, "model folder") is None
+
+
+def test_an_unreadable_input_beside_the_output_keeps_its_own_message(tmp_path):
+    """An input in the output's own folder that cannot be read is not reported as the output's folder."""
+    import errno
+
+    from fastembed._faults import write_error
+
+    out = tmp_path / "e.h5ad"
+    err = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "cells.h5ad"))
+    assert write_error(err, out, "h5ad output") is None
+    err = FileNotFoundError(errno.ENOENT, "No such file or directory", str(tmp_path / "cells.h5ad"))
+    assert write_error(err, out, "h5ad output") is None
+    lock = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".e.h5ad.fastembed-lock"))
+    assert "is not writable" in str(write_error(lock, out, "h5ad output"))
