@@ -611,8 +611,8 @@ def deferred_interrupt() -> Iterator[None]:
     """
     import signal
 
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # not the main thread, or a handler installed outside Python, which Python cannot restore
         return
     pending = []
     try:
