@@ -768,6 +768,11 @@ def atomic_file(
     ------
     pathlib.Path
         Where the caller writes the whole file. It is given the umask's permissions before it is published.
+
+    Raises
+    ------
+    OSError
+        As for :func:`atomic_dir`: one message naming ``path`` and the cause; the temporary and lock removed.
     """
     path = Path(path).expanduser().absolute()
     inputs = list(inputs)
@@ -818,13 +823,21 @@ def atomic_dir(
     path
         Final folder path (e.g. a model folder or a ``.zarr`` store).
     what, overwrite, inputs, kind
-        As for :func:`check_output_path`. With ``overwrite`` the old folder (one fastembed recognises) is only
-        removed once the new one is complete.
+        As for :func:`check_output_path`. With ``overwrite`` the old folder (one fastembed recognises) is
+        swapped for the new one in one step once the new one is complete, then removed (see
+        :func:`_publish_dir` for systems without the exchange).
 
     Yields
     ------
     pathlib.Path
         An empty folder the caller fills.
+
+    Raises
+    ------
+    OSError
+        A failure of the writer or of the publish step, as one message naming ``path`` and the cause (see
+        :func:`fastembed._faults.write_error`); the temporary and the lock are removed first. Errors that are
+        not I/O failures (a bad value, a failed allocation) are raised as they are.
     """
     path = Path(path).expanduser().absolute()
     inputs = list(inputs)
