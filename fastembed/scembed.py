@@ -558,6 +558,7 @@ class ScEmbed:
         batch_cells: int,
         obs=None,
         out_name=None,
+        store=None,
     ):
         """Lay out an AnnData zarr store at ``path`` (obs names, ``uns``) and return its empty obsm array.
 
@@ -565,7 +566,8 @@ class ScEmbed:
         block by block, so millions of them are never held at once. ``obs`` (a DataFrame of the input's cell
         annotations in the same order, its index unused, or None) adds its columns: a store encoded from a
         labelled AnnData keeps its labels, as the ``.h5ad`` route does, and can then serve as an annotation
-        reference. ``out_name`` names the store in messages (``path`` is its temporary).
+        reference. ``out_name`` names the store in messages (``path`` is its temporary). ``store`` (a
+        :class:`fastembed.storage.zarrstore.GuardedStore` on ``path``) is written through instead of ``path`` itself.
         """
         import anndata as ad
         import pandas as pd
@@ -577,9 +579,9 @@ class ScEmbed:
         mark(shell, embedding_key, pooling=pooling, config=_uns_safe(self.config()))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # anndata's notices about zarr format versions and obs names
-            shell.write_zarr(path)
+            shell.write_zarr(str(path) if store is None else store)
         # Not through the consolidated metadata write_zarr left: anndata refuses to add elements to such a view.
-        group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        group = zarr.open_group(str(path) if store is None else store, mode="r+", use_consolidated=False)
         # Marks the store as ours, so overwrite= may replace it (and nothing else).
         group.attrs["fastembed_version"] = __version__
         index_name = group["obs"].attrs["_index"]
@@ -743,9 +745,16 @@ class ScEmbed:
             else:
                 import zarr
 
-                with atomic_dir(
-                    out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr"
-                ) as tmp:
+                from fastembed.storage.zarrstore import guarded_store
+
+                # The guarded store never re-creates a folder the user removed, and on the way out (before
+                # atomic_dir removes the temporary) it drains zarr's background writes.
+                with (
+                    atomic_dir(
+                        out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr"
+                    ) as tmp,
+                    guarded_store(tmp) as store,
+                ):
                     emb = self._zarr_store(
                         tmp,
                         barcodes,
@@ -754,6 +763,7 @@ class ScEmbed:
                         chunk,
                         _input_obs(adata_or_tokens),
                         out_name=out.name,
+                        store=store,
                     )
                     if client is not None:
                         n_empty = run_tasks(tmp / "obsm" / embedding_key)[1]
@@ -764,7 +774,7 @@ class ScEmbed:
                         n_empty += self._pool(ip, ix, weights, pooling, block[: hi - lo], name)
                         emb[lo:hi] = block[: hi - lo]
                     # anndata reads the consolidated metadata: it must list the array added after write_zarr.
-                    zarr.consolidate_metadata(str(tmp))
+                    zarr.consolidate_metadata(store)
                 result = zarr.open_group(str(out), mode="r")["obsm"][embedding_key]
         if n_empty:
             warn(

@@ -273,6 +273,7 @@ def cmd_encode(args) -> None:
     from fastembed.backends.dask import open_client
     from fastembed.scembed import ScEmbed, _positive_int
     from fastembed.storage.atomic import atomic_file, check_output_path
+    from fastembed.storage.faults import write_h5ad
     from fastembed.storage.marker import mark
 
     _positive_int("batch_cells", args.batch_cells)  # before the model and the cells are read
@@ -333,7 +334,8 @@ def cmd_encode(args) -> None:
     # Marks the file as ours, so a later --overwrite may replace it (and nothing else).
     mark(adata, args.embedding_key, model=str(args.model))
     with atomic_file(out, what="h5ad output", overwrite=args.overwrite, inputs=inputs, kind="h5ad") as tmp:
-        adata.write_h5ad(tmp)
+        # Through an image in memory: HDF5 writing the file itself can crash the interpreter on a full disk.
+        write_h5ad(adata, tmp)
     _log(args, f"encoded {adata.n_obs} cells -> {out} (obsm['{args.embedding_key}'])")
 
 
@@ -873,6 +875,40 @@ def _cli_warnings(args):
         yield
 
 
+@contextlib.contextmanager
+def _interrupt_watch():
+    """Yield a list that gets an entry for every Ctrl-C during the block (each still raises KeyboardInterrupt)."""
+    import signal
+    import threading
+
+    seen: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        yield seen  # the caller (a notebook, a test runner) handles interrupts its own way
+        return
+
+    def handler(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted_message(written: list) -> str:
+    """What an interrupted command tells the user: nothing was written, or which outputs were (complete)."""
+    if not written:
+        return "interrupted; nothing was written"
+    names = ", ".join(f"'{p}'" for p in dict.fromkeys(written))
+    return f"interrupted after {names} was written (complete); nothing else was written"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fastembed`` console script; returns the exit code.
 
@@ -885,12 +921,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quiet:
         os.environ.setdefault("TQDM_DISABLE", "1")
+    # Imported before the work: after a failed allocation an import may fail too.
+    from fastembed.storage import atomic as _atomic
+    from fastembed.storage.faults import is_memory_failure, memory_error
+
+    first = len(_atomic.PUBLISHED)
     try:
-        with _cli_warnings(args), _output_claim(args):
+        with _cli_warnings(args), _interrupt_watch() as interrupted, _output_claim(args):
             args.func(args)
-    except INPUT_ERRORS as err:
-        if args.debug:
+        if interrupted:
+            # A Ctrl-C that a library swallowed (e.g. raised in a weakref callback, printed as "Exception
+            # ignored"): the work went on, but the user asked to stop and must hear what happened.
+            raise KeyboardInterrupt
+    except Exception as err:
+        memory = is_memory_failure(err)
+        if args.debug or not (memory or isinstance(err, INPUT_ERRORS)):
             raise
+        if memory:
+            # A failed allocation (also a thread that cannot start, HDF5's realloc): the step and what lowers it.
+            print(f"fastembed {args.command}: error: {memory_error(err, args.command)}", file=sys.stderr)
+            return 1
         msg = str(err).strip().replace("\n", " ") or type(err).__name__
         if isinstance(err, KeyError) and err.args:
             msg = str(err.args[0])
@@ -900,7 +950,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print(f"fastembed {args.command}: interrupted; nothing was written", file=sys.stderr)
+        print(f"fastembed {args.command}: {_interrupted_message(_atomic.PUBLISHED[first:])}", file=sys.stderr)
         return 130
     return 0
 

@@ -113,6 +113,7 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     from fastembed.scembed import ScEmbed, annotate_celltypes
     from fastembed.settings import EMBEDDING_KEY
     from fastembed.storage.atomic import atomic_file, check_output_path
+    from fastembed.storage.faults import write_h5ad
     from fastembed.storage.marker import mark
 
     paths = {
@@ -141,7 +142,15 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
             check_output_path(
                 p, what=f"demo {key} output", overwrite=overwrite, inputs=inputs, kind=kinds[key]
             )
-    out.mkdir(exist_ok=True)
+    try:
+        out.mkdir(exist_ok=True)
+    except OSError as err:  # a full disk or a read-only folder: one message naming the folder
+        from fastembed.storage.faults import write_error
+
+        named = write_error(err, out, "demo output folder")
+        if named is None:
+            raise
+        raise named from err
 
     def write(key):
         return atomic_file(
@@ -231,7 +240,7 @@ def _run_demo(out, inputs, *, epochs, n_cells, threads, seed, quiet, overwrite) 
     adata.obs["predicted_cell_type"] = predicted.reindex(adata.obs_names).astype(str)
     mark(adata, EMBEDDING_KEY, model=str(paths["model"]))
     with write("h5ad") as tmp:
-        adata.write_h5ad(tmp)
+        write_h5ad(adata, tmp)  # a full disk is an error here, not a crash of HDF5
     timings["annotate"] = time.perf_counter() - t
     chance = float(np.max(np.unique(ref.obs["cell_type"].astype(str), return_counts=True)[1]) / ref.n_obs)
     _say(

@@ -281,9 +281,14 @@ def _encode_task(
         n_empty = model._pool(ip, ix, weights, pooling, block, f"cells {lo}:{hi}")
     if store is None:
         return block, n_empty
+    from pathlib import Path
+
     import zarr
 
-    emb = zarr.open_array(store, mode="r+")
+    from fastembed.storage.zarrstore import GuardedStore
+
+    # Guarded: a worker's write never re-creates the temporary (or its folder) after it was removed.
+    emb = zarr.open_array(GuardedStore(Path(store)), mode="r+")
     if lo % emb.chunks[0] or (hi % emb.chunks[0] and hi != emb.shape[0]):
         raise ValueError(
             f"zarr output '{store}': chunks of {emb.chunks[0]} cells do not match the block "

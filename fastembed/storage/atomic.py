@@ -10,6 +10,12 @@ Every output fastembed writes goes through here, so the rules hold everywhere:
   when the process dies; commands take it for their whole run), so a second writer of the same output fails
   instead of replacing the first; a fresh output is published with an exclusive step (``os.link`` for files,
   ``os.rename`` for folders, which both fail rather than replace existing data);
+- an overwrite replaces the output in one step: a file with one ``os.replace``, a folder with one
+  ``renameat2(RENAME_EXCHANGE)`` on Linux (the old folder then sits under the temporary's name until it is
+  removed), so a reader of the path sees the complete old version or the complete new one at every moment.
+  Where the exchange is missing (not Linux, old kernels, file systems that refuse it) the old folder is renamed
+  aside first and the path is absent between two renames; a writer killed there leaves the old folder in
+  ``.NAME.fastembed-PID-XXXX.old``, put back by the next write of that path (see :func:`_publish_dir`);
 - outputs get the permissions the user's umask gives a new file or folder, not the 0600/0700 of temp files;
 - temporaries of a killed writer (``.NAME.fastembed-PID-XXXX.tmp``/``.old``) are removed by the next writer
   of the same destination.
@@ -24,6 +30,7 @@ import re
 import shutil
 import socket
 import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -433,8 +440,10 @@ def _acquire(lock: Path, busy: Exception) -> int:
         except FileNotFoundError:
             same = False
         if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            # Who holds it, for a person looking; the flock is the lock, so a full disk here is no failure.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
             return fd
         os.close(fd)
 
@@ -464,7 +473,13 @@ def output_lock(path: str | os.PathLike, *, what: str = "output") -> Iterator[No
         f"{what} '{path}' is being written by another process (lock '{lock}'); "
         "wait for it to finish or choose another path"
     )
-    fd = _acquire(lock, busy)
+    try:
+        fd = _acquire(lock, busy)
+    except OSError as err:  # the lock file cannot be created: a full disk, a read-only folder
+        named = _as_write_error(err, Path(path).expanduser().absolute(), what, None)
+        if named is err:
+            raise
+        raise named from err
     with _held_guard:
         _held[lock] = [me, 1]
     try:
@@ -558,6 +573,156 @@ def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def _as_write_error(err: Exception, path: Path, what: str, tmp: Path | None) -> Exception:
+    """``err`` as one message naming ``path`` and the cause (full disk, not writable, removed), or as it is."""
+    if isinstance(err, FileExistsError) or getattr(err, "_fastembed_named", False):
+        return err  # ours already: a clash found at publishing, or a writer's own message naming the path
+    if _in_temporary(path):
+        return err  # a file inside a folder being written: the folder's writer names the user's path
+    from fastembed.storage.faults import write_error
+
+    out = write_error(err, path, what, tmp)
+    if out is None:
+        return err
+    out._fastembed_named = True  # an enclosing writer (the demo's folder) passes it on unchanged
+    return out
+
+
+# Temporary folders being written now (atomic_dir): a file written inside one is part of that output.
+_WRITING: set[Path] = set()
+
+
+def _in_temporary(path: Path) -> bool:
+    return any(path.is_relative_to(t) for t in list(_WRITING))
+
+
+#: Every output this process published, in order (the command line says which were written when it is
+#: interrupted).
+PUBLISHED: list[Path] = []
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block and raise it at the block's end.
+
+    A publish step and its record, or the removal of a temporary, then either happen whole or not at all. The
+    handler is swapped at the Python level, so it holds whichever thread the kernel delivers the signal to;
+    outside the main thread (where handlers cannot be changed) the block runs as it is.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # not the main thread, or a handler installed outside Python, which Python cannot restore
+        return
+    pending = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            if callable(previous):
+                previous(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+
+# --------------------------------------------------------------------------------------------------
+# Publishing a folder: an exchange in one step where the system has one
+# --------------------------------------------------------------------------------------------------
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+_renameat2 = None  # the libc function, looked up once; False where libc has none
+
+
+def _libc_renameat2():
+    global _renameat2
+    if _renameat2 is None:
+        _renameat2 = False
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            with contextlib.suppress(OSError, AttributeError):
+                fn = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28, musl >= 1.2.x
+                fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+                fn.restype = ctypes.c_int
+                _renameat2 = fn
+    return _renameat2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the entries ``a`` and ``b`` in one step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Returns False, having changed nothing, where the system or the file system has no such call (not Linux,
+    a libc without ``renameat2``, a kernel before 3.15, or a file system that refuses the flag: some network
+    and FUSE file systems); raises ``OSError`` for any other failure.
+    """
+    fn = _libc_renameat2()
+    if not fn:
+        return False
+    import ctypes
+
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def _discard(path: Path) -> None:
+    """Remove a temporary (folder or file) if it is there; never raises."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _publish_dir(tmp: Path, path: Path, replace: bool, what: str) -> None:
+    """Put the complete folder ``tmp`` at ``path``; the old ``path`` (if ``replace``) ends up at ``tmp``.
+
+    With an exchange (Linux) a reader of ``path`` sees the whole old folder up to one system call and the
+    whole new one after it, and a writer killed at any moment leaves the old or the new folder at ``path``
+    (the other, under the temporary's name, is removed by the next writer). Without it the old folder is
+    renamed aside first: for the time between two renames ``path`` does not exist, and a writer killed in that
+    window leaves the old folder in ``.NAME.fastembed-PID-XXXX.old``, which the next write of ``path``, or
+    :func:`clean_stale_temporaries`, puts back.
+    """
+    if not replace:
+        try:
+            # rename() onto a folder only succeeds if it is empty, so nothing can be lost here.
+            os.rename(tmp, path)
+        except OSError as err:
+            if err.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise FileExistsError(
+                    f"{what} '{path}' was created by someone else while fastembed was "
+                    f"writing it ({err.strerror}); left it as it is"
+                ) from None
+            raise
+        return
+    if _exchange(tmp, path):
+        return  # the old folder is now at tmp, which the caller removes
+    old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
+    try:
+        os.replace(path, old / "x")
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.lexists(old / "x") and not os.path.lexists(path):
+            with contextlib.suppress(OSError):
+                os.replace(old / "x", path)  # put the old output back rather than lose it
+        if os.path.lexists(path):
+            _discard(old)  # else it holds the only copy: the next write of path puts it back
+        raise
+    _discard(old)
+
+
 def _publish_file(tmp: Path, path: Path, replace: bool, what: str) -> None:
     if replace:
         os.replace(tmp, path)
@@ -603,6 +768,11 @@ def atomic_file(
     ------
     pathlib.Path
         Where the caller writes the whole file. It is given the umask's permissions before it is published.
+
+    Raises
+    ------
+    OSError
+        As for :func:`atomic_dir`: one message naming ``path`` and the cause; the temporary and lock removed.
     """
     path = Path(path).expanduser().absolute()
     inputs = list(inputs)
@@ -613,16 +783,28 @@ def atomic_file(
         # Decided now, under the lock: only what was checked above may be replaced, never a file that appears
         # while we write.
         replace = os.path.lexists(path)
-        fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
+        tmp = None
         try:
+            fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmp = Path(name)
             yield tmp
             os.chmod(tmp, 0o666 & ~current_umask())
-            _publish_file(tmp, path, replace, what)
+            # Publishing and recording it are one step for an interrupt: the command line then says exactly
+            # whether the output was written.
+            with deferred_interrupt():
+                _publish_file(tmp, path, replace, what)
+                if not _in_temporary(path):
+                    PUBLISHED.append(path)
+        except Exception as err:
+            named = _as_write_error(err, path, what, tmp)
+            if named is err:
+                raise
+            raise named from err
         finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            if tmp is not None:
+                with deferred_interrupt():  # a second Ctrl-C must not leave half a temporary behind
+                    _discard(tmp)
 
 
 @contextlib.contextmanager
@@ -641,13 +823,21 @@ def atomic_dir(
     path
         Final folder path (e.g. a model folder or a ``.zarr`` store).
     what, overwrite, inputs, kind
-        As for :func:`check_output_path`. With ``overwrite`` the old folder (one fastembed recognises) is only
-        removed once the new one is complete.
+        As for :func:`check_output_path`. With ``overwrite`` the old folder (one fastembed recognises) is
+        swapped for the new one in one step once the new one is complete, then removed (see
+        :func:`_publish_dir` for systems without the exchange).
 
     Yields
     ------
     pathlib.Path
         An empty folder the caller fills.
+
+    Raises
+    ------
+    OSError
+        A failure of the writer or of the publish step, as one message naming ``path`` and the cause (see
+        :func:`fastembed.storage.faults.write_error`); the temporary and the lock are removed first. Errors that are
+        not I/O failures (a bad value, a failed allocation) are raised as they are.
     """
     path = Path(path).expanduser().absolute()
     inputs = list(inputs)
@@ -656,28 +846,25 @@ def atomic_dir(
         clean_stale_temporaries(path)
         check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
         replace = os.path.lexists(path) and not _empty_real_folder(path)
-        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+        tmp = None
         try:
+            tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+            _WRITING.add(tmp)
             yield tmp
             os.chmod(tmp, 0o777 & ~current_umask())
-            if replace:
-                old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
-                os.replace(path, old / "x")
-                try:
-                    os.rename(tmp, path)
-                except OSError:
-                    os.replace(old / "x", path)  # put the old output back rather than lose it
-                    shutil.rmtree(old, ignore_errors=True)
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                try:
-                    # rename() onto a folder only succeeds if it is empty, so nothing can be lost here.
-                    os.rename(tmp, path)
-                except OSError as err:
-                    raise FileExistsError(
-                        f"{what} '{path}' was created by someone else while fastembed was "
-                        f"writing it ({err.strerror}); left it as it is"
-                    ) from None
+            # Publishing and recording it are one step for an interrupt: the command line then says exactly
+            # whether the output was written.
+            with deferred_interrupt():
+                _publish_dir(tmp, path, replace, what)
+                if not _in_temporary(path):
+                    PUBLISHED.append(path)
+        except Exception as err:
+            named = _as_write_error(err, path, what, tmp)
+            if named is err:
+                raise
+            raise named from err
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                _WRITING.discard(tmp)
+                with deferred_interrupt():  # a second Ctrl-C must not leave half a temporary behind
+                    _discard(tmp)

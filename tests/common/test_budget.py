@@ -198,7 +198,7 @@ def test_cli_memory_flag():
 
 
 def test_training_more_than_the_machine_has_is_refused_before_reading(tmp_path, monkeypatch):
-    from fastembed import trainmem
+    from fastembed.model import trainmem
 
     demo = load_demo()[:300].copy()
     path = fe.tokenize_cells(demo, demo_peaks_path(), tmp_path / "t.parquet")
