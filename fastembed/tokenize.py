@@ -25,6 +25,7 @@ import pandas as pd
 from . import settings
 from ._atomic import check_output_path, output_lock
 from ._warn import warn
+from .datauniverse import check_universe_fit
 from .readers import _as_adata, _csr_rows, _style_hint, cell_matrix, peak_coordinates, restyle_chroms
 from .settings import PARALLEL, SERIAL
 from .tokens import META_STATS, TokenizedCells, write_tokens_parquet
@@ -507,6 +508,8 @@ def _tokenize_cells(
         "few_tokens": settings.FEW_TOKENS,
         "median_tokens_per_cell": float(np.median(lengths)),
     }
+    # In Python as on the command line: a universe that misses much of the data costs quality silently.
+    check_universe_fit(stats, name, uni.source)
     if n_empty:
         warn(
             f"{n_empty} of {adata.n_obs} cells of {name} have no token in universe '{uni.source}' "

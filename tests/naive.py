@@ -219,3 +219,23 @@ def ref_sgns(
                             else:
                                 w_out[target] = out[k]
     return w_in, w_out, counts, trained
+
+
+def merge_overlapping_bruteforce(intervals):
+    """Union of half-open intervals ``(start, end)`` that share at least one base, by merging pairs until none
+    is left; book-ended intervals (one's end is the other's start) stay apart. Returns sorted ``(start, end)``."""
+    groups = [(int(s), int(e)) for s, e in intervals]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                (a, b), (c, d) = groups[i], groups[j]
+                if min(b, d) - max(a, c) >= 1 or (a, b) == (c, d):
+                    groups[i] = (min(a, c), max(b, d))
+                    del groups[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return sorted(groups)
