@@ -239,3 +239,35 @@ def merge_overlapping_bruteforce(intervals):
             if changed:
                 break
     return sorted(groups)
+
+
+def fragments_qc_bruteforce(frags, universe, *, mode="fragment", min_overlap=1):
+    """Per-barcode counts and QC of fragments, one fragment at a time.
+
+    ``frags``: (chrom, start, end, barcode) tuples; ``universe``: (chrom, start, end) tuples. Returns
+    ``{barcode: dict}`` with ``counts`` (region index -> count), ``n_fragments``, ``n_in`` (fragments hitting a
+    region), ``nfr`` (< 147 bp), ``mono`` (147-294 bp) and ``mito`` (on chrM/chrMT/M/MT)."""
+    u_chr = np.array([u[0] for u in universe], dtype=object)
+    u_s = np.array([u[1] for u in universe], dtype=np.int64)
+    u_e = np.array([u[2] for u in universe], dtype=np.int64)
+    out = {}
+    for c, s, e, b in frags:
+        r = out.setdefault(b, {"counts": {}, "n_fragments": 0, "n_in": 0, "nfr": 0, "mono": 0, "mito": 0})
+        if mode == "fragment":
+            sites = [(s, e)]
+            m = min_overlap
+        else:
+            sites = [(s, s + 1), (e - 1, e)]
+            m = 1
+        any_hit = False
+        for qs, qe in sites:
+            for j in range(len(universe)):
+                if u_chr[j] == c and min(qe, u_e[j]) - max(qs, u_s[j]) >= m and u_e[j] - u_s[j] >= m:
+                    r["counts"][j] = r["counts"].get(j, 0) + 1
+                    any_hit = True
+        r["n_fragments"] += 1
+        r["n_in"] += any_hit
+        r["nfr"] += (e - s) < 147
+        r["mono"] += 147 <= (e - s) <= 294
+        r["mito"] += c in ("chrM", "chrMT", "M", "MT")
+    return out
