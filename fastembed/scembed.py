@@ -16,6 +16,7 @@ import numpy as np
 
 from . import settings
 from ._atomic import atomic_dir, check_output_path
+from ._inputs import ENCODE_ACCEPTS, refuse_fragments
 from ._progress import check_progress, progress_bar
 from ._suffix import has_suffix
 from ._threads import check_threads, numba_threads
@@ -96,14 +97,40 @@ def _cell_names(adata):
 
 
 def _input_obs(data):
-    """The cell annotations (obs DataFrame) of an AnnData input, in memory or on disk; None for tokens."""
+    """The cell annotations (obs DataFrame) of an AnnData input, in memory or on disk; for tokens made from a
+    fragments file, its per-cell fragment counts; None for other tokens."""
     if not _is_peak_matrix(data):
-        return None
+        return _token_obs(data)
     if isinstance(data, str | os.PathLike):
         from .readers import read_obs
 
         return read_obs(data, index=False)
     return data.obs
+
+
+def _token_obs(data):
+    """``n_fragments`` and ``n_fragments_in_universe`` per cell of tokens from :func:`fastembed.tokenize_fragments`
+    (its in-memory stats, or the parquet's columns of those names), so the embeddings store keeps them; else None."""
+    import pandas as pd
+
+    if isinstance(data, TokenizedCells):
+        stats = data.stats or {}
+        if "fragments_per_cell" not in stats:
+            return None
+        return pd.DataFrame(
+            {
+                "n_fragments": np.asarray(stats["fragments_per_cell"], dtype=np.int64),
+                "n_fragments_in_universe": np.asarray(stats["fragments_in_universe_per_cell"], dtype=np.int64),
+            }
+        )
+    if isinstance(data, str | os.PathLike) and has_suffix(data, ".parquet") and Path(data).is_file():
+        import pyarrow.parquet as pq
+
+        wanted = ["n_fragments", "n_fragments_in_universe"]
+        if not set(wanted) <= set(pq.ParquetFile(data).schema_arrow.names):
+            return None
+        return pq.read_table(data, columns=wanted).to_pandas()
+    return None
 
 
 def _is_parts_folder(path) -> bool:
@@ -636,6 +663,7 @@ class ScEmbed:
             With ``out``, the store's ``obsm[embedding_key]`` array, opened read-only (``[:]`` loads it).
         """
         self._require_vectors()
+        refuse_fragments(adata_or_tokens, "encode", ENCODE_ACCEPTS)
         progress = check_progress(progress)
         batch_cells = _positive_int("batch_cells", batch_cells)
         pooling = self._resolve_pooling(pooling)

@@ -24,6 +24,7 @@ import pandas as pd
 
 from . import settings
 from ._atomic import check_output_path, output_lock
+from ._inputs import TOKENIZE_ACCEPTS, refuse_fragments
 from ._warn import warn
 from .datauniverse import check_universe_fit
 from .readers import _as_adata, _csr_rows, _style_hint, cell_matrix, peak_coordinates, restyle_chroms
@@ -412,6 +413,7 @@ def tokenize_cells(
             FutureWarning,
         )
         batch_cells = chunk_cells
+    refuse_fragments(adata, "tokenize_cells", TOKENIZE_ACCEPTS)
     inputs = [adata, universe_file if not isinstance(universe_file, Universe) else universe_file.source]
     if output is None:
         return _tokenize_cells(

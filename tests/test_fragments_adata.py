@@ -173,3 +173,72 @@ def test_nothing_left_says_what_to_pass(tmp_path):
     path = write_fragments(tmp_path / "f.tsv.gz", [("chr1", 120, 180, "A")])
     with pytest.raises(ValueError, match=r"min_fragments=100 .*lower min_fragments= or a whitelist"):
         fe.pp.read_fragments(path, write_bed(tmp_path / "u.bed", UNIVERSE))
+
+
+# -- messages, the command line's default, counts carried into the embeddings store -----------------------
+def test_encode_and_tokenize_refuse_a_fragments_file_saying_tokenize_first(demo_with_droplets, tmp_path):
+    _, _, path = demo_with_droplets
+    cells = load_demo()[:100].copy()
+    model = fe.ScEmbed(embedding_dim=4, seed=0, threads=1).train(
+        fe.tokenize_cells(cells, demo_peaks_path()), epochs=1, progress=False
+    )
+    with pytest.raises(
+        ValueError, match=r"fragments file; encode takes an AnnData.*parquet.*Tokenize it first"
+    ):
+        model.encode(path)
+    with pytest.raises(ValueError, match=r"fragments file; tokenize_cells takes .*Tokenize it first"):
+        fe.tokenize_cells(str(path), demo_peaks_path())
+    model.save(tmp_path / "m")
+    from fastembed.cli import main
+
+    assert (
+        main(["encode", str(path), "--model", str(tmp_path / "m"), "--output", str(tmp_path / "e.zarr")]) == 1
+    )
+
+
+def test_cli_default_drops_empty_droplets_and_never_speaks_of_an_absent_whitelist(
+    demo_with_droplets, tmp_path, capsys
+):
+    from fastembed.cli import main
+    from fastembed.tokens import read_tokens_parquet
+
+    adata, _, path = demo_with_droplets
+    out = tmp_path / "t.parquet"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["tokenize", str(path), "--universe", str(demo_peaks_path()), "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "whitelist" not in err and "dropped 2000 barcodes below --min-fragments" in err
+    assert set(read_tokens_parquet(out).barcodes) == set(adata.obs_names)
+    wl = tmp_path / "wl.txt"
+    wl.write_text("\n".join(adata.obs_names[:5]) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        args = [
+            "tokenize",
+            str(path),
+            "--universe",
+            str(demo_peaks_path()),
+            "--output",
+            str(tmp_path / "w.parquet"),
+        ]
+        assert main([*args, "--barcodes", str(wl)]) == 0
+    err = capsys.readouterr().err
+    assert "not in the whitelist" in err and "--min-fragments" not in err
+
+
+def test_encoding_fragment_tokens_keeps_their_counts_in_the_store(demo_with_droplets, tmp_path):
+    import anndata as ad
+
+    _, _, path = demo_with_droplets
+    tok = fe.tokenize_fragments(path, demo_peaks_path(), min_fragments="auto")
+    assert tok.stats["min_fragments"] >= AUTO_FLOOR and len(tok) == 200
+    model = fe.ScEmbed(embedding_dim=4, seed=0, threads=1).train(tok, epochs=1, progress=False)
+    written = fe.tokenize_fragments(path, demo_peaks_path(), tmp_path / "t.parquet", min_fragments="auto")
+    for source, name in ((tok, "mem"), (written, "file")):
+        model.encode(source, out=tmp_path / f"{name}.zarr", progress=False)
+        store = ad.read_zarr(tmp_path / f"{name}.zarr")
+        np.testing.assert_array_equal(store.obs["n_fragments"].to_numpy(), tok.stats["fragments_per_cell"])
+        np.testing.assert_array_equal(
+            store.obs["n_fragments_in_universe"].to_numpy(), tok.stats["fragments_in_universe_per_cell"]
+        )
