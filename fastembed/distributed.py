@@ -23,6 +23,7 @@ import contextlib
 import copy
 import functools
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,6 +200,16 @@ def _tokenize_task(payload: tuple, mapper, threads: int | None):
     return ip, ix, local.n_counts, local.n_counts_in_universe
 
 
+@contextlib.contextmanager
+def _blocks_are_the_payload():
+    """Silence Dask's "Sending large graph ... consider scattering" for our submits: a task's argument is one
+    block of cells, sent to the one worker that needs it and bounded by ``batch_cells``; the shared state is
+    already scattered once. The advice names Dask internals a user of fastembed cannot act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        yield
+
+
 def tokenize_blocks(client, adata, source, mapper, batch_cells: int, threads: int | None = None) -> list:
     """Token blocks of every cell of ``adata``, each block a task: ``[(indptr int64, indices int32), ...]``
     in cell order (what :meth:`fastembed.tokenize._PeakMapper.tokens` gives for each block). The blocks' entry counts
@@ -206,12 +217,18 @@ def tokenize_blocks(client, adata, source, mapper, batch_cells: int, threads: in
     spans = blocks(adata.n_obs, batch_cells)
     path = _source_path(source)
     shared = client.scatter(mapper, broadcast=True)
-    futures = [
-        client.submit(
-            _tokenize_task, _x_payload(adata, path, lo, hi), shared, threads, pure=False, retries=TASK_RETRIES
-        )
-        for lo, hi in spans
-    ]
+    with _blocks_are_the_payload():
+        futures = [
+            client.submit(
+                _tokenize_task,
+                _x_payload(adata, path, lo, hi),
+                shared,
+                threads,
+                pure=False,
+                retries=TASK_RETRIES,
+            )
+            for lo, hi in spans
+        ]
     out: list = [None] * len(spans)
     for i, (ip, ix, n_counts, n_in_universe) in _gather_in_order(client, futures, list(range(len(spans)))):
         out[i] = (ip, ix)
@@ -295,23 +312,24 @@ def encode_blocks(
     shared_mapper = client.scatter(mapper, broadcast=True) if mapper is not None else None
     store_arg = None if store is None else str(store)
     spans = blocks(n_cells, batch_cells)
-    futures = [
-        client.submit(
-            _encode_task,
-            payload,
-            shared_model,
-            shared_mapper,
-            pooling,
-            weights,
-            lo,
-            hi,
-            store_arg,
-            model.threads,
-            pure=False,
-            retries=TASK_RETRIES,
-        )
-        for (lo, hi), payload in zip(spans, payloads, strict=True)
-    ]
+    with _blocks_are_the_payload():
+        futures = [
+            client.submit(
+                _encode_task,
+                payload,
+                shared_model,
+                shared_mapper,
+                pooling,
+                weights,
+                lo,
+                hi,
+                store_arg,
+                model.threads,
+                pure=False,
+                retries=TASK_RETRIES,
+            )
+            for (lo, hi), payload in zip(spans, payloads, strict=True)
+        ]
     result = np.zeros((n_cells, model.embedding_dim), dtype=np.float32) if store is None else None
     n_empty = 0
     for (lo, hi), (block, empty) in _gather_in_order(client, futures, spans):
@@ -349,9 +367,10 @@ def predict_blocks(client, fitted, query, batch_cells: int, threads: int | None 
             if query.path is not None
             else ("rows", query.block(lo, hi))
         )
-        futures.append(
-            client.submit(_predict_task, shared, payload, lo, threads, pure=False, retries=TASK_RETRIES)
-        )
+        with _blocks_are_the_payload():
+            futures.append(
+                client.submit(_predict_task, shared, payload, lo, threads, pure=False, retries=TASK_RETRIES)
+            )
     out: list = [None] * len(spans)
     for i, result in _gather_in_order(client, futures, list(range(len(spans)))):
         out[i] = result
