@@ -128,7 +128,9 @@ def _tokenize_fragments(args) -> None:
         overwrite=args.overwrite,
     )
     s = json.loads(pq.ParquetFile(out).schema_arrow.metadata[META_STATS])
-    _log(args, fragments_summary(s, args.barcodes is not None) + f"; {time.perf_counter() - t:.1f} s -> {out}")
+    _log(
+        args, fragments_summary(s, args.barcodes is not None) + f"; {time.perf_counter() - t:.1f} s -> {out}"
+    )
 
 
 def fragments_summary(s: dict, whitelist: bool) -> str:

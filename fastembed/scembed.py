@@ -120,7 +120,9 @@ def _token_obs(data):
         return pd.DataFrame(
             {
                 "n_fragments": np.asarray(stats["fragments_per_cell"], dtype=np.int64),
-                "n_fragments_in_universe": np.asarray(stats["fragments_in_universe_per_cell"], dtype=np.int64),
+                "n_fragments_in_universe": np.asarray(
+                    stats["fragments_in_universe_per_cell"], dtype=np.int64
+                ),
             }
         )
     if isinstance(data, str | os.PathLike) and has_suffix(data, ".parquet") and Path(data).is_file():
