@@ -14,7 +14,7 @@ is retried (a lost worker) rewrites the same chunk with the same bytes, and no t
 The store is written in a temporary folder beside ``out`` that the workers must see (a shared file system on
 a real cluster) and renamed when every block is in.
 
-Dask is an optional dependency (``pip install 'fastembed-sc[dask]'``); nothing here imports it at module level.
+Dask is an optional dependency (``pip install 'dask[distributed]'``, or ``pip install '.[dask]'`` in a clone); nothing here imports it at module level.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def require_distributed():
         import dask.distributed
     except ImportError:
         raise ImportError(
-            "client= / --scheduler / --workers need Dask, an optional extra: pip install 'fastembed-sc[dask]'"
+            "client= / --scheduler / --workers need Dask, an optional dependency: pip install 'dask[distributed]' "
+            "(or pip install '.[dask]' in a fastembed clone)"
         ) from None
     return dask.distributed
 

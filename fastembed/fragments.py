@@ -46,6 +46,7 @@ import numpy as np
 from . import settings
 from . import tokenize as _tok
 from ._atomic import check_output_path, output_lock
+from ._droplets import droplet_threshold
 from ._suffix import has_suffix
 from ._warn import warn
 from .settings import PARALLEL, SERIAL
@@ -765,8 +766,6 @@ def _finish(
             )
     else:
         if min_fragments == "auto":  # the empty-droplet rule of fe.pp.read_fragments
-            from .fragments_adata import droplet_threshold
-
             min_fragments = stats["min_fragments"] = droplet_threshold(frags)
         keep = frags >= min_fragments
         if not keep.all():

@@ -29,7 +29,6 @@ SnapATAC2's usual minimum) once you have looked at them.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import numpy as np
 
 from . import settings
 from . import tokenize as _tok
+from ._droplets import AUTO_FLOOR, EXPECTED_CELLS, droplet_threshold
 from .fragments import (
     MODES,
     _Barcodes,
@@ -50,32 +50,9 @@ from .universe import MAX_COORD, Universe, _resolve_universe
 
 __all__ = ["AUTO_FLOOR", "EXPECTED_CELLS", "droplet_threshold", "read_fragments"]
 
-EXPECTED_CELLS = 3000
-"""Barcodes whose fragment counts set the scale of a cell in the ``"auto"`` rule (Cell Ranger's default)."""
-AUTO_FLOOR = 100
-"""The ``"auto"`` rule never keeps a barcode with fewer fragments than this."""
 NUCLEOSOME_FREE_MAX = 147  # fragments shorter than one nucleosome's DNA
 MONONUCLEOSOME_MAX = 294  # up to two
 MITO_NAMES = frozenset({"chrM", "chrMT", "M", "MT"})
-
-
-def droplet_threshold(fragments_per_barcode: np.ndarray) -> int:
-    """The ``min_fragments="auto"`` threshold for these barcodes (see the module docstring).
-
-    Parameters
-    ----------
-    fragments_per_barcode : np.ndarray of int, shape (n_barcodes,)
-
-    Returns
-    -------
-    int
-        ``max(AUTO_FLOOR, ceil(m / 10))``, ``m`` the 99th percentile of the top ``EXPECTED_CELLS`` counts.
-    """
-    counts = np.sort(np.asarray(fragments_per_barcode, dtype=np.int64))[::-1][:EXPECTED_CELLS]
-    if counts.size == 0:
-        return AUTO_FLOOR
-    m = float(np.percentile(counts, 99))
-    return max(AUTO_FLOOR, math.ceil(m / 10))
 
 
 def _check_min_fragments(min_fragments):
