@@ -607,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         required=True,
         help="output table, .csv (commas) or .tsv (tabs); columns barcode, predicted_<label-key> "
-        "(e.g. predicted_cell_type) and confidence (the vote share)",
+        "(e.g. predicted_cell_type) and confidence (the winner's share of the neighbours' summed similarity)",
     )
     p.add_argument("--label-key", default="cell_type", help="reference obs column (default: cell_type)")
     p.add_argument("--embedding-key", default="scembed_X", help="obsm key (default: scembed_X)")
