@@ -773,7 +773,9 @@ class ScEmbed:
             The model folder to create.
         format : {"fastembed", "geniml"}
             ``"fastembed"``: ``config.yaml``, ``universe.bed`` (row i = token i), ``region_vectors.npy``,
-            ``output_vectors.npy`` and ``token_counts.npy``. ``"geniml"``: the layout geniml and the Hugging
+            ``output_vectors.npy`` and ``token_counts.npy``; when more than a tenth of the rows are untrained,
+            the vector files hold only the trained rows, listed in ``trained_rows.npy`` (so the folder's size
+            follows the trained tokens, not the universe). ``"geniml"``: the layout geniml and the Hugging
             Face scEmbed models use (``checkpoint.pt`` with ``projection.weight``, ``config.yaml``,
             ``universe.bed``), written without torch. It has no place for the cell projection: a model with one
             is written without it (with a warning) and ``pooling_method: mean``, so geniml and fastembed both
