@@ -43,7 +43,16 @@ def _read_input(path: str, args):
         return readers.read_mtx(p, args.barcodes, args.peaks)
     if not p.exists():
         raise FileNotFoundError(f"input '{p}' does not exist")
-    raise ValueError(f"input '{p}': expected an .h5ad file, a 10x folder or a .mtx[.gz] file")
+    # What the subcommand at hand accepts, so the user sees every way in (tokens for encode, fragments for tokenize).
+    extra = (
+        "a fragments file (.tsv[.gz|.bgz], or any name with --fragments)"
+        if hasattr(args, "universe")
+        else "a token .parquet (from 'fastembed tokenize')"
+    )
+    raise ValueError(
+        f"input '{p}': expected an .h5ad or .zarr AnnData, a 10x folder, a .mtx[.gz] file (with --barcodes and "
+        f"--peaks) or {extra}"
+    )
 
 
 def _check_flags_apply(args, fragments: bool) -> None:

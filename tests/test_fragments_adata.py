@@ -242,3 +242,13 @@ def test_encoding_fragment_tokens_keeps_their_counts_in_the_store(demo_with_drop
         np.testing.assert_array_equal(
             store.obs["n_fragments_in_universe"].to_numpy(), tok.stats["fragments_in_universe_per_cell"]
         )
+
+
+def test_cli_unknown_input_lists_what_each_subcommand_takes(tmp_path, capsys):
+    from fastembed.cli import main
+
+    odd = tmp_path / "cells.bed"
+    odd.write_text("chr1\t1\t2\n")
+    assert main(["tokenize", str(odd), "--universe", str(odd), "--output", str(tmp_path / "t.parquet")]) == 1
+    err = capsys.readouterr().err
+    assert "expected an .h5ad or .zarr AnnData" in err and "fragments file" in err
