@@ -5,6 +5,7 @@ warnings)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 
@@ -63,7 +64,10 @@ def _execute_twice(path, out):
     client = nbclient.NotebookClient(
         nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(out.parent)}}
     )
-    with client.setup_kernel():
+    # The kernel gets the user's environment, less what other tests leave in ours (the command line sets
+    # TQDM_DISABLE for --quiet runs in this process).
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    with client.setup_kernel(env=env):
         for _ in range(2):  # a user re-running every cell: no error, results replaced
             for i, cell in enumerate(nb.cells):
                 client.execute_cell(cell, i)
