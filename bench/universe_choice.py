@@ -66,7 +66,9 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n# load average at end {os.getloadavg()}")
-    print("| universe | regions | peaks in it | counts in it | warned | Leiden ARI | transfer accuracy | seconds |")
+    print(
+        "| universe | regions | peaks in it | counts in it | warned | Leiden ARI | transfer accuracy | seconds |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name in universes:
         r = [x for x in rows if x["universe"] == name]
