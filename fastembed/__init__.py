@@ -3,6 +3,8 @@
 # _aliases, on import: the flat layout's paths (fastembed.sgns, fastembed.annotate ...) keep working;
 # io: the contract's fastembed.io, reachable as fe.io after `import fastembed as fe`
 from fastembed import _aliases, io  # noqa: F401
+from fastembed import pp as pp  # scanpy-style steps: fe.pp.tokenize, fe.pp.read_fragments
+from fastembed import tl as tl  # fe.tl.scembed(adata): embedding into adata.obsm
 from fastembed._version import __version__
 from fastembed.genome.fragments import tokenize_fragments
 from fastembed.genome.readers import read_10x, read_mtx

@@ -18,6 +18,7 @@ from fastembed import settings
 from fastembed._version import __version__
 from fastembed.annotation.annotate import annotate_celltypes
 from fastembed.common.budget import peak_matrix_blocks, plan_blocks, resolve_memory, token_block_costs
+from fastembed.common.inputs import ENCODE_ACCEPTS, refuse_fragments
 from fastembed.common.progress import check_progress, progress_bar
 from fastembed.common.suffix import has_suffix
 from fastembed.common.threads import check_threads, numba_threads
@@ -99,14 +100,42 @@ def _cell_names(adata):
 
 
 def _input_obs(data):
-    """The cell annotations (obs DataFrame) of an AnnData input, in memory or on disk; None for tokens."""
+    """The cell annotations (obs DataFrame) of an AnnData input, in memory or on disk; for tokens made from a
+    fragments file, its per-cell fragment counts; None for other tokens."""
     if not _is_peak_matrix(data):
-        return None
+        return _token_obs(data)
     if isinstance(data, str | os.PathLike):
         from fastembed.genome.readers import read_obs
 
         return read_obs(data, index=False)
     return data.obs
+
+
+def _token_obs(data):
+    """``n_fragments`` and ``n_fragments_in_universe`` per cell of tokens from :func:`fastembed.tokenize_fragments`
+    (its in-memory stats, or the parquet's columns of those names), so the embeddings store keeps them; else None."""
+    import pandas as pd
+
+    if isinstance(data, TokenizedCells):
+        stats = data.stats or {}
+        if "fragments_per_cell" not in stats:
+            return None
+        return pd.DataFrame(
+            {
+                "n_fragments": np.asarray(stats["fragments_per_cell"], dtype=np.int64),
+                "n_fragments_in_universe": np.asarray(
+                    stats["fragments_in_universe_per_cell"], dtype=np.int64
+                ),
+            }
+        )
+    if isinstance(data, str | os.PathLike) and has_suffix(data, ".parquet") and Path(data).is_file():
+        import pyarrow.parquet as pq
+
+        wanted = ["n_fragments", "n_fragments_in_universe"]
+        if not set(wanted) <= set(pq.ParquetFile(data).schema_arrow.names):
+            return None
+        return pq.read_table(data, columns=wanted).to_pandas()
+    return None
 
 
 def _is_parts_folder(path) -> bool:
@@ -692,6 +721,7 @@ class ScEmbed:
             With ``out``, the store's ``obsm[embedding_key]`` array, opened read-only (``[:]`` loads it).
         """
         self._require_vectors()
+        refuse_fragments(adata_or_tokens, "encode", ENCODE_ACCEPTS)
         progress = check_progress(progress)
         batch_cells = _positive_int("batch_cells", batch_cells)
         budget = resolve_memory(memory)
@@ -811,7 +841,9 @@ class ScEmbed:
             The model folder to create.
         format : {"fastembed", "geniml"}
             ``"fastembed"``: ``config.yaml``, ``universe.bed`` (row i = token i), ``region_vectors.npy``,
-            ``output_vectors.npy`` and ``token_counts.npy``. ``"geniml"``: the layout geniml and the Hugging
+            ``output_vectors.npy`` and ``token_counts.npy``; when more than a tenth of the rows are untrained,
+            the vector files hold only the trained rows, listed in ``trained_rows.npy`` (so the folder's size
+            follows the trained tokens, not the universe). ``"geniml"``: the layout geniml and the Hugging
             Face scEmbed models use (``checkpoint.pt`` with ``projection.weight``, ``config.yaml``,
             ``universe.bed``), written without torch. It has no place for the cell projection: a model with one
             is written without it (with a warning) and ``pooling_method: mean``, so geniml and fastembed both

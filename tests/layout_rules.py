@@ -26,7 +26,13 @@ LAYERS: list[set[str]] = [
         "datasets",
         "region2vec",
     },  # model folders, k-NN labels, bundled data, the dataset
-    {"scembed", "io", "reference"},  # the public faces: ScEmbed, fastembed.io, reference folders
+    {
+        "scembed",
+        "io",
+        "reference",
+        "pp",
+        "tl",
+    },  # the public faces: ScEmbed, fastembed.io, reference folders, fe.pp/fe.tl
     {"app"},  # the command line and the demo: they call the faces
     {"__init__", "__main__", "_aliases"},  # the package itself
 ]
@@ -79,6 +85,27 @@ PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
     ): "the encode task moves to scembed's encoder",
     ("fastembed.backends.dask", "fastembed.genome.readers", "_csr_rows"): "the tokenize task moves to genome",
     ("fastembed.region2vec", "fastembed.genome.tokens", "_barcodes_column"): "a public token-file reader API",
+    (
+        "fastembed.app.cli",
+        "fastembed.scembed",
+        "_token_obs",
+    ): "fragment counts into obs: one public encode-output helper",
+    (
+        "fastembed.pp",
+        "fastembed.genome.universe",
+        "_resolve_universe",
+    ): "a public universe resolver in genome",
+    (
+        "fastembed.tl",
+        "fastembed.pp",
+        "_require_anndata",
+    ): "fe.pp and fe.tl share input checks: one validation module",
+    ("fastembed.tl", "fastembed.pp", "_resolve"): "fe.pp and fe.tl share input checks: one validation module",
+    (
+        "fastembed.tl",
+        "fastembed.scembed",
+        "_uns_safe",
+    ): "uns-safe settings: one public helper with the marker",
     (
         "fastembed.app.cli",
         "fastembed.scembed",

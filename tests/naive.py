@@ -307,3 +307,55 @@ def novelty_bruteforce(ref_emb, ref_codes, query_emb, query_codes, k, center=Tru
         null = loo[np.asarray(ref_codes) == c]
         out.append(1.0 - (1.0 + np.sum(null >= d)) / (1.0 + null.size))
     return np.array(out)
+
+
+def merge_overlapping_bruteforce(intervals):
+    """Union of half-open intervals ``(start, end)`` that share at least one base, by merging pairs until none
+    is left; book-ended intervals (one's end is the other's start) stay apart. Returns sorted ``(start, end)``."""
+    groups = [(int(s), int(e)) for s, e in intervals]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                (a, b), (c, d) = groups[i], groups[j]
+                if min(b, d) - max(a, c) >= 1 or (a, b) == (c, d):
+                    groups[i] = (min(a, c), max(b, d))
+                    del groups[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return sorted(groups)
+
+
+def fragments_qc_bruteforce(frags, universe, *, mode="fragment", min_overlap=1):
+    """Per-barcode counts and QC of fragments, one fragment at a time.
+
+    ``frags``: (chrom, start, end, barcode) tuples; ``universe``: (chrom, start, end) tuples. Returns
+    ``{barcode: dict}`` with ``counts`` (region index -> count), ``n_fragments``, ``n_in`` (fragments hitting a
+    region), ``nfr`` (< 147 bp), ``mono`` (147-294 bp) and ``mito`` (on chrM/chrMT/M/MT)."""
+    u_chr = np.array([u[0] for u in universe], dtype=object)
+    u_s = np.array([u[1] for u in universe], dtype=np.int64)
+    u_e = np.array([u[2] for u in universe], dtype=np.int64)
+    out = {}
+    for c, s, e, b in frags:
+        r = out.setdefault(b, {"counts": {}, "n_fragments": 0, "n_in": 0, "nfr": 0, "mono": 0, "mito": 0})
+        if mode == "fragment":
+            sites = [(s, e)]
+            m = min_overlap
+        else:
+            sites = [(s, s + 1), (e - 1, e)]
+            m = 1
+        any_hit = False
+        for qs, qe in sites:
+            for j in range(len(universe)):
+                if u_chr[j] == c and min(qe, u_e[j]) - max(qs, u_s[j]) >= m and u_e[j] - u_s[j] >= m:
+                    r["counts"][j] = r["counts"].get(j, 0) + 1
+                    any_hit = True
+        r["n_fragments"] += 1
+        r["n_in"] += any_hit
+        r["nfr"] += (e - s) < 147
+        r["mono"] += 147 <= (e - s) <= 294
+        r["mito"] += c in ("chrM", "chrMT", "M", "MT")
+    return out

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 CONFIDENCE_COLUMN = "confidence"
-"""Column of the vote share in annotation tables (the command line's and the demo's)."""
+"""Column of the similarity-weighted vote share in annotation tables (the command line's and the demo's)."""
 
 
 def predicted_column(label_key: str = "cell_type") -> str:
@@ -628,7 +628,9 @@ def annotate_celltypes(
     label_key : str
         Reference ``obs`` column with the labels.
     confidence_key : str, optional
-        If given (e.g. ``"cell_type_confidence"``), the winning label's vote share (float32 in [0, 1]) is
+        If given (e.g. ``"cell_type_confidence"``), the winning label's similarity-weighted vote share (float32
+        in [0, 1]: the winner's summed neighbour similarity over that of all k neighbours, not the fraction of
+        neighbours) is
         written to ``query_adata.obs[confidence_key]``; for a query given as a path, which has no ``obs`` to
         write to, the function returns a DataFrame with columns ``label_key`` and ``confidence_key`` instead.
     min_confidence : float, optional

@@ -43,7 +43,16 @@ def _read_input(path: str, args):
         return readers.read_mtx(p, args.barcodes, args.peaks)
     if not p.exists():
         raise FileNotFoundError(f"input '{p}' does not exist")
-    raise ValueError(f"input '{p}': expected an .h5ad file, a 10x folder or a .mtx[.gz] file")
+    # What the subcommand at hand accepts, so the user sees every way in (tokens for encode, fragments for tokenize).
+    extra = (
+        "a fragments file (.tsv[.gz|.bgz], or any name with --fragments)"
+        if hasattr(args, "universe")
+        else "a token .parquet (from 'fastembed tokenize')"
+    )
+    raise ValueError(
+        f"input '{p}': expected an .h5ad or .zarr AnnData, a 10x folder, a .mtx[.gz] file (with --barcodes and "
+        f"--peaks) or {extra}"
+    )
 
 
 def _check_flags_apply(args, fragments: bool) -> None:
@@ -54,7 +63,7 @@ def _check_flags_apply(args, fragments: bool) -> None:
         if getattr(args, "peaks", None):
             raise ValueError(f"--peaks applies to a .mtx input; '{name}' is a fragments file")
         return
-    if getattr(args, "mode", "fragment") != "fragment" or getattr(args, "min_fragments", 1) != 1:
+    if getattr(args, "mode", "fragment") != "fragment" or getattr(args, "min_fragments", None) is not None:
         raise ValueError(f"--mode and --min-fragments apply to fragments files; '{name}' is not one")
     mtx = has_suffix(name, ".mtx", ".mtx.gz")
     if not mtx and (getattr(args, "barcodes", None) or getattr(args, "peaks", None)):
@@ -62,6 +71,19 @@ def _check_flags_apply(args, fragments: bool) -> None:
             f"--barcodes and --peaks apply to a .mtx input (and --barcodes to a fragments file, as a whitelist); "
             f"'{name}' holds its own cell names and peaks"
         )
+
+
+def _min_fragments_arg(text: str):
+    """``--min-fragments``: "auto" or an integer >= 1, else argparse's one-line error."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected auto or an integer >= 1, got {text!r}")
+    return value
 
 
 def _subsample_arg(text: str):
@@ -119,22 +141,36 @@ def _tokenize_fragments(args) -> None:
         args.output,
         barcodes=args.barcodes,
         mode=args.mode,
-        min_fragments=args.min_fragments,
+        # A whitelist decides alone; without one, empty droplets go unless --min-fragments says otherwise.
+        min_fragments=(1 if args.barcodes else "auto") if args.min_fragments is None else args.min_fragments,
         min_overlap=args.min_overlap,
         overwrite=args.overwrite,
         memory=args.memory,
     )
     s = json.loads(pq.ParquetFile(out).schema_arrow.metadata[META_STATS])
-    pct = 100 * s["n_fragments_in_universe"] / max(s["n_fragments_kept"], 1)
     _log(
-        args,
+        args, fragments_summary(s, args.barcodes is not None) + f"; {time.perf_counter() - t:.1f} s -> {out}"
+    )
+
+
+def fragments_summary(s: dict, whitelist: bool) -> str:
+    """The fragments tokenize stats as one line; it speaks of a whitelist only when one was given."""
+    pct = 100 * s["n_fragments_in_universe"] / max(s["n_fragments_kept"], 1)
+    if whitelist:
+        dropped = (
+            f"dropped {s['n_barcodes_not_in_whitelist']} barcodes not in the whitelist "
+            f"({s['n_fragments_not_in_whitelist']} fragments); {s['n_whitelist_without_fragments']} whitelisted "
+            "barcodes had no fragment"
+        )
+    else:
+        dropped = (
+            f"dropped {s['n_barcodes_below_min_fragments']} barcodes below --min-fragments "
+            f"{s['min_fragments']} ({s['n_fragments_below_min_fragments']} fragments)"
+        )
+    return (
         f"read {s['n_fragments']} fragments of {s['n_barcodes']} barcodes; kept {s['n_barcodes_kept']} "
         f"barcodes with {s['n_fragments_kept']} fragments, {s['n_fragments_in_universe']} ({pct:.1f}%) in the "
-        f"universe; dropped {s['n_barcodes_not_in_whitelist']} barcodes not in the whitelist "
-        f"({s['n_fragments_not_in_whitelist']} fragments) and {s['n_barcodes_below_min_fragments']} below "
-        f"--min-fragments ({s['n_fragments_below_min_fragments']} fragments); "
-        f"{s['n_fragments_unknown_chrom']} fragments on chromosomes absent from the universe; "
-        f"{time.perf_counter() - t:.1f} s -> {out}",
+        f"universe; {dropped}; {s['n_fragments_unknown_chrom']} fragments on chromosomes absent from the universe"
     )
 
 
@@ -287,6 +323,13 @@ def cmd_encode(args) -> None:
     _check_flags_apply(args, fragments=False)
     inputs = _inputs(args, "input", "barcodes", "peaks") + ([args.model] if Path(args.model).exists() else [])
     out = check_output_path(out, what=f"{kind} output", overwrite=args.overwrite, inputs=inputs, kind=kind)
+    if has_suffix(args.input, *FRAGMENT_SUFFIXES) and not Path(args.input).is_dir():
+        raise ValueError(
+            f"input '{args.input}' is a fragments file; encode takes an .h5ad or .zarr AnnData, a 10x folder, a "
+            ".mtx (with --barcodes and --peaks) or a token .parquet. Tokenize it first: fastembed tokenize "
+            f"{args.input} --universe MODEL_DIR/universe.bed --output tokens.parquet, then fastembed encode "
+            "tokens.parquet"
+        )
     model = ScEmbed.from_pretrained(args.model)
     src = Path(args.input)
     data = src if has_suffix(src, ".parquet", *LAZY_SUFFIXES) else _read_input(args.input, args)
@@ -308,9 +351,16 @@ def cmd_encode(args) -> None:
         return
     if has_suffix(src, ".parquet"):
         from fastembed.genome.tokens import read_tokens_parquet
+        from fastembed.scembed import _token_obs
 
         data = read_tokens_parquet(src)
-        adata = ad.AnnData(obs=pd.DataFrame(index=pd.Index(np.asarray(data.barcodes, dtype=str))))
+        obs = _token_obs(src)  # a fragments file's per-cell counts, kept beside the vectors
+        adata = ad.AnnData(
+            obs=pd.DataFrame(
+                {} if obs is None else {c: obs[c].to_numpy() for c in obs.columns},
+                index=pd.Index(np.asarray(data.barcodes, dtype=str)),
+            )
+        )
     else:
         from fastembed.genome.readers import read_h5ad
 
@@ -591,9 +641,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--min-fragments",
-        type=int,
-        default=1,
-        help="fragments: drop barcodes with fewer fragments, without --barcodes (default: 1)",
+        type=_min_fragments_arg,
+        default=None,
+        help="fragments, without --barcodes: drop barcodes with fewer fragments; 'auto' (default) drops empty "
+        "droplets: fewer than max(100, a tenth of the 99th percentile of the 3,000 largest barcodes); 1 keeps all",
     )
     dask_options(p)
     memory_option(p)
@@ -710,7 +761,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         required=True,
         help="output table, .csv (commas) or .tsv (tabs); columns barcode, predicted_<label-key> "
-        "(e.g. predicted_cell_type) and confidence (the vote share)",
+        "(e.g. predicted_cell_type) and confidence (the winner's share of the neighbours' summed similarity)",
     )
     p.add_argument("--label-key", default="cell_type", help="reference obs column (default: cell_type)")
     p.add_argument(

@@ -15,7 +15,7 @@ is retried (a lost worker) rewrites the same chunk with the same bytes, and no t
 The store is written in a temporary folder beside ``out`` that the workers must see (a shared file system on
 a real cluster) and renamed when every block is in.
 
-Dask is an optional dependency (``pip install 'fastembed-sc[dask]'``); nothing here imports it at module level.
+Dask is an optional dependency (``pip install 'dask[distributed]'``, or ``pip install '.[dask]'`` in a clone); nothing here imports it at module level.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import contextlib
 import copy
 import functools
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,7 +44,8 @@ def require_distributed():
         import dask.distributed
     except ImportError:
         raise ImportError(
-            "client= / --scheduler / --workers need Dask, an optional extra: pip install 'fastembed-sc[dask]'"
+            "client= / --scheduler / --workers need Dask, an optional dependency: pip install 'dask[distributed]' "
+            "(or pip install '.[dask]' in a fastembed clone)"
         ) from None
     return dask.distributed
 
@@ -215,10 +217,13 @@ def map_blocks(client, task, payloads, *, shared: tuple = (), threads: int | Non
     (i, result) : each result is released on the cluster once yielded, so results do not pile up there.
     """
     shared_futures = tuple(client.scatter(obj, broadcast=True) for obj in shared)
-    futures = [
-        client.submit(_run_block, task, threads, payload, shared_futures, pure=False, retries=TASK_RETRIES)
-        for payload in payloads
-    ]
+    with _blocks_are_the_payload():
+        futures = [
+            client.submit(
+                _run_block, task, threads, payload, shared_futures, pure=False, retries=TASK_RETRIES
+            )
+            for payload in payloads
+        ]
     yield from _gather_in_order(client, futures, list(range(len(futures))))
 
 
@@ -237,6 +242,16 @@ def _tokenize_task(payload: tuple, mapper, threads: int | None):
     return ip, ix, local.n_counts, local.n_counts_in_universe
 
 
+@contextlib.contextmanager
+def _blocks_are_the_payload():
+    """Silence Dask's "Sending large graph ... consider scattering" for our submits: a task's argument is one
+    block of cells, sent to the one worker that needs it and bounded by ``batch_cells``; the shared state is
+    already scattered once. The advice names Dask internals a user of fastembed cannot act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        yield
+
+
 def tokenize_blocks(client, adata, source, mapper, spans, threads: int | None = None) -> list:
     """Token blocks of every cell of ``adata``, each block ``(lo, hi)`` of ``spans`` a task:
     ``[(indptr int64, indices int32), ...]`` in cell order (what :meth:`fastembed.tokenize._PeakMapper.tokens`
@@ -245,12 +260,18 @@ def tokenize_blocks(client, adata, source, mapper, spans, threads: int | None = 
     spans = list(spans)
     path = _source_path(source)
     shared = client.scatter(mapper, broadcast=True)
-    futures = [
-        client.submit(
-            _tokenize_task, _x_payload(adata, path, lo, hi), shared, threads, pure=False, retries=TASK_RETRIES
-        )
-        for lo, hi in spans
-    ]
+    with _blocks_are_the_payload():
+        futures = [
+            client.submit(
+                _tokenize_task,
+                _x_payload(adata, path, lo, hi),
+                shared,
+                threads,
+                pure=False,
+                retries=TASK_RETRIES,
+            )
+            for lo, hi in spans
+        ]
     out: list = [None] * len(spans)
     for i, (ip, ix, n_counts, n_in_universe) in _gather_in_order(client, futures, list(range(len(spans)))):
         out[i] = (ip, ix)
@@ -339,23 +360,24 @@ def encode_blocks(
     shared_mapper = client.scatter(mapper, broadcast=True) if mapper is not None else None
     store_arg = None if store is None else str(store)
     spans = list(spans)
-    futures = [
-        client.submit(
-            _encode_task,
-            payload,
-            shared_model,
-            shared_mapper,
-            pooling,
-            weights,
-            lo,
-            hi,
-            store_arg,
-            model.threads,
-            pure=False,
-            retries=TASK_RETRIES,
-        )
-        for (lo, hi), payload in zip(spans, payloads, strict=True)
-    ]
+    with _blocks_are_the_payload():
+        futures = [
+            client.submit(
+                _encode_task,
+                payload,
+                shared_model,
+                shared_mapper,
+                pooling,
+                weights,
+                lo,
+                hi,
+                store_arg,
+                model.threads,
+                pure=False,
+                retries=TASK_RETRIES,
+            )
+            for (lo, hi), payload in zip(spans, payloads, strict=True)
+        ]
     result = np.zeros((n_cells, model.embedding_dim), dtype=np.float32) if store is None else None
     n_empty = 0
     for (lo, hi), (block, empty) in _gather_in_order(client, futures, spans):

@@ -48,6 +48,7 @@ from fastembed.common.budget import fragment_limits, resolve_memory
 from fastembed.common.suffix import has_suffix
 from fastembed.common.warn import warn
 from fastembed.genome import tokenize as _tok
+from fastembed.genome.droplets import droplet_threshold
 from fastembed.genome.tokens import TokenizedCells, write_tokens_parquet
 from fastembed.genome.universe import MAX_COORD, Universe, _resolve_universe, is_gzip, open_text
 from fastembed.settings import PARALLEL, SERIAL
@@ -494,8 +495,10 @@ def tokenize_fragments(
         Whitelist (a one-column file or the barcodes): only these are kept, one row each in the whitelist's
         order, also those without fragments (an empty row). Without it every barcode with at least
         ``min_fragments`` fragments is kept, in order of first appearance in the file.
-    min_fragments : int
-        Drop barcodes with fewer fragments (lines, on any chromosome). Only without a whitelist.
+    min_fragments : int or "auto"
+        Drop barcodes with fewer fragments (lines, on any chromosome). Only without a whitelist. ``"auto"``:
+        drop empty droplets by the rule of :func:`fastembed.pp.read_fragments` (the command line's default;
+        ``stats["min_fragments"]`` holds the threshold it chose).
     mode : {"fragment", "insertion"}
         What of a fragment is overlapped with the regions: its whole interval, or its two Tn5 insertion sites.
     min_overlap : int
@@ -596,8 +599,10 @@ def _tokenize_fragments(
         raise ValueError(
             f"min_overlap must be 1 in mode='insertion' (an insertion site is 1 bp), got {min_overlap}"
         )
-    if isinstance(min_fragments, bool) or int(min_fragments) != min_fragments or min_fragments < 1:
-        raise ValueError(f"min_fragments must be an integer >= 1, got {min_fragments!r}")
+    if min_fragments != "auto" and (
+        isinstance(min_fragments, bool | str) or int(min_fragments) != min_fragments or min_fragments < 1
+    ):
+        raise ValueError(f"min_fragments must be an integer >= 1 or 'auto', got {min_fragments!r}")
     if barcodes is not None and min_fragments != 1:
         raise ValueError(
             "pass either barcodes= (a whitelist keeps every listed barcode) or min_fragments=, not both"
@@ -725,7 +730,7 @@ def _tokenize_fragments(
         n_unknown=n_unknown,
         unknown_chroms=unknown_chroms,
         n_rejected_frags=n_rejected_frags,
-        min_fragments=int(min_fragments),
+        min_fragments=min_fragments if min_fragments == "auto" else int(min_fragments),
         mode=mode,
         min_overlap=m,
         overwrite=overwrite,
@@ -784,6 +789,8 @@ def _finish(
                 f"{name} (its barcodes look like {file_examples}); check the whitelist (e.g. a '-1' suffix)"
             )
     else:
+        if min_fragments == "auto":  # the empty-droplet rule of fe.pp.read_fragments
+            min_fragments = stats["min_fragments"] = droplet_threshold(frags)
         keep = frags >= min_fragments
         if not keep.all():
             stats["n_barcodes_below_min_fragments"] = int(np.count_nonzero(~keep))

@@ -24,7 +24,9 @@ import pandas as pd
 
 from fastembed import settings
 from fastembed.common.budget import peak_matrix_blocks, resolve_memory
+from fastembed.common.inputs import TOKENIZE_ACCEPTS, refuse_fragments
 from fastembed.common.warn import warn
+from fastembed.genome.datauniverse import check_universe_fit
 from fastembed.genome.readers import (
     _as_adata,
     _csr_rows,
@@ -425,6 +427,7 @@ def tokenize_cells(
             FutureWarning,
         )
         batch_cells = chunk_cells
+    refuse_fragments(adata, "tokenize_cells", TOKENIZE_ACCEPTS)
     inputs = [adata, universe_file if not isinstance(universe_file, Universe) else universe_file.source]
     if output is None:
         return _tokenize_cells(
@@ -556,6 +559,8 @@ def _tokenize_stats(adata, uni, mapper, lengths: np.ndarray, name: str) -> dict:
         "few_tokens": settings.FEW_TOKENS,
         "median_tokens_per_cell": float(np.median(lengths)),
     }
+    # In Python as on the command line: a universe that misses much of the data costs quality silently.
+    check_universe_fit(stats, name, uni.source)
     if n_empty:
         warn(
             f"{n_empty} of {adata.n_obs} cells of {name} have no token in universe '{uni.source}' "

@@ -245,7 +245,7 @@ def test_missing_dask_is_one_line(monkeypatch):
         return real(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", fake)
-    with pytest.raises(ImportError, match=r"pip install 'fastembed-sc\[dask\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'dask\[distributed\]'"):
         distributed.require_distributed()
 
 
