@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from _data import REFERENCE_DONOR, QUERY_DONOR, REPO, load_forebrain, load_granja, load_granja_pooled, machine
+from _data import QUERY_DONOR, REFERENCE_DONOR, REPO, load_forebrain, load_granja, load_granja_pooled, machine
 from _metrics import cv_transfer, donor_transfer, leiden_at_n_clusters
 
 warnings.simplefilter("ignore")
@@ -274,11 +274,17 @@ def embed(name, adata, cache, seed):
 
 def evaluate(emb, adata, leiden_on, seed) -> dict:
     labels = adata.obs["cell_type"].astype(str).to_numpy()
-    res = {"ari": leiden_at_n_clusters(l2rows(emb) if leiden_on == "l2" else emb, labels, leiden_seeds=(0,))["ari"]}
+    res = {
+        "ari": leiden_at_n_clusters(l2rows(emb) if leiden_on == "l2" else emb, labels, leiden_seeds=(0,))[
+            "ari"
+        ]
+    }
     for center in (True, False):
         if "donor" in adata.obs:
             donor = adata.obs["donor"].astype(str).to_numpy()
-            tr = donor_transfer(emb, labels, donor, reference=REFERENCE_DONOR, query=QUERY_DONOR, center=center)
+            tr = donor_transfer(
+                emb, labels, donor, reference=REFERENCE_DONOR, query=QUERY_DONOR, center=center
+            )
         else:
             tr = cv_transfer(emb, labels, seed=seed, center=center)
         res["acc_centred" if center else "acc_plain"] = tr["accuracy"]
