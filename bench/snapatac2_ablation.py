@@ -9,8 +9,8 @@ SnapATAC2 2.9's ``pp.select_features`` + ``tl.spectral`` (defaults) is, for thes
 chunk): drop the features held by no cell and the 0.5% most and least accessible ones; weight each region by its
 inverse document frequency and scale every cell's row to unit length (``Y``), so that ``Y Y^T`` is the cosine
 similarity of the cells; remove the self-similarities and divide by the square roots of the cells' degrees
-(``D^-1/2 (Y Y^T - I) D^-1/2``); take the 31 leading eigenvectors, drop the first (it follows the degree) and scale
-each of the other 30 by the square root of its eigenvalue (``weighted_by_sd``); downstream, scanpy's neighbours
+(``D^-1/2 (Y Y^T - I) D^-1/2``); take the 30 leading eigenvectors (the first, which follows the degree,
+included) and scale each by the square root of its eigenvalue (``weighted_by_sd``); downstream, scanpy's neighbours
 graph is euclidean. ``spectral`` below is that computation in numpy (``snap`` runs the package itself when it is
 installed, to check it), and each ``spec-*`` variant changes one step. The ``fe-*`` variants are fastembed's cell
 representation: the defaults trained once per draw (``ScEmbed(seed=draw)``), then pooled in different ways from
@@ -88,7 +88,7 @@ def spectral(
     weights: bool = True,
     degree: bool = True,
     weight: str = "sqrt",
-    drop_first: bool = True,
+    drop_first: bool = False,
 ) -> np.ndarray:
     """The spectral embedding with each of SnapATAC2's steps switchable (see the module docstring)."""
     x = sp.csr_matrix(x, dtype=np.float64)
@@ -191,7 +191,7 @@ VARIANTS = {
     "spec-noidf": dict(weights=False),
     "spec-jaccard": dict(kind="jaccard"),
     "spec-nodegree": dict(degree=False),
-    "spec-keepfirst": dict(drop_first=False),
+    "spec-dropfirst": dict(drop_first=True),
     "spec-k10": dict(n_comps=10),
     "spec-k20": dict(n_comps=20),
     "spec-k50": dict(n_comps=50),
@@ -236,6 +236,7 @@ CORE = [
     "spec-noidf",
     "spec-jaccard",
     "spec-nodegree",
+    "spec-dropfirst",
     "spec-k20",
     "spec-k50",
     "spec-unweighted",
