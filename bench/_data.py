@@ -107,6 +107,7 @@ def load_granja_pooled(n: int, seed: int, granja=None):
     agg = sp.csr_matrix((np.ones(members.size, np.float32), (rows, members)), shape=(pick.size, g.n_obs))
     x = (agg @ g.X).tocsr()
     x.data[:] = 1
+    x.sort_indices()  # SnapATAC2 refuses a CSR matrix with unsorted indices (the product leaves them so)
     obs = pd.DataFrame(
         {
             "donor": pd.Categorical([meta[p][0] for p in pick]),
