@@ -113,3 +113,14 @@ def test_bad_projection_file_is_refused(model, tmp_path):
     np.save(folder / "cell_projection.npy", np.ones((3, 16), np.float32))  # axes not orthonormal
     with pytest.raises(ValueError, match="cell_projection.npy"):
         ScEmbed.from_pretrained(folder)
+
+
+def test_folder_with_plain_pca_axes_still_loads(model, tokens, tmp_path):
+    """Versions before the weighting wrote orthonormal axes (power 1): such a folder loads and encodes with them."""
+    from naive import ref_weighted_projection
+
+    folder = model.save(tmp_path / "old")
+    mean = model.encode(tokens, pooling="mean")
+    np.save(folder / "cell_projection.npy", fit_projection(mean, 5, power=1.0))
+    loaded = ScEmbed.from_pretrained(folder)
+    np.testing.assert_allclose(loaded.encode(tokens), ref_weighted_projection(mean, mean, 5, 1.0), atol=1e-4)
