@@ -60,3 +60,59 @@ def machine() -> str:
         f"{time.strftime('%Y-%m-%d')}, {model}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"numpy {np.__version__}, numba {numba.__version__}"
     )
+
+
+def load_forebrain(seed: int = 0):
+    """forebrain_preissl2018 (1,043 mouse cells x 7,674 peaks, 8 types) as an AnnData with binary float32 X and obs
+    cell_type, rows shuffled with ``seed`` (the source sorts the cells by label). Its placeholder peaks are its own
+    universe; it has no donors, so k-NN accuracy on it is by cross-validation (``_metrics.cv_transfer``)."""
+    import fastembed as fe
+
+    d = shared_data() / "forebrain_preissl2018_mouse_nocoords"
+    if not d.is_dir():
+        raise SystemExit(f"forebrain_preissl2018_mouse_nocoords not found under {shared_data()}")
+    adata = fe.read_mtx(d / "matrix.mtx.gz", d / "barcodes.tsv", d / "peaks.bed")
+    adata.X.data[:] = 1
+    adata.X = adata.X.astype(np.float32)
+    labels = pd.read_csv(d / "labels.tsv", sep="\t", header=None, index_col=0)[1]
+    adata.obs["cell_type"] = pd.Categorical(labels.loc[adata.obs_names].to_numpy())
+    order = np.random.default_rng(3000 + seed).permutation(adata.n_obs)
+    return adata[order].copy()
+
+
+POOL_SIZE = 12
+"""Cells of one donor and type merged into one cell of the high-coverage granja variant (~1,200 peaks per cell)."""
+
+
+def load_granja_pooled(n: int, seed: int, granja=None):
+    """A high-coverage variant of granja2019: its cells split, within each (donor, cell type), into disjoint groups
+    of ``POOL_SIZE`` at random; ``n`` groups drawn (``seed``); each becomes one cell holding the union of its
+    members' peaks (about 1,200 of the 10,000 peaks, against ~164 for one cell), with the group's donor and
+    type. Disjoint groups keep one cell's reads from being in two pooled cells."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    g = load_granja() if granja is None else granja
+    rng = np.random.default_rng(4000 + seed)
+    groups, meta = [], []
+    key = g.obs["donor"].astype(str) + "|" + g.obs["cell_type"].astype(str)
+    for k, idx in sorted(key.groupby(key).indices.items()):
+        idx = rng.permutation(idx)
+        for lo in range(0, idx.size - POOL_SIZE + 1, POOL_SIZE):
+            groups.append(idx[lo : lo + POOL_SIZE])
+            meta.append(k.split("|", 1))
+    pick = np.sort(rng.choice(len(groups), size=min(n, len(groups)), replace=False))
+    rows = np.concatenate([np.full(POOL_SIZE, i) for i in range(pick.size)])
+    members = np.concatenate([groups[p] for p in pick])
+    agg = sp.csr_matrix((np.ones(members.size, np.float32), (rows, members)), shape=(pick.size, g.n_obs))
+    x = (agg @ g.X).tocsr()
+    x.data[:] = 1
+    x.sort_indices()  # SnapATAC2 refuses a CSR matrix with unsorted indices (the product leaves them so)
+    obs = pd.DataFrame(
+        {
+            "donor": pd.Categorical([meta[p][0] for p in pick]),
+            "cell_type": pd.Categorical([meta[p][1] for p in pick]),
+        },
+        index=[f"pool{p}" for p in pick],
+    )
+    return ad.AnnData(X=x.astype(np.float32), obs=obs, var=g.var.copy())

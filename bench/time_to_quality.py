@@ -12,6 +12,10 @@ Datasets
   seed alone and three draws cannot separate methods that differ by a few hundredths; the small datasets are
   cheap, so they get more draws, and the methods are compared draw by draw (paired differences below the table).
 - ``demo``: the 5,000-cell slice bundled with the package.
+- ``forebrain``: forebrain_preissl2018 (1,043 mouse cells, 8 types, its own peaks as the universe), rows shuffled
+  by the seed; it has no donors, so its k-NN accuracy is by 5-fold cross-validation (``_metrics.cv_transfer``).
+- ``granja-pool-N``: N cells of a high-coverage variant of granja2019, 12 cells of one donor and type merged into
+  one (~1,200 peaks per cell; ``_data.load_granja_pooled``), ``--draws`` draws.
 - ``granja-boot-N`` (not in the default run): N cells drawn from granja2019 with replacement, each copy keeping a
   random 80% of its regions; a stand-in for an atlas, for what depends on region counts (see ``load_dataset``).
 
@@ -43,8 +47,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _data import QUERY_DONOR, REFERENCE_DONOR, REPO, load_granja, machine
-from _metrics import donor_transfer, leiden_at_n_clusters
+from _data import QUERY_DONOR, REFERENCE_DONOR, REPO, load_forebrain, load_granja, load_granja_pooled, machine
+from _metrics import cv_transfer, donor_transfer, leiden_at_n_clusters
 
 warnings.simplefilter("ignore")
 logging.getLogger("gensim").setLevel(logging.ERROR)
@@ -68,7 +72,7 @@ def fastembed_method(**params):
 
         model_kw = {k: v for k, v in params.items() if k in model_keys}
         encode_kw = {k: v for k, v in params.items() if k in encode_keys}
-        train_kw = {k: v for k, v in params.items() if k not in model_keys | encode_keys}
+        train_kw = {k: v for k, v in params.items() if k not in model_keys | encode_keys | {"axis_power"}}
         uni = _universe(adata)
         tokens = fe.tokenize_cells(adata if fit_mask is None else adata[fit_mask], uni)
         if train_kw.get("epochs") == "0.3":
@@ -76,6 +80,14 @@ def fastembed_method(**params):
         model = fe.ScEmbed(seed=seed, threads=args.threads, **model_kw).train(
             tokens, progress=False, **train_kw
         )
+        if "axis_power" in params:  # the same model with its projection's axes weighted otherwise
+            from fastembed.pooling import weighted_mean_pool
+            from fastembed.projection import fit_projection
+
+            cells, empty = weighted_mean_pool(
+                tokens.indptr, tokens.indices, model.region_vectors, model.pooling_weights("mean")
+            )
+            model._projection = fit_projection(cells[~empty], model.n_components, power=params["axis_power"])
         target = tokens if fit_mask is None else fe.tokenize_cells(adata, uni)
         return model.encode(target, **encode_kw)
 
@@ -114,6 +126,14 @@ def snapatac2(adata, seed, args, fit_mask=None):
     snap.pp.select_features(a, verbose=False)
     snap.tl.spectral(a, random_state=seed)
     return np.asarray(a.obsm["X_spectral"])
+
+
+def snapatac2_numpy(adata, seed, args, fit_mask=None):
+    """SnapATAC2 2.9's ``select_features`` + ``spectral`` defaults recomputed in numpy (bench/snapatac2_ablation.py),
+    for a machine without the package; it matches the package on forebrain (see RESULTS.md)."""
+    from snapatac2_ablation import spectral
+
+    return spectral(adata.X)
 
 
 def gensim_sg(epochs):
@@ -162,11 +182,13 @@ def gensim_sg(epochs):
 # "fastembed-0.3" the same with the epochs of versions 0.5 (40 up to granja2019's size, where 0.6 gives 20 up
 # to 2,000 cells) and 0.3 (16 on granja2019, up to 100 on small data); "fastembed-0.1" the defaults before the
 # time-to-quality work (random start, 100 epochs, plain mean pooling), run for the first seed only (slow);
-# "fastembed-0.9" the defaults without version 0.10's subsampling of common regions (sample=0).
+# "fastembed-0.9" the defaults without version 0.10's subsampling of common regions (sample=0);
+# "fastembed-0.10" the defaults with version 0.10's projection (plain PCA scores, ``axis_power=1``).
 # Wider windows were compared in a separate run (bench/RESULTS.md).
 METHODS = {
     "fastembed": (fastembed_method(), True, True),
     "fastembed-mean": (fastembed_method(pooling="mean"), True, False),
+    "fastembed-0.10": (fastembed_method(axis_power=1.0), True, True),
     "fastembed-0.3": (fastembed_method(epochs="0.3"), True, False),
     "fastembed-0.5": (fastembed_method(epochs=40), True, False),
     "fastembed-0.9": (fastembed_method(sample=0), True, True),
@@ -178,6 +200,7 @@ METHODS = {
     "gensim_sg-e10": (gensim_sg(10), True, False),
     "lsi": (lsi, True, True),
     "snapatac2": (snapatac2, True, False),
+    "snapatac2-numpy": (snapatac2_numpy, True, False),
 }
 # name -> (function, takes a seed, has an inductive mode)
 
@@ -208,6 +231,10 @@ def load_dataset(name: str, seed: int):
         a = load_demo()
         a.X.data[:] = 1
         return a
+    if name == "forebrain":
+        return load_forebrain(seed)
+    if name.startswith("granja-pool-"):
+        return load_granja_pooled(int(name.rsplit("-", 1)[1]), seed)
     adata = load_granja()
     if name == "granja":
         return adata
@@ -235,12 +262,17 @@ def evaluate(emb, adata, *, centred_only: bool, fit_mask=None) -> dict:
     by run.
     """
     labels = adata.obs["cell_type"].astype(str).to_numpy()
-    donor = adata.obs["donor"].astype(str).to_numpy()
     res = {}
     if fit_mask is None:
         res["ari"] = leiden_at_n_clusters(emb, labels, leiden_seeds=(0,))["ari"]
     for center in (True,) if centred_only else (True, False):
-        tr = donor_transfer(emb, labels, donor, reference=REFERENCE_DONOR, query=QUERY_DONOR, center=center)
+        if "donor" in adata.obs:
+            donor = adata.obs["donor"].astype(str).to_numpy()
+            tr = donor_transfer(
+                emb, labels, donor, reference=REFERENCE_DONOR, query=QUERY_DONOR, center=center
+            )
+        else:  # no donors (forebrain): 5-fold cross-validation, folds seeded by the draw
+            tr = cv_transfer(emb, labels, seed=int(adata.uns.get("draw", 0)), center=center)
         suffix = "" if center else "_plain"
         res.update({k + suffix: v for k, v in tr.items()})
     return res
@@ -336,9 +368,10 @@ def main(argv=None):
     warm_up(args)
     rows = []
     for ds in args.datasets.split(","):
-        ds_seeds = list(range(args.draws)) if ds.startswith("granja-") else seeds
+        ds_seeds = list(range(args.draws)) if ds.startswith("granja-") or ds == "forebrain" else seeds
         for seed in ds_seeds:
             adata = load_dataset(ds, seed)
+            adata.uns["draw"] = seed
             for name in methods:
                 fn, seeded, inductive = METHODS[name]
                 if not seeded and seed != ds_seeds[0]:

@@ -676,7 +676,8 @@ class ScEmbed:
         pooling : {"pca", "mean"}, optional
             ``"mean"``: the plain mean of the trained tokens' vectors. ``"pca"`` (the default for a model
             trained by fastembed): that mean, centred and projected onto the top ``n_components`` principal
-            axes of the training cells (fitted once, at training; see :mod:`fastembed.projection`), still
+            axes of the training cells, each weighted so that its spread goes as the square root of its singular
+            value (fitted once, at training; see :mod:`fastembed.projection`), still
             ``embedding_dim`` columns. Models without a projection (e.g. geniml's) default to ``"mean"``.
         out : str or os.PathLike, optional
             A ``.zarr`` path: embeddings stream there in chunks of ``batch_cells`` cells, written to a

@@ -358,4 +358,20 @@ def fragments_qc_bruteforce(frags, universe, *, mode="fragment", min_overlap=1):
         r["nfr"] += (e - s) < 147
         r["mono"] += 147 <= (e - s) <= 294
         r["mito"] += c in ("chrM", "chrMT", "M", "MT")
+
+
+# --------------------------------------------------------------------------------------------------
+# The weighted cell projection (fastembed.projection)
+# --------------------------------------------------------------------------------------------------
+def ref_weighted_projection(train, cells, k, power):
+    """``cells`` projected onto the top ``k`` principal axes of ``train`` by numpy's SVD, in ``train``'s original
+    coordinates: each axis' score times ``(s_1 / s_j) ** (1 - power)`` (``s_j``: the axis' singular value), so the
+    spreads go as ``s_j ** power``. float64 (n, dim)."""
+    train = np.asarray(train, dtype=np.float64)
+    centre = train.mean(axis=0)
+    _, s, vt = np.linalg.svd(train - centre, full_matrices=False)
+    out = np.zeros((len(cells), train.shape[1]))
+    for j in range(k):
+        score = (np.asarray(cells, dtype=np.float64) - centre) @ vt[j]
+        out += np.outer(score * (s[0] / s[j]) ** (1.0 - power), vt[j])
     return out

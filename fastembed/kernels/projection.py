@@ -3,9 +3,11 @@
 Mean-pooled region vectors share a large common component, and most of their remaining variance lies in a few
 directions; the rest is mostly noise from rare regions. After training, :class:`~fastembed.ScEmbed` fits the
 mean and the top principal axes of its training cells' mean-pooled vectors, keeps them with the model, and
-``encode`` (``pooling="pca"``) centres every cell's mean vector and projects it onto those axes. The result is
-expressed in the original coordinates (``(x - centre) @ axes.T @ axes``), so an embedding keeps its
-``embedding_dim`` columns while its distances are those of the ``n_components``-dimensional projection.
+``encode`` (``pooling="pca"``) centres every cell's mean vector and projects it onto those axes. The axes are
+weighted so that their spreads go as the square root of their singular values (:data:`AXIS_POWER`), as SnapATAC2
+weights its spectral components: plain principal-component scores let the first few axes decide every distance.
+The result is expressed in the original coordinates (``(x - centre) @ axes.T @ axes``), so an embedding keeps its
+``embedding_dim`` columns while its distances are those of the weighted ``n_components``-dimensional scores.
 New cells go through the same fitted projection: it is part of the model, not a post-processing step.
 """
 
@@ -16,8 +18,17 @@ import numpy as np
 __all__ = ["fit_projection", "apply_projection"]
 
 
-def fit_projection(cells: np.ndarray, n_components: int) -> np.ndarray:
-    """Centre and principal axes of a set of cell vectors.
+AXIS_POWER = 0.5
+"""How the kept axes are weighted: cell coordinate ``j`` of the projection is its principal-component score scaled
+by ``(s_1 / s_j) ** (1 - AXIS_POWER)`` (``s_j``: the axis' singular value over the training cells), so that the
+axes' spreads go as ``s_j ** AXIS_POWER`` instead of ``s_j``. 1 is plain PCA; 0.5 flattens the spectrum the way
+SnapATAC2 weights its eigenvectors by the square root of their eigenvalues. The mean-pooled SGNS vectors'
+spectrum is steep: the first few axes dominate every distance, and the cell-type structure carried by the later
+ones is drowned (bench/snapatac2_ablation.py)."""
+
+
+def fit_projection(cells: np.ndarray, n_components: int, *, power: float = AXIS_POWER) -> np.ndarray:
+    """Centre and (weighted) principal axes of a set of cell vectors.
 
     Parameters
     ----------
@@ -25,12 +36,17 @@ def fit_projection(cells: np.ndarray, n_components: int) -> np.ndarray:
         Mean-pooled vectors of the training cells that hold at least one trained token.
     n_components : int
         Axes to keep; reduced to ``min(n_components, dim, n_cells - 1)`` (at least 1).
+    power : float in [0, 1]
+        Axis weighting (:data:`AXIS_POWER`): 1 keeps the principal-component scores as they are.
 
     Returns
     -------
     float32 (k + 1, dim)
-        Row 0 is the mean cell vector; rows ``1..k`` are orthonormal axes by decreasing variance, each with
+        Row 0 is the mean cell vector; rows ``1..k`` are mutually orthogonal axes by decreasing variance, each with
         its largest-magnitude coordinate positive so that the result does not depend on the eigen-solver's sign.
+        Row ``j`` has length ``sqrt(w_j)`` with ``w_j = (s_1 / s_j) ** (1 - power)`` (1 for the first axis and
+        for every axis when ``power`` is 1, the orthonormal axes of plain PCA): :func:`apply_projection` then
+        gives coordinate ``j`` the weight ``w_j``. Axes with a negligible variance keep weight 1.
     """
     x = np.asarray(cells, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
@@ -41,11 +57,19 @@ def fit_projection(cells: np.ndarray, n_components: int) -> np.ndarray:
     k = max(1, min(int(n_components), dim, x.shape[0] - 1))
     centre = x.mean(axis=0)
     # The dim x dim scatter matrix rather than an SVD of the cells: its size does not grow with the cells.
+    if not 0.0 <= float(power) <= 1.0:
+        raise ValueError(f"power must be in [0, 1], got {power!r}")
     xc = x - centre
-    _, vecs = np.linalg.eigh(xc.T @ xc)
-    axes = vecs[:, ::-1][:, :k].T.copy()
+    lam, vecs = np.linalg.eigh(xc.T @ xc)
+    lam, axes = lam[::-1][:k], vecs[:, ::-1][:, :k].T.copy()
     flip = np.sign(axes[np.arange(k), np.argmax(np.abs(axes), axis=1)])
     axes *= flip[:, None]
+    # Singular values are sqrt(lam); w_j = (s_1 / s_j)^(1 - power) = (lam_1 / lam_j)^((1 - power) / 2). An axis
+    # with (numerically) no variance has no scores to weight: 1 keeps it from blowing up rounding noise.
+    weight = np.ones(k)
+    real = lam > max(lam[0], 0.0) * 1e-10
+    weight[real] = (lam[0] / lam[real]) ** ((1.0 - float(power)) / 2.0)
+    axes *= np.sqrt(weight)[:, None]
     return np.vstack([centre[None, :], axes]).astype(np.float32)
 
 
@@ -55,7 +79,9 @@ def apply_projection(block: np.ndarray, projection: np.ndarray, empty: np.ndarra
     Parameters
     ----------
     block : float32 (n_cells, dim)
-        Mean-pooled cell vectors; overwritten with ``(x - centre) @ axes.T @ axes``.
+        Mean-pooled cell vectors; overwritten with ``(x - centre) @ axes.T @ axes``: in the orthonormal basis of the
+        axes' directions, coordinate ``j`` is the cell's score on axis ``j`` times the axis' weight ``w_j``
+        (:func:`fit_projection`), so distances are those of the weighted ``k``-dimensional scores.
     projection : float32 (k + 1, dim)
         From :func:`fit_projection`.
     empty : bool (n_cells,)

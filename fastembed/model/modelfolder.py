@@ -136,7 +136,7 @@ class ModelFolder:
     token_counts : np.ndarray of int64, shape (vocab_size,), or None
     output_vectors : np.ndarray of float32, shape (vocab_size, embedding_dim), or None
     cell_projection : np.ndarray of float32, shape (k + 1, embedding_dim), or None
-        Row 0 the centre, rows 1..k orthonormal axes (see :mod:`fastembed.projection`). Always None when read
+        Row 0 the centre, rows 1..k orthogonal weighted axes (see :mod:`fastembed.projection`). Always None when read
         from the geniml layout, and not written to it.
     """
 
@@ -476,9 +476,14 @@ def _read_projection(directory: Path, config: dict, fmt: str, dim: int) -> np.nd
             f"{recorded}"
         )
     _check_finite(projection, path)
+    # Rows 1..k are orthogonal axes whose squared lengths are their weights (fastembed.projection.fit_projection):
+    # 1 for plain PCA (what versions before 0.11 wrote), at least 1 otherwise.
     axes = projection[1:].astype(np.float64)
-    if not np.allclose(axes @ axes.T, np.eye(axes.shape[0]), atol=1e-3):
-        raise ValueError(f"'{path}': rows 1..k must be orthonormal axes")
+    gram = axes @ axes.T
+    lengths = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+    unit = gram / np.maximum(np.outer(lengths, lengths), 1e-30)
+    if not (lengths.min() > 0.5 and np.allclose(unit, np.eye(axes.shape[0]), atol=1e-3)):
+        raise ValueError(f"'{path}': rows 1..k must be mutually orthogonal axes of length at least 1")
     return projection
 
 

@@ -27,7 +27,7 @@ def model(tokens):
 def test_fit_projection_matches_svd():
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(300, 12)) * np.linspace(3, 0.1, 12)).astype(np.float32)
-    proj = fit_projection(x, 4)
+    proj = fit_projection(x, 4, power=1.0)
     assert proj.shape == (5, 12) and proj.dtype == np.float32
     np.testing.assert_allclose(proj[0], x.mean(0), atol=1e-6)
     _, _, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
@@ -35,6 +35,29 @@ def test_fit_projection_matches_svd():
     np.testing.assert_allclose(np.abs(proj[1:] @ vt[:4].T), np.eye(4), atol=1e-4)
     # Deterministic sign: the largest coordinate of every axis is positive.
     assert (proj[1:][np.arange(4), np.abs(proj[1:]).argmax(1)] > 0).all()
+
+
+@pytest.mark.parametrize("power", [1.0, 0.5, 0.0])
+def test_weighted_projection_matches_naive_svd(power):
+    """Axis j's scores scaled by (s_1 / s_j)^(1 - power), against numpy's SVD (signs cancel in the output)."""
+    from naive import ref_weighted_projection
+
+    rng = np.random.default_rng(1)
+    train = (rng.normal(size=(200, 10)) * np.linspace(4, 0.2, 10) + 1.5).astype(np.float32)
+    cells = (rng.normal(size=(30, 10)) * 2 + 1.5).astype(np.float32)
+    proj = fit_projection(train, 5, power=power)
+    block = cells.copy()
+    apply_projection(block, proj, np.zeros(30, dtype=bool))
+    np.testing.assert_allclose(block, ref_weighted_projection(train, cells, 5, power), rtol=1e-4, atol=1e-4)
+    # Orthogonal rows of squared length w_j: 1 for the first axis, growing down the spectrum unless power is 1.
+    lengths = np.linalg.norm(proj[1:].astype(np.float64), axis=1)
+    assert lengths[0] == pytest.approx(1.0, abs=1e-5)
+    assert (np.diff(lengths) >= -1e-5).all() and (power < 1) == (lengths[-1] > 1.01)
+
+
+def test_fit_projection_refuses_power_outside_0_1():
+    with pytest.raises(ValueError, match="power"):
+        fit_projection(np.random.default_rng(0).normal(size=(20, 4)), 2, power=1.5)
 
 
 def test_fit_projection_caps_components_and_needs_two_cells():
@@ -53,12 +76,14 @@ def test_apply_projection_keeps_empty_cells_zero():
 
 
 def test_pca_pooling_is_centred_projection_of_training_cells(model, tokens):
+    from naive import ref_weighted_projection
+
+    from fastembed.projection import AXIS_POWER
+
     mean = model.encode(tokens, pooling="mean")
-    centre = mean.mean(0)
-    _, _, vt = np.linalg.svd(mean.astype(np.float64) - centre, full_matrices=False)
-    oracle = (mean - centre) @ vt[:5].T @ vt[:5]
+    oracle = ref_weighted_projection(mean, mean, 5, AXIS_POWER)
     pca = model.encode(tokens)  # the default for a model trained with a projection
-    np.testing.assert_allclose(pca, oracle, atol=1e-5)
+    np.testing.assert_allclose(pca, oracle, atol=1e-4)
     assert pca.shape == (600, 16)
     assert model.training_info["n_components"] == 5
 
@@ -88,3 +113,14 @@ def test_bad_projection_file_is_refused(model, tmp_path):
     np.save(folder / "cell_projection.npy", np.ones((3, 16), np.float32))  # axes not orthonormal
     with pytest.raises(ValueError, match="cell_projection.npy"):
         ScEmbed.from_pretrained(folder)
+
+
+def test_folder_with_plain_pca_axes_still_loads(model, tokens, tmp_path):
+    """Versions before the weighting wrote orthonormal axes (power 1): such a folder loads and encodes with them."""
+    from naive import ref_weighted_projection
+
+    folder = model.save(tmp_path / "old")
+    mean = model.encode(tokens, pooling="mean")
+    np.save(folder / "cell_projection.npy", fit_projection(mean, 5, power=1.0))
+    loaded = ScEmbed.from_pretrained(folder)
+    np.testing.assert_allclose(loaded.encode(tokens), ref_weighted_projection(mean, mean, 5, 1.0), atol=1e-4)
