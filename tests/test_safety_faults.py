@@ -649,6 +649,45 @@ def test_memory_failures_are_one_line_naming_the_step_and_the_setting(
     assert os.listdir(tmp_path) == []
 
 
+def test_memory_steps_name_functions_that_exist():
+    """Regression (the package layout moved modules into rooms): every step of the failed-allocation table names
+    a function at its current path, so a traceback through it is recognised and the message names the step."""
+    import importlib
+
+    from fastembed.storage.faults import _COMMAND_STEPS, MEMORY_STEPS
+
+    for key in MEMORY_STEPS:
+        parts = key.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            try:
+                obj = importlib.import_module("fastembed." + ".".join(parts[:cut]))
+            except ImportError:
+                continue
+            # the module's own name, not an old flat alias of it: tracebacks carry the real name
+            assert obj.__name__ == "fastembed." + ".".join(parts[:cut]), key
+            for name in parts[cut:]:
+                obj = getattr(obj, name)
+            assert callable(obj), key
+            break
+        else:
+            raise AssertionError(f"no module for {key}")
+    assert set(_COMMAND_STEPS.values()) <= set(MEMORY_STEPS)
+
+
+def test_memory_error_inside_tokenize_names_the_budget(inputs, tmp_path, monkeypatch, capsys):
+    from fastembed.genome import tokenize as tok
+
+    def fail(*args, **kwargs):
+        raise MemoryError("Unable to allocate 2.00 GiB for an array with shape (1,) and data type int32")
+
+    monkeypatch.setattr(tok, "peak_matrix_blocks", fail)
+    rc, msg = run_cli(writer_args("tokenize", inputs, tmp_path / "t.parquet"), capsys)
+    assert rc == 1 and msg.count("\n") == 0, msg
+    assert msg.startswith("fastembed tokenize: error: out of memory while tokenizing"), msg
+    assert "--memory" in msg
+    assert os.listdir(tmp_path) == []
+
+
 def test_real_memory_error_names_its_allocation():
     import numpy as np
 

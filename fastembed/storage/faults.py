@@ -196,22 +196,27 @@ def write_h5ad(adata, path: str | os.PathLike) -> None:
 #: What lowers the memory of each step: the step's name in messages and the settings, as
 #: (command-line flag, Python parameter). Keyed by the fastembed function (module.function) that was running;
 #: the deepest match in the traceback wins. Extend it here when a setting (a memory budget) is added.
+_BUDGET = ("--memory", "memory")  # the memory budget (settings.MEMORY_BUDGET) bounds one streaming block
 MEMORY_STEPS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
-    "tokenize.tokenize_cells": ("tokenizing", ()),
-    "fragments.tokenize_fragments": ("tokenizing fragments", ()),
+    # keys: the module's path below ``fastembed.`` and the function's qualified name, as in a traceback
+    "genome.tokenize.tokenize_cells": ("tokenizing", (_BUDGET,)),
+    "genome.fragments.tokenize_fragments": ("tokenizing fragments", (_BUDGET,)),
     "region2vec.Region2VecDataset.__init__": ("reading the tokens", (("--sample-cells", "sample_cells"),)),
     "scembed.ScEmbed.train": ("training", (("--sample-cells", "sample_cells"),)),
-    "scembed.ScEmbed.encode": ("encoding", (("--batch-cells", "batch_cells"),)),
-    "scembed.annotate_celltypes": ("annotating", ()),
-    "readers.read_h5ad": ("reading the input", ()),
-    "_faults.write_h5ad": ("writing the .h5ad", (("--embeddings-only", "an .h5ad of obs and obsm only"),)),
-    "modelfolder.write_model_folder": ("saving the model", ()),
+    "scembed.ScEmbed.encode": ("encoding", (_BUDGET, ("--batch-cells", "batch_cells"))),
+    "annotation.annotate.annotate_celltypes": ("annotating", (_BUDGET,)),
+    "genome.readers.read_h5ad": ("reading the input", ()),
+    "storage.faults.write_h5ad": (
+        "writing the .h5ad",
+        (("--embeddings-only", "an .h5ad of obs and obsm only"),),
+    ),
+    "model.modelfolder.write_model_folder": ("saving the model", ()),
 }
 _COMMAND_STEPS = {
-    "tokenize": "tokenize.tokenize_cells",
+    "tokenize": "genome.tokenize.tokenize_cells",
     "train": "scembed.ScEmbed.train",
     "encode": "scembed.ScEmbed.encode",
-    "annotate": "scembed.annotate_celltypes",
+    "annotate": "annotation.annotate.annotate_celltypes",
 }
 _NEEDED = re.compile(r"[Uu]nable to allocate ([\d.]+ [KMGTPE]?i?B)")
 
