@@ -970,8 +970,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if args.quiet:
-        os.environ.setdefault("TQDM_DISABLE", "1")
+    # --quiet silences tqdm for this command only: main() also runs in-process (tests, notebooks, scripts),
+    # where a variable left set would silence every later progress bar of the session.
+    quiet_env = args.quiet and "TQDM_DISABLE" not in os.environ
+    if quiet_env:
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        return _run(parser, args)
+    finally:
+        if quiet_env:
+            os.environ.pop("TQDM_DISABLE", None)
+
+
+def _run(parser, args) -> int:
+    """Run the parsed command: its exit code, errors as one line (see :func:`main`)."""
     # Imported before the work: after a failed allocation an import may fail too.
     from fastembed.storage import atomic as _atomic
     from fastembed.storage.faults import is_memory_failure, memory_error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -560,6 +561,15 @@ def test_quiet_silences_warnings_and_messages(workdir, tmp_path, capsys):
         == 0
     )
     assert capsys.readouterr().err == ""
+
+
+def test_quiet_does_not_leak_into_the_session(workdir, tmp_path, monkeypatch):
+    """Regression: ``--quiet`` set TQDM_DISABLE for the rest of the process, so progress bars of every later call
+    in the same interpreter (a notebook, the test session) stayed silent."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    args = ["--quiet", "tokenize", str(workdir / "cells.h5ad"), "--universe", str(demo_peaks_path())]
+    assert main([*args, "--output", str(tmp_path / "t.parquet")]) == 0
+    assert "TQDM_DISABLE" not in os.environ
 
 
 def test_debug_shows_warnings_in_python_form(workdir, tmp_path):
