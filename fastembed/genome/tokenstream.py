@@ -54,15 +54,24 @@ class TokenParquetStream:
         import pyarrow.parquet as pq
 
         self._schema = pa.schema([pa.field("tokens", pa.list_(pa.int32())), pa.field("barcode", pa.string())])
-        tmp = self._stack.enter_context(
-            atomic_file(
-                self.path, what="parquet output", overwrite=self.overwrite, inputs=self.inputs, kind="parquet"
+        # Entered on a stack of its own until both are open: a writer that fails to open (a full disk refuses
+        # its first bytes) unwinds through atomic_file, which names the path and removes the temporary and the
+        # lock; only then is the stack handed to __exit__.
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(
+                atomic_file(
+                    self.path,
+                    what="parquet output",
+                    overwrite=self.overwrite,
+                    inputs=self.inputs,
+                    kind="parquet",
+                )
             )
-        )
-        # As in write_tokens_parquet: the metadata once, in the key-value metadata (not also in ARROW:schema).
-        self._writer = self._stack.enter_context(
-            pq.ParquetWriter(tmp, self._schema, compression="zstd", store_schema=False)
-        )
+            # As in write_tokens_parquet: the metadata once, in the key-value metadata (not also in ARROW:schema).
+            self._writer = stack.enter_context(
+                pq.ParquetWriter(tmp, self._schema, compression="zstd", store_schema=False)
+            )
+            self._stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc):
