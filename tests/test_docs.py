@@ -65,3 +65,20 @@ def test_tutorial_runs(page, tmp_path, monkeypatch):
             assert done.returncode == 0, f"{page} block {i}: {shlex.join(argv[1:])}\n{done.stderr[-3000:]}"
             ran += 1
     assert ran >= len(blocks(page))  # every block ran (a bash block may hold several commands)
+
+
+@pytest.mark.slow
+def test_readme_quick_start_runs(tmp_path, monkeypatch):
+    """The README's quick start runs as printed (with two epochs and no UMAP, to stay fast)."""
+    text = (REPO / "README.md").read_text()
+    found = re.search(r"## Quick start\n\n```python\n(.*?)^```$", text, re.S | re.M)
+    assert found, "README.md has no Quick start python block"
+    code = found.group(1)
+    assert "seed=0)" in code and "sc.tl.umap(adata)\n" in code
+    code = code.replace("seed=0)", "seed=0, epochs=2, progress=False)").replace("sc.tl.umap(adata)\n", "")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "readme_quick_start"}
+    exec(compile(code, "README.md quick start", "exec"), namespace)
+    table = namespace["table"]
+    assert {"cell_type", "confidence", "vote_share", "novelty"} <= set(table.columns)
+    assert len(table) == namespace["query"].n_obs
