@@ -27,7 +27,7 @@ def blocks(page: str) -> list[tuple[str, str]]:
 def shell_commands(code: str) -> list[list[str]]:
     """The argument lists of a bash block's commands; each must be ``python -m fastembed ...``."""
     commands = []
-    for line in code.splitlines():
+    for line in code.replace("\\\n", " ").splitlines():
         line = line.split("  #")[0].strip()
         if not line:
             continue
