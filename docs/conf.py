@@ -47,6 +47,8 @@ napoleon_use_ivar = True  # class "Attributes" as fields, so autodoc does not de
 html_theme = "furo"
 html_title = f"fastembed {release}"
 html_static_path: list[str] = []
+# The class page without a second, bare copy of __init__ (its parameters are in the class docstring).
+templates_path = ["_templates"]
 
 # Type fields such as "np.ndarray of int64, shape (n_cells + 1,)" make Sphinx try to link each word; a word
 # like n_cells matches attributes of several classes and warns "more than one target". Those links are noise.
