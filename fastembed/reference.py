@@ -304,7 +304,7 @@ def _fit_arrays(
 
 # -- calibration ---------------------------------------------------------------------------------------------
 def expected_calibration_error(confidence, correct, n_bins: int = 10) -> float:
-    """Expected calibration error: the cell-weighted mean |accuracy - mean confidence| over equal-width bins.
+    """Expected calibration error: the cell-weighted mean ``|accuracy - mean confidence|`` over equal-width bins.
 
     Parameters
     ----------

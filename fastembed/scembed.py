@@ -212,7 +212,7 @@ class ScEmbed:
         its cell (wrapping around), ``w`` uniform in ``1..window_size``: as many pairs as a two-sided word2vec
         window of this size, each pair once (typical 3-20). Wider windows see more of each cell per pass and
         get fewer passes by default; on granja2019 (14k cells) window 20 gained transfer accuracy, on
-        400-5,000 cells it lost quality (bench/RESULTS.md, "Time to quality").
+        400-5,000 cells it lost quality (bench/RESULTS-archive.md, "Time to quality").
     negative_samples : int
         Negative tokens per positive pair, drawn from the unigram^0.75 distribution (typical 5-20).
     min_count : int

@@ -612,6 +612,11 @@ def annotate_celltypes(
     label of the nearest tied neighbour. By default the cosine is taken around the reference's mean embedding
     (``center``).
 
+    A :class:`fastembed.Reference` or a reference folder (:mod:`fastembed.reference`) is accepted as
+    ``reference_adata``: the query then may also be an AnnData without embeddings or a path of any input the
+    reference's model encodes, ``label_key`` and ``embedding_key`` are the reference's, and the confidence is
+    its calibrated one. A ``k`` or ``center`` other than the folder's is allowed (the novelty null is recomputed).
+
     Parameters
     ----------
     query_adata : anndata.AnnData or str or os.PathLike
@@ -664,10 +669,6 @@ def annotate_celltypes(
         ``"auto"`` (default): the reference folder's stored threshold for a :class:`fastembed.Reference` (see
         :data:`fastembed.annotation.novelty.DEFAULT_MAX_NOVELTY`), None (no novelty calls) for an AnnData reference.
 
-    A :class:`fastembed.Reference` or a reference folder (:mod:`fastembed.reference`) is accepted as
-    ``reference_adata``: the query then may also be an AnnData without embeddings or a path of any input the
-    reference's model encodes, ``label_key`` and ``embedding_key`` are the reference's, and the confidence is
-    its calibrated one. A ``k`` or ``center`` other than the folder's is allowed (the novelty null is recomputed).
     memory : int or str, optional
         Bytes one block of query cells may need (e.g. ``"512MB"``; default ``settings.MEMORY_BUDGET``): the rows
         read, their centred and normalised copies and their neighbours (:mod:`fastembed.common.budget`). The fitted

@@ -33,7 +33,7 @@ DEFAULT_MAX_NOVELTY = 0.98
 
 Chosen on data with ``bench/reference_mapping.py``: the lowest threshold of the grid 0.8 ... 0.999 whose cost on
 the known types stays within 0.01 of accuracy in granja2019 leave-one-type-out donor transfer (checked on
-forebrain, 5-fold: 0.002); see bench/RESULTS.md, "Reference mapping". A novel type that sits between reference
+forebrain, 5-fold: 0.002); see bench/RESULTS-archive.md, "Reference mapping". A novel type that sits between reference
 types is rarely caught at this threshold; pass a lower ``max_novelty`` to catch more at the known types' cost."""
 
 

@@ -2,7 +2,7 @@
 
 Why: how much of the data a universe covers matters more than any training setting. granja2019 tokenized
 against the Buenrostro 2018 universe keeps 30% of its peaks; its embeddings transfer labels clearly worse than
-with its own peaks (bench/RESULTS.md). So training without a universe uses the data's peaks, and tokenizing
+with its own peaks (bench/RESULTS-archive.md). So training without a universe uses the data's peaks, and tokenizing
 against a universe that misses much of the data warns, in Python as on the command line.
 
 Data-derived universe (:func:`universe_from_peaks`): the peaks of ``var``, sorted by chromosome (natural order:

@@ -39,9 +39,9 @@ neighbour on a shared machine) never leaves the others waiting for more than one
 a static split into token-balanced runs of blocks, one per thread, in file order: on two threads the threads
 idled 4-6% of the time, and handing blocks out one at a time was 1.02-1.13x faster; but in file order both
 threads then swept the cells together, one donor's after the other's, which cost 0.007 transfer accuracy on
-granja2019 until the blocks were shuffled (bench/RESULTS.md, "Version 0.9").
+granja2019 until the blocks were shuffled (bench/RESULTS-archive.md, "Version 0.9").
 
-Decisions (the measurements behind each are in bench/RESULTS.md, "Trainer design measurements")
+Decisions (the measurements behind each are in bench/RESULTS-archive.md, "Trainer design measurements")
 ------------------------------------------------------------------------------------------------------
 * Negatives shared per centre, contexts scored in pairs (HogBatch with batches of two; scoring all contexts
   of a centre at once was no faster and lowered clustering quality), output rows in a thread-local buffer
@@ -53,7 +53,7 @@ Decisions (the measurements behind each are in bench/RESULTS.md, "Trainer design
 * A one-sided circular window: each pair of tokens shows up once per epoch instead of twice, so an epoch covers
   about twice as many distinct pairs at the same cost.
 * Scoring the centre once against all its contexts (3x fewer dot products) lost quality: rejected.
-* Rejected in version 0.4.1 (bench/RESULTS.md): updating the output rows in place in ``w_out`` (+14% on one
+* Rejected in version 0.4.1 (bench/RESULTS-archive.md): updating the output rows in place in ``w_out`` (+14% on one
   thread, nothing on two: the shared rows are then written after every pair instead of once per centre), and
   one draw of negatives per 2-3 centres (+16-26% words/s on two threads, but lower quality per epoch, the
   same per second).
@@ -70,7 +70,7 @@ Decisions (the measurements behind each are in bench/RESULTS.md, "Trainer design
   per pass (``sample="auto"``, :data:`THIN_OCCURRENCES`; what :class:`fastembed.ScEmbed` uses, version 0.10): on
   granja2019 it trains on 84% of the tokens at a higher Leiden ARI and the same transfer accuracy, and it leaves
   data of up to a few thousand cells as it was. A threshold relative to the data's size (word2vec's own
-  ``sample=1e-4``) also thinned 1,000-cell data, where it lowered transfer accuracy (bench/RESULTS.md).
+  ``sample=1e-4``) also thinned 1,000-cell data, where it lowered transfer accuracy (bench/RESULTS-archive.md).
 * The input vectors may start from the spectral warm start of :mod:`fastembed.warmstart` (``init="spectral"``,
   what :class:`fastembed.ScEmbed` uses), which needs several times fewer epochs than word2vec's random start.
 """
@@ -112,7 +112,7 @@ INITS = ("random", "spectral")
 NEGATIVE_POWER = 0.75
 """Negatives are drawn from the trained tokens' counts raised to this power (word2vec's and gensim's 0.75; 1 is
 the unigram distribution, 0 uniform). Flatter draws (0.5, 0.25) were tried on granja2019 and its subsamples
-(bench/RESULTS.md, "Version 0.7, continued"; ``bench/quality_ab.py``): Leiden ARI level or a little higher,
+(bench/RESULTS-archive.md, "Version 0.7, continued"; ``bench/quality_ab.py``): Leiden ARI level or a little higher,
 transfer accuracy and macro-F1 within noise either way, and 2-8% fewer words/s on one and two threads (the
 flatter draws touch more distinct rows), so word2vec's value stays. They would cut collisions between threads on
 the hot output rows by ~40%, which may pay on many cores. Read when training starts, not compiled in."""
@@ -122,7 +122,7 @@ ROW_ALIGN = 16
 cache line) and start on 64-byte boundaries (:func:`_aligned_rows`; 0 trains on the rows as they are). A
 100-float row then spans 7 whole cache lines instead of straddling 7-8 shared with its neighbours, the vector
 loads never split a line, and the gathers and scatters run over whole registers. Measured on granja2019
-(``bench/kernel_ab.py``, bench/RESULTS.md "Version 0.8"): +10% words/s on one thread and +6% on two against
+(``bench/kernel_ab.py``, bench/RESULTS-archive.md "Version 0.8"): +10% words/s on one thread and +6% on two against
 unaligned rows (8 floats: +7% and +4%). The padding costs 12% more memory for the matrices during training
 (dim 100), and the results are the same bytes as without it (the products run over the same buffer width).
 Read when training starts, not compiled in."""
@@ -269,7 +269,7 @@ changes are added instead. Overwriting saves a copy of the rows and a read of th
 one and two threads) but drops the updates other threads wrote to those rows during the centre (about a
 microsecond), a share that grows with the threads: on granja2019 an estimated ~4% of all output-row updates at 16
 threads (~17% of those of the most frequent region) and ~11% at 48 (54%). Training that drops updates at the
-rates estimated for 16 and 48 threads kept granja2019's quality (``bench/lost_updates.py``; bench/RESULTS.md,
+rates estimated for 16 and 48 threads kept granja2019's quality (``bench/lost_updates.py``; bench/RESULTS-archive.md,
 "Version 0.7"); 32 leaves a margin below what was emulated. Read when training starts, not compiled in."""
 
 
@@ -313,7 +313,7 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0,
     and each output row loaded serves two input rows. At the end the live rows overwrite their rows of ``w_out``
     (a negative drawn twice keeps its later slot's row) or, with ``add_back``, their changes since the copy in
     ``out0`` are added to them (see ``OVERWRITE_MAX_THREADS``).
-    Scoring all contexts of a centre at once was faster still but lowered clustering quality (bench/RESULTS.md).
+    Scoring all contexts of a centre at once was faster still but lowered clustering quality (bench/RESULTS-archive.md).
 
     With six output rows (the default 5 negatives, or 3-4 plus padding) the pair's twelve scores are taken
     first and a single pass over the dimensions then updates the output rows and the two input rows in place,
@@ -592,7 +592,7 @@ def _count_tokens(indices, vocab_size):
 PAIR_BUDGET = 55_000
 """Context pairs of the average trained token over the run that the default number of epochs aims at (see
 :func:`auto_epochs`): 40 epochs on granja2019 (14k cells) at window 5, where its transfer accuracy stopped
-rising (16 epochs 0.70, 32 0.72, 40 and 50 0.73; bench/RESULTS.md)."""
+rising (16 epochs 0.70, 32 0.72, 40 and 50 0.73; bench/RESULTS-archive.md)."""
 MIN_EPOCHS = 5
 """Fewest epochs the data-derived default gives."""
 MAX_PAIRS_PER_OCCURRENCE = 240
@@ -603,7 +603,7 @@ SMALL_PAIRS_PER_OCCURRENCE = 120
 spectral warm start, 20 passes gave about the quality of 40 on random granja2019 subsamples in half the time:
 Leiden ARI +0.007 +- 0.002 and transfer accuracy -0.009 +- 0.006 on 400 cells (40 draws), +0.008 and +0.002 on
 1,000 (20 draws); from 5,000 cells on, 40 passes gave a higher ARI (+0.012 at 5,000 cells, +0.018 at 7,500,
-+0.012 at 10,000) and from 7,500 on a higher accuracy (bench/RESULTS.md): more cells resolve finer cell types,
++0.012 at 10,000) and from 7,500 on a higher accuracy (bench/RESULTS-archive.md): more cells resolve finer cell types,
 which the longer refinement of the warm start then pays for."""
 SMALL_DATA_CELLS = 2_000
 LARGE_DATA_CELLS = 5_000
@@ -697,7 +697,7 @@ region seen that often gets its vector from many updates anyway; thinning its oc
 the rest. word2vec's ``sample`` is relative to the data's size instead: ``1e-4`` thins 31% of granja2019's
 tokens, and of a 1,000-cell draw of it just as much, where it cost transfer accuracy; this rule leaves data of up
 to a few thousand cells as they are. On granja2019 (14k cells) it keeps 84% of the tokens, for a higher Leiden
-ARI and the same accuracy (bench/RESULTS.md, "Version 0.10")."""
+ARI and the same accuracy (bench/RESULTS-archive.md, "Version 0.10")."""
 
 
 def resolve_sample(sample, counts: np.ndarray, trained: np.ndarray) -> float:

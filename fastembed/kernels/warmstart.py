@@ -5,7 +5,7 @@ information matrix of co-occurring tokens (Levy & Goldberg 2014). A truncated SV
 matrix already gives the dominant directions of that co-occurrence structure in a couple of seconds. Starting
 SGNS from it, instead of from word2vec's tiny random vectors, spends the epochs refining the geometry rather than
 discovering it: on granja2019, 10 epochs from the warm start reach the quality that 30-40 epochs from random
-vectors reach (bench/RESULTS.md).
+vectors reach (bench/RESULTS-archive.md).
 
 The matrix is the one behind SnapATAC2's spectral embedding (Zhang et al. 2024): each cell's binary row weighted
 by the regions' inverse document frequency and scaled to unit length (so that ``Y Y^T`` is the cosine similarity
@@ -13,7 +13,7 @@ of the cells), then divided by the square root of the cell's degree in that simi
 vectors of this ``Z = D^-1/2 Y`` are the leading eigenvectors of the normalised graph ``D^-1/2 Y Y^T D^-1/2``,
 and ``Z V`` (the spectral embedding weighted by the singular values) is a weighted sum of the cell's rows of
 ``V``: row ``r`` of ``V`` times its singular value is where region ``r`` sits in that embedding. Measured against
-the TF-IDF matrix of LSI that version 0.4 used, with the more accurate SVD below (bench/RESULTS.md), the trained
+the TF-IDF matrix of LSI that version 0.4 used, with the more accurate SVD below (bench/RESULTS-archive.md), the trained
 models gain most on small data, where this normalised graph is what lets SnapATAC2 lead (40 random 400-cell draws:
 transfer accuracy +0.014 ± 0.006, Leiden ARI +0.007), and granja2019's accuracy rose by 0.01.
 
@@ -31,11 +31,11 @@ __all__ = ["spectral_init", "similarity_matrix", "INIT_NORM"]
 INIT_NORM = 1.5
 """Length of every initial region vector. word2vec's random rows have length ~0.03 at dim 100 and trained
 rows reach ~2-5; 1.5 is large enough to carry the spectral directions into the first updates of the output
-vectors and small enough for SGNS to rescale them (0.5 and 3.0 did worse on granja2019, bench/RESULTS.md)."""
+vectors and small enough for SGNS to rescale them (0.5 and 3.0 did worse on granja2019, bench/RESULTS-archive.md)."""
 
 # The spectrum of these matrices is flat: with 10 extra columns and 2 power iterations the directions captured 92-94%
 # of the energy of the true top 100 (400 to 5,000 cells), with 50 and 4 97-99%, for ~0.9 s more on granja2019
-# (14k cells). On 400-cell draws that accuracy is worth +0.014 transfer accuracy after training (bench/RESULTS.md).
+# (14k cells). On 400-cell draws that accuracy is worth +0.014 transfer accuracy after training (bench/RESULTS-archive.md).
 _OVERSAMPLE = 50
 _POWER_ITERATIONS = 4
 _ISOLATED = 1e-4

@@ -158,7 +158,7 @@ def write_h5ad(adata, path: str | os.PathLike) -> None:
     a file whose metadata could not be flushed), crashes the interpreter. Here the whole HDF5 image is built in
     memory (h5py's core driver with ``backing_store=False``: nothing touches the disk) and then written with
     Python's file I/O, which raises on ENOSPC like any other write. The cost is the file's size in memory,
-    twice at the moment the image is copied out (see bench/RESULTS.md, "h5ad on a full disk").
+    twice at the moment the image is copied out (see bench/RESULTS-archive.md, "h5ad on a full disk").
 
     Parameters
     ----------
