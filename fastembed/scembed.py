@@ -452,7 +452,7 @@ class ScEmbed:
     def _encode_inputs(self, data, batch_cells: int, budget: int):
         """For Dask tasks: (n_cells, barcodes, _PeakMapper or None, blocks, chunk, iterator of one payload per
         block); the blocks are whole chunks of ``chunk`` cells within ``budget``."""
-        from fastembed.backends.dask import _source_path, _x_payload
+        from fastembed.genome.blocks import source_path, x_payload
 
         if not _is_peak_matrix(data):
             n_cells, barcodes, _, (spans, chunk), chunks = self._token_chunks(
@@ -464,8 +464,8 @@ class ScEmbed:
         spans, chunk = peak_matrix_blocks(
             matrix, mapper, budget, batch_cells, name, out_per_cell=4 * self.embedding_dim, chunked=True
         )
-        path = _source_path(data)
-        payloads = (_x_payload(adata, path, lo, hi) for lo, hi in spans)
+        path = source_path(data)
+        payloads = (x_payload(adata, path, lo, hi) for lo, hi in spans)
         return adata.n_obs, _cell_names(adata), mapper, spans, chunk, payloads
 
     def _mapper(self, data, chrom_style: str = "asis"):
@@ -750,8 +750,6 @@ class ScEmbed:
             )
             chunks = _counted(chunks, n_cells, progress)
         else:
-            from fastembed.backends.dask import encode_blocks
-
             if layer is not None or chrom_style != "asis":
                 raise ValueError(
                     "layer= and chrom_style= are not supported with client=; store the counts in X "
@@ -763,7 +761,7 @@ class ScEmbed:
             name, chunks = "the cells", ()
 
             def run_tasks(store):
-                return encode_blocks(client, self, n_cells, mapper, payloads, pooling, weights, spans, store)
+                return _encode_blocks(client, self, n_cells, mapper, payloads, pooling, weights, spans, store)
 
         n_empty = 0
         with numba_threads(self.threads):
@@ -972,6 +970,98 @@ class ScEmbed:
                     "the folder later"
                 ) from None
         return str(getattr(info, "commit_url", info))
+
+
+def _encode_task(
+    block: tuple,
+    model: ScEmbed,
+    mapper,
+    pooling: str,
+    weights: np.ndarray,
+    store: str | None,
+):
+    """One Dask task: pool the cells of ``block = (lo, hi, payload)`` (a payload of :mod:`fastembed.genome.blocks`).
+
+    Without ``store``: ``(embeddings float32 (hi - lo, embedding_dim), n_empty)``. With ``store`` (the path of the
+    zarr ``embeddings`` array): the block is written into its own whole chunks, so a retried task rewrites the
+    same bytes, and ``(None, n_empty)`` comes back.
+    """
+    from fastembed.genome.blocks import block_tokens
+
+    lo, hi, payload = block
+    ip, ix = block_tokens(payload, mapper)
+    out = np.zeros((hi - lo, model.embedding_dim), dtype=np.float32)
+    n_empty = model._pool(ip, ix, weights, pooling, out, f"cells {lo}:{hi}")
+    if store is None:
+        return out, n_empty
+    import zarr
+
+    from fastembed.storage.zarrstore import GuardedStore
+
+    # Guarded: a worker's write never re-creates the temporary (or its folder) after it was removed.
+    emb = zarr.open_array(GuardedStore(Path(store)), mode="r+")
+    if lo % emb.chunks[0] or (hi % emb.chunks[0] and hi != emb.shape[0]):
+        raise ValueError(
+            f"zarr output '{store}': chunks of {emb.chunks[0]} cells do not match the block "
+            f"{lo}:{hi}; a retried block would not rewrite exactly its own chunks"
+        )
+    emb[lo:hi] = out  # whole chunks of its own: a rerun writes the same bytes
+    return None, n_empty
+
+
+def _encode_blocks(
+    client,
+    model: ScEmbed,
+    n_cells: int,
+    mapper,
+    payloads,
+    pooling: str,
+    weights: np.ndarray,
+    spans,
+    store: Path | None,
+) -> tuple[np.ndarray | None, int]:
+    """Encode every cell as one Dask task per block ``(lo, hi)`` of ``spans`` (:func:`_encode_task` through
+    :func:`fastembed.backends.dask.map_blocks`).
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    model : ScEmbed
+        Trained; a copy without its output vectors is sent to each worker once.
+    n_cells, mapper, payloads
+        From :meth:`ScEmbed._encode_inputs`: the cell count, the peak-to-token map (None for token inputs) and
+        one payload per block.
+    pooling, weights
+        Resolved by :meth:`ScEmbed.encode`.
+    spans : list of (lo, hi)
+        The blocks, one task each; with ``store``, each starts and ends on its chunk boundaries.
+    store : pathlib.Path, optional
+        The ``embeddings`` array of a zarr store already created, chunked so that every block is whole chunks;
+        the tasks write into it. None: the blocks come back and are assembled here.
+
+    Returns
+    -------
+    embeddings : np.ndarray of float32, shape (n_cells, embedding_dim), or None (written to ``store``)
+    n_empty : int
+        Cells without a trained token.
+    """
+    import copy
+
+    from fastembed.backends.dask import map_blocks
+
+    light = copy.copy(model)
+    light._output_vectors = None  # not needed to encode; halves what each worker receives
+    spans = list(spans)
+    blocks = [(lo, hi, payload) for (lo, hi), payload in zip(spans, payloads, strict=True)]
+    shared = (light, mapper, pooling, weights, None if store is None else str(store))
+    result = np.zeros((n_cells, model.embedding_dim), dtype=np.float32) if store is None else None
+    n_empty = 0
+    for i, (block, empty) in map_blocks(client, _encode_task, blocks, shared=shared, threads=model.threads):
+        n_empty += empty
+        if result is not None:
+            lo, hi = spans[i]
+            result[lo:hi] = block
+    return result, n_empty
 
 
 def _check_folder_arg(value) -> None:

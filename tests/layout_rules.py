@@ -38,12 +38,7 @@ LAYERS: list[set[str]] = [
 ]
 
 #: (importer, imported module) edges allowed against the layers, with why. Keep it short; pay these off.
-LAYER_DEBTS: dict[tuple[str, str], str] = {
-    ("fastembed.backends.dask", "fastembed.genome.readers"): (
-        "the tokenize and encode Dask tasks still live in the backend and read blocks of X; they belong to "
-        "genome.tokenize and scembed (issue 30, left)"
-    ),
-}
+LAYER_DEBTS: dict[tuple[str, str], str] = {}
 
 #: (importer, imported module, private name) imports across rooms still in the code, with why.
 PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
@@ -73,17 +68,6 @@ PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
         "_as_adata",
     ): "ScEmbed's input dispatch (ScEmbed rewrite)",
     ("fastembed.scembed", "fastembed.genome.tokenize", "_PeakMapper"): "ScEmbed's encoder (ScEmbed rewrite)",
-    (
-        "fastembed.scembed",
-        "fastembed.backends.dask",
-        "_source_path",
-    ): "the encode task moves to scembed's encoder",
-    (
-        "fastembed.scembed",
-        "fastembed.backends.dask",
-        "_x_payload",
-    ): "the encode task moves to scembed's encoder",
-    ("fastembed.backends.dask", "fastembed.genome.readers", "_csr_rows"): "the tokenize task moves to genome",
     ("fastembed.region2vec", "fastembed.genome.tokens", "_barcodes_column"): "a public token-file reader API",
     (
         "fastembed.app.cli",
