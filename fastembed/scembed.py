@@ -22,6 +22,7 @@ from fastembed.common.inputs import ENCODE_ACCEPTS, refuse_fragments
 from fastembed.common.progress import check_progress, progress_bar
 from fastembed.common.suffix import has_suffix
 from fastembed.common.threads import check_threads, numba_threads
+from fastembed.common.validate import check_positive_float, check_positive_int, check_sample
 from fastembed.common.warn import warn
 from fastembed.genome.readers import _as_adata, cell_matrix
 from fastembed.genome.tokenize import _PeakMapper
@@ -46,47 +47,14 @@ DEFAULT_COMPONENTS = 20
 """Default number of principal axes of the cell projection fitted at training (``pooling="pca"``)."""
 
 
-def _sample(value) -> float | str:
-    """``sample=`` checked: ``"auto"`` as it is, else a number in ``[0, 1)`` as a float."""
-    if isinstance(value, str) and value == "auto":
-        return value
-    try:
-        return _fraction("sample", value)
-    except ValueError:
-        raise ValueError(f"sample must be 'auto' or a number in [0, 1), got {value!r}"[:300]) from None
-
-
-def _fraction(name: str, value) -> float:
-    value = _positive_float(name, value, allow_zero=True)
-    if value >= 1:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return value
-
-
-def _positive_int(name: str, value) -> int:
-    # Only real integers: int('abc') would escape as an unrelated error, and int(2.5) or True would pass.
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}"[:300])
-    return int(value)
-
-
-def _positive_float(name: str, value, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name} must be a number, got {value!r}"[:300])
-    value = float(value)
-    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
-    return value
-
-
 def _train_args(epochs, batch_size, learning_rate, min_learning_rate=1e-4) -> tuple:
     """:meth:`ScEmbed.train`'s numeric arguments, checked: (epochs or None, batch_size, learning_rate,
     min_learning_rate), or a ValueError that starts with the first bad argument's name. The command line
     calls it too, so that a bad flag is refused before the tokens are read."""
-    epochs = None if epochs is None else _positive_int("epochs", epochs)
-    batch_size = _positive_int("batch_size", batch_size)
-    learning_rate = _positive_float("learning_rate", learning_rate)
-    min_learning_rate = _positive_float("min_learning_rate", min_learning_rate, allow_zero=True)
+    epochs = None if epochs is None else check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    learning_rate = check_positive_float("learning_rate", learning_rate)
+    min_learning_rate = check_positive_float("min_learning_rate", min_learning_rate, allow_zero=True)
     if min_learning_rate > learning_rate:
         raise ValueError(
             f"min_learning_rate must be at most learning_rate={learning_rate}, got {min_learning_rate}"
@@ -252,12 +220,12 @@ class ScEmbed:
         seed: int | None = None,
         threads: int | None = None,
     ):
-        self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
-        self.window_size = _positive_int("window_size", window_size)
-        self.negative_samples = _positive_int("negative_samples", negative_samples)
-        self.min_count = _positive_int("min_count", min_count)
-        self.sample = _sample(sample)
-        self.n_components = None if n_components is None else _positive_int("n_components", n_components)
+        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
+        self.window_size = check_positive_int("window_size", window_size)
+        self.negative_samples = check_positive_int("negative_samples", negative_samples)
+        self.min_count = check_positive_int("min_count", min_count)
+        self.sample = check_sample(sample)
+        self.n_components = None if n_components is None else check_positive_int("n_components", n_components)
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
         ):
@@ -724,7 +692,7 @@ class ScEmbed:
         self._require_vectors()
         refuse_fragments(adata_or_tokens, "encode", ENCODE_ACCEPTS)
         progress = check_progress(progress)
-        batch_cells = _positive_int("batch_cells", batch_cells)
+        batch_cells = check_positive_int("batch_cells", batch_cells)
         budget = resolve_memory(memory)
         pooling = self._resolve_pooling(pooling)
         weights = self.pooling_weights(pooling)
@@ -915,7 +883,7 @@ class ScEmbed:
         )
         model.universe = folder.universe
         # Models saved before version 0.10 trained without subsampling unless they say otherwise.
-        model.sample = _sample(cfg.get("sample") or 0.0)
+        model.sample = check_sample(cfg.get("sample") or 0.0)
         model.n_components = (
             None if folder.cell_projection is None else int(folder.cell_projection.shape[0] - 1)
         )

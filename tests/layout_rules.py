@@ -45,23 +45,8 @@ PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
     (
         "fastembed.app.cli",
         "fastembed.scembed",
-        "_sample",
-    ): "validation helpers wait for one validation module",
-    (
-        "fastembed.app.cli",
-        "fastembed.scembed",
         "_train_args",
     ): "the CLI's train defaults wait for one defaults source",
-    (
-        "fastembed.app.cli",
-        "fastembed.scembed",
-        "_positive_int",
-    ): "validation helpers wait for one validation module",
-    (
-        "fastembed.app.demo",
-        "fastembed.scembed",
-        "_positive_int",
-    ): "validation helpers wait for one validation module",
     (
         "fastembed.scembed",
         "fastembed.genome.readers",
@@ -104,16 +89,6 @@ PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
         "fastembed.reference",
         "fastembed.annotation.annotate",
         "_embedding",
-    ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
-    (
-        "fastembed.reference",
-        "fastembed.annotation.annotate",
-        "_is_number",
-    ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
-    (
-        "fastembed.reference",
-        "fastembed.annotation.annotate",
-        "_is_whole",
     ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
     (
         "fastembed.reference",

@@ -20,6 +20,7 @@ import pandas as pd
 
 from fastembed import settings
 from fastembed.common.budget import query_blocks, resolve_memory
+from fastembed.common.validate import is_number, is_whole
 from fastembed.common.warn import warn
 from fastembed.settings import PARALLEL_FAST
 
@@ -556,15 +557,6 @@ def _predict_blocks(client, fitted, query, spans) -> list:
     return out
 
 
-def _is_number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
-
-
-def _is_whole(value) -> bool:
-    """An integer, or a float holding one (``k=10.0``); never a bool, NaN or a str."""
-    return _is_number(value) and np.isfinite(value) and int(value) == value
-
-
 class ReferenceHandler(NamedTuple):
     """How :func:`annotate_celltypes` hands a reference folder (or a novelty request) to :mod:`fastembed.reference`.
 
@@ -697,7 +689,7 @@ def annotate_celltypes(
         if novelty_key is not None and (not isinstance(novelty_key, str) or not novelty_key):
             raise ValueError(f"novelty_key must be a non-empty str or None, got {novelty_key!r}"[:300])
         if not is_reference:
-            if not _is_whole(k) or k < 1:
+            if not is_whole(k) or k < 1:
                 raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
             reference_adata = handler.from_anndata(
                 reference_adata, label_key=label_key, embedding_key=embedding_key, k=int(k), center=center
@@ -720,11 +712,11 @@ def annotate_celltypes(
             client=client,
         )
     # Checked by type first: int(None), int(nan) or a str compared with a float would escape as a bare error.
-    if not _is_whole(k) or k < 1:
+    if not is_whole(k) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
-    if min_confidence is not None and not (_is_number(min_confidence) and 0.0 <= min_confidence <= 1.0):
+    if min_confidence is not None and not (is_number(min_confidence) and 0.0 <= min_confidence <= 1.0):
         raise ValueError(f"min_confidence must be a number in [0, 1] or None, got {min_confidence!r}"[:300])
-    if not _is_whole(batch_cells) or batch_cells < 1 or batch_cells % settings.QUERY_BATCH:
+    if not is_whole(batch_cells) or batch_cells < 1 or batch_cells % settings.QUERY_BATCH:
         raise ValueError(
             f"batch_cells must be a positive multiple of {settings.QUERY_BATCH}, got {batch_cells!r}"[:300]
         )

@@ -88,10 +88,10 @@ def _min_fragments_arg(text: str):
 
 def _subsample_arg(text: str):
     """``--subsample``: "auto" or a number in [0, 1) (ScEmbed's ``sample``), else argparse's one-line error."""
-    from fastembed.scembed import _sample
+    from fastembed.common.validate import check_sample
 
     try:
-        return _sample("auto" if text == "auto" else float(text))
+        return check_sample("auto" if text == "auto" else float(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected auto or a number in [0, 1), got {text!r}") from None
 
@@ -307,12 +307,13 @@ def cmd_encode(args) -> None:
     import pandas as pd
 
     from fastembed.backends.dask import open_client
-    from fastembed.scembed import ScEmbed, _positive_int
+    from fastembed.common.validate import check_positive_int
+    from fastembed.scembed import ScEmbed
     from fastembed.storage.atomic import atomic_file, check_output_path
     from fastembed.storage.faults import write_h5ad
     from fastembed.storage.marker import mark
 
-    _positive_int("batch_cells", args.batch_cells)  # before the model and the cells are read
+    check_positive_int("batch_cells", args.batch_cells)  # before the model and the cells are read
     out = Path(args.output)
     if not has_suffix(out, ".zarr", ".h5ad"):
         raise ValueError(f"output '{out}': expected a path ending in .zarr or .h5ad")
