@@ -1139,8 +1139,9 @@ def annotate_celltypes_with_reference(
     batch_cells: int,
     client,
 ):
-    """:func:`fastembed.annotate_celltypes` for a :class:`Reference` (or its folder): the same return
-    conventions, with the novelty score written to ``obs[novelty_key]`` (or returned, for a path query)."""
+    """:func:`fastembed.annotate_celltypes`' work for a :class:`Reference` (or its folder), writing nothing: the
+    labels (a categorical Series named by the reference's label column) and ``{confidence_key: calibrated
+    confidence, novelty_key: novelty score}`` as float32 arrays, for the keys that are not None."""
     if client is not None:
         raise ValueError(
             "client= is not supported with a reference folder yet; annotate without a Dask client, or pass the "
@@ -1158,17 +1159,13 @@ def annotate_celltypes_with_reference(
         random_state=random_state,
         n_jobs=n_jobs,
     )
-    label_key = table.columns[0]
-    labels = table[label_key]
-    extra = {
-        key: table[col] for key, col in ((confidence_key, "confidence"), (novelty_key, "novelty")) if key
+    labels = table[table.columns[0]]
+    columns = {
+        key: table[col].to_numpy()
+        for key, col in ((confidence_key, "confidence"), (novelty_key, "novelty"))
+        if key
     }
-    if extra:
-        if not hasattr(query_adata, "obs"):
-            return pd.DataFrame({label_key: labels, **extra}, index=labels.index)
-        for key, values in extra.items():
-            query_adata.obs[key] = values.to_numpy()
-    return labels
+    return labels, columns
 
 
 _annotate.register_reference_handler(

@@ -391,9 +391,8 @@ def cmd_encode(args) -> None:
 
 
 def cmd_annotate(args) -> None:
-    from fastembed.annotation.annotate import annotation_table
+    from fastembed.annotation.annotate import annotate_celltypes_table, annotation_table
     from fastembed.backends.dask import open_client
-    from fastembed.scembed import annotate_celltypes
     from fastembed.storage.atomic import atomic_file, check_output_path
 
     inputs = _inputs(args, "query", "reference")
@@ -418,7 +417,7 @@ def cmd_annotate(args) -> None:
     # Both are passed as paths: only the reference's obs and obsm[embedding_key] are read, and the query's
     # obsm[embedding_key], block by block.
     with open_client(args.scheduler, args.workers) as client:
-        found = annotate_celltypes(
+        found = annotate_celltypes_table(
             query,
             reference,
             embedding_key=args.embedding_key,

@@ -205,7 +205,7 @@ def test_labels_equal_serial(client, labelled, tmp_path, monkeypatch, exact):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         query.write_h5ad(path)
-    table = fe.annotate_celltypes(path, ref, confidence_key="conf", batch_cells=1024, client=client)
+    table = fe.annotate_celltypes_table(path, ref, confidence_key="conf", batch_cells=1024, client=client)
     pd.testing.assert_series_equal(table["cell_type"], serial)
     np.testing.assert_array_equal(table["conf"].to_numpy(), q.obs["conf"].to_numpy())
 
