@@ -26,7 +26,7 @@ from fastembed.common.validate import check_positive_float, check_positive_int, 
 from fastembed.common.warn import warn
 from fastembed.genome.readers import _as_adata, cell_matrix
 from fastembed.genome.tokenize import _PeakMapper
-from fastembed.genome.tokens import TokenizedCells, read_tokens_parquet
+from fastembed.genome.tokens import TokenizedCells, footer_regions, read_tokens_parquet, token_obs
 from fastembed.genome.universe import Universe
 from fastembed.kernels.pooling import weighted_mean_pool
 from fastembed.kernels.projection import apply_projection, fit_projection
@@ -71,39 +71,12 @@ def _input_obs(data):
     """The cell annotations (obs DataFrame) of an AnnData input, in memory or on disk; for tokens made from a
     fragments file, its per-cell fragment counts; None for other tokens."""
     if not _is_peak_matrix(data):
-        return _token_obs(data)
+        return token_obs(data)
     if isinstance(data, str | os.PathLike):
         from fastembed.genome.readers import read_obs
 
         return read_obs(data, index=False)
     return data.obs
-
-
-def _token_obs(data):
-    """``n_fragments`` and ``n_fragments_in_universe`` per cell of tokens from :func:`fastembed.tokenize_fragments`
-    (its in-memory stats, or the parquet's columns of those names), so the embeddings store keeps them; else None."""
-    import pandas as pd
-
-    if isinstance(data, TokenizedCells):
-        stats = data.stats or {}
-        if "fragments_per_cell" not in stats:
-            return None
-        return pd.DataFrame(
-            {
-                "n_fragments": np.asarray(stats["fragments_per_cell"], dtype=np.int64),
-                "n_fragments_in_universe": np.asarray(
-                    stats["fragments_in_universe_per_cell"], dtype=np.int64
-                ),
-            }
-        )
-    if isinstance(data, str | os.PathLike) and has_suffix(data, ".parquet") and Path(data).is_file():
-        import pyarrow.parquet as pq
-
-        wanted = ["n_fragments", "n_fragments_in_universe"]
-        if not set(wanted) <= set(pq.ParquetFile(data).schema_arrow.names):
-            return None
-        return pq.read_table(data, columns=wanted).to_pandas()
-    return None
 
 
 def _is_parts_folder(path) -> bool:
@@ -144,18 +117,6 @@ def _uns_safe(value):
     if isinstance(value, dict):
         return {k: _uns_safe(v) for k, v in value.items() if v is not None}
     return value
-
-
-def _footer_regions(path) -> int:
-    """Regions of the universe a token parquet file carries, from its footer (0 where it does not say)."""
-    import pyarrow.parquet as pq
-
-    from fastembed.genome.tokens import META_N_REGIONS
-
-    try:
-        return int((pq.ParquetFile(path).schema_arrow.metadata or {}).get(META_N_REGIONS, b"0"))
-    except (ValueError, OSError):
-        return 0
 
 
 def _as_dataset(data) -> Region2VecDataset:
@@ -341,7 +302,7 @@ class ScEmbed:
         # Before the tokens are read (a parquet file's footer says how many) and before numba allocates.
         footer = parquet_counts(dataset)
         if footer is not None:
-            check_training_memory(*footer, _footer_regions(dataset), self.embedding_dim, f"'{dataset}'")
+            check_training_memory(*footer, footer_regions(dataset), self.embedding_dim, f"'{dataset}'")
         ds = _as_dataset(dataset)
         if footer is None:
             check_training_memory(len(ds), ds.n_tokens, ds.vocab_size, self.embedding_dim, ds.source)

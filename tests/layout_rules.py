@@ -53,12 +53,6 @@ PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
         "_as_adata",
     ): "ScEmbed's input dispatch (ScEmbed rewrite)",
     ("fastembed.scembed", "fastembed.genome.tokenize", "_PeakMapper"): "ScEmbed's encoder (ScEmbed rewrite)",
-    ("fastembed.region2vec", "fastembed.genome.tokens", "_barcodes_column"): "a public token-file reader API",
-    (
-        "fastembed.app.cli",
-        "fastembed.scembed",
-        "_token_obs",
-    ): "fragment counts into obs: one public encode-output helper",
     (
         "fastembed.pp",
         "fastembed.genome.universe",
@@ -75,11 +69,6 @@ PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
         "fastembed.scembed",
         "_uns_safe",
     ): "uns-safe settings: one public helper with the marker",
-    (
-        "fastembed.app.cli",
-        "fastembed.scembed",
-        "_footer_regions",
-    ): "the CLI's training-memory check before reading; one defaults/validation source",
     (
         "fastembed.reference",
         "fastembed.annotation.annotate",
@@ -135,7 +124,6 @@ PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
         "fastembed.scembed",
         "_HUB_ID",
     ): "hub access waits for its own module in the ScEmbed rewrite",
-    ("fastembed.region2vec", "fastembed.genome.tokens", "_tokens_csr"): "a public token-file reader API",
 }
 
 

@@ -254,14 +254,14 @@ def cmd_train(args) -> None:
     if args.memory is not None:
         settings.MEMORY_BUDGET = args.memory  # the budget training is checked against (fastembed.trainmem)
     if args.sample_cells is None:
+        from fastembed.genome.tokens import footer_regions
         from fastembed.model.trainmem import check_training_memory, parquet_counts
-        from fastembed.scembed import _footer_regions
 
         # A file too large for this machine is refused before it is read; the budget warning comes from train.
         footer = parquet_counts(args.input)
         if footer is not None:
             check_training_memory(
-                *footer, _footer_regions(args.input), args.embedding_dim, f"'{args.input}'", budget=1 << 62
+                *footer, footer_regions(args.input), args.embedding_dim, f"'{args.input}'", budget=1 << 62
             )
     ds = Region2VecDataset(args.input, universe=args.universe, sample_cells=args.sample_cells, seed=args.seed)
     if args.seed is not None:
@@ -351,11 +351,10 @@ def cmd_encode(args) -> None:
         _log(args, f"encoded {emb.shape[0]} cells -> {out} (AnnData zarr, obsm['{args.embedding_key}'])")
         return
     if has_suffix(src, ".parquet"):
-        from fastembed.genome.tokens import read_tokens_parquet
-        from fastembed.scembed import _token_obs
+        from fastembed.genome.tokens import read_tokens_parquet, token_obs
 
         data = read_tokens_parquet(src)
-        obs = _token_obs(src)  # a fragments file's per-cell counts, kept beside the vectors
+        obs = token_obs(src)  # a fragments file's per-cell counts, kept beside the vectors
         adata = ad.AnnData(
             obs=pd.DataFrame(
                 {} if obs is None else {c: obs[c].to_numpy() for c in obs.columns},
