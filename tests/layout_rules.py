@@ -54,11 +54,6 @@ PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
     ): "ScEmbed's input dispatch (ScEmbed rewrite)",
     ("fastembed.scembed", "fastembed.genome.tokenize", "_PeakMapper"): "ScEmbed's encoder (ScEmbed rewrite)",
     (
-        "fastembed.pp",
-        "fastembed.genome.universe",
-        "_resolve_universe",
-    ): "a public universe resolver in genome",
-    (
         "fastembed.tl",
         "fastembed.pp",
         "_require_anndata",

@@ -37,7 +37,7 @@ from fastembed.genome.readers import (
     restyle_chroms,
 )
 from fastembed.genome.tokens import META_STATS, TokenizedCells
-from fastembed.genome.universe import Universe, _resolve_universe
+from fastembed.genome.universe import Universe, resolve_universe
 from fastembed.settings import PARALLEL, SERIAL
 from fastembed.storage.atomic import check_output_path, output_lock
 
@@ -478,7 +478,7 @@ def _tokenize_cells(
     memory=None,
 ):
     restyle_chroms([], chrom_style)  # a bad style is refused before any file is read
-    uni = _resolve_universe(universe_file)
+    uni = resolve_universe(universe_file)
     if isinstance(batch_cells, bool) or int(batch_cells) != batch_cells or batch_cells < 1:
         raise ValueError(f"batch_cells must be an integer >= 1, got {batch_cells!r}")
     batch_cells = int(batch_cells)

@@ -21,7 +21,7 @@ import numpy as np
 from fastembed import settings
 from fastembed.common.suffix import has_suffix
 from fastembed.common.warn import warn
-from fastembed.genome.universe import Universe, _resolve_universe
+from fastembed.genome.universe import Universe, resolve_universe
 from fastembed.storage.atomic import atomic_file, check_output_path
 
 __all__ = [
@@ -272,7 +272,7 @@ def read_tokens_parquet(path: str | os.PathLike, *, universe=None):
         repeated names: every cell keeps its row, but joining results back by name would be ambiguous.
     """
     path = Path(path)
-    given = None if universe is None else _resolve_universe(universe)
+    given = None if universe is None else resolve_universe(universe)
     if path.is_dir():
         return _read_parquet_parts(path, given)
     if not path.is_file():
@@ -367,7 +367,7 @@ def open_tokens_parquet(path: str | os.PathLike, *, universe=None):
     import pyarrow.parquet as pq
 
     path = Path(path)
-    given = None if universe is None else _resolve_universe(universe)
+    given = None if universe is None else resolve_universe(universe)
     try:
         pfile = pq.ParquetFile(path, memory_map=True)
         schema = pfile.schema_arrow
