@@ -358,6 +358,7 @@ def fragments_qc_bruteforce(frags, universe, *, mode="fragment", min_overlap=1):
         r["nfr"] += (e - s) < 147
         r["mono"] += 147 <= (e - s) <= 294
         r["mito"] += c in ("chrM", "chrMT", "M", "MT")
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
