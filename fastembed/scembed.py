@@ -33,7 +33,7 @@ from fastembed.kernels.projection import apply_projection, fit_projection
 from fastembed.model.trainmem import check_training_memory, parquet_counts
 from fastembed.region2vec import Region2VecDataset
 from fastembed.storage.atomic import atomic_dir, check_output_path
-from fastembed.storage.marker import mark
+from fastembed.storage.marker import mark, uns_safe
 
 __all__ = ["ScEmbed", "annotate_celltypes"]
 
@@ -110,13 +110,6 @@ def _counted(chunks, n_cells: int, enabled: bool):
             bar.update(item[1] - item[0])
     finally:
         bar.close()
-
-
-def _uns_safe(value):
-    """``value`` without the Nones that anndata cannot store in ``uns`` (an absent key reads as None)."""
-    if isinstance(value, dict):
-        return {k: _uns_safe(v) for k, v in value.items() if v is not None}
-    return value
 
 
 def _as_dataset(data) -> Region2VecDataset:
@@ -534,7 +527,7 @@ class ScEmbed:
         n_cells = len(barcodes)
         chunk = min(batch_cells, max(n_cells, 1))  # the chunk length the blocks were cut to
         shell = ad.AnnData(obs=pd.DataFrame(index=pd.Index([], dtype=str)))
-        mark(shell, embedding_key, pooling=pooling, config=_uns_safe(self.config()))
+        mark(shell, embedding_key, pooling=pooling, config=uns_safe(self.config()))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # anndata's notices about zarr format versions and obs names
             shell.write_zarr(str(path) if store is None else store)

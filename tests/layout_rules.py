@@ -60,11 +60,6 @@ PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
     ): "fe.pp and fe.tl share input checks: one validation module",
     ("fastembed.tl", "fastembed.pp", "_resolve"): "fe.pp and fe.tl share input checks: one validation module",
     (
-        "fastembed.tl",
-        "fastembed.scembed",
-        "_uns_safe",
-    ): "uns-safe settings: one public helper with the marker",
-    (
         "fastembed.reference",
         "fastembed.annotation.annotate",
         "_build_index",
