@@ -6,6 +6,7 @@ from fastembed import _aliases, io  # noqa: F401
 from fastembed import pp as pp  # scanpy-style steps: fe.pp.tokenize, fe.pp.read_fragments
 from fastembed import tl as tl  # fe.tl.scembed(adata): embedding into adata.obsm
 from fastembed._version import __version__
+from fastembed.annotation.annotate import annotate_celltypes_table
 from fastembed.genome.fragments import tokenize_fragments
 from fastembed.genome.readers import read_10x, read_mtx
 from fastembed.genome.tokenize import tokenize_cells
@@ -26,6 +27,7 @@ __all__ = [
     "annotate_with_reference",
     "build_reference",
     "annotate_celltypes",
+    "annotate_celltypes_table",
     "read_10x",
     "read_mtx",
     "tokenize_cells",

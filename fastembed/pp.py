@@ -25,11 +25,11 @@ UNS_KEY = "scembed"
 
 def _resolve(adata, universe, name: str | None = None):
     """(Universe, from_data) for ``universe`` (None: the data's own peaks)."""
-    from fastembed.genome.universe import _resolve_universe
+    from fastembed.genome.universe import resolve_universe
 
     if universe is None:
         return universe_from_peaks(adata, name=name), True
-    return _resolve_universe(universe), False
+    return resolve_universe(universe), False
 
 
 def universe_info(uni, from_data: bool) -> dict:

@@ -40,8 +40,6 @@ from fastembed.annotation.annotate import (
     QueryEmbeddings,
     _build_index,
     _embedding,
-    _is_number,
-    _is_whole,
     _unit_rows,
 )
 from fastembed.annotation.novelty import (
@@ -50,6 +48,7 @@ from fastembed.annotation.novelty import (
     predict_with_distance,
     tail_probability,
 )
+from fastembed.common.validate import is_number, is_whole
 from fastembed.common.warn import warn
 from fastembed.storage import atomic as _atomic
 
@@ -461,10 +460,10 @@ def build_reference(
     if not isinstance(model, ScEmbed):
         raise TypeError(f"model must be a fastembed.ScEmbed or a model folder, got {type(model).__name__}")
     model._require_vectors()
-    if not _is_whole(k) or k < 1:
+    if not is_whole(k) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
     _check_threshold("max_novelty", max_novelty)
-    if not _is_whole(n_folds) or n_folds < 2:
+    if not is_whole(n_folds) or n_folds < 2:
         raise ValueError(f"n_folds must be an integer >= 2, got {n_folds!r}"[:300])
     name = "reference AnnData"
     if isinstance(adata, str | os.PathLike):
@@ -567,7 +566,7 @@ def _model_folder(model):
 
 
 def _check_threshold(name: str, value) -> None:
-    if value is not None and not (_is_number(value) and 0.0 <= value <= 1.0):
+    if value is not None and not (is_number(value) and 0.0 <= value <= 1.0):
         raise ValueError(f"{name} must be a number in [0, 1] or None, got {value!r}"[:300])
 
 
@@ -1023,7 +1022,7 @@ def annotate_with_reference(
         ``unknown_label``, confidence 0 and novelty 1.
     """
     ref = _as_reference(reference)
-    if k is not None and (not _is_whole(k) or k < 1):
+    if k is not None and (not is_whole(k) or k < 1):
         raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
     _check_threshold("min_confidence", min_confidence)
     if isinstance(max_novelty, str) and max_novelty == "auto":
@@ -1031,7 +1030,7 @@ def annotate_with_reference(
     _check_threshold("max_novelty", max_novelty)
     if not isinstance(unknown_label, str):
         raise ValueError(f"unknown_label must be a str, got {unknown_label!r}"[:300])
-    if not _is_whole(batch_cells) or batch_cells < 1 or batch_cells % settings.QUERY_BATCH:
+    if not is_whole(batch_cells) or batch_cells < 1 or batch_cells % settings.QUERY_BATCH:
         raise ValueError(
             f"batch_cells must be a positive multiple of {settings.QUERY_BATCH}, got {batch_cells!r}"[:300]
         )
@@ -1140,8 +1139,9 @@ def annotate_celltypes_with_reference(
     batch_cells: int,
     client,
 ):
-    """:func:`fastembed.annotate_celltypes` for a :class:`Reference` (or its folder): the same return
-    conventions, with the novelty score written to ``obs[novelty_key]`` (or returned, for a path query)."""
+    """:func:`fastembed.annotate_celltypes`' work for a :class:`Reference` (or its folder), writing nothing: the
+    labels (a categorical Series named by the reference's label column) and ``{confidence_key: calibrated
+    confidence, novelty_key: novelty score}`` as float32 arrays, for the keys that are not None."""
     if client is not None:
         raise ValueError(
             "client= is not supported with a reference folder yet; annotate without a Dask client, or pass the "
@@ -1159,17 +1159,13 @@ def annotate_celltypes_with_reference(
         random_state=random_state,
         n_jobs=n_jobs,
     )
-    label_key = table.columns[0]
-    labels = table[label_key]
-    extra = {
-        key: table[col] for key, col in ((confidence_key, "confidence"), (novelty_key, "novelty")) if key
+    labels = table[table.columns[0]]
+    columns = {
+        key: table[col].to_numpy()
+        for key, col in ((confidence_key, "confidence"), (novelty_key, "novelty"))
+        if key
     }
-    if extra:
-        if not hasattr(query_adata, "obs"):
-            return pd.DataFrame({label_key: labels, **extra}, index=labels.index)
-        for key, values in extra.items():
-            query_adata.obs[key] = values.to_numpy()
-    return labels
+    return labels, columns
 
 
 _annotate.register_reference_handler(

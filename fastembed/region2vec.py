@@ -10,11 +10,11 @@ import numpy as np
 from fastembed import settings
 from fastembed.genome.tokens import (
     TokenizedCells,
-    _barcodes_column,
-    _tokens_csr,
+    barcodes_column,
     open_tokens_parquet,
     read_tokens_parquet,
     read_tokens_table,
+    tokens_csr,
 )
 from fastembed.genome.universe import Universe
 
@@ -199,7 +199,7 @@ def _sample_parquet(path: Path, n: int, seed, universe) -> tuple[TokenizedCells,
     offset = 0
     for g, (size, q) in enumerate(zip(sizes, quota, strict=True)):
         table = read_tokens_table(pfile, path, row_group=g)
-        ip, ix = _tokens_csr(table.column("tokens"), path, uni)
+        ip, ix = tokens_csr(table.column("tokens"), path, uni)
         t_total += int(ip[-1])
         rows = np.sort(rng.choice(int(size), int(q), replace=False)) if q < size else np.arange(size)
         sp, si = _gather_rows(ip, ix, rows)
@@ -207,7 +207,7 @@ def _sample_parquet(path: Path, n: int, seed, universe) -> tuple[TokenizedCells,
         idx_parts.append(si)
         kept_tokens += int(sp[-1])
         if has_barcode:
-            bc_parts.append(_barcodes_column(table, path)[rows])
+            bc_parts.append(barcodes_column(table, path)[rows])
         else:
             bc_parts.append((rows + offset).astype(str).astype(object))
         offset += int(size)

@@ -22,17 +22,18 @@ from fastembed.common.inputs import ENCODE_ACCEPTS, refuse_fragments
 from fastembed.common.progress import check_progress, progress_bar
 from fastembed.common.suffix import has_suffix
 from fastembed.common.threads import check_threads, numba_threads
+from fastembed.common.validate import check_positive_float, check_positive_int, check_sample
 from fastembed.common.warn import warn
 from fastembed.genome.readers import _as_adata, cell_matrix
 from fastembed.genome.tokenize import _PeakMapper
-from fastembed.genome.tokens import TokenizedCells, read_tokens_parquet
+from fastembed.genome.tokens import TokenizedCells, footer_regions, read_tokens_parquet, token_obs
 from fastembed.genome.universe import Universe
 from fastembed.kernels.pooling import weighted_mean_pool
 from fastembed.kernels.projection import apply_projection, fit_projection
 from fastembed.model.trainmem import check_training_memory, parquet_counts
 from fastembed.region2vec import Region2VecDataset
 from fastembed.storage.atomic import atomic_dir, check_output_path
-from fastembed.storage.marker import mark
+from fastembed.storage.marker import mark, uns_safe
 
 __all__ = ["ScEmbed", "annotate_celltypes"]
 
@@ -46,47 +47,14 @@ DEFAULT_COMPONENTS = 20
 """Default number of principal axes of the cell projection fitted at training (``pooling="pca"``)."""
 
 
-def _sample(value) -> float | str:
-    """``sample=`` checked: ``"auto"`` as it is, else a number in ``[0, 1)`` as a float."""
-    if isinstance(value, str) and value == "auto":
-        return value
-    try:
-        return _fraction("sample", value)
-    except ValueError:
-        raise ValueError(f"sample must be 'auto' or a number in [0, 1), got {value!r}"[:300]) from None
-
-
-def _fraction(name: str, value) -> float:
-    value = _positive_float(name, value, allow_zero=True)
-    if value >= 1:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return value
-
-
-def _positive_int(name: str, value) -> int:
-    # Only real integers: int('abc') would escape as an unrelated error, and int(2.5) or True would pass.
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}"[:300])
-    return int(value)
-
-
-def _positive_float(name: str, value, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name} must be a number, got {value!r}"[:300])
-    value = float(value)
-    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
-    return value
-
-
 def _train_args(epochs, batch_size, learning_rate, min_learning_rate=1e-4) -> tuple:
     """:meth:`ScEmbed.train`'s numeric arguments, checked: (epochs or None, batch_size, learning_rate,
     min_learning_rate), or a ValueError that starts with the first bad argument's name. The command line
     calls it too, so that a bad flag is refused before the tokens are read."""
-    epochs = None if epochs is None else _positive_int("epochs", epochs)
-    batch_size = _positive_int("batch_size", batch_size)
-    learning_rate = _positive_float("learning_rate", learning_rate)
-    min_learning_rate = _positive_float("min_learning_rate", min_learning_rate, allow_zero=True)
+    epochs = None if epochs is None else check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    learning_rate = check_positive_float("learning_rate", learning_rate)
+    min_learning_rate = check_positive_float("min_learning_rate", min_learning_rate, allow_zero=True)
     if min_learning_rate > learning_rate:
         raise ValueError(
             f"min_learning_rate must be at most learning_rate={learning_rate}, got {min_learning_rate}"
@@ -103,39 +71,12 @@ def _input_obs(data):
     """The cell annotations (obs DataFrame) of an AnnData input, in memory or on disk; for tokens made from a
     fragments file, its per-cell fragment counts; None for other tokens."""
     if not _is_peak_matrix(data):
-        return _token_obs(data)
+        return token_obs(data)
     if isinstance(data, str | os.PathLike):
         from fastembed.genome.readers import read_obs
 
         return read_obs(data, index=False)
     return data.obs
-
-
-def _token_obs(data):
-    """``n_fragments`` and ``n_fragments_in_universe`` per cell of tokens from :func:`fastembed.tokenize_fragments`
-    (its in-memory stats, or the parquet's columns of those names), so the embeddings store keeps them; else None."""
-    import pandas as pd
-
-    if isinstance(data, TokenizedCells):
-        stats = data.stats or {}
-        if "fragments_per_cell" not in stats:
-            return None
-        return pd.DataFrame(
-            {
-                "n_fragments": np.asarray(stats["fragments_per_cell"], dtype=np.int64),
-                "n_fragments_in_universe": np.asarray(
-                    stats["fragments_in_universe_per_cell"], dtype=np.int64
-                ),
-            }
-        )
-    if isinstance(data, str | os.PathLike) and has_suffix(data, ".parquet") and Path(data).is_file():
-        import pyarrow.parquet as pq
-
-        wanted = ["n_fragments", "n_fragments_in_universe"]
-        if not set(wanted) <= set(pq.ParquetFile(data).schema_arrow.names):
-            return None
-        return pq.read_table(data, columns=wanted).to_pandas()
-    return None
 
 
 def _is_parts_folder(path) -> bool:
@@ -169,25 +110,6 @@ def _counted(chunks, n_cells: int, enabled: bool):
             bar.update(item[1] - item[0])
     finally:
         bar.close()
-
-
-def _uns_safe(value):
-    """``value`` without the Nones that anndata cannot store in ``uns`` (an absent key reads as None)."""
-    if isinstance(value, dict):
-        return {k: _uns_safe(v) for k, v in value.items() if v is not None}
-    return value
-
-
-def _footer_regions(path) -> int:
-    """Regions of the universe a token parquet file carries, from its footer (0 where it does not say)."""
-    import pyarrow.parquet as pq
-
-    from fastembed.genome.tokens import META_N_REGIONS
-
-    try:
-        return int((pq.ParquetFile(path).schema_arrow.metadata or {}).get(META_N_REGIONS, b"0"))
-    except (ValueError, OSError):
-        return 0
 
 
 def _as_dataset(data) -> Region2VecDataset:
@@ -252,12 +174,12 @@ class ScEmbed:
         seed: int | None = None,
         threads: int | None = None,
     ):
-        self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
-        self.window_size = _positive_int("window_size", window_size)
-        self.negative_samples = _positive_int("negative_samples", negative_samples)
-        self.min_count = _positive_int("min_count", min_count)
-        self.sample = _sample(sample)
-        self.n_components = None if n_components is None else _positive_int("n_components", n_components)
+        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
+        self.window_size = check_positive_int("window_size", window_size)
+        self.negative_samples = check_positive_int("negative_samples", negative_samples)
+        self.min_count = check_positive_int("min_count", min_count)
+        self.sample = check_sample(sample)
+        self.n_components = None if n_components is None else check_positive_int("n_components", n_components)
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
         ):
@@ -373,7 +295,7 @@ class ScEmbed:
         # Before the tokens are read (a parquet file's footer says how many) and before numba allocates.
         footer = parquet_counts(dataset)
         if footer is not None:
-            check_training_memory(*footer, _footer_regions(dataset), self.embedding_dim, f"'{dataset}'")
+            check_training_memory(*footer, footer_regions(dataset), self.embedding_dim, f"'{dataset}'")
         ds = _as_dataset(dataset)
         if footer is None:
             check_training_memory(len(ds), ds.n_tokens, ds.vocab_size, self.embedding_dim, ds.source)
@@ -452,7 +374,7 @@ class ScEmbed:
     def _encode_inputs(self, data, batch_cells: int, budget: int):
         """For Dask tasks: (n_cells, barcodes, _PeakMapper or None, blocks, chunk, iterator of one payload per
         block); the blocks are whole chunks of ``chunk`` cells within ``budget``."""
-        from fastembed.backends.dask import _source_path, _x_payload
+        from fastembed.genome.blocks import source_path, x_payload
 
         if not _is_peak_matrix(data):
             n_cells, barcodes, _, (spans, chunk), chunks = self._token_chunks(
@@ -464,8 +386,8 @@ class ScEmbed:
         spans, chunk = peak_matrix_blocks(
             matrix, mapper, budget, batch_cells, name, out_per_cell=4 * self.embedding_dim, chunked=True
         )
-        path = _source_path(data)
-        payloads = (_x_payload(adata, path, lo, hi) for lo, hi in spans)
+        path = source_path(data)
+        payloads = (x_payload(adata, path, lo, hi) for lo, hi in spans)
         return adata.n_obs, _cell_names(adata), mapper, spans, chunk, payloads
 
     def _mapper(self, data, chrom_style: str = "asis"):
@@ -605,7 +527,7 @@ class ScEmbed:
         n_cells = len(barcodes)
         chunk = min(batch_cells, max(n_cells, 1))  # the chunk length the blocks were cut to
         shell = ad.AnnData(obs=pd.DataFrame(index=pd.Index([], dtype=str)))
-        mark(shell, embedding_key, pooling=pooling, config=_uns_safe(self.config()))
+        mark(shell, embedding_key, pooling=pooling, config=uns_safe(self.config()))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # anndata's notices about zarr format versions and obs names
             shell.write_zarr(str(path) if store is None else store)
@@ -724,7 +646,7 @@ class ScEmbed:
         self._require_vectors()
         refuse_fragments(adata_or_tokens, "encode", ENCODE_ACCEPTS)
         progress = check_progress(progress)
-        batch_cells = _positive_int("batch_cells", batch_cells)
+        batch_cells = check_positive_int("batch_cells", batch_cells)
         budget = resolve_memory(memory)
         pooling = self._resolve_pooling(pooling)
         weights = self.pooling_weights(pooling)
@@ -750,8 +672,6 @@ class ScEmbed:
             )
             chunks = _counted(chunks, n_cells, progress)
         else:
-            from fastembed.backends.dask import encode_blocks
-
             if layer is not None or chrom_style != "asis":
                 raise ValueError(
                     "layer= and chrom_style= are not supported with client=; store the counts in X "
@@ -763,7 +683,7 @@ class ScEmbed:
             name, chunks = "the cells", ()
 
             def run_tasks(store):
-                return encode_blocks(client, self, n_cells, mapper, payloads, pooling, weights, spans, store)
+                return _encode_blocks(client, self, n_cells, mapper, payloads, pooling, weights, spans, store)
 
         n_empty = 0
         with numba_threads(self.threads):
@@ -917,7 +837,7 @@ class ScEmbed:
         )
         model.universe = folder.universe
         # Models saved before version 0.10 trained without subsampling unless they say otherwise.
-        model.sample = _sample(cfg.get("sample") or 0.0)
+        model.sample = check_sample(cfg.get("sample") or 0.0)
         model.n_components = (
             None if folder.cell_projection is None else int(folder.cell_projection.shape[0] - 1)
         )
@@ -972,6 +892,98 @@ class ScEmbed:
                     "the folder later"
                 ) from None
         return str(getattr(info, "commit_url", info))
+
+
+def _encode_task(
+    block: tuple,
+    model: ScEmbed,
+    mapper,
+    pooling: str,
+    weights: np.ndarray,
+    store: str | None,
+):
+    """One Dask task: pool the cells of ``block = (lo, hi, payload)`` (a payload of :mod:`fastembed.genome.blocks`).
+
+    Without ``store``: ``(embeddings float32 (hi - lo, embedding_dim), n_empty)``. With ``store`` (the path of the
+    zarr ``embeddings`` array): the block is written into its own whole chunks, so a retried task rewrites the
+    same bytes, and ``(None, n_empty)`` comes back.
+    """
+    from fastembed.genome.blocks import block_tokens
+
+    lo, hi, payload = block
+    ip, ix = block_tokens(payload, mapper)
+    out = np.zeros((hi - lo, model.embedding_dim), dtype=np.float32)
+    n_empty = model._pool(ip, ix, weights, pooling, out, f"cells {lo}:{hi}")
+    if store is None:
+        return out, n_empty
+    import zarr
+
+    from fastembed.storage.zarrstore import GuardedStore
+
+    # Guarded: a worker's write never re-creates the temporary (or its folder) after it was removed.
+    emb = zarr.open_array(GuardedStore(Path(store)), mode="r+")
+    if lo % emb.chunks[0] or (hi % emb.chunks[0] and hi != emb.shape[0]):
+        raise ValueError(
+            f"zarr output '{store}': chunks of {emb.chunks[0]} cells do not match the block "
+            f"{lo}:{hi}; a retried block would not rewrite exactly its own chunks"
+        )
+    emb[lo:hi] = out  # whole chunks of its own: a rerun writes the same bytes
+    return None, n_empty
+
+
+def _encode_blocks(
+    client,
+    model: ScEmbed,
+    n_cells: int,
+    mapper,
+    payloads,
+    pooling: str,
+    weights: np.ndarray,
+    spans,
+    store: Path | None,
+) -> tuple[np.ndarray | None, int]:
+    """Encode every cell as one Dask task per block ``(lo, hi)`` of ``spans`` (:func:`_encode_task` through
+    :func:`fastembed.backends.dask.map_blocks`).
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    model : ScEmbed
+        Trained; a copy without its output vectors is sent to each worker once.
+    n_cells, mapper, payloads
+        From :meth:`ScEmbed._encode_inputs`: the cell count, the peak-to-token map (None for token inputs) and
+        one payload per block.
+    pooling, weights
+        Resolved by :meth:`ScEmbed.encode`.
+    spans : list of (lo, hi)
+        The blocks, one task each; with ``store``, each starts and ends on its chunk boundaries.
+    store : pathlib.Path, optional
+        The ``embeddings`` array of a zarr store already created, chunked so that every block is whole chunks;
+        the tasks write into it. None: the blocks come back and are assembled here.
+
+    Returns
+    -------
+    embeddings : np.ndarray of float32, shape (n_cells, embedding_dim), or None (written to ``store``)
+    n_empty : int
+        Cells without a trained token.
+    """
+    import copy
+
+    from fastembed.backends.dask import map_blocks
+
+    light = copy.copy(model)
+    light._output_vectors = None  # not needed to encode; halves what each worker receives
+    spans = list(spans)
+    blocks = [(lo, hi, payload) for (lo, hi), payload in zip(spans, payloads, strict=True)]
+    shared = (light, mapper, pooling, weights, None if store is None else str(store))
+    result = np.zeros((n_cells, model.embedding_dim), dtype=np.float32) if store is None else None
+    n_empty = 0
+    for i, (block, empty) in map_blocks(client, _encode_task, blocks, shared=shared, threads=model.threads):
+        n_empty += empty
+        if result is not None:
+            lo, hi = spans[i]
+            result[lo:hi] = block
+    return result, n_empty
 
 
 def _check_folder_arg(value) -> None:

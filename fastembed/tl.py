@@ -82,7 +82,8 @@ def scembed(
     """
     from fastembed import settings
     from fastembed.genome.tokenize import tokenize_cells
-    from fastembed.scembed import ScEmbed, _uns_safe
+    from fastembed.scembed import ScEmbed
+    from fastembed.storage.marker import uns_safe
 
     _require_anndata(adata, "fe.tl.scembed")
     if not isinstance(key_added, str) or not key_added:
@@ -119,7 +120,7 @@ def scembed(
         model.save(save, overwrite=overwrite)
     adata.obsm[key_added] = embedding
     record = {
-        "params": _uns_safe(
+        "params": uns_safe(
             {
                 "key_added": key_added,
                 "embedding_dim": model.embedding_dim,
@@ -140,6 +141,6 @@ def scembed(
         "tokenize": {k: v for k, v in tokens.stats.items() if v is not None},
     }
     if trained:
-        record["training"] = _uns_safe(dict(model.training_info))
+        record["training"] = uns_safe(dict(model.training_info))
     adata.uns[UNS_KEY] = record
     return model

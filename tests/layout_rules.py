@@ -38,35 +38,15 @@ LAYERS: list[set[str]] = [
 ]
 
 #: (importer, imported module) edges allowed against the layers, with why. Keep it short; pay these off.
-LAYER_DEBTS: dict[tuple[str, str], str] = {
-    ("fastembed.backends.dask", "fastembed.genome.readers"): (
-        "the tokenize and encode Dask tasks still live in the backend and read blocks of X; they belong to "
-        "genome.tokenize and scembed (issue 30, left)"
-    ),
-}
+LAYER_DEBTS: dict[tuple[str, str], str] = {}
 
 #: (importer, imported module, private name) imports across rooms still in the code, with why.
 PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
     (
         "fastembed.app.cli",
         "fastembed.scembed",
-        "_sample",
-    ): "validation helpers wait for one validation module",
-    (
-        "fastembed.app.cli",
-        "fastembed.scembed",
         "_train_args",
     ): "the CLI's train defaults wait for one defaults source",
-    (
-        "fastembed.app.cli",
-        "fastembed.scembed",
-        "_positive_int",
-    ): "validation helpers wait for one validation module",
-    (
-        "fastembed.app.demo",
-        "fastembed.scembed",
-        "_positive_int",
-    ): "validation helpers wait for one validation module",
     (
         "fastembed.scembed",
         "fastembed.genome.readers",
@@ -74,43 +54,11 @@ PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
     ): "ScEmbed's input dispatch (ScEmbed rewrite)",
     ("fastembed.scembed", "fastembed.genome.tokenize", "_PeakMapper"): "ScEmbed's encoder (ScEmbed rewrite)",
     (
-        "fastembed.scembed",
-        "fastembed.backends.dask",
-        "_source_path",
-    ): "the encode task moves to scembed's encoder",
-    (
-        "fastembed.scembed",
-        "fastembed.backends.dask",
-        "_x_payload",
-    ): "the encode task moves to scembed's encoder",
-    ("fastembed.backends.dask", "fastembed.genome.readers", "_csr_rows"): "the tokenize task moves to genome",
-    ("fastembed.region2vec", "fastembed.genome.tokens", "_barcodes_column"): "a public token-file reader API",
-    (
-        "fastembed.app.cli",
-        "fastembed.scembed",
-        "_token_obs",
-    ): "fragment counts into obs: one public encode-output helper",
-    (
-        "fastembed.pp",
-        "fastembed.genome.universe",
-        "_resolve_universe",
-    ): "a public universe resolver in genome",
-    (
         "fastembed.tl",
         "fastembed.pp",
         "_require_anndata",
     ): "fe.pp and fe.tl share input checks: one validation module",
     ("fastembed.tl", "fastembed.pp", "_resolve"): "fe.pp and fe.tl share input checks: one validation module",
-    (
-        "fastembed.tl",
-        "fastembed.scembed",
-        "_uns_safe",
-    ): "uns-safe settings: one public helper with the marker",
-    (
-        "fastembed.app.cli",
-        "fastembed.scembed",
-        "_footer_regions",
-    ): "the CLI's training-memory check before reading; one defaults/validation source",
     (
         "fastembed.reference",
         "fastembed.annotation.annotate",
@@ -120,16 +68,6 @@ PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
         "fastembed.reference",
         "fastembed.annotation.annotate",
         "_embedding",
-    ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
-    (
-        "fastembed.reference",
-        "fastembed.annotation.annotate",
-        "_is_number",
-    ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
-    (
-        "fastembed.reference",
-        "fastembed.annotation.annotate",
-        "_is_whole",
     ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
     (
         "fastembed.reference",
@@ -176,7 +114,6 @@ PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
         "fastembed.scembed",
         "_HUB_ID",
     ): "hub access waits for its own module in the ScEmbed rewrite",
-    ("fastembed.region2vec", "fastembed.genome.tokens", "_tokens_csr"): "a public token-file reader API",
 }
 
 

@@ -127,6 +127,21 @@ def test_annotate_celltypes_takes_a_reference_folder(folder, cells):
     np.testing.assert_array_equal(query.obs["conf"].to_numpy(), table["confidence"].to_numpy())
 
 
+def test_annotate_celltypes_table_takes_a_reference_folder_and_a_path_query(folder, cells, tmp_path):
+    import warnings
+
+    path = tmp_path / "q.h5ad"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cells[1].write_h5ad(path)
+    got = fe.annotate_celltypes_table(path, folder, k=5, confidence_key="conf", novelty_key="nov")
+    table = annotate_with_reference(cells[1], folder)
+    assert list(got.columns) == ["cell_type", "conf", "nov"]
+    pd.testing.assert_series_equal(got["cell_type"], table["cell_type"])
+    np.testing.assert_array_equal(got["conf"].to_numpy(), table["confidence"].to_numpy())
+    np.testing.assert_array_equal(got["nov"].to_numpy(), table["novelty"].to_numpy())
+
+
 def test_other_k_recomputes_the_novelty_null(folder, cells):
     ref = read_reference(folder)
     other = annotate_with_reference(cells[1], ref, k=7)

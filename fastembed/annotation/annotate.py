@@ -20,11 +20,13 @@ import pandas as pd
 
 from fastembed import settings
 from fastembed.common.budget import query_blocks, resolve_memory
+from fastembed.common.validate import is_number, is_whole
 from fastembed.common.warn import warn
 from fastembed.settings import PARALLEL_FAST
 
 __all__ = [
     "annotate_celltypes",
+    "annotate_celltypes_table",
     "annotation_table",
     "knn_cosine",
     "fit_reference",
@@ -556,15 +558,6 @@ def _predict_blocks(client, fitted, query, spans) -> list:
     return out
 
 
-def _is_number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
-
-
-def _is_whole(value) -> bool:
-    """An integer, or a float holding one (``k=10.0``); never a bool, NaN or a str."""
-    return _is_number(value) and np.isfinite(value) and int(value) == value
-
-
 class ReferenceHandler(NamedTuple):
     """How :func:`annotate_celltypes` hands a reference folder (or a novelty request) to :mod:`fastembed.reference`.
 
@@ -574,7 +567,9 @@ class ReferenceHandler(NamedTuple):
 
     is_reference: Callable[[object], bool]  # a Reference object or a reference folder's path
     from_anndata: Callable[..., object]  # a labelled AnnData -> an in-memory Reference (novelty on AnnData)
-    annotate: Callable[..., object]  # annotate_celltypes' arguments, with a Reference as the reference
+    annotate: Callable[
+        ..., tuple
+    ]  # annotate_celltypes' arguments, a Reference as the reference -> (labels, columns)
 
 
 _REFERENCE_HANDLER: ReferenceHandler | None = None
@@ -604,7 +599,7 @@ def annotate_celltypes(
     novelty_key: str | None = None,
     max_novelty="auto",
     memory: int | str | None = None,
-):
+) -> pd.Series:
     """Transfer cell-type labels from a labelled reference to query cells by k-NN on their embeddings.
 
     Each query cell takes the label with the largest summed cosine similarity among its ``k`` nearest
@@ -636,8 +631,9 @@ def annotate_celltypes(
         If given (e.g. ``"cell_type_confidence"``), the winning label's similarity-weighted vote share (float32
         in [0, 1]: the winner's summed neighbour similarity over that of all k neighbours, not the fraction of
         neighbours) is
-        written to ``query_adata.obs[confidence_key]``; for a query given as a path, which has no ``obs`` to
-        write to, the function returns a DataFrame with columns ``label_key`` and ``confidence_key`` instead.
+        written to ``query_adata.obs[confidence_key]``. A query given as a path has no ``obs`` to write to: use
+        :func:`annotate_celltypes_table`, which returns the labels and these columns as one DataFrame (this
+        function still returns that DataFrame for a path query, with a DeprecationWarning).
     min_confidence : float, optional
         Query cells whose vote share is below this get ``unknown_label``.
     unknown_label : str
@@ -663,7 +659,7 @@ def annotate_celltypes(
     novelty_key : str, optional
         If given (e.g. ``"cell_type_novelty"``), each cell's novelty score (float32 in [0, 1): how far the
         cell lies from the reference cells of its predicted type, :mod:`fastembed.annotation.novelty`) is written to
-        ``query_adata.obs[novelty_key]`` (returned, like ``confidence_key``, for a path query).
+        ``query_adata.obs[novelty_key]`` (for a path query, see ``confidence_key``).
     max_novelty : float, None or "auto"
         Query cells whose novelty is above this get ``unknown_label`` (cells of types the reference lacks).
         ``"auto"`` (default): the reference folder's stored threshold for a :class:`fastembed.Reference` (see
@@ -676,9 +672,10 @@ def annotate_celltypes(
 
     Returns
     -------
-    pandas.Series (or pandas.DataFrame, see ``confidence_key``)
+    pandas.Series
         Categorical labels indexed by the query's obs names, named ``label_key``; categories are the
-        reference's labels (plus ``unknown_label`` when used).
+        reference's labels (plus ``unknown_label`` when used). (Deprecated: a path query with ``confidence_key``
+        or ``novelty_key`` gives :func:`annotate_celltypes_table`'s DataFrame.)
 
     Raises
     ------
@@ -687,6 +684,123 @@ def annotate_celltypes(
         query whose embedding is all zeros in every cell (nothing could be labelled), and an ``unknown_label``
         that is also a reference label when some cells would get it. Nothing is written to ``query_adata``.
     """
+    labels, columns = _annotate_labels(
+        query_adata,
+        reference_adata,
+        embedding_key,
+        k,
+        label_key=label_key,
+        confidence_key=confidence_key,
+        min_confidence=min_confidence,
+        unknown_label=unknown_label,
+        center=center,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        batch_cells=batch_cells,
+        client=client,
+        novelty_key=novelty_key,
+        max_novelty=max_novelty,
+        memory=memory,
+    )
+    if not columns:
+        return labels
+    if not hasattr(query_adata, "obs"):  # a path (or tokens): nowhere to write the columns to
+        warn(
+            "annotate_celltypes() with confidence_key= or novelty_key= on a query without obs (a path) returns a "
+            "DataFrame, which is deprecated: call annotate_celltypes_table() for the labels with these columns; "
+            "annotate_celltypes() will return only the labels (a Series)",
+            DeprecationWarning,
+        )
+        return _table(labels, columns)
+    for key, values in columns.items():
+        query_adata.obs[key] = values
+    return labels
+
+
+def annotate_celltypes_table(
+    query_adata,
+    reference_adata,
+    embedding_key: str = settings.EMBEDDING_KEY,
+    k: int = 10,
+    *,
+    label_key: str = "cell_type",
+    confidence_key: str = CONFIDENCE_COLUMN,
+    min_confidence: float | None = None,
+    unknown_label: str = "unknown",
+    center: bool = True,
+    random_state: int | None = 0,
+    n_jobs: int | None = None,
+    batch_cells: int = settings.ANNOTATE_BATCH_CELLS,
+    client=None,
+    novelty_key: str | None = None,
+    max_novelty="auto",
+    memory: int | str | None = None,
+) -> pd.DataFrame:
+    """:func:`annotate_celltypes`, with each cell's vote share (and novelty score) as columns of one table.
+
+    Takes any query :func:`annotate_celltypes` takes (an AnnData, or a path that is read block by block) and
+    writes nothing to it. The arguments are :func:`annotate_celltypes`'s, except ``confidence_key``: the name of
+    the confidence column, always present.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by the query's obs names, in their order. Columns: the labels (categorical, named by the
+        reference's label column, ``label_key``), ``confidence_key`` (float32 in [0, 1]: the similarity-weighted
+        vote share, or a reference folder's calibrated confidence) and, with ``novelty_key``, the novelty score
+        (float32 in [0, 1]).
+    """
+    if not isinstance(confidence_key, str) or not confidence_key:
+        raise ValueError(
+            f"confidence_key must be a non-empty str (a column name), got {confidence_key!r}"[:300]
+        )
+    labels, columns = _annotate_labels(
+        query_adata,
+        reference_adata,
+        embedding_key,
+        k,
+        label_key=label_key,
+        confidence_key=confidence_key,
+        min_confidence=min_confidence,
+        unknown_label=unknown_label,
+        center=center,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        batch_cells=batch_cells,
+        client=client,
+        novelty_key=novelty_key,
+        max_novelty=max_novelty,
+        memory=memory,
+    )
+    return _table(labels, columns)
+
+
+def _table(labels: pd.Series, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame({labels.name: labels, **columns}, index=labels.index)
+
+
+def _annotate_labels(
+    query_adata,
+    reference_adata,
+    embedding_key: str,
+    k,
+    *,
+    label_key: str,
+    confidence_key: str | None,
+    min_confidence,
+    unknown_label: str,
+    center: bool,
+    random_state,
+    n_jobs,
+    batch_cells,
+    client,
+    novelty_key: str | None,
+    max_novelty,
+    memory,
+) -> tuple[pd.Series, dict[str, np.ndarray]]:
+    """The work of :func:`annotate_celltypes` and :func:`annotate_celltypes_table`, writing nothing: the labels
+    (categorical Series indexed by the query's cell names, named by the label column) and the per-cell columns
+    asked for, ``{confidence_key: float32 (n_cells,), novelty_key: float32 (n_cells,)}`` (only those not None)."""
     handler = _REFERENCE_HANDLER
     is_reference = handler is not None and handler.is_reference(reference_adata)
     wants_novelty = novelty_key is not None or not (
@@ -698,7 +812,7 @@ def annotate_celltypes(
         if novelty_key is not None and (not isinstance(novelty_key, str) or not novelty_key):
             raise ValueError(f"novelty_key must be a non-empty str or None, got {novelty_key!r}"[:300])
         if not is_reference:
-            if not _is_whole(k) or k < 1:
+            if not is_whole(k) or k < 1:
                 raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
             reference_adata = handler.from_anndata(
                 reference_adata, label_key=label_key, embedding_key=embedding_key, k=int(k), center=center
@@ -721,11 +835,11 @@ def annotate_celltypes(
             client=client,
         )
     # Checked by type first: int(None), int(nan) or a str compared with a float would escape as a bare error.
-    if not _is_whole(k) or k < 1:
+    if not is_whole(k) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
-    if min_confidence is not None and not (_is_number(min_confidence) and 0.0 <= min_confidence <= 1.0):
+    if min_confidence is not None and not (is_number(min_confidence) and 0.0 <= min_confidence <= 1.0):
         raise ValueError(f"min_confidence must be a number in [0, 1] or None, got {min_confidence!r}"[:300])
-    if not _is_whole(batch_cells) or batch_cells < 1 or batch_cells % settings.QUERY_BATCH:
+    if not is_whole(batch_cells) or batch_cells < 1 or batch_cells % settings.QUERY_BATCH:
         raise ValueError(
             f"batch_cells must be a positive multiple of {settings.QUERY_BATCH}, got {batch_cells!r}"[:300]
         )
@@ -796,8 +910,4 @@ def annotate_celltypes(
     labels = pd.Series(
         pd.Categorical(predicted, categories=categories), index=query.obs_names.copy(), name=label_key
     )
-    if confidence_key is not None:
-        if query.path is not None:
-            return pd.DataFrame({label_key: labels, confidence_key: confidence}, index=labels.index)
-        query_adata.obs[confidence_key] = confidence
-    return labels
+    return labels, ({} if confidence_key is None else {confidence_key: confidence})

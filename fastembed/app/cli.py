@@ -88,10 +88,10 @@ def _min_fragments_arg(text: str):
 
 def _subsample_arg(text: str):
     """``--subsample``: "auto" or a number in [0, 1) (ScEmbed's ``sample``), else argparse's one-line error."""
-    from fastembed.scembed import _sample
+    from fastembed.common.validate import check_sample
 
     try:
-        return _sample("auto" if text == "auto" else float(text))
+        return check_sample("auto" if text == "auto" else float(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected auto or a number in [0, 1), got {text!r}") from None
 
@@ -254,14 +254,14 @@ def cmd_train(args) -> None:
     if args.memory is not None:
         settings.MEMORY_BUDGET = args.memory  # the budget training is checked against (fastembed.trainmem)
     if args.sample_cells is None:
+        from fastembed.genome.tokens import footer_regions
         from fastembed.model.trainmem import check_training_memory, parquet_counts
-        from fastembed.scembed import _footer_regions
 
         # A file too large for this machine is refused before it is read; the budget warning comes from train.
         footer = parquet_counts(args.input)
         if footer is not None:
             check_training_memory(
-                *footer, _footer_regions(args.input), args.embedding_dim, f"'{args.input}'", budget=1 << 62
+                *footer, footer_regions(args.input), args.embedding_dim, f"'{args.input}'", budget=1 << 62
             )
     ds = Region2VecDataset(args.input, universe=args.universe, sample_cells=args.sample_cells, seed=args.seed)
     if args.seed is not None:
@@ -307,12 +307,13 @@ def cmd_encode(args) -> None:
     import pandas as pd
 
     from fastembed.backends.dask import open_client
-    from fastembed.scembed import ScEmbed, _positive_int
+    from fastembed.common.validate import check_positive_int
+    from fastembed.scembed import ScEmbed
     from fastembed.storage.atomic import atomic_file, check_output_path
     from fastembed.storage.faults import write_h5ad
     from fastembed.storage.marker import mark
 
-    _positive_int("batch_cells", args.batch_cells)  # before the model and the cells are read
+    check_positive_int("batch_cells", args.batch_cells)  # before the model and the cells are read
     out = Path(args.output)
     if not has_suffix(out, ".zarr", ".h5ad"):
         raise ValueError(f"output '{out}': expected a path ending in .zarr or .h5ad")
@@ -350,11 +351,10 @@ def cmd_encode(args) -> None:
         _log(args, f"encoded {emb.shape[0]} cells -> {out} (AnnData zarr, obsm['{args.embedding_key}'])")
         return
     if has_suffix(src, ".parquet"):
-        from fastembed.genome.tokens import read_tokens_parquet
-        from fastembed.scembed import _token_obs
+        from fastembed.genome.tokens import read_tokens_parquet, token_obs
 
         data = read_tokens_parquet(src)
-        obs = _token_obs(src)  # a fragments file's per-cell counts, kept beside the vectors
+        obs = token_obs(src)  # a fragments file's per-cell counts, kept beside the vectors
         adata = ad.AnnData(
             obs=pd.DataFrame(
                 {} if obs is None else {c: obs[c].to_numpy() for c in obs.columns},
@@ -390,9 +390,8 @@ def cmd_encode(args) -> None:
 
 
 def cmd_annotate(args) -> None:
-    from fastembed.annotation.annotate import annotation_table
+    from fastembed.annotation.annotate import annotate_celltypes_table, annotation_table
     from fastembed.backends.dask import open_client
-    from fastembed.scembed import annotate_celltypes
     from fastembed.storage.atomic import atomic_file, check_output_path
 
     inputs = _inputs(args, "query", "reference")
@@ -417,7 +416,7 @@ def cmd_annotate(args) -> None:
     # Both are passed as paths: only the reference's obs and obsm[embedding_key] are read, and the query's
     # obsm[embedding_key], block by block.
     with open_client(args.scheduler, args.workers) as client:
-        found = annotate_celltypes(
+        found = annotate_celltypes_table(
             query,
             reference,
             embedding_key=args.embedding_key,

@@ -61,8 +61,8 @@ def run_demo(
     """
     from fastembed.common.progress import check_progress
     from fastembed.common.threads import check_threads
+    from fastembed.common.validate import check_positive_int
     from fastembed.datasets import demo_peaks_path
-    from fastembed.scembed import _positive_int
     from fastembed.storage.atomic import check_output_path, output_lock
 
     # Checked before anything is written: a subset too small for the later steps (a PCA of 20 axes, 10
@@ -75,7 +75,7 @@ def run_demo(
             f"the demo needs a whole number of at least {MIN_DEMO_CELLS} cells (n_cells, --cells), got {n_cells!r}"
         )
     if epochs is not None:
-        _positive_int("epochs", epochs)
+        check_positive_int("epochs", epochs)
     check_threads(threads)
     quiet = check_progress(quiet, "quiet")
     overwrite = check_progress(overwrite, "overwrite")

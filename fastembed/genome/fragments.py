@@ -50,7 +50,7 @@ from fastembed.common.warn import warn
 from fastembed.genome import tokenize as _tok
 from fastembed.genome.droplets import droplet_threshold
 from fastembed.genome.tokens import TokenizedCells, write_tokens_parquet
-from fastembed.genome.universe import MAX_COORD, Universe, _resolve_universe, is_gzip, open_text
+from fastembed.genome.universe import MAX_COORD, Universe, is_gzip, open_text, resolve_universe
 from fastembed.settings import PARALLEL, SERIAL
 from fastembed.storage.atomic import check_output_path, output_lock
 
@@ -610,7 +610,7 @@ def _tokenize_fragments(
     if int(block_size) < 1024:
         raise ValueError(f"block_size must be at least 1024 bytes, got {block_size!r}")
     block_size, fold_at = fragment_limits(resolve_memory(memory), int(block_size))
-    uni = _resolve_universe(universe)
+    uni = resolve_universe(universe)
     whitelist = read_whitelist(barcodes) if barcodes is not None else None
 
     sorted_regions = uni.sorted_index

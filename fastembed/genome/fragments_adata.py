@@ -46,7 +46,7 @@ from fastembed.genome.fragments import (
     _open_batches,
     read_whitelist,
 )
-from fastembed.genome.universe import MAX_COORD, Universe, _resolve_universe
+from fastembed.genome.universe import MAX_COORD, Universe, resolve_universe
 
 __all__ = ["AUTO_FLOOR", "EXPECTED_CELLS", "droplet_threshold", "read_fragments"]
 
@@ -134,7 +134,7 @@ def read_fragments(
     rule = _check_min_fragments(min_fragments)
     if int(block_size) < 1024:
         raise ValueError(f"block_size must be at least 1024 bytes, got {block_size!r}")
-    uni: Universe = _resolve_universe(universe)
+    uni: Universe = resolve_universe(universe)
     whitelist = read_whitelist(barcodes) if barcodes is not None else None
     bcs = _Barcodes(whitelist)
     chrom_ids = {c: i for i, c in enumerate(uni.chrom_names)}

@@ -16,6 +16,7 @@ intervals are at least ``m`` long.
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numba
@@ -36,7 +37,7 @@ from fastembed.genome.readers import (
     restyle_chroms,
 )
 from fastembed.genome.tokens import META_STATS, TokenizedCells
-from fastembed.genome.universe import Universe, _resolve_universe
+from fastembed.genome.universe import Universe, resolve_universe
 from fastembed.settings import PARALLEL, SERIAL
 from fastembed.storage.atomic import check_output_path, output_lock
 
@@ -477,7 +478,7 @@ def _tokenize_cells(
     memory=None,
 ):
     restyle_chroms([], chrom_style)  # a bad style is refused before any file is read
-    uni = _resolve_universe(universe_file)
+    uni = resolve_universe(universe_file)
     if isinstance(batch_cells, bool) or int(batch_cells) != batch_cells or batch_cells < 1:
         raise ValueError(f"batch_cells must be an integer >= 1, got {batch_cells!r}")
     batch_cells = int(batch_cells)
@@ -496,13 +497,11 @@ def _tokenize_cells(
     if client is None:
         parts = (mapper.tokens(matrix, lo, hi, field_name) for lo, hi in spans)
     else:
-        from fastembed.backends.dask import tokenize_blocks
-
         if layer is not None:
             raise ValueError(
                 "layer= is not supported with client=; store the counts in X for Dask tokenizing"
             )
-        parts = tokenize_blocks(client, adata, source, mapper, spans)
+        parts = _tokenize_blocks(client, adata, source, mapper, spans)
     if out_path is not None:
         return _stream_tokens(adata, uni, mapper, parts, spans, out_path, overwrite, inputs, name, memory)
     indptr_parts, index_parts = [np.zeros(1, dtype=np.int64)], []
@@ -517,6 +516,40 @@ def _tokenize_cells(
     barcodes = np.asarray(adata.obs_names, dtype=object)
     _warn_duplicate_names(barcodes, name)
     return TokenizedCells(indptr, indices, barcodes, uni, stats)
+
+
+def _tokenize_task(payload: tuple, mapper):
+    """One Dask task: the tokens of one block (:func:`fastembed.genome.blocks.block_tokens`) and the entries
+    counted for the tokenize diagnostics, ``(indptr, indices, n_counts, n_counts_in_universe)``."""
+    from fastembed.genome.blocks import block_tokens
+
+    # A shallow copy with its own counters: the entries counted are this block's alone, whatever else the
+    # worker runs on its copy of the mapper.
+    local = copy.copy(mapper)
+    local.n_counts = local.n_counts_in_universe = 0
+    ip, ix = block_tokens(payload, local)
+    return ip, ix, local.n_counts, local.n_counts_in_universe
+
+
+def _tokenize_blocks(client, adata, source, mapper, spans) -> list:
+    """Token blocks of every cell of ``adata``, each block ``(lo, hi)`` of ``spans`` a Dask task:
+    ``[(indptr int64, indices int32), ...]`` in cell order (what :meth:`_PeakMapper.tokens` gives for each block).
+    Workers read an ``.h5ad``/``.zarr`` ``source`` themselves; an in-memory one travels block by block. The
+    blocks' entry counts are added to ``mapper.n_counts`` and ``mapper.n_counts_in_universe``."""
+    from fastembed.backends.dask import map_blocks
+    from fastembed.genome.blocks import source_path, x_payload
+
+    spans = list(spans)
+    path = source_path(source)
+    payloads = [x_payload(adata, path, lo, hi) for lo, hi in spans]
+    out: list = [None] * len(spans)
+    for i, (ip, ix, n_counts, n_in_universe) in map_blocks(
+        client, _tokenize_task, payloads, shared=(mapper,)
+    ):
+        out[i] = (ip, ix)
+        mapper.n_counts += n_counts  # the caller's mapper reports the whole dataset, as in the serial path
+        mapper.n_counts_in_universe += n_in_universe
+    return out
 
 
 def _stream_tokens(adata, uni, mapper, parts, spans, out_path, overwrite, inputs, name, memory):

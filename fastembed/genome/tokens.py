@@ -21,7 +21,7 @@ import numpy as np
 from fastembed import settings
 from fastembed.common.suffix import has_suffix
 from fastembed.common.warn import warn
-from fastembed.genome.universe import Universe, _resolve_universe
+from fastembed.genome.universe import Universe, resolve_universe
 from fastembed.storage.atomic import atomic_file, check_output_path
 
 __all__ = [
@@ -31,6 +31,10 @@ __all__ = [
     "read_tokens_parquet",
     "read_tokens_table",
     "write_tokens_parquet",
+    "barcodes_column",
+    "tokens_csr",
+    "footer_regions",
+    "token_obs",
 ]
 
 # Parquet key-value metadata keys.
@@ -268,7 +272,7 @@ def read_tokens_parquet(path: str | os.PathLike, *, universe=None):
         repeated names: every cell keeps its row, but joining results back by name would be ambiguous.
     """
     path = Path(path)
-    given = None if universe is None else _resolve_universe(universe)
+    given = None if universe is None else resolve_universe(universe)
     if path.is_dir():
         return _read_parquet_parts(path, given)
     if not path.is_file():
@@ -341,8 +345,8 @@ def _read_parquet_file(path: Path, given: Universe | None, first_cell: int = 0) 
     """One token file; ``first_cell`` numbers the default barcodes of a file without a ``barcode`` column."""
     pfile, uni = open_tokens_parquet(path, universe=given)
     table = read_tokens_table(pfile, path)
-    indptr, indices = _tokens_csr(table.column("tokens"), path, uni)
-    barcodes = _barcodes_column(table, path, first_cell)
+    indptr, indices = tokens_csr(table.column("tokens"), path, uni)
+    barcodes = barcodes_column(table, path, first_cell)
     stats = {}
     meta = pfile.schema_arrow.metadata or {}
     if META_STATS in meta:
@@ -363,7 +367,7 @@ def open_tokens_parquet(path: str | os.PathLike, *, universe=None):
     import pyarrow.parquet as pq
 
     path = Path(path)
-    given = None if universe is None else _resolve_universe(universe)
+    given = None if universe is None else resolve_universe(universe)
     try:
         pfile = pq.ParquetFile(path, memory_map=True)
         schema = pfile.schema_arrow
@@ -408,8 +412,10 @@ def read_tokens_table(pfile, path: Path, row_group: int | None = None):
     return table
 
 
-def _barcodes_column(table, path: Path, first_cell: int = 0) -> np.ndarray:
-    """The ``barcode`` column as str objects, or ``first_cell, first_cell + 1, ...`` as strings without one."""
+def barcodes_column(table, path: Path, first_cell: int = 0) -> np.ndarray:
+    """The cell names of a token table (a ``pyarrow.Table`` read from ``path``): its ``barcode`` column as an object
+    array of str, or ``first_cell, first_cell + 1, ...`` as strings when it has none; a null barcode is a
+    ValueError naming ``path`` and the cell."""
     if "barcode" not in table.column_names:
         return np.arange(first_cell, first_cell + table.num_rows).astype(str).astype(object)
     col = table.column("barcode")
@@ -419,8 +425,10 @@ def _barcodes_column(table, path: Path, first_cell: int = 0) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False).astype(object)
 
 
-def _tokens_csr(col, path, uni: Universe) -> tuple[np.ndarray, np.ndarray]:
-    """A pyarrow list column of token ids as CSR ``(indptr int64, indices int32)``, ids checked against ``uni``."""
+def tokens_csr(col, path, uni: Universe) -> tuple[np.ndarray, np.ndarray]:
+    """A token table's ``tokens`` column (a pyarrow chunked ``list<int>`` array of ``n_cells`` rows, read from
+    ``path``) as CSR: ``(indptr int64 (n_cells + 1,), indices int32)``; every id is checked against ``uni``, and a
+    null cell or id is a ValueError naming ``path`` and the cell."""
     n_cells = len(col)
     lengths = np.zeros(n_cells, dtype=np.int64)
     values_parts = []
@@ -516,3 +524,46 @@ def _universe_from_metadata(meta: dict[bytes, bytes], path: Path) -> Universe | 
             f"embedded universe holds {len(uni)} regions; the file is corrupt"
         )
     return uni
+
+
+def footer_regions(path: str | os.PathLike) -> int:
+    """Regions of the universe a token parquet file carries, from its footer (0 where it does not say, or where
+    the file cannot be read as parquet): what the training-memory check needs before the tokens are read."""
+    import pyarrow.parquet as pq
+
+    try:
+        return int((pq.ParquetFile(path).schema_arrow.metadata or {}).get(META_N_REGIONS, b"0"))
+    except (ValueError, OSError):
+        return 0
+
+
+def token_obs(data):
+    """Per-cell fragment counts of tokens made by :func:`fastembed.tokenize_fragments`, as a ``pandas.DataFrame``
+    with int64 columns ``n_fragments`` and ``n_fragments_in_universe`` (one row per cell, default index), so that
+    an embeddings store keeps them beside the vectors; None for other tokens.
+
+    ``data`` is a :class:`TokenizedCells` (its in-memory stats) or a token parquet file (its columns of those
+    names); anything else gives None.
+    """
+    import pandas as pd
+
+    if isinstance(data, TokenizedCells):
+        stats = data.stats or {}
+        if "fragments_per_cell" not in stats:
+            return None
+        return pd.DataFrame(
+            {
+                "n_fragments": np.asarray(stats["fragments_per_cell"], dtype=np.int64),
+                "n_fragments_in_universe": np.asarray(
+                    stats["fragments_in_universe_per_cell"], dtype=np.int64
+                ),
+            }
+        )
+    if isinstance(data, str | os.PathLike) and has_suffix(data, ".parquet") and Path(data).is_file():
+        import pyarrow.parquet as pq
+
+        wanted = ["n_fragments", "n_fragments_in_universe"]
+        if not set(wanted) <= set(pq.ParquetFile(data).schema_arrow.names):
+            return None
+        return pq.read_table(data, columns=wanted).to_pandas()
+    return None

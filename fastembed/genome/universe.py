@@ -321,8 +321,10 @@ class Universe:
         return SortedRegions.build(self)
 
 
-def _resolve_universe(universe_file) -> Universe:
-    """A :class:`Universe` given itself or the path of a BED file (FileNotFoundError if there is none)."""
+def resolve_universe(universe_file) -> Universe:
+    """The :class:`Universe` that a ``universe=`` argument names: a Universe as it is, or one read from the BED
+    file at a path. A folder or a missing file is an IsADirectoryError or FileNotFoundError naming the path;
+    anything else (e.g. a DataFrame of regions) is a TypeError that says what to pass."""
     if isinstance(universe_file, Universe):
         return universe_file
     if not isinstance(universe_file, str | os.PathLike):

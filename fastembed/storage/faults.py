@@ -205,6 +205,7 @@ MEMORY_STEPS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     "scembed.ScEmbed.train": ("training", (("--sample-cells", "sample_cells"),)),
     "scembed.ScEmbed.encode": ("encoding", (_BUDGET, ("--batch-cells", "batch_cells"))),
     "annotation.annotate.annotate_celltypes": ("annotating", (_BUDGET,)),
+    "annotation.annotate.annotate_celltypes_table": ("annotating", (_BUDGET,)),
     "genome.readers.read_h5ad": ("reading the input", ()),
     "storage.faults.write_h5ad": (
         "writing the .h5ad",

@@ -19,3 +19,11 @@ def mark(adata, embedding_key: str, **extra) -> None:
     model config (``pooling=``, ``config=``), all plain values that AnnData can store.
     """
     adata.uns[UNS_KEY] = {"version": __version__, "embedding_key": embedding_key, **extra}
+
+
+def uns_safe(value):
+    """``value`` (a settings dict, nested dicts included) without the None values that AnnData cannot write to
+    ``uns``; an absent key reads back as None. Other values are returned as they are."""
+    if isinstance(value, dict):
+        return {k: uns_safe(v) for k, v in value.items() if v is not None}
+    return value

@@ -10,7 +10,7 @@ from sklearn.utils.extmath import randomized_svd
 
 import fastembed.annotate as ann
 import fastembed.settings as tunables
-from fastembed.annotate import annotate_celltypes
+from fastembed.annotate import annotate_celltypes, annotate_celltypes_table
 from fastembed.datasets import load_demo
 
 
@@ -216,12 +216,55 @@ def test_query_from_disk_matches_memory(split, tmp_path, fmt, monkeypatch):
     reads = []
     real = ann.read_query_block
     monkeypatch.setattr(ann, "read_query_block", lambda *a: reads.append(a[2:]) or real(*a))
-    got = annotate_celltypes(path, ref, confidence_key="conf", min_confidence=0.5, batch_cells=1024)
+    got = annotate_celltypes_table(path, ref, confidence_key="conf", min_confidence=0.5, batch_cells=1024)
     assert isinstance(got, pd.DataFrame) and list(got.columns) == ["cell_type", "conf"]
     pd.testing.assert_series_equal(got["cell_type"], want)
     np.testing.assert_array_equal(got["conf"].to_numpy(), q.obs["conf"].to_numpy())
     assert reads[0] == (0, 1024) and len(reads) == -(-query.n_obs // 1024)  # block by block
     assert isinstance(annotate_celltypes(path, ref), pd.Series)
+
+
+def test_table_of_an_anndata_query_matches_the_series_and_writes_nothing(split):
+    ref, query = split
+    q = query.copy()
+    want = annotate_celltypes(q, ref, confidence_key="conf", novelty_key="nov", min_confidence=0.5)
+    before = list(query.obs.columns)
+    table = annotate_celltypes_table(query, ref, confidence_key="conf", novelty_key="nov", min_confidence=0.5)
+    assert list(query.obs.columns) == before  # nothing written to the query
+    assert list(table.columns) == ["cell_type", "conf", "nov"]
+    pd.testing.assert_series_equal(table["cell_type"], want)
+    for key in ("conf", "nov"):
+        assert table[key].dtype == np.float32
+        np.testing.assert_array_equal(table[key].to_numpy(), q.obs[key].to_numpy())
+
+
+def test_table_needs_a_confidence_column_name(split):
+    ref, query = split
+    with pytest.raises(
+        ValueError, match=r"^confidence_key must be a non-empty str \(a column name\), got None$"
+    ):
+        annotate_celltypes_table(query, ref, confidence_key=None)
+
+
+def test_dataframe_from_annotate_celltypes_is_deprecated_but_still_works(split, tmp_path):
+    """The old form: a path query with confidence_key= returned a DataFrame; it still does, with a
+    DeprecationWarning that names the function to call instead."""
+    import warnings
+
+    ref, query = split
+    path = tmp_path / "query.h5ad"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        query.write_h5ad(path)
+    want = annotate_celltypes_table(path, ref, confidence_key="conf")
+    with pytest.warns(DeprecationWarning, match=r"call annotate_celltypes_table\(\)") as caught:
+        old = annotate_celltypes(path, ref, confidence_key="conf")
+    pd.testing.assert_frame_equal(old, want)
+    assert all(w.filename == __file__ for w in caught if issubclass(w.category, DeprecationWarning))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # the Series forms do not warn
+        assert isinstance(annotate_celltypes(path, ref), pd.Series)
+        assert isinstance(annotate_celltypes(query.copy(), ref, confidence_key="conf"), pd.Series)
 
 
 def test_query_path_errors(split, tmp_path):

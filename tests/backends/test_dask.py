@@ -17,7 +17,9 @@ import zarr  # noqa: E402
 import fastembed as fe  # noqa: E402
 from fastembed import distributed  # noqa: E402
 from fastembed.datasets import demo_peaks_path, load_demo  # noqa: E402
+from fastembed.genome.blocks import x_payload  # noqa: E402
 from fastembed.readers import LazyAnnData  # noqa: E402
+from fastembed.scembed import _encode_task  # noqa: E402
 from fastembed.tokenize import _PeakMapper  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -132,23 +134,11 @@ def test_a_retried_block_writes_the_same_bytes(client, model, on_disk, tmp_path)
     # Rerun every block (the last one a remainder) as the scheduler would after losing its worker.
     mapper = _PeakMapper(LazyAnnData(on_disk), model.universe)
     weights = model.pooling_weights(model.default_pooling)
-    futures = [
-        client.submit(
-            distributed._encode_task,
-            distributed._x_payload(None, on_disk, lo, hi),
-            model,
-            mapper,
-            model.default_pooling,
-            weights,
-            lo,
-            hi,
-            str(out / "obsm" / "scembed_X"),
-            1,
-            pure=False,
-        )
-        for lo, hi in distributed.blocks(N_CELLS, BLOCK)
-    ]
-    client.gather(futures)
+    spans = distributed.blocks(N_CELLS, BLOCK)
+    jobs = [(lo, hi, x_payload(None, on_disk, lo, hi)) for lo, hi in spans]
+    shared = (model, mapper, model.default_pooling, weights, str(out / "obsm" / "scembed_X"))
+    done = dict(distributed.map_blocks(client, _encode_task, jobs, shared=shared, threads=1))
+    assert sorted(done) == list(range(len(spans))) and all(block is None for block, _ in done.values())
     assert {p: p.read_bytes() for p in chunk_files} == before
 
 
@@ -156,28 +146,22 @@ def test_block_must_match_chunks(model, on_disk, tmp_path):
     arr = zarr.create_array(str(tmp_path / "e"), shape=(N_CELLS, 8), chunks=(100, 8), dtype="float32")
     mapper = _PeakMapper(LazyAnnData(on_disk), model.universe)
     with pytest.raises(ValueError, match=r"chunks of 100 cells do not match the block 0:256"):
-        distributed._encode_task(
-            distributed._x_payload(None, on_disk, 0, 256),
+        _encode_task(
+            (0, 256, x_payload(None, on_disk, 0, 256)),
             model,
             mapper,
             "mean",
             model.pooling_weights("mean"),
-            0,
-            256,
             str(tmp_path / "e"),
-            1,
         )
     with pytest.raises(ValueError, match=r"chunks of 100 cells do not match the block 50:150"):
-        distributed._encode_task(
-            distributed._x_payload(None, on_disk, 50, 150),
+        _encode_task(
+            (50, 150, x_payload(None, on_disk, 50, 150)),
             model,
             mapper,
             "mean",
             model.pooling_weights("mean"),
-            50,
-            150,
             str(tmp_path / "e"),
-            1,
         )
     assert arr.shape == (N_CELLS, 8)
 
@@ -221,7 +205,7 @@ def test_labels_equal_serial(client, labelled, tmp_path, monkeypatch, exact):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         query.write_h5ad(path)
-    table = fe.annotate_celltypes(path, ref, confidence_key="conf", batch_cells=1024, client=client)
+    table = fe.annotate_celltypes_table(path, ref, confidence_key="conf", batch_cells=1024, client=client)
     pd.testing.assert_series_equal(table["cell_type"], serial)
     np.testing.assert_array_equal(table["conf"].to_numpy(), q.obs["conf"].to_numpy())
 

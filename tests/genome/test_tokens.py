@@ -96,3 +96,40 @@ def test_the_universe_is_stored_once(tmp_path):
     assert back.universe.same_as(UNIVERSE) and list(back.barcodes) == ["a", "b", "c"]
     np.testing.assert_array_equal(back.indptr, _tokens().indptr)
     assert pq.read_table(path).schema.field("tokens").type == pa.list_(pa.int32())
+
+
+def test_public_token_file_readers(tmp_path):
+    """barcodes_column, tokens_csr, footer_regions and token_obs: what region2vec, scembed and the CLI read."""
+    from fastembed.genome.tokens import barcodes_column, footer_regions, token_obs, tokens_csr
+
+    tok = _tokens()
+    path = tok.to_parquet(tmp_path / "t.parquet")
+    table = pq.read_table(path)
+    ip, ix = tokens_csr(table.column("tokens"), path, UNIVERSE)
+    assert ip.dtype == np.int64 and ix.dtype == np.int32
+    np.testing.assert_array_equal(ip, tok.indptr)
+    np.testing.assert_array_equal(ix, tok.indices)
+    assert list(barcodes_column(table, path)) == ["a", "b", "c"]
+    assert list(barcodes_column(table.drop_columns(["barcode"]), path, 7)) == ["7", "8", "9"]
+    assert footer_regions(path) == len(UNIVERSE)
+    (tmp_path / "not.parquet").write_text("no parquet here")
+    assert footer_regions(tmp_path / "not.parquet") == 0
+    assert token_obs(tok) is None and token_obs(path) is None  # no fragment counts in peak tokens
+    counted = TokenizedCells(
+        tok.indptr,
+        tok.indices,
+        tok.barcodes,
+        UNIVERSE,
+        {"fragments_per_cell": [4, 0, 9], "fragments_in_universe_per_cell": [3, 0, 9]},
+    )
+    obs = token_obs(counted)
+    assert list(obs.columns) == ["n_fragments", "n_fragments_in_universe"]
+    assert obs["n_fragments"].tolist() == [4, 0, 9] and obs["n_fragments_in_universe"].dtype == np.int64
+
+
+def test_a_null_barcode_names_the_file_and_the_cell(tmp_path):
+    from fastembed.genome.tokens import barcodes_column
+
+    table = pa.table({"barcode": pa.array(["a", None, "c"])})
+    with pytest.raises(ValueError, match=r"token file '.*t\.parquet': column 'barcode' is null for cell 1"):
+        barcodes_column(table, tmp_path / "t.parquet")
