@@ -3,7 +3,7 @@ file itself) against an HDF5 image built in memory (h5py's core driver, ``backin
 with Python file I/O. Time and peak RSS of each, in one process each, on granja2019 (the whole matrix, as
 ``fastembed encode`` writes it without --embeddings-only).
 
-    PYTHONPATH=$PWD /work/main/.venv/bin/python bench/h5ad_write.py {direct,image} OUT.h5ad
+    .venv/bin/python bench/h5ad_write.py {direct,image} OUT.h5ad
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Model folder size against trained tokens: the bundled demo tokenized against the 126,536-region Buenrostro
 universe trains a few thousand tokens; the folder is saved in fastembed's and geniml's layouts.
 
-    PYTHONPATH=$PWD /work/main/.venv/bin/python bench/model_size.py
+    .venv/bin/python bench/model_size.py
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ Buenrostro 2018 universe, and the data-derived default of ``fe.tl.scembed`` (no 
 peaks, sorted, overlapping ones merged); Leiden ARI at 16 clusters and 10-NN transfer accuracy D6T1 -> D5T1, over
 a few seeds, with the tokenize coverage of each universe.
 
-    PYTHONPATH=$PWD nice -n 10 /work/main/.venv/bin/python bench/universe_choice.py --seeds 0 1 2
+    nice -n 10 .venv/bin/python bench/universe_choice.py --seeds 0 1 2
 
 Prints one JSON line per run and a markdown table of means (± standard deviation over seeds).
 """
