@@ -24,7 +24,6 @@ they are rebuilt when the reference is used.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +50,7 @@ from fastembed.annotation.novelty import (
 from fastembed.common.validate import is_number, is_whole
 from fastembed.common.warn import warn
 from fastembed.storage import atomic as _atomic
+from fastembed.storage.hub import check_folder_arg, fetch_folder, upload_folder
 
 __all__ = [
     "Reference",
@@ -202,27 +202,10 @@ class Reference:
         -------
         Reference
         """
-        from fastembed.scembed import _check_folder_arg, _hub_module
-
-        _check_folder_arg(directory_or_hub_id)
+        check_folder_arg(directory_or_hub_id, "reference")
         path = Path(directory_or_hub_id).expanduser()
         if not path.exists():
-            from fastembed.scembed import _HUB_ID
-
-            name = str(directory_or_hub_id)
-            if not _HUB_ID.match(name):
-                raise FileNotFoundError(
-                    f"reference folder '{name}' does not exist (and it is not a hub id like 'owner/name')"
-                )
-            hub = _hub_module(name)
-            try:
-                path = Path(hub.snapshot_download(name, revision=revision))
-            except Exception as err:
-                raise OSError(
-                    f"reference '{name}' is not a local folder and could not be fetched from the Hugging Face "
-                    f"hub ({type(err).__name__}: {err}); without network access, download the reference folder "
-                    "on another machine and pass its local path"
-                ) from None
+            path = fetch_folder(str(directory_or_hub_id), revision, what="reference")
         return read_reference(path, threads=threads)
 
     def push_to_hub(
@@ -247,23 +230,14 @@ class Reference:
         str
             The URL of the commit.
         """
-        from fastembed.scembed import _hub_module
-
-        hub = _hub_module(repo_id)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = self.save(Path(tmp) / "reference")
-            try:
-                api = hub.HfApi(token=token)
-                api.create_repo(repo_id, private=private, exist_ok=True)
-                info = api.upload_folder(
-                    folder_path=str(folder), repo_id=repo_id, commit_message=commit_message
-                )
-            except Exception as err:
-                raise OSError(
-                    f"could not upload to the Hugging Face hub repository '{repo_id}' ({type(err).__name__}: "
-                    f"{err}); save the reference with reference.save(folder) and upload the folder later"
-                ) from None
-        return str(getattr(info, "commit_url", info))
+        return upload_folder(
+            lambda tmp: self.save(tmp / "reference"),
+            repo_id,
+            private=private,
+            token=token,
+            commit_message=commit_message,
+            advice="save the reference with reference.save(folder) and upload the folder later",
+        )
 
 
 def _fit_arrays(

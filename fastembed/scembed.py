@@ -7,8 +7,6 @@ The class validates input, picks kernels and holds results; the work happens in 
 from __future__ import annotations
 
 import os
-import re
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from fastembed.kernels.projection import apply_projection, fit_projection
 from fastembed.model.trainmem import check_training_memory, parquet_counts
 from fastembed.region2vec import Region2VecDataset
 from fastembed.storage.atomic import atomic_dir, check_output_path
+from fastembed.storage.hub import check_folder_arg, fetch_folder, upload_folder
 from fastembed.storage.marker import mark, uns_safe
 
 __all__ = ["ScEmbed", "annotate_celltypes"]
@@ -876,22 +875,14 @@ class ScEmbed:
         str
             The URL of the commit.
         """
-        hub = _hub_module(repo_id)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = self.save(Path(tmp) / "model", format=format)
-            try:
-                api = hub.HfApi(token=token)
-                api.create_repo(repo_id, private=private, exist_ok=True)
-                info = api.upload_folder(
-                    folder_path=str(folder), repo_id=repo_id, commit_message=commit_message
-                )
-            except Exception as err:
-                raise OSError(
-                    f"could not upload to the Hugging Face hub repository '{repo_id}' "
-                    f"({type(err).__name__}: {err}); save the model with model.save(folder) and upload "
-                    "the folder later"
-                ) from None
-        return str(getattr(info, "commit_url", info))
+        return upload_folder(
+            lambda tmp: self.save(tmp / "model", format=format),
+            repo_id,
+            private=private,
+            token=token,
+            commit_message=commit_message,
+            advice="save the model with model.save(folder) and upload the folder later",
+        )
 
 
 def _encode_task(
@@ -987,41 +978,13 @@ def _encode_blocks(
 
 
 def _check_folder_arg(value) -> None:
-    if not isinstance(value, str | os.PathLike):
-        raise TypeError(f"expected a model folder path (str or os.PathLike), got {type(value).__name__}")
-
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def _hub_module(what: str):
-    try:
-        import huggingface_hub
-    except ImportError:
-        raise ImportError(
-            # fastembed-sc is installed from a clone, not the package index: name what pip can find.
-            f"'{what}' needs the Hugging Face hub client, an optional dependency: pip install huggingface_hub "
-            "(or pip install '.[hub]' in a fastembed clone); "
-            "or use a local model folder (config.yaml, universe.bed and weights) instead"
-        ) from None
-    return huggingface_hub
+    check_folder_arg(value, "model")
 
 
 def _fetch_from_hub(repo_id: str, revision: str | None) -> Path:
-    if Path(repo_id).is_file():
-        raise NotADirectoryError(
-            f"model folder '{repo_id}' is a file; expected a model folder (config.yaml, ...)"
-        )
-    if not _HUB_ID.match(repo_id):
-        raise FileNotFoundError(
-            f"model folder '{repo_id}' does not exist (and it is not a hub id like 'owner/name')"
-        )
-    hub = _hub_module(repo_id)
-    try:
-        return Path(hub.snapshot_download(repo_id, revision=revision))
-    except Exception as err:
-        raise OSError(
-            f"model '{repo_id}' is not a local folder and could not be fetched from the Hugging Face hub "
-            f"({type(err).__name__}: {err}); without network access, download the model folder (checkpoint.pt or "
-            "region_vectors.npy, config.yaml, universe.bed) on another machine and pass its local path"
-        ) from None
+    return fetch_folder(
+        repo_id,
+        revision,
+        what="model",
+        contents=" (checkpoint.pt or region_vectors.npy, config.yaml, universe.bed)",
+    )

@@ -99,21 +99,6 @@ PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
         "fastembed.model.modelfolder",
         "_load_npy",
     ): "the reference folder loads its arrays by the model folder's no-pickle rules; one public safe-loader module",
-    (
-        "fastembed.reference",
-        "fastembed.scembed",
-        "_check_folder_arg",
-    ): "hub access waits for its own module in the ScEmbed rewrite",
-    (
-        "fastembed.reference",
-        "fastembed.scembed",
-        "_hub_module",
-    ): "hub access waits for its own module in the ScEmbed rewrite",
-    (
-        "fastembed.reference",
-        "fastembed.scembed",
-        "_HUB_ID",
-    ): "hub access waits for its own module in the ScEmbed rewrite",
 }
 
 
