@@ -39,6 +39,7 @@ import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -456,6 +457,104 @@ class _Barcodes:
         return out
 
 
+class _Batch(NamedTuple):
+    """One parsed block of fragments, comment lines removed; arrays are one entry per fragment."""
+
+    chrom_idx: np.ndarray  # int32: index into chrom_names
+    chrom_names: list[str]
+    cells: np.ndarray  # int32: barcode id from _Barcodes (-1: not in the whitelist)
+    starts: np.ndarray  # int64
+    ends: np.ndarray  # int64
+
+
+def _read_batches(path: Path, bcs: _Barcodes, block_size: int) -> Iterator[_Batch]:
+    """The fragments of ``path`` block by block, validated; every reader of fragment files goes through here.
+
+    A block that fails to decompress, parse, convert or validate raises :func:`_malformed`'s ValueError naming
+    the file and line: pyarrow's own errors (ArrowInvalid for a parse or conversion error, OSError for a damaged
+    gzip stream) name neither.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n_skip, n_cols = _layout(path)
+    read_errors = (pa.ArrowInvalid, pa.ArrowTypeError, OSError, EOFError)
+    n_read = 0  # fragments yielded so far: where a failing block starts
+    try:
+        reader = _open_batches(path, n_skip, n_cols, int(block_size))  # reads the first block already
+    except read_errors as err:
+        raise _malformed(path, n_skip, n_cols, 0, 0, err) from None
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except read_errors as err:
+            raise _malformed(path, n_skip, n_cols, n_read, 0, err) from None
+        if batch.num_rows == 0:
+            continue
+        chrom_col = pc.dictionary_encode(batch.column(0))
+        bc_col = pc.dictionary_encode(batch.column(3))
+        starts = batch.column(1).to_numpy()
+        ends = batch.column(2).to_numpy()
+        chrom_names = chrom_col.dictionary.to_pylist()
+        bc_names = bc_col.dictionary.to_pylist()
+        if (
+            "" in chrom_names
+            or "" in bc_names
+            or starts.min() < 0
+            or np.any(starts >= ends)
+            or ends.max() > MAX_COORD
+        ):
+            raise _malformed(path, n_skip, n_cols, n_read, batch.num_rows, "empty field or bad coordinates")
+        chrom_idx = chrom_col.indices.to_numpy()
+        cells = bcs.map(bc_names)[bc_col.indices.to_numpy()]
+        comment = np.array([c.startswith("#") for c in chrom_names], dtype=bool)
+        real = ~comment[chrom_idx]
+        if not real.all():  # a '#' line that happened to have the right number of fields: not a fragment
+            chrom_idx, cells, starts, ends = chrom_idx[real], cells[real], starts[real], ends[real]
+        n_read += chrom_idx.size
+        yield _Batch(chrom_idx, chrom_names, cells, starts, ends)
+
+
+def _check_read_args(mode, min_overlap, block_size) -> None:
+    """The checks every reader of fragment files makes of its reading options (ValueError naming the option)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+    if isinstance(min_overlap, bool) or int(min_overlap) != min_overlap or min_overlap < 1:
+        raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
+    if mode == "insertion" and min_overlap != 1:
+        raise ValueError(
+            f"min_overlap must be 1 in mode='insertion' (an insertion site is 1 bp), got {min_overlap}"
+        )
+    if int(block_size) < 1024:
+        raise ValueError(f"block_size must be at least 1024 bytes, got {block_size!r}")
+
+
+def _query_tokens(codes, starts, ends, cells, mode: str, sorted_index, min_overlap: int):
+    """Map fragments (``mode="fragment"``) or their two insertion sites to universe tokens.
+
+    Returns ``(token_cells, tokens, hits)``: int32 cell and token of every (cell, region) hit, in fragment
+    order, and the int64 number of hits of each fragment (its two sites together in insertion mode). ``codes``
+    of -1 (chromosome not in the universe) hit nothing.
+    """
+    if mode == "fragment":
+        q_codes, q_starts, q_ends, q_cells = codes, starts, ends, cells
+    else:
+        q_codes = np.repeat(codes, 2)
+        q_starts = np.empty(2 * codes.size, dtype=np.int64)
+        q_starts[0::2] = starts
+        q_starts[1::2] = ends - 1
+        q_ends = q_starts + 1
+        q_cells = np.repeat(cells, 2)
+    offsets, tokens = _tok.map_peaks(q_codes, q_starts, q_ends, sorted_index, min_overlap)
+    hits = np.diff(offsets)
+    token_cells = np.repeat(q_cells, hits).astype(np.int32, copy=False)
+    if mode == "insertion":
+        hits = hits[0::2] + hits[1::2]
+    return token_cells, tokens, hits
+
+
 def _grow(a: np.ndarray, n: int) -> np.ndarray:
     if a.size >= n:
         return a
@@ -585,20 +684,10 @@ def _tokenize_fragments(
     inputs,
     memory=None,
 ):
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"fragments file '{path}' does not exist")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
-    if isinstance(min_overlap, bool) or int(min_overlap) != min_overlap or min_overlap < 1:
-        raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
-    if mode == "insertion" and min_overlap != 1:
-        raise ValueError(
-            f"min_overlap must be 1 in mode='insertion' (an insertion site is 1 bp), got {min_overlap}"
-        )
+    _check_read_args(mode, min_overlap, block_size)
     if min_fragments != "auto" and (
         isinstance(min_fragments, bool | str) or int(min_fragments) != min_fragments or min_fragments < 1
     ):
@@ -607,8 +696,6 @@ def _tokenize_fragments(
         raise ValueError(
             "pass either barcodes= (a whitelist keeps every listed barcode) or min_fragments=, not both"
         )
-    if int(block_size) < 1024:
-        raise ValueError(f"block_size must be at least 1024 bytes, got {block_size!r}")
     block_size, fold_at = fragment_limits(resolve_memory(memory), int(block_size))
     uni = resolve_universe(universe)
     whitelist = read_whitelist(barcodes) if barcodes is not None else None
@@ -626,54 +713,11 @@ def _tokenize_fragments(
     pending_tokens: list[np.ndarray] = []
     n_pending = 0
 
-    n_skip, n_cols = _layout(path)
-    # pyarrow's errors (ArrowInvalid for a parse or conversion error, OSError for a damaged gzip stream) name
-    # neither the file nor the line: each becomes _malformed's ValueError. The first block is read by open_csv.
-    read_errors = (pa.ArrowInvalid, pa.ArrowTypeError, OSError, EOFError)
-    try:
-        reader = _open_batches(path, n_skip, n_cols, int(block_size))
-    except read_errors as err:
-        raise _malformed(path, n_skip, n_cols, 0, 0, err) from None
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            break
-        except read_errors as err:
-            raise _malformed(path, n_skip, n_cols, n_read, 0, err) from None
-        n = batch.num_rows
-        if n == 0:
-            continue
-        chrom_col = pc.dictionary_encode(batch.column(0))
-        bc_col = pc.dictionary_encode(batch.column(3))
-        starts = batch.column(1).to_numpy()
-        ends = batch.column(2).to_numpy()
-        chrom_names = chrom_col.dictionary.to_pylist()
-        bc_names = bc_col.dictionary.to_pylist()
-        if (
-            "" in chrom_names
-            or "" in bc_names
-            or starts.min() < 0
-            or np.any(starts >= ends)
-            or ends.max() > MAX_COORD
-        ):
-            raise _malformed(path, n_skip, n_cols, n_read, n, "empty field or bad coordinates")
-        # -2: a '#' line that happened to have the right number of fields; not a fragment.
-        chrom_map = np.array(
-            [-2 if c.startswith("#") else chrom_ids.get(c, -1) for c in chrom_names], dtype=np.int32
-        )
-        chrom_idx = chrom_col.indices.to_numpy()
+    for batch in _read_batches(path, bcs, int(block_size)):
+        chrom_names, chrom_idx, cells = batch.chrom_names, batch.chrom_idx, batch.cells
+        starts, ends = batch.starts, batch.ends
+        chrom_map = np.array([chrom_ids.get(c, -1) for c in chrom_names], dtype=np.int32)
         codes = chrom_map[chrom_idx]
-        cells = bcs.map(bc_names)[bc_col.indices.to_numpy()]
-        if (chrom_map == -2).any():
-            real = codes != -2
-            codes, cells, starts, ends, chrom_idx = (
-                codes[real],
-                cells[real],
-                starts[real],
-                ends[real],
-                chrom_idx[real],
-            )
         n_read += codes.size
         unknown = codes == -1
         if unknown.any():
@@ -688,22 +732,10 @@ def _tokenize_fragments(
         frags = _grow(frags, len(bcs))
         in_uni = _grow(in_uni, len(bcs))
         frags[: len(bcs)] += np.bincount(cells[kept], minlength=len(bcs))
-        if mode == "fragment":
-            q_codes, q_starts, q_ends, q_cells = codes, starts, ends, cells
-        else:
-            q_codes = np.repeat(codes, 2)
-            q_starts = np.empty(2 * codes.size, dtype=np.int64)
-            q_starts[0::2] = starts
-            q_starts[1::2] = ends - 1
-            q_ends = q_starts + 1
-            q_cells = np.repeat(cells, 2)
-        offsets, tokens = _tok.map_peaks(q_codes, q_starts, q_ends, sorted_regions, m)
-        hits = np.diff(offsets)
-        if mode == "insertion":
-            hits = hits[0::2] + hits[1::2]
+        token_cells, tokens, hits = _query_tokens(codes, starts, ends, cells, mode, sorted_regions, m)
         in_uni[: len(bcs)] += np.bincount(cells[hits > 0], minlength=len(bcs))
         if tokens.size:
-            pending_cells.append(np.repeat(q_cells, np.diff(offsets)))
+            pending_cells.append(token_cells)
             pending_tokens.append(tokens)
             n_pending += tokens.size
         if n_pending > max(fold_at, indices.size):

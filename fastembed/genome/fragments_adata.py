@@ -35,18 +35,16 @@ from pathlib import Path
 import numpy as np
 
 from fastembed import settings
-from fastembed.genome import tokenize as _tok
 from fastembed.genome.droplets import AUTO_FLOOR, EXPECTED_CELLS, droplet_threshold
 from fastembed.genome.fragments import (
-    MODES,
     _Barcodes,
+    _check_read_args,
     _grow,
-    _layout,
-    _malformed,
-    _open_batches,
+    _query_tokens,
+    _read_batches,
     read_whitelist,
 )
-from fastembed.genome.universe import MAX_COORD, Universe, resolve_universe
+from fastembed.genome.universe import Universe, resolve_universe
 
 __all__ = ["AUTO_FLOOR", "EXPECTED_CELLS", "droplet_threshold", "read_fragments"]
 
@@ -116,8 +114,6 @@ def read_fragments(
     """
     import anndata as ad
     import pandas as pd
-    import pyarrow as pa
-    import pyarrow.compute as pc
     import scipy.sparse as sp
 
     path = Path(path)
@@ -125,15 +121,8 @@ def read_fragments(
         if path.is_dir():
             raise IsADirectoryError(f"fragments file '{path}' is a folder; expected a fragments.tsv.gz file")
         raise FileNotFoundError(f"fragments file '{path}' does not exist")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
-    if isinstance(min_overlap, bool) or int(min_overlap) != min_overlap or min_overlap < 1:
-        raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
-    if mode == "insertion" and min_overlap != 1:
-        raise ValueError(f"min_overlap must be 1 in mode='insertion', got {min_overlap}")
+    _check_read_args(mode, min_overlap, block_size)
     rule = _check_min_fragments(min_fragments)
-    if int(block_size) < 1024:
-        raise ValueError(f"block_size must be at least 1024 bytes, got {block_size!r}")
     uni: Universe = resolve_universe(universe)
     whitelist = read_whitelist(barcodes) if barcodes is not None else None
     bcs = _Barcodes(whitelist)
@@ -162,43 +151,11 @@ def read_fragments(
         counts = (counts + add).tocsr()
         pending_cells, pending_tokens, n_pending = [], [], 0
 
-    n_skip, n_cols = _layout(path)
-    read_errors = (pa.ArrowInvalid, pa.ArrowTypeError, OSError, EOFError)
-    try:
-        reader = _open_batches(path, n_skip, n_cols, int(block_size))
-    except read_errors as err:
-        raise _malformed(path, n_skip, n_cols, 0, 0, err) from None
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            break
-        except read_errors as err:
-            raise _malformed(path, n_skip, n_cols, n_read, 0, err) from None
-        if batch.num_rows == 0:
-            continue
-        chrom_col = pc.dictionary_encode(batch.column(0))
-        bc_col = pc.dictionary_encode(batch.column(3))
-        starts = batch.column(1).to_numpy()
-        ends = batch.column(2).to_numpy()
-        chrom_names = chrom_col.dictionary.to_pylist()
-        bc_names = bc_col.dictionary.to_pylist()
-        if (
-            "" in chrom_names
-            or "" in bc_names
-            or starts.min() < 0
-            or np.any(starts >= ends)
-            or ends.max() > MAX_COORD
-        ):
-            raise _malformed(path, n_skip, n_cols, n_read, batch.num_rows, "empty field or bad coordinates")
-        comment = np.array([c.startswith("#") for c in chrom_names], dtype=bool)
+    for batch in _read_batches(path, bcs, int(block_size)):
+        chrom_names, chrom_idx, cells = batch.chrom_names, batch.chrom_idx, batch.cells
+        starts, ends = batch.starts, batch.ends
         chrom_map = np.array([chrom_ids.get(c, -1) for c in chrom_names], dtype=np.int32)
         is_mito = np.array([c in MITO_NAMES for c in chrom_names], dtype=bool)
-        chrom_idx = chrom_col.indices.to_numpy()
-        cells = bcs.map(bc_names)[bc_col.indices.to_numpy()]
-        real = ~comment[chrom_idx]
-        if not real.all():  # a '#' line with the right number of fields: not a fragment
-            chrom_idx, cells, starts, ends = chrom_idx[real], cells[real], starts[real], ends[real]
         codes = chrom_map[chrom_idx]
         n_read += codes.size
         n_unknown += int(np.count_nonzero(codes < 0))
@@ -221,22 +178,10 @@ def read_fragments(
         mono = (lengths >= NUCLEOSOME_FREE_MAX) & (lengths <= MONONUCLEOSOME_MAX)
         per_cell["mono"][:n] += np.bincount(cells[mono], minlength=n)
         per_cell["mito"][:n] += np.bincount(cells[is_mito[chrom_idx]], minlength=n)
-        if mode == "fragment":
-            q_codes, q_starts, q_ends, q_cells = codes, starts, ends, cells
-        else:
-            q_codes = np.repeat(codes, 2)
-            q_starts = np.empty(2 * codes.size, dtype=np.int64)
-            q_starts[0::2] = starts
-            q_starts[1::2] = ends - 1
-            q_ends = q_starts + 1
-            q_cells = np.repeat(cells, 2)
-        offsets, tokens = _tok.map_peaks(q_codes, q_starts, q_ends, uni.sorted_index, m)
-        hits = np.diff(offsets)
-        if mode == "insertion":
-            hits = hits[0::2] + hits[1::2]
+        token_cells, tokens, hits = _query_tokens(codes, starts, ends, cells, mode, uni.sorted_index, m)
         per_cell["in_uni"][:n] += np.bincount(cells[hits > 0], minlength=n)
         if tokens.size:
-            pending_cells.append(np.repeat(q_cells, np.diff(offsets)).astype(np.int32, copy=False))
+            pending_cells.append(token_cells)
             pending_tokens.append(tokens)
             n_pending += tokens.size
         if n_pending > settings.FOLD_PAIRS:
