@@ -747,6 +747,47 @@ def _publish_file(tmp: Path, path: Path, replace: bool, what: str) -> None:
 
 
 @contextlib.contextmanager
+def _write_then_publish(path, what: str, overwrite: bool, inputs: Iterable, kind: str, *, folder: bool):
+    """The one write-then-publish sequence behind :func:`atomic_file` (``folder=False``) and :func:`atomic_dir`."""
+    path = Path(path).expanduser().absolute()
+    inputs = list(inputs)
+    check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
+    with output_lock(path, what=what):
+        clean_stale_temporaries(path)  # first: it may put back an output a killed overwrite moved aside
+        check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
+        # Decided now, under the lock: only what was checked above may be replaced, never an output that appears
+        # while we write. An empty real folder (e.g. made by a file manager) is taken over, not swapped.
+        replace = os.path.lexists(path) and not (folder and _empty_real_folder(path))
+        tmp = None
+        try:
+            if folder:
+                tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+                _WRITING.add(tmp)
+            else:
+                fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+                os.close(fd)
+                tmp = Path(name)
+            yield tmp
+            os.chmod(tmp, (0o777 if folder else 0o666) & ~current_umask())
+            # Publishing and recording it are one step for an interrupt: the command line then says exactly
+            # whether the output was written.
+            with deferred_interrupt():
+                (_publish_dir if folder else _publish_file)(tmp, path, replace, what)
+                if not _in_temporary(path):
+                    PUBLISHED.append(path)
+        except Exception as err:
+            named = _as_write_error(err, path, what, tmp)
+            if named is err:
+                raise
+            raise named from err
+        finally:
+            if tmp is not None:
+                _WRITING.discard(tmp)
+                with deferred_interrupt():  # a second Ctrl-C must not leave half a temporary behind
+                    _discard(tmp)
+
+
+@contextlib.contextmanager
 def atomic_file(
     path: str | os.PathLike,
     *,
@@ -774,37 +815,8 @@ def atomic_file(
     OSError
         As for :func:`atomic_dir`: one message naming ``path`` and the cause; the temporary and lock removed.
     """
-    path = Path(path).expanduser().absolute()
-    inputs = list(inputs)
-    check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
-    with output_lock(path, what=what):
-        clean_stale_temporaries(path)  # first: it may put back an output a killed overwrite moved aside
-        check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
-        # Decided now, under the lock: only what was checked above may be replaced, never a file that appears
-        # while we write.
-        replace = os.path.lexists(path)
-        tmp = None
-        try:
-            fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            tmp = Path(name)
-            yield tmp
-            os.chmod(tmp, 0o666 & ~current_umask())
-            # Publishing and recording it are one step for an interrupt: the command line then says exactly
-            # whether the output was written.
-            with deferred_interrupt():
-                _publish_file(tmp, path, replace, what)
-                if not _in_temporary(path):
-                    PUBLISHED.append(path)
-        except Exception as err:
-            named = _as_write_error(err, path, what, tmp)
-            if named is err:
-                raise
-            raise named from err
-        finally:
-            if tmp is not None:
-                with deferred_interrupt():  # a second Ctrl-C must not leave half a temporary behind
-                    _discard(tmp)
+    with _write_then_publish(path, what, overwrite, inputs, kind, folder=False) as tmp:
+        yield tmp
 
 
 @contextlib.contextmanager
@@ -839,32 +851,5 @@ def atomic_dir(
         :func:`fastembed.storage.faults.write_error`); the temporary and the lock are removed first. Errors that are
         not I/O failures (a bad value, a failed allocation) are raised as they are.
     """
-    path = Path(path).expanduser().absolute()
-    inputs = list(inputs)
-    check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
-    with output_lock(path, what=what):
-        clean_stale_temporaries(path)
-        check_output_path(path, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
-        replace = os.path.lexists(path) and not _empty_real_folder(path)
-        tmp = None
-        try:
-            tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
-            _WRITING.add(tmp)
-            yield tmp
-            os.chmod(tmp, 0o777 & ~current_umask())
-            # Publishing and recording it are one step for an interrupt: the command line then says exactly
-            # whether the output was written.
-            with deferred_interrupt():
-                _publish_dir(tmp, path, replace, what)
-                if not _in_temporary(path):
-                    PUBLISHED.append(path)
-        except Exception as err:
-            named = _as_write_error(err, path, what, tmp)
-            if named is err:
-                raise
-            raise named from err
-        finally:
-            if tmp is not None:
-                _WRITING.discard(tmp)
-                with deferred_interrupt():  # a second Ctrl-C must not leave half a temporary behind
-                    _discard(tmp)
+    with _write_then_publish(path, what, overwrite, inputs, kind, folder=True) as tmp:
+        yield tmp
