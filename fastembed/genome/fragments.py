@@ -53,7 +53,7 @@ from fastembed.genome.droplets import droplet_threshold
 from fastembed.genome.tokens import TokenizedCells, write_tokens_parquet
 from fastembed.genome.universe import MAX_COORD, Universe, is_gzip, open_text, resolve_universe
 from fastembed.settings import PARALLEL, SERIAL
-from fastembed.storage.atomic import check_output_path, output_lock
+from fastembed.storage.atomic import held_output
 
 __all__ = ["tokenize_fragments", "read_whitelist"]
 
@@ -637,25 +637,9 @@ def tokenize_fragments(
     inputs = [path, universe.source if isinstance(universe, Universe) else universe]
     if isinstance(barcodes, str | os.PathLike):
         inputs.append(barcodes)
-    if output is None:
-        return _tokenize_fragments(
-            path,
-            universe,
-            None,
-            barcodes,
-            min_fragments,
-            mode,
-            min_overlap,
-            block_size,
-            overwrite,
-            inputs,
-            memory,
-        )
-    out_path = check_output_path(
+    with held_output(
         output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet"
-    )
-    # Held for the whole run, so a second writer of the same file fails now rather than after the work.
-    with output_lock(out_path, what="parquet output"):
+    ) as out_path:
         return _tokenize_fragments(
             path,
             universe,

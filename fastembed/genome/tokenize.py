@@ -39,7 +39,7 @@ from fastembed.genome.readers import (
 from fastembed.genome.tokens import META_STATS, TokenizedCells
 from fastembed.genome.universe import Universe, resolve_universe
 from fastembed.settings import PARALLEL, SERIAL
-from fastembed.storage.atomic import check_output_path, output_lock
+from fastembed.storage.atomic import held_output
 
 __all__ = ["cells_to_tokens", "map_peaks", "tokenize_cells", "tokenize_summary"]
 
@@ -430,25 +430,9 @@ def tokenize_cells(
         batch_cells = chunk_cells
     refuse_fragments(adata, "tokenize_cells", TOKENIZE_ACCEPTS)
     inputs = [adata, universe_file if not isinstance(universe_file, Universe) else universe_file.source]
-    if output is None:
-        return _tokenize_cells(
-            adata,
-            universe_file,
-            None,
-            min_overlap,
-            batch_cells,
-            overwrite,
-            inputs,
-            layer,
-            client,
-            chrom_style,
-            memory,
-        )
-    out_path = check_output_path(
+    with held_output(
         output, what="parquet output", overwrite=overwrite, inputs=inputs, kind="parquet"
-    )
-    # Held for the whole run, so a second writer of the same file fails now rather than after the work.
-    with output_lock(out_path, what="parquet output"):
+    ) as out_path:
         return _tokenize_cells(
             adata,
             universe_file,

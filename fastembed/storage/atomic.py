@@ -747,6 +747,25 @@ def _publish_file(tmp: Path, path: Path, replace: bool, what: str) -> None:
 
 
 @contextlib.contextmanager
+def held_output(
+    output: str | os.PathLike | None, *, what: str, overwrite: bool, inputs: Iterable, kind: str
+) -> Iterator[Path | None]:
+    """Check an optional output path and hold its lock for a whole run.
+
+    A second writer of the same output then fails at once rather than after the work. ``output`` None (the
+    result stays in memory) yields None and holds nothing; otherwise yields the checked absolute path
+    (:func:`check_output_path` with the other arguments); the run publishes it with :func:`atomic_file` or
+    :func:`atomic_dir`, which take the same lock again (it is re-entrant for its holder).
+    """
+    if output is None:
+        yield None
+        return
+    out_path = check_output_path(output, what=what, overwrite=overwrite, inputs=inputs, kind=kind)
+    with output_lock(out_path, what=what):
+        yield out_path
+
+
+@contextlib.contextmanager
 def _write_then_publish(path, what: str, overwrite: bool, inputs: Iterable, kind: str, *, folder: bool):
     """The one write-then-publish sequence behind :func:`atomic_file` (``folder=False``) and :func:`atomic_dir`."""
     path = Path(path).expanduser().absolute()
