@@ -20,7 +20,7 @@ from fastembed.common.inputs import ENCODE_ACCEPTS, refuse_fragments
 from fastembed.common.progress import check_progress, progress_bar
 from fastembed.common.suffix import has_suffix
 from fastembed.common.threads import check_threads, numba_threads
-from fastembed.common.validate import check_positive_float, check_positive_int, check_sample
+from fastembed.common.validate import check_positive_int, check_sample
 from fastembed.common.warn import warn
 from fastembed.genome.readers import _as_adata, cell_matrix
 from fastembed.genome.tokenize import _PeakMapper
@@ -28,6 +28,7 @@ from fastembed.genome.tokens import TokenizedCells, footer_regions, read_tokens_
 from fastembed.genome.universe import Universe
 from fastembed.kernels.pooling import weighted_mean_pool
 from fastembed.kernels.projection import apply_projection, fit_projection
+from fastembed.model.training import check_train_args
 from fastembed.model.trainmem import check_training_memory, parquet_counts
 from fastembed.region2vec import Region2VecDataset
 from fastembed.storage.atomic import atomic_dir, check_output_path
@@ -39,26 +40,14 @@ __all__ = ["ScEmbed", "annotate_celltypes"]
 POOLINGS = ("mean", "pca")
 
 
-DEFAULT_SAMPLE = "auto"
+MODEL = settings.MODEL_DEFAULTS
+TRAIN = settings.TRAIN_DEFAULTS
+
+DEFAULT_SAMPLE = MODEL.sample
 """Default frequent-region subsampling: only regions with more than about 1,300 occurrences per pass are thinned
 (:func:`fastembed.sgns.resolve_sample`, :data:`fastembed.sgns.THIN_OCCURRENCES`)."""
-DEFAULT_COMPONENTS = 20
+DEFAULT_COMPONENTS = MODEL.n_components
 """Default number of principal axes of the cell projection fitted at training (``pooling="pca"``)."""
-
-
-def _train_args(epochs, batch_size, learning_rate, min_learning_rate=1e-4) -> tuple:
-    """:meth:`ScEmbed.train`'s numeric arguments, checked: (epochs or None, batch_size, learning_rate,
-    min_learning_rate), or a ValueError that starts with the first bad argument's name. The command line
-    calls it too, so that a bad flag is refused before the tokens are read."""
-    epochs = None if epochs is None else check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
-    learning_rate = check_positive_float("learning_rate", learning_rate)
-    min_learning_rate = check_positive_float("min_learning_rate", min_learning_rate, allow_zero=True)
-    if min_learning_rate > learning_rate:
-        raise ValueError(
-            f"min_learning_rate must be at most learning_rate={learning_rate}, got {min_learning_rate}"
-        )
-    return epochs, batch_size, learning_rate, min_learning_rate
 
 
 def _cell_names(adata):
@@ -163,15 +152,15 @@ class ScEmbed:
 
     def __init__(
         self,
-        embedding_dim: int = 100,
-        window_size: int = settings.DEFAULT_WINDOW_SIZE,
-        negative_samples: int = 5,
+        embedding_dim: int = MODEL.embedding_dim,
+        window_size: int = MODEL.window_size,
+        negative_samples: int = MODEL.negative_samples,
         *,
-        min_count: int = 1,
-        sample: float | str = DEFAULT_SAMPLE,
-        n_components: int | None = DEFAULT_COMPONENTS,
-        seed: int | None = None,
-        threads: int | None = None,
+        min_count: int = MODEL.min_count,
+        sample: float | str = MODEL.sample,
+        n_components: int | None = MODEL.n_components,
+        seed: int | None = MODEL.seed,
+        threads: int | None = MODEL.threads,
     ):
         self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
         self.window_size = check_positive_int("window_size", window_size)
@@ -238,12 +227,12 @@ class ScEmbed:
     def train(
         self,
         dataset,
-        epochs: int | None = None,
-        batch_size: int = 256,
-        learning_rate: float = 0.025,
+        epochs: int | None = TRAIN.epochs,
+        batch_size: int = TRAIN.batch_size,
+        learning_rate: float = TRAIN.learning_rate,
         *,
-        min_learning_rate: float = 1e-4,
-        init: str = "spectral",
+        min_learning_rate: float = TRAIN.min_learning_rate,
+        init: str = TRAIN.init,
         progress: bool = True,
     ) -> ScEmbed:
         """Learn region vectors by skip-gram with negative sampling over the tokens of each cell.
@@ -288,7 +277,7 @@ class ScEmbed:
         from fastembed.kernels.sgns import DivergedError, auto_epochs, train_sgns
 
         progress = check_progress(progress)
-        epochs, batch_size, learning_rate, min_learning_rate = _train_args(
+        epochs, batch_size, learning_rate, min_learning_rate = check_train_args(
             epochs, batch_size, learning_rate, min_learning_rate
         )
         # Before the tokens are read (a parquet file's footer says how many) and before numba allocates.

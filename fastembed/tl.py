@@ -12,6 +12,7 @@ the first one's ``obsm``/``uns`` entries, and with ``seed`` and ``threads=1`` gi
 
 from __future__ import annotations
 
+from fastembed import settings
 from fastembed.pp import UNS_KEY, _require_anndata, _resolve, universe_info
 
 __all__ = ["scembed"]
@@ -22,9 +23,9 @@ def scembed(
     universe=None,
     *,
     model=None,
-    embedding_dim: int = 100,
+    embedding_dim: int = settings.MODEL_DEFAULTS.embedding_dim,
     window_size: int | None = None,
-    negative_samples: int = 5,
+    negative_samples: int = settings.MODEL_DEFAULTS.negative_samples,
     epochs: int | None = None,
     seed: int | None = 0,
     threads: int | None = None,
@@ -80,7 +81,6 @@ def scembed(
         the universe: :attr:`fastembed.TokenizedCells.stats`) and, when it trained, ``training``
         (:attr:`fastembed.ScEmbed.training_info`). Earlier values under these keys are replaced.
     """
-    from fastembed import settings
     from fastembed.genome.tokenize import tokenize_cells
     from fastembed.scembed import ScEmbed
     from fastembed.storage.marker import uns_safe

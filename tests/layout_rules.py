@@ -43,11 +43,6 @@ LAYER_DEBTS: dict[tuple[str, str], str] = {}
 #: (importer, imported module, private name) imports across rooms still in the code, with why.
 PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
     (
-        "fastembed.app.cli",
-        "fastembed.scembed",
-        "_train_args",
-    ): "the CLI's train defaults wait for one defaults source",
-    (
         "fastembed.scembed",
         "fastembed.genome.readers",
         "_as_adata",

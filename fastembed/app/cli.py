@@ -228,8 +228,9 @@ def cmd_tokenize(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from fastembed.model.training import check_train_args
     from fastembed.region2vec import Region2VecDataset
-    from fastembed.scembed import ScEmbed, _train_args
+    from fastembed.scembed import ScEmbed
     from fastembed.storage.atomic import check_output_path
 
     out = check_output_path(
@@ -250,7 +251,7 @@ def cmd_train(args) -> None:
         seed=args.seed,
         threads=args.threads,
     )
-    _train_args(args.epochs, args.batch_size, args.learning_rate)
+    check_train_args(args.epochs, args.batch_size, args.learning_rate)
     if args.memory is not None:
         settings.MEMORY_BUDGET = args.memory  # the budget training is checked against (fastembed.trainmem)
     if args.sample_cells is None:
@@ -541,6 +542,9 @@ def cmd_demo(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The model's and training's defaults, and the help's "(default: ...)", come from settings: one source.
+    model, train = settings.MODEL_DEFAULTS, settings.TRAIN_DEFAULTS
+
     def flags(default):
         # The flags work before or after the subcommand; SUPPRESS keeps a subcommand's unset flag from
         # overwriting one given before it.
@@ -665,29 +669,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--epochs",
         type=int,
-        default=None,
+        default=train.epochs,
         help="passes over all cells (default: from the data and the window; see the README)",
     )
-    p.add_argument("--embedding-dim", type=int, default=100, help="vector length (default: 100)")
+    p.add_argument(
+        "--embedding-dim",
+        type=int,
+        default=model.embedding_dim,
+        help=f"vector length (default: {model.embedding_dim})",
+    )
     p.add_argument(
         "--window-size",
         type=int,
-        default=settings.DEFAULT_WINDOW_SIZE,
-        help=f"context window (default: {settings.DEFAULT_WINDOW_SIZE})",
+        default=model.window_size,
+        help=f"context window (default: {model.window_size})",
     )
-    p.add_argument("--negative-samples", type=int, default=5, help="negatives per pair (default: 5)")
-    p.add_argument("--batch-size", type=int, default=256, help="cells per parallel work unit (default: 256)")
     p.add_argument(
-        "--learning-rate", type=float, default=0.025, help="initial learning rate (default: 0.025)"
+        "--negative-samples",
+        type=int,
+        default=model.negative_samples,
+        help=f"negatives per pair (default: {model.negative_samples})",
     )
-    p.add_argument("--min-count", type=int, default=1, help="ignore tokens seen in fewer cells (default: 1)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=train.batch_size,
+        help=f"cells per parallel work unit (default: {train.batch_size})",
+    )
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        default=train.learning_rate,
+        help=f"initial learning rate (default: {train.learning_rate})",
+    )
+    p.add_argument(
+        "--min-count",
+        type=int,
+        default=model.min_count,
+        help=f"ignore tokens seen in fewer cells (default: {model.min_count})",
+    )
     p.add_argument(
         "--subsample",
         type=_subsample_arg,
-        default="auto",
+        default=model.sample,
         metavar="auto|S",
-        help="frequent-region subsampling: auto (default; thins only regions in more than ~1,300 cells), 0 "
-        "(off) or word2vec's threshold S in (0, 1), e.g. 1e-4",
+        help=f"frequent-region subsampling (default: {model.sample}): auto thins only regions in more than "
+        "~1,300 cells, 0 turns it off, or word2vec's threshold S in (0, 1), e.g. 1e-4",
     )
     p.add_argument(
         "--seed",
