@@ -47,6 +47,7 @@ from fastembed.annotation.novelty import (
     predict_with_distance,
     tail_probability,
 )
+from fastembed.common.errors import HintedValueError, Keyword, ParameterError
 from fastembed.common.validate import is_number, is_whole
 from fastembed.common.warn import warn
 from fastembed.storage import atomic as _atomic
@@ -260,7 +261,11 @@ def _fit_arrays(
         r = r - mean
     r, _ = _unit_rows(r)
     if k > r.shape[0]:
-        raise ValueError(f"k={k} is larger than the {r.shape[0]} cells of {name}; expected k <= {r.shape[0]}")
+        given = Keyword("k", k)
+        raise HintedValueError(
+            f"{given} is larger than the {r.shape[0]} cells of {name}; expected k <= {r.shape[0]}",
+            keywords=(given,),
+        )
     index = None
     if int(n_query) * r.shape[0] > settings.EXACT_SEARCH_PAIRS:
         index = _build_index(r, int(k), random_state, n_jobs)
@@ -435,7 +440,7 @@ def build_reference(
         raise TypeError(f"model must be a fastembed.ScEmbed or a model folder, got {type(model).__name__}")
     model._require_vectors()
     if not is_whole(k) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
+        raise ParameterError("k", "an integer >= 1", k)
     _check_threshold("max_novelty", max_novelty)
     if not is_whole(n_folds) or n_folds < 2:
         raise ValueError(f"n_folds must be an integer >= 2, got {n_folds!r}"[:300])
@@ -469,7 +474,11 @@ def build_reference(
             "left out of the reference"
         )
     if keep.sum() <= k:
-        raise ValueError(f"{name} has {int(keep.sum())} usable cells; a reference needs more than k={k}")
+        given = Keyword("k", k)
+        raise HintedValueError(
+            f"{name} has {int(keep.sum())} usable cells; a reference needs more than {given}",
+            keywords=(given,),
+        )
     emb = np.ascontiguousarray(emb[keep])
     kept = labels[keep]
     categories = (
@@ -541,7 +550,7 @@ def _model_folder(model):
 
 def _check_threshold(name: str, value) -> None:
     if value is not None and not (is_number(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"{name} must be a number in [0, 1] or None, got {value!r}"[:300])
+        raise ParameterError(name, "a number in [0, 1]", value, or_none=True)
 
 
 # -- write -----------------------------------------------------------------------------------------------
@@ -997,7 +1006,7 @@ def annotate_with_reference(
     """
     ref = _as_reference(reference)
     if k is not None and (not is_whole(k) or k < 1):
-        raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
+        raise ParameterError("k", "an integer >= 1", k)
     _check_threshold("min_confidence", min_confidence)
     if isinstance(max_novelty, str) and max_novelty == "auto":
         max_novelty = ref.max_novelty
@@ -1005,9 +1014,7 @@ def annotate_with_reference(
     if not isinstance(unknown_label, str):
         raise ValueError(f"unknown_label must be a str, got {unknown_label!r}"[:300])
     if not is_whole(batch_cells) or batch_cells < 1 or batch_cells % settings.QUERY_BATCH:
-        raise ValueError(
-            f"batch_cells must be a positive multiple of {settings.QUERY_BATCH}, got {batch_cells!r}"[:300]
-        )
+        raise ParameterError("batch_cells", f"a positive multiple of {settings.QUERY_BATCH}", batch_cells)
     batch_cells = int(batch_cells)
     q = _query(query, ref, batch_cells)
     if q.n_obs == 0:

@@ -16,6 +16,7 @@ from fastembed import settings
 from fastembed._version import __version__
 from fastembed.annotation.annotate import annotate_celltypes
 from fastembed.common.budget import peak_matrix_blocks, plan_blocks, resolve_memory, token_block_costs
+from fastembed.common.errors import HintedValueError, Keyword, ParameterError
 from fastembed.common.inputs import ENCODE_ACCEPTS, refuse_fragments
 from fastembed.common.progress import check_progress, progress_bar
 from fastembed.common.suffix import has_suffix
@@ -171,7 +172,7 @@ class ScEmbed:
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
         ):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}"[:300])
+            raise ParameterError("seed", "a non-negative integer", seed, or_none=True)
         self.seed = None if seed is None else int(seed)
         self.threads = check_threads(threads)
         self.universe: Universe | None = None
@@ -317,7 +318,8 @@ class ScEmbed:
                 progress=progress,
                 init=init,
             )
-        except DivergedError:  # the learning rate's fault, not the dataset's
+        except DivergedError as err:  # the learning rate's fault, not the dataset's
+            err.keywords = (Keyword("learning_rate", float(f"{learning_rate:g}")),)
             raise
         except ValueError as err:  # the parameters are checked above, so the data is at fault: name it
             raise ValueError(f"dataset {ds.source}: {err}") from None
@@ -384,11 +386,13 @@ class ScEmbed:
         mapper = _PeakMapper(adata, self.universe, name=name, chrom_style=chrom_style)
         if mapper.n_peaks_unmapped == mapper.n_peaks:
             # Every cell would get a zero embedding: no result is better than a file of zeros.
-            raise ValueError(
+            hint = Keyword("chrom_style")
+            raise HintedValueError(
                 f"none of the {mapper.n_peaks} peaks of {name} overlaps a region of the model's universe "
                 f"('{self.universe.source}', {len(self.universe)} regions; {mapper.n_peaks_unknown_chrom} peaks "
                 "lie on chromosomes it lacks): check that the cells and the model use the same genome build "
-                "and chromosome names (chrom_style=)"
+                f"and chromosome names ({hint})",
+                keywords=(hint,),
             )
         if mapper.n_peaks_unmapped:
             warn(
@@ -418,7 +422,10 @@ class ScEmbed:
             name = f"dataset {data.source}"
         if isinstance(data, TokenizedCells):
             if layer is not None:
-                raise ValueError(f"layer={layer!r} applies to an AnnData; {name} are already tokenized")
+                given = Keyword("layer", layer)
+                raise HintedValueError(
+                    f"{given} applies to an AnnData; {name} are already tokenized", keywords=(given,)
+                )
             if not data.universe.same_as(self.universe):
                 raise ValueError(
                     f"these tokens were made with another universe ({len(data.universe)} regions, checksum "
@@ -642,7 +649,7 @@ class ScEmbed:
         if out is not None and (
             not isinstance(embedding_key, str) or not embedding_key or "/" in embedding_key
         ):
-            raise ValueError(f"embedding_key must be a non-empty name without '/', got {embedding_key!r}")
+            raise ParameterError("embedding_key", "a non-empty name without '/'", embedding_key)
         if out is not None:
             if not isinstance(out, str | os.PathLike):
                 raise ValueError(f"out must be a path ending in .zarr, got {type(out).__name__}")
@@ -661,9 +668,11 @@ class ScEmbed:
             chunks = _counted(chunks, n_cells, progress)
         else:
             if layer is not None or chrom_style != "asis":
-                raise ValueError(
-                    "layer= and chrom_style= are not supported with client=; store the counts in X "
-                    "with the universe's chromosome names for Dask encoding"
+                hints = (Keyword("layer"), Keyword("chrom_style"))
+                raise HintedValueError(
+                    f"{hints[0]} and {hints[1]} are not supported with client=; store the counts in X "
+                    "with the universe's chromosome names for Dask encoding",
+                    keywords=hints,
                 )
             n_cells, barcodes, mapper, spans, chunk, payloads = self._encode_inputs(
                 adata_or_tokens, batch_cells, budget

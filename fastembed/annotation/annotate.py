@@ -20,6 +20,7 @@ import pandas as pd
 
 from fastembed import settings
 from fastembed.common.budget import query_blocks, resolve_memory
+from fastembed.common.errors import HintedKeyError, HintedValueError, Keyword, ParameterError
 from fastembed.common.validate import is_number, is_whole
 from fastembed.common.warn import warn
 from fastembed.settings import PARALLEL_FAST
@@ -82,8 +83,9 @@ def _input_name(which: str, path: str | os.PathLike | None = None) -> str:
 
 def _missing_embedding(name: str, key: str, keys) -> KeyError:
     have = ", ".join(map(repr, keys)) or "none"
-    return KeyError(
-        f"{name} has no obsm['{key}'] (obsm keys: {have}); encode it first or pass embedding_key="
+    hint = Keyword("embedding_key")
+    return HintedKeyError(
+        f"{name} has no obsm['{key}'] (obsm keys: {have}); encode it first or pass {hint}", keywords=(hint,)
     )
 
 
@@ -348,7 +350,7 @@ def fit_reference(
     FittedReference
     """
     if isinstance(k, bool) or int(k) != k or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        raise ParameterError("k", "an integer >= 1", k)
     if isinstance(reference_adata, str | os.PathLike):
         name = _input_name("reference", reference_adata)
         reference_adata = read_embedded(reference_adata, "reference", embedding_key)
@@ -360,7 +362,10 @@ def fit_reference(
         raise ValueError(f"{name} has no cells; expected labelled cells with embeddings")
     if label_key not in reference_adata.obs:
         have = ", ".join(map(repr, reference_adata.obs.columns)) or "none"
-        raise KeyError(f"{name} has no obs['{label_key}'] (obs columns: {have}); pass label_key=")
+        hint = Keyword("label_key")
+        raise HintedKeyError(
+            f"{name} has no obs['{label_key}'] (obs columns: {have}); pass {hint}", keywords=(hint,)
+        )
     r = _embedding(reference_adata, embedding_key, name)
     labels = reference_adata.obs[label_key]
     keep = r.any(axis=1) & labels.notna().to_numpy()
@@ -381,9 +386,11 @@ def fit_reference(
         labels[keep] if categorical else labels[keep].astype(str), categories=categories
     ).codes
     if k > r.shape[0]:
-        raise ValueError(
-            f"k={k} is larger than the {r.shape[0]} usable cells of {name} (cells with a label in "
-            f"obs['{label_key}'] and a non-zero obsm['{embedding_key}']); expected k <= {r.shape[0]}"
+        given = Keyword("k", k)
+        raise HintedValueError(
+            f"{given} is larger than the {r.shape[0]} usable cells of {name} (cells with a label in "
+            f"obs['{label_key}'] and a non-zero obsm['{embedding_key}']); expected k <= {r.shape[0]}",
+            keywords=(given,),
         )
     index = None
     if int(n_query) * r.shape[0] > settings.EXACT_SEARCH_PAIRS:
@@ -813,7 +820,7 @@ def _annotate_labels(
             raise ValueError(f"novelty_key must be a non-empty str or None, got {novelty_key!r}"[:300])
         if not is_reference:
             if not is_whole(k) or k < 1:
-                raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
+                raise ParameterError("k", "an integer >= 1", k)
             reference_adata = handler.from_anndata(
                 reference_adata, label_key=label_key, embedding_key=embedding_key, k=int(k), center=center
             )
@@ -836,13 +843,11 @@ def _annotate_labels(
         )
     # Checked by type first: int(None), int(nan) or a str compared with a float would escape as a bare error.
     if not is_whole(k) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
+        raise ParameterError("k", "an integer >= 1", k)
     if min_confidence is not None and not (is_number(min_confidence) and 0.0 <= min_confidence <= 1.0):
-        raise ValueError(f"min_confidence must be a number in [0, 1] or None, got {min_confidence!r}"[:300])
+        raise ParameterError("min_confidence", "a number in [0, 1]", min_confidence, or_none=True)
     if not is_whole(batch_cells) or batch_cells < 1 or batch_cells % settings.QUERY_BATCH:
-        raise ValueError(
-            f"batch_cells must be a positive multiple of {settings.QUERY_BATCH}, got {batch_cells!r}"[:300]
-        )
+        raise ParameterError("batch_cells", f"a positive multiple of {settings.QUERY_BATCH}", batch_cells)
     if not isinstance(unknown_label, str):
         raise ValueError(f"unknown_label must be a str, got {unknown_label!r}"[:300])
     if confidence_key is not None and (not isinstance(confidence_key, str) or not confidence_key):

@@ -888,27 +888,23 @@ def _output_claim(args):
     return output_lock(out, what=f"{args.command} output")
 
 
-# A Python keyword inside a message: ``overwrite=True``, ``min_overlap=50``, ``universe=<...>`` or ``label_key=``
-# (a bare name, the value left to the user).
-_KEYWORD_HINT = re.compile(
-    r"(?<![\w.\-'\"\[])([a-z][a-z0-9_]*)=(True|<[^>]*>|'[^']*'|[\w.+-]+|(?=[\s,;:)]|$))"
-)
+def as_cli_message(err: BaseException, parser: argparse.ArgumentParser | None) -> str:
+    """The one-line message of a library error, with the Python parameters it names spelled as ``parser``'s
+    options.
 
-# A parameter's range error, as the library's checks word it: ``embedding_dim must be an integer >= 1, got 0``
-# or ``seed must be a non-negative integer or None, got -1`` (the name first; " or None" apart, since a flag
-# left out is the None).
-_RANGE_ERROR = re.compile(r"^([a-z][a-z0-9_]*) must be (.*?)(?: or None)?(?=, got |;|$)")
-
-
-def as_cli_message(msg: str, parser: argparse.ArgumentParser | None) -> str:
-    """``msg`` with the Python parameter names of ``parser``'s options spelled as those options.
-
-    Library messages speak Python (``pass overwrite=True``, ``embedding_dim must be an integer >= 1, got 0``);
-    a user at the command line typed flags, so the command line rewrites each ``name=...`` whose ``--name`` it
-    has (``pass --overwrite``), and a range error about such a parameter names the flag
-    (``--embedding-dim must be an integer >= 1, got 0``). Keywords the command has no option for stay as they
-    are.
+    Library messages speak Python (``pass overwrite=True``, ``embedding_dim must be an integer >= 1, got 0``); a
+    user at the command line typed flags. The errors say what they name (:mod:`fastembed.common.errors`), so
+    the mapping goes by their type and data, never by their wording: a
+    :class:`~fastembed.common.errors.ParameterError` about a parameter the command has a flag for is worded with
+    the flag as its subject (``--embedding-dim must be an integer >= 1, got 0``; a flag left out is the None, so
+    "or None" goes), and each :class:`~fastembed.common.errors.Keyword` a
+    :class:`~fastembed.common.errors.HintedError` names is spelled as its flag (``pass --overwrite``).
+    Keywords the command has no option for stay as they are; other errors keep their message.
     """
+    from fastembed.common.errors import HintedError, ParameterError
+
+    msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+    msg = str(msg).strip().replace("\n", " ") or type(err).__name__
     if parser is None:
         return msg
     flags = {s for a in parser._actions for s in a.option_strings}
@@ -916,19 +912,20 @@ def as_cli_message(msg: str, parser: argparse.ArgumentParser | None) -> str:
     def option(name: str) -> str | None:
         return next((c for c in (f"--{name.replace('_', '-')}", f"-{name}") if c in flags), None)
 
-    def range_error(m: re.Match) -> str:
-        cand = option(m.group(1))
-        return m.group(0) if cand is None else f"{cand} must be {m.group(2)}"
-
-    def keyword(m: re.Match) -> str:
-        cand, value = option(m.group(1)), m.group(2)
-        if cand is None:
-            return m.group(0)
-        if value == "True" or not value:
-            return cand
-        return f"{cand} {value.strip(chr(39))}"
-
-    return _KEYWORD_HINT.sub(keyword, _RANGE_ERROR.sub(range_error, msg, count=1))
+    if isinstance(err, ParameterError) and (flag := option(err.param)) is not None:
+        msg = err.worded(flag, or_none=False).replace("\n", " ")
+    # A HintedError carries its keywords; an error of another type may have been given them on its way up
+    # (the training driver hints the learning rate of a DivergedError).
+    keywords = err.keywords if isinstance(err, HintedError) else getattr(err, "keywords", ())
+    if keywords:
+        # Longest spelling first: "min_fragments=5" before a bare "min_fragments=" in the same message.
+        for kw in sorted(set(keywords), key=lambda k: -len(str(k))):
+            flag = option(kw.name)
+            if flag is not None:
+                # A whole keyword only: "k=10", not the tail of "block=10".
+                spelled = kw.as_flag(flag)
+                msg = re.sub(rf"(?<![\w.\-'\"\[]){re.escape(str(kw))}", lambda _, s=spelled: s, msg)
+    return msg
 
 
 def _show_warning(command: str):
@@ -1030,10 +1027,7 @@ def _run(parser, args) -> int:
             # A failed allocation (also a thread that cannot start, HDF5's realloc): the step and what lowers it.
             print(f"fastembed {args.command}: error: {memory_error(err, args.command)}", file=sys.stderr)
             return 1
-        msg = str(err).strip().replace("\n", " ") or type(err).__name__
-        if isinstance(err, KeyError) and err.args:
-            msg = str(err.args[0])
-        msg = as_cli_message(msg, getattr(parser, "subparsers", {}).get(args.command))
+        msg = as_cli_message(err, getattr(parser, "subparsers", {}).get(args.command))
         print(f"fastembed {args.command}: error: {msg}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

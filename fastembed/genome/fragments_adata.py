@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from fastembed import settings
+from fastembed.common.errors import HintedValueError, Keyword, ParameterError
 from fastembed.genome import tokenize as _tok
 from fastembed.genome.droplets import AUTO_FLOOR, EXPECTED_CELLS, droplet_threshold
 from fastembed.genome.fragments import (
@@ -58,10 +59,10 @@ MITO_NAMES = frozenset({"chrM", "chrMT", "M", "MT"})
 def _check_min_fragments(min_fragments):
     if isinstance(min_fragments, str):
         if min_fragments != "auto":
-            raise ValueError(f"min_fragments must be 'auto' or an integer >= 1, got {min_fragments!r}")
+            raise ParameterError("min_fragments", "'auto' or an integer >= 1", min_fragments)
         return "auto"
     if isinstance(min_fragments, bool) or int(min_fragments) != min_fragments or min_fragments < 1:
-        raise ValueError(f"min_fragments must be 'auto' or an integer >= 1, got {min_fragments!r}")
+        raise ParameterError("min_fragments", "'auto' or an integer >= 1", min_fragments)
     return int(min_fragments)
 
 
@@ -126,11 +127,12 @@ def read_fragments(
             raise IsADirectoryError(f"fragments file '{path}' is a folder; expected a fragments.tsv.gz file")
         raise FileNotFoundError(f"fragments file '{path}' does not exist")
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+        raise ParameterError("mode", f"one of {', '.join(map(repr, MODES))}", mode)
     if isinstance(min_overlap, bool) or int(min_overlap) != min_overlap or min_overlap < 1:
-        raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
+        raise ParameterError("min_overlap", "an integer >= 1 bp", min_overlap)
     if mode == "insertion" and min_overlap != 1:
-        raise ValueError(f"min_overlap must be 1 in mode='insertion', got {min_overlap}")
+        insertion = Keyword("mode", "insertion")
+        raise ParameterError("min_overlap", f"1 in {insertion}", min_overlap, keywords=(insertion,))
     rule = _check_min_fragments(min_fragments)
     if int(block_size) < 1024:
         raise ValueError(f"block_size must be at least 1024 bytes, got {block_size!r}")
@@ -266,9 +268,11 @@ def read_fragments(
         threshold = droplet_threshold(qc["frags"]) if rule == "auto" else rule
         keep = qc["frags"] >= threshold
         if not keep.any():
-            raise ValueError(
-                f"no barcode of {name} has min_fragments={threshold} fragments (the most is {qc['frags'].max()}); "
-                "pass a lower min_fragments= or a whitelist (barcodes=)"
+            hints = (Keyword("min_fragments", threshold), Keyword("min_fragments"), Keyword("barcodes"))
+            raise HintedValueError(
+                f"no barcode of {name} has {hints[0]} fragments (the most is {qc['frags'].max()}); "
+                f"pass a lower {hints[1]} or a whitelist ({hints[2]})",
+                keywords=hints,
             )
     X = counts[np.flatnonzero(keep)] if not keep.all() else counts
     X.sort_indices()
