@@ -37,9 +37,9 @@ from fastembed.annotation import annotate as _annotate
 from fastembed.annotation.annotate import (
     FittedReference,
     QueryEmbeddings,
-    _build_index,
-    _embedding,
-    _unit_rows,
+    build_index,
+    embedding_matrix,
+    unit_rows,
 )
 from fastembed.annotation.novelty import (
     DEFAULT_MAX_NOVELTY,
@@ -259,7 +259,7 @@ def _fit_arrays(
     if center:
         mean = r.mean(axis=0, dtype=np.float64).astype(np.float32)
         r = r - mean
-    r, _ = _unit_rows(r)
+    r, _ = unit_rows(r)
     if k > r.shape[0]:
         given = Keyword("k", k)
         raise HintedValueError(
@@ -268,7 +268,7 @@ def _fit_arrays(
         )
     index = None
     if int(n_query) * r.shape[0] > settings.EXACT_SEARCH_PAIRS:
-        index = _build_index(r, int(k), random_state, n_jobs)
+        index = build_index(r, int(k), random_state, n_jobs)
     return FittedReference(
         unit=r,
         mean=mean,
@@ -458,7 +458,7 @@ def build_reference(
             have = ", ".join(map(repr, adata.obs.columns)) or "none"
             raise KeyError(f"{name} has no obs['{col}'] (obs columns: {have})")
     if embedding_key in adata.obsm:
-        emb = _embedding(adata, embedding_key, name)
+        emb = embedding_matrix(adata, embedding_key, name)
     else:
         emb = np.asarray(model.encode(adata, progress=False), dtype=np.float32)
     if emb.shape[1] != model.embedding_dim:
@@ -713,9 +713,9 @@ def _bad(path: Path, key: str, value, expected: str) -> ValueError:
 
 
 def _read_config(path: Path) -> dict:
-    from fastembed.model.modelfolder import _model_file
+    from fastembed.model.modelfolder import model_file
 
-    if _model_file(path.parent, path.name) is None:
+    if model_file(path.parent, path.name) is None:
         raise FileNotFoundError(f"reference folder '{path.parent}' has no {CONFIG}")
     if path.stat().st_size > _MAX_CONFIG_BYTES:
         raise ValueError(
@@ -758,9 +758,9 @@ def _read_config(path: Path) -> dict:
 def _read_obs(path: Path, n_cells: int, label_key: str, columns: list) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
-    from fastembed.model.modelfolder import _model_file
+    from fastembed.model.modelfolder import model_file
 
-    if _model_file(path.parent, path.name) is None:
+    if model_file(path.parent, path.name) is None:
         raise FileNotFoundError(f"reference folder '{path.parent}' has no {OBS}")
     try:
         meta = pq.ParquetFile(path).metadata
@@ -811,7 +811,7 @@ def read_reference(directory: str | os.PathLike, *, threads: int | None = None) 
     ValueError
         A file is damaged or disagrees with reference.yaml: the message names the file and what was expected.
     """
-    from fastembed.model.modelfolder import _allowed_roots, _check_finite, _load_npy, _model_file
+    from fastembed.model.modelfolder import allowed_roots, check_finite, load_npy, model_file
     from fastembed.scembed import ScEmbed
 
     directory = Path(directory)
@@ -819,7 +819,7 @@ def read_reference(directory: str | os.PathLike, *, threads: int | None = None) 
         raise FileNotFoundError(f"reference folder '{directory}' does not exist or is not a folder")
     config = _read_config(directory / CONFIG)
     n, dim = config["n_cells"], config["embedding_dim"]
-    roots = _allowed_roots(directory)
+    roots = allowed_roots(directory)
     model_dir = directory / MODEL_DIR
     if not model_dir.is_dir() or (
         model_dir.is_symlink() and not any(Path(os.path.realpath(model_dir)).is_relative_to(r) for r in roots)
@@ -832,26 +832,24 @@ def read_reference(directory: str | os.PathLike, *, threads: int | None = None) 
             f"{model.embedding_dim}-dim embeddings"
         )
     for name in (EMBEDDINGS, NEIGHBOUR_DISTANCE, CALIBRATION):
-        _model_file(directory, name, roots)  # regular files inside the folder (or the hub cache's blobs)
-    emb = _load_npy(directory / EMBEDDINGS, required=True, dtype_kind="f4", what="embeddings")
+        model_file(directory, name, roots)  # regular files inside the folder (or the hub cache's blobs)
+    emb = load_npy(directory / EMBEDDINGS, required=True, dtype_kind="f4", what="embeddings")
     if emb.shape != (n, dim):
         raise ValueError(
             f"'{directory / EMBEDDINGS}' has shape {emb.shape}; expected ({n}, {dim}) as '{directory / CONFIG}' says"
         )
-    _check_finite(emb, directory / EMBEDDINGS)
+    check_finite(emb, directory / EMBEDDINGS)
     if not emb.any(axis=1).all():
         raise ValueError(
             f"'{directory / EMBEDDINGS}' has all-zero rows; every reference cell has an embedding"
         )
-    loo = _load_npy(
-        directory / NEIGHBOUR_DISTANCE, required=True, dtype_kind="f4", what="neighbour distances"
-    )
+    loo = load_npy(directory / NEIGHBOUR_DISTANCE, required=True, dtype_kind="f4", what="neighbour distances")
     if loo.shape != (n,) or not np.isfinite(loo).all() or loo.min() < 0 or loo.max() > 2:
         raise ValueError(
             f"'{directory / NEIGHBOUR_DISTANCE}' must hold {n} finite cosine distances in [0, 2], got shape "
             f"{loo.shape}"
         )
-    calibration = _load_npy(directory / CALIBRATION, required=False, dtype_kind="f4", what="calibration")
+    calibration = load_npy(directory / CALIBRATION, required=False, dtype_kind="f4", what="calibration")
     if (calibration is None) == config["calibrated"]:
         raise ValueError(
             f"'{directory / CONFIG}' says calibrated: {str(config['calibrated']).lower()} but "
@@ -1077,16 +1075,16 @@ def reference_from_anndata(
     """An in-memory :class:`Reference` without a model (no saving, no calibration) from an embedded, labelled
     AnnData (or ``.h5ad``/``.zarr`` path, of which only obs and the embedding are read), for novelty scores with
     :func:`fastembed.annotate_celltypes`. Cells without a label or with an all-zero embedding are left out."""
-    from fastembed.annotation.annotate import _input_name, fit_reference, read_embedded
+    from fastembed.annotation.annotate import fit_reference, input_name, read_embedded
 
-    name = _input_name("reference")
+    name = input_name("reference")
     if isinstance(adata, str | os.PathLike):
-        name = _input_name("reference", adata)
+        name = input_name("reference", adata)
         adata = read_embedded(adata, "reference", embedding_key)
     fitted = fit_reference(
         adata, n_query=1, embedding_key=embedding_key, k=k, label_key=label_key, center=center
     )
-    emb = _embedding(adata, embedding_key, name)
+    emb = embedding_matrix(adata, embedding_key, name)
     keep = emb.any(axis=1) & adata.obs[label_key].notna().to_numpy()
     obs = pd.DataFrame(index=pd.Index(np.asarray(adata.obs_names[keep], dtype=str), name="barcode"))
     obs[label_key] = pd.Categorical.from_codes(fitted.codes, categories=[str(c) for c in fitted.categories])

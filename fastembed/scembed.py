@@ -23,8 +23,8 @@ from fastembed.common.suffix import has_suffix
 from fastembed.common.threads import check_threads, numba_threads
 from fastembed.common.validate import check_positive_int, check_sample
 from fastembed.common.warn import warn
-from fastembed.genome.readers import _as_adata, cell_matrix
-from fastembed.genome.tokenize import _PeakMapper
+from fastembed.genome.readers import as_adata, cell_matrix
+from fastembed.genome.tokenize import PeakMapper
 from fastembed.genome.tokens import TokenizedCells, footer_regions, read_tokens_parquet, token_obs
 from fastembed.genome.universe import Universe
 from fastembed.kernels.pooling import weighted_mean_pool
@@ -362,7 +362,7 @@ class ScEmbed:
 
     # -- encoding -------------------------------------------------------------------------------------
     def _encode_inputs(self, data, batch_cells: int, budget: int):
-        """For Dask tasks: (n_cells, barcodes, _PeakMapper or None, blocks, chunk, iterator of one payload per
+        """For Dask tasks: (n_cells, barcodes, PeakMapper or None, blocks, chunk, iterator of one payload per
         block); the blocks are whole chunks of ``chunk`` cells within ``budget``."""
         from fastembed.genome.blocks import source_path, x_payload
 
@@ -381,9 +381,9 @@ class ScEmbed:
         return adata.n_obs, _cell_names(adata), mapper, spans, chunk, payloads
 
     def _mapper(self, data, chrom_style: str = "asis"):
-        """(AnnData, _PeakMapper to the model's universe, name for messages) of a peak-matrix input."""
-        adata, name = _as_adata(data)
-        mapper = _PeakMapper(adata, self.universe, name=name, chrom_style=chrom_style)
+        """(AnnData, PeakMapper to the model's universe, name for messages) of a peak-matrix input."""
+        adata, name = as_adata(data)
+        mapper = PeakMapper(adata, self.universe, name=name, chrom_style=chrom_style)
         if mapper.n_peaks_unmapped == mapper.n_peaks:
             # Every cell would get a zero embedding: no result is better than a file of zeros.
             hint = Keyword("chrom_style")

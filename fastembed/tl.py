@@ -13,7 +13,9 @@ the first one's ``obsm``/``uns`` entries, and with ``seed`` and ``threads=1`` gi
 from __future__ import annotations
 
 from fastembed import settings
-from fastembed.pp import UNS_KEY, _require_anndata, _resolve, universe_info
+from fastembed.common.validate import require_anndata
+from fastembed.genome.datauniverse import universe_for
+from fastembed.pp import UNS_KEY, universe_info
 
 __all__ = ["scembed"]
 
@@ -85,7 +87,7 @@ def scembed(
     from fastembed.scembed import ScEmbed
     from fastembed.storage.marker import uns_safe
 
-    _require_anndata(adata, "fe.tl.scembed")
+    require_anndata(adata, "fe.tl.scembed")
     if not isinstance(key_added, str) or not key_added:
         raise ValueError(f"key_added must be a non-empty string, got {key_added!r}")
     if model is not None:
@@ -103,7 +105,7 @@ def scembed(
             raise ValueError("model= has no vectors yet: train it, or leave model= out to train one here")
         trained = False
     else:
-        uni, from_data = _resolve(adata, universe)
+        uni, from_data = universe_for(adata, universe)
         model = ScEmbed(
             embedding_dim,
             settings.DEFAULT_WINDOW_SIZE if window_size is None else window_size,

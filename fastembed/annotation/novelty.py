@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastembed import settings
-from fastembed.annotation.annotate import FittedReference, _exact_knn, _index_query, _unit_rows, _vote
+from fastembed.annotation.annotate import FittedReference, _exact_knn, _index_query, _vote, unit_rows
 from fastembed.common.errors import HintedValueError, Keyword
 
 __all__ = ["DEFAULT_MAX_NOVELTY", "leave_one_out_distances", "predict_with_distance", "tail_probability"]
@@ -112,7 +112,7 @@ def predict_with_distance(
     ok = q.any(axis=1)
     if fitted.mean is not None:
         q = q - fitted.mean
-    q, centred_ok = _unit_rows(q)
+    q, centred_ok = unit_rows(q)
     ok &= centred_ok
     n = q.shape[0]
     winner = np.zeros(n, dtype=np.int64)

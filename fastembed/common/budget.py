@@ -353,7 +353,7 @@ def peak_matrix_blocks(
 ) -> list[tuple[int, int]] | tuple[list[tuple[int, int]], int]:
     """Blocks of a cells x peaks matrix (in memory or on disk) for tokenizing (and pooling) within ``budget``.
 
-    ``mapper`` is the peak-to-token map (:class:`fastembed.tokenize._PeakMapper`): its mean regions per mapped
+    ``mapper`` is the peak-to-token map (:class:`fastembed.tokenize.PeakMapper`): its mean regions per mapped
     peak scale the token arrays. Returns the blocks; with ``chunked``, ``(blocks, chunk)`` as
     :func:`plan_blocks` gives them (each block whole chunks, for zarr).
     """

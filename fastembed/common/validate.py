@@ -19,6 +19,7 @@ __all__ = [
     "check_positive_float",
     "check_fraction",
     "check_sample",
+    "require_anndata",
 ]
 
 
@@ -71,3 +72,18 @@ def check_sample(value) -> float | str:
         return check_fraction("sample", value)
     except ValueError:
         raise ParameterError("sample", "'auto' or a number in [0, 1)", value) from None
+
+
+def require_anndata(adata, what: str) -> None:
+    """Refuse anything but an in-memory AnnData for ``what`` (``"fe.tl.scembed"``): a TypeError that names the
+    file API instead. The scanpy-style steps write their results into the AnnData, which a backed one or a path
+    cannot take."""
+    import anndata as ad
+
+    if not isinstance(adata, ad.AnnData) or adata.isbacked:
+        raise TypeError(
+            f"{what} needs an AnnData in memory (it writes its results into it), got "
+            f"{'a backed AnnData' if isinstance(adata, ad.AnnData) else type(adata).__name__}; for a file, "
+            "read it first (adata = anndata.read_h5ad(path)), or use the file API: fe.tokenize_cells(path, "
+            "universe, output=...) and model.encode(path, out=...)"
+        )

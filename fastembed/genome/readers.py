@@ -569,7 +569,7 @@ def read_obs(path: str | os.PathLike, *, index: bool = True) -> pd.DataFrame:
         ) from None
 
 
-def _as_adata(adata, *, backed: bool = True):
+def as_adata(adata, *, backed: bool = True):
     """(AnnData or LazyAnnData, name for messages) from an AnnData or an ``.h5ad``/``.zarr`` path.
 
     A path is read lazily (:class:`LazyAnnData`) unless ``backed`` is False; anything without ``var`` and

@@ -30,9 +30,9 @@ from fastembed.common.inputs import TOKENIZE_ACCEPTS, refuse_fragments
 from fastembed.common.warn import warn
 from fastembed.genome.datauniverse import check_universe_fit
 from fastembed.genome.readers import (
-    _as_adata,
     _csr_rows,
     _style_hint,
+    as_adata,
     cell_matrix,
     peak_coordinates,
     restyle_chroms,
@@ -294,7 +294,7 @@ def _warn_duplicate_names(barcodes: np.ndarray, name: str) -> None:
     )
 
 
-class _PeakMapper:
+class PeakMapper:
     """The peaks of one AnnData mapped once to a universe; turns row blocks of its matrix into tokens.
 
     Parameters
@@ -487,9 +487,9 @@ def _tokenize_cells(
         raise ParameterError("batch_cells", "an integer >= 1", batch_cells)
     batch_cells = int(batch_cells)
     source = adata
-    adata, name = _as_adata(adata)
+    adata, name = as_adata(adata)
     matrix, field_name = cell_matrix(adata, layer, name=name)
-    mapper = _PeakMapper(adata, uni, min_overlap=min_overlap, name=name, chrom_style=chrom_style)
+    mapper = PeakMapper(adata, uni, min_overlap=min_overlap, name=name, chrom_style=chrom_style)
     if mapper.n_peaks_unmapped == mapper.n_peaks:
         # Raised here, not at training ("empty dataset"), where the cause is no longer visible.
         hints = (Keyword("min_overlap", min_overlap), Keyword("min_overlap"))
@@ -541,7 +541,7 @@ def _tokenize_task(payload: tuple, mapper):
 
 def _tokenize_blocks(client, adata, source, mapper, spans) -> list:
     """Token blocks of every cell of ``adata``, each block ``(lo, hi)`` of ``spans`` a Dask task:
-    ``[(indptr int64, indices int32), ...]`` in cell order (what :meth:`_PeakMapper.tokens` gives for each block).
+    ``[(indptr int64, indices int32), ...]`` in cell order (what :meth:`PeakMapper.tokens` gives for each block).
     Workers read an ``.h5ad``/``.zarr`` ``source`` themselves; an in-memory one travels block by block. The
     blocks' entry counts are added to ``mapper.n_counts`` and ``mapper.n_counts_in_universe``."""
     from fastembed.backends.dask import map_blocks

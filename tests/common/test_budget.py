@@ -15,7 +15,7 @@ from fastembed import settings
 from fastembed.annotate import annotate_celltypes
 from fastembed.common import budget
 from fastembed.datasets import demo_peaks_path, load_demo
-from fastembed.tokenize import _PeakMapper
+from fastembed.tokenize import PeakMapper
 from fastembed.tokens import read_tokens_parquet, write_tokens_parquet
 
 SPARSE, DENSE = 10, 10_000
@@ -53,13 +53,13 @@ def model():
 
 def _spy(monkeypatch):
     seen = []
-    original = _PeakMapper.tokens
+    original = PeakMapper.tokens
 
     def tokens(self, X, lo, hi, field="X"):
         seen.append((lo, hi))
         return original(self, X, lo, hi, field)
 
-    monkeypatch.setattr(_PeakMapper, "tokens", tokens)
+    monkeypatch.setattr(PeakMapper, "tokens", tokens)
     return seen
 
 
