@@ -779,3 +779,16 @@ def write_model_folder(
             write_torch_state_dict(tmp / CHECKPOINT, {WEIGHT_KEY: region_vectors})
         (tmp / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
     return directory
+
+
+def fetch_model_folder(repo_id: str, revision: str | None = None) -> Path:
+    """Download a model folder from the Hugging Face hub (needs the ``hub`` extra and network access) and return
+    the local path of its snapshot; errors name the repository and what a model folder holds."""
+    from fastembed.storage.hub import fetch_folder
+
+    return fetch_folder(
+        repo_id,
+        revision,
+        what="model",
+        contents=" (checkpoint.pt or region_vectors.npy, config.yaml, universe.bed)",
+    )

@@ -206,7 +206,9 @@ def test_training_more_than_the_machine_has_is_refused_before_reading(tmp_path, 
     assert trainmem.parquet_counts(path) == (300, n_tokens)
     monkeypatch.setattr(trainmem, "available_memory", lambda: 1 << 20)
     read = []
-    monkeypatch.setattr(fe.scembed, "_as_dataset", lambda data: read.append(data))
+    from fastembed.model import training
+
+    monkeypatch.setattr(training, "as_dataset", lambda data: read.append(data))
     with pytest.raises(MemoryError, match=r"sample_cells=\d+"):
         fe.ScEmbed(embedding_dim=8).train(path, epochs=1)
     assert not read  # refused from the footer, before the tokens were read
