@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastembed import settings
-from fastembed.common.errors import Keyword
+from fastembed.common.errors import HintedValueError, Keyword
 from fastembed.common.validate import check_positive_float, check_positive_int
 from fastembed.genome.tokens import TokenizedCells, footer_regions
 from fastembed.genome.universe import Universe
@@ -169,8 +169,10 @@ def train_vectors(
     except DivergedError as err:
         err.keywords = (Keyword("learning_rate", float(f"{learning_rate:g}")),)
         raise
-    except ValueError as err:
-        raise ValueError(f"dataset {ds.source}: {err}") from None
+    except ValueError as err:  # the parameters were checked, so the data is at fault: name it
+        raise HintedValueError(
+            f"dataset {ds.source}: {err}", keywords=(Keyword("min_count", min_count),)
+        ) from None
     projection = None
     if n_components is not None:
         weights = (result.counts >= min_count).astype(np.float32)
