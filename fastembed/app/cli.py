@@ -840,7 +840,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="reference folder to create")
     p.add_argument("--label-key", default="cell_type", help="obs column of the labels (default: cell_type)")
     p.add_argument("--obs-columns", default="", help="other obs columns to keep, comma-separated")
-    p.add_argument("--embedding-key", default="scembed_X", help="obsm key (default: scembed_X)")
+    p.add_argument(
+        "--embedding-key",
+        default=settings.EMBEDDING_KEY,
+        help=f"obsm key (default: {settings.EMBEDDING_KEY})",
+    )
     p.add_argument("-k", type=int, default=10, help="neighbours (default: 10)")
     p.add_argument("--no-center", action="store_true", help="plain cosine k-NN")
     p.add_argument(

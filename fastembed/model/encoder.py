@@ -134,6 +134,7 @@ class CellEncoder:
         adata, name = as_adata(data)
         mapper = PeakMapper(adata, self.universe, name=name, chrom_style=chrom_style)
         if mapper.n_peaks_unmapped == mapper.n_peaks:
+            # Every cell would get a zero embedding: no result is better than a file of zeros.
             hint = Keyword("chrom_style")
             raise HintedValueError(
                 f"none of the {mapper.n_peaks} peaks of {name} overlaps a region of the model's universe "
