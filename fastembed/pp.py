@@ -15,21 +15,13 @@ its previous result exists.
 
 from __future__ import annotations
 
-from fastembed.genome.datauniverse import universe_from_peaks
+from fastembed.common.validate import require_anndata
+from fastembed.genome.datauniverse import universe_for, universe_from_peaks
 
 __all__ = ["read_fragments", "tokenize", "universe_from_peaks"]
 
 UNS_KEY = "scembed"
 """``adata.uns`` key of what fastembed records about a run (settings, tokenize stats, training)."""
-
-
-def _resolve(adata, universe, name: str | None = None):
-    """(Universe, from_data) for ``universe`` (None: the data's own peaks)."""
-    from fastembed.genome.universe import resolve_universe
-
-    if universe is None:
-        return universe_from_peaks(adata, name=name), True
-    return resolve_universe(universe), False
 
 
 def universe_info(uni, from_data: bool) -> dict:
@@ -77,26 +69,14 @@ def tokenize(
     """
     from fastembed.genome.tokenize import tokenize_cells
 
-    _require_anndata(adata, "fe.pp.tokenize")
-    uni, from_data = _resolve(adata, universe)
+    require_anndata(adata, "fe.pp.tokenize")
+    uni, from_data = universe_for(adata, universe)
     tokens = tokenize_cells(adata, uni, min_overlap=min_overlap, layer=layer, chrom_style=chrom_style)
     record = dict(adata.uns.get(key_added, {}))
     record["tokenize"] = {k: v for k, v in tokens.stats.items() if v is not None}
     record["universe"] = universe_info(uni, from_data)
     adata.uns[key_added] = record
     return tokens
-
-
-def _require_anndata(adata, what: str) -> None:
-    import anndata as ad
-
-    if not isinstance(adata, ad.AnnData) or adata.isbacked:
-        raise TypeError(
-            f"{what} needs an AnnData in memory (it writes its results into it), got "
-            f"{'a backed AnnData' if isinstance(adata, ad.AnnData) else type(adata).__name__}; for a file, "
-            "read it first (adata = anndata.read_h5ad(path)), or use the file API: fe.tokenize_cells(path, "
-            "universe, output=...) and model.encode(path, out=...)"
-        )
 
 
 def read_fragments(*args, **kwargs):

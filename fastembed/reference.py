@@ -37,9 +37,9 @@ from fastembed.annotation import annotate as _annotate
 from fastembed.annotation.annotate import (
     FittedReference,
     QueryEmbeddings,
-    _build_index,
-    _embedding,
-    _unit_rows,
+    build_index,
+    embedding_matrix,
+    unit_rows,
 )
 from fastembed.annotation.novelty import (
     DEFAULT_MAX_NOVELTY,
@@ -47,6 +47,7 @@ from fastembed.annotation.novelty import (
     predict_with_distance,
     tail_probability,
 )
+from fastembed.common.errors import HintedValueError, Keyword, ParameterError
 from fastembed.common.validate import is_number, is_whole
 from fastembed.common.warn import warn
 from fastembed.storage import atomic as _atomic
@@ -258,12 +259,16 @@ def _fit_arrays(
     if center:
         mean = r.mean(axis=0, dtype=np.float64).astype(np.float32)
         r = r - mean
-    r, _ = _unit_rows(r)
+    r, _ = unit_rows(r)
     if k > r.shape[0]:
-        raise ValueError(f"k={k} is larger than the {r.shape[0]} cells of {name}; expected k <= {r.shape[0]}")
+        given = Keyword("k", k)
+        raise HintedValueError(
+            f"{given} is larger than the {r.shape[0]} cells of {name}; expected k <= {r.shape[0]}",
+            keywords=(given,),
+        )
     index = None
     if int(n_query) * r.shape[0] > settings.EXACT_SEARCH_PAIRS:
-        index = _build_index(r, int(k), random_state, n_jobs)
+        index = build_index(r, int(k), random_state, n_jobs)
     return FittedReference(
         unit=r,
         mean=mean,
@@ -435,7 +440,7 @@ def build_reference(
         raise TypeError(f"model must be a fastembed.ScEmbed or a model folder, got {type(model).__name__}")
     model._require_vectors()
     if not is_whole(k) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
+        raise ParameterError("k", "an integer >= 1", k)
     _check_threshold("max_novelty", max_novelty)
     if not is_whole(n_folds) or n_folds < 2:
         raise ValueError(f"n_folds must be an integer >= 2, got {n_folds!r}"[:300])
@@ -453,7 +458,7 @@ def build_reference(
             have = ", ".join(map(repr, adata.obs.columns)) or "none"
             raise KeyError(f"{name} has no obs['{col}'] (obs columns: {have})")
     if embedding_key in adata.obsm:
-        emb = _embedding(adata, embedding_key, name)
+        emb = embedding_matrix(adata, embedding_key, name)
     else:
         emb = np.asarray(model.encode(adata, progress=False), dtype=np.float32)
     if emb.shape[1] != model.embedding_dim:
@@ -469,7 +474,11 @@ def build_reference(
             "left out of the reference"
         )
     if keep.sum() <= k:
-        raise ValueError(f"{name} has {int(keep.sum())} usable cells; a reference needs more than k={k}")
+        given = Keyword("k", k)
+        raise HintedValueError(
+            f"{name} has {int(keep.sum())} usable cells; a reference needs more than {given}",
+            keywords=(given,),
+        )
     emb = np.ascontiguousarray(emb[keep])
     kept = labels[keep]
     categories = (
@@ -541,7 +550,7 @@ def _model_folder(model):
 
 def _check_threshold(name: str, value) -> None:
     if value is not None and not (is_number(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"{name} must be a number in [0, 1] or None, got {value!r}"[:300])
+        raise ParameterError(name, "a number in [0, 1]", value, or_none=True)
 
 
 # -- write -----------------------------------------------------------------------------------------------
@@ -704,9 +713,9 @@ def _bad(path: Path, key: str, value, expected: str) -> ValueError:
 
 
 def _read_config(path: Path) -> dict:
-    from fastembed.model.modelfolder import _model_file
+    from fastembed.model.modelfolder import model_file
 
-    if _model_file(path.parent, path.name) is None:
+    if model_file(path.parent, path.name) is None:
         raise FileNotFoundError(f"reference folder '{path.parent}' has no {CONFIG}")
     if path.stat().st_size > _MAX_CONFIG_BYTES:
         raise ValueError(
@@ -749,9 +758,9 @@ def _read_config(path: Path) -> dict:
 def _read_obs(path: Path, n_cells: int, label_key: str, columns: list) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
-    from fastembed.model.modelfolder import _model_file
+    from fastembed.model.modelfolder import model_file
 
-    if _model_file(path.parent, path.name) is None:
+    if model_file(path.parent, path.name) is None:
         raise FileNotFoundError(f"reference folder '{path.parent}' has no {OBS}")
     try:
         meta = pq.ParquetFile(path).metadata
@@ -802,7 +811,7 @@ def read_reference(directory: str | os.PathLike, *, threads: int | None = None) 
     ValueError
         A file is damaged or disagrees with reference.yaml: the message names the file and what was expected.
     """
-    from fastembed.model.modelfolder import _allowed_roots, _check_finite, _load_npy, _model_file
+    from fastembed.model.modelfolder import allowed_roots, check_finite, load_npy, model_file
     from fastembed.scembed import ScEmbed
 
     directory = Path(directory)
@@ -810,7 +819,7 @@ def read_reference(directory: str | os.PathLike, *, threads: int | None = None) 
         raise FileNotFoundError(f"reference folder '{directory}' does not exist or is not a folder")
     config = _read_config(directory / CONFIG)
     n, dim = config["n_cells"], config["embedding_dim"]
-    roots = _allowed_roots(directory)
+    roots = allowed_roots(directory)
     model_dir = directory / MODEL_DIR
     if not model_dir.is_dir() or (
         model_dir.is_symlink() and not any(Path(os.path.realpath(model_dir)).is_relative_to(r) for r in roots)
@@ -823,26 +832,24 @@ def read_reference(directory: str | os.PathLike, *, threads: int | None = None) 
             f"{model.embedding_dim}-dim embeddings"
         )
     for name in (EMBEDDINGS, NEIGHBOUR_DISTANCE, CALIBRATION):
-        _model_file(directory, name, roots)  # regular files inside the folder (or the hub cache's blobs)
-    emb = _load_npy(directory / EMBEDDINGS, required=True, dtype_kind="f4", what="embeddings")
+        model_file(directory, name, roots)  # regular files inside the folder (or the hub cache's blobs)
+    emb = load_npy(directory / EMBEDDINGS, required=True, dtype_kind="f4", what="embeddings")
     if emb.shape != (n, dim):
         raise ValueError(
             f"'{directory / EMBEDDINGS}' has shape {emb.shape}; expected ({n}, {dim}) as '{directory / CONFIG}' says"
         )
-    _check_finite(emb, directory / EMBEDDINGS)
+    check_finite(emb, directory / EMBEDDINGS)
     if not emb.any(axis=1).all():
         raise ValueError(
             f"'{directory / EMBEDDINGS}' has all-zero rows; every reference cell has an embedding"
         )
-    loo = _load_npy(
-        directory / NEIGHBOUR_DISTANCE, required=True, dtype_kind="f4", what="neighbour distances"
-    )
+    loo = load_npy(directory / NEIGHBOUR_DISTANCE, required=True, dtype_kind="f4", what="neighbour distances")
     if loo.shape != (n,) or not np.isfinite(loo).all() or loo.min() < 0 or loo.max() > 2:
         raise ValueError(
             f"'{directory / NEIGHBOUR_DISTANCE}' must hold {n} finite cosine distances in [0, 2], got shape "
             f"{loo.shape}"
         )
-    calibration = _load_npy(directory / CALIBRATION, required=False, dtype_kind="f4", what="calibration")
+    calibration = load_npy(directory / CALIBRATION, required=False, dtype_kind="f4", what="calibration")
     if (calibration is None) == config["calibrated"]:
         raise ValueError(
             f"'{directory / CONFIG}' says calibrated: {str(config['calibrated']).lower()} but "
@@ -997,7 +1004,7 @@ def annotate_with_reference(
     """
     ref = _as_reference(reference)
     if k is not None and (not is_whole(k) or k < 1):
-        raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
+        raise ParameterError("k", "an integer >= 1", k)
     _check_threshold("min_confidence", min_confidence)
     if isinstance(max_novelty, str) and max_novelty == "auto":
         max_novelty = ref.max_novelty
@@ -1005,9 +1012,7 @@ def annotate_with_reference(
     if not isinstance(unknown_label, str):
         raise ValueError(f"unknown_label must be a str, got {unknown_label!r}"[:300])
     if not is_whole(batch_cells) or batch_cells < 1 or batch_cells % settings.QUERY_BATCH:
-        raise ValueError(
-            f"batch_cells must be a positive multiple of {settings.QUERY_BATCH}, got {batch_cells!r}"[:300]
-        )
+        raise ParameterError("batch_cells", f"a positive multiple of {settings.QUERY_BATCH}", batch_cells)
     batch_cells = int(batch_cells)
     q = _query(query, ref, batch_cells)
     if q.n_obs == 0:
@@ -1070,16 +1075,16 @@ def reference_from_anndata(
     """An in-memory :class:`Reference` without a model (no saving, no calibration) from an embedded, labelled
     AnnData (or ``.h5ad``/``.zarr`` path, of which only obs and the embedding are read), for novelty scores with
     :func:`fastembed.annotate_celltypes`. Cells without a label or with an all-zero embedding are left out."""
-    from fastembed.annotation.annotate import _input_name, fit_reference, read_embedded
+    from fastembed.annotation.annotate import fit_reference, input_name, read_embedded
 
-    name = _input_name("reference")
+    name = input_name("reference")
     if isinstance(adata, str | os.PathLike):
-        name = _input_name("reference", adata)
+        name = input_name("reference", adata)
         adata = read_embedded(adata, "reference", embedding_key)
     fitted = fit_reference(
         adata, n_query=1, embedding_key=embedding_key, k=k, label_key=label_key, center=center
     )
-    emb = _embedding(adata, embedding_key, name)
+    emb = embedding_matrix(adata, embedding_key, name)
     keep = emb.any(axis=1) & adata.obs[label_key].notna().to_numpy()
     obs = pd.DataFrame(index=pd.Index(np.asarray(adata.obs_names[keep], dtype=str), name="barcode"))
     obs[label_key] = pd.Categorical.from_codes(fitted.codes, categories=[str(c) for c in fitted.categories])

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from fastembed import settings
+from fastembed.common.errors import ParameterError
 from fastembed.genome.tokens import (
     TokenizedCells,
     barcodes_column,
@@ -86,9 +87,9 @@ class Region2VecDataset(TokenizedCells):
         if sample_cells is not None and (
             isinstance(sample_cells, bool) or int(sample_cells) != sample_cells or sample_cells < 1
         ):
-            raise ValueError(f"sample_cells must be an integer >= 1 or None, got {sample_cells!r}")
+            raise ParameterError("sample_cells", "an integer >= 1", sample_cells, or_none=True)
         if seed is not None and (isinstance(seed, bool) or int(seed) != seed or seed < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+            raise ParameterError("seed", "a non-negative integer", seed, or_none=True)
         sample_info = None
         if isinstance(path_or_tokenized, str | os.PathLike):
             self.source = f"'{Path(path_or_tokenized)}'"

@@ -1,13 +1,14 @@
 """The user-facing model: :class:`ScEmbed` (train, encode, save, load) and cell-type annotation.
 
-The class validates input, picks kernels and holds results; the work happens in plain numba functions
-(:mod:`fastembed.sgns` for training, :mod:`fastembed.pooling` for encoding).
+The class checks the arguments and holds the settings and the results; the work happens in the rooms below it:
+training in :mod:`fastembed.model.training` (over the numba kernels of :mod:`fastembed.kernels.sgns`), encoding
+in :mod:`fastembed.model.encoder` (one streaming path to memory, a zarr store or Dask tasks), model folders in
+:mod:`fastembed.model.modelfolder` and the hub in :mod:`fastembed.storage.hub`.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,110 +16,32 @@ import numpy as np
 from fastembed import settings
 from fastembed._version import __version__
 from fastembed.annotation.annotate import annotate_celltypes
-from fastembed.common.budget import peak_matrix_blocks, plan_blocks, resolve_memory, token_block_costs
+from fastembed.common.budget import resolve_memory
+from fastembed.common.errors import ParameterError
 from fastembed.common.inputs import ENCODE_ACCEPTS, refuse_fragments
-from fastembed.common.progress import check_progress, progress_bar
-from fastembed.common.suffix import has_suffix
+from fastembed.common.progress import check_progress
 from fastembed.common.threads import check_threads, numba_threads
-from fastembed.common.validate import check_positive_float, check_positive_int, check_sample
+from fastembed.common.validate import check_positive_int, check_sample
 from fastembed.common.warn import warn
-from fastembed.genome.readers import _as_adata, cell_matrix
-from fastembed.genome.tokenize import _PeakMapper
-from fastembed.genome.tokens import TokenizedCells, footer_regions, read_tokens_parquet, token_obs
 from fastembed.genome.universe import Universe
-from fastembed.kernels.pooling import weighted_mean_pool
-from fastembed.kernels.projection import apply_projection, fit_projection
-from fastembed.model.trainmem import check_training_memory, parquet_counts
-from fastembed.region2vec import Region2VecDataset
-from fastembed.storage.atomic import atomic_dir, check_output_path
-from fastembed.storage.hub import check_folder_arg, fetch_folder, upload_folder
-from fastembed.storage.marker import mark, uns_safe
+from fastembed.model.encoder import CellEncoder, encode_cells
+from fastembed.model.training import check_train_args, load_training_data, train_vectors
+from fastembed.storage.hub import check_folder_arg, upload_folder
+from fastembed.storage.marker import uns_safe
 
 __all__ = ["ScEmbed", "annotate_celltypes"]
 
 POOLINGS = ("mean", "pca")
 
 
-DEFAULT_SAMPLE = "auto"
+MODEL = settings.MODEL_DEFAULTS
+TRAIN = settings.TRAIN_DEFAULTS
+
+DEFAULT_SAMPLE = MODEL.sample
 """Default frequent-region subsampling: only regions with more than about 1,300 occurrences per pass are thinned
 (:func:`fastembed.sgns.resolve_sample`, :data:`fastembed.sgns.THIN_OCCURRENCES`)."""
-DEFAULT_COMPONENTS = 20
+DEFAULT_COMPONENTS = MODEL.n_components
 """Default number of principal axes of the cell projection fitted at training (``pooling="pca"``)."""
-
-
-def _train_args(epochs, batch_size, learning_rate, min_learning_rate=1e-4) -> tuple:
-    """:meth:`ScEmbed.train`'s numeric arguments, checked: (epochs or None, batch_size, learning_rate,
-    min_learning_rate), or a ValueError that starts with the first bad argument's name. The command line
-    calls it too, so that a bad flag is refused before the tokens are read."""
-    epochs = None if epochs is None else check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
-    learning_rate = check_positive_float("learning_rate", learning_rate)
-    min_learning_rate = check_positive_float("min_learning_rate", min_learning_rate, allow_zero=True)
-    if min_learning_rate > learning_rate:
-        raise ValueError(
-            f"min_learning_rate must be at most learning_rate={learning_rate}, got {min_learning_rate}"
-        )
-    return epochs, batch_size, learning_rate, min_learning_rate
-
-
-def _cell_names(adata):
-    """Cell names sliceable by rows; an on-disk AnnData's are read block by block when written out."""
-    return adata.names if hasattr(adata, "names") else np.asarray(adata.obs_names, dtype=object)
-
-
-def _input_obs(data):
-    """The cell annotations (obs DataFrame) of an AnnData input, in memory or on disk; for tokens made from a
-    fragments file, its per-cell fragment counts; None for other tokens."""
-    if not _is_peak_matrix(data):
-        return token_obs(data)
-    if isinstance(data, str | os.PathLike):
-        from fastembed.genome.readers import read_obs
-
-        return read_obs(data, index=False)
-    return data.obs
-
-
-def _is_parts_folder(path) -> bool:
-    """A folder of token parquet parts (not a .zarr AnnData store, which is a folder too)."""
-    p = Path(path)
-    return (
-        p.is_dir()
-        and not has_suffix(p, ".zarr")
-        and not any((p / m).exists() for m in ("zarr.json", ".zgroup"))
-    )
-
-
-def _is_peak_matrix(data) -> bool:
-    """False for token inputs (parquet path or folder, TokenizedCells, Region2VecDataset), True for AnnData."""
-    if isinstance(data, TokenizedCells):
-        return False
-    return not (
-        isinstance(data, str | os.PathLike) and (has_suffix(data, ".parquet") or _is_parts_folder(data))
-    )
-
-
-def _counted(chunks, n_cells: int, enabled: bool):
-    """``chunks`` (``(lo, hi, ...)`` tuples), advancing a progress bar of cells as each one is consumed."""
-    bar = progress_bar(n_cells, desc="encoding", unit="cell", enabled=enabled)
-    if bar is None:
-        yield from chunks
-        return
-    try:
-        for item in chunks:
-            yield item
-            bar.update(item[1] - item[0])
-    finally:
-        bar.close()
-
-
-def _as_dataset(data) -> Region2VecDataset:
-    if isinstance(data, Region2VecDataset):
-        return data
-    if isinstance(data, TokenizedCells | str | os.PathLike):
-        return Region2VecDataset(data)
-    raise TypeError(
-        f"expected a Region2VecDataset, TokenizedCells or token parquet path, got {type(data).__name__}"
-    )
 
 
 class ScEmbed:
@@ -163,15 +86,15 @@ class ScEmbed:
 
     def __init__(
         self,
-        embedding_dim: int = 100,
-        window_size: int = settings.DEFAULT_WINDOW_SIZE,
-        negative_samples: int = 5,
+        embedding_dim: int = MODEL.embedding_dim,
+        window_size: int = MODEL.window_size,
+        negative_samples: int = MODEL.negative_samples,
         *,
-        min_count: int = 1,
-        sample: float | str = DEFAULT_SAMPLE,
-        n_components: int | None = DEFAULT_COMPONENTS,
-        seed: int | None = None,
-        threads: int | None = None,
+        min_count: int = MODEL.min_count,
+        sample: float | str = MODEL.sample,
+        n_components: int | None = MODEL.n_components,
+        seed: int | None = MODEL.seed,
+        threads: int | None = MODEL.threads,
     ):
         self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
         self.window_size = check_positive_int("window_size", window_size)
@@ -182,7 +105,7 @@ class ScEmbed:
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
         ):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}"[:300])
+            raise ParameterError("seed", "a non-negative integer", seed, or_none=True)
         self.seed = None if seed is None else int(seed)
         self.threads = check_threads(threads)
         self.universe: Universe | None = None
@@ -238,12 +161,12 @@ class ScEmbed:
     def train(
         self,
         dataset,
-        epochs: int | None = None,
-        batch_size: int = 256,
-        learning_rate: float = 0.025,
+        epochs: int | None = TRAIN.epochs,
+        batch_size: int = TRAIN.batch_size,
+        learning_rate: float = TRAIN.learning_rate,
         *,
-        min_learning_rate: float = 1e-4,
-        init: str = "spectral",
+        min_learning_rate: float = TRAIN.min_learning_rate,
+        init: str = TRAIN.init,
         progress: bool = True,
     ) -> ScEmbed:
         """Learn region vectors by skip-gram with negative sampling over the tokens of each cell.
@@ -285,191 +208,42 @@ class ScEmbed:
         fastembed.sgns.DivergedError
             Training left NaN or infinite vectors (``learning_rate`` too high); the model is left as it was.
         """
-        from fastembed.kernels.sgns import DivergedError, auto_epochs, train_sgns
-
         progress = check_progress(progress)
-        epochs, batch_size, learning_rate, min_learning_rate = _train_args(
+        epochs, batch_size, learning_rate, min_learning_rate = check_train_args(
             epochs, batch_size, learning_rate, min_learning_rate
         )
         # Before the tokens are read (a parquet file's footer says how many) and before numba allocates.
-        footer = parquet_counts(dataset)
-        if footer is not None:
-            check_training_memory(*footer, footer_regions(dataset), self.embedding_dim, f"'{dataset}'")
-        ds = _as_dataset(dataset)
-        if footer is None:
-            check_training_memory(len(ds), ds.n_tokens, ds.vocab_size, self.embedding_dim, ds.source)
-        if self.universe is not None and not ds.universe.same_as(self.universe):
-            raise ValueError(
-                f"the dataset ({ds.source}) was tokenized with another universe ({len(ds.universe)} regions) "
-                f"than this model's ({len(self.universe)} regions, '{self.universe.source}'); a model keeps its "
-                "universe when trained again: tokenize the cells with the model's universe.bed, or train a new "
-                "ScEmbed() for the other universe"
-            )
-        if epochs is None:
-            epochs = auto_epochs(
-                ds.indptr, ds.indices, ds.vocab_size, window_size=self.window_size, min_count=self.min_count
-            )
-        try:
-            result = train_sgns(
-                ds.indptr,
-                ds.indices,
-                ds.vocab_size,
-                embedding_dim=self.embedding_dim,
-                window_size=self.window_size,
-                negative_samples=self.negative_samples,
-                epochs=epochs,
-                batch_size=batch_size,
-                learning_rate=learning_rate,
-                min_learning_rate=min_learning_rate,
-                min_count=self.min_count,
-                sample=self.sample,
-                seed=self.seed,
-                threads=self.threads,
-                progress=progress,
-                init=init,
-            )
-        except DivergedError:  # the learning rate's fault, not the dataset's
-            raise
-        except ValueError as err:  # the parameters are checked above, so the data is at fault: name it
-            raise ValueError(f"dataset {ds.source}: {err}") from None
-        self.universe = ds.universe
-        self._region_vectors, self._output_vectors, self._token_counts = (
-            result.w_in,
-            result.w_out,
-            result.counts,
+        ds = load_training_data(dataset, self.embedding_dim, self.universe)
+        run = train_vectors(
+            ds,
+            embedding_dim=self.embedding_dim,
+            window_size=self.window_size,
+            negative_samples=self.negative_samples,
+            min_count=self.min_count,
+            sample=self.sample,
+            n_components=self.n_components,
+            seed=self.seed,
+            threads=self.threads,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            min_learning_rate=min_learning_rate,
+            init=init,
+            progress=progress,
         )
+        self.universe = ds.universe
+        self._region_vectors, self._output_vectors = run.region_vectors, run.output_vectors
+        self._token_counts, self._projection = run.token_counts, run.projection
         self._training_files = [ds.path] if ds.path is not None else []
-        self._projection = None
-        if self.n_components is not None:
-            cells, empty = weighted_mean_pool(
-                ds.indptr, ds.indices, self._region_vectors, self.pooling_weights("mean")
-            )
-            self._projection = fit_projection(cells[~empty], self.n_components)
-        self.training_info = {
-            "epochs": int(epochs),
-            "batch_size": int(batch_size),
-            "learning_rate": float(learning_rate),
-            "min_learning_rate": float(min_learning_rate),
-            "init": init,
-            "n_cells": len(ds),
-            "n_tokens": ds.n_tokens,
-            "words_processed": int(result.words_processed),
-            "seconds": float(result.seconds),
-            "n_trained_tokens": int(np.count_nonzero(result.trained)),
-            "sample_threshold": float(result.sample),
-            "kept_share": float(result.kept_share),
-            "n_components": None if self._projection is None else int(self._projection.shape[0] - 1),
-            **ds.sample_info,  # what share of the data a sampled dataset (sample_cells=) trained on
-        }
-        if result.epochs_done < epochs:
-            self.training_info.update(epochs_completed=int(result.epochs_done), partial=True)
+        self.training_info = run.info
+        if run.epochs_done < run.epochs:
             warn(
-                f"training was interrupted after {result.epochs_done} of {epochs} epochs; the model keeps the "
+                f"training was interrupted after {run.epochs_done} of {run.epochs} epochs; the model keeps the "
                 "vectors trained so far and is marked partial (training_info['partial']); save it or train again",
             )
         return self
 
     # -- encoding -------------------------------------------------------------------------------------
-    def _encode_inputs(self, data, batch_cells: int, budget: int):
-        """For Dask tasks: (n_cells, barcodes, _PeakMapper or None, blocks, chunk, iterator of one payload per
-        block); the blocks are whole chunks of ``chunk`` cells within ``budget``."""
-        from fastembed.genome.blocks import source_path, x_payload
-
-        if not _is_peak_matrix(data):
-            n_cells, barcodes, _, (spans, chunk), chunks = self._token_chunks(
-                data, batch_cells, budget=budget
-            )
-            return n_cells, barcodes, None, spans, chunk, (("tokens", ip, ix) for _, _, ip, ix in chunks)
-        adata, mapper, name = self._mapper(data)
-        matrix, _ = cell_matrix(adata, None, name=name)
-        spans, chunk = peak_matrix_blocks(
-            matrix, mapper, budget, batch_cells, name, out_per_cell=4 * self.embedding_dim, chunked=True
-        )
-        path = source_path(data)
-        payloads = (x_payload(adata, path, lo, hi) for lo, hi in spans)
-        return adata.n_obs, _cell_names(adata), mapper, spans, chunk, payloads
-
-    def _mapper(self, data, chrom_style: str = "asis"):
-        """(AnnData, _PeakMapper to the model's universe, name for messages) of a peak-matrix input."""
-        adata, name = _as_adata(data)
-        mapper = _PeakMapper(adata, self.universe, name=name, chrom_style=chrom_style)
-        if mapper.n_peaks_unmapped == mapper.n_peaks:
-            # Every cell would get a zero embedding: no result is better than a file of zeros.
-            raise ValueError(
-                f"none of the {mapper.n_peaks} peaks of {name} overlaps a region of the model's universe "
-                f"('{self.universe.source}', {len(self.universe)} regions; {mapper.n_peaks_unknown_chrom} peaks "
-                "lie on chromosomes it lacks): check that the cells and the model use the same genome build "
-                "and chromosome names (chrom_style=)"
-            )
-        if mapper.n_peaks_unmapped:
-            warn(
-                f"{mapper.n_peaks_unmapped} of {mapper.n_peaks} peaks of {name} overlap no region of the "
-                f"model's universe ({len(self.universe)} regions); they do not contribute to the embeddings",
-            )
-        return adata, mapper, name
-
-    def _token_chunks(
-        self,
-        data,
-        batch_cells: int,
-        layer: str | None = None,
-        chrom_style: str = "asis",
-        budget: int | None = None,
-    ):
-        """(n_cells, barcodes, name, (blocks, chunk), iterator of (lo, hi, indptr, indices)) for any accepted
-        input: blocks of whole chunks of ``chunk`` cells, each within ``budget`` bytes (:mod:`fastembed.common.budget`),
-        tokens, the pooling buffer and its copy for zarr counted."""
-        budget = resolve_memory(budget)
-        out_per_cell = 4 * self.embedding_dim
-        name = "the tokens"
-        if isinstance(data, str | os.PathLike) and (has_suffix(data, ".parquet") or _is_parts_folder(data)):
-            name = f"token file '{data}'"
-            data = read_tokens_parquet(data)
-        if isinstance(data, Region2VecDataset):
-            name = f"dataset {data.source}"
-        if isinstance(data, TokenizedCells):
-            if layer is not None:
-                raise ValueError(f"layer={layer!r} applies to an AnnData; {name} are already tokenized")
-            if not data.universe.same_as(self.universe):
-                raise ValueError(
-                    f"these tokens were made with another universe ({len(data.universe)} regions, checksum "
-                    f"{data.universe.checksum[:12]}) than the model's ({len(self.universe)} regions, checksum "
-                    f"{self.universe.checksum[:12]}); pass the AnnData instead and it is tokenized against the "
-                    "model's universe"
-                )
-            tok = data
-            per_nnz, per_cell = token_block_costs(out_per_cell)
-            plan = plan_blocks(
-                tok.indptr,
-                len(tok),
-                budget=budget,
-                per_nnz=per_nnz,
-                per_cell=per_cell,
-                max_cells=batch_cells,
-                chunked=True,
-                what=name,
-            )
-
-            def chunks():
-                for lo, hi in plan[0]:
-                    ip = tok.indptr[lo : hi + 1]
-                    yield lo, hi, ip - ip[0], tok.indices[ip[0] : ip[-1]]
-
-            return len(tok), np.asarray(tok.barcodes, dtype=object), name, plan, chunks()
-
-        adata, mapper, name = self._mapper(data, chrom_style)
-        matrix, field_name = cell_matrix(adata, layer, name=name)
-        plan = peak_matrix_blocks(
-            matrix, mapper, budget, batch_cells, name, out_per_cell=out_per_cell, chunked=True
-        )
-
-        def chunks():
-            for lo, hi in plan[0]:
-                ip, ix = mapper.tokens(matrix, lo, hi, field_name)
-                yield lo, hi, ip, ix
-
-        return adata.n_obs, _cell_names(adata), name, plan, chunks()
-
     def pooling_weights(self, pooling: str = "mean") -> np.ndarray:
         """Per-token pooling weights, float32 (vocab_size,): 1 for trained tokens, 0 otherwise (both poolings
         start from the plain mean)."""
@@ -492,85 +266,18 @@ class ScEmbed:
             )
         return pooling
 
-    def _pool(self, ip, ix, weights, pooling: str, out: np.ndarray, name: str) -> int:
-        """Pool one chunk into ``out`` (float32 (n, dim)); returns how many cells had no trained token."""
-        _, empty = weighted_mean_pool(ip, ix, self._region_vectors, weights, out=out, name=name)
-        if pooling == "pca":
-            apply_projection(out, self._projection, empty)
-        return int(empty.sum())
-
-    def _zarr_store(
-        self,
-        path: Path,
-        barcodes,
-        pooling: str,
-        embedding_key: str,
-        batch_cells: int,
-        obs=None,
-        out_name=None,
-        store=None,
-    ):
-        """Lay out an AnnData zarr store at ``path`` (obs names, ``uns``) and return its empty obsm array.
-
-        ``barcodes`` is an array or a row-sliceable view (an on-disk AnnData's names): the names are written
-        block by block, so millions of them are never held at once. ``obs`` (a DataFrame of the input's cell
-        annotations in the same order, its index unused, or None) adds its columns: a store encoded from a
-        labelled AnnData keeps its labels, as the ``.h5ad`` route does, and can then serve as an annotation
-        reference. ``out_name`` names the store in messages (``path`` is its temporary). ``store`` (a
-        :class:`fastembed.storage.zarrstore.GuardedStore` on ``path``) is written through instead of ``path`` itself.
-        """
-        import anndata as ad
-        import pandas as pd
-        import zarr
-
-        n_cells = len(barcodes)
-        chunk = min(batch_cells, max(n_cells, 1))  # the chunk length the blocks were cut to
-        shell = ad.AnnData(obs=pd.DataFrame(index=pd.Index([], dtype=str)))
-        mark(shell, embedding_key, pooling=pooling, config=uns_safe(self.config()))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # anndata's notices about zarr format versions and obs names
-            shell.write_zarr(str(path) if store is None else store)
-        # Not through the consolidated metadata write_zarr left: anndata refuses to add elements to such a view.
-        group = zarr.open_group(str(path) if store is None else store, mode="r+", use_consolidated=False)
-        # Marks the store as ours, so overwrite= may replace it (and nothing else).
-        group.attrs["fastembed_version"] = __version__
-        index_name = group["obs"].attrs["_index"]
-        attrs = dict(group["obs"][index_name].attrs)
-        del group["obs"][index_name]
-        names = group["obs"].create_array(index_name, shape=(n_cells,), dtype=str, chunks=(chunk,))
-        names.attrs.update(attrs)
-        for lo in range(0, n_cells, chunk):
-            names[lo : lo + chunk] = np.asarray(barcodes[lo : lo + chunk], dtype=object).astype(str)
-        if obs is not None and obs.shape[1]:
-            from anndata.io import write_elem
-
-            if len(obs) != n_cells:
-                raise ValueError(f"obs has {len(obs)} rows for {n_cells} cells")
-            written, skipped = [], []
-            for col in obs.columns:
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")  # anndata's notices about zarr format versions
-                        write_elem(group["obs"], str(col), obs[col].values)
-                    written.append(str(col))
-                except Exception as err:  # noqa: BLE001 - a column anndata cannot store must not cost the run
-                    if str(col) in group["obs"]:
-                        del group["obs"][str(col)]
-                    skipped.append(f"{str(col)[:40]!r} ({type(err).__name__})")
-            group["obs"].attrs["column-order"] = written
-            if skipped:
-                warn(
-                    f"obs columns {', '.join(skipped)} cannot be stored in zarr by anndata and were left out of "
-                    f"'{out_name or path.name}'; the embeddings and the other columns are written"
-                )
-        emb = group["obsm"].create_array(
-            embedding_key,
-            shape=(n_cells, self.embedding_dim),
-            dtype="float32",
-            chunks=(chunk, self.embedding_dim),
+    def _encoder(self, pooling: str | None = None) -> CellEncoder:
+        """What encoding with ``pooling`` (None: the model's default) needs of this model."""
+        self._require_vectors()
+        pooling = self._resolve_pooling(pooling)
+        return CellEncoder(
+            universe=self.universe,
+            vectors=self._region_vectors,
+            weights=self.pooling_weights(pooling),
+            pooling=pooling,
+            projection=self._projection,
+            min_count=self.min_count,
         )
-        emb.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
-        return emb
 
     def encode(
         self,
@@ -647,91 +354,24 @@ class ScEmbed:
         progress = check_progress(progress)
         batch_cells = check_positive_int("batch_cells", batch_cells)
         budget = resolve_memory(memory)
-        pooling = self._resolve_pooling(pooling)
-        weights = self.pooling_weights(pooling)
-        inputs = [adata_or_tokens, getattr(adata_or_tokens, "path", None), self._model_dir]
-        if out is not None and (
-            not isinstance(embedding_key, str) or not embedding_key or "/" in embedding_key
-        ):
-            raise ValueError(f"embedding_key must be a non-empty name without '/', got {embedding_key!r}")
-        if out is not None:
-            if not isinstance(out, str | os.PathLike):
-                raise ValueError(f"out must be a path ending in .zarr, got {type(out).__name__}")
-            # Inputs first: a path that would destroy an input is refused as such, whatever its suffix.
-            out = check_output_path(out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr")
-            if not has_suffix(out, ".zarr"):
-                raise ValueError(
-                    f"out={str(out)[:200]!r}: encode streams to a zarr store, so out must end in .zarr; for an "
-                    f".h5ad, set adata.obsm['{settings.EMBEDDING_KEY}'] = model.encode(adata) and call "
-                    "adata.write_h5ad(path)"
-                )
-        if client is None:
-            n_cells, barcodes, name, (_, chunk), chunks = self._token_chunks(
-                adata_or_tokens, batch_cells, layer, chrom_style, budget
-            )
-            chunks = _counted(chunks, n_cells, progress)
-        else:
-            if layer is not None or chrom_style != "asis":
-                raise ValueError(
-                    "layer= and chrom_style= are not supported with client=; store the counts in X "
-                    "with the universe's chromosome names for Dask encoding"
-                )
-            n_cells, barcodes, mapper, spans, chunk, payloads = self._encode_inputs(
-                adata_or_tokens, batch_cells, budget
-            )
-            name, chunks = "the cells", ()
-
-            def run_tasks(store):
-                return _encode_blocks(client, self, n_cells, mapper, payloads, pooling, weights, spans, store)
-
-        n_empty = 0
+        encoder = self._encoder(pooling)
         with numba_threads(self.threads):
-            if out is None and client is not None:
-                result, n_empty = run_tasks(None)
-            elif out is None:
-                result = np.zeros((n_cells, self.embedding_dim), dtype=np.float32)
-                for lo, hi, ip, ix in chunks:
-                    n_empty += self._pool(ip, ix, weights, pooling, result[lo:hi], name)
-            else:
-                import zarr
-
-                from fastembed.storage.zarrstore import guarded_store
-
-                # The guarded store never re-creates a folder the user removed, and on the way out (before
-                # atomic_dir removes the temporary) it drains zarr's background writes.
-                with (
-                    atomic_dir(
-                        out, what="zarr output", overwrite=overwrite, inputs=inputs, kind="zarr"
-                    ) as tmp,
-                    guarded_store(tmp) as store,
-                ):
-                    emb = self._zarr_store(
-                        tmp,
-                        barcodes,
-                        pooling,
-                        embedding_key,
-                        chunk,
-                        _input_obs(adata_or_tokens),
-                        out_name=out.name,
-                        store=store,
-                    )
-                    if client is not None:
-                        n_empty = run_tasks(tmp / "obsm" / embedding_key)[1]
-                    block = None
-                    for lo, hi, ip, ix in chunks:
-                        if block is None or block.shape[0] < hi - lo:
-                            block = np.empty((hi - lo, self.embedding_dim), dtype=np.float32)
-                        n_empty += self._pool(ip, ix, weights, pooling, block[: hi - lo], name)
-                        emb[lo:hi] = block[: hi - lo]
-                    # anndata reads the consolidated metadata: it must list the array added after write_zarr.
-                    zarr.consolidate_metadata(store)
-                result = zarr.open_group(str(out), mode="r")["obsm"][embedding_key]
-        if n_empty:
-            warn(
-                f"{n_empty} of {n_cells} cells have no trained token (no region of the model's universe, or "
-                f"only regions seen in fewer than min_count={self.min_count} training cells); they get zeros",
+            return encode_cells(
+                encoder,
+                adata_or_tokens,
+                out=out,
+                batch_cells=batch_cells,
+                overwrite=overwrite,
+                layer=layer,
+                client=client,
+                embedding_key=embedding_key,
+                chrom_style=chrom_style,
+                progress=progress,
+                budget=budget,
+                inputs=[adata_or_tokens, getattr(adata_or_tokens, "path", None), self._model_dir],
+                config=uns_safe(self.config()) if out is not None else None,
+                threads=self.threads,
             )
-        return result
 
     # -- persistence ----------------------------------------------------------------------------------
     def config(self) -> dict:
@@ -780,7 +420,7 @@ class ScEmbed:
         from fastembed.model.modelfolder import ModelFolder, write_model_folder
 
         self._require_vectors()
-        _check_folder_arg(directory)
+        check_folder_arg(directory, "model")
         folder = ModelFolder(
             config=self.config(),
             region_vectors=self._region_vectors,
@@ -818,12 +458,12 @@ class ScEmbed:
             With ``universe``, ``region_vectors`` and the folder's configuration. geniml folders carry no token
             counts, so every region token counts as trained.
         """
-        from fastembed.model.modelfolder import read_model_folder
+        from fastembed.model.modelfolder import fetch_model_folder, read_model_folder
 
-        _check_folder_arg(directory_or_hub_id)
+        check_folder_arg(directory_or_hub_id, "model")
         path = Path(directory_or_hub_id).expanduser()
         if not path.exists():
-            path = _fetch_from_hub(str(directory_or_hub_id), revision)
+            path = fetch_model_folder(str(directory_or_hub_id), revision)
         folder = read_model_folder(path)
         cfg = folder.config
         model = cls(
@@ -883,108 +523,3 @@ class ScEmbed:
             commit_message=commit_message,
             advice="save the model with model.save(folder) and upload the folder later",
         )
-
-
-def _encode_task(
-    block: tuple,
-    model: ScEmbed,
-    mapper,
-    pooling: str,
-    weights: np.ndarray,
-    store: str | None,
-):
-    """One Dask task: pool the cells of ``block = (lo, hi, payload)`` (a payload of :mod:`fastembed.genome.blocks`).
-
-    Without ``store``: ``(embeddings float32 (hi - lo, embedding_dim), n_empty)``. With ``store`` (the path of the
-    zarr ``embeddings`` array): the block is written into its own whole chunks, so a retried task rewrites the
-    same bytes, and ``(None, n_empty)`` comes back.
-    """
-    from fastembed.genome.blocks import block_tokens
-
-    lo, hi, payload = block
-    ip, ix = block_tokens(payload, mapper)
-    out = np.zeros((hi - lo, model.embedding_dim), dtype=np.float32)
-    n_empty = model._pool(ip, ix, weights, pooling, out, f"cells {lo}:{hi}")
-    if store is None:
-        return out, n_empty
-    import zarr
-
-    from fastembed.storage.zarrstore import GuardedStore
-
-    # Guarded: a worker's write never re-creates the temporary (or its folder) after it was removed.
-    emb = zarr.open_array(GuardedStore(Path(store)), mode="r+")
-    if lo % emb.chunks[0] or (hi % emb.chunks[0] and hi != emb.shape[0]):
-        raise ValueError(
-            f"zarr output '{store}': chunks of {emb.chunks[0]} cells do not match the block "
-            f"{lo}:{hi}; a retried block would not rewrite exactly its own chunks"
-        )
-    emb[lo:hi] = out  # whole chunks of its own: a rerun writes the same bytes
-    return None, n_empty
-
-
-def _encode_blocks(
-    client,
-    model: ScEmbed,
-    n_cells: int,
-    mapper,
-    payloads,
-    pooling: str,
-    weights: np.ndarray,
-    spans,
-    store: Path | None,
-) -> tuple[np.ndarray | None, int]:
-    """Encode every cell as one Dask task per block ``(lo, hi)`` of ``spans`` (:func:`_encode_task` through
-    :func:`fastembed.backends.dask.map_blocks`).
-
-    Parameters
-    ----------
-    client : dask.distributed.Client
-    model : ScEmbed
-        Trained; a copy without its output vectors is sent to each worker once.
-    n_cells, mapper, payloads
-        From :meth:`ScEmbed._encode_inputs`: the cell count, the peak-to-token map (None for token inputs) and
-        one payload per block.
-    pooling, weights
-        Resolved by :meth:`ScEmbed.encode`.
-    spans : list of (lo, hi)
-        The blocks, one task each; with ``store``, each starts and ends on its chunk boundaries.
-    store : pathlib.Path, optional
-        The ``embeddings`` array of a zarr store already created, chunked so that every block is whole chunks;
-        the tasks write into it. None: the blocks come back and are assembled here.
-
-    Returns
-    -------
-    embeddings : np.ndarray of float32, shape (n_cells, embedding_dim), or None (written to ``store``)
-    n_empty : int
-        Cells without a trained token.
-    """
-    import copy
-
-    from fastembed.backends.dask import map_blocks
-
-    light = copy.copy(model)
-    light._output_vectors = None  # not needed to encode; halves what each worker receives
-    spans = list(spans)
-    blocks = [(lo, hi, payload) for (lo, hi), payload in zip(spans, payloads, strict=True)]
-    shared = (light, mapper, pooling, weights, None if store is None else str(store))
-    result = np.zeros((n_cells, model.embedding_dim), dtype=np.float32) if store is None else None
-    n_empty = 0
-    for i, (block, empty) in map_blocks(client, _encode_task, blocks, shared=shared, threads=model.threads):
-        n_empty += empty
-        if result is not None:
-            lo, hi = spans[i]
-            result[lo:hi] = block
-    return result, n_empty
-
-
-def _check_folder_arg(value) -> None:
-    check_folder_arg(value, "model")
-
-
-def _fetch_from_hub(repo_id: str, revision: str | None) -> Path:
-    return fetch_folder(
-        repo_id,
-        revision,
-        what="model",
-        contents=" (checkpoint.pt or region_vectors.npy, config.yaml, universe.bed)",
-    )

@@ -22,6 +22,8 @@ from here when the function is defined.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # -- numba compile flags ------------------------------------------------------------------------------------
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
@@ -32,8 +34,43 @@ INLINE = {**SERIAL, "inline": "always"}
 INLINE_FAST = {**SERIAL_FAST, "inline": "always"}
 PARALLEL_FAST = {**PARALLEL, "fastmath": set(FASTMATH)}
 
-# -- model defaults shared by the API and the command line ------------------------------------------------
-DEFAULT_WINDOW_SIZE = 5
+
+# -- model defaults shared by the API, the command line and the docs ----------------------------------------
+@dataclass(frozen=True)
+class ModelDefaults:
+    """Defaults of :class:`fastembed.ScEmbed`'s settings (its keyword arguments), in one place: ``ScEmbed``,
+    ``fe.tl.scembed`` and ``fastembed train`` take them from here, and ``tests/model/test_defaults.py`` checks
+    that the parameters page of the docs states the same values."""
+
+    embedding_dim: int = 100
+    window_size: int = 5
+    negative_samples: int = 5
+    min_count: int = 1
+    sample: float | str = "auto"
+    n_components: int | None = 20
+    seed: int | None = None
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    """Defaults of :meth:`fastembed.ScEmbed.train`'s arguments (``epochs=None``: from the data), shared by the
+    API and ``fastembed train``."""
+
+    epochs: int | None = None
+    batch_size: int = 256
+    learning_rate: float = 0.025
+    min_learning_rate: float = 1e-4
+    init: str = "spectral"
+
+
+MODEL_DEFAULTS = ModelDefaults()
+"""The model's defaults (:class:`ModelDefaults`)."""
+
+TRAIN_DEFAULTS = TrainDefaults()
+"""Training's defaults (:class:`TrainDefaults`)."""
+
+DEFAULT_WINDOW_SIZE = MODEL_DEFAULTS.window_size
 """Default context window of :class:`fastembed.ScEmbed` and ``fastembed train`` (see its docstring)."""
 
 EMBEDDING_KEY = "scembed_X"

@@ -12,7 +12,10 @@ the first one's ``obsm``/``uns`` entries, and with ``seed`` and ``threads=1`` gi
 
 from __future__ import annotations
 
-from fastembed.pp import UNS_KEY, _require_anndata, _resolve, universe_info
+from fastembed import settings
+from fastembed.common.validate import require_anndata
+from fastembed.genome.datauniverse import universe_for
+from fastembed.pp import UNS_KEY, universe_info
 
 __all__ = ["scembed"]
 
@@ -22,9 +25,9 @@ def scembed(
     universe=None,
     *,
     model=None,
-    embedding_dim: int = 100,
+    embedding_dim: int = settings.MODEL_DEFAULTS.embedding_dim,
     window_size: int | None = None,
-    negative_samples: int = 5,
+    negative_samples: int = settings.MODEL_DEFAULTS.negative_samples,
     epochs: int | None = None,
     seed: int | None = 0,
     threads: int | None = None,
@@ -80,12 +83,11 @@ def scembed(
         the universe: :attr:`fastembed.TokenizedCells.stats`) and, when it trained, ``training``
         (:attr:`fastembed.ScEmbed.training_info`). Earlier values under these keys are replaced.
     """
-    from fastembed import settings
     from fastembed.genome.tokenize import tokenize_cells
     from fastembed.scembed import ScEmbed
     from fastembed.storage.marker import uns_safe
 
-    _require_anndata(adata, "fe.tl.scembed")
+    require_anndata(adata, "fe.tl.scembed")
     if not isinstance(key_added, str) or not key_added:
         raise ValueError(f"key_added must be a non-empty string, got {key_added!r}")
     if model is not None:
@@ -103,7 +105,7 @@ def scembed(
             raise ValueError("model= has no vectors yet: train it, or leave model= out to train one here")
         trained = False
     else:
-        uni, from_data = _resolve(adata, universe)
+        uni, from_data = universe_for(adata, universe)
         model = ScEmbed(
             embedding_dim,
             settings.DEFAULT_WINDOW_SIZE if window_size is None else window_size,

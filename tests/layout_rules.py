@@ -41,65 +41,7 @@ LAYERS: list[set[str]] = [
 LAYER_DEBTS: dict[tuple[str, str], str] = {}
 
 #: (importer, imported module, private name) imports across rooms still in the code, with why.
-PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {
-    (
-        "fastembed.app.cli",
-        "fastembed.scembed",
-        "_train_args",
-    ): "the CLI's train defaults wait for one defaults source",
-    (
-        "fastembed.scembed",
-        "fastembed.genome.readers",
-        "_as_adata",
-    ): "ScEmbed's input dispatch (ScEmbed rewrite)",
-    ("fastembed.scembed", "fastembed.genome.tokenize", "_PeakMapper"): "ScEmbed's encoder (ScEmbed rewrite)",
-    (
-        "fastembed.tl",
-        "fastembed.pp",
-        "_require_anndata",
-    ): "fe.pp and fe.tl share input checks: one validation module",
-    ("fastembed.tl", "fastembed.pp", "_resolve"): "fe.pp and fe.tl share input checks: one validation module",
-    (
-        "fastembed.reference",
-        "fastembed.annotation.annotate",
-        "_build_index",
-    ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
-    (
-        "fastembed.reference",
-        "fastembed.annotation.annotate",
-        "_embedding",
-    ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
-    (
-        "fastembed.reference",
-        "fastembed.annotation.annotate",
-        "_unit_rows",
-    ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
-    (
-        "fastembed.reference",
-        "fastembed.annotation.annotate",
-        "_input_name",
-    ): "the reference folder fits and validates with annotate's helpers; they become annotation's public API",
-    (
-        "fastembed.reference",
-        "fastembed.model.modelfolder",
-        "_model_file",
-    ): "the reference folder loads its arrays by the model folder's no-pickle rules; one public safe-loader module",
-    (
-        "fastembed.reference",
-        "fastembed.model.modelfolder",
-        "_allowed_roots",
-    ): "the reference folder loads its arrays by the model folder's no-pickle rules; one public safe-loader module",
-    (
-        "fastembed.reference",
-        "fastembed.model.modelfolder",
-        "_check_finite",
-    ): "the reference folder loads its arrays by the model folder's no-pickle rules; one public safe-loader module",
-    (
-        "fastembed.reference",
-        "fastembed.model.modelfolder",
-        "_load_npy",
-    ): "the reference folder loads its arrays by the model folder's no-pickle rules; one public safe-loader module",
-}
+PRIVATE_DEBTS: dict[tuple[str, str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -288,7 +288,7 @@ def test_progress_takes_numpy_bools(small_model, cells, fake_notebook, capsys):
 
 def test_demo_long_steps_have_progress(monkeypatch, tmp_path):
     import fastembed._progress as prog
-    import fastembed.scembed as scembed_mod
+    import fastembed.model.encoder as encoder_mod
     from fastembed.demo import run_demo
 
     seen = []
@@ -307,7 +307,7 @@ def test_demo_long_steps_have_progress(monkeypatch, tmp_path):
         return Bar(total, desc) if enabled else None
 
     monkeypatch.setattr(prog, "progress_bar", fake)
-    monkeypatch.setattr(scembed_mod, "progress_bar", fake)
+    monkeypatch.setattr(encoder_mod, "progress_bar", fake)
     run_demo(tmp_path / "demo", epochs=1, n_cells=400, threads=1)
     assert ("encoding", 400, 400) in seen and ("clustering", 3, 3) in seen
     seen.clear()

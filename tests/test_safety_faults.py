@@ -432,12 +432,13 @@ def test_folder_removed_while_encode_writes_zarr(inputs, tmp_path, monkeypatch):
     """Regression (issue 35.3): the error names the removed folder, and zarr does not re-create it."""
     import anndata as ad
 
+    from fastembed.model.encoder import CellEncoder
     from fastembed.scembed import ScEmbed
 
     model = ScEmbed.from_pretrained(inputs / "model")
     target = tmp_path / "run" / "sub"
     target.mkdir(parents=True)
-    real, calls = ScEmbed._pool, []
+    real, calls = CellEncoder.pool, []
 
     def pool(self, *args, **kwargs):
         calls.append(1)
@@ -445,7 +446,7 @@ def test_folder_removed_while_encode_writes_zarr(inputs, tmp_path, monkeypatch):
             shutil.rmtree(tmp_path / "run")
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(ScEmbed, "_pool", pool)
+    monkeypatch.setattr(CellEncoder, "pool", pool)
     with pytest.raises(FileNotFoundError, match=f"folder '{tmp_path / 'run'}' was removed"):
         model.encode(
             ad.read_h5ad(inputs / "cells.h5ad"), out=target / "e.zarr", batch_cells=50, progress=False
@@ -638,12 +639,12 @@ def test_swallowed_interrupt_is_not_lost(inputs, tmp_path):
 def test_memory_failures_are_one_line_naming_the_step_and_the_setting(
     err, flag, inputs, tmp_path, monkeypatch, capsys
 ):
-    from fastembed.scembed import ScEmbed
+    from fastembed.model.encoder import CellEncoder
 
     def fail(*args, **kwargs):
         raise err
 
-    monkeypatch.setattr(ScEmbed, "_pool", fail)
+    monkeypatch.setattr(CellEncoder, "pool", fail)
     rc, msg = run_cli(writer_args("encode-zarr", inputs, tmp_path / "e.zarr"), capsys)
     assert rc == 1 and msg.count("\n") == 0, msg
     assert msg.startswith("fastembed encode: error: out of memory while encoding")

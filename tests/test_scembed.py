@@ -88,7 +88,7 @@ def test_encode_zarr_equals_memory_and_is_chunked(model, demo_small, tmp_path):
 
 
 def test_failed_encode_leaves_no_store(model, demo_small, tmp_path, monkeypatch):
-    import fastembed.scembed as mod
+    import fastembed.model.encoder as mod
 
     calls = {"n": 0}
     real = mod.weighted_mean_pool

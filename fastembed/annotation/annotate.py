@@ -20,6 +20,7 @@ import pandas as pd
 
 from fastembed import settings
 from fastembed.common.budget import query_blocks, resolve_memory
+from fastembed.common.errors import HintedKeyError, HintedValueError, Keyword, ParameterError
 from fastembed.common.validate import is_number, is_whole
 from fastembed.common.warn import warn
 from fastembed.settings import PARALLEL_FAST
@@ -73,17 +74,18 @@ def annotation_table(predicted: pd.Series, confidence, label_key: str = "cell_ty
 
 
 # The query and the reference are checked for the same things, and their messages are worded alike: each starts
-# with the input's name (_input_name: which input and, when read from a file, its path), then the element
+# with the input's name (input_name: which input and, when read from a file, its path), then the element
 # (obsm['scembed_X'], obs['cell_type']) and what was expected, so a user with two files knows which to fix.
-def _input_name(which: str, path: str | os.PathLike | None = None) -> str:
+def input_name(which: str, path: str | os.PathLike | None = None) -> str:
     """How messages name an input: ``"query AnnData"`` in memory, ``"query '<path>'"`` when read from a path."""
     return f"{which} AnnData" if path is None else f"{which} '{path}'"
 
 
 def _missing_embedding(name: str, key: str, keys) -> KeyError:
     have = ", ".join(map(repr, keys)) or "none"
-    return KeyError(
-        f"{name} has no obsm['{key}'] (obsm keys: {have}); encode it first or pass embedding_key="
+    hint = Keyword("embedding_key")
+    return HintedKeyError(
+        f"{name} has no obsm['{key}'] (obsm keys: {have}); encode it first or pass {hint}", keywords=(hint,)
     )
 
 
@@ -91,8 +93,8 @@ def _not_an_anndata(which: str, value) -> TypeError:
     return TypeError(f"{which} must be an AnnData or an .h5ad/.zarr path, got {type(value).__name__}")
 
 
-def _embedding(adata, key: str, name: str) -> np.ndarray:
-    """``adata.obsm[key]`` as float32 (cells, dims), checked; ``name`` (see :func:`_input_name`) names the
+def embedding_matrix(adata, key: str, name: str) -> np.ndarray:
+    """``adata.obsm[key]`` as float32 (cells, dims), checked; ``name`` (see :func:`input_name`) names the
     AnnData in messages."""
     if key not in adata.obsm:
         raise _missing_embedding(name, key, adata.obsm.keys())
@@ -145,7 +147,7 @@ def read_embedded(path: str | os.PathLike, which: str, embedding_key: str):
     from fastembed.genome.readers import open_element, read_obs
 
     p = Path(path)
-    name = _input_name(which, p)
+    name = input_name(which, p)
     if not p.exists():
         raise FileNotFoundError(f"{name} does not exist")
     obs = read_obs(p)
@@ -166,7 +168,9 @@ def read_embedded(path: str | os.PathLike, which: str, embedding_key: str):
     return ad.AnnData(obs=obs, obsm={embedding_key: emb[:]})
 
 
-def _unit_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unit_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``x`` (float, (n, d)) scaled to unit length: (the scaled rows, same dtype and shape; bool (n,),
+    True where a row was nonzero). All-zero rows stay zero, so cosine similarity becomes a dot product."""
     norms = np.linalg.norm(x, axis=1)
     ok = norms > 0
     out = np.zeros_like(x)
@@ -217,7 +221,9 @@ def _exact_knn(reference: np.ndarray, query: np.ndarray, k: int) -> tuple[np.nda
     return idx, sim
 
 
-def _build_index(reference: np.ndarray, k: int, random_state: int | None, n_jobs: int | None):
+def build_index(reference: np.ndarray, k: int, random_state: int | None, n_jobs: int | None):
+    """A pynndescent NN-descent index over ``reference`` (float32 unit rows, (n, d)), dense enough to find the
+    ``k`` nearest neighbours of a query by cosine (dot product); built when exact search would be too slow."""
     from pynndescent import NNDescent
 
     # A denser graph and a wider search than pynndescent's defaults (15, 0.1): on scATAC embeddings the
@@ -280,7 +286,7 @@ def knn_cosine(
     """
     if reference.shape[0] * query.shape[0] <= settings.EXACT_SEARCH_PAIRS:
         return _exact_knn(reference, query, k)
-    return _index_query(_build_index(reference, k, random_state, n_jobs), query, k)
+    return _index_query(build_index(reference, k, random_state, n_jobs), query, k)
 
 
 @dataclass
@@ -348,20 +354,23 @@ def fit_reference(
     FittedReference
     """
     if isinstance(k, bool) or int(k) != k or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        raise ParameterError("k", "an integer >= 1", k)
     if isinstance(reference_adata, str | os.PathLike):
-        name = _input_name("reference", reference_adata)
+        name = input_name("reference", reference_adata)
         reference_adata = read_embedded(reference_adata, "reference", embedding_key)
     elif hasattr(reference_adata, "obsm"):
-        name = _input_name("reference")
+        name = input_name("reference")
     else:
         raise _not_an_anndata("reference", reference_adata)
     if reference_adata.n_obs == 0:
         raise ValueError(f"{name} has no cells; expected labelled cells with embeddings")
     if label_key not in reference_adata.obs:
         have = ", ".join(map(repr, reference_adata.obs.columns)) or "none"
-        raise KeyError(f"{name} has no obs['{label_key}'] (obs columns: {have}); pass label_key=")
-    r = _embedding(reference_adata, embedding_key, name)
+        hint = Keyword("label_key")
+        raise HintedKeyError(
+            f"{name} has no obs['{label_key}'] (obs columns: {have}); pass {hint}", keywords=(hint,)
+        )
+    r = embedding_matrix(reference_adata, embedding_key, name)
     labels = reference_adata.obs[label_key]
     keep = r.any(axis=1) & labels.notna().to_numpy()
     if not keep.all():
@@ -374,20 +383,22 @@ def fit_reference(
     if center and r.shape[0]:
         mean = r.mean(axis=0, dtype=np.float64).astype(np.float32)
         r = r - mean
-    r, _ = _unit_rows(r)
+    r, _ = unit_rows(r)
     categorical = isinstance(labels.dtype, pd.CategoricalDtype)
     categories = list(labels.cat.categories) if categorical else sorted(pd.unique(labels[keep].astype(str)))
     codes = pd.Categorical(
         labels[keep] if categorical else labels[keep].astype(str), categories=categories
     ).codes
     if k > r.shape[0]:
-        raise ValueError(
-            f"k={k} is larger than the {r.shape[0]} usable cells of {name} (cells with a label in "
-            f"obs['{label_key}'] and a non-zero obsm['{embedding_key}']); expected k <= {r.shape[0]}"
+        given = Keyword("k", k)
+        raise HintedValueError(
+            f"{given} is larger than the {r.shape[0]} usable cells of {name} (cells with a label in "
+            f"obs['{label_key}'] and a non-zero obsm['{embedding_key}']); expected k <= {r.shape[0]}",
+            keywords=(given,),
         )
     index = None
     if int(n_query) * r.shape[0] > settings.EXACT_SEARCH_PAIRS:
-        index = _build_index(r, int(k), random_state, n_jobs)
+        index = build_index(r, int(k), random_state, n_jobs)
     return FittedReference(
         unit=r, mean=mean, codes=np.asarray(codes), categories=categories, k=int(k), index=index, name=name
     )
@@ -440,7 +451,7 @@ def predict(
     ok = q.any(axis=1)  # decided before centring: an all-zero query embedding carries no information
     if fitted.mean is not None:
         q = q - fitted.mean
-    q, centred_ok = _unit_rows(q)
+    q, centred_ok = unit_rows(q)
     ok &= centred_ok
     n = q.shape[0]
     winner = np.zeros(n, dtype=np.int64)
@@ -483,7 +494,7 @@ class QueryEmbeddings:
             from fastembed.genome.readers import open_element, read_obs_names
 
             self.path = Path(query)
-            self.name = _input_name("query", self.path)
+            self.name = input_name("query", self.path)
             self._array = None
             if not self.path.exists():
                 raise FileNotFoundError(f"{self.name} does not exist")
@@ -510,8 +521,8 @@ class QueryEmbeddings:
             if not hasattr(query, "obsm"):
                 raise _not_an_anndata("query", query)
             self.path = None
-            self.name = _input_name("query")
-            self._array = _embedding(query, key, self.name)
+            self.name = input_name("query")
+            self._array = embedding_matrix(query, key, self.name)
             self.obs_names = query.obs_names
             self.n_obs, self.dim = self._array.shape
 
@@ -527,7 +538,7 @@ def read_query_block(path, key: str, lo: int, hi: int) -> np.ndarray:
     from fastembed.genome.readers import open_element
 
     q = np.asarray(open_element(path, f"obsm/{key}")[lo:hi], dtype=np.float32)
-    _check_finite(q, f"{_input_name('query', path)} obsm['{key}']", lo)
+    _check_finite(q, f"{input_name('query', path)} obsm['{key}']", lo)
     return q
 
 
@@ -813,7 +824,7 @@ def _annotate_labels(
             raise ValueError(f"novelty_key must be a non-empty str or None, got {novelty_key!r}"[:300])
         if not is_reference:
             if not is_whole(k) or k < 1:
-                raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
+                raise ParameterError("k", "an integer >= 1", k)
             reference_adata = handler.from_anndata(
                 reference_adata, label_key=label_key, embedding_key=embedding_key, k=int(k), center=center
             )
@@ -836,13 +847,11 @@ def _annotate_labels(
         )
     # Checked by type first: int(None), int(nan) or a str compared with a float would escape as a bare error.
     if not is_whole(k) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}"[:300])
+        raise ParameterError("k", "an integer >= 1", k)
     if min_confidence is not None and not (is_number(min_confidence) and 0.0 <= min_confidence <= 1.0):
-        raise ValueError(f"min_confidence must be a number in [0, 1] or None, got {min_confidence!r}"[:300])
+        raise ParameterError("min_confidence", "a number in [0, 1]", min_confidence, or_none=True)
     if not is_whole(batch_cells) or batch_cells < 1 or batch_cells % settings.QUERY_BATCH:
-        raise ValueError(
-            f"batch_cells must be a positive multiple of {settings.QUERY_BATCH}, got {batch_cells!r}"[:300]
-        )
+        raise ParameterError("batch_cells", f"a positive multiple of {settings.QUERY_BATCH}", batch_cells)
     if not isinstance(unknown_label, str):
         raise ValueError(f"unknown_label must be a str, got {unknown_label!r}"[:300])
     if confidence_key is not None and (not isinstance(confidence_key, str) or not confidence_key):

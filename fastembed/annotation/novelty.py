@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from fastembed import settings
-from fastembed.annotation.annotate import FittedReference, _exact_knn, _index_query, _unit_rows, _vote
+from fastembed.annotation.annotate import FittedReference, _exact_knn, _index_query, _vote, unit_rows
+from fastembed.common.errors import HintedValueError, Keyword
 
 __all__ = ["DEFAULT_MAX_NOVELTY", "leave_one_out_distances", "predict_with_distance", "tail_probability"]
 
@@ -62,9 +63,11 @@ def leave_one_out_distances(fitted: FittedReference, k: int | None = None) -> np
     k = fitted.k if k is None else int(k)
     n = fitted.unit.shape[0]
     if k >= n:
-        raise ValueError(
+        given = Keyword("k", k)
+        raise HintedValueError(
             f"novelty needs k < the {n} usable cells of {fitted.name} (each cell's neighbours leave it out), "
-            f"got k={k}"
+            f"got {given}",
+            keywords=(given,),
         )
     out = np.empty(n, dtype=np.float32)
     step = settings.QUERY_BATCH
@@ -109,7 +112,7 @@ def predict_with_distance(
     ok = q.any(axis=1)
     if fitted.mean is not None:
         q = q - fitted.mean
-    q, centred_ok = _unit_rows(q)
+    q, centred_ok = unit_rows(q)
     ok &= centred_ok
     n = q.shape[0]
     winner = np.zeros(n, dtype=np.int64)

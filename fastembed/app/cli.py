@@ -228,8 +228,9 @@ def cmd_tokenize(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from fastembed.model.training import check_train_args
     from fastembed.region2vec import Region2VecDataset
-    from fastembed.scembed import ScEmbed, _train_args
+    from fastembed.scembed import ScEmbed
     from fastembed.storage.atomic import check_output_path
 
     out = check_output_path(
@@ -250,7 +251,7 @@ def cmd_train(args) -> None:
         seed=args.seed,
         threads=args.threads,
     )
-    _train_args(args.epochs, args.batch_size, args.learning_rate)
+    check_train_args(args.epochs, args.batch_size, args.learning_rate)
     if args.memory is not None:
         settings.MEMORY_BUDGET = args.memory  # the budget training is checked against (fastembed.trainmem)
     if args.sample_cells is None:
@@ -541,6 +542,9 @@ def cmd_demo(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The model's and training's defaults, and the help's "(default: ...)", come from settings: one source.
+    model, train = settings.MODEL_DEFAULTS, settings.TRAIN_DEFAULTS
+
     def flags(default):
         # The flags work before or after the subcommand; SUPPRESS keeps a subcommand's unset flag from
         # overwriting one given before it.
@@ -665,29 +669,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--epochs",
         type=int,
-        default=None,
+        default=train.epochs,
         help="passes over all cells (default: from the data and the window; see the README)",
     )
-    p.add_argument("--embedding-dim", type=int, default=100, help="vector length (default: 100)")
+    p.add_argument(
+        "--embedding-dim",
+        type=int,
+        default=model.embedding_dim,
+        help=f"vector length (default: {model.embedding_dim})",
+    )
     p.add_argument(
         "--window-size",
         type=int,
-        default=settings.DEFAULT_WINDOW_SIZE,
-        help=f"context window (default: {settings.DEFAULT_WINDOW_SIZE})",
+        default=model.window_size,
+        help=f"context window (default: {model.window_size})",
     )
-    p.add_argument("--negative-samples", type=int, default=5, help="negatives per pair (default: 5)")
-    p.add_argument("--batch-size", type=int, default=256, help="cells per parallel work unit (default: 256)")
     p.add_argument(
-        "--learning-rate", type=float, default=0.025, help="initial learning rate (default: 0.025)"
+        "--negative-samples",
+        type=int,
+        default=model.negative_samples,
+        help=f"negatives per pair (default: {model.negative_samples})",
     )
-    p.add_argument("--min-count", type=int, default=1, help="ignore tokens seen in fewer cells (default: 1)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=train.batch_size,
+        help=f"cells per parallel work unit (default: {train.batch_size})",
+    )
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        default=train.learning_rate,
+        help=f"initial learning rate (default: {train.learning_rate})",
+    )
+    p.add_argument(
+        "--min-count",
+        type=int,
+        default=model.min_count,
+        help=f"ignore tokens seen in fewer cells (default: {model.min_count})",
+    )
     p.add_argument(
         "--subsample",
         type=_subsample_arg,
-        default="auto",
+        default=model.sample,
         metavar="auto|S",
-        help="frequent-region subsampling: auto (default; thins only regions in more than ~1,300 cells), 0 "
-        "(off) or word2vec's threshold S in (0, 1), e.g. 1e-4",
+        help=f"frequent-region subsampling (default: {model.sample}): auto thins only regions in more than "
+        "~1,300 cells, 0 turns it off, or word2vec's threshold S in (0, 1), e.g. 1e-4",
     )
     p.add_argument(
         "--seed",
@@ -813,7 +840,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="reference folder to create")
     p.add_argument("--label-key", default="cell_type", help="obs column of the labels (default: cell_type)")
     p.add_argument("--obs-columns", default="", help="other obs columns to keep, comma-separated")
-    p.add_argument("--embedding-key", default="scembed_X", help="obsm key (default: scembed_X)")
+    p.add_argument(
+        "--embedding-key",
+        default=settings.EMBEDDING_KEY,
+        help=f"obsm key (default: {settings.EMBEDDING_KEY})",
+    )
     p.add_argument("-k", type=int, default=10, help="neighbours (default: 10)")
     p.add_argument("--no-center", action="store_true", help="plain cosine k-NN")
     p.add_argument(
@@ -861,27 +892,23 @@ def _output_claim(args):
     return output_lock(out, what=f"{args.command} output")
 
 
-# A Python keyword inside a message: ``overwrite=True``, ``min_overlap=50``, ``universe=<...>`` or ``label_key=``
-# (a bare name, the value left to the user).
-_KEYWORD_HINT = re.compile(
-    r"(?<![\w.\-'\"\[])([a-z][a-z0-9_]*)=(True|<[^>]*>|'[^']*'|[\w.+-]+|(?=[\s,;:)]|$))"
-)
+def as_cli_message(err: BaseException, parser: argparse.ArgumentParser | None) -> str:
+    """The one-line message of a library error, with the Python parameters it names spelled as ``parser``'s
+    options.
 
-# A parameter's range error, as the library's checks word it: ``embedding_dim must be an integer >= 1, got 0``
-# or ``seed must be a non-negative integer or None, got -1`` (the name first; " or None" apart, since a flag
-# left out is the None).
-_RANGE_ERROR = re.compile(r"^([a-z][a-z0-9_]*) must be (.*?)(?: or None)?(?=, got |;|$)")
-
-
-def as_cli_message(msg: str, parser: argparse.ArgumentParser | None) -> str:
-    """``msg`` with the Python parameter names of ``parser``'s options spelled as those options.
-
-    Library messages speak Python (``pass overwrite=True``, ``embedding_dim must be an integer >= 1, got 0``);
-    a user at the command line typed flags, so the command line rewrites each ``name=...`` whose ``--name`` it
-    has (``pass --overwrite``), and a range error about such a parameter names the flag
-    (``--embedding-dim must be an integer >= 1, got 0``). Keywords the command has no option for stay as they
-    are.
+    Library messages speak Python (``pass overwrite=True``, ``embedding_dim must be an integer >= 1, got 0``); a
+    user at the command line typed flags. The errors say what they name (:mod:`fastembed.common.errors`), so
+    the mapping goes by their type and data, never by their wording: a
+    :class:`~fastembed.common.errors.ParameterError` about a parameter the command has a flag for is worded with
+    the flag as its subject (``--embedding-dim must be an integer >= 1, got 0``; a flag left out is the None, so
+    "or None" goes), and each :class:`~fastembed.common.errors.Keyword` a
+    :class:`~fastembed.common.errors.HintedError` names is spelled as its flag (``pass --overwrite``).
+    Keywords the command has no option for stay as they are; other errors keep their message.
     """
+    from fastembed.common.errors import HintedError, ParameterError
+
+    msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+    msg = str(msg).strip().replace("\n", " ") or type(err).__name__
     if parser is None:
         return msg
     flags = {s for a in parser._actions for s in a.option_strings}
@@ -889,19 +916,20 @@ def as_cli_message(msg: str, parser: argparse.ArgumentParser | None) -> str:
     def option(name: str) -> str | None:
         return next((c for c in (f"--{name.replace('_', '-')}", f"-{name}") if c in flags), None)
 
-    def range_error(m: re.Match) -> str:
-        cand = option(m.group(1))
-        return m.group(0) if cand is None else f"{cand} must be {m.group(2)}"
-
-    def keyword(m: re.Match) -> str:
-        cand, value = option(m.group(1)), m.group(2)
-        if cand is None:
-            return m.group(0)
-        if value == "True" or not value:
-            return cand
-        return f"{cand} {value.strip(chr(39))}"
-
-    return _KEYWORD_HINT.sub(keyword, _RANGE_ERROR.sub(range_error, msg, count=1))
+    if isinstance(err, ParameterError) and (flag := option(err.param)) is not None:
+        msg = err.worded(flag, or_none=False).replace("\n", " ")
+    # A HintedError carries its keywords; an error of another type may have been given them on its way up
+    # (the training driver hints the learning rate of a DivergedError).
+    keywords = err.keywords if isinstance(err, HintedError) else getattr(err, "keywords", ())
+    if keywords:
+        # Longest spelling first: "min_fragments=5" before a bare "min_fragments=" in the same message.
+        for kw in sorted(set(keywords), key=lambda k: -len(str(k))):
+            flag = option(kw.name)
+            if flag is not None:
+                # A whole keyword only: "k=10", not the tail of "block=10".
+                spelled = kw.as_flag(flag)
+                msg = re.sub(rf"(?<![\w.\-'\"\[]){re.escape(str(kw))}", lambda _, s=spelled: s, msg)
+    return msg
 
 
 def _show_warning(command: str):
@@ -1003,10 +1031,7 @@ def _run(parser, args) -> int:
             # A failed allocation (also a thread that cannot start, HDF5's realloc): the step and what lowers it.
             print(f"fastembed {args.command}: error: {memory_error(err, args.command)}", file=sys.stderr)
             return 1
-        msg = str(err).strip().replace("\n", " ") or type(err).__name__
-        if isinstance(err, KeyError) and err.args:
-            msg = str(err.args[0])
-        msg = as_cli_message(msg, getattr(parser, "subparsers", {}).get(args.command))
+        msg = as_cli_message(err, getattr(parser, "subparsers", {}).get(args.command))
         print(f"fastembed {args.command}: error: {msg}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -25,6 +25,7 @@ import re
 import numpy as np
 
 from fastembed import settings
+from fastembed.common.errors import HintedValueError, Keyword
 
 __all__ = [
     "parse_memory",
@@ -138,10 +139,12 @@ def _too_small(indptr, costs, budget: int, what: str) -> None:
     worst = int(np.argmax(need))
     if need.size and need[worst] > budget:
         nnz = int(indptr[worst + 1] - indptr[worst])
-        raise ValueError(
+        hint = Keyword("memory")
+        raise HintedValueError(
             f"memory budget {format_bytes(budget)} is too small for one cell of {what}: cell {worst} holds "
             f"{nnz} nonzeros, which need about {format_bytes(int(need[worst]))} in one block; pass a larger "
-            f"memory= (or --memory), e.g. {format_bytes(max(int(need[worst]) * 64, 64 << 20))}"
+            f"{hint} (or --memory), e.g. {format_bytes(max(int(need[worst]) * 64, 64 << 20))}",
+            keywords=(hint,),
         )
 
 
@@ -202,10 +205,12 @@ def cell_blocks(
         if hi < n_cells and multiple > 1:
             hi = lo + (hi - lo) // multiple * multiple
             if hi == lo:
-                raise ValueError(
+                hint = Keyword("memory")
+                raise HintedValueError(
                     f"memory budget {format_bytes(budget)} is too small for {multiple} cells of {what} "
                     f"(cells {lo}:{lo + multiple} need {format_bytes(int(costs[min(lo + multiple, n_cells)] - costs[lo]))}); "
-                    "pass a larger memory= (or --memory)"
+                    f"pass a larger {hint} (or --memory)",
+                    keywords=(hint,),
                 )
         spans.append((lo, hi))
         lo = hi
@@ -348,7 +353,7 @@ def peak_matrix_blocks(
 ) -> list[tuple[int, int]] | tuple[list[tuple[int, int]], int]:
     """Blocks of a cells x peaks matrix (in memory or on disk) for tokenizing (and pooling) within ``budget``.
 
-    ``mapper`` is the peak-to-token map (:class:`fastembed.tokenize._PeakMapper`): its mean regions per mapped
+    ``mapper`` is the peak-to-token map (:class:`fastembed.tokenize.PeakMapper`): its mean regions per mapped
     peak scale the token arrays. Returns the blocks; with ``chunked``, ``(blocks, chunk)`` as
     :func:`plan_blocks` gives them (each block whole chunks, for zarr).
     """

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import numba
 import numpy as np
 
+from fastembed.common.errors import ParameterError
+
 
 def check_threads(threads: int | None) -> int | None:
     """Validate a thread count: None (numba's current setting, ``numba.get_num_threads()``) or
@@ -16,9 +18,7 @@ def check_threads(threads: int | None) -> int | None:
         return None
     top = numba.config.NUMBA_NUM_THREADS
     if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or not 1 <= threads <= top:
-        raise ValueError(
-            f"threads must be an integer from 1 to {top} (NUMBA_NUM_THREADS), got {threads!r}"[:300]
-        )
+        raise ParameterError("threads", f"an integer from 1 to {top} (NUMBA_NUM_THREADS)", threads)
     return int(threads)
 
 

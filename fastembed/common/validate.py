@@ -2,13 +2,15 @@
 message wherever it is passed.
 
 The predicates (:func:`is_number`, :func:`is_whole`) answer yes or no; the ``check_*`` functions return the value
-in its canonical type or raise a ValueError that starts with the argument's name (the command line shows it as
+in its canonical type or raise a :class:`fastembed.common.errors.ParameterError` (a ValueError) that starts with the argument's name (the command line shows it as
 it is). Messages quote the bad value, cut to 300 characters so that a huge value cannot flood a log.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from fastembed.common.errors import ParameterError
 
 __all__ = [
     "is_number",
@@ -17,6 +19,7 @@ __all__ = [
     "check_positive_float",
     "check_fraction",
     "check_sample",
+    "require_anndata",
 ]
 
 
@@ -37,7 +40,7 @@ def check_positive_int(name: str, value) -> int:
     would be accepted silently.
     """
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}"[:300])
+        raise ParameterError(name, "an integer >= 1", value)
     return int(value)
 
 
@@ -45,10 +48,10 @@ def check_positive_float(name: str, value, *, allow_zero: bool = False) -> float
     """``value`` as a ``float`` if it is a finite number > 0 (>= 0 with ``allow_zero``), else a ValueError
     naming ``name``."""
     if not is_number(value):
-        raise ValueError(f"{name} must be a number, got {value!r}"[:300])
+        raise ParameterError(name, "a number", value)
     value = float(value)
     if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
+        raise ParameterError(name, f"a finite number {'>=' if allow_zero else '>'} 0", value)
     return value
 
 
@@ -56,7 +59,7 @@ def check_fraction(name: str, value) -> float:
     """``value`` as a ``float`` if it is a number in ``[0, 1)``, else a ValueError naming ``name``."""
     value = check_positive_float(name, value, allow_zero=True)
     if value >= 1:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+        raise ParameterError(name, "a number in [0, 1)", value)
     return value
 
 
@@ -68,4 +71,19 @@ def check_sample(value) -> float | str:
     try:
         return check_fraction("sample", value)
     except ValueError:
-        raise ValueError(f"sample must be 'auto' or a number in [0, 1), got {value!r}"[:300]) from None
+        raise ParameterError("sample", "'auto' or a number in [0, 1)", value) from None
+
+
+def require_anndata(adata, what: str) -> None:
+    """Refuse anything but an in-memory AnnData for ``what`` (``"fe.tl.scembed"``): a TypeError that names the
+    file API instead. The scanpy-style steps write their results into the AnnData, which a backed one or a path
+    cannot take."""
+    import anndata as ad
+
+    if not isinstance(adata, ad.AnnData) or adata.isbacked:
+        raise TypeError(
+            f"{what} needs an AnnData in memory (it writes its results into it), got "
+            f"{'a backed AnnData' if isinstance(adata, ad.AnnData) else type(adata).__name__}; for a file, "
+            "read it first (adata = anndata.read_h5ad(path)), or use the file API: fe.tokenize_cells(path, "
+            "universe, output=...) and model.encode(path, out=...)"
+        )

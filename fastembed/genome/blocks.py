@@ -50,7 +50,7 @@ def x_payload(adata, path: Path | None, lo: int, hi: int) -> tuple:
 def block_tokens(payload: tuple, mapper) -> tuple[np.ndarray, np.ndarray]:
     """``(indptr int64, indices int32)`` of a payload's cells; ``mapper`` (a peak-to-token map) tokenizes peak
     rows (it is not used for a ``"tokens"`` payload) and counts their entries as
-    :meth:`fastembed.genome.tokenize._PeakMapper.tokens` does."""
+    :meth:`fastembed.genome.tokenize.PeakMapper.tokens` does."""
     kind = payload[0]
     if kind == "tokens":
         return payload[1], payload[2]

@@ -25,6 +25,7 @@ from fastembed.common.warn import warn
 from fastembed.genome.universe import Universe
 
 __all__ = [
+    "universe_for",
     "LOW_FRACTION_COUNTS",
     "LOW_FRACTION_PEAKS",
     "check_universe_fit",
@@ -89,9 +90,9 @@ def universe_from_peaks(adata, *, name: str | None = None) -> Universe:
         Regions in natural chromosome order, then by start; ``len()`` <= the number of peaks (equal when no two
         peaks overlap).
     """
-    from fastembed.genome.readers import _as_adata, peak_coordinates
+    from fastembed.genome.readers import as_adata, peak_coordinates
 
-    data, data_name = _as_adata(adata)
+    data, data_name = as_adata(adata)
     if data.n_vars == 0:
         raise ValueError(f"{data_name} has zero peaks (var is empty); no universe can be made from them")
     chroms, starts, ends = peak_coordinates(data, name=data_name)
@@ -110,6 +111,20 @@ def universe_from_peaks(adata, *, name: str | None = None) -> Universe:
         np.concatenate(out_e),
         source=name or f"peaks of {data_name}",
     )
+
+
+def universe_for(adata, universe, *, name: str | None = None) -> tuple[Universe, bool]:
+    """The universe to tokenize ``adata`` with: (Universe, from_data).
+
+    ``universe`` None: the data's own peaks (:func:`universe_from_peaks`, ``from_data`` True); else a
+    :class:`Universe`, BED path or anything :func:`fastembed.genome.universe.resolve_universe` takes
+    (``from_data`` False). ``name`` names the AnnData in messages.
+    """
+    from fastembed.genome.universe import resolve_universe
+
+    if universe is None:
+        return universe_from_peaks(adata, name=name), True
+    return resolve_universe(universe), False
 
 
 def check_universe_fit(stats: dict, name: str, universe_source) -> bool:

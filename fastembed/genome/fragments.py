@@ -46,6 +46,7 @@ import numpy as np
 
 from fastembed import settings
 from fastembed.common.budget import fragment_limits, resolve_memory
+from fastembed.common.errors import HintedValueError, Keyword, ParameterError
 from fastembed.common.suffix import has_suffix
 from fastembed.common.warn import warn
 from fastembed.genome import tokenize as _tok
@@ -182,7 +183,7 @@ def read_whitelist(barcodes) -> list[str]:
         out = list(barcodes)
         bad = [b for b in out if not isinstance(b, str) or not b]
         if bad:
-            raise ValueError(f"barcodes must be non-empty strings, got {bad[0]!r}")
+            raise ParameterError("barcodes", "non-empty strings", bad[0])
     if not out:
         raise ValueError(f"{name}: the whitelist holds no barcodes")
     if len(set(out)) != len(out):
@@ -520,12 +521,13 @@ def _read_batches(path: Path, bcs: _Barcodes, block_size: int) -> Iterator[_Batc
 def _check_read_args(mode, min_overlap, block_size) -> None:
     """The checks every reader of fragment files makes of its reading options (ValueError naming the option)."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+        raise ParameterError("mode", f"one of {', '.join(map(repr, MODES))}", mode)
     if isinstance(min_overlap, bool) or int(min_overlap) != min_overlap or min_overlap < 1:
-        raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
+        raise ParameterError("min_overlap", "an integer >= 1 bp", min_overlap)
     if mode == "insertion" and min_overlap != 1:
-        raise ValueError(
-            f"min_overlap must be 1 in mode='insertion' (an insertion site is 1 bp), got {min_overlap}"
+        insertion = Keyword("mode", "insertion")
+        raise ParameterError(
+            "min_overlap", f"1 in {insertion} (an insertion site is 1 bp)", min_overlap, keywords=(insertion,)
         )
     if int(block_size) < 1024:
         raise ValueError(f"block_size must be at least 1024 bytes, got {block_size!r}")
@@ -675,10 +677,12 @@ def _tokenize_fragments(
     if min_fragments != "auto" and (
         isinstance(min_fragments, bool | str) or int(min_fragments) != min_fragments or min_fragments < 1
     ):
-        raise ValueError(f"min_fragments must be an integer >= 1 or 'auto', got {min_fragments!r}")
+        raise ParameterError("min_fragments", "an integer >= 1 or 'auto'", min_fragments)
     if barcodes is not None and min_fragments != 1:
-        raise ValueError(
-            "pass either barcodes= (a whitelist keeps every listed barcode) or min_fragments=, not both"
+        hints = (Keyword("barcodes"), Keyword("min_fragments"))
+        raise HintedValueError(
+            f"pass either {hints[0]} (a whitelist keeps every listed barcode) or {hints[1]}, not both",
+            keywords=hints,
         )
     block_size, fold_at = fragment_limits(resolve_memory(memory), int(block_size))
     uni = resolve_universe(universe)
@@ -812,8 +816,10 @@ def _finish(
             stats["n_barcodes_below_min_fragments"] = int(np.count_nonzero(~keep))
             stats["n_fragments_below_min_fragments"] = int(frags[~keep].sum())
             if not keep.any():
-                raise ValueError(
-                    f"no barcode of {name} has min_fragments={min_fragments} fragments (the most is {frags.max()})"
+                given = Keyword("min_fragments", min_fragments)
+                raise HintedValueError(
+                    f"no barcode of {name} has {given} fragments (the most is {frags.max()})",
+                    keywords=(given,),
                 )
             lengths = np.diff(indptr)
             indices = indices[np.repeat(keep, lengths)]

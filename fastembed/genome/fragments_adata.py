@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from fastembed import settings
+from fastembed.common.errors import HintedValueError, Keyword, ParameterError
 from fastembed.genome.droplets import AUTO_FLOOR, EXPECTED_CELLS, droplet_threshold
 from fastembed.genome.fragments import (
     _Barcodes,
@@ -56,10 +57,10 @@ MITO_NAMES = frozenset({"chrM", "chrMT", "M", "MT"})
 def _check_min_fragments(min_fragments):
     if isinstance(min_fragments, str):
         if min_fragments != "auto":
-            raise ValueError(f"min_fragments must be 'auto' or an integer >= 1, got {min_fragments!r}")
+            raise ParameterError("min_fragments", "'auto' or an integer >= 1", min_fragments)
         return "auto"
     if isinstance(min_fragments, bool) or int(min_fragments) != min_fragments or min_fragments < 1:
-        raise ValueError(f"min_fragments must be 'auto' or an integer >= 1, got {min_fragments!r}")
+        raise ParameterError("min_fragments", "'auto' or an integer >= 1", min_fragments)
     return int(min_fragments)
 
 
@@ -211,9 +212,11 @@ def read_fragments(
         threshold = droplet_threshold(qc["frags"]) if rule == "auto" else rule
         keep = qc["frags"] >= threshold
         if not keep.any():
-            raise ValueError(
-                f"no barcode of {name} has min_fragments={threshold} fragments (the most is {qc['frags'].max()}); "
-                "pass a lower min_fragments= or a whitelist (barcodes=)"
+            hints = (Keyword("min_fragments", threshold), Keyword("min_fragments"), Keyword("barcodes"))
+            raise HintedValueError(
+                f"no barcode of {name} has {hints[0]} fragments (the most is {qc['frags'].max()}); "
+                f"pass a lower {hints[1]} or a whitelist ({hints[2]})",
+                keywords=hints,
             )
     X = counts[np.flatnonzero(keep)] if not keep.all() else counts
     X.sort_indices()

@@ -20,6 +20,7 @@ import pandas as pd
 import scipy.io
 import scipy.sparse as sp
 
+from fastembed.common.errors import HintedValueError, Keyword, ParameterError
 from fastembed.common.suffix import has_suffix
 from fastembed.common.warn import warn
 from fastembed.genome.universe import MAX_COORD, is_gzip, open_text, parse_coordinate, read_bed, reading_text
@@ -568,7 +569,7 @@ def read_obs(path: str | os.PathLike, *, index: bool = True) -> pd.DataFrame:
         ) from None
 
 
-def _as_adata(adata, *, backed: bool = True):
+def as_adata(adata, *, backed: bool = True):
     """(AnnData or LazyAnnData, name for messages) from an AnnData or an ``.h5ad``/``.zarr`` path.
 
     A path is read lazily (:class:`LazyAnnData`) unless ``backed`` is False; anything without ``var`` and
@@ -699,7 +700,7 @@ def restyle_chroms(chroms: np.ndarray, style: str) -> np.ndarray:
     prefix and maps ``chrM`` to ``MT``; names already in the target style are kept. ``"asis"`` changes nothing.
     """
     if style not in CHROM_STYLES:
-        raise ValueError(f"chrom_style must be one of {', '.join(CHROM_STYLES)}, got {style!r}")
+        raise ParameterError("chrom_style", f"one of {', '.join(CHROM_STYLES)}", style)
     chroms = np.asarray(chroms, dtype=object)
     if style == "asis":
         return chroms
@@ -711,14 +712,15 @@ def restyle_chroms(chroms: np.ndarray, style: str) -> np.ndarray:
     return pd.Series(chroms).map(dict(zip(names, new, strict=True))).to_numpy(dtype=object)
 
 
-def _style_hint(peak_chroms, uni_chroms) -> str:
+def _style_hint(peak_chroms, uni_chroms) -> tuple[str, Keyword]:
+    """How to match the peaks' chromosome names to the universe's: (the advice, the keyword it names)."""
     peak_chr = sum(str(c).startswith("chr") for c in peak_chroms) > len(peak_chroms) / 2
     uni_chr = sum(str(c).startswith("chr") for c in uni_chroms) > len(uni_chroms) / 2
-    if uni_chr and not peak_chr:
-        return "pass chrom_style='add-chr' to match them"
-    if peak_chr and not uni_chr:
-        return "pass chrom_style='strip-chr' to match them"
-    return "rename one to match the other (chrom_style= adds or strips a 'chr' prefix)"
+    if uni_chr != peak_chr:
+        style = Keyword("chrom_style", "add-chr" if uni_chr else "strip-chr")
+        return f"pass {style} to match them", style
+    style = Keyword("chrom_style")
+    return f"rename one to match the other ({style} adds or strips a 'chr' prefix)", style
 
 
 # --------------------------------------------------------------------------------------------------
@@ -754,15 +756,16 @@ def cell_matrix(adata, layer: str | None = None, *, name: str = "the AnnData"):
         field_name = "X"
         if matrix is None:
             layers = list(getattr(adata, "layers", {}).keys())
+            layer_kw = Keyword("layer")
             hint = (
-                f"pass layer= with one of its layers: {', '.join(repr(k) for k in layers[:6])}"
+                f"pass {layer_kw} with one of its layers: {', '.join(repr(k) for k in layers[:6])}"
                 if layers
                 else "it has no layers either; store the peak counts in X"
             )
-            raise ValueError(f"{name} has no X matrix (X is None); {hint}")
+            raise HintedValueError(f"{name} has no X matrix (X is None); {hint}", keywords=(layer_kw,))
     else:
         if not isinstance(layer, str):
-            raise ValueError(f"layer must be the name of a layer (a str), got {layer!r}")
+            raise ParameterError("layer", "the name of a layer (a str)", layer)
         layers = getattr(adata, "layers", {})
         if layer not in layers:
             raise ValueError(

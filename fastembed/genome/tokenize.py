@@ -25,13 +25,14 @@ import pandas as pd
 
 from fastembed import settings
 from fastembed.common.budget import peak_matrix_blocks, resolve_memory
+from fastembed.common.errors import HintedValueError, Keyword, ParameterError
 from fastembed.common.inputs import TOKENIZE_ACCEPTS, refuse_fragments
 from fastembed.common.warn import warn
 from fastembed.genome.datauniverse import check_universe_fit
 from fastembed.genome.readers import (
-    _as_adata,
     _csr_rows,
     _style_hint,
+    as_adata,
     cell_matrix,
     peak_coordinates,
     restyle_chroms,
@@ -259,11 +260,14 @@ def _chrom_codes(peak_chroms: np.ndarray, uni: Universe, name: str, chrom_style:
     if unknown.all():
         peak_examples = ", ".join(repr(c) for c in pd.unique(peak_chroms)[:4])
         uni_examples = ", ".join(repr(c) for c in uni.chrom_names[:4])
-        styled = "" if chrom_style == "asis" else f" (chrom_style='{chrom_style}')"
-        raise ValueError(
+        used = Keyword("chrom_style", chrom_style)
+        styled = "" if chrom_style == "asis" else f" ({used})"
+        advice, style = _style_hint(pd.unique(given), uni.chrom_names)
+        raise HintedValueError(
             f"none of the peak chromosomes of {name}{styled} ({peak_examples}) occur in universe "
             f"'{uni.source}' ({uni_examples}): the two name chromosomes differently "
-            f"(e.g. '1' vs 'chr1'); {_style_hint(pd.unique(given), uni.chrom_names)}"
+            f"(e.g. '1' vs 'chr1'); {advice}",
+            keywords=(used, style),
         )
     if unknown.any():
         missing = pd.unique(peak_chroms[unknown])
@@ -290,7 +294,7 @@ def _warn_duplicate_names(barcodes: np.ndarray, name: str) -> None:
     )
 
 
-class _PeakMapper:
+class PeakMapper:
     """The peaks of one AnnData mapped once to a universe; turns row blocks of its matrix into tokens.
 
     Parameters
@@ -325,7 +329,7 @@ class _PeakMapper:
         chrom_style: str = "asis",
     ):
         if isinstance(min_overlap, bool) or not isinstance(min_overlap, int | np.integer) or min_overlap < 1:
-            raise ValueError(f"min_overlap must be an integer >= 1 bp, got {min_overlap!r}")
+            raise ParameterError("min_overlap", "an integer >= 1 bp", min_overlap)
         if adata.n_obs == 0:
             raise ValueError(f"{name} has zero cells; nothing to tokenize")
         if adata.n_vars == 0:
@@ -464,26 +468,30 @@ def _tokenize_cells(
     restyle_chroms([], chrom_style)  # a bad style is refused before any file is read
     uni = resolve_universe(universe_file)
     if isinstance(batch_cells, bool) or int(batch_cells) != batch_cells or batch_cells < 1:
-        raise ValueError(f"batch_cells must be an integer >= 1, got {batch_cells!r}")
+        raise ParameterError("batch_cells", "an integer >= 1", batch_cells)
     batch_cells = int(batch_cells)
     source = adata
-    adata, name = _as_adata(adata)
+    adata, name = as_adata(adata)
     matrix, field_name = cell_matrix(adata, layer, name=name)
-    mapper = _PeakMapper(adata, uni, min_overlap=min_overlap, name=name, chrom_style=chrom_style)
+    mapper = PeakMapper(adata, uni, min_overlap=min_overlap, name=name, chrom_style=chrom_style)
     if mapper.n_peaks_unmapped == mapper.n_peaks:
         # Raised here, not at training ("empty dataset"), where the cause is no longer visible.
-        raise ValueError(
+        hints = (Keyword("min_overlap", min_overlap), Keyword("min_overlap"))
+        raise HintedValueError(
             f"none of the {mapper.n_peaks} peaks of {name} overlaps a region of universe '{uni.source}' by at "
-            f"least min_overlap={min_overlap} bp ({mapper.n_peaks_unknown_chrom} lie on chromosomes the universe "
-            "lacks): lower min_overlap= or check that the peaks and the universe use the same genome build"
+            f"least {hints[0]} bp ({mapper.n_peaks_unknown_chrom} lie on chromosomes the universe "
+            f"lacks): lower {hints[1]} or check that the peaks and the universe use the same genome build",
+            keywords=hints,
         )
     spans = peak_matrix_blocks(matrix, mapper, resolve_memory(memory), batch_cells, name)
     if client is None:
         parts = (mapper.tokens(matrix, lo, hi, field_name) for lo, hi in spans)
     else:
         if layer is not None:
-            raise ValueError(
-                "layer= is not supported with client=; store the counts in X for Dask tokenizing"
+            hint = Keyword("layer")
+            raise HintedValueError(
+                f"{hint} is not supported with client=; store the counts in X for Dask tokenizing",
+                keywords=(hint,),
             )
         parts = _tokenize_blocks(client, adata, source, mapper, spans)
     if out_path is not None:
@@ -517,7 +525,7 @@ def _tokenize_task(payload: tuple, mapper):
 
 def _tokenize_blocks(client, adata, source, mapper, spans) -> list:
     """Token blocks of every cell of ``adata``, each block ``(lo, hi)`` of ``spans`` a Dask task:
-    ``[(indptr int64, indices int32), ...]`` in cell order (what :meth:`_PeakMapper.tokens` gives for each block).
+    ``[(indptr int64, indices int32), ...]`` in cell order (what :meth:`PeakMapper.tokens` gives for each block).
     Workers read an ``.h5ad``/``.zarr`` ``source`` themselves; an in-memory one travels block by block. The
     blocks' entry counts are added to ``mapper.n_counts`` and ``mapper.n_counts_in_universe``."""
     from fastembed.backends.dask import map_blocks

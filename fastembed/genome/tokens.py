@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from fastembed import settings
+from fastembed.common.errors import HintedValueError, Keyword
 from fastembed.common.suffix import has_suffix
 from fastembed.common.warn import warn
 from fastembed.genome.universe import Universe, resolve_universe
@@ -479,16 +480,19 @@ def _file_universe(meta: dict[bytes, bytes], path: Path, given: Universe | None)
     """The universe of a token file: the one it carries, checked against ``given`` if both exist."""
     stored = _universe_from_metadata(meta, path)
     if stored is None and given is None:
-        raise ValueError(
-            f"token file '{path}' does not carry its universe (not written by fastembed); "
-            "pass universe=<the BED file it was tokenized with>"
+        hint = Keyword("universe", "<the BED file it was tokenized with>", placeholder=True)
+        raise HintedValueError(
+            f"token file '{path}' does not carry its universe (not written by fastembed); pass {hint}",
+            keywords=(hint,),
         )
     if stored is not None and given is not None and stored.checksum != given.checksum:
         # The ids index the stored regions; reading them against other regions would silently mislabel cells.
-        raise ValueError(
+        hint = Keyword("universe")
+        raise HintedValueError(
             f"token file '{path}' was tokenized with another universe ({len(stored)} regions, checksum "
-            f"{stored.checksum[:12]}) than universe= '{given.source}' ({len(given)} regions, checksum "
-            f"{given.checksum[:12]}); drop universe= to use the file's own"
+            f"{stored.checksum[:12]}) than {hint} '{given.source}' ({len(given)} regions, checksum "
+            f"{given.checksum[:12]}); drop {hint} to use the file's own",
+            keywords=(hint,),
         )
     return stored if stored is not None else given
 

@@ -35,42 +35,39 @@ runs with the same seed give bit-identical vectors. With more threads the interl
 so results are statistically equivalent but not bit-reproducible. Each thread takes the next block from a
 shared atomic counter (:func:`fastembed._counter.fetch_add`) until none is left, and blocks shrink until every
 thread has ``settings.BLOCKS_PER_THREAD`` of them, so a thread that runs slower (a deeper block, a busy
-neighbour on a shared machine) never leaves the others waiting for more than one block. Version 0.9 replaced
-a static split into token-balanced runs of blocks, one per thread, in file order: on two threads the threads
-idled 4-6% of the time, and handing blocks out one at a time was 1.02-1.13x faster; but in file order both
-threads then swept the cells together, one donor's after the other's, which cost 0.007 transfer accuracy on
-granja2019 until the blocks were shuffled (bench/RESULTS-archive.md, "Version 0.9").
+neighbour on a shared machine) never leaves the others waiting for more than one block. The block order is
+shuffled so that the threads do not sweep the cells in file order (one donor's after the other's).
 
-Decisions (the measurements behind each are in bench/RESULTS-archive.md, "Trainer design measurements")
-------------------------------------------------------------------------------------------------------
-* Negatives shared per centre, contexts scored in pairs (HogBatch with batches of two; scoring all contexts
-  of a centre at once was no faster and lowered clustering quality), output rows in a thread-local buffer
-  padded to whole SIMD registers, row indices read into scalars, prefetching the next
-  centre's rows, a sigmoid table, ``fastmath`` reassociation: each measured faster at the same quality.
+Decisions
+---------
+Each was measured on granja2019 against its alternative; the numbers are in bench/RESULTS-archive.md ("Trainer
+design measurements", "Trainer design history").
+
+* Negatives shared per centre, contexts scored in pairs (HogBatch with batches of two), output rows in a
+  thread-local buffer padded to whole SIMD registers, row indices read into scalars, prefetching the next
+  centre's rows, a sigmoid table, ``fastmath`` reassociation: each faster at the same quality. Scoring all
+  contexts of a centre at once (fewer dot products) lost clustering quality.
 * Helpers called from the training loop are inlined by numba (``inline="always"``) and read each array once:
   a call that passes arrays counts references with atomic instructions, which cost time on one thread and
   make threads contend for the same cache line.
 * A one-sided circular window: each pair of tokens shows up once per epoch instead of twice, so an epoch covers
   about twice as many distinct pairs at the same cost.
-* Scoring the centre once against all its contexts (3x fewer dot products) lost quality: rejected.
-* Rejected in version 0.4.1 (bench/RESULTS-archive.md): updating the output rows in place in ``w_out`` (+14% on one
-  thread, nothing on two: the shared rows are then written after every pair instead of once per centre), and
-  one draw of negatives per 2-3 centres (+16-26% words/s on two threads, but lower quality per epoch, the
-  same per second).
+* Not done: updating the output rows in place in ``w_out`` (the shared rows are then written after every pair
+  instead of once per centre: no gain on two threads), and one draw of negatives per several centres (faster
+  per epoch, but no better per second).
 * The window stays word2vec's 5 by default. A cell is a set, so the window only decides how much of the cell a
-  centre meets per pass; on granja2019 (14k cells) window 20 reached a higher transfer accuracy per second than
-  more passes at window 5, but on 400-5,000-cell data it lowered quality at any number of passes, so it is an
+  centre meets per pass; a wider window helped 14k cells but lowered quality on smaller data, so it is an
   option, not the default. :func:`auto_epochs` budgets context pairs, so a wider window gets fewer passes.
 * While training, the shared matrices' rows start on cache-line boundaries and are padded to whole lines
-  (``ROW_ALIGN``, version 0.8): +10% words/s on one thread, +6% on two, the same results.
+  (``ROW_ALIGN``): faster, the same results.
 * The buffered output rows overwrite the shared rows at the end of a centre rather than adding their changes,
-  up to ``OVERWRITE_MAX_THREADS`` threads (version 0.7): +4-14% words/s on one and two threads, the same
-  quality; the updates it loses to other threads grow with their number (see that constant).
+  up to ``OVERWRITE_MAX_THREADS`` threads: faster at the same quality; the updates it loses to other threads
+  grow with their number (see that constant).
 * Frequent-token subsampling (``sample``, word2vec's) thins a region's occurrences only past a fixed number
-  per pass (``sample="auto"``, :data:`THIN_OCCURRENCES`; what :class:`fastembed.ScEmbed` uses, version 0.10): on
-  granja2019 it trains on 84% of the tokens at a higher Leiden ARI and the same transfer accuracy, and it leaves
-  data of up to a few thousand cells as it was. A threshold relative to the data's size (word2vec's own
-  ``sample=1e-4``) also thinned 1,000-cell data, where it lowered transfer accuracy (bench/RESULTS-archive.md).
+  per pass (``sample="auto"``, :data:`THIN_OCCURRENCES`; what :class:`fastembed.ScEmbed` uses), so large data
+  spend fewer updates on their most common regions and data of up to a few thousand cells train on every token.
+  A threshold relative to the data's size (word2vec's own ``sample=1e-4``) also thinned small data, where it
+  lowered transfer accuracy.
 * The input vectors may start from the spectral warm start of :mod:`fastembed.warmstart` (``init="spectral"``,
   what :class:`fastembed.ScEmbed` uses), which needs several times fewer epochs than word2vec's random start.
 """
@@ -111,21 +108,18 @@ INITS = ("random", "spectral")
 
 NEGATIVE_POWER = 0.75
 """Negatives are drawn from the trained tokens' counts raised to this power (word2vec's and gensim's 0.75; 1 is
-the unigram distribution, 0 uniform). Flatter draws (0.5, 0.25) were tried on granja2019 and its subsamples
-(bench/RESULTS-archive.md, "Version 0.7, continued"; ``bench/quality_ab.py``): Leiden ARI level or a little higher,
-transfer accuracy and macro-F1 within noise either way, and 2-8% fewer words/s on one and two threads (the
-flatter draws touch more distinct rows), so word2vec's value stays. They would cut collisions between threads on
-the hot output rows by ~40%, which may pay on many cores. Read when training starts, not compiled in."""
+the unigram distribution, 0 uniform). Flatter draws gave the same quality, trained more slowly (they touch more
+distinct rows) and would collide less between threads on the hot output rows, so word2vec's value stays
+(bench/RESULTS-archive.md, "Trainer design history"). Read when training starts, not compiled in."""
 
 ROW_ALIGN = 16
 """While training, the shared matrices' rows are zero-padded to a multiple of this many floats (16: 64 bytes, one
 cache line) and start on 64-byte boundaries (:func:`_aligned_rows`; 0 trains on the rows as they are). A
 100-float row then spans 7 whole cache lines instead of straddling 7-8 shared with its neighbours, the vector
-loads never split a line, and the gathers and scatters run over whole registers. Measured on granja2019
-(``bench/kernel_ab.py``, bench/RESULTS-archive.md "Version 0.8"): +10% words/s on one thread and +6% on two against
-unaligned rows (8 floats: +7% and +4%). The padding costs 12% more memory for the matrices during training
-(dim 100), and the results are the same bytes as without it (the products run over the same buffer width).
-Read when training starts, not compiled in."""
+loads never split a line, and the gathers and scatters run over whole registers: faster than unaligned rows
+(``bench/kernel_ab.py``; bench/RESULTS-archive.md, "Trainer design history"). The padding costs some memory for
+the matrices during training (12% at dim 100), and the results are the same bytes as without it (the products
+run over the same buffer width). Read when training starts, not compiled in."""
 _ALIGN_BYTES = 64
 
 MAX_EXP = 6.0
@@ -249,10 +243,9 @@ def _kernel_params(
 @njit(**INLINE_FAST)
 def _sigmoid(f):
     """word2vec's table sigmoid, saturated outside +-MAX_EXP. Written with min/max and selects rather than
-    early returns so it compiles without branches (measured a few % faster). A NaN score (a diverging run,
-    reported when its epoch ends) passes the float clamp and converts to an arbitrary integer; masking the index
-    into the power-of-two table keeps that read inside it (bin 0 for x86's INT_MIN) at the cost of one AND,
-    where a second clamp cost 2-6% words/s."""
+    early returns so it compiles without branches. A NaN score (a diverging run, reported when its epoch ends)
+    passes the float clamp and converts to an arbitrary integer; masking the index into the power-of-two table
+    keeps that read inside it (bin 0 for x86's INT_MIN) at the cost of one AND, cheaper than a second clamp."""
     x = min(max(f, _LO), _HI)
     s = _SIGMOID[int((x + _HI) * _SIGMOID_SCALE) & _SIGMOID_MASK]
     s = _ONE if f >= _HI else s
@@ -265,12 +258,11 @@ TILE = 3
 """Output rows scored and updated together in one pass over the dimensions (see :func:`_train_centre`)."""
 OVERWRITE_MAX_THREADS = 32
 """Up to this many threads a centre's buffered output rows overwrite the shared rows when it ends; with more, their
-changes are added instead. Overwriting saves a copy of the rows and a read of the shared ones (+4-14% words/s on
-one and two threads) but drops the updates other threads wrote to those rows during the centre (about a
-microsecond), a share that grows with the threads: on granja2019 an estimated ~4% of all output-row updates at 16
-threads (~17% of those of the most frequent region) and ~11% at 48 (54%). Training that drops updates at the
-rates estimated for 16 and 48 threads kept granja2019's quality (``bench/lost_updates.py``; bench/RESULTS-archive.md,
-"Version 0.7"); 32 leaves a margin below what was emulated. Read when training starts, not compiled in."""
+changes are added instead. Overwriting saves a copy of the rows and a read of the shared ones, but drops the
+updates other threads wrote to those rows during the centre (about a microsecond), a share that grows with the
+threads. Training that dropped updates at the rates estimated for 16 and 48 threads kept granja2019's quality;
+32 leaves a margin below what was emulated (bench/RESULTS-archive.md, "Trainer design history"). Read when
+training starts, not compiled in."""
 
 
 @njit(**INLINE_FAST)
@@ -313,7 +305,7 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0,
     and each output row loaded serves two input rows. At the end the live rows overwrite their rows of ``w_out``
     (a negative drawn twice keeps its later slot's row) or, with ``add_back``, their changes since the copy in
     ``out0`` are added to them (see ``OVERWRITE_MAX_THREADS``).
-    Scoring all contexts of a centre at once was faster still but lowered clustering quality (bench/RESULTS-archive.md).
+    Scoring all contexts of a centre at once was faster still but lowered clustering quality.
 
     With six output rows (the default 5 negatives, or 3-4 plus padding) the pair's twelve scores are taken
     first and a single pass over the dimensions then updates the output rows and the two input rows in place,
@@ -592,7 +584,7 @@ def _count_tokens(indices, vocab_size):
 PAIR_BUDGET = 55_000
 """Context pairs of the average trained token over the run that the default number of epochs aims at (see
 :func:`auto_epochs`): 40 epochs on granja2019 (14k cells) at window 5, where its transfer accuracy stopped
-rising (16 epochs 0.70, 32 0.72, 40 and 50 0.73; bench/RESULTS-archive.md)."""
+rising (bench/RESULTS-archive.md, "Trainer design history")."""
 MIN_EPOCHS = 5
 """Fewest epochs the data-derived default gives."""
 MAX_PAIRS_PER_OCCURRENCE = 240
@@ -600,11 +592,9 @@ MAX_PAIRS_PER_OCCURRENCE = 240
 ``LARGE_DATA_CELLS`` cells on (40 epochs at window 5, 12 at window 20)."""
 SMALL_PAIRS_PER_OCCURRENCE = 120
 """Most context pairs per token occurrence up to ``SMALL_DATA_CELLS`` cells (20 epochs at window 5). With the
-spectral warm start, 20 passes gave about the quality of 40 on random granja2019 subsamples in half the time:
-Leiden ARI +0.007 +- 0.002 and transfer accuracy -0.009 +- 0.006 on 400 cells (40 draws), +0.008 and +0.002 on
-1,000 (20 draws); from 5,000 cells on, 40 passes gave a higher ARI (+0.012 at 5,000 cells, +0.018 at 7,500,
-+0.012 at 10,000) and from 7,500 on a higher accuracy (bench/RESULTS-archive.md): more cells resolve finer cell types,
-which the longer refinement of the warm start then pays for."""
+spectral warm start, 20 passes gave about the quality of 40 on small data in half the time, while from about
+5,000 cells on 40 passes gave better embeddings: more cells resolve finer cell types, which the longer refinement
+of the warm start then pays for (bench/RESULTS-archive.md, "Trainer design history")."""
 SMALL_DATA_CELLS = 2_000
 LARGE_DATA_CELLS = 5_000
 """Between these numbers of cells the cap on pairs per occurrence rises from ``SMALL_PAIRS_PER_OCCURRENCE`` to
@@ -694,10 +684,9 @@ THIN_OCCURRENCES = 500
 """``sample="auto"``: word2vec's subsampling with the threshold set so that a token's occurrences start to be
 thinned past about 2.6 x this many per pass (1,310 cells holding the region), whatever the size of the data. A
 region seen that often gets its vector from many updates anyway; thinning its occurrences spends the passes on
-the rest. word2vec's ``sample`` is relative to the data's size instead: ``1e-4`` thins 31% of granja2019's
-tokens, and of a 1,000-cell draw of it just as much, where it cost transfer accuracy; this rule leaves data of up
-to a few thousand cells as they are. On granja2019 (14k cells) it keeps 84% of the tokens, for a higher Leiden
-ARI and the same accuracy (bench/RESULTS-archive.md, "Version 0.10")."""
+the rest. word2vec's ``sample`` is relative to the data's size instead, so it thins small data as much as large
+data, where it cost transfer accuracy; this rule leaves data of up to a few thousand cells as they are
+(bench/RESULTS-archive.md, "Trainer design history")."""
 
 
 def resolve_sample(sample, counts: np.ndarray, trained: np.ndarray) -> float:

@@ -283,7 +283,7 @@ def _file_kind(mode: int) -> str:
     return "not a plain file"
 
 
-def _allowed_roots(directory: Path) -> tuple[Path, ...]:
+def allowed_roots(directory: Path) -> tuple[Path, ...]:
     """Where the model files of ``directory`` may resolve to: the folder itself and, for a snapshot of the
     Hugging Face cache (``models--owner--name/snapshots/<revision>``, whose files are links to ``../../blobs``),
     that cache's blobs."""
@@ -298,7 +298,7 @@ def _allowed_roots(directory: Path) -> tuple[Path, ...]:
     return tuple(roots)
 
 
-def _model_file(directory: Path, name: str, roots: tuple[Path, ...] | None = None) -> Path | None:
+def model_file(directory: Path, name: str, roots: tuple[Path, ...] | None = None) -> Path | None:
     """``directory / name`` if it exists, None if not; anything that is not a regular file, or a symbolic link
     resolving outside the model folder, is refused before a byte is read."""
     path = directory / name
@@ -318,7 +318,7 @@ def _model_file(directory: Path, name: str, roots: tuple[Path, ...] | None = Non
         )
     if link:
         target = Path(os.path.realpath(path))
-        roots = _allowed_roots(directory) if roots is None else roots
+        roots = allowed_roots(directory) if roots is None else roots
         if not any(target.is_relative_to(r) for r in roots):
             raise ValueError(
                 f"model file '{path}'{link} resolves to '{target}', outside the model folder '{roots[0]}'; "
@@ -328,7 +328,7 @@ def _model_file(directory: Path, name: str, roots: tuple[Path, ...] | None = Non
 
 
 def _read_config(path: Path) -> dict:
-    if _model_file(path.parent, path.name) is None:
+    if model_file(path.parent, path.name) is None:
         raise FileNotFoundError(f"model folder '{path.parent}' has no {CONFIG}")
     if path.stat().st_size > _MAX_CONFIG_BYTES:
         raise ValueError(
@@ -353,7 +353,7 @@ def _read_config(path: Path) -> dict:
 
 def _read_universe(path: Path) -> tuple[Universe, int]:
     """The universe without trailing special-token placeholder lines, and how many were stripped."""
-    if _model_file(path.parent, path.name) is None:
+    if model_file(path.parent, path.name) is None:
         raise FileNotFoundError(f"model folder '{path.parent}' has no {UNIVERSE}")
     chroms, starts, ends = read_bed(path, what="universe")
     placeholder = np.array([str(c).lower() in _PLACEHOLDER_CHROMS for c in chroms], dtype=bool)
@@ -369,12 +369,12 @@ def _read_universe(path: Path) -> tuple[Universe, int]:
     return uni, int(placeholder.size - n_regions)
 
 
-def _load_npy(path: Path, *, required: bool, dtype_kind: str, what: str) -> np.ndarray | None:
+def load_npy(path: Path, *, required: bool, dtype_kind: str, what: str) -> np.ndarray | None:
     """A ``.npy`` file of ours, its header checked against the file's size before anything is allocated.
 
     ``dtype_kind`` is ``"f4"`` (float32, any byte order) or ``"i8"`` (int64); the result is native-endian.
     """
-    if _model_file(path.parent, path.name) is None:
+    if model_file(path.parent, path.name) is None:
         if required:
             raise FileNotFoundError(f"model folder '{path.parent}' has no {path.name}")
         return None
@@ -414,7 +414,9 @@ def _load_npy(path: Path, *, required: bool, dtype_kind: str, what: str) -> np.n
     return np.ascontiguousarray(array, dtype=dtype.newbyteorder("="))
 
 
-def _check_finite(array: np.ndarray, path: Path) -> None:
+def check_finite(array: np.ndarray, path: Path) -> None:
+    """Refuse an array read from ``path`` that holds NaN or infinite values (a ValueError naming the file,
+    the count and the first row): a damaged model or reference would give NaN embeddings or labels."""
     finite = np.isfinite(array)
     if not finite.all():
         bad = int(finite.size - np.count_nonzero(finite))
@@ -446,7 +448,7 @@ def _read_projection(directory: Path, config: dict, fmt: str, dim: int) -> np.nd
     fitted = (config.get("training") or {}).get("n_components")
     if isinstance(fitted, bool) or not isinstance(fitted, int):
         fitted = None  # the training record is provenance; only an integer there says how many axes
-    projection = _load_npy(path, required=False, dtype_kind="f4", what="cell projection")
+    projection = load_npy(path, required=False, dtype_kind="f4", what="cell projection")
     if projection is None:
         if n_components is not None:
             raise FileNotFoundError(
@@ -475,7 +477,7 @@ def _read_projection(directory: Path, config: dict, fmt: str, dim: int) -> np.nd
             f"'{path}' has shape {projection.shape}; expected {expected}, as '{directory / CONFIG}' says "
             f"{recorded}"
         )
-    _check_finite(projection, path)
+    check_finite(projection, path)
     # Rows 1..k are orthogonal axes whose squared lengths are their weights (fastembed.projection.fit_projection):
     # 1 for plain PCA (what versions before 0.11 wrote), at least 1 otherwise.
     axes = projection[1:].astype(np.float64)
@@ -563,22 +565,22 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
     _warn_if_newer(config, directory)
     universe, n_placeholders = _read_universe(directory / UNIVERSE)
     n = len(universe)
-    if _model_file(directory, REGION_VECTORS) is not None:
+    if model_file(directory, REGION_VECTORS) is not None:
         fmt = "fastembed"
-        region_vectors = _load_npy(
+        region_vectors = load_npy(
             directory / REGION_VECTORS, required=True, dtype_kind="f4", what="region vectors"
         )
-        output_vectors = _load_npy(
+        output_vectors = load_npy(
             directory / OUTPUT_VECTORS, required=False, dtype_kind="f4", what="output vectors"
         )
-        counts = _load_npy(directory / TOKEN_COUNTS, required=False, dtype_kind="i8", what="token counts")
+        counts = load_npy(directory / TOKEN_COUNTS, required=False, dtype_kind="i8", what="token counts")
         weight_file = REGION_VECTORS
-        rows = _load_npy(directory / TRAINED_ROWS, required=False, dtype_kind="i8", what="trained rows")
+        rows = load_npy(directory / TRAINED_ROWS, required=False, dtype_kind="i8", what="trained rows")
         if rows is not None:
             region_vectors, output_vectors = _expand_rows(
                 directory, rows, region_vectors, output_vectors, n + N_SPECIAL, config.get("vocab_size")
             )
-    elif _model_file(directory, CHECKPOINT) is not None:
+    elif model_file(directory, CHECKPOINT) is not None:
         fmt = "geniml"
         tensors = read_torch_state_dict(directory / CHECKPOINT)
         key = (
@@ -609,7 +611,7 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
             f"got {region_vectors.dtype} of shape {region_vectors.shape}"
         )
     region_vectors = np.ascontiguousarray(region_vectors, dtype=np.float32)
-    _check_finite(
+    check_finite(
         region_vectors, directory / weight_file
     )  # after the cast: float64 beyond float32's range is inf
     rows, dim = region_vectors.shape
@@ -644,7 +646,7 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
             )
     if output_vectors is not None:
         output_vectors = np.ascontiguousarray(output_vectors, dtype=np.float32)
-        _check_finite(output_vectors, directory / OUTPUT_VECTORS)
+        check_finite(output_vectors, directory / OUTPUT_VECTORS)
     if counts is not None:
         counts = np.asarray(counts, dtype=np.int64)
         if counts.size and counts.min() < 0:
@@ -777,3 +779,16 @@ def write_model_folder(
             write_torch_state_dict(tmp / CHECKPOINT, {WEIGHT_KEY: region_vectors})
         (tmp / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
     return directory
+
+
+def fetch_model_folder(repo_id: str, revision: str | None = None) -> Path:
+    """Download a model folder from the Hugging Face hub (needs the ``hub`` extra and network access) and return
+    the local path of its snapshot; errors name the repository and what a model folder holds."""
+    from fastembed.storage.hub import fetch_folder
+
+    return fetch_folder(
+        repo_id,
+        revision,
+        what="model",
+        contents=" (checkpoint.pt or region_vectors.npy, config.yaml, universe.bed)",
+    )

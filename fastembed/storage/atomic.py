@@ -36,6 +36,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from fastembed.common.errors import Keyword, OutputExistsError
 from fastembed.common.suffix import has_suffix
 from fastembed.common.warn import warn
 from fastembed.storage.marker import UNS_KEY
@@ -398,7 +399,10 @@ def _check_output_path(path, *, what: str, overwrite: bool, inputs: Iterable, ki
             "refusing to replace it: move it away or choose another path"
         )
     if not overwrite:
-        raise FileExistsError(f"{what} '{path}' already exists; pass overwrite=True to replace it")
+        overwrite = Keyword("overwrite", True)
+        raise OutputExistsError(
+            f"{what} '{path}' already exists; pass {overwrite} to replace it", path, keywords=(overwrite,)
+        )
     return path
 
 

@@ -73,8 +73,8 @@ def test_confidence_only_when_asked(split):
 
 def test_pynndescent_path_recall(split, monkeypatch):
     ref, query = split
-    r, _ = ann._unit_rows(ref.obsm["scembed_X"])
-    q, _ = ann._unit_rows(query.obsm["scembed_X"])
+    r, _ = ann.unit_rows(ref.obsm["scembed_X"])
+    q, _ = ann.unit_rows(query.obsm["scembed_X"])
     exact, _ = ann.knn_cosine(r, q, 10)
     monkeypatch.setattr(tunables, "EXACT_SEARCH_PAIRS", 0)
     approx, sim = ann.knn_cosine(r, q, 10, random_state=0)

@@ -637,24 +637,67 @@ def test_hints_name_flags_not_python_keywords(trained, capsys):
 
 def test_cli_message_rewrites_only_known_keywords():
     from fastembed.cli import as_cli_message, build_parser
+    from fastembed.common.errors import HintedKeyError, Keyword, ParameterError
 
     p = build_parser().subparsers["annotate"]
-    msg = "no obsm['x']; pass embedding_key=, or overwrite=True; k=10 is larger; pass universe=<the BED>; min_count=5"
-    assert as_cli_message(msg, p) == (
+    kws = (
+        Keyword("embedding_key"),
+        Keyword("overwrite", True),
+        Keyword("k", 10),
+        Keyword("universe", "<the BED>", placeholder=True),
+        Keyword("min_count", 5),
+    )
+    msg = "no obsm['x']; pass {}, or {}; {} is larger; pass {}; {}; block=10".format(*kws)
+    assert as_cli_message(HintedKeyError(msg, keywords=kws), p) == (
         "no obsm['x']; pass --embedding-key, or --overwrite; -k 10 is larger; "
-        "pass universe=<the BED>; min_count=5"
+        "pass universe=<the BED>; min_count=5; block=10"
     )
     # range errors: the subject is the flag, and a flag left out is the None
-    assert as_cli_message("k must be an integer >= 1, got 0", p) == "-k must be an integer >= 1, got 0"
-    assert as_cli_message("min_confidence must be a number in [0, 1] or None, got 2.0", p) == (
-        "--min-confidence must be a number in [0, 1], got 2.0"
-    )
-    for other in ("min_count must be an integer >= 1 or None, got 0", "the universe must be a BED file"):
-        assert as_cli_message(other, p) == other  # no such flag, or not a parameter's range error
+    assert as_cli_message(ParameterError("k", "an integer >= 1", 0), p) == "-k must be an integer >= 1, got 0"
+    err = ParameterError("min_confidence", "a number in [0, 1]", 2.0, or_none=True)
+    assert str(err) == "min_confidence must be a number in [0, 1] or None, got 2.0"
+    assert as_cli_message(err, p) == "--min-confidence must be a number in [0, 1], got 2.0"
+    no_flag = ParameterError("min_count", "an integer >= 1", 0, or_none=True)
+    assert as_cli_message(no_flag, p) == str(no_flag)  # annotate has no --min-count
     tokenize = build_parser().subparsers["tokenize"]
-    assert as_cli_message("min_overlap must be 1 in mode='insertion' (1 bp), got 3", tokenize) == (
-        "--min-overlap must be 1 in --mode insertion (1 bp), got 3"
+    insertion = Keyword("mode", "insertion")
+    err = ParameterError("min_overlap", f"1 in {insertion} (1 bp)", 3, keywords=(insertion,))
+    assert as_cli_message(err, tokenize) == "--min-overlap must be 1 in --mode insertion (1 bp), got 3"
+
+
+def test_cli_mapping_goes_by_type_not_wording():
+    """An untyped error that merely reads like a range error or a hint keeps its words; a typed one is mapped
+    whatever its wording (the library may reword its messages without breaking the command line)."""
+    from fastembed.cli import as_cli_message, build_parser
+    from fastembed.common.errors import HintedValueError, Keyword, OutputExistsError, ParameterError
+
+    p = build_parser().subparsers["train"]
+    for text in ("embedding_dim must be an integer >= 1, got 0", "pass overwrite=True to replace it"):
+        assert as_cli_message(ValueError(text), p) == text
+    assert as_cli_message(ParameterError("embedding_dim", "at least one", 0), p) == (
+        "--embedding-dim must be at least one, got 0"
     )
+    hint = Keyword("overwrite", True)
+    err = OutputExistsError(f"the folder is taken; say {hint} and it goes", "m", keywords=(hint,))
+    assert as_cli_message(err, p) == "the folder is taken; say --overwrite and it goes"
+    assert isinstance(err, FileExistsError) and err.path == "m"
+    # a keyword the error does not carry stays as Python, even when the command has the flag
+    err = HintedValueError("lower learning_rate=0.5 or window_size=", keywords=(Keyword("window_size"),))
+    assert as_cli_message(err, p) == "lower learning_rate=0.5 or --window-size"
+
+
+def test_typed_errors_keep_what_they_carry_through_pickling():
+    """Dask sends a worker's error back pickled: the CLI must still see its parameter and keywords."""
+    import pickle
+
+    from fastembed.common.errors import HintedKeyError, Keyword, ParameterError
+
+    err = pickle.loads(pickle.dumps(ParameterError("k", "an integer >= 1", 0, or_none=True)))
+    assert (err.param, err.requirement, err.value, err.or_none) == ("k", "an integer >= 1", 0, True)
+    assert str(err) == "k must be an integer >= 1 or None, got 0"
+    hint = Keyword("label_key")
+    err = pickle.loads(pickle.dumps(HintedKeyError(f"pass {hint}", keywords=(hint,))))
+    assert isinstance(err, KeyError) and err.keywords == (hint,) and err.args == ("pass label_key=",)
 
 
 def test_zarr_store_opens_with_anndata_and_annotates(trained, capsys):

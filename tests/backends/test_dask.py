@@ -18,9 +18,9 @@ import fastembed as fe  # noqa: E402
 from fastembed import distributed  # noqa: E402
 from fastembed.datasets import demo_peaks_path, load_demo  # noqa: E402
 from fastembed.genome.blocks import x_payload  # noqa: E402
+from fastembed.model.encoder import encode_task  # noqa: E402
 from fastembed.readers import LazyAnnData  # noqa: E402
-from fastembed.scembed import _encode_task  # noqa: E402
-from fastembed.tokenize import _PeakMapper  # noqa: E402
+from fastembed.tokenize import PeakMapper  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -132,35 +132,30 @@ def test_a_retried_block_writes_the_same_bytes(client, model, on_disk, tmp_path)
     for p in chunk_files:
         p.write_bytes(b"")  # a stale partial chunk, which the rerun must overwrite
     # Rerun every block (the last one a remainder) as the scheduler would after losing its worker.
-    mapper = _PeakMapper(LazyAnnData(on_disk), model.universe)
-    weights = model.pooling_weights(model.default_pooling)
+    mapper = PeakMapper(LazyAnnData(on_disk), model.universe)
     spans = distributed.blocks(N_CELLS, BLOCK)
     jobs = [(lo, hi, x_payload(None, on_disk, lo, hi)) for lo, hi in spans]
-    shared = (model, mapper, model.default_pooling, weights, str(out / "obsm" / "scembed_X"))
-    done = dict(distributed.map_blocks(client, _encode_task, jobs, shared=shared, threads=1))
+    shared = (model._encoder(), mapper, str(out / "obsm" / "scembed_X"))
+    done = dict(distributed.map_blocks(client, encode_task, jobs, shared=shared, threads=1))
     assert sorted(done) == list(range(len(spans))) and all(block is None for block, _ in done.values())
     assert {p: p.read_bytes() for p in chunk_files} == before
 
 
 def test_block_must_match_chunks(model, on_disk, tmp_path):
     arr = zarr.create_array(str(tmp_path / "e"), shape=(N_CELLS, 8), chunks=(100, 8), dtype="float32")
-    mapper = _PeakMapper(LazyAnnData(on_disk), model.universe)
+    mapper = PeakMapper(LazyAnnData(on_disk), model.universe)
     with pytest.raises(ValueError, match=r"chunks of 100 cells do not match the block 0:256"):
-        _encode_task(
+        encode_task(
             (0, 256, x_payload(None, on_disk, 0, 256)),
-            model,
+            model._encoder("mean"),
             mapper,
-            "mean",
-            model.pooling_weights("mean"),
             str(tmp_path / "e"),
         )
     with pytest.raises(ValueError, match=r"chunks of 100 cells do not match the block 50:150"):
-        _encode_task(
+        encode_task(
             (50, 150, x_payload(None, on_disk, 50, 150)),
-            model,
+            model._encoder("mean"),
             mapper,
-            "mean",
-            model.pooling_weights("mean"),
             str(tmp_path / "e"),
         )
     assert arr.shape == (N_CELLS, 8)

@@ -15,7 +15,7 @@ from fastembed import settings
 from fastembed.annotate import annotate_celltypes
 from fastembed.common import budget
 from fastembed.datasets import demo_peaks_path, load_demo
-from fastembed.tokenize import _PeakMapper
+from fastembed.tokenize import PeakMapper
 from fastembed.tokens import read_tokens_parquet, write_tokens_parquet
 
 SPARSE, DENSE = 10, 10_000
@@ -53,13 +53,13 @@ def model():
 
 def _spy(monkeypatch):
     seen = []
-    original = _PeakMapper.tokens
+    original = PeakMapper.tokens
 
     def tokens(self, X, lo, hi, field="X"):
         seen.append((lo, hi))
         return original(self, X, lo, hi, field)
 
-    monkeypatch.setattr(_PeakMapper, "tokens", tokens)
+    monkeypatch.setattr(PeakMapper, "tokens", tokens)
     return seen
 
 
@@ -206,7 +206,9 @@ def test_training_more_than_the_machine_has_is_refused_before_reading(tmp_path, 
     assert trainmem.parquet_counts(path) == (300, n_tokens)
     monkeypatch.setattr(trainmem, "available_memory", lambda: 1 << 20)
     read = []
-    monkeypatch.setattr(fe.scembed, "_as_dataset", lambda data: read.append(data))
+    from fastembed.model import training
+
+    monkeypatch.setattr(training, "as_dataset", lambda data: read.append(data))
     with pytest.raises(MemoryError, match=r"sample_cells=\d+"):
         fe.ScEmbed(embedding_dim=8).train(path, epochs=1)
     assert not read  # refused from the footer, before the tokens were read
