@@ -15,7 +15,8 @@ Datasets
 - ``forebrain``: forebrain_preissl2018 (1,043 mouse cells, 8 types, its own peaks as the universe), rows shuffled
   by the seed; it has no donors, so its k-NN accuracy is by 5-fold cross-validation (``_metrics.cv_transfer``).
 - ``granja-pool-N``: N cells of a high-coverage variant of granja2019, 12 cells of one donor and type merged into
-  one (~1,200 peaks per cell; ``_data.load_granja_pooled``), ``--draws`` draws.
+  one (~1,200 peaks per cell; ``_data.load_granja_pooled``), ``--draws`` draws; ``granja-poolP-N`` merges ``P``
+  cells instead (``granja-pool24-400``: ~1,800 peaks per cell, of the 572 such cells there are).
 - ``granja-boot-N`` (not in the default run): N cells drawn from granja2019 with replacement, each copy keeping a
   random 80% of its regions; a stand-in for an atlas, for what depends on region counts (see ``load_dataset``).
 
@@ -47,7 +48,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _data import QUERY_DONOR, REFERENCE_DONOR, REPO, load_forebrain, load_granja, load_granja_pooled, machine
+from _data import QUERY_DONOR, REFERENCE_DONOR, REPO, load_forebrain, load_granja, load_pooled_name, machine
 from _metrics import cv_transfer, donor_transfer, leiden_at_n_clusters
 
 warnings.simplefilter("ignore")
@@ -233,8 +234,8 @@ def load_dataset(name: str, seed: int):
         return a
     if name == "forebrain":
         return load_forebrain(seed)
-    if name.startswith("granja-pool-"):
-        return load_granja_pooled(int(name.rsplit("-", 1)[1]), seed)
+    if name.startswith("granja-pool"):
+        return load_pooled_name(name, seed)
     adata = load_granja()
     if name == "granja":
         return adata
