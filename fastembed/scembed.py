@@ -27,7 +27,7 @@ from fastembed.genome.tokenize import _PeakMapper
 from fastembed.genome.tokens import TokenizedCells, footer_regions, read_tokens_parquet, token_obs
 from fastembed.genome.universe import Universe
 from fastembed.kernels.pooling import weighted_mean_pool
-from fastembed.kernels.projection import apply_projection, fit_projection
+from fastembed.kernels.projection import apply_projection, auto_components, fit_projection
 from fastembed.model.trainmem import check_training_memory, parquet_counts
 from fastembed.region2vec import Region2VecDataset
 from fastembed.storage.atomic import atomic_dir, check_output_path
@@ -42,8 +42,9 @@ POOLINGS = ("mean", "pca")
 DEFAULT_SAMPLE = "auto"
 """Default frequent-region subsampling: only regions with more than about 1,300 occurrences per pass are thinned
 (:func:`fastembed.sgns.resolve_sample`, :data:`fastembed.sgns.THIN_OCCURRENCES`)."""
-DEFAULT_COMPONENTS = 20
-"""Default number of principal axes of the cell projection fitted at training (``pooling="pca"``)."""
+DEFAULT_COMPONENTS = "auto"
+"""Default number of principal axes of the cell projection fitted at training (``pooling="pca"``): ``"auto"``
+picks 20 or 30 from the training cells' coverage (:func:`fastembed.kernels.projection.auto_components`)."""
 
 
 def _train_args(epochs, batch_size, learning_rate, min_learning_rate=1e-4) -> tuple:
@@ -59,6 +60,15 @@ def _train_args(epochs, batch_size, learning_rate, min_learning_rate=1e-4) -> tu
             f"min_learning_rate must be at most learning_rate={learning_rate}, got {min_learning_rate}"
         )
     return epochs, batch_size, learning_rate, min_learning_rate
+
+
+def _check_components(value) -> int | str | None:
+    """``n_components``: None, ``"auto"`` or a positive integer; anything else is a ValueError naming it."""
+    if value is None or (isinstance(value, str) and value == "auto"):
+        return value
+    if isinstance(value, str):
+        raise ValueError(f"n_components must be a positive integer, 'auto' or None, got {value!r}"[:300])
+    return check_positive_int("n_components", value)
 
 
 def _cell_names(adata):
@@ -144,9 +154,13 @@ class ScEmbed:
         data spend fewer updates on their most common regions (on granja2019's 14k cells: 84% of the tokens,
         a higher Leiden ARI, the same transfer accuracy). A number is word2vec's threshold (gensim's
         ``sample``, e.g. 1e-4: relative to the data's size); 0 keeps every token.
-    n_components : int or None
+    n_components : int, "auto" or None
         Principal axes of the cell projection fitted on the training cells after training and applied by
         :meth:`encode` (``pooling="pca"``, the default for such a model); None fits none (plain mean pooling).
+        ``"auto"`` (the default) keeps 20 axes, or 30 when the training cells hold 600 trained tokens or more
+        on average (plate-based, sorted or pooled cells), where more axes carry cell-type signal above the
+        pooling noise (:func:`fastembed.kernels.projection.auto_components`); a trained model records the
+        number it kept (``training_info["n_components"]``, and ``n_components`` in a saved folder).
     seed : int, optional
         Seed of all random draws. With ``threads=1`` two runs give bit-identical vectors.
     threads : int, optional
@@ -169,7 +183,7 @@ class ScEmbed:
         *,
         min_count: int = 1,
         sample: float | str = DEFAULT_SAMPLE,
-        n_components: int | None = DEFAULT_COMPONENTS,
+        n_components: int | str | None = DEFAULT_COMPONENTS,
         seed: int | None = None,
         threads: int | None = None,
     ):
@@ -178,7 +192,7 @@ class ScEmbed:
         self.negative_samples = check_positive_int("negative_samples", negative_samples)
         self.min_count = check_positive_int("min_count", min_count)
         self.sample = check_sample(sample)
-        self.n_components = None if n_components is None else check_positive_int("n_components", n_components)
+        self.n_components = _check_components(n_components)
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
         ):
@@ -344,7 +358,12 @@ class ScEmbed:
             cells, empty = weighted_mean_pool(
                 ds.indptr, ds.indices, self._region_vectors, self.pooling_weights("mean")
             )
-            self._projection = fit_projection(cells[~empty], self.n_components)
+            k = self.n_components
+            if k == "auto":
+                k = auto_components(
+                    int(np.count_nonzero(self.trained_tokens[ds.indices])), int((~empty).sum())
+                )
+            self._projection = fit_projection(cells[~empty], k)
         self.training_info = {
             "epochs": int(epochs),
             "batch_size": int(batch_size),
@@ -743,7 +762,12 @@ class ScEmbed:
             "negative_samples": self.negative_samples,
             "min_count": self.min_count,
             "sample": self.sample,
-            "n_components": self.n_components,
+            # "auto" is written as the number it gave, which is what the saved projection holds.
+            "n_components": (
+                (None if self._projection is None else int(self._projection.shape[0] - 1))
+                if self.n_components == "auto"
+                else self.n_components
+            ),
             "seed": self.seed,
             "fastembed_version": __version__,
             "universe_sha256": None if self.universe is None else self.universe.checksum,
