@@ -27,7 +27,14 @@ from fastembed.genome.tokenize import _PeakMapper
 from fastembed.genome.tokens import TokenizedCells, footer_regions, read_tokens_parquet, token_obs
 from fastembed.genome.universe import Universe
 from fastembed.kernels.pooling import weighted_mean_pool
-from fastembed.kernels.projection import apply_projection, auto_components, fit_projection
+from fastembed.kernels.projection import (
+    CELL_NORM,
+    HIGH_COVERAGE_COMPONENTS,
+    apply_projection,
+    auto_components,
+    fit_projection,
+    unit_rows,
+)
 from fastembed.model.trainmem import check_training_memory, parquet_counts
 from fastembed.region2vec import Region2VecDataset
 from fastembed.storage.atomic import atomic_dir, check_output_path
@@ -159,8 +166,10 @@ class ScEmbed:
         :meth:`encode` (``pooling="pca"``, the default for such a model); None fits none (plain mean pooling).
         ``"auto"`` (the default) keeps 20 axes, or 30 when the training cells hold 600 trained tokens or more
         on average (plate-based, sorted or pooled cells), where more axes carry cell-type signal above the
-        pooling noise (:func:`fastembed.kernels.projection.auto_components`); a trained model records the
-        number it kept (``training_info["n_components"]``, and ``n_components`` in a saved folder).
+        pooling noise (:func:`fastembed.kernels.projection.auto_components`); with those 30 axes the projected
+        cells are also scaled to unit length (``cell_norm: l2``, :func:`fastembed.kernels.projection.unit_rows`),
+        the cosine geometry in which a euclidean Leiden graph separates such cells best. A trained model records
+        what it chose (``training_info["n_components"]``; ``n_components`` and ``cell_norm`` in a saved folder).
     seed : int, optional
         Seed of all random draws. With ``threads=1`` two runs give bit-identical vectors.
     threads : int, optional
@@ -205,6 +214,7 @@ class ScEmbed:
         self._output_vectors: np.ndarray | None = None
         self._token_counts: np.ndarray | None = None
         self._projection: np.ndarray | None = None
+        self._cell_norm: str | None = None  # CELL_NORM: projected cells scaled to unit length
         # Files this model was made from or read: save() and encode(out=...) may not replace them.
         self._training_files: list[Path] = []
         self._model_dir: Path | None = None
@@ -354,6 +364,7 @@ class ScEmbed:
         )
         self._training_files = [ds.path] if ds.path is not None else []
         self._projection = None
+        self._cell_norm = None
         if self.n_components is not None:
             cells, empty = weighted_mean_pool(
                 ds.indptr, ds.indices, self._region_vectors, self.pooling_weights("mean")
@@ -363,6 +374,7 @@ class ScEmbed:
                 k = auto_components(
                     int(np.count_nonzero(self.trained_tokens[ds.indices])), int((~empty).sum())
                 )
+                self._cell_norm = CELL_NORM if k == HIGH_COVERAGE_COMPONENTS else None
             self._projection = fit_projection(cells[~empty], k)
         self.training_info = {
             "epochs": int(epochs),
@@ -516,6 +528,8 @@ class ScEmbed:
         _, empty = weighted_mean_pool(ip, ix, self._region_vectors, weights, out=out, name=name)
         if pooling == "pca":
             apply_projection(out, self._projection, empty)
+            if self._cell_norm == CELL_NORM:
+                unit_rows(out, empty)
         return int(empty.sum())
 
     def _zarr_store(
@@ -768,6 +782,7 @@ class ScEmbed:
                 if self.n_components == "auto"
                 else self.n_components
             ),
+            "cell_norm": self._cell_norm,
             "seed": self.seed,
             "fastembed_version": __version__,
             "universe_sha256": None if self.universe is None else self.universe.checksum,
@@ -868,6 +883,8 @@ class ScEmbed:
         model._output_vectors = folder.output_vectors
         model._token_counts = folder.token_counts
         model._projection = folder.cell_projection
+        # Folders written before cell_norm existed have none: their cells are encoded as they were.
+        model._cell_norm = cfg.get("cell_norm") if folder.cell_projection is not None else None
         model.training_info = dict(cfg.get("training") or {})
         model._model_dir = path
         return model

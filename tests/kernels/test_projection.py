@@ -154,9 +154,58 @@ def test_auto_components_follows_coverage(group, tmp_path):
     assert model.n_components == "auto" and model.training_info["n_components"] == want
     assert model._projection.shape == (want + 1, 40)
     assert model.config()["n_components"] == want
+    # High coverage: the projected cells have unit length (cell_norm: l2); low coverage: as projected.
+    from naive import ref_weighted_projection
+
+    from fastembed.projection import AXIS_POWER
+
+    mean = model.encode(tokens, pooling="mean")
+    oracle = ref_weighted_projection(mean, mean, want, AXIS_POWER)
+    if group > 1:
+        oracle /= np.linalg.norm(oracle, axis=1, keepdims=True)
+    np.testing.assert_allclose(model.encode(tokens), oracle, atol=1e-4)
+    assert model.config()["cell_norm"] == (None if group == 1 else "l2")
     loaded = ScEmbed.from_pretrained(model.save(tmp_path / "m"))
     assert loaded.n_components == want
     np.testing.assert_array_equal(loaded.encode(tokens), model.encode(tokens))
+
+
+def test_folder_without_cell_norm_encodes_as_projected(tmp_path):
+    """A folder written before cell_norm existed (high coverage, 30 axes, no cell_norm key) encodes without the
+    unit length, as it did; a bad cell_norm is refused naming the key."""
+    import yaml
+
+    tokens = fe.tokenize_cells(_pooled_demo(8, 60), demo_peaks_path())
+    model = ScEmbed(embedding_dim=40, seed=0, threads=1).train(tokens, epochs=1, progress=False)
+    folder = model.save(tmp_path / "m")
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    assert cfg["cell_norm"] == "l2"
+    del cfg["cell_norm"]
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    old = ScEmbed.from_pretrained(folder)
+    got = old.encode(tokens)
+    mean = model.encode(tokens, pooling="mean")
+    np.testing.assert_allclose(got, mean_projected(mean, model), atol=1e-4)
+    cfg["cell_norm"] = "l1"
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="cell_norm"):
+        ScEmbed.from_pretrained(folder)
+
+
+def mean_projected(mean, model):
+    from fastembed.projection import apply_projection
+
+    out = np.array(mean, dtype=np.float32)
+    apply_projection(out, model._projection, np.zeros(len(out), dtype=bool))
+    return out
+
+
+def test_unit_rows_keeps_empty_cells_zero():
+    from fastembed.kernels.projection import unit_rows
+
+    block = np.array([[3.0, 4.0], [0.0, 0.0], [5.0, 5.0]], dtype=np.float32)
+    unit_rows(block, np.array([False, False, True]))
+    np.testing.assert_allclose(block, [[0.6, 0.8], [0.0, 0.0], [0.0, 0.0]])
 
 
 @pytest.mark.parametrize(
