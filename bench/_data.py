@@ -84,11 +84,11 @@ POOL_SIZE = 12
 """Cells of one donor and type merged into one cell of the high-coverage granja variant (~1,200 peaks per cell)."""
 
 
-def load_granja_pooled(n: int, seed: int, granja=None):
+def load_granja_pooled(n: int, seed: int, granja=None, pool_size: int = POOL_SIZE):
     """A high-coverage variant of granja2019: its cells split, within each (donor, cell type), into disjoint groups
-    of ``POOL_SIZE`` at random; ``n`` groups drawn (``seed``); each becomes one cell holding the union of its
-    members' peaks (about 1,200 of the 10,000 peaks, against ~164 for one cell), with the group's donor and
-    type. Disjoint groups keep one cell's reads from being in two pooled cells."""
+    of ``pool_size`` at random; ``n`` groups drawn (``seed``); each becomes one cell holding the union of its
+    members' peaks (about 1,200 of the 10,000 peaks at 12, against ~164 for one cell; ~1,800 at 24), with the
+    group's donor and type. Disjoint groups keep one cell's reads from being in two pooled cells."""
     import anndata as ad
     import scipy.sparse as sp
 
@@ -98,11 +98,11 @@ def load_granja_pooled(n: int, seed: int, granja=None):
     key = g.obs["donor"].astype(str) + "|" + g.obs["cell_type"].astype(str)
     for k, idx in sorted(key.groupby(key).indices.items()):
         idx = rng.permutation(idx)
-        for lo in range(0, idx.size - POOL_SIZE + 1, POOL_SIZE):
-            groups.append(idx[lo : lo + POOL_SIZE])
+        for lo in range(0, idx.size - pool_size + 1, pool_size):
+            groups.append(idx[lo : lo + pool_size])
             meta.append(k.split("|", 1))
     pick = np.sort(rng.choice(len(groups), size=min(n, len(groups)), replace=False))
-    rows = np.concatenate([np.full(POOL_SIZE, i) for i in range(pick.size)])
+    rows = np.concatenate([np.full(pool_size, i) for i in range(pick.size)])
     members = np.concatenate([groups[p] for p in pick])
     agg = sp.csr_matrix((np.ones(members.size, np.float32), (rows, members)), shape=(pick.size, g.n_obs))
     x = (agg @ g.X).tocsr()
@@ -116,3 +116,10 @@ def load_granja_pooled(n: int, seed: int, granja=None):
         index=[f"pool{p}" for p in pick],
     )
     return ad.AnnData(X=x.astype(np.float32), obs=obs, var=g.var.copy())
+
+
+def load_pooled_name(name: str, seed: int, granja=None):
+    """``granja-pool-N`` (12 cells a group) or ``granja-poolP-N`` (``P`` cells a group): :func:`load_granja_pooled`."""
+    head, n = name.rsplit("-", 1)
+    size = head[len("granja-pool") :]
+    return load_granja_pooled(int(n), seed, granja, pool_size=int(size) if size else POOL_SIZE)

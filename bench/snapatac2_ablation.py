@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from _data import QUERY_DONOR, REFERENCE_DONOR, REPO, load_forebrain, load_granja, load_granja_pooled, machine
+from _data import QUERY_DONOR, REFERENCE_DONOR, REPO, load_forebrain, load_granja, load_pooled_name, machine
 from _metrics import cv_transfer, donor_transfer, leiden_at_n_clusters
 
 warnings.simplefilter("ignore")
@@ -124,11 +124,13 @@ def snap_package(adata, seed):
 
 
 # -- fastembed's representation, pooled in different ways from one trained model ----------------------------
-def pca(cells: np.ndarray, k: int, weight: str = "plain") -> np.ndarray:
+def pca(cells: np.ndarray, k: int, weight: str = "plain", l2pre: bool = False) -> np.ndarray:
     """Centre and project onto the top ``k`` principal axes (fastembed's ``pooling="pca"`` is ``plain``, in axis
     coordinates here: the same distances); ``white`` gives every axis unit variance, ``sqrt`` the square root of its
-    standard deviation."""
+    standard deviation. ``l2pre``: the centred cells scaled to unit length before the axes are fitted."""
     xc = cells - cells.mean(axis=0)
+    if l2pre:
+        xc = l2rows(xc)
     u, s, vt = np.linalg.svd(xc, full_matrices=False)
     u, s = u[:, :k], s[:k]
     power = {"plain": 1.0, "white": 0.0, "sqrt": 0.5, "square": 2.0}.get(weight)
@@ -145,6 +147,10 @@ def pool(x: sp.csr_matrix, vectors: np.ndarray, how: str) -> np.ndarray:
     elif how == "idf":
         w = x @ sp.diags(idf(x))
         w = sp.diags(1.0 / np.maximum(np.asarray(w.sum(axis=1)).ravel(), 1e-12)) @ w
+    elif how == "unit":  # region vectors scaled to unit length, then the plain mean
+        v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        w = sp.diags(1.0 / np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1)) @ x
+        return np.asarray(w @ v.astype(np.float64))
     elif how in ("snap", "l2idf"):
         y = x @ sp.diags(idf(x))
         norm = np.sqrt(np.asarray(y.multiply(y).sum(axis=1)).ravel())
@@ -163,15 +169,16 @@ def l2rows(e: np.ndarray) -> np.ndarray:
     return e / np.maximum(n, 1e-12)
 
 
-def fe_vectors(adata, seed, threads, epochs=None):
+def fe_vectors(adata, seed, threads, epochs=None, **model_kw):
     """Region vectors of fastembed's defaults trained on all cells (transductive, as the bench does), and the
-    spectral warm start's vectors of the same cells."""
+    spectral warm start's vectors of the same cells; ``epochs`` and ``model_kw`` (ScEmbed's keywords) change the
+    training."""
     import fastembed as fe
     from fastembed.warmstart import spectral_init
 
     uni = fe.Universe.from_arrays(adata.var["chr"], adata.var["start"], adata.var["end"])
     tokens = fe.tokenize_cells(adata, uni)
-    model = fe.ScEmbed(seed=seed, threads=threads).train(tokens, epochs=epochs, progress=False)
+    model = fe.ScEmbed(seed=seed, threads=threads, **model_kw).train(tokens, epochs=epochs, progress=False)
     trained = model.trained_tokens
     warm = spectral_init(
         tokens.indptr, tokens.indices, tokens.vocab_size, model.embedding_dim, trained=trained, seed=seed
@@ -226,7 +233,36 @@ VARIANTS = {
     "ws-mean-pca20-sqrt": ("warm", "mean", 20, "sqrt"),
     "fe-default-cosleiden": ("fe", "mean", 20, "plain", "l2"),
     "fe-snappool-pca30-cosleiden": ("fe", "snap", 30, "plain", "l2"),
+    # issue 33, second round: cosine geometry and the number of axes on top of the square-root weighting
+    "fe-pca20-sqrt-l2": ("fe", "mean", 20, "sqrt", "l2all"),
+    "fe-l2pre-pca20-sqrt": ("fe", "mean", 20, "sqrt", "l2pre"),
+    "fe-l2pre-pca20-sqrt-l2": ("fe", "mean", 20, "sqrt", "l2pre+l2all"),
+    "fe-unit-pca20-sqrt": ("fe", "unit", 20, "sqrt"),
+    "fe-pca10-sqrt": ("fe", "mean", 10, "sqrt"),
+    "fe-pca15-sqrt": ("fe", "mean", 15, "sqrt"),
+    "fe-pca30-sqrt-l2": ("fe", "mean", 30, "sqrt", "l2all"),
+    "fe-pca20-s0.25-l2": ("fe", "mean", 20, "0.25", "l2all"),
+    "fe-idf-pca20-sqrt-l2": ("fe", "idf", 20, "sqrt", "l2all"),
+    "ws-mean-pca20-sqrt-l2": ("warm", "mean", 20, "sqrt", "l2all"),
+    # the training changed (a model trained again per draw; see SOURCES), pooled the default way
+    "fe-e10-pca20-sqrt": ("fe-e10", "mean", 20, "sqrt"),
+    "fe-e40-pca20-sqrt": ("fe-e40", "mean", 20, "sqrt"),
+    "fe-w10-pca20-sqrt": ("fe-w10", "mean", 20, "sqrt"),
+    "fe-n10-pca20-sqrt": ("fe-n10", "mean", 20, "sqrt"),
+    "fe-seed2-pca20-sqrt": ("fe-seed2", "mean", 20, "sqrt"),
+    "fe-d50-pca20-sqrt": ("fe-d50", "mean", 20, "sqrt"),
 }
+
+SOURCES = {
+    "fe-e10": dict(epochs=10),
+    "fe-e40": dict(epochs=40),
+    "fe-w10": dict(window_size=10),
+    "fe-n10": dict(negative_samples=10),
+    "fe-seed2": dict(seed_offset=1000),
+    "fe-d50": dict(embedding_dim=50),
+}
+"""Region vectors trained otherwise than by the defaults, keyed by the ``fe-*`` source of a variant:
+``fe_vectors``' keywords (``seed_offset``: the same defaults with another training seed, for the seed's noise)."""
 
 
 CORE = [
@@ -267,10 +303,17 @@ def embed(name, adata, cache, seed):
         return spectral(adata.X), "l2"
     source, how, k, *rest = spec
     weight = rest[0] if rest else "plain"
+    if source not in cache:
+        kw = dict(SOURCES[source])
+        seed = seed + kw.pop("seed_offset", 0)
+        cache[source] = fe_vectors(adata, seed, cache["threads"], **kw)[1]
     x, vectors = cache["x"], cache[source]
     cells = pool(x, vectors, how)
-    emb = cells if k is None else pca(cells, k, weight)
-    return (emb, "l2") if len(rest) > 1 else emb
+    geometry = rest[1] if len(rest) > 1 else ""
+    emb = cells if k is None else pca(cells, k, weight, l2pre="l2pre" in geometry)
+    if "l2all" in geometry:  # unit rows for the k-NN and the Leiden graph alike
+        return l2rows(emb)
+    return (emb, "l2") if geometry == "l2" else emb
 
 
 def evaluate(emb, adata, leiden_on, seed) -> dict:
@@ -295,8 +338,8 @@ def evaluate(emb, adata, leiden_on, seed) -> dict:
 def load(ds: str, draw: int, granja):
     if ds == "forebrain":
         return load_forebrain(draw)
-    if ds.startswith("granja-pool-"):
-        return load_granja_pooled(int(ds.rsplit("-", 1)[1]), draw, granja)
+    if ds.startswith("granja-pool"):
+        return load_pooled_name(ds, draw, granja)
     n = int(ds.rsplit("-", 1)[1])
     idx = np.sort(np.random.default_rng(1000 + draw).choice(granja.n_obs, size=n, replace=False))
     return granja[idx].copy()
@@ -317,7 +360,7 @@ def main(argv=None):
     for ds in args.datasets.split(","):
         for draw in range(args.draws):
             adata = load(ds, draw, granja)
-            cache = {}
+            cache = {"threads": args.threads}
             if any(isinstance(VARIANTS[v], tuple) for v in variants):
                 cache["x"], cache["fe"], cache["warm"], _ = fe_vectors(adata, draw, args.threads)
             for v in variants:

@@ -15,7 +15,8 @@ Datasets
 - ``forebrain``: forebrain_preissl2018 (1,043 mouse cells, 8 types, its own peaks as the universe), rows shuffled
   by the seed; it has no donors, so its k-NN accuracy is by 5-fold cross-validation (``_metrics.cv_transfer``).
 - ``granja-pool-N``: N cells of a high-coverage variant of granja2019, 12 cells of one donor and type merged into
-  one (~1,200 peaks per cell; ``_data.load_granja_pooled``), ``--draws`` draws.
+  one (~1,200 peaks per cell; ``_data.load_granja_pooled``), ``--draws`` draws; ``granja-poolP-N`` merges ``P``
+  cells instead (``granja-pool24-400``: ~1,800 peaks per cell, of the 572 such cells there are).
 - ``granja-boot-N`` (not in the default run): N cells drawn from granja2019 with replacement, each copy keeping a
   random 80% of its regions; a stand-in for an atlas, for what depends on region counts (see ``load_dataset``).
 
@@ -47,7 +48,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _data import QUERY_DONOR, REFERENCE_DONOR, REPO, load_forebrain, load_granja, load_granja_pooled, machine
+from _data import QUERY_DONOR, REFERENCE_DONOR, REPO, load_forebrain, load_granja, load_pooled_name, machine
 from _metrics import cv_transfer, donor_transfer, leiden_at_n_clusters
 
 warnings.simplefilter("ignore")
@@ -87,7 +88,8 @@ def fastembed_method(**params):
             cells, empty = weighted_mean_pool(
                 tokens.indptr, tokens.indices, model.region_vectors, model.pooling_weights("mean")
             )
-            model._projection = fit_projection(cells[~empty], model.n_components, power=params["axis_power"])
+            k = model.training_info["n_components"]
+            model._projection = fit_projection(cells[~empty], k, power=params["axis_power"])
         target = tokens if fit_mask is None else fe.tokenize_cells(adata, uni)
         return model.encode(target, **encode_kw)
 
@@ -183,12 +185,14 @@ def gensim_sg(epochs):
 # to 2,000 cells) and 0.3 (16 on granja2019, up to 100 on small data); "fastembed-0.1" the defaults before the
 # time-to-quality work (random start, 100 epochs, plain mean pooling), run for the first seed only (slow);
 # "fastembed-0.9" the defaults without version 0.10's subsampling of common regions (sample=0);
-# "fastembed-0.10" the defaults with version 0.10's projection (plain PCA scores, ``axis_power=1``).
+# "fastembed-0.10" the defaults with version 0.10's projection (plain PCA scores, ``axis_power=1``);
+# "fastembed-k20" the defaults with 20 axes whatever the coverage (version 0.11's, before ``n_components="auto"``).
 # Wider windows were compared in a separate run (bench/RESULTS.md).
 METHODS = {
     "fastembed": (fastembed_method(), True, True),
     "fastembed-mean": (fastembed_method(pooling="mean"), True, False),
     "fastembed-0.10": (fastembed_method(axis_power=1.0), True, True),
+    "fastembed-k20": (fastembed_method(n_components=20), True, True),
     "fastembed-0.3": (fastembed_method(epochs="0.3"), True, False),
     "fastembed-0.5": (fastembed_method(epochs=40), True, False),
     "fastembed-0.9": (fastembed_method(sample=0), True, True),
@@ -233,8 +237,8 @@ def load_dataset(name: str, seed: int):
         return a
     if name == "forebrain":
         return load_forebrain(seed)
-    if name.startswith("granja-pool-"):
-        return load_granja_pooled(int(name.rsplit("-", 1)[1]), seed)
+    if name.startswith("granja-pool"):
+        return load_pooled_name(name, seed)
     adata = load_granja()
     if name == "granja":
         return adata

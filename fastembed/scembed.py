@@ -41,7 +41,17 @@ DEFAULT_SAMPLE = MODEL.sample
 """Default frequent-region subsampling: only regions with more than about 1,300 occurrences per pass are thinned
 (:func:`fastembed.sgns.resolve_sample`, :data:`fastembed.sgns.THIN_OCCURRENCES`)."""
 DEFAULT_COMPONENTS = MODEL.n_components
-"""Default number of principal axes of the cell projection fitted at training (``pooling="pca"``)."""
+"""Default number of principal axes of the cell projection fitted at training (``pooling="pca"``): ``"auto"``
+picks 20 or 30 from the training cells' coverage (:func:`fastembed.kernels.projection.auto_components`)."""
+
+
+def _check_components(value) -> int | str | None:
+    """``n_components``: None, ``"auto"`` or a positive integer; anything else is a ParameterError naming it."""
+    if value is None or (isinstance(value, str) and value == "auto"):
+        return value
+    if isinstance(value, str):
+        raise ParameterError("n_components", "a positive integer, 'auto'", value, or_none=True)
+    return check_positive_int("n_components", value)
 
 
 class ScEmbed:
@@ -67,9 +77,15 @@ class ScEmbed:
         data spend fewer updates on their most common regions (on granja2019's 14k cells: 84% of the tokens,
         a higher Leiden ARI, the same transfer accuracy). A number is word2vec's threshold (gensim's
         ``sample``, e.g. 1e-4: relative to the data's size); 0 keeps every token.
-    n_components : int or None
+    n_components : int, "auto" or None
         Principal axes of the cell projection fitted on the training cells after training and applied by
         :meth:`encode` (``pooling="pca"``, the default for such a model); None fits none (plain mean pooling).
+        ``"auto"`` (the default) keeps 20 axes, or 30 when the training cells hold 600 trained tokens or more
+        on average (plate-based, sorted or pooled cells), where more axes carry cell-type signal above the
+        pooling noise (:func:`fastembed.kernels.projection.auto_components`); with those 30 axes the projected
+        cells are also scaled to unit length (``cell_norm: l2``, :func:`fastembed.kernels.projection.unit_rows`),
+        the cosine geometry in which a euclidean Leiden graph separates such cells best. A trained model records
+        what it chose (``training_info["n_components"]``; ``n_components`` and ``cell_norm`` in a saved folder).
     seed : int, optional
         Seed of all random draws. With ``threads=1`` two runs give bit-identical vectors.
     threads : int, optional
@@ -92,7 +108,7 @@ class ScEmbed:
         *,
         min_count: int = MODEL.min_count,
         sample: float | str = MODEL.sample,
-        n_components: int | None = MODEL.n_components,
+        n_components: int | str | None = MODEL.n_components,
         seed: int | None = MODEL.seed,
         threads: int | None = MODEL.threads,
     ):
@@ -101,7 +117,7 @@ class ScEmbed:
         self.negative_samples = check_positive_int("negative_samples", negative_samples)
         self.min_count = check_positive_int("min_count", min_count)
         self.sample = check_sample(sample)
-        self.n_components = None if n_components is None else check_positive_int("n_components", n_components)
+        self.n_components = _check_components(n_components)
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
         ):
@@ -114,6 +130,7 @@ class ScEmbed:
         self._output_vectors: np.ndarray | None = None
         self._token_counts: np.ndarray | None = None
         self._projection: np.ndarray | None = None
+        self._cell_norm: str | None = None  # CELL_NORM: projected cells scaled to unit length
         # Files this model was made from or read: save() and encode(out=...) may not replace them.
         self._training_files: list[Path] = []
         self._model_dir: Path | None = None
@@ -234,6 +251,7 @@ class ScEmbed:
         self.universe = ds.universe
         self._region_vectors, self._output_vectors = run.region_vectors, run.output_vectors
         self._token_counts, self._projection = run.token_counts, run.projection
+        self._cell_norm = run.cell_norm
         self._training_files = [ds.path] if ds.path is not None else []
         self.training_info = run.info
         if run.epochs_done < run.epochs:
@@ -277,6 +295,7 @@ class ScEmbed:
             pooling=pooling,
             projection=self._projection,
             min_count=self.min_count,
+            cell_norm=self._cell_norm,
         )
 
     def encode(
@@ -383,7 +402,13 @@ class ScEmbed:
             "negative_samples": self.negative_samples,
             "min_count": self.min_count,
             "sample": self.sample,
-            "n_components": self.n_components,
+            # "auto" is written as the number it gave, which is what the saved projection holds.
+            "n_components": (
+                (None if self._projection is None else int(self._projection.shape[0] - 1))
+                if self.n_components == "auto"
+                else self.n_components
+            ),
+            "cell_norm": self._cell_norm,
             "seed": self.seed,
             "fastembed_version": __version__,
             "universe_sha256": None if self.universe is None else self.universe.checksum,
@@ -484,6 +509,8 @@ class ScEmbed:
         model._output_vectors = folder.output_vectors
         model._token_counts = folder.token_counts
         model._projection = folder.cell_projection
+        # Folders written before cell_norm existed have none: their cells are encoded as they were.
+        model._cell_norm = cfg.get("cell_norm") if folder.cell_projection is not None else None
         model.training_info = dict(cfg.get("training") or {})
         model._model_dir = path
         return model

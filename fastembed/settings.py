@@ -47,7 +47,7 @@ class ModelDefaults:
     negative_samples: int = 5
     min_count: int = 1
     sample: float | str = "auto"
-    n_components: int | None = 20
+    n_components: int | str | None = "auto"
     seed: int | None = None
     threads: int | None = None
 

@@ -376,3 +376,16 @@ def ref_weighted_projection(train, cells, k, power):
         score = (np.asarray(cells, dtype=np.float64) - centre) @ vt[j]
         out += np.outer(score * (s[0] / s[j]) ** (1.0 - power), vt[j])
     return out
+
+
+def ref_auto_components(indptr, indices, trained, *, threshold=600, low=20, high=30):
+    """``n_components="auto"`` spelled out cell by cell: the mean number of trained tokens over the cells that hold
+    at least one, ``high`` axes from ``threshold`` tokens per cell on, else ``low``."""
+    counts = []
+    for c in range(len(indptr) - 1):
+        n = sum(1 for t in indices[indptr[c] : indptr[c + 1]] if trained[t])
+        if n > 0:
+            counts.append(n)
+    if counts and sum(counts) / len(counts) >= threshold:
+        return high
+    return low

@@ -31,7 +31,7 @@ from fastembed.genome.tokenize import PeakMapper
 from fastembed.genome.tokens import TokenizedCells, read_tokens_parquet, token_obs
 from fastembed.genome.universe import Universe
 from fastembed.kernels.pooling import weighted_mean_pool
-from fastembed.kernels.projection import apply_projection
+from fastembed.kernels.projection import CELL_NORM, apply_projection, unit_rows
 from fastembed.region2vec import Region2VecDataset
 from fastembed.storage.atomic import atomic_dir, check_output_path
 from fastembed.storage.marker import mark
@@ -107,6 +107,8 @@ class CellEncoder:
         The cell projection fitted at training (:mod:`fastembed.kernels.projection`); None for ``"mean"``.
     min_count : int
         The model's ``min_count``, for messages about cells without a trained token.
+    cell_norm : str, optional
+        :data:`fastembed.kernels.projection.CELL_NORM`: projected cells are scaled to unit length; None: not.
     """
 
     universe: Universe
@@ -115,6 +117,7 @@ class CellEncoder:
     pooling: str
     projection: np.ndarray | None
     min_count: int
+    cell_norm: str | None = None
 
     @property
     def embedding_dim(self) -> int:
@@ -126,6 +129,8 @@ class CellEncoder:
         _, empty = weighted_mean_pool(ip, ix, self.vectors, self.weights, out=out, name=name)
         if self.pooling == "pca":
             apply_projection(out, self.projection, empty)
+            if self.cell_norm == CELL_NORM:
+                unit_rows(out, empty)
         return int(empty.sum())
 
     def peak_mapper(self, data, chrom_style: str = "asis"):

@@ -2,7 +2,8 @@
 
 fastembed layout::
 
-    config.yaml          format: fastembed, embedding_dim, vocab_size, training parameters, versions
+    config.yaml          format: fastembed, embedding_dim, vocab_size, training parameters, versions; cell_norm: l2
+                         when the projected cells are scaled to unit length (fastembed.kernels.projection)
     universe.bed         N regions; row i = token i (the 7 special tokens are implied as ids N..N+6)
     region_vectors.npy   float32 (vocab_size, embedding_dim): the input vectors used for encoding
     output_vectors.npy   float32 (vocab_size, embedding_dim), optional
@@ -204,6 +205,9 @@ def _check_config(config: dict, path: Path) -> None:
         if config.get(key) is not None and not isinstance(config[key], str):
             raise bad(key, "a string")
     _check_pooling_method(config.get("pooling_method"), path)
+    cell_norm = config.get("cell_norm")
+    if cell_norm is not None and cell_norm != "l2":  # fastembed.kernels.projection.CELL_NORM
+        raise bad("cell_norm", "'l2' or null (the projected cells scaled to unit length, or not)")
     training = config.get("training")
     # The training record travels on (into zarr attributes as JSON, into saved configs): flat scalars only, so
     # a YAML alias bomb or a date cannot surface later as a blow-up or a serialisation error.
@@ -756,6 +760,7 @@ def write_model_folder(
             # bounds the projection's axes.
             if folder.cell_projection is None:
                 config.pop("n_components", None)
+                config.pop("cell_norm", None)  # it applies to projected cells only
             else:
                 projection = np.asarray(folder.cell_projection, dtype=np.float32)
                 asked = config.get("n_components")

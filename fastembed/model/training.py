@@ -18,7 +18,7 @@ from fastembed.common.validate import check_positive_float, check_positive_int
 from fastembed.genome.tokens import TokenizedCells, footer_regions
 from fastembed.genome.universe import Universe
 from fastembed.kernels.pooling import weighted_mean_pool
-from fastembed.kernels.projection import fit_projection
+from fastembed.kernels.projection import CELL_NORM, HIGH_COVERAGE_COMPONENTS, auto_components, fit_projection
 from fastembed.model.trainmem import check_training_memory, parquet_counts
 from fastembed.region2vec import Region2VecDataset
 
@@ -100,6 +100,9 @@ class TrainedModel:
         Cells holding each token.
     projection : np.ndarray of float32, optional
         The cell projection fitted on the training cells (None with ``n_components=None``).
+    cell_norm : str, optional
+        :data:`fastembed.kernels.projection.CELL_NORM` when the projected cells are scaled to unit length
+        (``n_components="auto"`` at high coverage), else None.
     info : dict
         The run's parameters and measured statistics (:attr:`fastembed.ScEmbed.training_info`).
     epochs_done, epochs : int
@@ -110,6 +113,7 @@ class TrainedModel:
     output_vectors: np.ndarray
     token_counts: np.ndarray
     projection: np.ndarray | None
+    cell_norm: str | None
     info: dict
     epochs_done: int
     epochs: int
@@ -123,7 +127,7 @@ def train_vectors(
     negative_samples: int,
     min_count: int,
     sample,
-    n_components: int | None,
+    n_components: int | str | None,
     seed: int | None,
     threads: int | None,
     epochs: int | None,
@@ -173,12 +177,16 @@ def train_vectors(
         raise HintedValueError(
             f"dataset {ds.source}: {err}", keywords=(Keyword("min_count", min_count),)
         ) from None
-    projection = None
+    projection = cell_norm = None
     if n_components is not None:
         weights = (result.counts >= min_count).astype(np.float32)
         weights[len(ds.universe) :] = 0  # special tokens are never pooled
         cells, empty = weighted_mean_pool(ds.indptr, ds.indices, result.w_in, weights)
-        projection = fit_projection(cells[~empty], n_components)
+        k = n_components
+        if k == "auto":  # from the training cells' coverage: trained tokens per cell that has one
+            k = auto_components(int(np.count_nonzero(weights[ds.indices])), int(np.count_nonzero(~empty)))
+            cell_norm = CELL_NORM if k == HIGH_COVERAGE_COMPONENTS else None
+        projection = fit_projection(cells[~empty], k)
     info = {
         "epochs": int(epochs),
         "batch_size": int(batch_size),
@@ -198,5 +206,12 @@ def train_vectors(
     if result.epochs_done < epochs:
         info.update(epochs_completed=int(result.epochs_done), partial=True)
     return TrainedModel(
-        result.w_in, result.w_out, result.counts, projection, info, int(result.epochs_done), int(epochs)
+        result.w_in,
+        result.w_out,
+        result.counts,
+        projection,
+        cell_norm,
+        info,
+        int(result.epochs_done),
+        int(epochs),
     )

@@ -124,3 +124,100 @@ def test_folder_with_plain_pca_axes_still_loads(model, tokens, tmp_path):
     np.save(folder / "cell_projection.npy", fit_projection(mean, 5, power=1.0))
     loaded = ScEmbed.from_pretrained(folder)
     np.testing.assert_allclose(loaded.encode(tokens), ref_weighted_projection(mean, mean, 5, 1.0), atol=1e-4)
+
+
+def _pooled_demo(group: int, n: int, seed: int = 0):
+    """``n`` cells of the demo, each the union of ``group`` demo cells' peaks: a high-coverage dataset."""
+    import scipy.sparse as sp
+
+    cells = demo_cells(group * n, seed)
+    agg = sp.csr_matrix(
+        (np.ones(group * n, np.float32), (np.repeat(np.arange(n), group), np.arange(group * n))),
+        shape=(n, group * n),
+    )
+    pooled = cells[:n].copy()
+    pooled.X = (agg @ cells.X.tocsr()).tocsr()
+    pooled.X.data[:] = 1
+    return pooled
+
+
+@pytest.mark.parametrize("group", [1, 8])
+def test_auto_components_follows_coverage(group, tmp_path):
+    """The default keeps 20 axes for demo cells (~190 peaks) and 30 for cells pooled 8 at a time (~1,000): the
+    count is the oracle's, recorded at training, written as a number to the folder and read back."""
+    from naive import ref_auto_components
+
+    tokens = fe.tokenize_cells(_pooled_demo(group, 60), demo_peaks_path())
+    model = ScEmbed(embedding_dim=40, seed=0, threads=1).train(tokens, epochs=1, progress=False)
+    want = ref_auto_components(tokens.indptr, tokens.indices, model.trained_tokens)
+    assert want == (20 if group == 1 else 30)
+    assert model.n_components == "auto" and model.training_info["n_components"] == want
+    assert model._projection.shape == (want + 1, 40)
+    assert model.config()["n_components"] == want
+    # High coverage: the projected cells have unit length (cell_norm: l2); low coverage: as projected.
+    from naive import ref_weighted_projection
+
+    from fastembed.projection import AXIS_POWER
+
+    mean = model.encode(tokens, pooling="mean")
+    oracle = ref_weighted_projection(mean, mean, want, AXIS_POWER)
+    if group > 1:
+        oracle /= np.linalg.norm(oracle, axis=1, keepdims=True)
+    np.testing.assert_allclose(model.encode(tokens), oracle, atol=1e-4)
+    assert model.config()["cell_norm"] == (None if group == 1 else "l2")
+    loaded = ScEmbed.from_pretrained(model.save(tmp_path / "m"))
+    assert loaded.n_components == want
+    np.testing.assert_array_equal(loaded.encode(tokens), model.encode(tokens))
+
+
+def test_folder_without_cell_norm_encodes_as_projected(tmp_path):
+    """A folder written before cell_norm existed (high coverage, 30 axes, no cell_norm key) encodes without the
+    unit length, as it did; a bad cell_norm is refused naming the key."""
+    import yaml
+
+    tokens = fe.tokenize_cells(_pooled_demo(8, 60), demo_peaks_path())
+    model = ScEmbed(embedding_dim=40, seed=0, threads=1).train(tokens, epochs=1, progress=False)
+    folder = model.save(tmp_path / "m")
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    assert cfg["cell_norm"] == "l2"
+    del cfg["cell_norm"]
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    old = ScEmbed.from_pretrained(folder)
+    got = old.encode(tokens)
+    mean = model.encode(tokens, pooling="mean")
+    np.testing.assert_allclose(got, mean_projected(mean, model), atol=1e-4)
+    cfg["cell_norm"] = "l1"
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="cell_norm"):
+        ScEmbed.from_pretrained(folder)
+
+
+def mean_projected(mean, model):
+    from fastembed.projection import apply_projection
+
+    out = np.array(mean, dtype=np.float32)
+    apply_projection(out, model._projection, np.zeros(len(out), dtype=bool))
+    return out
+
+
+def test_unit_rows_keeps_empty_cells_zero():
+    from fastembed.kernels.projection import unit_rows
+
+    block = np.array([[3.0, 4.0], [0.0, 0.0], [5.0, 5.0]], dtype=np.float32)
+    unit_rows(block, np.array([False, False, True]))
+    np.testing.assert_allclose(block, [[0.6, 0.8], [0.0, 0.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize(
+    ("tokens", "cells", "want"), [(0, 0, 20), (599, 1, 20), (600, 1, 30), (1199, 2, 20), (1200, 2, 30)]
+)
+def test_auto_components_threshold(tokens, cells, want):
+    from fastembed.kernels.projection import auto_components
+
+    assert auto_components(tokens, cells) == want
+
+
+@pytest.mark.parametrize("bad", ["20", "Auto", 0, -3, 2.5, True])
+def test_n_components_is_checked(bad):
+    with pytest.raises(ValueError, match="n_components"):
+        ScEmbed(n_components=bad)

@@ -107,5 +107,5 @@ def test_a_drifted_page_is_caught(row, drifted):
     assert found == ["embedding_dim: 128, the default is 100"]
     del_row = "\n".join(line for line in text.splitlines() if not line.startswith("| `n_components`"))
     assert disagreements(documented_defaults(del_row), settings.MODEL_DEFAULTS) == [
-        "n_components: missing (default 20)"
+        "n_components: missing (default 'auto')"
     ]
