@@ -49,7 +49,6 @@ def lsi(x) -> np.ndarray:
 
 def main() -> None:
     import anndata as ad
-    import pandas as pd
 
     import fastembed as fe
 
