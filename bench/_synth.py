@@ -4,14 +4,28 @@ What is fitted (``fit_real``), from granja2019 (../shared/data) and the bundled 
 
 * regions per cell: log-normal; ``sigma`` is the spread of log(nonzeros per cell) in the real matrices (the
   shape of the distribution does not depend on how many peaks were called). The median is a parameter: those
-  matrices hold 10,000 selected peaks, so their median (~140) is far below a full peak set's; real atlases
-  hold 1,000-10,000 regions per cell (the default, 2,000, is typical of 10x scATAC on ~500k regions).
+  matrices hold 10,000 selected peaks, so their median (144 granja2019, 140 the demo) is far below a full peak
+  set's. Their mean per-peak open share (1.96%) spread over a 500,000-region universe would give ~9,800 regions a
+  cell, an upper bound (selected peaks are the most open ones); the issue's real peak matrices hold 1,000-10,000.
+  The default, 2,000, is the low end of that range: realistic density, not the sparsest nor the densest.
 * region popularity: the observed share of cells in which each peak is open, as a quantile function,
   stretched over the universe (rank r of U gets the real quantile at (r + 0.5) / U) and shuffled along the
-  genome. A cell draws its regions with these weights.
-* cell types: ``n_types`` planted programs, each a random 1% of the universe; ``program_share`` of a cell's
-  regions come from its type's program (the rest from the popularity weights), so types are separable to a
-  known degree and quality (ARI, transfer accuracy) can be scored against the planted labels.
+  genome. A cell draws its regions with these weights (a Vose alias table: one random entry and one load).
+* cell types: ``n_types`` (12) planted programs of ``program_frac`` (1%, 5,000 regions) of the universe each.
+  Types come in ``n_lineages`` (4) lineages of 3, like blood cell types in myeloid and lymphoid branches: a share
+  ``lineage_overlap`` (half) of each program is its lineage's common pool, so sister types are harder to tell
+  apart than types of different lineages, as in granja2019. ``program_share`` of a cell's regions come from its
+  type's program, the rest from the popularity weights.
+
+The planted share is fitted, not chosen (bench/synth_fit.py; bench/RESULTS.md): at a share of 0.3 (the first
+version) every type was separable and Leiden ARI and transfer accuracy were 1.0, which grades nothing. At the
+atlas density (median 2,000) LSI's 10-NN transfer accuracy on 3,000 cells is 0.09 / 0.10 / 0.48 at shares 0.01 /
+0.02 / 0.04 (granja2019's LSI: 0.61, fastembed 0.75); the default 0.05 puts the types just above that step, in
+granja2019's range of difficulty. The atlas runs score fastembed on it (bench/RESULTS.md).
+
+Generation is numba throughout and bounded by the block: cells are drawn in fixed chunks with their own seeds
+(``prange``; the result does not depend on the thread count), the store is appended block by block, and the
+fragments are formatted into one byte buffer per block and gzipped block by block.
 
 Nothing here is fastembed: the generator only writes files (h5ad/zarr AnnData, a 10x fragments.tsv.gz, the
 universe BED).
@@ -239,7 +253,7 @@ def write_store(
     return {"nnz": int(nnz), "seconds": time.perf_counter() - t}
 
 
-def write_fragments(atlas: Atlas, path: Path, n_cells: int, block: int = 5_000) -> dict:
+def write_fragments(atlas: Atlas, path: Path, n_cells: int, block: int = 2_000) -> dict:
     """Cells 0..n_cells as a 10x fragments.tsv.gz (chrom, start, end, barcode, count): one fragment inside each
     open region of a cell, 50-200 bp long at a random place; grouped by cell, not sorted by position. Lines are
     formatted by a numba kernel into one byte buffer per block and gzipped (level 1) block by block, so memory
