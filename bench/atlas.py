@@ -191,12 +191,15 @@ def generate(args) -> None:
         "fragment_cells": args.fragment_cells,
         "reference_cells": args.reference_cells,
         "median": args.median,
+        "share": args.share,
+        "generator": 2,
     }
     done = f / "generated.json"
     if done.exists() and json.loads(done.read_text()) == key:
         print(f"reusing the atlas in {f}")
         return
     stats = _synth.fit_real(median_regions=args.median)
+    stats.program_share = args.share
     _synth.save_stats(stats, f / "stats.json")
     print(
         f"fitted: sigma(log regions per cell) {stats.sigma_log_regions:.3f} (granja2019 + demo), granja median "
@@ -207,12 +210,17 @@ def generate(args) -> None:
     atlas = _synth.Atlas(stats)
     _synth.write_universe(atlas, f / "universe.bed")
     r = _synth.write_store(atlas, f / "atlas.zarr", args.cells)
-    print(f"atlas.zarr: {args.cells} cells, {r['nnz']} nonzeros, {r['seconds']:.0f} s", flush=True)
+    print(
+        f"atlas.zarr: {args.cells} cells, {r['nnz']} nonzeros, {r['seconds']:.0f} s "
+        f"({r['nnz'] / r['seconds'] / 1e6:.2f} M nonzeros/s)",
+        flush=True,
+    )
     r = _synth.write_store(atlas, f / "reference.zarr", args.reference_cells, offset=10**9)
     print(f"reference.zarr: {args.reference_cells} cells, {r['seconds']:.0f} s", flush=True)
     r = _synth.write_fragments(atlas, f / "fragments.tsv.gz", args.fragment_cells)
     print(
-        f"fragments.tsv.gz: {args.fragment_cells} cells, {r['fragments']} fragments, {r['seconds']:.0f} s",
+        f"fragments.tsv.gz: {args.fragment_cells} cells, {r['fragments']} fragments, {r['seconds']:.0f} s "
+        f"({r['fragments'] / r['seconds'] / 1e6:.2f} M lines/s)",
         flush=True,
     )
     done.write_text(json.dumps(key))
@@ -225,6 +233,7 @@ def main() -> None:
     p.add_argument("--reference-cells", type=int, default=50_000)
     p.add_argument("--sample-cells", type=int, default=20_000)
     p.add_argument("--median", type=float, default=2_000)
+    p.add_argument("--share", type=float, default=_synth.Stats.program_share, help="planted-program share")
     p.add_argument("--dim", type=int, default=32)
     p.add_argument("--epochs", type=int, default=0, help="training epochs (0: the default, from the data)")
     p.add_argument(

@@ -149,8 +149,11 @@ def _run_block(task, threads: int | None, payload, shared: tuple):
         return task(payload, *shared)
 
 
-def map_blocks(client, task, payloads, *, shared: tuple = (), threads: int | None = None) -> Iterator[tuple]:
-    """Run ``task(payload, *shared)`` on the cluster, one task per payload; yield ``(i, result)`` as they finish.
+def map_blocks(
+    client, task, payloads, *, shared: tuple = (), threads: int | None = None, window: int | None = None
+) -> Iterator[tuple]:
+    """Run ``task(payload, *shared)`` on the cluster, one task per payload; yield ``(i, result)`` as they finish
+    (or, with ``window``, in payload order).
 
     The generic map of the Dask backend: each feature owns its task function and its payloads (a block of cells
     to read or the rows themselves), and assembles the results; this module knows none of them.
@@ -166,12 +169,20 @@ def map_blocks(client, task, payloads, *, shared: tuple = (), threads: int | Non
         Objects every task needs, sent once to each worker (``scatter(broadcast=True)``), not once per task.
     threads : int, optional
         Threads per task (None: the worker's cores shared by its task slots).
+    window : int, optional
+        Results in payload order, with at most ``window`` tasks submitted and not yet yielded: a consumer that
+        writes blocks in order (a parquet file) holds one block, and the cluster at most ``window`` results,
+        whatever the number of payloads. ``payloads`` may then be a generator; it is read as tasks are submitted.
+        None: every task submitted at once, results as they finish.
 
     Yields
     ------
     (i, result) : each result is released on the cluster once yielded, so results do not pile up there.
     """
     shared_futures = tuple(client.scatter(obj, broadcast=True) for obj in shared)
+    if window is not None:
+        yield from _in_order(client, task, threads, payloads, shared_futures, int(window))
+        return
     with _blocks_are_the_payload():
         futures = [
             client.submit(
@@ -180,6 +191,37 @@ def map_blocks(client, task, payloads, *, shared: tuple = (), threads: int | Non
             for payload in payloads
         ]
     yield from _gather_in_order(client, futures, list(range(len(futures))))
+
+
+def _in_order(client, task, threads, payloads, shared_futures: tuple, window: int) -> Iterator[tuple]:
+    """``map_blocks`` with a window: submit ahead up to ``window`` tasks, yield the oldest when it finishes."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    pending: list = []  # futures in payload order, oldest first
+    source = iter(payloads)
+
+    def submit_more() -> None:
+        while len(pending) < window:
+            try:
+                payload = next(source)
+            except StopIteration:
+                return
+            with _blocks_are_the_payload():
+                pending.append(
+                    client.submit(
+                        _run_block, task, threads, payload, shared_futures, pure=False, retries=TASK_RETRIES
+                    )
+                )
+
+    submit_more()
+    i = 0
+    while pending:
+        future = pending.pop(0)
+        result = future.result()
+        future.release()
+        submit_more()  # before yielding: the cluster works on the next blocks while the consumer writes this one
+        yield i, result
+        i += 1
 
 
 @contextlib.contextmanager

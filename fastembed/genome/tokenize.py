@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 
 import numba
 import numpy as np
@@ -523,25 +524,25 @@ def _tokenize_task(payload: tuple, mapper):
     return ip, ix, local.n_counts, local.n_counts_in_universe
 
 
-def _tokenize_blocks(client, adata, source, mapper, spans) -> list:
-    """Token blocks of every cell of ``adata``, each block ``(lo, hi)`` of ``spans`` a Dask task:
-    ``[(indptr int64, indices int32), ...]`` in cell order (what :meth:`PeakMapper.tokens` gives for each block).
-    Workers read an ``.h5ad``/``.zarr`` ``source`` themselves; an in-memory one travels block by block. The
-    blocks' entry counts are added to ``mapper.n_counts`` and ``mapper.n_counts_in_universe``."""
+def _tokenize_blocks(client, adata, source, mapper, spans) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Token blocks of every cell of ``adata``, each block ``(lo, hi)`` of ``spans`` a Dask task, yielded in cell
+    order as ``(indptr int64, indices int32)`` (what :meth:`PeakMapper.tokens` gives for each block). At most
+    two blocks per worker slot are in flight and the driver holds the one being consumed, so writing to parquet
+    streams (the driver does not gather every block). Workers read an ``.h5ad``/``.zarr`` ``source``
+    themselves; an in-memory one travels block by block. The blocks' entry counts are added to
+    ``mapper.n_counts`` and ``mapper.n_counts_in_universe`` as they come."""
     from fastembed.backends.dask import map_blocks
     from fastembed.genome.blocks import source_path, x_payload
 
-    spans = list(spans)
     path = source_path(source)
-    payloads = [x_payload(adata, path, lo, hi) for lo, hi in spans]
-    out: list = [None] * len(spans)
-    for i, (ip, ix, n_counts, n_in_universe) in map_blocks(
-        client, _tokenize_task, payloads, shared=(mapper,)
+    payloads = (x_payload(adata, path, lo, hi) for lo, hi in spans)
+    slots = max(1, sum(client.nthreads().values()))
+    for _, (ip, ix, n_counts, n_in_universe) in map_blocks(
+        client, _tokenize_task, payloads, shared=(mapper,), window=2 * slots
     ):
-        out[i] = (ip, ix)
         mapper.n_counts += n_counts  # the caller's mapper reports the whole dataset, as in the serial path
         mapper.n_counts_in_universe += n_in_universe
-    return out
+        yield ip, ix
 
 
 def _stream_tokens(adata, uni, mapper, parts, spans, out_path, overwrite, inputs, name, memory):

@@ -1,10 +1,16 @@
 """What training needs in memory, checked before it is allocated, with the way out: ``sample_cells``.
 
 Training cannot stream: skip-gram passes over every cell's tokens in every epoch, so all tokens to train on are in
-memory at once, with the arrays the trainer and the spectral warm start build over them. Per token: the token
-id (int32, 4 bytes), the trainer's running count of kept tokens per position (int64, 8) and the warm start's
-cells x regions matrix with its transpose (int32 index + float32 value, twice: 16); per cell the row pointers;
-and the model (input and output vectors, float32, vocabulary x dimension each, and the warm start's copy).
+memory at once, with the arrays the trainer and the spectral warm start build over them:
+
+* held throughout: the token ids (int32, 4 bytes a token), the row pointers (16 bytes a cell) and the model
+  (input and output vectors, float32, vocabulary x dimension each, and the warm start's result beside them);
+* then the larger of the trainer's per-token array (int64, 8 bytes a token) and the spectral warm start's peak
+  (:func:`warm_start_bytes`). The warm start's randomized SVD works on dense vocabulary x width blocks (width =
+  dimension + 50 oversampled directions), float32 and float64 copies of them at once: about 24 bytes per
+  vocabulary entry and width column, e.g. 1 GB for a 500,000-region universe at dimension 32, whatever the number
+  of cells; and its three sparse cells x regions matrices (the binary one, the normalised one and its transpose:
+  20 bytes a token). On an atlas universe this vocabulary term, not the tokens, is most of what training needs.
 
 * More than the memory budget (:data:`fastembed.settings.MEMORY_BUDGET`, ``--memory``): a warning, since the
   budget bounds the streaming steps, and training is the one step that cannot keep to it.
@@ -25,18 +31,39 @@ from fastembed.common.budget import format_bytes, resolve_memory
 from fastembed.common.suffix import has_suffix
 from fastembed.common.warn import warn
 
-__all__ = ["TRAIN_BYTES_PER_TOKEN", "training_bytes", "available_memory", "check_training_memory"]
+__all__ = [
+    "TRAIN_BYTES_PER_TOKEN",
+    "training_bytes",
+    "warm_start_bytes",
+    "available_memory",
+    "check_training_memory",
+]
 
-TRAIN_BYTES_PER_TOKEN = 4 + 8 + 16
-"""Bytes training holds per token (see the module docstring)."""
+TRAIN_BYTES_PER_TOKEN = 4 + 20
+"""Bytes training holds per token at its peak, the spectral warm start (see the module docstring)."""
+
+_WARM_BYTES_PER_TOKEN = 20  # the binary, the normalised and the transposed sparse matrix (4 + 8 + 8)
+_WARM_BYTES_PER_VOCAB_COLUMN = 24  # float32 + float64 copies of the vocabulary x width blocks of the SVD
+_WARM_OVERSAMPLE = 50  # fastembed.kernels.warmstart._OVERSAMPLE: the SVD's width is dimension + 50
+
+
+def warm_start_bytes(n_tokens: int, n_cells: int, vocab_size: int, embedding_dim: int) -> int:
+    """Peak bytes of the spectral warm start (:func:`fastembed.kernels.warmstart.spectral_init`) on ``n_tokens``
+    tokens of ``n_cells`` cells over ``vocab_size`` regions, at dimension ``embedding_dim``: its sparse matrices
+    (per token) and its dense vocabulary x width blocks, width = min(dimension + 50, cells, vocabulary)."""
+    width = min(int(embedding_dim) + _WARM_OVERSAMPLE, int(n_cells), int(vocab_size))
+    return int(n_tokens) * _WARM_BYTES_PER_TOKEN + int(vocab_size) * width * _WARM_BYTES_PER_VOCAB_COLUMN
 
 
 def training_bytes(n_tokens: int, n_cells: int, vocab_size: int, embedding_dim: int) -> int:
-    """Bytes training needs for ``n_tokens`` tokens of ``n_cells`` cells and a model of that size."""
+    """Bytes training needs for ``n_tokens`` tokens of ``n_cells`` cells and a model of that size: the tokens,
+    row pointers and model held throughout plus the larger of the trainer's per-token array and the warm start's
+    peak (:func:`warm_start_bytes`)."""
     return (
-        int(n_tokens) * TRAIN_BYTES_PER_TOKEN
+        int(n_tokens) * 4
         + int(n_cells) * 16
         + 3 * int(vocab_size) * int(embedding_dim) * 4
+        + max(8 * int(n_tokens), warm_start_bytes(n_tokens, n_cells, vocab_size, embedding_dim))
     )
 
 
@@ -88,9 +115,10 @@ def check_training_memory(
     available = available_memory()
 
     def fitting(limit: int) -> int:
-        model = 3 * vocab_size * embedding_dim * 4
+        # What does not shrink with the sample: the model and the warm start's vocabulary blocks.
+        fixed = training_bytes(0, max(n_cells, 1), vocab_size, embedding_dim) - max(n_cells, 1) * 16
         per_cell = TRAIN_BYTES_PER_TOKEN * n_tokens / max(n_cells, 1) + 16
-        return max(int((limit - model) * 0.8 / per_cell), 0)
+        return max(int((limit - fixed) * 0.8 / per_cell), 0)
 
     what = (
         f"training on {source} ({n_cells} cells, {n_tokens} tokens) needs about {format_bytes(need)} in memory "
