@@ -485,9 +485,14 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0,
             r = ids[k]
             s = slots[k]
             if s >= 0:
-                # Only this thread writes its private copy: overwrite, whatever the thread count.
-                for d in range(ncol):
-                    priv[s, d] = out[k, d]
+                # A private row takes the same rule as a shared one (with add_back, a negative drawn twice adds
+                # both slots' changes), though no other thread writes it.
+                if add_back:
+                    for d in range(ncol):
+                        priv[s, d] += out[k, d] - out0[k, d]
+                else:
+                    for d in range(ncol):
+                        priv[s, d] = out[k, d]
             elif add_back:
                 for d in range(ncol):
                     w_out[r, d] += out[k, d] - out0[k, d]
