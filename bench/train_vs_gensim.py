@@ -4,6 +4,11 @@ Usage (from the repository root, in the bench venv that has gensim; see bench/RE
 
     python bench/train_vs_gensim.py [--data DIR] [--granja-epochs 30] [--synthetic-epochs 3] [--repeats 2]
     python bench/train_vs_gensim.py --scaling 1,2,all --scaling-repeats 3 --scaling-only --skip-synthetic
+    python bench/train_vs_gensim.py ... --hot-rows-ab 512
+
+``--hot-rows-ab N`` adds ``ours-hot``, ours with ``sgns.PRIVATE_HOT_ROWS = N`` (private per-thread copies of the
+most written output rows), beside ``ours`` with it at 0, in the scaling rounds (interleaved) and in the speed and
+quality runs at ``--threads``.
 
 Two corpora, the same for both methods:
 1. granja2019 (real; ``--data``, ``$FASTEMBED_SHARED_DATA`` or ../shared/data): 14,125 cells; a cell's tokens are its
@@ -145,7 +150,11 @@ def load_corpus(prefix: str) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def run_ours(job: dict) -> dict:
+    from fastembed.kernels import sgns
     from fastembed.sgns import train_sgns
+
+    if job.get("hot_rows") is not None:
+        sgns.PRIVATE_HOT_ROWS = int(job["hot_rows"])
 
     threads = job["threads"]
     # Warm-up: compile (or load from numba's cache) both drivers before anything is measured.
@@ -262,7 +271,7 @@ def run_gensim(job: dict) -> dict:
 
 def worker(job_json: str) -> None:
     job = json.loads(job_json)
-    result = run_ours(job) if job["method"] == "ours" else run_gensim(job)
+    result = run_ours(job) if job["method"].startswith("ours") else run_gensim(job)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -379,6 +388,12 @@ def main(argv=None) -> None:
         "--scaling-repeats", type=int, default=3, help="interleaved rounds of the scaling table (median)"
     )
     ap.add_argument("--scaling-only", action="store_true", help="run only the thread-scaling table")
+    ap.add_argument(
+        "--hot-rows-ab",
+        type=int,
+        default=None,
+        help="also run ours-hot (sgns.PRIVATE_HOT_ROWS = N; ours then runs with 0)",
+    )
     ap.add_argument("--out", default=str(REPO / "bench" / "out" / "train_vs_gensim.json"))
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -426,7 +441,25 @@ def main(argv=None) -> None:
             def save(tag: str, seed=seed, name=name, quality=quality) -> str | None:
                 return str(tmp / f"{name}-{tag}-{seed}.npy") if quality else None
 
-            jobs.append(dict(base, method="ours", threads=T, seed=seed, reshuffle=True, save=save("ours")))
+            hot = args.hot_rows_ab
+            off = None if hot is None else 0
+            jobs.append(
+                dict(
+                    base, method="ours", threads=T, seed=seed, reshuffle=True, save=save("ours"), hot_rows=off
+                )
+            )
+            if hot is not None:
+                jobs.append(
+                    dict(
+                        base,
+                        method="ours-hot",
+                        threads=T,
+                        seed=seed,
+                        reshuffle=True,
+                        save=save("ours-hot"),
+                        hot_rows=hot,
+                    )
+                )
             if rep == 0:
                 jobs.append(dict(base, method="ours", threads=1, seed=seed, reshuffle=True, save=None))
                 jobs.append(
@@ -491,8 +524,12 @@ def thread_scaling(args, corpus: Path) -> str:
     counts = sorted({os.cpu_count() if t == "all" else int(t) for t in args.scaling.split(",") if t})
     rows = {}
     for rep in range(args.scaling_repeats):
+        methods = ("ours", "gensim") if args.hot_rows_ab is None else ("ours", "ours-hot", "gensim")
         for t in counts:
-            for method in ("ours", "gensim"):
+            # The order of the methods rotates from round to round, so a drift of the machine favours none.
+            for method in methods[rep % len(methods) :] + methods[: rep % len(methods)]:
+                if method == "ours-hot" and t == 1:
+                    continue  # one thread never uses the private rows: ours at 1 thread is its base
                 job = dict(
                     corpus=str(corpus),
                     dataset="granja2019",
@@ -502,6 +539,9 @@ def thread_scaling(args, corpus: Path) -> str:
                     seed=1,
                     reshuffle=False,
                     save=None,
+                    hot_rows=None
+                    if args.hot_rows_ab is None
+                    else (args.hot_rows_ab if method == "ours-hot" else 0),
                 )
                 r = launch(job)
                 rows.setdefault((method, t), []).append(r["words_per_s"])
@@ -512,7 +552,8 @@ def thread_scaling(args, corpus: Path) -> str:
                 )
 
     def scaling(method: str, t: int) -> str:
-        ratios = np.array(rows[method, t]) / np.array(rows[method, counts[0]])
+        base = rows.get((method, counts[0]), rows.get(("ours", counts[0])))
+        ratios = np.array(rows[method, t]) / np.array(base)
         spread = f" ({ratios.min():.2f}-{ratios.max():.2f})" if ratios.size > 1 else ""
         return f"{np.median(ratios):.2f}x{spread}"
 
@@ -528,6 +569,23 @@ def thread_scaling(args, corpus: Path) -> str:
             f"| {t} | {o / 1e3:.0f}k | {scaling('ours', t)} | {g / 1e3:.0f}k | {scaling('gensim', t)} | "
             f"{o / g:.2f}x |"
         )
+    hot = [t for t in counts if ("ours-hot", t) in rows]
+    if hot:
+        lines += [
+            "",
+            f"ours-hot: sgns.PRIVATE_HOT_ROWS = {args.hot_rows_ab} (ours: 0); its scaling is over ours at "
+            f"{counts[0]} thread(s)",
+            "",
+            "| threads | ours-hot words/s | scaling | ours-hot / ours, round by round (ahead in) |",
+            "|---|---|---|---|",
+        ]
+        for t in hot:
+            paired = np.array(rows["ours-hot", t]) / np.array(rows["ours", t])
+            lines.append(
+                f"| {t} | {np.median(rows['ours-hot', t]) / 1e3:.0f}k | {scaling('ours-hot', t)} | "
+                f"{np.median(paired):.3f} ({paired.min():.3f}-{paired.max():.3f}; {int((paired > 1).sum())} of "
+                f"{paired.size}) |"
+            )
     return "\n".join(lines)
 
 
@@ -551,6 +609,7 @@ def summarize(results, corpora, T) -> str:
     ]
     for name, (indptr, indices, vocab) in corpora.items():
         o2, o1, g = pick(name, "ours", T, True), pick(name, "ours", 1, True), pick(name, "gensim", T, False)
+        h2 = pick(name, "ours-hot", T, True)
         base_mb = (indptr.nbytes + indices.nbytes + 2 * vocab * SETTINGS["dim"] * 4) / 2**20
         lines.append(
             f"| {name} | {o2['words_per_s'] / 1e3:.0f}k | {g['words_per_s'] / 1e3:.0f}k | {o2['words_per_s'] / g['words_per_s']:.2f}x "
@@ -558,6 +617,12 @@ def summarize(results, corpora, T) -> str:
             f"| {o2['peak_rss_mb']:.0f} / +{o2['added_rss_mb']:.0f} MB | {base_mb:.0f} MB | {o2['added_rss_mb'] / base_mb:.2f} "
             f"| {g['peak_rss_mb']:.0f} / +{g['added_rss_mb']:.0f} MB |"
         )
+        if h2 is not None:
+            lines.append(
+                f"| {name}, ours-hot | {h2['words_per_s'] / 1e3:.0f}k | | {h2['words_per_s'] / g['words_per_s']:.2f}x "
+                f"| | {h2['words_per_s'] / o1['words_per_s']:.2f}x | {h2['peak_rss_mb']:.0f} / +{h2['added_rss_mb']:.0f} MB "
+                "| | | |"
+            )
     q = [r for r in results if "knn_accuracy" in r]
     if q:
         lines += [
@@ -567,8 +632,8 @@ def summarize(results, corpora, T) -> str:
         ]
         groups: dict[str, list] = {}
         for r in q:
-            if r["method"] == "ours":
-                name = "ours"
+            if r["method"].startswith("ours"):
+                name = r["method"]
             else:
                 name = "gensim sg, reshuffled per epoch" if r["reshuffle"] else "gensim sg, one call"
             name = f"{name} x{r['threads']}"

@@ -88,7 +88,7 @@ from fastembed.kernels._prefetch import prefetch_row
 from fastembed.kernels._rng import block_state, new_seed, randint, uniform
 from fastembed.kernels.alias import alias_draw, build_alias_table
 from fastembed.kernels.warmstart import spectral_init
-from fastembed.settings import INLINE_FAST, PARALLEL_FAST, SERIAL, SERIAL_FAST
+from fastembed.settings import INLINE, INLINE_FAST, PARALLEL_FAST, SERIAL, SERIAL_FAST
 
 __all__ = [
     "SGNSResult",
@@ -217,11 +217,35 @@ class _KernelParams(NamedTuple):
     add_back: np.bool_
     """Write the buffered output rows back by adding their changes (True) or by overwriting (False); see
     ``OVERWRITE_MAX_THREADS``."""
+    hot_ids: np.ndarray
+    """int64[n_hot] the output rows each thread trains in a private copy (``PRIVATE_HOT_ROWS``); empty for none."""
+    hot_slot: np.ndarray
+    """int32[vocab_size] each token's row in the private copies, or -1 (every token when ``hot_ids`` is empty)."""
+    merge_tokens: np.int64
+    """A thread adds its private rows' changes into ``w_out`` (and reloads them) once it has processed this many
+    tokens since the last merge, and at the end of each block (``HOT_MERGE_TOKENS``)."""
 
 
 def _kernel_params(
-    table, keep, *, seed, window, negative, batch_size, lr0, lr_min, words_total, max_len, dim, add_back
+    table,
+    keep,
+    *,
+    seed,
+    window,
+    negative,
+    batch_size,
+    lr0,
+    lr_min,
+    words_total,
+    max_len,
+    dim,
+    add_back,
+    hot_ids=None,
+    merge_tokens=1,
 ):
+    hot_ids = np.zeros(0, np.int64) if hot_ids is None else np.asarray(hot_ids, dtype=np.int64)
+    hot_slot = np.full(keep.size, -1, dtype=np.int32)
+    hot_slot[hot_ids] = np.arange(hot_ids.size, dtype=np.int32)
     return _KernelParams(
         threshold=table.threshold,
         primary=table.primary,
@@ -237,6 +261,9 @@ def _kernel_params(
         max_len=np.int64(max_len),
         dim=np.int64(dim),
         add_back=np.bool_(add_back),
+        hot_ids=hot_ids,
+        hot_slot=hot_slot,
+        merge_tokens=np.int64(max(1, merge_tokens)),
     )
 
 
@@ -263,6 +290,36 @@ updates other threads wrote to those rows during the centre (about a microsecond
 threads. Training that dropped updates at the rates estimated for 16 and 48 threads kept granja2019's quality;
 32 leaves a margin below what was emulated (bench/RESULTS-archive.md, "Trainer design history"). Read when
 training starts, not compiled in."""
+
+
+PRIVATE_HOT_ROWS = 0
+"""With ``PRIVATE_HOT_MIN_THREADS`` threads or more, each thread trains its own copy of this many output rows:
+those written most (a row is written once per centre it is and once per negative drawn for it, so the weight is
+its kept occurrences plus ``negative_samples`` x all kept occurrences x its share of the negatives' draws). The
+threads' changes are added into the shared rows every ``HOT_MERGE_TOKENS / (threads - 1)`` tokens and at the end
+of each block (:func:`_hot_merge`), so two threads no longer write the same cache lines at every centre. 0 turns
+it off. Read when training starts, not compiled in; see bench/RESULTS.md, "Private hot output rows"."""
+PRIVATE_HOT_MIN_THREADS = 2
+"""Fewest threads that use ``PRIVATE_HOT_ROWS``: one thread shares nothing, and keeps its bit-identical results."""
+HOT_MERGE_TOKENS = 16_384
+"""Between two merges of its private rows a thread misses the other threads' changes to them; merging after
+``HOT_MERGE_TOKENS / (threads - 1)`` of its own tokens bounds what it misses to about this many tokens of the
+others' work, whatever the number of threads. Read when training starts."""
+
+
+def _hot_rows(
+    counts: np.ndarray, keep: np.ndarray, trained: np.ndarray, negative: int, n_hot: int
+) -> np.ndarray:
+    """The ``n_hot`` output rows written most often per pass (int64, ascending; fewer when fewer tokens are
+    trained): a row is written for each kept occurrence of its token as a centre and for each draw of it as a
+    negative, ``negative`` per kept occurrence of any token, from counts^``NEGATIVE_POWER``."""
+    n_hot = int(min(n_hot, int(trained.sum())))
+    if n_hot <= 0:
+        return np.zeros(0, np.int64)
+    kept = np.where(trained, counts * keep.astype(np.float64), 0.0)
+    q = np.where(trained, counts.astype(np.float64) ** NEGATIVE_POWER, 0.0)
+    writes = kept + negative * kept.sum() * q / q.sum()
+    return np.sort(np.argsort(-writes, kind="stable")[:n_hot]).astype(np.int64)
 
 
 @njit(**INLINE_FAST)
@@ -292,7 +349,7 @@ def _scores3(hs, out, k, width):
 
 
 @njit(**INLINE_FAST)
-def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0, add_back):
+def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0, add_back, slots, priv):
     """All ``m`` contexts of one centre against its output rows, two contexts at a time.
 
     ``ctxs[:m]`` are the context tokens (their input rows are trained), ``ids[:n_out]`` the output rows: the
@@ -324,8 +381,14 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0,
     ncol = min(width, w_in.shape[1])
     for k in range(n_out):
         r = ids[k]
-        for d in range(ncol):
-            out[k, d] = w_out[r, d]
+        # A row with a slot is read from (and written to) this thread's private copy (PRIVATE_HOT_ROWS).
+        s = slots[k]
+        if s >= 0:
+            for d in range(ncol):
+                out[k, d] = priv[s, d]
+        else:
+            for d in range(ncol):
+                out[k, d] = w_out[r, d]
         if add_back:
             for d in range(ncol):
                 out0[k, d] = out[k, d]
@@ -412,7 +475,17 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0,
     for k in range(n_out):
         if live[k] != _ZERO:
             r = ids[k]
-            if add_back:
+            s = slots[k]
+            if s >= 0:
+                # A private row takes the same rule as a shared one (with add_back, a negative drawn twice adds
+                # both slots' changes), though no other thread writes it.
+                if add_back:
+                    for d in range(ncol):
+                        priv[s, d] += out[k, d] - out0[k, d]
+                else:
+                    for d in range(ncol):
+                        priv[s, d] = out[k, d]
+            elif add_back:
                 for d in range(ncol):
                     w_out[r, d] += out[k, d] - out0[k, d]
             else:
@@ -420,8 +493,47 @@ def _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0,
                     w_out[r, d] = out[k, d]
 
 
+@njit(**INLINE)
+def _hot_buffers(params, w_out):
+    """One thread's private copies of the hot output rows: ``(priv, snap)``, float32[n_hot, w_out.shape[1]]
+    each (n_hot = 0 when the run has none)."""
+    n_hot = params.hot_ids.size
+    return (
+        np.zeros((n_hot, w_out.shape[1]), dtype=np.float32),
+        np.zeros((n_hot, w_out.shape[1]), dtype=np.float32),
+    )
+
+
+@njit(**INLINE_FAST)
+def _hot_load(priv, snap, w_out, hot_ids, ncol):
+    """Copy the shared rows ``w_out[hot_ids]`` into this thread's ``priv`` and ``snap`` (first ``ncol``
+    columns)."""
+    for s in range(hot_ids.size):
+        r = hot_ids[s]
+        for d in range(ncol):
+            v = w_out[r, d]
+            priv[s, d] = v
+            snap[s, d] = v
+
+
+@njit(**INLINE_FAST)
+def _hot_merge(priv, snap, w_out, hot_ids, ncol):
+    """Add what this thread changed in its private rows since they were loaded (``priv - snap``) to the shared
+    rows ``w_out[hot_ids]``, then reload both copies from the result, which holds the other threads' merged
+    changes too. Adding rather than overwriting keeps every thread's changes; the add is not atomic, so two
+    threads merging the same row at the same instant can lose one change (hogwild), which is rare at a merge
+    per thousands of tokens."""
+    for s in range(hot_ids.size):
+        r = hot_ids[s]
+        for d in range(ncol):
+            v = w_out[r, d] + (priv[s, d] - snap[s, d])
+            w_out[r, d] = v
+            priv[s, d] = v
+            snap[s, d] = v
+
+
 @njit(**SERIAL_FAST)
-def _train_block(block, indptr, indices, w_in, w_out, params, epoch, words_done):
+def _train_block(block, indptr, indices, w_in, w_out, params, epoch, words_done, priv, snap):
     """Train on cells ``[block * batch_size, (block + 1) * batch_size)`` for one epoch.
 
     ``params`` is a :class:`_KernelParams`; ``words_done`` is the number of tokens processed, over all epochs,
@@ -436,12 +548,18 @@ def _train_block(block, indptr, indices, w_in, w_out, params, epoch, words_done)
     window, negative, batch_size = params.window, params.negative, params.batch_size
     lr0, lr_min, words_total = params.lr0, params.lr_min, params.words_total
     max_len, add_back, dim = params.max_len, params.add_back, params.dim
+    # The calling thread's private copies of the hot output rows (float32[n_hot, w_out.shape[1]] each, ``priv``
+    # trained, ``snap`` as last loaded from w_out); unused when params.hot_ids is empty (one thread).
+    hot_ids, hot_slot, merge_tokens = params.hot_ids, params.hot_slot, params.merge_tokens
+    use_hot = hot_ids.size > 0
     state = block_state(params.seed, epoch, block)
     n_cells = indptr.size - 1
     n_out = negative + 1
     cell = np.empty(max_len, dtype=np.int32)
     ids = np.empty(n_out, dtype=np.int64)
     upcoming = np.empty(n_out, dtype=np.int64)
+    slots = np.full(n_out, -1, dtype=np.int64)
+    upcoming_slots = np.full(n_out, -1, dtype=np.int64)
     n_rows = -(-n_out // TILE) * TILE
     # Padding rows stay zero with live = 0, so they never change and are never written back.
     live = np.zeros(n_rows, dtype=np.float32)
@@ -454,9 +572,20 @@ def _train_block(block, indptr, indices, w_in, w_out, params, epoch, words_done)
     gs = np.zeros((2, width), dtype=np.float32)
     lr_span = lr0 - lr_min
     done = words_done
+    ncol = w_out.shape[1]
+    if use_hot:
+        _hot_load(priv, snap, w_out, hot_ids, ncol)
+    since_merge = 0
     for c in range(block * batch_size, min((block + 1) * batch_size, n_cells)):
         start = indptr[c]
         n = indptr[c + 1] - start
+        if use_hot:
+            # The private rows miss what the other threads write to them until the next merge; merging after a
+            # fixed number of tokens bounds that, however long the cells are.
+            if since_merge >= merge_tokens:
+                _hot_merge(priv, snap, w_out, hot_ids, ncol)
+                since_merge = 0
+            since_merge += n
         lr = np.float32(max(lr_min, lr0 - lr_span * done / words_total))
         done += n
         if n < 2:
@@ -480,21 +609,39 @@ def _train_block(block, indptr, indices, w_in, w_out, params, epoch, words_done)
             cell[j] = tmp
         # Negatives are drawn one centre ahead so that their output rows can be prefetched.
         for k in range(1, n_out):
-            upcoming[k] = alias_draw(threshold, primary, alias, state)
+            t = alias_draw(threshold, primary, alias, state)
+            upcoming[k] = t
+            if use_hot:
+                upcoming_slots[k] = hot_slot[t]
         for i in range(n):
             centre = np.int64(cell[i])
             ids[0] = centre
+            if use_hot:
+                slots[0] = hot_slot[centre]
             for k in range(1, n_out):
                 t = upcoming[k]
                 ids[k] = t
+                slots[k] = upcoming_slots[k]
                 # word2vec skips a negative that hits the target itself.
                 live[k] = _ZERO if t == centre else _ONE
             if i + 1 < n:
                 for k in range(1, n_out):
                     t = alias_draw(threshold, primary, alias, state)
                     upcoming[k] = t
-                    prefetch_row(w_out, t)
-                prefetch_row(w_out, cell[i + 1])
+                    if use_hot:
+                        s = hot_slot[t]
+                        upcoming_slots[k] = s
+                        if s >= 0:
+                            prefetch_row(priv, s)
+                        else:
+                            prefetch_row(w_out, t)
+                    else:
+                        prefetch_row(w_out, t)
+                s = hot_slot[cell[i + 1]] if use_hot else -1
+                if s >= 0:
+                    prefetch_row(priv, s)
+                else:
+                    prefetch_row(w_out, cell[i + 1])
                 # The farthest context the next centre can reach is the only input row it may need afresh.
                 prefetch_row(w_in, cell[(i + 2 * window + 1) % n])
             m = min(2 * (window - randint(state, window)), n - 1)
@@ -505,7 +652,11 @@ def _train_block(block, indptr, indices, w_in, w_out, params, epoch, words_done)
                 if j == n:
                     j = 0
                 ctxs[q] = cell[j]
-            _train_centre(w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0, add_back)
+            _train_centre(
+                w_in, w_out, ctxs, m, ids, n_out, out, live, lr, hs, gs, out0, add_back, slots, priv
+            )
+    if use_hot:
+        _hot_merge(priv, snap, w_out, hot_ids, ncol)
     return done - words_done
 
 
@@ -517,8 +668,9 @@ def _train_block(block, indptr, indices, w_in, w_out, params, epoch, words_done)
 def _blocks_serial(p0, p1, order, starts, indptr, indices, w_in, w_out, params, epoch):
     """Blocks ``order[p0:p1]`` of one epoch, in that order (deterministic); ``starts[p]`` is the number of
     tokens processed over all epochs before block ``order[p]`` (see :func:`block_order`)."""
+    priv, snap = _hot_buffers(params, w_out)
     for p in range(p0, p1):
-        _train_block(order[p], indptr, indices, w_in, w_out, params, epoch, starts[p])
+        _train_block(order[p], indptr, indices, w_in, w_out, params, epoch, starts[p], priv, snap)
 
 
 @njit(**PARALLEL_FAST)
@@ -527,11 +679,13 @@ def _blocks_parallel(threads, counter, p1, order, starts, indptr, indices, w_in,
     the next position from the shared ``counter`` (int64[1], advanced atomically) until none is left, so no
     thread waits for another while blocks remain."""
     for _ in prange(threads):
+        # Each thread's own copies of the hot output rows, reused by all the blocks it takes.
+        priv, snap = _hot_buffers(params, w_out)
         while True:
             p = fetch_add(counter, 1)
             if p >= p1:
                 break
-            _train_block(order[p], indptr, indices, w_in, w_out, params, epoch, starts[p])
+            _train_block(order[p], indptr, indices, w_in, w_out, params, epoch, starts[p], priv, snap)
 
 
 SHUFFLE_BLOCKS = True
@@ -1044,6 +1198,10 @@ def train_sgns(
         max_len=max_len,
         dim=embedding_dim,
         add_back=threads > OVERWRITE_MAX_THREADS,
+        hot_ids=_hot_rows(counts, keep, trained, negative_samples, PRIVATE_HOT_ROWS)
+        if threads >= PRIVATE_HOT_MIN_THREADS
+        else None,
+        merge_tokens=HOT_MERGE_TOKENS // max(threads - 1, 1),
     )
 
     block_tokens = np.diff(indptr[np.minimum(np.arange(n_blocks + 1) * batch_size, n_cells)]).astype(np.int64)

@@ -159,6 +159,80 @@ def test_kernel_reads_negative_power_when_training_starts(power, monkeypatch):
 
 
 @pytest.mark.kernel
+@pytest.mark.parametrize(("negative", "add_back", "merge"), [(3, False, 4), (5, False, 1), (7, True, 10**6)])
+def test_private_hot_rows_on_one_lane_match_reference(negative, add_back, merge, monkeypatch):
+    """The private hot output rows (PRIVATE_HOT_ROWS), forced on for one thread: the rows are read from and
+    written to the private copy, and the merges add the changes back, so one lane trains as the oracle does
+    (within float rounding of ``w + (p - w)``). ``merge`` tokens between merges: after every cell, a few times
+    per block, only at the end of each block."""
+    cells = tiny_corpus()
+    monkeypatch.setattr(sgns, "PRIVATE_HOT_MIN_THREADS", 1)
+    monkeypatch.setattr(sgns, "PRIVATE_HOT_ROWS", 6)
+    monkeypatch.setattr(sgns, "HOT_MERGE_TOKENS", merge)
+    if add_back:
+        monkeypatch.setattr(sgns, "OVERWRITE_MAX_THREADS", 0)
+    result = run_kernel(cells, 26, negative=negative)
+    w_in, w_out, _, _ = ref_sgns(cells, 26, **{**PARAMS, "negative": negative}, add_back=add_back)
+    np.testing.assert_allclose(result.w_in, w_in, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.w_out, w_out, rtol=1e-4, atol=1e-6)
+    # The copies were used: a single-lane run with them differs from one without in the last bits.
+    monkeypatch.setattr(sgns, "PRIVATE_HOT_ROWS", 0)
+    assert not np.array_equal(run_kernel(cells, 26, negative=negative).w_out, result.w_out)
+
+
+@pytest.mark.kernel
+def test_one_thread_ignores_private_hot_rows():
+    """seed + threads=1 stays bit-identical whatever PRIVATE_HOT_ROWS says (the copies start at two threads)."""
+    cells = tiny_corpus(seed=3)
+    off = run_kernel(cells, 24)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sgns, "PRIVATE_HOT_ROWS", 8)
+        on = run_kernel(cells, 24)
+    assert off.w_in.tobytes() == on.w_in.tobytes()
+    assert off.w_out.tobytes() == on.w_out.tobytes()
+
+
+def test_hot_rows_are_the_most_written_trained_rows():
+    # Token 3 is held by many cells, token 5 by more but not trained (below min_count in the caller's mask).
+    counts = np.array([10, 40, 0, 1000, 5, 5000, 80], np.int64)
+    trained = counts > 0
+    trained[5] = False
+    keep = np.ones(counts.size, np.float32)
+    hot = sgns._hot_rows(counts, keep, trained, 5, 3)
+    np.testing.assert_array_equal(hot, [1, 3, 6])
+    assert hot.dtype == np.int64
+    # Thinned occurrences count as fewer writes as a centre (but still as a negative's share).
+    keep[6] = 0.01
+    np.testing.assert_array_equal(sgns._hot_rows(counts, keep, trained, 0, 3), [0, 1, 3])
+    # Never more rows than trained tokens; none asked, none given.
+    np.testing.assert_array_equal(sgns._hot_rows(counts, keep, trained, 5, 100), [0, 1, 3, 4, 6])
+    assert sgns._hot_rows(counts, keep, trained, 5, 0).size == 0
+
+
+def test_hot_merge_adds_every_threads_changes():
+    """Two threads' private copies merged one after the other: the shared rows take both changes, and each copy
+    is reloaded from the result."""
+    rng = np.random.default_rng(0)
+    w_out = rng.normal(size=(5, 4)).astype(np.float32)
+    hot = np.array([1, 3], np.int64)
+    copies = []
+    for _ in range(2):
+        priv, snap = np.zeros((2, 4), np.float32), np.zeros((2, 4), np.float32)
+        sgns._hot_load(priv, snap, w_out, hot, 4)
+        np.testing.assert_array_equal(priv, w_out[hot])
+        copies.append((priv, snap))
+    before = w_out.copy()
+    deltas = [rng.normal(size=(2, 4)).astype(np.float32) for _ in range(2)]
+    for (priv, snap), delta in zip(copies, deltas, strict=True):
+        priv += delta
+        sgns._hot_merge(priv, snap, w_out, hot, 4)
+        np.testing.assert_array_equal(priv, w_out[hot])
+        np.testing.assert_array_equal(snap, w_out[hot])
+    np.testing.assert_allclose(w_out[hot], before[hot] + deltas[0] + deltas[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(w_out[[0, 2, 4]], before[[0, 2, 4]])
+
+
+@pytest.mark.kernel
 def test_same_seed_single_thread_is_bit_identical():
     cells = tiny_corpus(seed=3)
     a = run_kernel(cells, 24)
@@ -286,6 +360,25 @@ def test_parallel_run_restores_threads_and_learns():
         indptr, indices, vocab, embedding_dim=16, epochs=20, batch_size=8, seed=1, threads=2, progress=False
     )
     assert numba.get_num_threads() == before
+    assert np.isfinite(r.w_in).all() and np.isfinite(r.w_out).all()
+    emb = np.stack([r.w_in[c].mean(axis=0) for c in cells])
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    centroids = np.stack([emb[labels == t].mean(axis=0) for t in range(4)])
+    assert (np.argmax(emb @ centroids.T, axis=1) == labels).mean() > 0.95
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+@pytest.mark.parametrize("hot_rows", [0, 16])
+def test_parallel_run_with_private_hot_rows_learns(hot_rows, monkeypatch):
+    """Two threads with and without private copies of the hot output rows (merged often, as on many threads,
+    and at the end of each block) learn the planted types."""
+    monkeypatch.setattr(sgns, "PRIVATE_HOT_ROWS", hot_rows)
+    monkeypatch.setattr(sgns, "HOT_MERGE_TOKENS", 64)
+    cells, labels, vocab = planted_corpus(seed=2)
+    indptr, indices = to_csr(cells)
+    r = train_sgns(
+        indptr, indices, vocab, embedding_dim=16, epochs=20, batch_size=8, seed=1, threads=2, progress=False
+    )
     assert np.isfinite(r.w_in).all() and np.isfinite(r.w_out).all()
     emb = np.stack([r.w_in[c].mean(axis=0) for c in cells])
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
