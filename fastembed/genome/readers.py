@@ -13,6 +13,7 @@ import os
 import re
 import weakref
 import zlib
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -689,7 +690,8 @@ def _coord_names_at_once(names: list[str]) -> tuple[np.ndarray, np.ndarray, np.n
     found = _COORD_NAME_LINES.findall(text)
     if len(found) != len(names):
         return None
-    chroms, _, starts, ends = zip(*found, strict=True)
+    # itemgetter per column: zip(*found) would call next() on 500,000 iterators per step (seconds).
+    chroms, starts, ends = (list(map(itemgetter(i), found)) for i in (0, 2, 3))
     if max(map(len, starts)) >= 19 or max(map(len, ends)) >= 19:
         return None
     return (
