@@ -159,16 +159,28 @@ def map_peaks(q_chrom, q_start, q_end, sorted_regions, min_overlap=1):
 
 @numba.njit(**PARALLEL)
 def _cell_upper_bounds(x_indptr, x_indices, x_data, peak_offsets):
+    """Per cell: tokens before dedup, nonzero entries, and nonzero entries on a peak that maps (the last two for
+    the tokenize diagnostics, counted in this pass rather than by whole-block numpy masks)."""
     n_cells = x_indptr.size - 1
     upper = np.zeros(n_cells, dtype=np.int64)
+    n_nonzero = np.zeros(n_cells, dtype=np.int64)
+    n_mapped = np.zeros(n_cells, dtype=np.int64)
     for c in numba.prange(n_cells):
         k = 0
+        nz = 0
+        mp = 0
         for p in range(x_indptr[c], x_indptr[c + 1]):
             if x_data[p] != 0:
                 col = x_indices[p]
-                k += peak_offsets[col + 1] - peak_offsets[col]
+                hits = peak_offsets[col + 1] - peak_offsets[col]
+                k += hits
+                nz += 1
+                if hits > 0:
+                    mp += 1
         upper[c] = k
-    return upper
+        n_nonzero[c] = nz
+        n_mapped[c] = mp
+    return upper, n_nonzero, n_mapped
 
 
 @numba.njit(**PARALLEL)
@@ -233,19 +245,27 @@ def cells_to_tokens(x_indptr, x_indices, x_data, peak_offsets, peak_tokens):
     indices : np.ndarray of int32, shape (indptr[-1],)
         Cell ``c`` holds ``indices[indptr[c]:indptr[c+1]]``, strictly increasing.
     """
+    indptr, indices, _, _ = _tokens_counted(x_indptr, x_indices, x_data, peak_offsets, peak_tokens)
+    return indptr, indices
+
+
+def _tokens_counted(x_indptr, x_indices, x_data, peak_offsets, peak_tokens):
+    """:func:`cells_to_tokens` and the block's nonzero entries, all and those on a peak that maps:
+    ``(indptr, indices, n_counts, n_counts_in_universe)``."""
     x_indptr = np.ascontiguousarray(x_indptr, dtype=np.int64)
-    upper = _cell_upper_bounds(x_indptr, x_indices, x_data, peak_offsets)
+    upper, n_nonzero, n_mapped = _cell_upper_bounds(x_indptr, x_indices, x_data, peak_offsets)
+    counts = int(n_nonzero.sum()), int(n_mapped.sum())
     buf_offsets = np.zeros(upper.size + 1, dtype=np.int64)
     np.cumsum(upper, out=buf_offsets[1:])
     buf = np.empty(buf_offsets[-1], dtype=np.int32)
     n_unique = _cell_collect(x_indptr, x_indices, x_data, peak_offsets, peak_tokens, buf_offsets, buf)
     if np.array_equal(n_unique, upper):
-        return buf_offsets, buf
+        return buf_offsets, buf, *counts
     indptr = np.zeros(upper.size + 1, dtype=np.int64)
     np.cumsum(n_unique, out=indptr[1:])
     out = np.empty(indptr[-1], dtype=np.int32)
     _compact(buf, buf_offsets, indptr, out)
-    return indptr, out
+    return indptr, out, *counts
 
 
 # --------------------------------------------------------------------------------------------------
@@ -357,10 +377,12 @@ class PeakMapper:
         ``n_counts_in_universe``.
         """
         block = _csr_rows(X, lo, hi, f"{self.name}: {field}")
-        nonzero = block.data != 0
-        self.n_counts += int(np.count_nonzero(nonzero))
-        self.n_counts_in_universe += int(np.count_nonzero(nonzero & self._mapped[block.indices]))
-        return cells_to_tokens(block.indptr, block.indices, block.data, self.peak_offsets, self.peak_tokens)
+        indptr, indices, n_counts, n_in_universe = _tokens_counted(
+            block.indptr, block.indices, block.data, self.peak_offsets, self.peak_tokens
+        )
+        self.n_counts += n_counts
+        self.n_counts_in_universe += n_in_universe
+        return indptr, indices
 
 
 def tokenize_cells(
