@@ -251,6 +251,13 @@ VARIANTS = {
     "fe-n10-pca20-sqrt": ("fe-n10", "mean", 20, "sqrt"),
     "fe-seed2-pca20-sqrt": ("fe-seed2", "mean", 20, "sqrt"),
     "fe-d50-pca20-sqrt": ("fe-d50", "mean", 20, "sqrt"),
+    # issue 33, small-data training: each training variant with a second training seed
+    "fe-e40-seed2-pca20-sqrt": ("fe-e40-seed2", "mean", 20, "sqrt"),
+    "fe-w10-seed2-pca20-sqrt": ("fe-w10-seed2", "mean", 20, "sqrt"),
+    "fe-e40w10-pca20-sqrt": ("fe-e40w10", "mean", 20, "sqrt"),
+    "fe-e40w10-seed2-pca20-sqrt": ("fe-e40w10-seed2", "mean", 20, "sqrt"),
+    "fe-e20w10-pca20-sqrt": ("fe-e20w10", "mean", 20, "sqrt"),
+    "fe-e20w10-seed2-pca20-sqrt": ("fe-e20w10-seed2", "mean", 20, "sqrt"),
 }
 
 SOURCES = {
@@ -260,6 +267,12 @@ SOURCES = {
     "fe-n10": dict(negative_samples=10),
     "fe-seed2": dict(seed_offset=1000),
     "fe-d50": dict(embedding_dim=50),
+    "fe-e40-seed2": dict(epochs=40, seed_offset=1000),
+    "fe-w10-seed2": dict(window_size=10, seed_offset=1000),
+    "fe-e40w10": dict(epochs=40, window_size=10),
+    "fe-e40w10-seed2": dict(epochs=40, window_size=10, seed_offset=1000),
+    "fe-e20w10": dict(epochs=20, window_size=10),
+    "fe-e20w10-seed2": dict(epochs=20, window_size=10, seed_offset=1000),
 }
 """Region vectors trained otherwise than by the defaults, keyed by the ``fe-*`` source of a variant:
 ``fe_vectors``' keywords (``seed_offset``: the same defaults with another training seed, for the seed's noise)."""
@@ -349,6 +362,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="forebrain,granja-400,granja-1000,granja-pool-600")
     ap.add_argument("--draws", type=int, default=4)
+    ap.add_argument("--first-draw", type=int, default=0, help="draws first_draw .. first_draw + draws - 1")
     ap.add_argument("--variants", default=",".join(CORE))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "bench" / "out" / "snapatac2_ablation.json"))
@@ -358,7 +372,7 @@ def main(argv=None):
     granja = load_granja()
     rows = []
     for ds in args.datasets.split(","):
-        for draw in range(args.draws):
+        for draw in range(args.first_draw, args.first_draw + args.draws):
             adata = load(ds, draw, granja)
             cache = {"threads": args.threads}
             if any(isinstance(VARIANTS[v], tuple) for v in variants):
