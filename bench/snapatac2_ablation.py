@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -251,6 +252,13 @@ VARIANTS = {
     "fe-n10-pca20-sqrt": ("fe-n10", "mean", 20, "sqrt"),
     "fe-seed2-pca20-sqrt": ("fe-seed2", "mean", 20, "sqrt"),
     "fe-d50-pca20-sqrt": ("fe-d50", "mean", 20, "sqrt"),
+    # issue 33, small-data training: each training variant with a second training seed
+    "fe-e40-seed2-pca20-sqrt": ("fe-e40-seed2", "mean", 20, "sqrt"),
+    "fe-w10-seed2-pca20-sqrt": ("fe-w10-seed2", "mean", 20, "sqrt"),
+    "fe-e40w10-pca20-sqrt": ("fe-e40w10", "mean", 20, "sqrt"),
+    "fe-e40w10-seed2-pca20-sqrt": ("fe-e40w10-seed2", "mean", 20, "sqrt"),
+    "fe-e20w10-pca20-sqrt": ("fe-e20w10", "mean", 20, "sqrt"),
+    "fe-e20w10-seed2-pca20-sqrt": ("fe-e20w10-seed2", "mean", 20, "sqrt"),
 }
 
 SOURCES = {
@@ -260,6 +268,12 @@ SOURCES = {
     "fe-n10": dict(negative_samples=10),
     "fe-seed2": dict(seed_offset=1000),
     "fe-d50": dict(embedding_dim=50),
+    "fe-e40-seed2": dict(epochs=40, seed_offset=1000),
+    "fe-w10-seed2": dict(window_size=10, seed_offset=1000),
+    "fe-e40w10": dict(epochs=40, window_size=10),
+    "fe-e40w10-seed2": dict(epochs=40, window_size=10, seed_offset=1000),
+    "fe-e20w10": dict(epochs=20, window_size=10),
+    "fe-e20w10-seed2": dict(epochs=20, window_size=10, seed_offset=1000),
 }
 """Region vectors trained otherwise than by the defaults, keyed by the ``fe-*`` source of a variant:
 ``fe_vectors``' keywords (``seed_offset``: the same defaults with another training seed, for the seed's noise)."""
@@ -349,6 +363,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="forebrain,granja-400,granja-1000,granja-pool-600")
     ap.add_argument("--draws", type=int, default=4)
+    ap.add_argument("--first-draw", type=int, default=0, help="draws first_draw .. first_draw + draws - 1")
     ap.add_argument("--variants", default=",".join(CORE))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "bench" / "out" / "snapatac2_ablation.json"))
@@ -358,7 +373,7 @@ def main(argv=None):
     granja = load_granja()
     rows = []
     for ds in args.datasets.split(","):
-        for draw in range(args.draws):
+        for draw in range(args.first_draw, args.first_draw + args.draws):
             adata = load(ds, draw, granja)
             cache = {"threads": args.threads}
             if any(isinstance(VARIANTS[v], tuple) for v in variants):
@@ -412,5 +427,55 @@ def print_table(rows, reference: str = "spectral") -> None:
             print(f"| {v} | {' | '.join(cells)} | {knn[v].split('_')[1]} |")
 
 
+TRAININGS = {"default": "fe", "e40": "fe-e40", "w10": "fe-w10", "e40w10": "fe-e40w10", "e20w10": "fe-e20w10"}
+"""Issue 33's small-data trainings: each is ``{source}-pca20-sqrt`` with the first training seed and
+``{source}-seed2-pca20-sqrt`` with the second (``fe-seed2`` for the default)."""
+
+
+def print_trainings(rows) -> None:
+    """Per dataset and measure: each training of ``TRAININGS`` averaged over its two training seeds, and its paired
+    difference draw by draw to the default (also averaged over two seeds) and to SnapATAC2 (``snap``), mean ±
+    standard error over the draws where all of them ran."""
+
+    def name(source, second):
+        if source == "fe":
+            return "fe-seed2-pca20-sqrt" if second else "fe-pca20-sqrt"
+        return f"{source}{'-seed2' if second else ''}-pca20-sqrt"
+
+    for ds in dict.fromkeys(r["dataset"] for r in rows):
+        by = {(r["variant"], r["draw"]): r for r in rows if r["dataset"] == ds}
+        draws = sorted({d for _, d in by})
+        for key in ("acc_centred", "acc_plain", "ari"):
+            print(f"\n{ds}, {key}\n")
+            print("| training | draws | mean | minus default | ahead | minus SnapATAC2 |")
+            print("|---|---|---|---|---|---|")
+            for label, source in TRAININGS.items():
+                ours, diff, snap = [], [], []
+                for d in draws:
+                    need = [name(source, 0), name(source, 1), name("fe", 0), name("fe", 1), "snap"]
+                    if any((v, d) not in by for v in need):
+                        continue
+                    m = np.mean([by[(name(source, s), d)][key] for s in (0, 1)])
+                    base = np.mean([by[(name("fe", s), d)][key] for s in (0, 1)])
+                    ours.append(m)
+                    diff.append(m - base)
+                    snap.append(m - by[("snap", d)][key])
+                if len(ours) < 2:
+                    continue
+                diff, snap = np.array(diff), np.array(snap)
+
+                def se(a):
+                    return a.std(ddof=1) / np.sqrt(a.size)
+
+                print(
+                    f"| {label} | {len(ours)} | {np.mean(ours):.3f} | {diff.mean():+.3f} ± {se(diff):.3f} | "
+                    f"{int((diff > 0).sum())} of {diff.size} | {snap.mean():+.3f} ± {se(snap):.3f} |"
+                )
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == "--trainings":
+        # Summarise saved runs (--out files of any datasets and draws) by training: the issue 33 table.
+        print_trainings([r for f in sys.argv[2:] for r in json.loads(Path(f).read_text())["rows"]])
+    else:
+        main()
