@@ -75,7 +75,6 @@ CARD = "README.md"
 REFERENCE_FILES = frozenset({CONFIG, MODEL_DIR, EMBEDDINGS, OBS, NEIGHBOUR_DISTANCE, CALIBRATION, CARD})
 """Every entry a reference folder written by fastembed holds (overwrite replaces only such folders)."""
 
-_MAX_CONFIG_BYTES = 1 << 20
 _MAX_INT = 2**31 - 1
 
 
@@ -713,20 +712,9 @@ def _bad(path: Path, key: str, value, expected: str) -> ValueError:
 
 
 def _read_config(path: Path) -> dict:
-    from fastembed.model.modelfolder import model_file
+    from fastembed.model.modelfolder import read_config_mapping
 
-    if model_file(path.parent, path.name) is None:
-        raise FileNotFoundError(f"reference folder '{path.parent}' has no {CONFIG}")
-    if path.stat().st_size > _MAX_CONFIG_BYTES:
-        raise ValueError(
-            f"reference config '{path}' is {path.stat().st_size} bytes; a reference config is far smaller"
-        )
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except Exception as err:
-        raise ValueError(f"reference config '{path}' is not valid YAML ({type(err).__name__})") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"reference config '{path}' must be a mapping, got {type(config).__name__}")
+    config = read_config_mapping(path, "reference")
     if config.get("format") != FORMAT:
         raise _bad(path, "format", config.get("format"), repr(FORMAT))
     for key, low in (("n_cells", 2), ("embedding_dim", 1), ("k", 1)):

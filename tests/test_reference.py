@@ -189,6 +189,14 @@ def _distance_out_of_range(path):
     np.save(path, d)
 
 
+def _yaml_list(path):
+    path.write_text("- 1\n- 2\n")
+
+
+def _yaml_huge(path):
+    path.write_text("description: " + "x" * (2 << 20) + "\n")
+
+
 def _yaml_python_tag(path):
     path.write_text(path.read_text() + "evil: !!python/object/apply:os.system ['touch PWNED']\n")
 
@@ -229,6 +237,9 @@ def _link_outside(path):
         ("neighbour_distance.npy", _distance_out_of_range, r"in \[0, 2\]"),
         ("calibration.npy", _pickle_as_npy, "not a plain numpy array file"),
         ("reference.yaml", _yaml_python_tag, "not valid YAML"),
+        # The model folder's safe config reader serves reference folders too (they had a copy of it).
+        ("reference.yaml", _yaml_list, "reference config .* must be a mapping .* got list"),
+        ("reference.yaml", _yaml_huge, "reference config .* a reference config is far smaller"),
         ("reference.yaml", _yaml_bad_k, "k must be an integer"),
         ("obs.parquet", _obs_rows, "expected n_cells"),
         ("model/region_vectors.npy", _nan_model, "NaN or infinite"),

@@ -178,6 +178,18 @@ def unit_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, ok
 
 
+def _query_rows(query, fitted: FittedReference) -> tuple[np.ndarray, np.ndarray]:
+    """Query embeddings (n, d) as the index compares them: float32, centred on the reference mean (when the
+    reference was fitted with one) and scaled to unit length; and bool (n,), False for cells with no
+    information (an all-zero embedding, or one equal to the reference mean)."""
+    q = np.asarray(query, dtype=np.float32)
+    ok = q.any(axis=1)  # decided before centring: an all-zero query embedding carries no information
+    if fitted.mean is not None:
+        q = q - fitted.mean
+    q, centred_ok = unit_rows(q)
+    return q, ok & centred_ok
+
+
 def _check_finite(emb: np.ndarray, which: str, first_row: int = 0) -> None:
     bad = ~np.isfinite(emb).all(axis=1)
     if bad.any():
@@ -447,12 +459,7 @@ def predict(
     ok : np.ndarray of bool, shape (n,)
         False for cells whose embedding is all zeros (or equal to the reference mean): no label.
     """
-    q = np.asarray(query, dtype=np.float32)
-    ok = q.any(axis=1)  # decided before centring: an all-zero query embedding carries no information
-    if fitted.mean is not None:
-        q = q - fitted.mean
-    q, centred_ok = unit_rows(q)
-    ok &= centred_ok
+    q, ok = _query_rows(query, fitted)
     n = q.shape[0]
     winner = np.zeros(n, dtype=np.int64)
     confidence = np.zeros(n, dtype=np.float32)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastembed import settings
-from fastembed.annotation.annotate import FittedReference, _exact_knn, _index_query, _vote, unit_rows
+from fastembed.annotation.annotate import FittedReference, _exact_knn, _index_query, _query_rows, _vote
 from fastembed.common.errors import HintedValueError, Keyword
 
 __all__ = ["DEFAULT_MAX_NOVELTY", "leave_one_out_distances", "predict_with_distance", "tail_probability"]
@@ -108,12 +108,7 @@ def predict_with_distance(
     distance : np.ndarray of float32, shape (n,)
         Mean ``1 - cosine`` to the ``fitted.k`` neighbours (2.0 where not ``ok``).
     """
-    q = np.asarray(query, dtype=np.float32)
-    ok = q.any(axis=1)
-    if fitted.mean is not None:
-        q = q - fitted.mean
-    q, centred_ok = unit_rows(q)
-    ok &= centred_ok
+    q, ok = _query_rows(query, fitted)
     n = q.shape[0]
     winner = np.zeros(n, dtype=np.int64)
     share = np.zeros(n, dtype=np.float32)

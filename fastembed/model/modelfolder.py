@@ -331,12 +331,19 @@ def model_file(directory: Path, name: str, roots: tuple[Path, ...] | None = None
     return path
 
 
-def _read_config(path: Path) -> dict:
+def read_config_mapping(path: Path, what: str = "model") -> dict:
+    """A folder's YAML config as a dict, read safely.
+
+    ``path`` is ``config.yaml`` of a model folder or ``reference.yaml`` of a reference folder. It must be a real
+    file (no link out of the folder, :func:`model_file`) of at most 1 MiB holding plain YAML types only
+    (``yaml.safe_load``) with a mapping at the top; the keys are the caller's to check. ``what`` names the
+    folder's kind in the errors: FileNotFoundError for a missing file, ValueError otherwise.
+    """
     if model_file(path.parent, path.name) is None:
-        raise FileNotFoundError(f"model folder '{path.parent}' has no {CONFIG}")
+        raise FileNotFoundError(f"{what} folder '{path.parent}' has no {path.name}")
     if path.stat().st_size > _MAX_CONFIG_BYTES:
         raise ValueError(
-            f"model config '{path}' is {path.stat().st_size} bytes; a model config is far smaller"
+            f"{what} config '{path}' is {path.stat().st_size} bytes; a {what} config is far smaller"
         )
     try:
         # safe_load builds only plain YAML types. Anything it raises (bad syntax, a bad date, nesting deep
@@ -345,12 +352,17 @@ def _read_config(path: Path) -> dict:
     except Exception as err:
         msg = str(err).replace("\n", " ")
         raise ValueError(
-            f"model config '{path}' is not valid YAML ({type(err).__name__}: {msg[:200]})"
+            f"{what} config '{path}' is not valid YAML ({type(err).__name__}: {msg[:200]})"
         ) from None
     if not isinstance(config, dict):
         raise ValueError(
-            f"model config '{path}' must be a mapping of keys to values, got {type(config).__name__}"
+            f"{what} config '{path}' must be a mapping of keys to values, got {type(config).__name__}"
         )
+    return config
+
+
+def _read_config(path: Path) -> dict:
+    config = read_config_mapping(path)
     _check_config(config, path)
     return config
 
