@@ -392,6 +392,38 @@ def read_h5ad(path: str | os.PathLike, *, backed: bool = False):
     return _remember_source(adata, f"'{path}'")
 
 
+def _check_sparse_chunks(group, path: Path, field: str) -> None:
+    """Raise a ValueError naming the store and ``field`` if a chunk of a zarr sparse matrix's ``data`` or
+    ``indices`` is missing.
+
+    zarr reads a missing chunk as its fill value (0), so a store whose chunk files were lost (a copy cut short,
+    a disk cleaned mid-run) reads without error: lost ``data`` chunks turn regions into explicit zeros, which are
+    not regions, and lost ``indices`` chunks move them to the first peak. zarr does not write a chunk that is
+    all fill value, but a chunk of all-zero counts, or of thousands of consecutive entries all in the first
+    column, is not real count data; a dense group (not CSR/CSC) is not checked.
+
+    Parameters
+    ----------
+    group : zarr.Group
+        The sparse matrix's group (``X`` or a layer), with ``data`` and ``indices`` arrays.
+    path : Path
+        The store, for the message.
+    field : str
+        How messages name the matrix, e.g. ``"X"`` or ``"layers['counts']"``.
+    """
+    if group.attrs.get("encoding-type", "") not in ("csr_matrix", "csc_matrix"):
+        return
+    for name in ("data", "indices"):
+        arr = group[name]
+        n_stored, n_chunks = int(arr.nchunks_initialized), int(arr.nchunks)
+        if arr.shape[0] and n_stored < n_chunks:
+            raise ValueError(
+                f"AnnData store '{path}': {n_chunks - n_stored} of {n_chunks} chunks of {field}/{name} are "
+                "missing (zarr would read them as zeros and the cells in them would lose their regions); the "
+                "store is incomplete: write it again"
+            )
+
+
 class LazyAnnData:
     """The parts of an on-disk AnnData (``.h5ad`` or ``.zarr``) that tokenizing and encoding read, lazily.
 
@@ -440,6 +472,11 @@ class LazyAnnData:
             self.layers = (
                 {k: matrix(root["layers"][k]) for k in root["layers"].keys()} if "layers" in root else {}
             )
+            if has_suffix(path, ".zarr"):
+                if "X" in root:
+                    _check_sparse_chunks(root["X"], path, "X")
+                for k in self.layers:
+                    _check_sparse_chunks(root["layers"][k], path, f"layers[{k!r}]")
         except (KeyError, OSError, ValueError, TypeError) as err:
             raise ValueError(
                 f"AnnData file '{path}' cannot be read as {path.suffix} ({type(err).__name__}: {str(err)[:200]})"

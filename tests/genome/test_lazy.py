@@ -123,3 +123,44 @@ def test_lazy_encode_to_zarr_reads_names_by_block(demo_subset, tmp_path, monkeyp
     obs = zarr.open_group(str(tmp_path / "e.zarr"), mode="r")["obs"]
     names = obs[obs.attrs["_index"]]
     assert names.chunks == (300,) and list(names[:]) == list(demo_subset.obs_names)
+
+
+def _write_chunked(adata, path, chunk_entries):
+    """A zarr AnnData store whose X/data and X/indices are cut into chunks of ``chunk_entries`` entries."""
+    import zarr
+
+    path = _write(adata, path.parent, "zarr", "csr")
+    for name in ("data", "indices"):
+        old = zarr.open_array(str(path / "X" / name), mode="r")
+        values, fmt = old[:], old.metadata.zarr_format
+        new = zarr.open_array(
+            str(path / "X" / name),
+            mode="w",
+            shape=values.shape,
+            dtype=values.dtype,
+            chunks=(chunk_entries,),
+            zarr_format=fmt,
+        )
+        new[:] = values
+    zarr.consolidate_metadata(str(path))  # anndata's reader trusts the root's consolidated metadata
+    return path
+
+
+@pytest.mark.parametrize("array", ["data", "indices"])
+def test_zarr_store_with_a_lost_chunk_is_an_error_not_lost_regions(demo_subset, tmp_path, array):
+    # Regression: a store whose chunk files vanished read as zeros (zarr's fill value) and a run finished with
+    # cells missing regions and no error.
+    path = _write_chunked(demo_subset, tmp_path / "cells.zarr", 4096)
+    whole = fe.tokenize_cells(path, demo_peaks_path(), batch_cells=250)  # every chunk present: reads
+    assert whole.indices.size > 0
+    folder = path / "X" / array
+    chunks = sorted(
+        (p for p in folder.rglob("*") if p.is_file() and not p.name.startswith((".", "zarr"))),
+        key=lambda p: int(p.name),
+    )
+    assert len(chunks) > 2
+    chunks[1].unlink()
+    with pytest.raises(
+        ValueError, match=rf"cells\.zarr'.*1 of {len(chunks)} chunks of X/{array} are missing"
+    ):
+        fe.tokenize_cells(path, demo_peaks_path(), batch_cells=250)
