@@ -49,10 +49,27 @@ def _orthonormal(a: np.ndarray) -> np.ndarray:
     products instead of a LAPACK factorisation of the tall matrix (several times faster here), and
     directions with a negligible eigenvalue (a rank-deficient, tiny dataset) are dropped instead of amplified.
     """
-    gram = a.T.astype(np.float64) @ a.astype(np.float64)
-    lam, w = np.linalg.eigh(gram)
+    lam, w = np.linalg.eigh(_gram(a))
     keep = lam > lam.max() * 1e-10
-    return (a @ (w[:, keep] / np.sqrt(lam[keep])).astype(np.float32)).astype(np.float32)
+    return a @ (w[:, keep] / np.sqrt(lam[keep])).astype(np.float32)
+
+
+_GRAM_ROWS = 65_536
+"""Rows of the tall matrix converted to float64 at a time by :func:`_gram`."""
+
+
+def _gram(a: np.ndarray) -> np.ndarray:
+    """``a.T @ a`` in float64 for a tall float32 ``a`` (n, l), accumulated over blocks of rows.
+
+    The Gram matrix needs float64 (its eigenvalues span many orders of magnitude), but a float64 copy of the
+    whole of ``a`` would be the warm start's largest allocation on an atlas vocabulary: 500,000 regions x 82
+    columns is 328 MB, twice over for the two operands.
+    """
+    gram = np.zeros((a.shape[1], a.shape[1]), dtype=np.float64)
+    for lo in range(0, a.shape[0], _GRAM_ROWS):
+        block = a[lo : lo + _GRAM_ROWS].astype(np.float64)
+        gram += block.T @ block
+    return gram
 
 
 def truncated_svd(x: sp.csr_matrix, rank: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,9 +85,9 @@ def truncated_svd(x: sp.csr_matrix, rank: int, *, seed: int) -> tuple[np.ndarray
 
     Returns
     -------
-    s : float64 (r,)
+    s : float32 (r,)
         Singular values, decreasing; ``r <= rank`` (directions with a negligible value are dropped).
-    vt : float64 (r, m)
+    vt : float32 (r, m)
         The matching right singular vectors (orthonormal rows).
     """
     n, m = x.shape
@@ -82,13 +99,14 @@ def truncated_svd(x: sp.csr_matrix, rank: int, *, seed: int) -> tuple[np.ndarray
         q = _orthonormal(x @ _orthonormal(xt @ q))
     # B = Q^T X is small (width x m); its right singular vectors are X's top ones. They follow from the
     # eigen-decomposition of the width x width matrix B B^T: V = B^T U / s.
-    bt = (xt @ q).astype(np.float64)
-    lam, u = np.linalg.eigh(bt.T @ bt)
+    # B^T stays float32 (m x width: the vocabulary's size); only the small matrices are float64.
+    bt = xt @ q
+    lam, u = np.linalg.eigh(_gram(bt))
     order = np.argsort(lam)[::-1][:rank]
     s = np.sqrt(np.maximum(lam[order], 0.0))
     keep = s > s[0] * 1e-6 if s.size and s[0] > 0 else np.zeros(s.size, dtype=bool)
     s, u = s[keep], u[:, order][:, keep]
-    return s, ((bt @ u) / s).T
+    return s.astype(np.float32), (bt @ (u / s).astype(np.float32)).T
 
 
 def similarity_matrix(x: sp.csr_matrix) -> sp.csr_matrix:
@@ -176,9 +194,11 @@ def spectral_init(
     if s.size == 0:
         return out
     rank = s.size
+    # float32 (vocabulary, rank), scaled in place: a copy would be another vocabulary-sized block
     v = vt.T * s
     norms = np.linalg.norm(v, axis=1, keepdims=True)
-    v = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0) * INIT_NORM
+    np.divide(v, norms, out=v, where=norms > 0)  # a zero row (norm 0) stays zero
+    v *= np.float32(INIT_NORM)
     out[:, :rank] = v
     out[~trained] = 0.0
     return out

@@ -7,10 +7,11 @@ memory at once, with the arrays the trainer and the spectral warm start build ov
   (input and output vectors, float32, vocabulary x dimension each, and the warm start's result beside them);
 * then the larger of the trainer's per-token array (int64, 8 bytes a token) and the spectral warm start's peak
   (:func:`warm_start_bytes`). The warm start's randomized SVD works on dense vocabulary x width blocks (width =
-  dimension + 50 oversampled directions), float32 and float64 copies of them at once: about 24 bytes per
-  vocabulary entry and width column, e.g. 1 GB for a 500,000-region universe at dimension 32, whatever the number
-  of cells; and its three sparse cells x regions matrices (the binary one, the normalised one and its transpose:
-  20 bytes a token). On an atlas universe this vocabulary term, not the tokens, is most of what training needs.
+  dimension + 50 oversampled directions), two float32 blocks at once (8 bytes per vocabulary entry and width
+  column) plus the float32 result (8 bytes per entry and dimension), e.g. 0.5 GB for a 500,000-region universe at
+  dimension 32, whatever the number of cells; and its three sparse cells x regions matrices (the binary one, the
+  normalised one and its transpose: 20 bytes a token). On an atlas universe this vocabulary term, not the
+  tokens, is most of what training needs.
 
 * More than the memory budget (:data:`fastembed.settings.MEMORY_BUDGET`, ``--memory``): a warning, since the
   budget bounds the streaming steps, and training is the one step that cannot keep to it.
@@ -43,16 +44,25 @@ TRAIN_BYTES_PER_TOKEN = 4 + 20
 """Bytes training holds per token at its peak, the spectral warm start (see the module docstring)."""
 
 _WARM_BYTES_PER_TOKEN = 20  # the binary, the normalised and the transposed sparse matrix (4 + 8 + 8)
-_WARM_BYTES_PER_VOCAB_COLUMN = 24  # float32 + float64 copies of the vocabulary x width blocks of the SVD
+_WARM_BYTES_PER_VOCAB_COLUMN = 8  # two float32 vocabulary x width blocks of the SVD: an operand, its product
+_WARM_BYTES_PER_VOCAB_DIM = 8  # the float32 result and the scaled vectors, vocabulary x dimension
+_WARM_GRAM_ROWS = 65_536  # fastembed.kernels.warmstart._GRAM_ROWS: rows converted to float64 at a time
 _WARM_OVERSAMPLE = 50  # fastembed.kernels.warmstart._OVERSAMPLE: the SVD's width is dimension + 50
 
 
 def warm_start_bytes(n_tokens: int, n_cells: int, vocab_size: int, embedding_dim: int) -> int:
     """Peak bytes of the spectral warm start (:func:`fastembed.kernels.warmstart.spectral_init`) on ``n_tokens``
     tokens of ``n_cells`` cells over ``vocab_size`` regions, at dimension ``embedding_dim``: its sparse matrices
-    (per token) and its dense vocabulary x width blocks, width = min(dimension + 50, cells, vocabulary)."""
-    width = min(int(embedding_dim) + _WARM_OVERSAMPLE, int(n_cells), int(vocab_size))
-    return int(n_tokens) * _WARM_BYTES_PER_TOKEN + int(vocab_size) * width * _WARM_BYTES_PER_VOCAB_COLUMN
+    (per token), its dense float32 vocabulary x width blocks, width = min(dimension + 50, cells, vocabulary), one
+    float64 block of at most 65,536 rows for the Gram matrices, and the result."""
+    vocab = int(vocab_size)
+    width = min(int(embedding_dim) + _WARM_OVERSAMPLE, int(n_cells), vocab)
+    return (
+        int(n_tokens) * _WARM_BYTES_PER_TOKEN
+        + vocab * width * _WARM_BYTES_PER_VOCAB_COLUMN
+        + min(vocab, _WARM_GRAM_ROWS) * width * 8
+        + vocab * int(embedding_dim) * _WARM_BYTES_PER_VOCAB_DIM
+    )
 
 
 def training_bytes(n_tokens: int, n_cells: int, vocab_size: int, embedding_dim: int) -> int:
