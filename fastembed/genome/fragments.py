@@ -21,7 +21,10 @@ How it stays in bounded memory: pyarrow's streaming CSV reader hands over blocks
 barcode columns are dictionary-encoded per block, so Python touches each *distinct* barcode of a block once
 (never each fragment); the numba overlap kernels map the block; (cell, token) pairs are kept as int32 arrays
 and folded into the per-cell sorted unique token lists whenever the pending pairs outgrow the folded result.
-Peak memory is therefore about the result (unique tokens per cell) plus a few blocks, not the file.
+Returned in memory, the result (unique tokens per cell) is held whole, plus a few blocks. Written to a parquet
+file, the folded tokens go to disk in sorted runs whenever they pass a quarter of the memory budget, and the
+runs are merged range of cells by range into the file (:mod:`fastembed.genome.spill`): memory then follows the
+budget (plus 8 bytes a barcode), not the file.
 
 Malformed lines are found without slowing the good path: when a block fails to decompress, parse, convert or
 validate, the file is scanned once more in plain Python up to the first bad line, whose number, field and value
@@ -51,10 +54,11 @@ from fastembed.common.suffix import has_suffix
 from fastembed.common.warn import warn
 from fastembed.genome import tokenize as _tok
 from fastembed.genome.droplets import droplet_threshold
+from fastembed.genome.spill import TokenRuns
 from fastembed.genome.tokens import TokenizedCells, write_tokens_parquet
 from fastembed.genome.universe import MAX_COORD, Universe, is_gzip, open_text, resolve_universe
 from fastembed.settings import PARALLEL, SERIAL
-from fastembed.storage.atomic import held_output
+from fastembed.storage.atomic import held_output, scratch_folder
 
 __all__ = ["tokenize_fragments", "read_whitelist"]
 
@@ -684,7 +688,8 @@ def _tokenize_fragments(
             f"pass either {hints[0]} (a whitelist keeps every listed barcode) or {hints[1]}, not both",
             keywords=hints,
         )
-    block_size, fold_at = fragment_limits(resolve_memory(memory), int(block_size))
+    budget = resolve_memory(memory)
+    block_size, fold_at = fragment_limits(budget, int(block_size))
     uni = resolve_universe(universe)
     whitelist = read_whitelist(barcodes) if barcodes is not None else None
 
@@ -700,85 +705,106 @@ def _tokenize_fragments(
     pending_cells: list[np.ndarray] = []
     pending_tokens: list[np.ndarray] = []
     n_pending = 0
+    with contextlib.ExitStack() as stack:
+        runs: TokenRuns | None = (
+            None  # the folded tokens on disk, once they pass the budget (file output only)
+        )
 
-    for batch in _read_batches(path, bcs, int(block_size)):
-        chrom_names, chrom_idx, cells = batch.chrom_names, batch.chrom_idx, batch.cells
-        starts, ends = batch.starts, batch.ends
-        chrom_map = np.array([chrom_ids.get(c, -1) for c in chrom_names], dtype=np.int32)
-        codes = chrom_map[chrom_idx]
-        n_read += codes.size
-        unknown = codes == -1
-        if unknown.any():
-            n_unknown += int(np.count_nonzero(unknown))
-            per_name = np.bincount(chrom_idx[unknown], minlength=len(chrom_names))
-            for k in np.flatnonzero(per_name):
-                unknown_chroms[chrom_names[k]] = unknown_chroms.get(chrom_names[k], 0) + int(per_name[k])
-        kept = cells >= 0
-        if not kept.all():
-            n_rejected_frags += int(np.count_nonzero(~kept))
-            codes = np.where(kept, codes, -1)
-        frags = _grow(frags, len(bcs))
-        in_uni = _grow(in_uni, len(bcs))
-        frags[: len(bcs)] += np.bincount(cells[kept], minlength=len(bcs))
-        token_cells, tokens, hits = _query_tokens(codes, starts, ends, cells, mode, sorted_regions, m)
-        in_uni[: len(bcs)] += np.bincount(cells[hits > 0], minlength=len(bcs))
-        if tokens.size:
-            pending_cells.append(token_cells)
-            pending_tokens.append(tokens)
-            n_pending += tokens.size
-        if n_pending > max(fold_at, indices.size):
-            indptr, indices = fold_pairs(
-                indptr, indices, np.concatenate(pending_cells), np.concatenate(pending_tokens), len(bcs)
+        def spill():
+            nonlocal runs, indptr, indices
+            if runs is None:
+                runs = TokenRuns(
+                    stack.enter_context(scratch_folder(out_path, what="parquet output")), out_path
+                )
+            runs.add(indptr, indices)
+            indptr, indices = np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.int32)
+
+        for batch in _read_batches(path, bcs, int(block_size)):
+            chrom_names, chrom_idx, cells = batch.chrom_names, batch.chrom_idx, batch.cells
+            starts, ends = batch.starts, batch.ends
+            chrom_map = np.array([chrom_ids.get(c, -1) for c in chrom_names], dtype=np.int32)
+            codes = chrom_map[chrom_idx]
+            n_read += codes.size
+            unknown = codes == -1
+            if unknown.any():
+                n_unknown += int(np.count_nonzero(unknown))
+                per_name = np.bincount(chrom_idx[unknown], minlength=len(chrom_names))
+                for k in np.flatnonzero(per_name):
+                    unknown_chroms[chrom_names[k]] = unknown_chroms.get(chrom_names[k], 0) + int(per_name[k])
+            kept = cells >= 0
+            if not kept.all():
+                n_rejected_frags += int(np.count_nonzero(~kept))
+                codes = np.where(kept, codes, -1)
+            frags = _grow(frags, len(bcs))
+            in_uni = _grow(in_uni, len(bcs))
+            frags[: len(bcs)] += np.bincount(cells[kept], minlength=len(bcs))
+            token_cells, tokens, hits = _query_tokens(codes, starts, ends, cells, mode, sorted_regions, m)
+            in_uni[: len(bcs)] += np.bincount(cells[hits > 0], minlength=len(bcs))
+            if tokens.size:
+                pending_cells.append(token_cells)
+                pending_tokens.append(tokens)
+                n_pending += tokens.size
+            if n_pending > max(fold_at, indices.size):
+                indptr, indices = fold_pairs(
+                    indptr, indices, np.concatenate(pending_cells), np.concatenate(pending_tokens), len(bcs)
+                )
+                pending_cells, pending_tokens, n_pending = [], [], 0
+                # Folding copies the result: past a quarter of the budget it goes to disk instead.
+                if out_path is not None and indices.nbytes > budget // 4:
+                    spill()
+
+        n_cells_all = len(bcs)
+        cat_cells = np.concatenate(pending_cells) if pending_cells else np.empty(0, dtype=np.int32)
+        cat_tokens = np.concatenate(pending_tokens) if pending_tokens else np.empty(0, dtype=np.int32)
+        indptr, indices = fold_pairs(indptr, indices, cat_cells, cat_tokens, n_cells_all)
+        del cat_cells, cat_tokens, pending_cells, pending_tokens
+        if runs is not None:
+            spill()
+        frags, in_uni = frags[:n_cells_all].copy(), in_uni[:n_cells_all].copy()
+        names, keep, stats = _select(
+            path,
+            uni,
+            bcs,
+            frags,
+            n_read=n_read,
+            n_unknown=n_unknown,
+            n_rejected_frags=n_rejected_frags,
+            min_fragments=min_fragments if min_fragments == "auto" else int(min_fragments),
+            mode=mode,
+            min_overlap=m,
+            unknown_chroms=unknown_chroms,
+        )
+        if keep is not None:
+            names, frags, in_uni = names[keep], frags[keep], in_uni[keep]
+        if runs is not None:
+            return _write_runs(
+                runs, keep, names, frags, in_uni, stats, out_path, uni, overwrite, inputs, budget
             )
-            pending_cells, pending_tokens, n_pending = [], [], 0
-
-    n_cells_all = len(bcs)
-    cat_cells = np.concatenate(pending_cells) if pending_cells else np.empty(0, dtype=np.int32)
-    cat_tokens = np.concatenate(pending_tokens) if pending_tokens else np.empty(0, dtype=np.int32)
-    indptr, indices = fold_pairs(indptr, indices, cat_cells, cat_tokens, n_cells_all)
-    frags, in_uni = frags[:n_cells_all].copy(), in_uni[:n_cells_all].copy()
-    return _finish(
-        path,
-        uni,
-        out_path,
-        indptr,
-        indices,
-        bcs,
-        frags,
-        in_uni,
-        n_read=n_read,
-        n_unknown=n_unknown,
-        unknown_chroms=unknown_chroms,
-        n_rejected_frags=n_rejected_frags,
-        min_fragments=min_fragments if min_fragments == "auto" else int(min_fragments),
-        mode=mode,
-        min_overlap=m,
-        overwrite=overwrite,
-        inputs=inputs,
-    )
+        if keep is not None:
+            lengths = np.diff(indptr)
+            indices = indices[np.repeat(keep, lengths)]
+            indptr = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+            np.cumsum(lengths[keep], out=indptr[1:])
+        return _finish(indptr, indices, names, frags, in_uni, stats, out_path, uni, overwrite, inputs)
 
 
-def _finish(
+def _select(
     path,
     uni: Universe,
-    out_path,
-    indptr,
-    indices,
     bcs: _Barcodes,
     frags,
-    in_uni,
     *,
     n_read,
     n_unknown,
-    unknown_chroms,
     n_rejected_frags,
     min_fragments,
     mode,
     min_overlap,
-    overwrite,
-    inputs,
+    unknown_chroms,
 ):
-    """Apply min_fragments, check what is left, assemble stats, return or write the result."""
+    """The barcodes to keep and the stats known before the tokens: (names of all barcodes, keep mask or None for
+    all, stats). Raises what leaves nothing to write (no chromosome in the universe, no whitelisted barcode in the
+    file, no barcode with ``min_fragments``)."""
     name = f"fragments file '{path}'"
     if n_unknown == n_read:
         frag_examples = ", ".join(repr(c) for c in list(unknown_chroms)[:4])
@@ -800,7 +826,10 @@ def _finish(
         "n_whitelist_without_fragments": int(np.count_nonzero(frags == 0)) if bcs.fixed else 0,
         "n_barcodes_below_min_fragments": 0,
         "n_fragments_below_min_fragments": 0,
+        "n_fragments_unknown_chrom": n_unknown,
+        "unknown_chroms": sorted(unknown_chroms),
     }
+    keep = None
     if bcs.fixed:
         if n_seen == 0:
             file_examples = ", ".join(repr(b) for b in sorted(bcs.rejected)[:3])
@@ -821,26 +850,8 @@ def _finish(
                     f"no barcode of {name} has {given} fragments (the most is {frags.max()})",
                     keywords=(given,),
                 )
-            lengths = np.diff(indptr)
-            indices = indices[np.repeat(keep, lengths)]
-            indptr = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
-            np.cumsum(lengths[keep], out=indptr[1:])
-            names, frags, in_uni = names[keep], frags[keep], in_uni[keep]
-    n_empty = int(np.count_nonzero(np.diff(indptr) == 0))
-    stats.update(
-        {
-            "n_barcodes_kept": int(names.size),
-            "n_fragments_kept": int(frags.sum()),
-            "n_fragments_in_universe": int(in_uni.sum()),
-            "n_fragments_unknown_chrom": n_unknown,
-            "unknown_chroms": sorted(unknown_chroms),
-            "n_cells": int(names.size),
-            "n_empty_cells": n_empty,
-            "n_tokens": int(indptr[-1]),
-            "fragments_per_cell": frags,
-            "fragments_in_universe_per_cell": in_uni,
-        }
-    )
+        else:
+            keep = None
     if unknown_chroms:
         shown = sorted(unknown_chroms, key=unknown_chroms.get, reverse=True)
         warn(
@@ -848,14 +859,68 @@ def _finish(
             f"'{uni.source}' ({', '.join(repr(c) for c in shown[:5])}{', ...' if len(shown) > 5 else ''}); "
             "they get no token",
         )
+    stats["_name"] = name
+    return names, keep, stats
+
+
+def _complete_stats(stats: dict, lengths: np.ndarray, frags, in_uni, uni: Universe) -> dict:
+    """``stats`` with the counts that need the kept barcodes' tokens (``lengths``, tokens per kept barcode); warns
+    about barcodes without a token."""
+    name = stats.pop("_name")
+    n_empty = int(np.count_nonzero(lengths == 0))
+    stats.update(
+        {
+            "n_barcodes_kept": int(lengths.size),
+            "n_fragments_kept": int(frags.sum()),
+            "n_fragments_in_universe": int(in_uni.sum()),
+            "n_cells": int(lengths.size),
+            "n_empty_cells": n_empty,
+            "n_tokens": int(lengths.sum()),
+            "fragments_per_cell": frags,
+            "fragments_in_universe_per_cell": in_uni,
+        }
+    )
     if n_empty:
         warn(
-            f"{n_empty} of {names.size} barcodes of {name} have no token in universe '{uni.source}'; they keep "
+            f"{n_empty} of {lengths.size} barcodes of {name} have no token in universe '{uni.source}'; they keep "
             "their rows with an empty token list",
         )
+    return stats
+
+
+_STATS_ORDER = (
+    "mode",
+    "min_overlap",
+    "min_fragments",
+    "n_fragments",
+    "n_barcodes",
+    "n_barcodes_not_in_whitelist",
+    "n_fragments_not_in_whitelist",
+    "n_whitelist_without_fragments",
+    "n_barcodes_below_min_fragments",
+    "n_fragments_below_min_fragments",
+    "n_barcodes_kept",
+    "n_fragments_kept",
+    "n_fragments_in_universe",
+    "n_fragments_unknown_chrom",
+    "unknown_chroms",
+    "n_cells",
+    "n_empty_cells",
+    "n_tokens",
+)
+
+
+def _scalar_metadata(stats: dict) -> dict:
+    scalars = {k: stats[k] for k in _STATS_ORDER}
+    return {META_STATS: json.dumps(scalars).encode()}
+
+
+def _finish(indptr, indices, names, frags, in_uni, stats, out_path, uni: Universe, overwrite, inputs):
+    """Return or write the kept barcodes' tokens, held in memory (``indptr``, ``indices``)."""
+    stats = _complete_stats(stats, np.diff(indptr), frags, in_uni, uni)
+    stats = {**{k: stats[k] for k in _STATS_ORDER}, **{k: stats[k] for k in _PER_CELL}}
     if out_path is None:
         return TokenizedCells(indptr, indices, names, uni, stats)
-    scalars = {k: v for k, v in stats.items() if k not in _PER_CELL}
     return write_tokens_parquet(
         out_path,
         indptr,
@@ -863,7 +928,51 @@ def _finish(
         names,
         uni,
         extra_columns={"n_fragments": frags, "n_fragments_in_universe": in_uni},
-        extra_metadata={META_STATS: json.dumps(scalars).encode()},
+        extra_metadata=_scalar_metadata(stats),
         overwrite=overwrite,
         inputs=inputs,
     )
+
+
+def _write_runs(runs: TokenRuns, keep, names, frags, in_uni, stats, out_path, uni, overwrite, inputs, budget):
+    """Write the kept barcodes' tokens, held on disk in ``runs``, range by range: the same file as
+    :func:`_finish` writes from memory (row groups cut by ``budget``)."""
+    from fastembed.genome.tokenstream import TokenParquetStream
+
+    n_all = frags.size if keep is None else keep.size
+    lengths = np.zeros(names.size, dtype=np.int64)
+    kept_before = np.zeros(n_all + 1, dtype=np.int64)  # kept barcodes before each barcode: its output row
+    np.cumsum(np.ones(n_all, dtype=np.int64) if keep is None else keep, out=kept_before[1:])
+    with TokenParquetStream(
+        out_path,
+        uni,
+        overwrite=overwrite,
+        inputs=inputs,
+        memory=budget,
+        extra_columns=("n_fragments", "n_fragments_in_universe"),
+    ) as stream:
+        # A range's pairs (8 bytes each), their scatter buffer and the folded result (4 + 4): a sixteenth of the
+        # budget in tokens keeps them, and the stream's pending row group, within it.
+        for lo, hi in runs.ranges(n_all, max(budget // 64, 1)):
+            cells, tokens = runs.pairs(lo, hi)
+            ptr, idx = fold_pairs(
+                np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.int32), cells, tokens, hi - lo
+            )
+            del cells, tokens
+            if keep is not None:
+                part = keep[lo:hi]
+                counts = np.diff(ptr)
+                idx = idx[np.repeat(part, counts)]
+                ptr = np.zeros(int(part.sum()) + 1, dtype=np.int64)
+                np.cumsum(counts[part], out=ptr[1:])
+            a, b = int(kept_before[lo]), int(kept_before[hi])
+            lengths[a:b] = np.diff(ptr)
+            stream.append(
+                ptr,
+                idx,
+                names[a:b],
+                {"n_fragments": frags[a:b], "n_fragments_in_universe": in_uni[a:b]},
+            )
+        # Inside the stream: a warning or an error here still leaves no file behind.
+        stats = _complete_stats(stats, lengths, frags, in_uni, uni)
+        return stream.close(_scalar_metadata(stats))

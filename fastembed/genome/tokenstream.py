@@ -34,9 +34,14 @@ class TokenParquetStream:
         As for :func:`fastembed._atomic.atomic_file`.
     memory : int or str, optional
         The budget that bounds a row group's tokens (default ``settings.MEMORY_BUDGET``).
+    extra_columns : sequence of str
+        Further per-cell int64 columns after ``barcode`` (as ``write_tokens_parquet``'s ``extra_columns``);
+        :meth:`append` then takes their values for each block.
     """
 
-    def __init__(self, path: Path, universe, *, overwrite: bool = False, inputs=(), memory=None):
+    def __init__(
+        self, path: Path, universe, *, overwrite: bool = False, inputs=(), memory=None, extra_columns=()
+    ):
         self.path = Path(path)
         self.universe = universe
         self.overwrite = overwrite
@@ -47,13 +52,17 @@ class TokenParquetStream:
         self._ptr = np.zeros(1, dtype=np.int64)
         self._idx = np.empty(0, dtype=np.int32)
         self._names = np.empty(0, dtype=object)
+        self._extra = {k: np.empty(0, dtype=np.int64) for k in extra_columns}
         self.n_cells = 0
 
     def __enter__(self):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        self._schema = pa.schema([pa.field("tokens", pa.list_(pa.int32())), pa.field("barcode", pa.string())])
+        self._schema = pa.schema(
+            [pa.field("tokens", pa.list_(pa.int32())), pa.field("barcode", pa.string())]
+            + [pa.field(k, pa.int64()) for k in self._extra]
+        )
         # Entered on a stack of its own until both are open: a writer that fails to open (a full disk refuses
         # its first bytes) unwinds through atomic_file, which names the path and removes the temporary and the
         # lock; only then is the stack handed to __exit__.
@@ -85,15 +94,20 @@ class TokenParquetStream:
         values = pa.array(self._idx[base : self._ptr[hi]], type=pa.int32())
         tokens = pa.ListArray.from_arrays(offsets, values)
         names = pa.array(np.asarray(self._names[lo:hi]).astype(str))
-        self._writer.write_table(pa.table({"tokens": tokens, "barcode": names}, schema=self._schema))
+        columns = {"tokens": tokens, "barcode": names}
+        columns.update({k: pa.array(v[lo:hi]) for k, v in self._extra.items()})
+        self._writer.write_table(pa.table(columns, schema=self._schema))
 
-    def append(self, indptr: np.ndarray, indices: np.ndarray, barcodes) -> None:
-        """Add a block: ``indptr`` int64 (n + 1,) from 0, ``indices`` int32, ``barcodes`` (n,) str."""
+    def append(self, indptr: np.ndarray, indices: np.ndarray, barcodes, extra: dict | None = None) -> None:
+        """Add a block: ``indptr`` int64 (n + 1,) from 0, ``indices`` int32, ``barcodes`` (n,) str, and
+        ``extra``: the block's (n,) values of each extra column named at construction."""
         if indptr.size > 1 and int(np.diff(indptr).max()) >= 2**31:
             raise ValueError(f"parquet output '{self.path}': a cell holds 2**31 or more tokens")
         self._ptr = np.concatenate([self._ptr, indptr[1:] + self._ptr[-1]])
         self._idx = np.concatenate([self._idx, np.asarray(indices, dtype=np.int32)])
         self._names = np.concatenate([self._names, np.asarray(barcodes, dtype=object)])
+        for k in self._extra:
+            self._extra[k] = np.concatenate([self._extra[k], np.asarray(extra[k], dtype=np.int64)])
         self.n_cells += indptr.size - 1
         bounds = _row_group_bounds(self._ptr, settings.ROW_GROUP_CELLS, self.max_tokens)
         # Every row group but the last is closed (the next cell did not fit); the last may still grow.
@@ -105,6 +119,7 @@ class TokenParquetStream:
             self._idx = self._idx[base:].copy()
             self._ptr = self._ptr[keep:] - base
             self._names = self._names[keep:]
+            self._extra = {k: v[keep:] for k, v in self._extra.items()}
 
     def close(self, extra_metadata: dict | None = None) -> Path:
         """Write the pending row group and the metadata; the file is published when the ``with`` block ends."""

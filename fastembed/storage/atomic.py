@@ -555,6 +555,8 @@ def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
         if not m:
             continue
         tmp = path.parent / name
+        if tmp in _SCRATCH:
+            continue  # a scratch folder of this process's writer of path, in use
         if m["pid"] is not None and int(m["pid"]) != os.getpid() and _pid_alive(int(m["pid"])):
             kept.append(tmp)
             continue
@@ -876,3 +878,40 @@ def atomic_dir(
     """
     with _write_then_publish(path, what, overwrite, inputs, kind, folder=True) as tmp:
         yield tmp
+
+
+@contextlib.contextmanager
+def scratch_folder(path: str | os.PathLike, *, what: str) -> Iterator[Path]:
+    """A temporary folder beside the output ``path`` for a writer's intermediate files.
+
+    Removed when the ``with`` block ends, by an error or Ctrl-C too; one left by a killed writer carries
+    fastembed's temporary name for ``path`` (hidden, with the writer's PID), so the next write to ``path``
+    removes it (:func:`clean_stale_temporaries`). Call while holding ``path``'s lock.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output the intermediate files are for; the folder is created in its parent folder.
+    what : str
+        How messages name the output (``"parquet output"``), when the folder cannot be created.
+
+    Yields
+    ------
+    pathlib.Path
+        The new, empty folder.
+    """
+    path = Path(path)
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+    except OSError as err:
+        raise _as_write_error(err, path, what, None) from None
+    _SCRATCH.add(folder)
+    try:
+        yield folder
+    finally:
+        _SCRATCH.discard(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# Scratch folders in use by this process (scratch_folder): clean_stale_temporaries leaves them alone.
+_SCRATCH: set[Path] = set()

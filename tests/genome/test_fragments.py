@@ -616,3 +616,99 @@ def test_cli_failure_mid_file_leaves_nothing(tmp_path, capsys, monkeypatch, dama
     else:
         assert "is truncated: its gzip stream ends early" in err
     assert sorted(tmp_path.iterdir()) == sorted([path, uni])  # no parquet, temp file or lock left behind
+
+
+# ------------------------------------------------------------------------------------------------
+# Past the budget: the folded tokens go to disk in runs and are merged into the parquet file
+# ------------------------------------------------------------------------------------------------
+def _parquet_contents(path):
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(path)
+    table = f.read()
+    return (
+        table.column("tokens").to_pylist(),
+        table.column("barcode").to_pylist(),
+        table.column("n_fragments").to_numpy(),
+        table.column("n_fragments_in_universe").to_numpy(),
+        json.loads(f.schema_arrow.metadata[fr.META_STATS]),
+    )
+
+
+@pytest.fixture
+def spied_runs(monkeypatch):
+    """Counts the runs written to disk."""
+    from fastembed.genome import spill
+
+    written = []
+    add = spill.TokenRuns.add
+
+    def spy(self, indptr, indices):
+        written.append((self.folder, int(indptr[-1])))
+        return add(self, indptr, indices)
+
+    monkeypatch.setattr(spill.TokenRuns, "add", spy)
+    return written
+
+
+@pytest.mark.parametrize("keep", ["all", "min_fragments", "whitelist"])
+def test_fragments_past_the_budget_spill_to_disk_and_write_the_same_file(
+    demo_fragments, tmp_path, spied_runs, monkeypatch, keep
+):
+    # Regression (issue 29, the 1,000,000-cell atlas): tokenizing 100,000 cells of fragments to parquet held the
+    # whole result several times over (3.4 GiB at a 1 GiB budget); memory followed the file.
+    adata, path = demo_fragments
+    kwargs = {
+        "all": {},
+        "min_fragments": {"min_fragments": 150},
+        "whitelist": {"barcodes": ["nobody"] + list(adata.obs_names[::-3]), "min_fragments": 1},
+    }[keep]
+    if keep == "whitelist":
+        kwargs.pop("min_fragments")
+    whole = run(path, demo_peaks_path(), tmp_path / "whole.parquet", **kwargs)
+    assert not spied_runs  # the default budget holds the demo in memory
+    monkeypatch.setattr(tunables, "FOLD_PAIRS", 2000)
+    spilled = run(path, demo_peaks_path(), tmp_path / "spilled.parquet", memory=64_000, **kwargs)
+    assert len(spied_runs) >= 2  # several runs on disk, merged at the end
+    a, b = _parquet_contents(whole), _parquet_contents(spilled)
+    assert a[0] == b[0] and a[1] == b[1]
+    np.testing.assert_array_equal(a[2], b[2])
+    np.testing.assert_array_equal(a[3], b[3])
+    assert a[4] == b[4]
+    mem = run(path, demo_peaks_path(), **kwargs)  # and the in-memory result
+    assert b[1] == list(mem.barcodes)
+    assert b[0] == [list(mem[i]) for i in range(len(mem))]
+    # Nothing of the runs is left beside the output.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spilled.parquet", "whole.parquet"]
+
+
+def test_spill_runs_are_removed_when_the_merge_fails(demo_fragments, tmp_path, spied_runs, monkeypatch):
+    _, path = demo_fragments
+    from fastembed.genome import spill
+
+    def broken(self, lo, hi):
+        raise RuntimeError("injected failure while merging the runs")
+
+    monkeypatch.setattr(spill.TokenRuns, "pairs", broken)
+    monkeypatch.setattr(tunables, "FOLD_PAIRS", 2000)
+    with pytest.raises(RuntimeError, match="injected"):
+        run(path, demo_peaks_path(), tmp_path / "t.parquet", memory=64_000)
+    assert spied_runs
+    assert list(tmp_path.iterdir()) == []  # no output, no temporary, no runs, no lock
+
+
+def test_spill_runs_left_by_a_killed_writer_are_removed_by_the_next_write(demo_fragments, tmp_path):
+    import os
+    import subprocess
+
+    from fastembed.storage import atomic
+
+    _, path = demo_fragments
+    out = tmp_path / "t.parquet"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = tmp_path / f"{atomic._temp_prefix(out).replace(str(os.getpid()), str(dead.pid))}abc123.tmp"
+    left.mkdir()
+    (left / "run0.idx").write_bytes(b"\0" * 16)
+    run(path, demo_peaks_path(), out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
