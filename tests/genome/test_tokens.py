@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,6 +15,7 @@ from fastembed.tokens import (
     META_FORMAT,
     META_N_REGIONS,
     TokenizedCells,
+    open_tokens_parquet,
     read_tokens_parquet,
 )
 from fastembed.universe import Universe
@@ -133,3 +136,18 @@ def test_a_null_barcode_names_the_file_and_the_cell(tmp_path):
     table = pa.table({"barcode": pa.array(["a", None, "c"])})
     with pytest.raises(ValueError, match=r"token file '.*t\.parquet': column 'barcode' is null for cell 1"):
         barcodes_column(table, tmp_path / "t.parquet")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc/self/maps")
+def test_sampling_a_token_file_does_not_map_it_into_memory(tmp_path):
+    # Regression (issue 29, the 1,000,000-cell atlas): the token file was memory-mapped, so sampling 20,000 cells
+    # of a 7 GB file read every row group through the mapping and peak RSS reached 8.6 GiB at a 1 GiB budget.
+    import fastembed as fe
+    from fastembed.datasets import demo_peaks_path, load_demo
+
+    path = fe.tokenize_cells(load_demo()[:300], demo_peaks_path()).to_parquet(tmp_path / "t.parquet")
+    pfile, _ = open_tokens_parquet(path)
+    pfile.read_row_group(0)
+    assert str(path) not in Path("/proc/self/maps").read_text()
+    ds = Region2VecDataset(path, sample_cells=100, seed=0)
+    assert len(ds) == 100
