@@ -3,7 +3,9 @@
 Usage (from the repository root, bench venv or the project's):
 
     python bench/snapatac2_ablation.py [--datasets forebrain,granja-400,granja-1000,granja-pool-600]
-                                       [--draws 4] [--variants ...] [--threads 2]
+                                       [--draws 4] [--first-draw 0] [--variants ...] [--threads 2]
+                                       [--reference spectral] [--out OUT.json]
+    python bench/snapatac2_ablation.py --table REFERENCE OUT.json ...   # saved runs' draws merged, one table
 
 SnapATAC2 2.9's ``pp.select_features`` + ``tl.spectral`` (defaults) is, for these data sizes (all cells fit in one
 chunk): drop the features held by no cell and the 0.5% most and least accessible ones; weight each region by its
@@ -15,7 +17,8 @@ graph is euclidean. ``spectral`` below is that computation in numpy (``snap`` ru
 installed, to check it), and each ``spec-*`` variant changes one step. The ``fe-*`` variants are fastembed's cell
 representation: the defaults trained once per draw (``ScEmbed(seed=draw)``), then pooled in different ways from
 the same region vectors, so their differences are the representation's alone. ``ws-*`` pool the spectral warm
-start's region vectors (fastembed before any training), to connect the two families.
+start's region vectors (fastembed before any training), to connect the two families. A source ``SOURCE:part``
+pools the model's output (context) vectors C beside its input vectors W (``PARTS``: C alone, W + C, or [W, C]).
 
 Quality is the project's protocol (bench/time_to_quality.py): Leiden ARI at the true number of types on the 15-NN
 euclidean graph (one Leiden seed), and 10-NN label transfer with ``annotate_celltypes`` (donor D6T1 -> D5T1 on
@@ -259,6 +262,19 @@ VARIANTS = {
     "fe-e40w10-seed2-pca20-sqrt": ("fe-e40w10-seed2", "mean", 20, "sqrt"),
     "fe-e20w10-pca20-sqrt": ("fe-e20w10", "mean", 20, "sqrt"),
     "fe-e20w10-seed2-pca20-sqrt": ("fe-e20w10-seed2", "mean", 20, "sqrt"),
+    # issue 33, small data: the output (context) vectors C beside the input vectors W of the same model (a
+    # source's ``:part``, see source_vectors), and half the embedding dimension
+    "fe-wc-pca20-sqrt": ("fe:w+c", "mean", 20, "sqrt"),
+    "fe-wcat-pca20-sqrt": ("fe:w|c", "mean", 20, "sqrt"),
+    "fe-c-pca20-sqrt": ("fe:c", "mean", 20, "sqrt"),
+    "fe-wc-pca30-sqrt-l2": ("fe:w+c", "mean", 30, "sqrt", "l2all"),
+    "fe-wcat-pca30-sqrt-l2": ("fe:w|c", "mean", 30, "sqrt", "l2all"),
+    "fe-d50-wc-pca20-sqrt": ("fe-d50:w+c", "mean", 20, "sqrt"),
+    "fe-seed2-wc-pca20-sqrt": ("fe-seed2:w+c", "mean", 20, "sqrt"),
+    "fe-seed2-pca30-sqrt-l2": ("fe-seed2", "mean", 30, "sqrt", "l2all"),
+    "fe-seed2-wc-pca30-sqrt-l2": ("fe-seed2:w+c", "mean", 30, "sqrt", "l2all"),
+    "fe-seed2-wcat-pca20-sqrt": ("fe-seed2:w|c", "mean", 20, "sqrt"),
+    "fe-seed2-wcat-pca30-sqrt-l2": ("fe-seed2:w|c", "mean", 30, "sqrt", "l2all"),
 }
 
 SOURCES = {
@@ -277,6 +293,33 @@ SOURCES = {
 }
 """Region vectors trained otherwise than by the defaults, keyed by the ``fe-*`` source of a variant:
 ``fe_vectors``' keywords (``seed_offset``: the same defaults with another training seed, for the seed's noise)."""
+
+PARTS = {"w": "input vectors W", "c": "output vectors C", "w+c": "W + C", "w|c": "[W, C], concatenated"}
+"""What a variant's source ``SOURCE:part`` pools of the model trained as ``SOURCE`` (no part: ``w``)."""
+
+
+def source_vectors(source: str, adata, cache: dict, seed: int) -> np.ndarray:
+    """The region vectors a variant's source names: ``fe``, ``warm`` or a key of ``SOURCES``, optionally followed by
+    ``:part`` (``PARTS``; the warm start has input vectors only). A model is trained once per draw and source; its
+    input vectors are kept as ``cache[source]``, its output vectors as ``cache[source + ":c"]``."""
+    train, _, part = source.partition(":")
+    part = part or "w"
+    if part not in PARTS:
+        raise ValueError(f"{source}: the part must be one of {', '.join(PARTS)}")
+    if train not in cache:
+        kw = dict(SOURCES[train])
+        seed = seed + kw.pop("seed_offset", 0)
+        _, cache[train], _, model = fe_vectors(adata, seed, cache["threads"], **kw)
+        cache[train + ":c"] = model._output_vectors.copy()
+    w = cache[train]
+    if part == "w":
+        return w
+    if train + ":c" not in cache:
+        raise ValueError(f"{source}: {train} has no output vectors")
+    c = cache[train + ":c"]
+    if part == "c":
+        return c
+    return w + c if part == "w+c" else np.hstack([w, c])
 
 
 CORE = [
@@ -317,12 +360,7 @@ def embed(name, adata, cache, seed):
         return spectral(adata.X), "l2"
     source, how, k, *rest = spec
     weight = rest[0] if rest else "plain"
-    if source not in cache:
-        kw = dict(SOURCES[source])
-        seed = seed + kw.pop("seed_offset", 0)
-        cache[source] = fe_vectors(adata, seed, cache["threads"], **kw)[1]
-    x, vectors = cache["x"], cache[source]
-    cells = pool(x, vectors, how)
+    cells = pool(cache["x"], source_vectors(source, adata, cache, seed), how)
     geometry = rest[1] if len(rest) > 1 else ""
     emb = cells if k is None else pca(cells, k, weight, l2pre="l2pre" in geometry)
     if "l2all" in geometry:  # unit rows for the k-NN and the Leiden graph alike
@@ -366,6 +404,9 @@ def main(argv=None):
     ap.add_argument("--first-draw", type=int, default=0, help="draws first_draw .. first_draw + draws - 1")
     ap.add_argument("--variants", default=",".join(CORE))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--reference", default="spectral", help="the variant the table's differences are paired with"
+    )
     ap.add_argument("--out", default=str(REPO / "bench" / "out" / "snapatac2_ablation.json"))
     args = ap.parse_args(argv)
     variants = args.variants.split(",")
@@ -377,7 +418,8 @@ def main(argv=None):
             adata = load(ds, draw, granja)
             cache = {"threads": args.threads}
             if any(isinstance(VARIANTS[v], tuple) for v in variants):
-                cache["x"], cache["fe"], cache["warm"], _ = fe_vectors(adata, draw, args.threads)
+                cache["x"], cache["fe"], cache["warm"], model = fe_vectors(adata, draw, args.threads)
+                cache["fe:c"] = model._output_vectors.copy()
             for v in variants:
                 t = time.perf_counter()
                 try:
@@ -393,7 +435,7 @@ def main(argv=None):
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
-    print_table(rows)
+    print_table(rows, args.reference)
 
 
 def print_table(rows, reference: str = "spectral") -> None:
@@ -477,5 +519,9 @@ if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--trainings":
         # Summarise saved runs (--out files of any datasets and draws) by training: the issue 33 table.
         print_trainings([r for f in sys.argv[2:] for r in json.loads(Path(f).read_text())["rows"]])
+    elif len(sys.argv) > 3 and sys.argv[1] == "--table":
+        # --table REFERENCE OUT.json ...: the table of saved runs (draws of several runs merged), paired with
+        # REFERENCE.
+        print_table([r for f in sys.argv[3:] for r in json.loads(Path(f).read_text())["rows"]], sys.argv[2])
     else:
         main()
