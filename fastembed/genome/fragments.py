@@ -22,7 +22,7 @@ barcode columns are dictionary-encoded per block, so Python touches each *distin
 (never each fragment); the numba overlap kernels map the block; (cell, token) pairs are kept as int32 arrays
 and folded into the per-cell sorted unique token lists whenever the pending pairs outgrow the folded result.
 Returned in memory, the result (unique tokens per cell) is held whole, plus a few blocks. Written to a parquet
-file, the folded tokens go to disk in sorted runs whenever they pass a quarter of the memory budget, and the
+file, the folded tokens go to disk in sorted runs whenever they pass a sixteenth of the memory budget, and the
 runs are merged range of cells by range into the file (:mod:`fastembed.genome.spill`): memory then follows the
 budget (plus 8 bytes a barcode), not the file.
 
@@ -749,8 +749,9 @@ def _tokenize_fragments(
                     indptr, indices, np.concatenate(pending_cells), np.concatenate(pending_tokens), len(bcs)
                 )
                 pending_cells, pending_tokens, n_pending = [], [], 0
-                # Folding copies the result: past a quarter of the budget it goes to disk instead.
-                if out_path is not None and indices.nbytes > budget // 4:
+                # The parsed block and the pending pairs already take the budget (fragment_limits), and a fold
+                # holds the result about three times over: past a sixteenth of the budget it goes to disk.
+                if out_path is not None and indices.nbytes > budget // 16:
                     spill()
 
         n_cells_all = len(bcs)

@@ -3,7 +3,7 @@
 A fragments file is sorted by position, so every cell's fragments run through the whole file and a cell's
 tokens are complete only at its end. :func:`fastembed.genome.fragments.tokenize_fragments` folds the (cell,
 token) pairs it reads into one CSR of sorted unique tokens per cell; written to a parquet file, that CSR would
-be as large as the output. Once it passes a share of the budget, each fold is written here instead, as a *run*
+be as large as the output. Once it passes a sixteenth of the budget, each fold is written here instead, as a *run*
 (its row pointers and tokens, two raw files), and memory starts again from nothing. At the end the runs are
 read back by ranges of cells (each range's slice of every run) and folded once more, so the output holds the
 same cells and tokens as the in-memory fold, while memory holds one range plus 8 bytes a cell.
