@@ -24,6 +24,7 @@ from fastembed.common.threads import check_threads, numba_threads
 from fastembed.common.validate import check_positive_int, check_sample
 from fastembed.common.warn import warn
 from fastembed.genome.universe import Universe
+from fastembed.kernels.pooling import pooled_vectors
 from fastembed.model.encoder import CellEncoder, encode_cells
 from fastembed.model.training import check_train_args, load_training_data, train_vectors
 from fastembed.storage.hub import check_folder_arg, upload_folder
@@ -131,6 +132,7 @@ class ScEmbed:
         self._token_counts: np.ndarray | None = None
         self._projection: np.ndarray | None = None
         self._cell_norm: str | None = None  # CELL_NORM: projected cells scaled to unit length
+        self._pool_vectors: str | None = None  # POOL_BOTH: cells pool input and output vectors side by side
         # Files this model was made from or read: save() and encode(out=...) may not replace them.
         self._training_files: list[Path] = []
         self._model_dir: Path | None = None
@@ -252,6 +254,7 @@ class ScEmbed:
         self._region_vectors, self._output_vectors = run.region_vectors, run.output_vectors
         self._token_counts, self._projection = run.token_counts, run.projection
         self._cell_norm = run.cell_norm
+        self._pool_vectors = run.pool_vectors
         self._training_files = [ds.path] if ds.path is not None else []
         self.training_info = run.info
         if run.epochs_done < run.epochs:
@@ -290,7 +293,11 @@ class ScEmbed:
         pooling = self._resolve_pooling(pooling)
         return CellEncoder(
             universe=self.universe,
-            vectors=self._region_vectors,
+            # The projection was fitted on what the cells pooled; mean pooling (no projection) pools the input
+            # vectors, as every model does.
+            vectors=pooled_vectors(
+                self._region_vectors, self._output_vectors, self._pool_vectors if pooling == "pca" else None
+            ),
             weights=self.pooling_weights(pooling),
             pooling=pooling,
             projection=self._projection,
@@ -409,6 +416,7 @@ class ScEmbed:
                 else self.n_components
             ),
             "cell_norm": self._cell_norm,
+            "pool_vectors": self._pool_vectors,
             "seed": self.seed,
             "fastembed_version": __version__,
             "universe_sha256": None if self.universe is None else self.universe.checksum,
@@ -511,6 +519,7 @@ class ScEmbed:
         model._projection = folder.cell_projection
         # Folders written before cell_norm existed have none: their cells are encoded as they were.
         model._cell_norm = cfg.get("cell_norm") if folder.cell_projection is not None else None
+        model._pool_vectors = cfg.get("pool_vectors") if folder.cell_projection is not None else None
         model.training_info = dict(cfg.get("training") or {})
         model._model_dir = path
         return model

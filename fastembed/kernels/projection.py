@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit_projection", "apply_projection", "auto_components", "unit_rows"]
+__all__ = ["fit_projection", "apply_projection", "auto_components", "unit_rows", "POOL_BOTH"]
 
 
 AXIS_POWER = 0.5
@@ -38,6 +38,15 @@ its tokens grow and more axes carry cell-type signal above it: on granja2019's c
 (~1,200 and ~1,800 peaks per cell) 30 axes gave +0.03 and +0.02 10-NN accuracy over 20, while on granja
 subsamples and forebrain (~164 and ~370 peaks) they cost 0.01-0.02 (bench/snapatac2_ablation.py)."""
 HIGH_COVERAGE_TOKENS = 600
+POOL_BOTH = "input+output"
+"""The one alternative a model can record for what a cell pools (``pool_vectors`` in its folder's config): each
+token's input vector and output (context) vector side by side, ``2 x embedding_dim`` wide, before the projection
+(none recorded: the input vectors alone). ``n_components="auto"`` turns it on with the 30 axes of high coverage:
+on granja2019's cells merged 12 and 24 at a time it gave +0.029 ± 0.008 and +0.039 ± 0.011 Leiden ARI (10 draws,
+2 training seeds each) with 10-NN accuracy level or up, and level results at low coverage
+(bench/snapatac2_ablation.py, ``fe-wcat-*``). The output vectors are trained on the same co-occurrences as the
+input vectors, from the other side of each pair; at high coverage each cell averages enough tokens for both to
+add signal."""
 CELL_NORM = "l2"
 """The one cell normalisation a model can record (``cell_norm`` in its folder's config): projected cells scaled
 to unit length (:func:`unit_rows`). ``n_components="auto"`` turns it on together with the 30 axes of high
