@@ -85,8 +85,12 @@ class ScEmbed:
         on average (plate-based, sorted or pooled cells), where more axes carry cell-type signal above the
         pooling noise (:func:`fastembed.kernels.projection.auto_components`); with those 30 axes the projected
         cells are also scaled to unit length (``cell_norm: l2``, :func:`fastembed.kernels.projection.unit_rows`),
-        the cosine geometry in which a euclidean Leiden graph separates such cells best. A trained model records
-        what it chose (``training_info["n_components"]``; ``n_components`` and ``cell_norm`` in a saved folder).
+        the cosine geometry in which a euclidean Leiden graph separates such cells best, and cells pool each
+        token's input and output vectors side by side (``pool_vectors: input+output``,
+        :data:`fastembed.kernels.projection.POOL_BOTH`; the embeddings keep ``embedding_dim`` columns, the axes'
+        weighted scores first and zeros after). A trained model records what it chose
+        (``training_info["n_components"]``; ``n_components``, ``cell_norm`` and ``pool_vectors`` in a saved
+        folder).
     seed : int, optional
         Seed of all random draws. With ``threads=1`` two runs give bit-identical vectors.
     threads : int, optional
@@ -303,6 +307,7 @@ class ScEmbed:
             projection=self._projection,
             min_count=self.min_count,
             cell_norm=self._cell_norm,
+            pool_vectors=self._pool_vectors if pooling == "pca" else None,
         )
 
     def encode(

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit_projection", "apply_projection", "auto_components", "unit_rows", "POOL_BOTH"]
+__all__ = [
+    "fit_projection",
+    "apply_projection",
+    "project_scores",
+    "auto_components",
+    "unit_rows",
+    "POOL_BOTH",
+]
 
 
 AXIS_POWER = 0.5
@@ -123,6 +130,37 @@ def fit_projection(cells: np.ndarray, n_components: int, *, power: float = AXIS_
     weight[real] = (lam[0] / lam[real]) ** ((1.0 - float(power)) / 2.0)
     axes *= np.sqrt(weight)[:, None]
     return np.vstack([centre[None, :], axes]).astype(np.float32)
+
+
+def project_scores(wide: np.ndarray, projection: np.ndarray, empty: np.ndarray, out: np.ndarray) -> None:
+    """Project pooled cell vectors wider than the output onto the axes, as coordinates in the axes' own basis.
+
+    :func:`apply_projection` writes a projected cell back into the pooled space; when cells pool input and output
+    vectors side by side (:data:`POOL_BOTH`) that space is twice the embedding dimension, so instead coordinate
+    ``j < k`` of ``out`` is the weighted score ``w_j t_j`` (``t_j`` the cell's score on axis ``j``) and the other
+    columns are 0: the same lengths, distances and inner products as :func:`apply_projection` gives, in
+    ``embedding_dim`` columns.
+
+    Parameters
+    ----------
+    wide : float32 (n_cells, pooled_dim)
+        Mean-pooled cell vectors (read only).
+    projection : float32 (k + 1, pooled_dim)
+        From :func:`fit_projection`; ``k <= out.shape[1]``.
+    empty : bool (n_cells,)
+        Cells with no trained token: their rows of ``out`` are 0.
+    out : float32 (n_cells, dim)
+        Written.
+    """
+    centre, axes = projection[0], projection[1:]
+    k = axes.shape[0]
+    if k > out.shape[1]:
+        raise ValueError(f"{k} projection axes do not fit {out.shape[1]} output columns")
+    # Row j of the axes has squared length w_j, so (x - c) . a_j = sqrt(w_j) t_j, and times |a_j| is w_j t_j.
+    lengths = np.sqrt(np.einsum("ij,ij->i", axes, axes, dtype=np.float64)).astype(np.float32)
+    out[:, :k] = ((wide - centre) @ axes.T) * lengths
+    out[:, k:] = 0.0
+    out[empty] = 0.0
 
 
 def unit_rows(block: np.ndarray, empty: np.ndarray) -> None:
