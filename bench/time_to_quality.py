@@ -73,7 +73,8 @@ def fastembed_method(**params):
 
         model_kw = {k: v for k, v in params.items() if k in model_keys}
         encode_kw = {k: v for k, v in params.items() if k in encode_keys}
-        train_kw = {k: v for k, v in params.items() if k not in model_keys | encode_keys | {"axis_power"}}
+        own = {"axis_power", "input_only"}
+        train_kw = {k: v for k, v in params.items() if k not in model_keys | encode_keys | own}
         uni = _universe(adata)
         tokens = fe.tokenize_cells(adata if fit_mask is None else adata[fit_mask], uni)
         if train_kw.get("epochs") == "0.3":
@@ -90,6 +91,16 @@ def fastembed_method(**params):
             )
             k = model.training_info["n_components"]
             model._projection = fit_projection(cells[~empty], k, power=params["axis_power"])
+        if params.get("input_only") and model._pool_vectors is not None:
+            # The high-coverage cells as before pool_vectors: the input vectors alone, same axes and unit length.
+            from fastembed.pooling import weighted_mean_pool
+            from fastembed.projection import fit_projection
+
+            cells, empty = weighted_mean_pool(
+                tokens.indptr, tokens.indices, model.region_vectors, model.pooling_weights("mean")
+            )
+            model._projection = fit_projection(cells[~empty], model.training_info["n_components"])
+            model._pool_vectors = None
         target = tokens if fit_mask is None else fe.tokenize_cells(adata, uni)
         return model.encode(target, **encode_kw)
 
@@ -187,12 +198,14 @@ def gensim_sg(epochs):
 # "fastembed-0.9" the defaults without version 0.10's subsampling of common regions (sample=0);
 # "fastembed-0.10" the defaults with version 0.10's projection (plain PCA scores, ``axis_power=1``);
 # "fastembed-k20" the defaults with 20 axes whatever the coverage (version 0.11's, before ``n_components="auto"``).
+# "fastembed-w" the defaults with high-coverage cells pooling the input vectors alone (before ``pool_vectors``).
 # Wider windows were compared in a separate run (bench/RESULTS.md).
 METHODS = {
     "fastembed": (fastembed_method(), True, True),
     "fastembed-mean": (fastembed_method(pooling="mean"), True, False),
     "fastembed-0.10": (fastembed_method(axis_power=1.0), True, True),
     "fastembed-k20": (fastembed_method(n_components=20), True, True),
+    "fastembed-w": (fastembed_method(input_only=True), True, True),
     "fastembed-0.3": (fastembed_method(epochs="0.3"), True, False),
     "fastembed-0.5": (fastembed_method(epochs=40), True, False),
     "fastembed-0.9": (fastembed_method(sample=0), True, True),

@@ -24,6 +24,7 @@ from fastembed.common.threads import check_threads, numba_threads
 from fastembed.common.validate import check_positive_int, check_sample
 from fastembed.common.warn import warn
 from fastembed.genome.universe import Universe
+from fastembed.kernels.pooling import pooled_vectors
 from fastembed.model.encoder import CellEncoder, encode_cells
 from fastembed.model.training import check_train_args, load_training_data, train_vectors
 from fastembed.storage.hub import check_folder_arg, upload_folder
@@ -84,8 +85,12 @@ class ScEmbed:
         on average (plate-based, sorted or pooled cells), where more axes carry cell-type signal above the
         pooling noise (:func:`fastembed.kernels.projection.auto_components`); with those 30 axes the projected
         cells are also scaled to unit length (``cell_norm: l2``, :func:`fastembed.kernels.projection.unit_rows`),
-        the cosine geometry in which a euclidean Leiden graph separates such cells best. A trained model records
-        what it chose (``training_info["n_components"]``; ``n_components`` and ``cell_norm`` in a saved folder).
+        the cosine geometry in which a euclidean Leiden graph separates such cells best, and cells pool each
+        token's input and output vectors side by side (``pool_vectors: input+output``,
+        :data:`fastembed.kernels.projection.POOL_BOTH`; the embeddings keep ``embedding_dim`` columns, the axes'
+        weighted scores first and zeros after). A trained model records what it chose
+        (``training_info["n_components"]``; ``n_components``, ``cell_norm`` and ``pool_vectors`` in a saved
+        folder).
     seed : int, optional
         Seed of all random draws. With ``threads=1`` two runs give bit-identical vectors.
     threads : int, optional
@@ -131,6 +136,7 @@ class ScEmbed:
         self._token_counts: np.ndarray | None = None
         self._projection: np.ndarray | None = None
         self._cell_norm: str | None = None  # CELL_NORM: projected cells scaled to unit length
+        self._pool_vectors: str | None = None  # POOL_BOTH: cells pool input and output vectors side by side
         # Files this model was made from or read: save() and encode(out=...) may not replace them.
         self._training_files: list[Path] = []
         self._model_dir: Path | None = None
@@ -252,6 +258,7 @@ class ScEmbed:
         self._region_vectors, self._output_vectors = run.region_vectors, run.output_vectors
         self._token_counts, self._projection = run.token_counts, run.projection
         self._cell_norm = run.cell_norm
+        self._pool_vectors = run.pool_vectors
         self._training_files = [ds.path] if ds.path is not None else []
         self.training_info = run.info
         if run.epochs_done < run.epochs:
@@ -290,12 +297,17 @@ class ScEmbed:
         pooling = self._resolve_pooling(pooling)
         return CellEncoder(
             universe=self.universe,
-            vectors=self._region_vectors,
+            # The projection was fitted on what the cells pooled; mean pooling (no projection) pools the input
+            # vectors, as every model does.
+            vectors=pooled_vectors(
+                self._region_vectors, self._output_vectors, self._pool_vectors if pooling == "pca" else None
+            ),
             weights=self.pooling_weights(pooling),
             pooling=pooling,
             projection=self._projection,
             min_count=self.min_count,
             cell_norm=self._cell_norm,
+            pool_vectors=self._pool_vectors if pooling == "pca" else None,
         )
 
     def encode(
@@ -409,6 +421,7 @@ class ScEmbed:
                 else self.n_components
             ),
             "cell_norm": self._cell_norm,
+            "pool_vectors": self._pool_vectors,
             "seed": self.seed,
             "fastembed_version": __version__,
             "universe_sha256": None if self.universe is None else self.universe.checksum,
@@ -511,6 +524,7 @@ class ScEmbed:
         model._projection = folder.cell_projection
         # Folders written before cell_norm existed have none: their cells are encoded as they were.
         model._cell_norm = cfg.get("cell_norm") if folder.cell_projection is not None else None
+        model._pool_vectors = cfg.get("pool_vectors") if folder.cell_projection is not None else None
         model.training_info = dict(cfg.get("training") or {})
         model._model_dir = path
         return model

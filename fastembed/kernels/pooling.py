@@ -131,3 +131,31 @@ def _check_inputs(indptr, indices, region_vectors, weights, name: str) -> None:
                 f"{name}: token id {lo if lo < 0 else hi} is outside the model's vocabulary [0, {vocab_size}) "
                 f"(vocab_size {vocab_size}); were these tokens made with another universe?"
             )
+
+
+def pooled_vectors(
+    input_vectors: np.ndarray, output_vectors: np.ndarray | None, pool: str | None
+) -> np.ndarray:
+    """The per-token vectors a cell pools: the input vectors (``pool`` None), or, for ``pool ==
+    "input+output"`` (:data:`fastembed.kernels.projection.POOL_BOTH`), input and output vectors side by side.
+
+    Parameters
+    ----------
+    input_vectors, output_vectors : np.ndarray of float32, shape (vocab_size, embedding_dim)
+        The model's two matrices; ``output_vectors`` is only read for ``"input+output"``.
+    pool : str or None
+
+    Returns
+    -------
+    np.ndarray of float32, shape (vocab_size, embedding_dim) or (vocab_size, 2 * embedding_dim), C-contiguous
+    """
+    if pool is None:
+        return input_vectors
+    if pool != "input+output":
+        raise ValueError(f"pool_vectors must be 'input+output' or None, got {pool!r}")
+    if output_vectors is None or output_vectors.shape != input_vectors.shape:
+        raise ValueError(
+            "pool_vectors 'input+output' needs the output vectors, of the input vectors' shape "
+            f"{input_vectors.shape}; got {None if output_vectors is None else output_vectors.shape}"
+        )
+    return np.ascontiguousarray(np.hstack([input_vectors, output_vectors]), dtype=np.float32)

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit_projection", "apply_projection", "auto_components", "unit_rows"]
+__all__ = [
+    "fit_projection",
+    "apply_projection",
+    "project_scores",
+    "auto_components",
+    "unit_rows",
+    "POOL_BOTH",
+]
 
 
 AXIS_POWER = 0.5
@@ -38,6 +45,15 @@ its tokens grow and more axes carry cell-type signal above it: on granja2019's c
 (~1,200 and ~1,800 peaks per cell) 30 axes gave +0.03 and +0.02 10-NN accuracy over 20, while on granja
 subsamples and forebrain (~164 and ~370 peaks) they cost 0.01-0.02 (bench/snapatac2_ablation.py)."""
 HIGH_COVERAGE_TOKENS = 600
+POOL_BOTH = "input+output"
+"""The one alternative a model can record for what a cell pools (``pool_vectors`` in its folder's config): each
+token's input vector and output (context) vector side by side, ``2 x embedding_dim`` wide, before the projection
+(none recorded: the input vectors alone). ``n_components="auto"`` turns it on with the 30 axes of high coverage:
+on granja2019's cells merged 12 and 24 at a time it gave +0.029 ± 0.008 and +0.039 ± 0.011 Leiden ARI (10 draws,
+2 training seeds each) with 10-NN accuracy level or up, and level results at low coverage
+(bench/snapatac2_ablation.py, ``fe-wcat-*``). The output vectors are trained on the same co-occurrences as the
+input vectors, from the other side of each pair; at high coverage each cell averages enough tokens for both to
+add signal."""
 CELL_NORM = "l2"
 """The one cell normalisation a model can record (``cell_norm`` in its folder's config): projected cells scaled
 to unit length (:func:`unit_rows`). ``n_components="auto"`` turns it on together with the 30 axes of high
@@ -114,6 +130,37 @@ def fit_projection(cells: np.ndarray, n_components: int, *, power: float = AXIS_
     weight[real] = (lam[0] / lam[real]) ** ((1.0 - float(power)) / 2.0)
     axes *= np.sqrt(weight)[:, None]
     return np.vstack([centre[None, :], axes]).astype(np.float32)
+
+
+def project_scores(wide: np.ndarray, projection: np.ndarray, empty: np.ndarray, out: np.ndarray) -> None:
+    """Project pooled cell vectors wider than the output onto the axes, as coordinates in the axes' own basis.
+
+    :func:`apply_projection` writes a projected cell back into the pooled space; when cells pool input and output
+    vectors side by side (:data:`POOL_BOTH`) that space is twice the embedding dimension, so instead coordinate
+    ``j < k`` of ``out`` is the weighted score ``w_j t_j`` (``t_j`` the cell's score on axis ``j``) and the other
+    columns are 0: the same lengths, distances and inner products as :func:`apply_projection` gives, in
+    ``embedding_dim`` columns.
+
+    Parameters
+    ----------
+    wide : float32 (n_cells, pooled_dim)
+        Mean-pooled cell vectors (read only).
+    projection : float32 (k + 1, pooled_dim)
+        From :func:`fit_projection`; ``k <= out.shape[1]``.
+    empty : bool (n_cells,)
+        Cells with no trained token: their rows of ``out`` are 0.
+    out : float32 (n_cells, dim)
+        Written.
+    """
+    centre, axes = projection[0], projection[1:]
+    k = axes.shape[0]
+    if k > out.shape[1]:
+        raise ValueError(f"{k} projection axes do not fit {out.shape[1]} output columns")
+    # Row j of the axes has squared length w_j, so (x - c) . a_j = sqrt(w_j) t_j, and times |a_j| is w_j t_j.
+    lengths = np.sqrt(np.einsum("ij,ij->i", axes, axes, dtype=np.float64)).astype(np.float32)
+    out[:, :k] = ((wide - centre) @ axes.T) * lengths
+    out[:, k:] = 0.0
+    out[empty] = 0.0
 
 
 def unit_rows(block: np.ndarray, empty: np.ndarray) -> None:

@@ -31,7 +31,7 @@ from fastembed.genome.tokenize import PeakMapper
 from fastembed.genome.tokens import TokenizedCells, read_tokens_parquet, token_obs
 from fastembed.genome.universe import Universe
 from fastembed.kernels.pooling import weighted_mean_pool
-from fastembed.kernels.projection import CELL_NORM, apply_projection, unit_rows
+from fastembed.kernels.projection import CELL_NORM, apply_projection, project_scores, unit_rows
 from fastembed.region2vec import Region2VecDataset
 from fastembed.storage.atomic import atomic_dir, check_output_path
 from fastembed.storage.marker import mark
@@ -109,6 +109,10 @@ class CellEncoder:
         The model's ``min_count``, for messages about cells without a trained token.
     cell_norm : str, optional
         :data:`fastembed.kernels.projection.CELL_NORM`: projected cells are scaled to unit length; None: not.
+    pool_vectors : str, optional
+        :data:`fastembed.kernels.projection.POOL_BOTH`: ``vectors`` hold input and output vectors side by side
+        (``2 x embedding_dim`` wide) and the projected cells are written as weighted scores
+        (:func:`fastembed.kernels.projection.project_scores`); None: ``vectors`` are the input vectors.
     """
 
     universe: Universe
@@ -118,14 +122,24 @@ class CellEncoder:
     projection: np.ndarray | None
     min_count: int
     cell_norm: str | None = None
+    pool_vectors: str | None = None
 
     @property
     def embedding_dim(self) -> int:
-        return int(self.vectors.shape[1])
+        """Columns of an embedding (the pooled width is twice this when both vector matrices are pooled)."""
+        width = int(self.vectors.shape[1])
+        return width if self.pool_vectors is None else width // 2
 
     def pool(self, ip: np.ndarray, ix: np.ndarray, out: np.ndarray, name: str) -> int:
         """Pool one block of cells (CSR tokens ``ip`` int64 (n + 1,), ``ix`` int32) into ``out`` (float32
         (n, embedding_dim)); returns how many cells had no trained token (they get zeros)."""
+        if self.pool_vectors is not None:  # with the projection (pooling "pca") only
+            wide = np.zeros((out.shape[0], self.vectors.shape[1]), dtype=np.float32)
+            _, empty = weighted_mean_pool(ip, ix, self.vectors, self.weights, out=wide, name=name)
+            project_scores(wide, self.projection, empty, out)
+            if self.cell_norm == CELL_NORM:
+                unit_rows(out, empty)
+            return int(empty.sum())
         _, empty = weighted_mean_pool(ip, ix, self.vectors, self.weights, out=out, name=name)
         if self.pooling == "pca":
             apply_projection(out, self.projection, empty)
@@ -167,7 +181,7 @@ class CellEncoder:
         input: blocks of whole chunks of ``chunk`` cells, each within ``budget`` bytes
         (:mod:`fastembed.common.budget`), tokens, the pooling buffer and its copy for zarr counted."""
         budget = resolve_memory(budget)
-        out_per_cell = 4 * self.embedding_dim
+        out_per_cell = 4 * int(self.vectors.shape[1])  # the pooled width: twice the output with both matrices
         name = "the tokens"
         if isinstance(data, str | os.PathLike) and not is_peak_matrix(data):
             name = f"token file '{data}'"
@@ -231,7 +245,13 @@ class CellEncoder:
         adata, mapper, name = self.peak_mapper(data)
         matrix, _ = cell_matrix(adata, None, name=name)
         spans, chunk = peak_matrix_blocks(
-            matrix, mapper, budget, batch_cells, name, out_per_cell=4 * self.embedding_dim, chunked=True
+            matrix,
+            mapper,
+            budget,
+            batch_cells,
+            name,
+            out_per_cell=4 * int(self.vectors.shape[1]),
+            chunked=True,
         )
         path = source_path(data)
         payloads = (x_payload(adata, path, lo, hi) for lo, hi in spans)

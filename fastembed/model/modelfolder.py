@@ -3,17 +3,19 @@
 fastembed layout::
 
     config.yaml          format: fastembed, embedding_dim, vocab_size, training parameters, versions; cell_norm: l2
-                         when the projected cells are scaled to unit length (fastembed.kernels.projection)
+                         when the projected cells are scaled to unit length, pool_vectors: input+output when
+                         cells pool input and output vectors side by side (fastembed.kernels.projection)
     universe.bed         N regions; row i = token i (the 7 special tokens are implied as ids N..N+6)
     region_vectors.npy   float32 (vocab_size, embedding_dim): the input vectors used for encoding
-    output_vectors.npy   float32 (vocab_size, embedding_dim), optional
+    output_vectors.npy   float32 (vocab_size, embedding_dim), optional (required with pool_vectors: input+output)
     token_counts.npy     int64 (vocab_size,): cells containing each token in training, optional
     trained_rows.npy     int64 (n_rows,), optional: when present, the vector files hold only these token ids'
                          rows (strictly increasing), and every other row is zero. Written when more than a
                          tenth of the rows are zero (tokens never trained, the special tokens), so a folder's
                          size follows the trained tokens, not the universe: 3,000 trained tokens of a
                          126,536-region universe take a few MB instead of ~100 MB.
-    cell_projection.npy  float32 (k + 1, embedding_dim): centre and principal axes of the training cells
+    cell_projection.npy  float32 (k + 1, embedding_dim, or twice that with pool_vectors): centre and axes of the
+                         training cells
                          (:mod:`fastembed.projection`); present exactly when config.yaml has n_components
 
 geniml layout (what ``geniml``'s ``export`` writes and Hugging Face scEmbed models hold)::
@@ -208,6 +210,11 @@ def _check_config(config: dict, path: Path) -> None:
     cell_norm = config.get("cell_norm")
     if cell_norm is not None and cell_norm != "l2":  # fastembed.kernels.projection.CELL_NORM
         raise bad("cell_norm", "'l2' or null (the projected cells scaled to unit length, or not)")
+    pool = config.get("pool_vectors")
+    if pool is not None and pool != "input+output":  # fastembed.kernels.projection.POOL_BOTH
+        raise bad(
+            "pool_vectors", "'input+output' or null (cells pool both vector matrices, or the input ones)"
+        )
     training = config.get("training")
     # The training record travels on (into zarr attributes as JSON, into saved configs): flat scalars only, so
     # a YAML alias bomb or a date cannot surface later as a blow-up or a serialisation error.
@@ -667,7 +674,14 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
         counts = np.asarray(counts, dtype=np.int64)
         if counts.size and counts.min() < 0:
             raise ValueError(f"'{directory / TOKEN_COUNTS}' holds negative counts; expected cells per token")
-    projection = _read_projection(directory, config, fmt, dim)
+    both = fmt != "geniml" and config.get("pool_vectors") == "input+output"
+    if both and output_vectors is None:
+        raise FileNotFoundError(
+            f"model folder '{directory}' has no {OUTPUT_VECTORS}, but '{directory / CONFIG}' says pool_vectors "
+            "input+output: its cells pool both vector matrices and cannot be encoded without it; restore the file"
+        )
+    # With both matrices pooled, the projection's centre and axes are twice the embedding dimension wide.
+    projection = _read_projection(directory, config, fmt, 2 * dim if both else dim)
     expected_sha = config.get("universe_sha256")
     if expected_sha and expected_sha != universe.checksum:
         raise ValueError(
@@ -773,6 +787,7 @@ def write_model_folder(
             if folder.cell_projection is None:
                 config.pop("n_components", None)
                 config.pop("cell_norm", None)  # it applies to projected cells only
+                config.pop("pool_vectors", None)  # so does this: mean pooling pools the input vectors
             else:
                 projection = np.asarray(folder.cell_projection, dtype=np.float32)
                 asked = config.get("n_components")

@@ -17,8 +17,14 @@ from fastembed.common.errors import HintedValueError, Keyword
 from fastembed.common.validate import check_positive_float, check_positive_int
 from fastembed.genome.tokens import TokenizedCells, footer_regions
 from fastembed.genome.universe import Universe
-from fastembed.kernels.pooling import weighted_mean_pool
-from fastembed.kernels.projection import CELL_NORM, HIGH_COVERAGE_COMPONENTS, auto_components, fit_projection
+from fastembed.kernels.pooling import pooled_vectors, weighted_mean_pool
+from fastembed.kernels.projection import (
+    CELL_NORM,
+    HIGH_COVERAGE_COMPONENTS,
+    POOL_BOTH,
+    auto_components,
+    fit_projection,
+)
 from fastembed.model.trainmem import check_training_memory, parquet_counts
 from fastembed.region2vec import Region2VecDataset
 
@@ -103,6 +109,9 @@ class TrainedModel:
     cell_norm : str, optional
         :data:`fastembed.kernels.projection.CELL_NORM` when the projected cells are scaled to unit length
         (``n_components="auto"`` at high coverage), else None.
+    pool_vectors : str, optional
+        :data:`fastembed.kernels.projection.POOL_BOTH` when cells pool input and output vectors side by side
+        (``n_components="auto"`` at high coverage; the projection is then ``2 x embedding_dim`` wide), else None.
     info : dict
         The run's parameters and measured statistics (:attr:`fastembed.ScEmbed.training_info`).
     epochs_done, epochs : int
@@ -114,6 +123,7 @@ class TrainedModel:
     token_counts: np.ndarray
     projection: np.ndarray | None
     cell_norm: str | None
+    pool_vectors: str | None
     info: dict
     epochs_done: int
     epochs: int
@@ -177,7 +187,7 @@ def train_vectors(
         raise HintedValueError(
             f"dataset {ds.source}: {err}", keywords=(Keyword("min_count", min_count),)
         ) from None
-    projection = cell_norm = None
+    projection = cell_norm = pool_vectors = None
     if n_components is not None:
         weights = (result.counts >= min_count).astype(np.float32)
         weights[len(ds.universe) :] = 0  # special tokens are never pooled
@@ -185,7 +195,10 @@ def train_vectors(
         k = n_components
         if k == "auto":  # from the training cells' coverage: trained tokens per cell that has one
             k = auto_components(int(np.count_nonzero(weights[ds.indices])), int(np.count_nonzero(~empty)))
-            cell_norm = CELL_NORM if k == HIGH_COVERAGE_COMPONENTS else None
+            if k == HIGH_COVERAGE_COMPONENTS:
+                cell_norm, pool_vectors = CELL_NORM, POOL_BOTH
+                both = pooled_vectors(result.w_in, result.w_out, pool_vectors)
+                cells, empty = weighted_mean_pool(ds.indptr, ds.indices, both, weights)
         projection = fit_projection(cells[~empty], k)
     info = {
         "epochs": int(epochs),
@@ -211,6 +224,7 @@ def train_vectors(
         result.counts,
         projection,
         cell_norm,
+        pool_vectors,
         info,
         int(result.epochs_done),
         int(epochs),

@@ -152,22 +152,65 @@ def test_auto_components_follows_coverage(group, tmp_path):
     want = ref_auto_components(tokens.indptr, tokens.indices, model.trained_tokens)
     assert want == (20 if group == 1 else 30)
     assert model.n_components == "auto" and model.training_info["n_components"] == want
-    assert model._projection.shape == (want + 1, 40)
+    # High coverage: cells pool input and output vectors side by side (80 wide), and the projected cells have unit
+    # length (cell_norm: l2); low coverage: the input vectors, as projected.
+    assert model._projection.shape == (want + 1, 40 if group == 1 else 80)
     assert model.config()["n_components"] == want
-    # High coverage: the projected cells have unit length (cell_norm: l2); low coverage: as projected.
     from naive import ref_weighted_projection
 
     from fastembed.projection import AXIS_POWER
 
-    mean = model.encode(tokens, pooling="mean")
-    oracle = ref_weighted_projection(mean, mean, want, AXIS_POWER)
+    pooled = _naive_pooled(model, tokens, both=group > 1)
+    oracle = ref_weighted_projection(pooled, pooled, want, AXIS_POWER)
+    got = model.encode(tokens)
+    assert got.shape == (60, 40)
     if group > 1:
         oracle /= np.linalg.norm(oracle, axis=1, keepdims=True)
-    np.testing.assert_allclose(model.encode(tokens), oracle, atol=1e-4)
+        # The scores of the 80-wide axes, written in 40 columns: the same inner products (so lengths, distances
+        # and cosines) as the projection in the pooled space; the columns past the 30 axes are zero.
+        np.testing.assert_allclose(got @ got.T, oracle @ oracle.T, atol=1e-4)
+        assert not got[:, want:].any()
+    else:
+        np.testing.assert_allclose(got, oracle, atol=1e-4)
     assert model.config()["cell_norm"] == (None if group == 1 else "l2")
+    assert model.config()["pool_vectors"] == (None if group == 1 else "input+output")
     loaded = ScEmbed.from_pretrained(model.save(tmp_path / "m"))
     assert loaded.n_components == want
     np.testing.assert_array_equal(loaded.encode(tokens), model.encode(tokens))
+
+
+def _naive_pooled(model, tokens, *, both: bool):
+    """Cells mean-pooled by the naive oracle from the input vectors, or from input and output side by side."""
+    from naive import pool_reference
+
+    vectors = model._region_vectors
+    if both:
+        vectors = np.hstack([model._region_vectors, model._output_vectors])
+    pooled, _ = pool_reference(tokens.indptr, tokens.indices, vectors, model.pooling_weights("mean"))
+    return pooled
+
+
+def test_pool_vectors_folder_needs_its_output_vectors(tmp_path):
+    """A folder whose cells pool both matrices cannot encode without output_vectors.npy: an error naming it; a
+    bad pool_vectors is refused naming the key; mean pooling of such a model pools the input vectors."""
+    import yaml
+
+    tokens = fe.tokenize_cells(_pooled_demo(8, 60), demo_peaks_path())
+    model = ScEmbed(embedding_dim=40, seed=0, threads=1).train(tokens, epochs=1, progress=False)
+    np.testing.assert_allclose(
+        model.encode(tokens, pooling="mean"), _naive_pooled(model, tokens, both=False), atol=1e-5
+    )
+    folder = model.save(tmp_path / "m")
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    cfg["pool_vectors"] = "both"
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="pool_vectors"):
+        ScEmbed.from_pretrained(folder)
+    cfg["pool_vectors"] = "input+output"
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (folder / "output_vectors.npy").unlink()
+    with pytest.raises(FileNotFoundError, match="output_vectors.npy"):
+        ScEmbed.from_pretrained(folder)
 
 
 def test_folder_without_cell_norm_encodes_as_projected(tmp_path):
@@ -184,8 +227,8 @@ def test_folder_without_cell_norm_encodes_as_projected(tmp_path):
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
     old = ScEmbed.from_pretrained(folder)
     got = old.encode(tokens)
-    mean = model.encode(tokens, pooling="mean")
-    np.testing.assert_allclose(got, mean_projected(mean, model), atol=1e-4)
+    wide = mean_projected(_naive_pooled(model, tokens, both=True), model)
+    np.testing.assert_allclose(got @ got.T, wide @ wide.T, atol=1e-4)
     cfg["cell_norm"] = "l1"
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(ValueError, match="cell_norm"):
@@ -221,3 +264,23 @@ def test_auto_components_threshold(tokens, cells, want):
 def test_n_components_is_checked(bad):
     with pytest.raises(ValueError, match="n_components"):
         ScEmbed(n_components=bad)
+
+
+def test_project_scores_keeps_the_inner_products_of_apply_projection():
+    """Weighted scores in fewer columns than the pooled space: the inner products of the back-projection."""
+    from fastembed.projection import project_scores
+
+    rng = np.random.default_rng(3)
+    train = rng.normal(size=(200, 16)).astype(np.float32) * np.linspace(3, 0.2, 16, dtype=np.float32)
+    projection = fit_projection(train, 5)
+    empty = np.zeros(50, dtype=bool)
+    empty[[4, 9]] = True
+    cells = rng.normal(size=(50, 16)).astype(np.float32)
+    back = cells.copy()
+    apply_projection(back, projection, empty)
+    out = np.full((50, 8), 7.0, dtype=np.float32)
+    project_scores(cells, projection, empty, out)
+    np.testing.assert_allclose(out @ out.T, back @ back.T, rtol=1e-4, atol=1e-4)
+    assert not out[:, 5:].any() and not out[empty].any()
+    with pytest.raises(ValueError, match="do not fit"):
+        project_scores(cells, projection, empty, np.zeros((50, 4), dtype=np.float32))
