@@ -762,8 +762,9 @@ def _tokenize_fragments(
         if runs is not None:
             spill()
         frags, in_uni = frags[:n_cells_all].copy(), in_uni[:n_cells_all].copy()
+        name = f"fragments file '{path}'"
         names, keep, stats = _select(
-            path,
+            name,
             uni,
             bcs,
             frags,
@@ -779,18 +780,18 @@ def _tokenize_fragments(
             names, frags, in_uni = names[keep], frags[keep], in_uni[keep]
         if runs is not None:
             return _write_runs(
-                runs, keep, names, frags, in_uni, stats, out_path, uni, overwrite, inputs, budget
+                runs, keep, names, frags, in_uni, stats, name, out_path, uni, overwrite, inputs, budget
             )
         if keep is not None:
             lengths = np.diff(indptr)
             indices = indices[np.repeat(keep, lengths)]
             indptr = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
             np.cumsum(lengths[keep], out=indptr[1:])
-        return _finish(indptr, indices, names, frags, in_uni, stats, out_path, uni, overwrite, inputs)
+        return _finish(indptr, indices, names, frags, in_uni, stats, name, out_path, uni, overwrite, inputs)
 
 
 def _select(
-    path,
+    name: str,
     uni: Universe,
     bcs: _Barcodes,
     frags,
@@ -805,8 +806,7 @@ def _select(
 ):
     """The barcodes to keep and the stats known before the tokens: (names of all barcodes, keep mask or None for
     all, stats). Raises what leaves nothing to write (no chromosome in the universe, no whitelisted barcode in the
-    file, no barcode with ``min_fragments``)."""
-    name = f"fragments file '{path}'"
+    file, no barcode with ``min_fragments``); ``name`` is how messages name the file."""
     if n_unknown == n_read:
         frag_examples = ", ".join(repr(c) for c in list(unknown_chroms)[:4])
         uni_examples = ", ".join(repr(c) for c in uni.chrom_names[:4])
@@ -860,20 +860,22 @@ def _select(
             f"'{uni.source}' ({', '.join(repr(c) for c in shown[:5])}{', ...' if len(shown) > 5 else ''}); "
             "they get no token",
         )
-    stats["_name"] = name
     return names, keep, stats
 
 
-def _complete_stats(stats: dict, lengths: np.ndarray, frags, in_uni, uni: Universe) -> dict:
-    """``stats`` with the counts that need the kept barcodes' tokens (``lengths``, tokens per kept barcode); warns
-    about barcodes without a token."""
-    name = stats.pop("_name")
+def _complete_stats(stats: dict, lengths: np.ndarray, frags, in_uni, uni: Universe, name: str) -> dict:
+    """The full stats: those of :func:`_select` and the counts that need the kept barcodes' tokens (``lengths``,
+    tokens per kept barcode), in the order the files have always listed them; warns about barcodes without a
+    token."""
     n_empty = int(np.count_nonzero(lengths == 0))
-    stats.update(
+    unknown = ("n_fragments_unknown_chrom", "unknown_chroms")
+    out = {k: v for k, v in stats.items() if k not in unknown}
+    out.update(
         {
             "n_barcodes_kept": int(lengths.size),
             "n_fragments_kept": int(frags.sum()),
             "n_fragments_in_universe": int(in_uni.sum()),
+            **{k: stats[k] for k in unknown},
             "n_cells": int(lengths.size),
             "n_empty_cells": n_empty,
             "n_tokens": int(lengths.sum()),
@@ -886,40 +888,17 @@ def _complete_stats(stats: dict, lengths: np.ndarray, frags, in_uni, uni: Univer
             f"{n_empty} of {lengths.size} barcodes of {name} have no token in universe '{uni.source}'; they keep "
             "their rows with an empty token list",
         )
-    return stats
-
-
-_STATS_ORDER = (
-    "mode",
-    "min_overlap",
-    "min_fragments",
-    "n_fragments",
-    "n_barcodes",
-    "n_barcodes_not_in_whitelist",
-    "n_fragments_not_in_whitelist",
-    "n_whitelist_without_fragments",
-    "n_barcodes_below_min_fragments",
-    "n_fragments_below_min_fragments",
-    "n_barcodes_kept",
-    "n_fragments_kept",
-    "n_fragments_in_universe",
-    "n_fragments_unknown_chrom",
-    "unknown_chroms",
-    "n_cells",
-    "n_empty_cells",
-    "n_tokens",
-)
+    return out
 
 
 def _scalar_metadata(stats: dict) -> dict:
-    scalars = {k: stats[k] for k in _STATS_ORDER}
+    scalars = {k: v for k, v in stats.items() if k not in _PER_CELL}
     return {META_STATS: json.dumps(scalars).encode()}
 
 
-def _finish(indptr, indices, names, frags, in_uni, stats, out_path, uni: Universe, overwrite, inputs):
+def _finish(indptr, indices, names, frags, in_uni, stats, name, out_path, uni: Universe, overwrite, inputs):
     """Return or write the kept barcodes' tokens, held in memory (``indptr``, ``indices``)."""
-    stats = _complete_stats(stats, np.diff(indptr), frags, in_uni, uni)
-    stats = {**{k: stats[k] for k in _STATS_ORDER}, **{k: stats[k] for k in _PER_CELL}}
+    stats = _complete_stats(stats, np.diff(indptr), frags, in_uni, uni, name)
     if out_path is None:
         return TokenizedCells(indptr, indices, names, uni, stats)
     return write_tokens_parquet(
@@ -935,7 +914,9 @@ def _finish(indptr, indices, names, frags, in_uni, stats, out_path, uni: Univers
     )
 
 
-def _write_runs(runs: TokenRuns, keep, names, frags, in_uni, stats, out_path, uni, overwrite, inputs, budget):
+def _write_runs(
+    runs: TokenRuns, keep, names, frags, in_uni, stats, name, out_path, uni, overwrite, inputs, budget
+):
     """Write the kept barcodes' tokens, held on disk in ``runs``, range by range: the same file as
     :func:`_finish` writes from memory (row groups cut by ``budget``)."""
     from fastembed.genome.tokenstream import TokenParquetStream
@@ -975,5 +956,5 @@ def _write_runs(runs: TokenRuns, keep, names, frags, in_uni, stats, out_path, un
                 {"n_fragments": frags[a:b], "n_fragments_in_universe": in_uni[a:b]},
             )
         # Inside the stream: a warning or an error here still leaves no file behind.
-        stats = _complete_stats(stats, lengths, frags, in_uni, uni)
+        stats = _complete_stats(stats, lengths, frags, in_uni, uni, name)
         return stream.close(_scalar_metadata(stats))
