@@ -614,7 +614,10 @@ def tokenize_fragments(
         Bytes the parsing may hold besides the result (e.g. ``"512MB"``; default ``settings.MEMORY_BUDGET``):
         the parsed block and the (cell, token) pairs waiting to be folded into the result, which are folded once
         they would pass the budget (or the result's own size, whichever is larger: folding more often than that
-        would copy the result over and over). The tokens of the result come on top.
+        would copy the result over and over). Returned in memory, the tokens of the result come on top; written
+        to ``output``, the tokens folded so far go to disk in sorted runs beside it once they pass a sixteenth of
+        the budget, and are merged into the file range by range at the end (peak memory then follows the budget,
+        plus 8 bytes a barcode).
     overwrite : bool
         Replace an existing ``output``, only if it is a token parquet written by fastembed; ``output`` may never
         be the fragments, universe or whitelist file (nor a folder holding one).
