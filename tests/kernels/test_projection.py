@@ -284,3 +284,25 @@ def test_project_scores_keeps_the_inner_products_of_apply_projection():
     assert not out[:, 5:].any() and not out[empty].any()
     with pytest.raises(ValueError, match="do not fit"):
         project_scores(cells, projection, empty, np.zeros((50, 4), dtype=np.float32))
+
+
+def test_high_coverage_folder_from_before_pool_vectors_encodes_as_before(tmp_path):
+    """A folder written before pool_vectors existed (30 axes over the input vectors, cell_norm l2, no
+    pool_vectors key) keeps encoding from the input vectors alone, as it did."""
+    import yaml
+
+    from fastembed.projection import AXIS_POWER, unit_rows
+
+    tokens = fe.tokenize_cells(_pooled_demo(8, 60), demo_peaks_path())
+    model = ScEmbed(embedding_dim=40, seed=0, threads=1).train(tokens, epochs=1, progress=False)
+    mean = _naive_pooled(model, tokens, both=False).astype(np.float32)
+    model._projection = fit_projection(mean, 30, power=AXIS_POWER)  # what the previous version fitted
+    model._pool_vectors = None
+    folder = model.save(tmp_path / "m")
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    assert cfg.pop("pool_vectors", None) is None and cfg["cell_norm"] == "l2"
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    old = ScEmbed.from_pretrained(folder)
+    want = mean_projected(mean, old)
+    unit_rows(want, np.zeros(len(want), dtype=bool))
+    np.testing.assert_allclose(old.encode(tokens), want, atol=1e-4)
