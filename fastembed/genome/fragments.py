@@ -709,9 +709,8 @@ def _tokenize_fragments(
     pending_tokens: list[np.ndarray] = []
     n_pending = 0
     with contextlib.ExitStack() as stack:
-        runs: TokenRuns | None = (
-            None  # the folded tokens on disk, once they pass the budget (file output only)
-        )
+        # The folded tokens on disk, once they pass the budget (file output only).
+        runs: TokenRuns | None = None
 
         def spill():
             nonlocal runs, indptr, indices
@@ -786,10 +785,7 @@ def _tokenize_fragments(
                 runs, keep, names, frags, in_uni, stats, name, out_path, uni, overwrite, inputs, budget
             )
         if keep is not None:
-            lengths = np.diff(indptr)
-            indices = indices[np.repeat(keep, lengths)]
-            indptr = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
-            np.cumsum(lengths[keep], out=indptr[1:])
+            indptr, indices = _kept_rows(indptr, indices, keep)
         return _finish(indptr, indices, names, frags, in_uni, stats, name, out_path, uni, overwrite, inputs)
 
 
@@ -833,7 +829,7 @@ def _select(
         "n_fragments_unknown_chrom": n_unknown,
         "unknown_chroms": sorted(unknown_chroms),
     }
-    keep = None
+    keep = None  # every barcode
     if bcs.fixed:
         if n_seen == 0:
             file_examples = ", ".join(repr(b) for b in sorted(bcs.rejected)[:3])
@@ -845,7 +841,9 @@ def _select(
         if min_fragments == "auto":  # the empty-droplet rule of fe.pp.read_fragments
             min_fragments = stats["min_fragments"] = droplet_threshold(frags)
         keep = frags >= min_fragments
-        if not keep.all():
+        if keep.all():
+            keep = None
+        else:
             stats["n_barcodes_below_min_fragments"] = int(np.count_nonzero(~keep))
             stats["n_fragments_below_min_fragments"] = int(frags[~keep].sum())
             if not keep.any():
@@ -854,8 +852,6 @@ def _select(
                     f"no barcode of {name} has {given} fragments (the most is {frags.max()})",
                     keywords=(given,),
                 )
-        else:
-            keep = None
     if unknown_chroms:
         shown = sorted(unknown_chroms, key=unknown_chroms.get, reverse=True)
         warn(
@@ -864,6 +860,14 @@ def _select(
             "they get no token",
         )
     return names, keep, stats
+
+
+def _kept_rows(indptr: np.ndarray, indices: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a CSR (``indptr`` int64, ``indices`` int32) where ``keep`` (bool, one per row) is True."""
+    lengths = np.diff(indptr)
+    out = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+    np.cumsum(lengths[keep], out=out[1:])
+    return out, indices[np.repeat(keep, lengths)]
 
 
 def _complete_stats(stats: dict, lengths: np.ndarray, frags, in_uni, uni: Universe, name: str) -> dict:
@@ -945,11 +949,7 @@ def _write_runs(
             )
             del cells, tokens
             if keep is not None:
-                part = keep[lo:hi]
-                counts = np.diff(ptr)
-                idx = idx[np.repeat(part, counts)]
-                ptr = np.zeros(int(part.sum()) + 1, dtype=np.int64)
-                np.cumsum(counts[part], out=ptr[1:])
+                ptr, idx = _kept_rows(ptr, idx, keep[lo:hi])
             a, b = int(kept_before[lo]), int(kept_before[hi])
             lengths[a:b] = np.diff(ptr)
             stream.append(

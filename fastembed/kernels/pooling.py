@@ -5,6 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from fastembed.kernels.projection import POOL_BOTH
 from fastembed.settings import PARALLEL_FAST
 
 # Cells per parallel work unit: each unit reuses one accumulator buffer.
@@ -151,7 +152,7 @@ def pooled_vectors(
     """
     if pool is None:
         return input_vectors
-    if pool != "input+output":
+    if pool != POOL_BOTH:
         raise ValueError(f"pool_vectors must be 'input+output' or None, got {pool!r}")
     if output_vectors is None or output_vectors.shape != input_vectors.shape:
         raise ValueError(
