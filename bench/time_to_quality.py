@@ -73,7 +73,7 @@ def fastembed_method(**params):
 
         model_kw = {k: v for k, v in params.items() if k in model_keys}
         encode_kw = {k: v for k, v in params.items() if k in encode_keys}
-        own = {"axis_power", "input_only"}
+        own = {"axis_power", "input_only", "no_context"}
         train_kw = {k: v for k, v in params.items() if k not in model_keys | encode_keys | own}
         uni = _universe(adata)
         tokens = fe.tokenize_cells(adata if fit_mask is None else adata[fit_mask], uni)
@@ -101,6 +101,17 @@ def fastembed_method(**params):
             )
             model._projection = fit_projection(cells[~empty], model.training_info["n_components"])
             model._pool_vectors = None
+        if params.get("no_context") and model._region_context is not None:
+            # The same model's cells without the cell context (before ``pool_context``): same vectors and axes.
+            from fastembed.pooling import pooled_vectors, weighted_mean_pool
+            from fastembed.projection import fit_projection
+
+            vectors = pooled_vectors(model.region_vectors, model._output_vectors, model._pool_vectors)
+            cells, empty = weighted_mean_pool(
+                tokens.indptr, tokens.indices, vectors, model.pooling_weights("mean")
+            )
+            model._projection = fit_projection(cells[~empty], model.training_info["n_components"])
+            model._region_context = None
         target = tokens if fit_mask is None else fe.tokenize_cells(adata, uni)
         return model.encode(target, **encode_kw)
 
@@ -199,6 +210,8 @@ def gensim_sg(epochs):
 # "fastembed-0.10" the defaults with version 0.10's projection (plain PCA scores, ``axis_power=1``);
 # "fastembed-k20" the defaults with 20 axes whatever the coverage (version 0.11's, before ``n_components="auto"``).
 # "fastembed-w" the defaults with high-coverage cells pooling the input vectors alone (before ``pool_vectors``).
+# "fastembed-nc" the defaults with small training sets' cells pooled without their context (before
+# ``pool_context``).
 # Wider windows were compared in a separate run (bench/RESULTS.md).
 METHODS = {
     "fastembed": (fastembed_method(), True, True),
@@ -206,6 +219,7 @@ METHODS = {
     "fastembed-0.10": (fastembed_method(axis_power=1.0), True, True),
     "fastembed-k20": (fastembed_method(n_components=20), True, True),
     "fastembed-w": (fastembed_method(input_only=True), True, True),
+    "fastembed-nc": (fastembed_method(no_context=True), True, True),
     "fastembed-0.3": (fastembed_method(epochs="0.3"), True, False),
     "fastembed-0.5": (fastembed_method(epochs=40), True, False),
     "fastembed-0.9": (fastembed_method(sample=0), True, True),

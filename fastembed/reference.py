@@ -534,17 +534,7 @@ def build_reference(
 
 
 def _model_folder(model):
-    from fastembed.model.modelfolder import ModelFolder
-
-    return ModelFolder(
-        config=model.config(),
-        region_vectors=model._region_vectors,
-        universe=model.universe,
-        format="fastembed",
-        token_counts=model._token_counts,
-        output_vectors=model._output_vectors,
-        cell_projection=model._projection,
-    )
+    return model._model_folder("fastembed")
 
 
 def _check_threshold(name: str, value) -> None:

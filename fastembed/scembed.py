@@ -25,6 +25,7 @@ from fastembed.common.validate import check_positive_int, check_sample
 from fastembed.common.warn import warn
 from fastembed.genome.universe import Universe
 from fastembed.kernels.pooling import pooled_vectors
+from fastembed.kernels.projection import CONTEXT_CELLS
 from fastembed.model.encoder import CellEncoder, encode_cells
 from fastembed.model.training import check_train_args, load_training_data, train_vectors
 from fastembed.storage.hub import check_folder_arg, upload_folder
@@ -88,9 +89,12 @@ class ScEmbed:
         the cosine geometry in which a euclidean Leiden graph separates such cells best, and cells pool each
         token's input and output vectors side by side (``pool_vectors: input+output``,
         :data:`fastembed.kernels.projection.POOL_BOTH`; the embeddings keep ``embedding_dim`` columns, the axes'
-        weighted scores first and zeros after). A trained model records what it chose
-        (``training_info["n_components"]``; ``n_components``, ``cell_norm`` and ``pool_vectors`` in a saved
-        folder).
+        weighted scores first and zeros after). With ``"auto"`` and fewer than 2,000 training cells, each token
+        also pools its cell context, the mean of the training cells that hold it (``pool_context: cells``,
+        :data:`fastembed.kernels.projection.CONTEXT_CELLS`): on a few hundred cells the region vectors are noisy
+        and that average over the cells places sparse cells better. A trained model records what it chose
+        (``training_info["n_components"]``; ``n_components``, ``cell_norm``, ``pool_vectors`` and
+        ``pool_context`` in a saved folder, the context as ``region_context.npy``).
     seed : int, optional
         Seed of all random draws. With ``threads=1`` two runs give bit-identical vectors.
     threads : int, optional
@@ -137,6 +141,7 @@ class ScEmbed:
         self._projection: np.ndarray | None = None
         self._cell_norm: str | None = None  # CELL_NORM: projected cells scaled to unit length
         self._pool_vectors: str | None = None  # POOL_BOTH: cells pool input and output vectors side by side
+        self._region_context: np.ndarray | None = None  # CONTEXT_CELLS: added to what each token pools
         # Files this model was made from or read: save() and encode(out=...) may not replace them.
         self._training_files: list[Path] = []
         self._model_dir: Path | None = None
@@ -259,6 +264,7 @@ class ScEmbed:
         self._token_counts, self._projection = run.token_counts, run.projection
         self._cell_norm = run.cell_norm
         self._pool_vectors = run.pool_vectors
+        self._region_context = run.region_context
         self._training_files = [ds.path] if ds.path is not None else []
         self.training_info = run.info
         if run.epochs_done < run.epochs:
@@ -300,7 +306,10 @@ class ScEmbed:
             # The projection was fitted on what the cells pooled; mean pooling (no projection) pools the input
             # vectors, as every model does.
             vectors=pooled_vectors(
-                self._region_vectors, self._output_vectors, self._pool_vectors if pooling == "pca" else None
+                self._region_vectors,
+                self._output_vectors,
+                self._pool_vectors if pooling == "pca" else None,
+                self._region_context if pooling == "pca" else None,
             ),
             weights=self.pooling_weights(pooling),
             pooling=pooling,
@@ -422,6 +431,7 @@ class ScEmbed:
             ),
             "cell_norm": self._cell_norm,
             "pool_vectors": self._pool_vectors,
+            "pool_context": None if self._region_context is None else CONTEXT_CELLS,
             "seed": self.seed,
             "fastembed_version": __version__,
             "universe_sha256": None if self.universe is None else self.universe.checksum,
@@ -455,11 +465,19 @@ class ScEmbed:
         pathlib.Path
             The folder.
         """
-        from fastembed.model.modelfolder import ModelFolder, write_model_folder
+        from fastembed.model.modelfolder import write_model_folder
 
         self._require_vectors()
         check_folder_arg(directory, "model")
-        folder = ModelFolder(
+        return write_model_folder(
+            directory, self._model_folder(format), overwrite=overwrite, inputs=self._training_files
+        )
+
+    def _model_folder(self, format: str = "fastembed"):
+        """The model as a :class:`~fastembed.model.modelfolder.ModelFolder` (what ``save`` writes)."""
+        from fastembed.model.modelfolder import ModelFolder
+
+        return ModelFolder(
             config=self.config(),
             region_vectors=self._region_vectors,
             universe=self.universe,
@@ -467,8 +485,8 @@ class ScEmbed:
             token_counts=self._token_counts,
             output_vectors=self._output_vectors,
             cell_projection=self._projection,
+            region_context=self._region_context,
         )
-        return write_model_folder(directory, folder, overwrite=overwrite, inputs=self._training_files)
 
     @classmethod
     def from_pretrained(
@@ -525,6 +543,7 @@ class ScEmbed:
         # Folders written before cell_norm existed have none: their cells are encoded as they were.
         model._cell_norm = cfg.get("cell_norm") if folder.cell_projection is not None else None
         model._pool_vectors = cfg.get("pool_vectors") if folder.cell_projection is not None else None
+        model._region_context = folder.region_context if folder.cell_projection is not None else None
         model.training_info = dict(cfg.get("training") or {})
         model._model_dir = path
         return model

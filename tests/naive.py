@@ -130,6 +130,23 @@ def pool_reference(indptr, indices, vectors, weights):
     return out, total == 0
 
 
+def region_context_reference(indptr, indices, cells, empty, weights):
+    """Token by token: the mean of ``cells`` over the non-empty cells holding the token, for tokens with a positive
+    weight (0 otherwise). float64 (vocab, width)."""
+    vocab = weights.size
+    holders = [[] for _ in range(vocab)]
+    for c in range(len(indptr) - 1):
+        if empty[c]:
+            continue
+        for t in indices[indptr[c] : indptr[c + 1]]:
+            holders[t].append(c)
+    out = np.zeros((vocab, cells.shape[1]))
+    for t in range(vocab):
+        if weights[t] > 0 and holders[t]:
+            out[t] = np.asarray(cells, dtype=np.float64)[holders[t]].mean(axis=0)
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # Annotation: the naive k-NN vote (loop over query cells, sort all similarities, weighted vote)
 # --------------------------------------------------------------------------------------------------

@@ -30,17 +30,20 @@ def _check_size_and_round_trip(model, cells, tmp_path):
     d = model.save(tmp_path / "m")
     assert (d / TRAINED_ROWS).exists()
     # universe.bed and the per-token counts follow the universe (a few bytes per region); the vectors follow
-    # the trained tokens (two float32 matrices of trained rows) plus the projection.
+    # the trained tokens (two float32 matrices of trained rows, three with a small training set's region
+    # context) plus the projection.
+    matrices = 3 if (d / "region_context.npy").exists() else 2
+    assert matrices == (3 if model._region_context is not None else 2)
     budget = (
         (d / "universe.bed").stat().st_size
         + 8 * model.vocab_size
-        + 2 * 4 * dim * (trained + 7)
+        + matrices * 4 * dim * (trained + 7)
         + 8 * (trained + 7)
         + 4 * dim * (dim + 1)
         + 64 * 1024
     )
     assert _folder_bytes(d) <= budget
-    whole = 2 * 4 * dim * model.vocab_size
+    whole = matrices * 4 * dim * model.vocab_size
     assert _folder_bytes(d) < whole / 2
     back = fe.ScEmbed.from_pretrained(d)
     np.testing.assert_array_equal(back.region_vectors, model.region_vectors)

@@ -6,7 +6,7 @@ import numba
 import numpy as np
 
 from fastembed.kernels.projection import POOL_BOTH
-from fastembed.settings import PARALLEL_FAST
+from fastembed.settings import PARALLEL_FAST, SERIAL_FAST
 
 # Cells per parallel work unit: each unit reuses one accumulator buffer.
 _CHUNK = 256
@@ -135,28 +135,99 @@ def _check_inputs(indptr, indices, region_vectors, weights, name: str) -> None:
 
 
 def pooled_vectors(
-    input_vectors: np.ndarray, output_vectors: np.ndarray | None, pool: str | None
+    input_vectors: np.ndarray,
+    output_vectors: np.ndarray | None,
+    pool: str | None,
+    context: np.ndarray | None = None,
 ) -> np.ndarray:
     """The per-token vectors a cell pools: the input vectors (``pool`` None), or, for ``pool ==
-    "input+output"`` (:data:`fastembed.kernels.projection.POOL_BOTH`), input and output vectors side by side.
+    "input+output"`` (:data:`fastembed.kernels.projection.POOL_BOTH`), input and output vectors side by side;
+    plus, when given, each token's cell context (:func:`region_context`).
 
     Parameters
     ----------
     input_vectors, output_vectors : np.ndarray of float32, shape (vocab_size, embedding_dim)
         The model's two matrices; ``output_vectors`` is only read for ``"input+output"``.
     pool : str or None
+    context : np.ndarray of float32, shape (vocab_size, width), optional
+        Added to the pooled matrix; ``width`` is that matrix's (``embedding_dim``, or twice it with
+        ``"input+output"``).
 
     Returns
     -------
     np.ndarray of float32, shape (vocab_size, embedding_dim) or (vocab_size, 2 * embedding_dim), C-contiguous
+        A new array when ``context`` is given or the matrices are joined; else ``input_vectors`` itself.
     """
     if pool is None:
-        return input_vectors
-    if pool != POOL_BOTH:
+        vectors = input_vectors
+    elif pool != POOL_BOTH:
         raise ValueError(f"pool_vectors must be 'input+output' or None, got {pool!r}")
-    if output_vectors is None or output_vectors.shape != input_vectors.shape:
+    elif output_vectors is None or output_vectors.shape != input_vectors.shape:
         raise ValueError(
             "pool_vectors 'input+output' needs the output vectors, of the input vectors' shape "
             f"{input_vectors.shape}; got {None if output_vectors is None else output_vectors.shape}"
         )
-    return np.ascontiguousarray(np.hstack([input_vectors, output_vectors]), dtype=np.float32)
+    else:
+        vectors = np.ascontiguousarray(np.hstack([input_vectors, output_vectors]), dtype=np.float32)
+    if context is None:
+        return vectors
+    if context.shape != vectors.shape:
+        raise ValueError(f"the region context has shape {context.shape}; expected {vectors.shape}")
+    return np.ascontiguousarray(vectors + context, dtype=np.float32)
+
+
+@numba.njit(**SERIAL_FAST)
+def _scatter_cells(indptr, indices, cells, empty, weights, out, held):
+    # Serial: cells write to shared token rows. It runs once per training, over the training cells of a small
+    # data set (CONTEXT_MAX_CELLS), in the time of one pass over their tokens.
+    dim = cells.shape[1]
+    for c in range(indptr.size - 1):
+        if empty[c]:
+            continue
+        for p in range(indptr[c], indptr[c + 1]):
+            t = indices[p]
+            if weights[t] > 0.0:
+                held[t] += 1
+                for j in range(dim):
+                    out[t, j] += cells[c, j]
+
+
+def region_context(indptr, indices, cells, empty, weights) -> np.ndarray:
+    """Each token's cell context: the mean of the pooled vectors of the cells that hold it.
+
+    A token's own vector is learned from the tokens it shares cells with; its context is where those cells
+    themselves sit, one more step of averaging over the training cells. On small training sets (a few hundred
+    cells, where each region is seen in a handful of cells) the region vectors are noisy and pooling each
+    token's vector plus its context gives better cells (:data:`fastembed.kernels.projection.CONTEXT_CELLS`).
+
+    Parameters
+    ----------
+    indptr : np.ndarray of int64, shape (n_cells + 1,)
+    indices : np.ndarray of int32, shape (nnz,)
+        The training cells' tokens (CSR).
+    cells : np.ndarray of float32, shape (n_cells, width)
+        The cells' pooled vectors (:func:`weighted_mean_pool` with ``weights``).
+    empty : np.ndarray of bool, shape (n_cells,)
+        Cells with no weighted token: they hold no token and add nothing.
+    weights : np.ndarray of float32, shape (vocab_size,)
+        The pooling weights: a token with weight 0 is not pooled and gets a zero context.
+
+    Returns
+    -------
+    np.ndarray of float32, shape (vocab_size, width)
+        Row ``t``: the mean of ``cells`` over the non-empty cells holding token ``t`` (0 when there are none).
+    """
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    indices = np.ascontiguousarray(indices, dtype=np.int32)
+    weights = np.ascontiguousarray(weights, dtype=np.float32)
+    cells = np.ascontiguousarray(cells, dtype=np.float32)
+    if indptr.size != cells.shape[0] + 1 or empty.shape != (cells.shape[0],):
+        raise ValueError(
+            f"{indptr.size - 1} cells of tokens, {cells.shape[0]} pooled cells and {empty.shape[0]} empty flags"
+        )
+    # float32 sums (a vocabulary-sized block; a token's sum runs over at most CONTEXT_MAX_CELLS cells)
+    sums = np.zeros((weights.size, cells.shape[1]), dtype=np.float32)
+    held = np.zeros(weights.size, dtype=np.int64)
+    _scatter_cells(indptr, indices, cells, np.ascontiguousarray(empty, dtype=np.bool_), weights, sums, held)
+    sums /= np.maximum(held, 1).astype(np.float32)[:, None]
+    return sums

@@ -23,6 +23,8 @@ __all__ = [
     "auto_components",
     "unit_rows",
     "POOL_BOTH",
+    "CONTEXT_CELLS",
+    "CONTEXT_MAX_CELLS",
 ]
 
 
@@ -45,6 +47,9 @@ its tokens grow and more axes carry cell-type signal above it: on granja2019's c
 (~1,200 and ~1,800 peaks per cell) 30 axes gave +0.03 and +0.02 10-NN accuracy over 20, while on granja
 subsamples and forebrain (~164 and ~370 peaks) they cost 0.01-0.02 (bench/snapatac2_ablation.py)."""
 HIGH_COVERAGE_TOKENS = 600
+"""Mean trained tokens per training cell from which ``n_components="auto"`` keeps :data:`HIGH_COVERAGE_COMPONENTS`
+axes; the measured datasets leave it anywhere between ~370 (forebrain) and ~1,200 (granja's cells merged 12 at a
+time), and 600 is near their geometric middle (~670)."""
 POOL_BOTH = "input+output"
 """The one alternative a model can record for what a cell pools (``pool_vectors`` in its folder's config): each
 token's input vector and output (context) vector side by side, ``2 x embedding_dim`` wide, before the projection
@@ -60,9 +65,19 @@ to unit length (:func:`unit_rows`). ``n_components="auto"`` turns it on together
 coverage: with 30 weighted axes, unit-length cells gave scanpy's (euclidean) Leiden graph +0.03 ARI on granja's
 merged cells (+0.033 and +0.029 over 5 draws) and left the cosine k-NN as it was; with 20 axes at low coverage it
 changed nothing measurable (bench/snapatac2_ablation.py)."""
-"""Mean trained tokens per training cell from which ``n_components="auto"`` keeps :data:`HIGH_COVERAGE_COMPONENTS`
-axes; the measured datasets leave it anywhere between ~370 (forebrain) and ~1,200 (granja's cells merged 12 at a
-time), and 600 is near their geometric middle (~670)."""
+CONTEXT_CELLS = "cells"
+"""The one cell context a model can record (``pool_context`` in its folder's config): every token pooled as its
+vector plus the mean of the pooled vectors of the training cells that hold it
+(:func:`fastembed.kernels.pooling.region_context`, stored as ``region_context.npy``). ``n_components="auto"`` turns
+it on for training sets of fewer than :data:`CONTEXT_MAX_CELLS` cells. With a few hundred cells each region is
+seen in a handful of them and its trained vector is noisy; its context is one more average over the cells, and
+the cells it gives place the query cells with the fewest regions better (bench/small_data_probe.py)."""
+CONTEXT_MAX_CELLS = 2000
+"""Training cells (with a trained token) below which ``n_components="auto"`` pools the cell context
+(:data:`CONTEXT_CELLS`). Measured with 10 draws each (bench/small_data_probe.py): granja2019's 400- and
+1,000-cell draws gained 10-NN accuracy and Leiden ARI, forebrain's 1,043 cells were level, and all of granja2019
+(14,125 cells) lost ~0.01 Leiden ARI with its accuracy level, so large training sets keep the vectors alone; 2,000
+lies between the sizes measured to gain and to lose, nearer the ones that gain."""
 
 
 def auto_components(trained_tokens: int, n_cells: int) -> int:

@@ -17,6 +17,9 @@ fastembed layout::
     cell_projection.npy  float32 (k + 1, embedding_dim, or twice that with pool_vectors): centre and axes of the
                          training cells
                          (:mod:`fastembed.projection`); present exactly when config.yaml has n_components
+    region_context.npy   float32 (vocab_size, embedding_dim, or twice that with pool_vectors): each token's cell
+                         context, added to what it pools; present exactly when config.yaml has pool_context: cells
+                         (fastembed.kernels.projection.CONTEXT_CELLS), stored by the rows of trained_rows.npy
 
 geniml layout (what ``geniml``'s ``export`` writes and Hugging Face scEmbed models hold)::
 
@@ -65,6 +68,7 @@ OUTPUT_VECTORS = "output_vectors.npy"
 TOKEN_COUNTS = "token_counts.npy"
 TRAINED_ROWS = "trained_rows.npy"
 CELL_PROJECTION = "cell_projection.npy"
+REGION_CONTEXT = "region_context.npy"
 CHECKPOINT = "checkpoint.pt"
 WEIGHT_KEY = "projection.weight"
 MODEL_FILES = frozenset(
@@ -76,6 +80,7 @@ MODEL_FILES = frozenset(
         TOKEN_COUNTS,
         TRAINED_ROWS,
         CELL_PROJECTION,
+        REGION_CONTEXT,
         CHECKPOINT,
     }
 )
@@ -141,6 +146,9 @@ class ModelFolder:
     cell_projection : np.ndarray of float32, shape (k + 1, embedding_dim), or None
         Row 0 the centre, rows 1..k orthogonal weighted axes (see :mod:`fastembed.projection`). Always None when read
         from the geniml layout, and not written to it.
+    region_context : np.ndarray of float32, shape (vocab_size, width), or None
+        Each token's cell context (``pool_context: cells``), as wide as the cell projection; only with one, and
+        like it never in the geniml layout.
     """
 
     config: dict
@@ -150,6 +158,7 @@ class ModelFolder:
     token_counts: np.ndarray | None = None
     output_vectors: np.ndarray | None = None
     cell_projection: np.ndarray | None = None
+    region_context: np.ndarray | None = None
 
 
 # config.yaml keys fastembed reads, with the lowest value each may take; all are integers below 2**31.
@@ -215,6 +224,9 @@ def _check_config(config: dict, path: Path) -> None:
         raise bad(
             "pool_vectors", "'input+output' or null (cells pool both vector matrices, or the input ones)"
         )
+    context = config.get("pool_context")
+    if context is not None and context != "cells":  # fastembed.kernels.projection.CONTEXT_CELLS
+        raise bad("pool_context", "'cells' or null (each token also pools its cell context, or not)")
     training = config.get("training")
     # The training record travels on (into zarr attributes as JSON, into saved configs): flat scalars only, so
     # a YAML alias bomb or a date cannot surface later as a blow-up or a serialisation error.
@@ -512,8 +524,8 @@ def _read_projection(directory: Path, config: dict, fmt: str, dim: int) -> np.nd
     return projection
 
 
-def _expand_rows(directory: Path, rows, region_vectors, output_vectors, vocab: int, vocab_cfg):
-    """Full (vocab, dim) matrices from the stored rows of ``trained_rows.npy`` (the others zero), after checking
+def _expand_rows(directory: Path, rows, region_vectors, output_vectors, context, vocab: int, vocab_cfg):
+    """Full (vocab, width) matrices from the stored rows of ``trained_rows.npy`` (the others zero), after checking
     the row ids against the universe (which bounds the allocation: it is read from a real file)."""
     where = directory / TRAINED_ROWS
     if vocab_cfg != vocab:
@@ -524,7 +536,11 @@ def _expand_rows(directory: Path, rows, region_vectors, output_vectors, vocab: i
     if rows.ndim != 1 or (rows.size and (rows[0] < 0 or rows[-1] >= vocab or np.any(np.diff(rows) <= 0))):
         raise ValueError(f"'{where}' must list strictly increasing token ids below vocab_size {vocab}")
     full = []
-    for name, stored in ((REGION_VECTORS, region_vectors), (OUTPUT_VECTORS, output_vectors)):
+    for name, stored in (
+        (REGION_VECTORS, region_vectors),
+        (OUTPUT_VECTORS, output_vectors),
+        (REGION_CONTEXT, context),
+    ):
         if stored is None:
             full.append(None)
             continue
@@ -535,7 +551,7 @@ def _expand_rows(directory: Path, rows, region_vectors, output_vectors, vocab: i
         out = np.zeros((vocab, stored.shape[1]), dtype=np.float32)
         out[rows] = stored
         full.append(out)
-    return full[0], full[1]
+    return full[0], full[1], full[2]
 
 
 def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
@@ -597,11 +613,18 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
             directory / OUTPUT_VECTORS, required=False, dtype_kind="f4", what="output vectors"
         )
         counts = load_npy(directory / TOKEN_COUNTS, required=False, dtype_kind="i8", what="token counts")
+        context = load_npy(directory / REGION_CONTEXT, required=False, dtype_kind="f4", what="region context")
         weight_file = REGION_VECTORS
         rows = load_npy(directory / TRAINED_ROWS, required=False, dtype_kind="i8", what="trained rows")
         if rows is not None:
-            region_vectors, output_vectors = _expand_rows(
-                directory, rows, region_vectors, output_vectors, n + N_SPECIAL, config.get("vocab_size")
+            region_vectors, output_vectors, context = _expand_rows(
+                directory,
+                rows,
+                region_vectors,
+                output_vectors,
+                context,
+                n + N_SPECIAL,
+                config.get("vocab_size"),
             )
     elif model_file(directory, CHECKPOINT) is not None:
         fmt = "geniml"
@@ -616,7 +639,7 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
                 f"checkpoint '{directory / CHECKPOINT}' has no '{WEIGHT_KEY}' tensor "
                 f"(tensors: {', '.join(tensors)})"
             )
-        region_vectors, output_vectors, counts = tensors[key], None, None
+        region_vectors, output_vectors, counts, context = tensors[key], None, None, None
         weight_file = CHECKPOINT
     else:
         raise FileNotFoundError(f"model folder '{directory}' has neither {REGION_VECTORS} nor {CHECKPOINT}")
@@ -682,6 +705,9 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
         )
     # With both matrices pooled, the projection's centre and axes are twice the embedding dimension wide.
     projection = _read_projection(directory, config, fmt, 2 * dim if both else dim)
+    context = _read_context(
+        directory, config, context, projection, (region_vectors.shape[0], 2 * dim if both else dim)
+    )
     expected_sha = config.get("universe_sha256")
     if expected_sha and expected_sha != universe.checksum:
         raise ValueError(
@@ -691,15 +717,40 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
     config = dict(config)
     config["embedding_dim"] = dim
     config["vocab_size"] = int(region_vectors.shape[0])
-    return ModelFolder(config, region_vectors, universe, fmt, counts, output_vectors, projection)
+    return ModelFolder(config, region_vectors, universe, fmt, counts, output_vectors, projection, context)
 
 
-def _stored_rows(region_vectors: np.ndarray, output_vectors: np.ndarray | None) -> np.ndarray | None:
-    """The token ids whose rows are worth storing (nonzero in either matrix), or None to store every row: only
+def _read_context(directory: Path, config: dict, context, projection, shape) -> np.ndarray | None:
+    """The region context of a fastembed folder with a cell projection, checked against config.yaml (required
+    exactly when it says ``pool_context: cells``); None otherwise (a stray file is not used)."""
+    wanted = projection is not None and config.get("pool_context") == "cells"
+    if not wanted:
+        return None
+    if context is None:
+        raise FileNotFoundError(
+            f"model folder '{directory}' has no {REGION_CONTEXT}, but '{directory / CONFIG}' says pool_context "
+            "cells: its cells pool each token's cell context and cannot be encoded without it; restore the file"
+        )
+    if context.shape != shape:
+        raise ValueError(
+            f"'{directory / REGION_CONTEXT}' has shape {context.shape}; expected {shape}, one row per token as wide "
+            f"as '{directory / CELL_PROJECTION}'"
+        )
+    context = np.ascontiguousarray(context, dtype=np.float32)
+    check_finite(context, directory / REGION_CONTEXT)
+    return context
+
+
+def _stored_rows(
+    region_vectors: np.ndarray, output_vectors: np.ndarray | None, context: np.ndarray | None = None
+) -> np.ndarray | None:
+    """The token ids whose rows are worth storing (nonzero in any matrix), or None to store every row: only
     when more than a tenth of the rows are zero does the index pay for itself."""
     nonzero = np.any(region_vectors != 0, axis=1)
     if output_vectors is not None and output_vectors.shape == region_vectors.shape:
         nonzero |= np.any(output_vectors != 0, axis=1)
+    if context is not None and context.shape[0] == region_vectors.shape[0]:
+        nonzero |= np.any(context != 0, axis=1)
     if np.count_nonzero(~nonzero) * 10 <= nonzero.size:
         return None
     return np.flatnonzero(nonzero).astype(np.int64)
@@ -770,14 +821,27 @@ def write_model_folder(
                 if folder.output_vectors is None
                 else np.ascontiguousarray(folder.output_vectors, dtype=np.float32)
             )
-            rows = _stored_rows(region_vectors, output_vectors)
+            context = (
+                None
+                if folder.region_context is None or folder.cell_projection is None
+                else np.ascontiguousarray(folder.region_context, dtype=np.float32)
+            )
+            if context is not None and context.shape[0] != vocab:
+                raise ValueError(f"a region context of shape {context.shape} does not fit {vocab} tokens")
+            rows = _stored_rows(region_vectors, output_vectors, context)
             if rows is not None:
                 np.save(tmp / TRAINED_ROWS, rows, allow_pickle=False)
                 region_vectors = region_vectors[rows]
                 output_vectors = None if output_vectors is None else output_vectors[rows]
+                context = None if context is None else context[rows]
             np.save(tmp / REGION_VECTORS, region_vectors, allow_pickle=False)
             if output_vectors is not None:
                 np.save(tmp / OUTPUT_VECTORS, output_vectors, allow_pickle=False)
+            if context is not None:
+                np.save(tmp / REGION_CONTEXT, context, allow_pickle=False)
+                config["pool_context"] = "cells"
+            else:
+                config.pop("pool_context", None)
             if folder.token_counts is not None:
                 np.save(
                     tmp / TOKEN_COUNTS, np.asarray(folder.token_counts, dtype=np.int64), allow_pickle=False
@@ -805,7 +869,15 @@ def write_model_folder(
                 **{
                     k: v
                     for k, v in config.items()
-                    if k not in ("vocab_size", "embedding_dim", "format", "pooling_method", "n_components")
+                    if k
+                    not in (
+                        "vocab_size",
+                        "embedding_dim",
+                        "format",
+                        "pooling_method",
+                        "n_components",
+                        "pool_context",
+                    )
                 },
             }
             write_torch_state_dict(tmp / CHECKPOINT, {WEIGHT_KEY: region_vectors})

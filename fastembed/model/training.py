@@ -17,9 +17,11 @@ from fastembed.common.errors import HintedValueError, Keyword
 from fastembed.common.validate import check_positive_float, check_positive_int
 from fastembed.genome.tokens import TokenizedCells, footer_regions
 from fastembed.genome.universe import Universe
-from fastembed.kernels.pooling import pooled_vectors, weighted_mean_pool
+from fastembed.kernels.pooling import pooled_vectors, region_context, weighted_mean_pool
 from fastembed.kernels.projection import (
     CELL_NORM,
+    CONTEXT_CELLS,
+    CONTEXT_MAX_CELLS,
     HIGH_COVERAGE_COMPONENTS,
     POOL_BOTH,
     auto_components,
@@ -112,6 +114,10 @@ class TrainedModel:
     pool_vectors : str, optional
         :data:`fastembed.kernels.projection.POOL_BOTH` when cells pool input and output vectors side by side
         (``n_components="auto"`` at high coverage; the projection is then ``2 x embedding_dim`` wide), else None.
+    region_context : np.ndarray of float32, shape (vocab_size, width), optional
+        Each token's cell context, added to what it pools (:data:`fastembed.kernels.projection.CONTEXT_CELLS`:
+        ``n_components="auto"`` with fewer than ``CONTEXT_MAX_CELLS`` training cells), else None; ``width`` is
+        that of the pooled vectors.
     info : dict
         The run's parameters and measured statistics (:attr:`fastembed.ScEmbed.training_info`).
     epochs_done, epochs : int
@@ -124,6 +130,7 @@ class TrainedModel:
     projection: np.ndarray | None
     cell_norm: str | None
     pool_vectors: str | None
+    region_context: np.ndarray | None
     info: dict
     epochs_done: int
     epochs: int
@@ -187,18 +194,23 @@ def train_vectors(
         raise HintedValueError(
             f"dataset {ds.source}: {err}", keywords=(Keyword("min_count", min_count),)
         ) from None
-    projection = cell_norm = pool_vectors = None
+    projection = cell_norm = pool_vectors = context = None
     if n_components is not None:
         weights = (result.counts >= min_count).astype(np.float32)
         weights[len(ds.universe) :] = 0  # special tokens are never pooled
         cells, empty = weighted_mean_pool(ds.indptr, ds.indices, result.w_in, weights)
         k = n_components
         if k == "auto":  # from the training cells' coverage: trained tokens per cell that has one
-            k = auto_components(int(np.count_nonzero(weights[ds.indices])), int(np.count_nonzero(~empty)))
+            held = int(np.count_nonzero(~empty))
+            k = auto_components(int(np.count_nonzero(weights[ds.indices])), held)
             if k == HIGH_COVERAGE_COMPONENTS:
                 cell_norm, pool_vectors = CELL_NORM, POOL_BOTH
                 both = pooled_vectors(result.w_in, result.w_out, pool_vectors)
                 cells, empty = weighted_mean_pool(ds.indptr, ds.indices, both, weights)
+            if held < CONTEXT_MAX_CELLS:  # small training sets: each token also pools its cells' mean
+                context = region_context(ds.indptr, ds.indices, cells, empty, weights)
+                # Pooling is linear: the cells of vectors + context are the cells plus their pooled context.
+                cells = cells + weighted_mean_pool(ds.indptr, ds.indices, context, weights)[0]
         projection = fit_projection(cells[~empty], k)
     info = {
         "epochs": int(epochs),
@@ -214,6 +226,7 @@ def train_vectors(
         "sample_threshold": float(result.sample),
         "kept_share": float(result.kept_share),
         "n_components": None if projection is None else int(projection.shape[0] - 1),
+        "pool_context": None if context is None else CONTEXT_CELLS,
         **ds.sample_info,  # what share of the data a sampled dataset (sample_cells=) trained on
     }
     if result.epochs_done < epochs:
@@ -225,6 +238,7 @@ def train_vectors(
         projection,
         cell_norm,
         pool_vectors,
+        context,
         info,
         int(result.epochs_done),
         int(epochs),

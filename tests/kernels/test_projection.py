@@ -160,7 +160,7 @@ def test_auto_components_follows_coverage(group, tmp_path):
 
     from fastembed.projection import AXIS_POWER
 
-    pooled = _naive_pooled(model, tokens, both=group > 1)
+    pooled = _naive_pooled(model, tokens, both=group > 1, context=True)
     oracle = ref_weighted_projection(pooled, pooled, want, AXIS_POWER)
     got = model.encode(tokens)
     assert got.shape == (60, 40)
@@ -179,14 +179,19 @@ def test_auto_components_follows_coverage(group, tmp_path):
     np.testing.assert_array_equal(loaded.encode(tokens), model.encode(tokens))
 
 
-def _naive_pooled(model, tokens, *, both: bool):
-    """Cells mean-pooled by the naive oracle from the input vectors, or from input and output side by side."""
-    from naive import pool_reference
+def _naive_pooled(model, tokens, *, both: bool, context: bool = False):
+    """Cells mean-pooled by the naive oracle from the input vectors, or from input and output side by side; with
+    ``context``, each token's vector plus its cell context over ``tokens`` (the training cells)."""
+    from naive import pool_reference, region_context_reference
 
     vectors = model._region_vectors
     if both:
         vectors = np.hstack([model._region_vectors, model._output_vectors])
-    pooled, _ = pool_reference(tokens.indptr, tokens.indices, vectors, model.pooling_weights("mean"))
+    weights = model.pooling_weights("mean")
+    pooled, empty = pool_reference(tokens.indptr, tokens.indices, vectors, weights)
+    if context:
+        extra = region_context_reference(tokens.indptr, tokens.indices, pooled, empty, weights)
+        pooled, _ = pool_reference(tokens.indptr, tokens.indices, vectors + extra, weights)
     return pooled
 
 
@@ -227,7 +232,7 @@ def test_folder_without_cell_norm_encodes_as_projected(tmp_path):
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
     old = ScEmbed.from_pretrained(folder)
     got = old.encode(tokens)
-    wide = mean_projected(_naive_pooled(model, tokens, both=True), model)
+    wide = mean_projected(_naive_pooled(model, tokens, both=True, context=True), model)
     np.testing.assert_allclose(got @ got.T, wide @ wide.T, atol=1e-4)
     cfg["cell_norm"] = "l1"
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -297,7 +302,7 @@ def test_high_coverage_folder_from_before_pool_vectors_encodes_as_before(tmp_pat
     model = ScEmbed(embedding_dim=40, seed=0, threads=1).train(tokens, epochs=1, progress=False)
     mean = _naive_pooled(model, tokens, both=False).astype(np.float32)
     model._projection = fit_projection(mean, 30, power=AXIS_POWER)  # what the previous version fitted
-    model._pool_vectors = None
+    model._pool_vectors = model._region_context = None
     folder = model.save(tmp_path / "m")
     cfg = yaml.safe_load((folder / "config.yaml").read_text())
     assert cfg.pop("pool_vectors", None) is None and cfg["cell_norm"] == "l2"
@@ -306,3 +311,117 @@ def test_high_coverage_folder_from_before_pool_vectors_encodes_as_before(tmp_pat
     want = mean_projected(mean, old)
     unit_rows(want, np.zeros(len(want), dtype=bool))
     np.testing.assert_allclose(old.encode(tokens), want, atol=1e-4)
+
+
+def test_region_context_matches_naive():
+    """Each token's context is the mean of the non-empty cells holding it; tokens with weight 0, or held by no
+    cell, get zeros (random cells, some empty, some tokens unweighted)."""
+    from naive import pool_reference, region_context_reference
+
+    from fastembed.pooling import region_context, weighted_mean_pool
+
+    rng = np.random.default_rng(3)
+    vocab, n = 40, 30
+    rows = [np.sort(rng.choice(vocab, size=rng.integers(0, 8), replace=False)) for _ in range(n)]
+    indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64)
+    indices = np.concatenate(rows).astype(np.int32)
+    vectors = rng.normal(size=(vocab, 6)).astype(np.float32)
+    weights = (rng.random(vocab) > 0.2).astype(np.float32)
+    cells, empty = weighted_mean_pool(indptr, indices, vectors, weights)
+    assert empty.any() and (~empty).any()
+    got = region_context(indptr, indices, cells, empty, weights)
+    want = region_context_reference(indptr, indices, cells, empty, weights)
+    assert got.dtype == np.float32 and got.shape == (vocab, 6)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert not got[weights == 0].any()
+    naive_cells, _ = pool_reference(indptr, indices, vectors, weights)
+    np.testing.assert_allclose(cells, naive_cells, atol=1e-5)
+
+
+def test_small_training_set_pools_cell_context(tmp_path):
+    """Fewer than CONTEXT_MAX_CELLS training cells with n_components="auto": each token pools its vector plus its
+    cell context (the naive oracle's), recorded as pool_context: cells with region_context.npy, read back bit for
+    bit; mean pooling still pools the input vectors alone."""
+    from naive import ref_weighted_projection
+
+    from fastembed.projection import AXIS_POWER, CONTEXT_CELLS
+
+    tokens = fe.tokenize_cells(_pooled_demo(1, 80), demo_peaks_path())
+    model = ScEmbed(embedding_dim=24, seed=0, threads=1).train(tokens, epochs=1, progress=False)
+    assert model.config()["pool_context"] == CONTEXT_CELLS == model.training_info["pool_context"]
+    pooled = _naive_pooled(model, tokens, both=False, context=True)
+    np.testing.assert_allclose(
+        model.encode(tokens), ref_weighted_projection(pooled, pooled, 20, AXIS_POWER), atol=1e-4
+    )
+    np.testing.assert_allclose(
+        model.encode(tokens, pooling="mean"), _naive_pooled(model, tokens, both=False), atol=1e-5
+    )
+    folder = model.save(tmp_path / "m")
+    assert (folder / "region_context.npy").is_file()
+    loaded = ScEmbed.from_pretrained(folder)
+    np.testing.assert_array_equal(loaded.encode(tokens), model.encode(tokens))
+
+
+def test_large_training_set_and_explicit_axes_pool_no_context(monkeypatch):
+    """From CONTEXT_MAX_CELLS training cells on, and with an explicit n_components, cells pool the vectors alone."""
+    from naive import ref_weighted_projection
+
+    from fastembed.model import training
+    from fastembed.projection import AXIS_POWER
+
+    tokens = fe.tokenize_cells(_pooled_demo(1, 80), demo_peaks_path())
+    monkeypatch.setattr(training, "CONTEXT_MAX_CELLS", 80)
+    auto = ScEmbed(embedding_dim=24, seed=0, threads=1).train(tokens, epochs=1, progress=False)
+    monkeypatch.undo()
+    explicit = ScEmbed(embedding_dim=24, n_components=20, seed=0, threads=1).train(
+        tokens, epochs=1, progress=False
+    )
+    for model in (auto, explicit):
+        assert model.config()["pool_context"] is None and model._region_context is None
+        pooled = _naive_pooled(model, tokens, both=False)
+        np.testing.assert_allclose(
+            model.encode(tokens), ref_weighted_projection(pooled, pooled, 20, AXIS_POWER), atol=1e-4
+        )
+
+
+def test_pool_context_folder_needs_its_region_context(tmp_path):
+    """A folder whose cells pool the cell context cannot encode without region_context.npy: an error naming it; a
+    bad pool_context or a context of the wrong shape is refused naming the key or the file."""
+    import yaml
+
+    tokens = fe.tokenize_cells(_pooled_demo(1, 80), demo_peaks_path())
+    model = ScEmbed(embedding_dim=24, seed=0, threads=1).train(tokens, epochs=1, progress=False)
+    folder = model.save(tmp_path / "m")
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    cfg["pool_context"] = "regions"
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="pool_context"):
+        ScEmbed.from_pretrained(folder)
+    cfg["pool_context"] = "cells"
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    stored = np.load(folder / "region_context.npy")
+    np.save(folder / "region_context.npy", stored[:, :-1])
+    with pytest.raises(ValueError, match="region_context.npy"):
+        ScEmbed.from_pretrained(folder)
+    (folder / "region_context.npy").unlink()
+    with pytest.raises(FileNotFoundError, match="region_context.npy"):
+        ScEmbed.from_pretrained(folder)
+
+
+def test_folder_from_before_pool_context_encodes_as_before(tmp_path):
+    """A small-data folder written before pool_context existed (20 axes over the input vectors, no key, no
+    region_context.npy) keeps encoding from the vectors alone, as it did."""
+    import yaml
+
+    from fastembed.projection import AXIS_POWER
+
+    tokens = fe.tokenize_cells(_pooled_demo(1, 80), demo_peaks_path())
+    model = ScEmbed(embedding_dim=24, seed=0, threads=1).train(tokens, epochs=1, progress=False)
+    mean = _naive_pooled(model, tokens, both=False).astype(np.float32)
+    model._projection = fit_projection(mean, 20, power=AXIS_POWER)  # what the previous version fitted
+    model._region_context = None
+    folder = model.save(tmp_path / "m")
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    assert "pool_context" not in cfg and not (folder / "region_context.npy").exists()
+    old = ScEmbed.from_pretrained(folder)
+    np.testing.assert_allclose(old.encode(tokens), mean_projected(mean, old), atol=1e-4)
