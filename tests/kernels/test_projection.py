@@ -313,31 +313,6 @@ def test_high_coverage_folder_from_before_pool_vectors_encodes_as_before(tmp_pat
     np.testing.assert_allclose(old.encode(tokens), want, atol=1e-4)
 
 
-def test_region_context_matches_naive():
-    """Each token's context is the mean of the non-empty cells holding it; tokens with weight 0, or held by no
-    cell, get zeros (random cells, some empty, some tokens unweighted)."""
-    from naive import pool_reference, region_context_reference
-
-    from fastembed.pooling import region_context, weighted_mean_pool
-
-    rng = np.random.default_rng(3)
-    vocab, n = 40, 30
-    rows = [np.sort(rng.choice(vocab, size=rng.integers(0, 8), replace=False)) for _ in range(n)]
-    indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64)
-    indices = np.concatenate(rows).astype(np.int32)
-    vectors = rng.normal(size=(vocab, 6)).astype(np.float32)
-    weights = (rng.random(vocab) > 0.2).astype(np.float32)
-    cells, empty = weighted_mean_pool(indptr, indices, vectors, weights)
-    assert empty.any() and (~empty).any()
-    got = region_context(indptr, indices, cells, empty, weights)
-    want = region_context_reference(indptr, indices, cells, empty, weights)
-    assert got.dtype == np.float32 and got.shape == (vocab, 6)
-    np.testing.assert_allclose(got, want, atol=1e-5)
-    assert not got[weights == 0].any()
-    naive_cells, _ = pool_reference(indptr, indices, vectors, weights)
-    np.testing.assert_allclose(cells, naive_cells, atol=1e-5)
-
-
 def test_small_training_set_pools_cell_context(tmp_path):
     """Fewer than CONTEXT_MAX_CELLS training cells with n_components="auto": each token pools its vector plus its
     cell context (the naive oracle's), recorded as pool_context: cells with region_context.npy, read back bit for
