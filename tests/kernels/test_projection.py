@@ -195,24 +195,28 @@ def _naive_pooled(model, tokens, *, both: bool, context: bool = False):
     return pooled
 
 
+def _set_config(folder, **changes):
+    """Rewrite keys of a saved model folder's config.yaml (as a user editing it would)."""
+    import yaml
+
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    cfg.update(changes)
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
 def test_pool_vectors_folder_needs_its_output_vectors(tmp_path):
     """A folder whose cells pool both matrices cannot encode without output_vectors.npy: an error naming it; a
     bad pool_vectors is refused naming the key; mean pooling of such a model pools the input vectors."""
-    import yaml
-
     tokens = fe.tokenize_cells(_pooled_demo(8, 60), demo_peaks_path())
     model = ScEmbed(embedding_dim=40, seed=0, threads=1).train(tokens, epochs=1, progress=False)
     np.testing.assert_allclose(
         model.encode(tokens, pooling="mean"), _naive_pooled(model, tokens, both=False), atol=1e-5
     )
     folder = model.save(tmp_path / "m")
-    cfg = yaml.safe_load((folder / "config.yaml").read_text())
-    cfg["pool_vectors"] = "both"
-    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    _set_config(folder, pool_vectors="both")
     with pytest.raises(ValueError, match="pool_vectors"):
         ScEmbed.from_pretrained(folder)
-    cfg["pool_vectors"] = "input+output"
-    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    _set_config(folder, pool_vectors="input+output")
     (folder / "output_vectors.npy").unlink()
     with pytest.raises(FileNotFoundError, match="output_vectors.npy"):
         ScEmbed.from_pretrained(folder)
@@ -362,18 +366,13 @@ def test_large_training_set_and_explicit_axes_pool_no_context(monkeypatch):
 def test_pool_context_folder_needs_its_region_context(tmp_path):
     """A folder whose cells pool the cell context cannot encode without region_context.npy: an error naming it; a
     bad pool_context or a context of the wrong shape is refused naming the key or the file."""
-    import yaml
-
     tokens = fe.tokenize_cells(_pooled_demo(1, 80), demo_peaks_path())
     model = ScEmbed(embedding_dim=24, seed=0, threads=1).train(tokens, epochs=1, progress=False)
     folder = model.save(tmp_path / "m")
-    cfg = yaml.safe_load((folder / "config.yaml").read_text())
-    cfg["pool_context"] = "regions"
-    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    _set_config(folder, pool_context="regions")
     with pytest.raises(ValueError, match="pool_context"):
         ScEmbed.from_pretrained(folder)
-    cfg["pool_context"] = "cells"
-    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    _set_config(folder, pool_context="cells")
     stored = np.load(folder / "region_context.npy")
     np.save(folder / "region_context.npy", stored[:, :-1])
     with pytest.raises(ValueError, match="region_context.npy"):
