@@ -166,7 +166,8 @@ def map_blocks(
     payloads : iterable
         One per task; ``i`` is its position.
     shared : tuple
-        Objects every task needs, sent once to each worker (``scatter(broadcast=True)``), not once per task.
+        Objects every task needs, sent once to each worker (``scatter(broadcast=True)``, under a fresh key each
+        call), not once per task.
     threads : int, optional
         Threads per task (None: the worker's cores shared by its task slots).
     window : int, optional
@@ -179,7 +180,10 @@ def map_blocks(
     ------
     (i, result) : each result is released on the cluster once yielded, so results do not pile up there.
     """
-    shared_futures = tuple(client.scatter(obj, broadcast=True) for obj in shared)
+    # hash=False: a fresh key per call. With content-hash keys, encoding twice with one model (a notebook cell run
+    # again) scattered the second call's encoder under the key of the first, whose release was still under way:
+    # the workers dropped the data the new tasks needed ("lost dependencies").
+    shared_futures = tuple(client.scatter(obj, broadcast=True, hash=False) for obj in shared)
     if window is not None:
         yield from _in_order(client, task, threads, payloads, shared_futures, int(window))
         return

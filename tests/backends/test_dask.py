@@ -325,7 +325,8 @@ class _CountingClient:
     def nthreads(self):
         return {f"w{i}": 1 for i in range(self.slots)}
 
-    def scatter(self, obj, broadcast=False):
+    def scatter(self, obj, broadcast=False, hash=True):
+        self.scatter_hash = hash
         return obj
 
     def submit(self, fn, *args, pure=True, retries=0):
@@ -366,6 +367,22 @@ def test_map_blocks_window_yields_in_order_and_bounds_what_is_held():
     assert client.most_held <= 3
     with pytest.raises(ValueError, match="window"):
         list(map_blocks(client, _square, [1], shared=(1,), window=0))
+
+
+def test_encode_twice_at_once_keeps_the_shared_encoder(client, model, cells):
+    """Regression (CI, 2026-12-07): encoding again with the same model right after an encode scattered the same
+    encoder under the same content-hash key while the first call's copy was being released, and the tasks failed
+    with "lost dependencies". Shared objects now get a fresh key each call."""
+    from fastembed.backends.dask import map_blocks
+
+    stand_in = _CountingClient()
+    assert list(map_blocks(stand_in, _square, [2], shared=(1,), window=1)) == [(0, 5)]
+    assert stand_in.scatter_hash is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        serial = model.encode(cells, batch_cells=BLOCK)
+        for _ in range(3):
+            np.testing.assert_array_equal(model.encode(cells, batch_cells=BLOCK, client=client), serial)
 
 
 def test_dask_tokenize_streams_blocks_to_parquet(cells, tmp_path):
