@@ -143,8 +143,8 @@ def pooled_variants(x, w, c, snap) -> dict:
     return out
 
 
-def run_pooling(ds, draw, adata, rows, variants=None):
-    x, w, _, model = fe_vectors(adata, draw + SEED_OFFSET[0], 1)
+def run_pooling(ds, draw, adata, rows, variants=None, seed_offset=0):
+    x, w, _, model = fe_vectors(adata, draw + seed_offset, 1)
     snap = snap_package(adata, draw)
     embs = pooled_variants(x, w, model._output_vectors, snap)
     embs["snap"] = snap
@@ -154,7 +154,7 @@ def run_pooling(ds, draw, adata, rows, variants=None):
         keep = warmstart.truncated_svd
         warmstart.truncated_svd = noself_svd
         try:
-            x2, w2, _, _ = fe_vectors(adata, draw + SEED_OFFSET[0], 1)
+            x2, w2, _, _ = fe_vectors(adata, draw + seed_offset, 1)
         finally:
             warmstart.truncated_svd = keep
         embs["warm-noself"] = pca(weighted_cells(x2, w2, np.ones(x2.shape[1])), 20, "sqrt")
@@ -166,7 +166,7 @@ def run_pooling(ds, draw, adata, rows, variants=None):
         rows.append(row)
 
 
-def run_depth(ds, draw, adata, rows, variants=None):
+def run_depth(ds, draw, adata, rows, variants=None, seed_offset=0):
     import fastembed as fe
 
     uni = fe.Universe.from_arrays(adata.var["chr"], adata.var["start"], adata.var["end"])
@@ -181,7 +181,7 @@ def run_depth(ds, draw, adata, rows, variants=None):
             rows.append({"dataset": ds, "draw": draw, "method": name, "regions": int(n), "correct": bool(ok)})
 
 
-def run_heldout(ds, draw, adata, rows, variants=None):
+def run_heldout(ds, draw, adata, rows, variants=None, seed_offset=0):
     import fastembed as fe
 
     labels = adata.obs["cell_type"].astype(str).to_numpy()
@@ -234,9 +234,6 @@ def print_heldout(rows) -> None:
             print(f"| {name} | {np.mean(list(d.values())):.3f} | {diff.mean():+.3f} ± {se:.3f} |")
 
 
-SEED_OFFSET = [0]
-"""Added to the draw to seed the pooling part's training (``--seed-offset``: the same draws, another training)."""
-
 PARTS = {
     "depth": (run_depth, print_depth),
     "heldout": (run_heldout, print_heldout),
@@ -257,7 +254,6 @@ def main(argv=None):
     ap.add_argument("--out", help="JSON of the rows (default bench/out/small_data_probe_PART.json)")
     args = ap.parse_args(argv)
     run, show = PARTS[args.part]
-    SEED_OFFSET[0] = args.seed_offset
     print(f"# small-data probe, {args.part} — {machine()}, {args.draws} draws", flush=True)
     granja = load_granja()
     rows = []
@@ -267,7 +263,7 @@ def main(argv=None):
         for draw in range(args.draws):
             # all of granja2019: the same cells each time, the draw seeding the training
             adata = granja if ds == "granja" else load(ds, draw, granja)
-            run(ds, draw, adata, rows, args.variants.split(",") if args.variants else None)
+            run(ds, draw, adata, rows, args.variants.split(",") if args.variants else None, args.seed_offset)
             print(f"  {ds} draw {draw} done", flush=True)
     out = Path(args.out or REPO / "bench" / "out" / f"small_data_probe_{args.part}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

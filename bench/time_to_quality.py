@@ -82,40 +82,40 @@ def fastembed_method(**params):
         model = fe.ScEmbed(seed=seed, threads=args.threads, **model_kw).train(
             tokens, progress=False, **train_kw
         )
+        from fastembed.pooling import pooled_vectors
+
         if "axis_power" in params:  # the same model with its projection's axes weighted otherwise
-            from fastembed.pooling import weighted_mean_pool
-            from fastembed.projection import fit_projection
-
-            cells, empty = weighted_mean_pool(
-                tokens.indptr, tokens.indices, model.region_vectors, model.pooling_weights("mean")
+            pooled = pooled_vectors(
+                model.region_vectors, model._output_vectors, model._pool_vectors, model._region_context
             )
-            k = model.training_info["n_components"]
-            model._projection = fit_projection(cells[~empty], k, power=params["axis_power"])
+            _refit_projection(model, tokens, pooled, power=params["axis_power"])
         if params.get("input_only") and model._pool_vectors is not None:
-            # The high-coverage cells as before pool_vectors: the input vectors alone, same axes and unit length.
-            from fastembed.pooling import weighted_mean_pool
-            from fastembed.projection import fit_projection
-
-            cells, empty = weighted_mean_pool(
-                tokens.indptr, tokens.indices, model.region_vectors, model.pooling_weights("mean")
-            )
-            model._projection = fit_projection(cells[~empty], model.training_info["n_components"])
-            model._pool_vectors = None
+            # The high-coverage cells as before pool_vectors (and the cell context): the input vectors alone, same
+            # axes and unit length.
+            _refit_projection(model, tokens, model.region_vectors)
+            model._pool_vectors = model._region_context = None
         if params.get("no_context") and model._region_context is not None:
             # The same model's cells without the cell context (before ``pool_context``): same vectors and axes.
-            from fastembed.pooling import pooled_vectors, weighted_mean_pool
-            from fastembed.projection import fit_projection
-
-            vectors = pooled_vectors(model.region_vectors, model._output_vectors, model._pool_vectors)
-            cells, empty = weighted_mean_pool(
-                tokens.indptr, tokens.indices, vectors, model.pooling_weights("mean")
+            _refit_projection(
+                model,
+                tokens,
+                pooled_vectors(model.region_vectors, model._output_vectors, model._pool_vectors),
             )
-            model._projection = fit_projection(cells[~empty], model.training_info["n_components"])
             model._region_context = None
         target = tokens if fit_mask is None else fe.tokenize_cells(adata, uni)
         return model.encode(target, **encode_kw)
 
     return run
+
+
+def _refit_projection(model, tokens, vectors, **kw) -> None:
+    """Fit ``model``'s projection again, as many axes as it has, on ``tokens``' cells pooled from ``vectors``
+    (``kw``: :func:`fastembed.projection.fit_projection`'s keywords): the same trained model, represented otherwise."""
+    from fastembed.pooling import weighted_mean_pool
+    from fastembed.projection import fit_projection
+
+    cells, empty = weighted_mean_pool(tokens.indptr, tokens.indices, vectors, model.pooling_weights("mean"))
+    model._projection = fit_projection(cells[~empty], model.training_info["n_components"], **kw)
 
 
 def _epochs_v03(tokens, window_size: int) -> int:
@@ -209,7 +209,8 @@ def gensim_sg(epochs):
 # "fastembed-0.9" the defaults without version 0.10's subsampling of common regions (sample=0);
 # "fastembed-0.10" the defaults with version 0.10's projection (plain PCA scores, ``axis_power=1``);
 # "fastembed-k20" the defaults with 20 axes whatever the coverage (version 0.11's, before ``n_components="auto"``).
-# "fastembed-w" the defaults with high-coverage cells pooling the input vectors alone (before ``pool_vectors``).
+# "fastembed-w" the defaults with high-coverage cells pooling the input vectors alone, no cell context (before
+# ``pool_vectors``).
 # "fastembed-nc" the defaults with small training sets' cells pooled without their context (before
 # ``pool_context``).
 # Wider windows were compared in a separate run (bench/RESULTS.md).

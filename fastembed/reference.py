@@ -528,13 +528,9 @@ def build_reference(
         calibration=calibration,
         max_novelty=None if max_novelty is None else float(max_novelty),
         quality=quality,
-        model_folder=_model_folder(model),
+        model_folder=model._model_folder("fastembed"),
         description=str(description),
     )
-
-
-def _model_folder(model):
-    return model._model_folder("fastembed")
 
 
 def _check_threshold(name: str, value) -> None:
