@@ -34,6 +34,9 @@ cell, so its pooled vector is partly its own echo).
   of the mean vectors of the training cells that hold it), what ``ScEmbed`` does for small training sets
   (``fastembed.kernels.projection.CONTEXT_CELLS``); ``wc-30`` and ``wc-30-context``: the high-coverage
   representation (input and output vectors side by side, 30 axes, unit-length cells) without and with it.
+- ``context-alone`` and ``wc-30-context-alone``: each region pooled as its cell context alone, without its
+  vector, at low and high coverage (``fastembed.kernels.projection.CONTEXT_ALONE``, below 20 training cells per
+  region; RESULTS-archive, "Small data, sixth round"). Any dataset takes a ``+splitK`` suffix (a finer universe).
 
 Quality is bench/snapatac2_ablation.py's (Leiden ARI, 10-NN accuracy centred and plain), paired draw by draw with
 the defaults (``fe``). Results: bench/RESULTS-archive.md, "Small data, fifth round".
@@ -136,7 +139,11 @@ def pooled_variants(x, w, c, snap) -> dict:
     out["hybrid"] = np.hstack([unit_block(out["fe"]), unit_block(snap)])
     out["context"] = pca(weighted_cells(x, w + region_context(x, w), np.ones_like(count)), 20, "sqrt")
     out["context-2"] = pca(weighted_cells(x, w + 2 * region_context(x, w), np.ones_like(count)), 20, "sqrt")
+    out["context-alone"] = pca(weighted_cells(x, region_context(x, w), np.ones_like(count)), 20, "sqrt")
     both = np.hstack([w, c])
+    out["wc-30-context-alone"] = l2rows(
+        pca(weighted_cells(x, region_context(x, both), np.ones_like(count)), 30, "sqrt")
+    )
     out["wc-30"] = l2rows(pca(weighted_cells(x, both, np.ones_like(count)), 30, "sqrt"))
     both = both + region_context(x, both)
     out["wc-30-context"] = l2rows(pca(weighted_cells(x, both, np.ones_like(count)), 30, "sqrt"))

@@ -42,7 +42,16 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from _data import QUERY_DONOR, REFERENCE_DONOR, REPO, load_forebrain, load_granja, load_pooled_name, machine
+from _data import (
+    QUERY_DONOR,
+    REFERENCE_DONOR,
+    REPO,
+    load_forebrain,
+    load_granja,
+    load_pooled_name,
+    machine,
+    split_peaks,
+)
 from _metrics import cv_transfer, donor_transfer, leiden_at_n_clusters
 
 warnings.simplefilter("ignore")
@@ -388,6 +397,9 @@ def evaluate(emb, adata, leiden_on, seed) -> dict:
 
 
 def load(ds: str, draw: int, granja):
+    if "+split" in ds:
+        base, k = ds.split("+split", 1)
+        return split_peaks(load(base, draw, granja), int(k), draw)
     if ds == "forebrain":
         return load_forebrain(draw)
     if ds.startswith("granja-pool"):

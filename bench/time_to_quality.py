@@ -48,7 +48,16 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _data import QUERY_DONOR, REFERENCE_DONOR, REPO, load_forebrain, load_granja, load_pooled_name, machine
+from _data import (
+    QUERY_DONOR,
+    REFERENCE_DONOR,
+    REPO,
+    load_forebrain,
+    load_granja,
+    load_pooled_name,
+    machine,
+    split_peaks,
+)
 from _metrics import cv_transfer, donor_transfer, leiden_at_n_clusters
 
 warnings.simplefilter("ignore")
@@ -73,7 +82,7 @@ def fastembed_method(**params):
 
         model_kw = {k: v for k, v in params.items() if k in model_keys}
         encode_kw = {k: v for k, v in params.items() if k in encode_keys}
-        own = {"axis_power", "input_only", "no_context"}
+        own = {"axis_power", "input_only", "no_context", "vector_and_context"}
         train_kw = {k: v for k, v in params.items() if k not in model_keys | encode_keys | own}
         uni = _universe(adata)
         tokens = fe.tokenize_cells(adata if fit_mask is None else adata[fit_mask], uni)
@@ -86,14 +95,18 @@ def fastembed_method(**params):
 
         if "axis_power" in params:  # the same model with its projection's axes weighted otherwise
             pooled = pooled_vectors(
-                model.region_vectors, model._output_vectors, model._pool_vectors, model._region_context
+                model.region_vectors,
+                model._output_vectors,
+                model._pool_vectors,
+                model._region_context,
+                context_alone=model._pool_context == "cells-alone",
             )
             _refit_projection(model, tokens, pooled, power=params["axis_power"])
         if params.get("input_only") and model._pool_vectors is not None:
             # The high-coverage cells as before pool_vectors (and the cell context): the input vectors alone, same
             # axes and unit length.
             _refit_projection(model, tokens, model.region_vectors)
-            model._pool_vectors = model._region_context = None
+            model._pool_vectors = model._region_context = model._pool_context = None
         if params.get("no_context") and model._region_context is not None:
             # The same model's cells without the cell context (before ``pool_context``): same vectors and axes.
             _refit_projection(
@@ -101,7 +114,17 @@ def fastembed_method(**params):
                 tokens,
                 pooled_vectors(model.region_vectors, model._output_vectors, model._pool_vectors),
             )
-            model._region_context = None
+            model._region_context = model._pool_context = None
+        if params.get("vector_and_context") and model._pool_context == "cells-alone":
+            # The same model's cells as before ``cells-alone``: each token's vector plus its context.
+            _refit_projection(
+                model,
+                tokens,
+                pooled_vectors(
+                    model.region_vectors, model._output_vectors, model._pool_vectors, model._region_context
+                ),
+            )
+            model._pool_context = "cells"
         target = tokens if fit_mask is None else fe.tokenize_cells(adata, uni)
         return model.encode(target, **encode_kw)
 
@@ -212,7 +235,8 @@ def gensim_sg(epochs):
 # "fastembed-w" the defaults with high-coverage cells pooling the input vectors alone, no cell context (before
 # ``pool_vectors``).
 # "fastembed-nc" the defaults with small training sets' cells pooled without their context (before
-# ``pool_context``).
+# ``pool_context``); "fastembed-vc" the defaults with every small training set's tokens pooling their vector plus
+# their context (before ``cells-alone``).
 # Wider windows were compared in a separate run (bench/RESULTS.md).
 METHODS = {
     "fastembed": (fastembed_method(), True, True),
@@ -221,6 +245,7 @@ METHODS = {
     "fastembed-k20": (fastembed_method(n_components=20), True, True),
     "fastembed-w": (fastembed_method(input_only=True), True, True),
     "fastembed-nc": (fastembed_method(no_context=True), True, True),
+    "fastembed-vc": (fastembed_method(vector_and_context=True), True, True),
     "fastembed-0.3": (fastembed_method(epochs="0.3"), True, False),
     "fastembed-0.5": (fastembed_method(epochs=40), True, False),
     "fastembed-0.9": (fastembed_method(sample=0), True, True),
@@ -256,7 +281,11 @@ def load_dataset(name: str, seed: int):
     The last stands in for an atlas (no real one is at hand): as many cells as wanted, with granja2019's
     regions, depth and labels, and region counts that grow with N, so that what depends on counts (the
     subsampling of common regions, the data-derived epochs) acts as it would at that size. It holds no more
-    information than granja2019 itself."""
+    information than granja2019 itself. Any name with a ``+splitK`` suffix (``granja-pool-600+split8``) is that
+    dataset over a universe ``K`` times finer (``_data.split_peaks``)."""
+    if "+split" in name:
+        base, k = name.split("+split", 1)
+        return split_peaks(load_dataset(base, seed), int(k), seed)
     if name == "demo":
         from fastembed.datasets import load_demo
 
@@ -400,7 +429,11 @@ def main(argv=None):
     warm_up(args)
     rows = []
     for ds in args.datasets.split(","):
-        ds_seeds = list(range(args.draws)) if ds.startswith("granja-") or ds == "forebrain" else seeds
+        ds_seeds = (
+            list(range(args.draws))
+            if ds.startswith("granja-") or ds.split("+split")[0] == "forebrain"
+            else seeds
+        )
         for seed in ds_seeds:
             adata = load_dataset(ds, seed)
             adata.uns["draw"] = seed

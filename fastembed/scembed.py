@@ -25,7 +25,7 @@ from fastembed.common.validate import check_positive_int, check_sample
 from fastembed.common.warn import warn
 from fastembed.genome.universe import Universe
 from fastembed.kernels.pooling import pooled_vectors
-from fastembed.kernels.projection import CONTEXT_CELLS
+from fastembed.kernels.projection import CONTEXT_ALONE
 from fastembed.model.encoder import CellEncoder, encode_cells
 from fastembed.model.training import check_train_args, load_training_data, train_vectors
 from fastembed.storage.hub import check_folder_arg, upload_folder
@@ -92,7 +92,9 @@ class ScEmbed:
         weighted scores first and zeros after). With ``"auto"`` and fewer than 2,000 training cells, each token
         also pools its cell context, the mean of the training cells that hold it (``pool_context: cells``,
         :data:`fastembed.kernels.projection.CONTEXT_CELLS`): on a few hundred cells the region vectors are noisy
-        and that average over the cells places sparse cells better. A trained model records what it chose
+        and that average over the cells places sparse cells better. Where the regions are rare as well, held by
+        fewer than 20 training cells each on average (a dataset's own large peak set), tokens pool that context
+        alone (``pool_context: cells-alone``, :func:`fastembed.kernels.projection.auto_context`). A trained model records what it chose
         (``training_info["n_components"]``; ``n_components``, ``cell_norm``, ``pool_vectors`` and
         ``pool_context`` in a saved folder, the context as ``region_context.npy``).
     seed : int, optional
@@ -141,7 +143,10 @@ class ScEmbed:
         self._projection: np.ndarray | None = None
         self._cell_norm: str | None = None  # CELL_NORM: projected cells scaled to unit length
         self._pool_vectors: str | None = None  # POOL_BOTH: cells pool input and output vectors side by side
-        self._region_context: np.ndarray | None = None  # CONTEXT_CELLS: added to what each token pools
+        self._region_context: np.ndarray | None = (
+            None  # what each token pools besides (or instead of) its vector
+        )
+        self._pool_context: str | None = None  # CONTEXT_CELLS or CONTEXT_ALONE with a region context
         # Files this model was made from or read: save() and encode(out=...) may not replace them.
         self._training_files: list[Path] = []
         self._model_dir: Path | None = None
@@ -265,6 +270,7 @@ class ScEmbed:
         self._cell_norm = run.cell_norm
         self._pool_vectors = run.pool_vectors
         self._region_context = run.region_context
+        self._pool_context = run.pool_context
         self._training_files = [ds.path] if ds.path is not None else []
         self.training_info = run.info
         if run.epochs_done < run.epochs:
@@ -310,6 +316,7 @@ class ScEmbed:
                 self._output_vectors,
                 self._pool_vectors if pooling == "pca" else None,
                 self._region_context if pooling == "pca" else None,
+                context_alone=self._pool_context == CONTEXT_ALONE,
             ),
             weights=self.pooling_weights(pooling),
             pooling=pooling,
@@ -431,7 +438,7 @@ class ScEmbed:
             ),
             "cell_norm": self._cell_norm,
             "pool_vectors": self._pool_vectors,
-            "pool_context": None if self._region_context is None else CONTEXT_CELLS,
+            "pool_context": None if self._region_context is None else self._pool_context,
             "seed": self.seed,
             "fastembed_version": __version__,
             "universe_sha256": None if self.universe is None else self.universe.checksum,
@@ -544,6 +551,7 @@ class ScEmbed:
         model._cell_norm = cfg.get("cell_norm") if folder.cell_projection is not None else None
         model._pool_vectors = cfg.get("pool_vectors") if folder.cell_projection is not None else None
         model._region_context = folder.region_context if folder.cell_projection is not None else None
+        model._pool_context = cfg.get("pool_context") if model._region_context is not None else None
         model.training_info = dict(cfg.get("training") or {})
         model._model_dir = path
         return model

@@ -139,10 +139,12 @@ def pooled_vectors(
     output_vectors: np.ndarray | None,
     pool: str | None,
     context: np.ndarray | None = None,
+    context_alone: bool = False,
 ) -> np.ndarray:
     """The per-token vectors a cell pools: the input vectors (``pool`` None), or, for ``pool ==
     "input+output"`` (:data:`fastembed.kernels.projection.POOL_BOTH`), input and output vectors side by side;
-    plus, when given, each token's cell context (:func:`region_context`).
+    plus, when given, each token's cell context (:func:`region_context`), or that context alone
+    (``context_alone``, :data:`fastembed.kernels.projection.CONTEXT_ALONE`).
 
     Parameters
     ----------
@@ -152,6 +154,8 @@ def pooled_vectors(
     context : np.ndarray of float32, shape (vocab_size, width), optional
         Added to the pooled matrix; ``width`` is that matrix's (``embedding_dim``, or twice it with
         ``"input+output"``).
+    context_alone : bool
+        Pool ``context`` instead of the vectors plus it (ignored without a context).
 
     Returns
     -------
@@ -173,6 +177,8 @@ def pooled_vectors(
         return vectors
     if context.shape != vectors.shape:
         raise ValueError(f"the region context has shape {context.shape}; expected {vectors.shape}")
+    if context_alone:
+        return np.array(context, dtype=np.float32, order="C")
     return np.ascontiguousarray(vectors + context, dtype=np.float32)
 
 
@@ -198,7 +204,8 @@ def region_context(indptr, indices, cells, empty, weights) -> np.ndarray:
     A token's own vector is learned from the tokens it shares cells with; its context is where those cells
     themselves sit, one more step of averaging over the training cells. On small training sets (a few hundred
     cells, where each region is seen in a handful of cells) the region vectors are noisy and pooling each
-    token's vector plus its context gives better cells (:data:`fastembed.kernels.projection.CONTEXT_CELLS`).
+    token's vector plus its context gives better cells (:data:`fastembed.kernels.projection.CONTEXT_CELLS`),
+    and where the regions are rare as well, the context alone (:data:`fastembed.kernels.projection.CONTEXT_ALONE`).
 
     Parameters
     ----------

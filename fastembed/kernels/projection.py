@@ -24,7 +24,11 @@ __all__ = [
     "unit_rows",
     "POOL_BOTH",
     "CONTEXT_CELLS",
+    "CONTEXT_ALONE",
     "CONTEXT_MAX_CELLS",
+    "CONTEXT_ALONE_CELLS_PER_TOKEN",
+    "CONTEXT_MODES",
+    "auto_context",
 ]
 
 
@@ -72,6 +76,12 @@ vector plus the mean of the pooled vectors of the training cells that hold it
 it on for training sets of fewer than :data:`CONTEXT_MAX_CELLS` cells. With a few hundred cells each region is
 seen in a handful of them and its trained vector is noisy; its context is one more average over the cells, and
 the cells it gives place the query cells with the fewest regions better (bench/small_data_probe.py)."""
+CONTEXT_ALONE = "cells-alone"
+"""The other cell context a model can record: every token pooled as its cell context alone, without its own
+vector. ``n_components="auto"`` chooses it over :data:`CONTEXT_CELLS` when the training cells' regions are rare,
+fewer than :data:`CONTEXT_ALONE_CELLS_PER_TOKEN` training cells per trained region on average."""
+CONTEXT_MODES = (CONTEXT_CELLS, CONTEXT_ALONE)
+"""The values ``pool_context`` may take in a model folder's config (or null: no context)."""
 CONTEXT_MAX_CELLS = 2000
 """Training cells (with a trained token) below which ``n_components="auto"`` pools the cell context
 (:data:`CONTEXT_CELLS`). Measured with 10 draws each (bench/small_data_probe.py): granja2019's 400- and
@@ -79,6 +89,36 @@ CONTEXT_MAX_CELLS = 2000
 (14,125 cells) gained nothing (Leiden ARI -0.013 ± 0.013, accuracy +0.002 ± 0.001, 3 seeds), and the context is
 one more vocabulary-sized matrix to hold at encode, so large training sets keep the vectors alone; 2,000 lies
 between the sizes measured to gain and to gain nothing, nearer the ones that gain."""
+CONTEXT_ALONE_CELLS_PER_TOKEN = 20.0
+"""Mean training cells per trained region below which a small training set's tokens pool their cell context
+alone (:data:`CONTEXT_ALONE`). A dataset's own peak calling gives a large universe in which each region is seen
+in a handful of cells; each region's trained vector then carries more noise than its context does, and even a
+quarter of it in what a token pools undoes most of the context's gain. Measured with bench/small_data_probe.py's
+variants on real cells over universes made finer (``+splitK``: each peak cut in K, each read moved to one piece):
+below 20 the context alone gained 10-NN accuracy (+0.07 on granja's merged cells cut in 8, +0.05 cut in 4,
++0.02 on forebrain cut in 4, +0.017 on granja's 1,000-cell draws) with Leiden ARI within -0.012 and +0.04; at
+25 (forebrain cut in 2) and 50 (forebrain) it cost 0.05-0.09 ARI, so the vector is kept there."""
+
+
+def auto_context(n_cells: int, cells_per_token: float) -> str | None:
+    """The cell context ``n_components="auto"`` records for a training set.
+
+    Parameters
+    ----------
+    n_cells : int
+        Training cells holding at least one trained token.
+    cells_per_token : float
+        Mean number of those cells holding a trained token, over the trained tokens they hold.
+
+    Returns
+    -------
+    str or None
+        None from :data:`CONTEXT_MAX_CELLS` cells on; else :data:`CONTEXT_ALONE` below
+        :data:`CONTEXT_ALONE_CELLS_PER_TOKEN` cells per token, and :data:`CONTEXT_CELLS` otherwise.
+    """
+    if n_cells >= CONTEXT_MAX_CELLS:
+        return None
+    return CONTEXT_ALONE if cells_per_token < CONTEXT_ALONE_CELLS_PER_TOKEN else CONTEXT_CELLS
 
 
 def auto_components(trained_tokens: int, n_cells: int) -> int:

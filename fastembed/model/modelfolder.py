@@ -18,8 +18,9 @@ fastembed layout::
                          training cells
                          (:mod:`fastembed.projection`); present exactly when config.yaml has n_components
     region_context.npy   float32 (vocab_size, embedding_dim, or twice that with pool_vectors): each token's cell
-                         context, added to what it pools; present exactly when config.yaml has pool_context: cells
-                         (fastembed.kernels.projection.CONTEXT_CELLS), stored by the rows of trained_rows.npy
+                         context, added to what it pools (pool_context: cells) or pooled instead of the vectors
+                         (pool_context: cells-alone); present exactly when config.yaml has pool_context
+                         (fastembed.kernels.projection.CONTEXT_MODES), stored by the rows of trained_rows.npy
 
 geniml layout (what ``geniml``'s ``export`` writes and Hugging Face scEmbed models hold)::
 
@@ -69,6 +70,10 @@ TOKEN_COUNTS = "token_counts.npy"
 TRAINED_ROWS = "trained_rows.npy"
 CELL_PROJECTION = "cell_projection.npy"
 REGION_CONTEXT = "region_context.npy"
+# The values of pool_context (fastembed.kernels.projection.CONTEXT_CELLS and CONTEXT_MODES), spelled here so that
+# reading a folder does not import the kernels package; tests/kernels/test_projection.py checks they agree.
+CONTEXT_CELLS = "cells"
+CONTEXT_MODES = (CONTEXT_CELLS, "cells-alone")
 CHECKPOINT = "checkpoint.pt"
 WEIGHT_KEY = "projection.weight"
 MODEL_FILES = frozenset(
@@ -225,8 +230,11 @@ def _check_config(config: dict, path: Path) -> None:
             "pool_vectors", "'input+output' or null (cells pool both vector matrices, or the input ones)"
         )
     context = config.get("pool_context")
-    if context is not None and context != "cells":  # fastembed.kernels.projection.CONTEXT_CELLS
-        raise bad("pool_context", "'cells' or null (each token also pools its cell context, or not)")
+    if context is not None and context not in CONTEXT_MODES:
+        raise bad(
+            "pool_context",
+            "'cells', 'cells-alone' or null (each token also pools its cell context, pools it alone, or neither)",
+        )
     training = config.get("training")
     # The training record travels on (into zarr attributes as JSON, into saved configs): flat scalars only, so
     # a YAML alias bomb or a date cannot surface later as a blow-up or a serialisation error.
@@ -722,14 +730,15 @@ def read_model_folder(directory: str | os.PathLike) -> ModelFolder:
 
 def _read_context(directory: Path, config: dict, context, projection, shape) -> np.ndarray | None:
     """The region context of a fastembed folder with a cell projection, checked against config.yaml (required
-    exactly when it says ``pool_context: cells``); None otherwise (a stray file is not used)."""
-    wanted = projection is not None and config.get("pool_context") == "cells"
+    exactly when it says ``pool_context: cells`` or ``cells-alone``); None otherwise (a stray file is not used)."""
+    wanted = projection is not None and config.get("pool_context") in CONTEXT_MODES
     if not wanted:
         return None
     if context is None:
         raise FileNotFoundError(
             f"model folder '{directory}' has no {REGION_CONTEXT}, but '{directory / CONFIG}' says pool_context "
-            "cells: its cells pool each token's cell context and cannot be encoded without it; restore the file"
+            f"{config.get('pool_context')}: its cells pool each token's cell context and cannot be encoded without "
+            "it; restore the file"
         )
     if context.shape != shape:
         raise ValueError(
@@ -839,7 +848,8 @@ def write_model_folder(
                 np.save(tmp / OUTPUT_VECTORS, output_vectors, allow_pickle=False)
             if context is not None:
                 np.save(tmp / REGION_CONTEXT, context, allow_pickle=False)
-                config["pool_context"] = "cells"
+                if config.get("pool_context") not in CONTEXT_MODES:
+                    config["pool_context"] = CONTEXT_CELLS
             else:
                 config.pop("pool_context", None)
             if folder.token_counts is not None:

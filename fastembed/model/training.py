@@ -20,11 +20,12 @@ from fastembed.genome.universe import Universe
 from fastembed.kernels.pooling import pooled_vectors, region_context, weighted_mean_pool
 from fastembed.kernels.projection import (
     CELL_NORM,
-    CONTEXT_CELLS,
+    CONTEXT_ALONE,
     CONTEXT_MAX_CELLS,
     HIGH_COVERAGE_COMPONENTS,
     POOL_BOTH,
     auto_components,
+    auto_context,
     fit_projection,
 )
 from fastembed.model.trainmem import check_training_memory, parquet_counts
@@ -115,9 +116,11 @@ class TrainedModel:
         :data:`fastembed.kernels.projection.POOL_BOTH` when cells pool input and output vectors side by side
         (``n_components="auto"`` at high coverage; the projection is then ``2 x embedding_dim`` wide), else None.
     region_context : np.ndarray of float32, shape (vocab_size, width), optional
-        Each token's cell context, added to what it pools (:data:`fastembed.kernels.projection.CONTEXT_CELLS`:
-        ``n_components="auto"`` with fewer than ``CONTEXT_MAX_CELLS`` training cells), else None; ``width`` is
-        that of the pooled vectors.
+        Each token's cell context (``n_components="auto"`` with fewer than ``CONTEXT_MAX_CELLS`` training cells),
+        else None; ``width`` is that of the pooled vectors.
+    pool_context : str, optional
+        How tokens pool ``region_context`` (:func:`fastembed.kernels.projection.auto_context`):
+        ``CONTEXT_CELLS`` (added to the vectors) or ``CONTEXT_ALONE`` (instead of them); None without one.
     info : dict
         The run's parameters and measured statistics (:attr:`fastembed.ScEmbed.training_info`).
     epochs_done, epochs : int
@@ -131,9 +134,19 @@ class TrainedModel:
     cell_norm: str | None
     pool_vectors: str | None
     region_context: np.ndarray | None
+    pool_context: str | None
     info: dict
     epochs_done: int
     epochs: int
+
+
+def _cells_per_token(indices: np.ndarray, weights: np.ndarray, n_cells: int) -> float:
+    """Mean number of training cells holding a pooled token (weight > 0), over the pooled tokens held: pooled
+    token occurrences over distinct pooled tokens (``auto_context``'s measure of how rare the regions are).
+    Called below ``CONTEXT_MAX_CELLS`` cells only, where one count over the tokens is cheap."""
+    held = np.bincount(indices, minlength=weights.size)[: weights.size] * (weights > 0)
+    distinct = int(np.count_nonzero(held))
+    return float(held.sum()) / distinct if distinct else float(n_cells)
 
 
 def train_vectors(
@@ -194,7 +207,7 @@ def train_vectors(
         raise HintedValueError(
             f"dataset {ds.source}: {err}", keywords=(Keyword("min_count", min_count),)
         ) from None
-    projection = cell_norm = pool_vectors = context = None
+    projection = cell_norm = pool_vectors = context = context_mode = None
     if n_components is not None:
         weights = (result.counts >= min_count).astype(np.float32)
         weights[len(ds.universe) :] = 0  # special tokens are never pooled
@@ -207,10 +220,13 @@ def train_vectors(
                 cell_norm, pool_vectors = CELL_NORM, POOL_BOTH
                 both = pooled_vectors(result.w_in, result.w_out, pool_vectors)
                 cells, empty = weighted_mean_pool(ds.indptr, ds.indices, both, weights)
-            if held < CONTEXT_MAX_CELLS:  # small training sets: each token also pools its cells' mean
+            if held < CONTEXT_MAX_CELLS:  # the count is only needed (and cheap) there
+                context_mode = auto_context(held, _cells_per_token(ds.indices, weights, held))
+            if context_mode is not None:  # small training sets: each token also pools its cells' mean
                 context = region_context(ds.indptr, ds.indices, cells, empty, weights)
                 # Pooling is linear: the cells of vectors + context are the cells plus their pooled context.
-                cells = cells + weighted_mean_pool(ds.indptr, ds.indices, context, weights)[0]
+                pooled_context = weighted_mean_pool(ds.indptr, ds.indices, context, weights)[0]
+                cells = pooled_context if context_mode == CONTEXT_ALONE else cells + pooled_context
         projection = fit_projection(cells[~empty], k)
     info = {
         "epochs": int(epochs),
@@ -226,7 +242,7 @@ def train_vectors(
         "sample_threshold": float(result.sample),
         "kept_share": float(result.kept_share),
         "n_components": None if projection is None else int(projection.shape[0] - 1),
-        "pool_context": None if context is None else CONTEXT_CELLS,
+        "pool_context": context_mode,
         **ds.sample_info,  # what share of the data a sampled dataset (sample_cells=) trained on
     }
     if result.epochs_done < epochs:
@@ -239,6 +255,7 @@ def train_vectors(
         cell_norm,
         pool_vectors,
         context,
+        context_mode,
         info,
         int(result.epochs_done),
         int(epochs),

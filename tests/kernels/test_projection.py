@@ -181,7 +181,8 @@ def test_auto_components_follows_coverage(group, tmp_path):
 
 def _naive_pooled(model, tokens, *, both: bool, context: bool = False):
     """Cells mean-pooled by the naive oracle from the input vectors, or from input and output side by side; with
-    ``context``, each token's vector plus its cell context over ``tokens`` (the training cells)."""
+    ``context``, each token's vector plus its cell context over ``tokens`` (the training cells), or that context
+    alone when the model recorded ``pool_context: cells-alone``."""
     from naive import pool_reference, region_context_reference
 
     vectors = model._region_vectors
@@ -191,8 +192,22 @@ def _naive_pooled(model, tokens, *, both: bool, context: bool = False):
     pooled, empty = pool_reference(tokens.indptr, tokens.indices, vectors, weights)
     if context:
         extra = region_context_reference(tokens.indptr, tokens.indices, pooled, empty, weights)
-        pooled, _ = pool_reference(tokens.indptr, tokens.indices, vectors + extra, weights)
+        alone = model.config()["pool_context"] == "cells-alone"
+        pooled, _ = pool_reference(
+            tokens.indptr, tokens.indices, extra if alone else vectors + extra, weights
+        )
     return pooled
+
+
+def _naive_cells_per_token(model, tokens) -> float:
+    """Mean number of cells holding a pooled token, over the pooled tokens held (a token counted once per cell)."""
+    weights = model.pooling_weights("mean")
+    holders = {}
+    for c in range(len(tokens.indptr) - 1):
+        for t in set(tokens.indices[tokens.indptr[c] : tokens.indptr[c + 1]].tolist()):
+            if weights[t] > 0:
+                holders[t] = holders.get(t, 0) + 1
+    return sum(holders.values()) / len(holders)
 
 
 def _set_config(folder, **changes):
@@ -317,17 +332,25 @@ def test_high_coverage_folder_from_before_pool_vectors_encodes_as_before(tmp_pat
     np.testing.assert_allclose(old.encode(tokens), want, atol=1e-4)
 
 
-def test_small_training_set_pools_cell_context(tmp_path):
+@pytest.mark.parametrize("threshold", ["default", 0.0, 1e9])
+def test_small_training_set_pools_cell_context(threshold, tmp_path, monkeypatch):
     """Fewer than CONTEXT_MAX_CELLS training cells with n_components="auto": each token pools its vector plus its
-    cell context (the naive oracle's), recorded as pool_context: cells with region_context.npy, read back bit for
-    bit; mean pooling still pools the input vectors alone."""
+    cell context, or the context alone when the training cells per token (the naive count) are below
+    CONTEXT_ALONE_CELLS_PER_TOKEN; the cells are the naive oracle's; recorded as pool_context with
+    region_context.npy and read back bit for bit; mean pooling still pools the input vectors alone."""
     from naive import ref_weighted_projection
 
-    from fastembed.projection import AXIS_POWER, CONTEXT_CELLS
+    from fastembed.kernels import projection
+    from fastembed.projection import AXIS_POWER, CONTEXT_ALONE, CONTEXT_CELLS
 
+    if threshold != "default":
+        monkeypatch.setattr(projection, "CONTEXT_ALONE_CELLS_PER_TOKEN", threshold)
     tokens = fe.tokenize_cells(_pooled_demo(1, 80), demo_peaks_path())
     model = ScEmbed(embedding_dim=24, seed=0, threads=1).train(tokens, epochs=1, progress=False)
-    assert model.config()["pool_context"] == CONTEXT_CELLS == model.training_info["pool_context"]
+    per_token = _naive_cells_per_token(model, tokens)
+    want = CONTEXT_ALONE if per_token < projection.CONTEXT_ALONE_CELLS_PER_TOKEN else CONTEXT_CELLS
+    assert want == {"default": CONTEXT_ALONE, 0.0: CONTEXT_CELLS, 1e9: CONTEXT_ALONE}[threshold]
+    assert model.config()["pool_context"] == want == model.training_info["pool_context"]
     pooled = _naive_pooled(model, tokens, both=False, context=True)
     np.testing.assert_allclose(
         model.encode(tokens), ref_weighted_projection(pooled, pooled, 20, AXIS_POWER), atol=1e-4
@@ -338,7 +361,40 @@ def test_small_training_set_pools_cell_context(tmp_path):
     folder = model.save(tmp_path / "m")
     assert (folder / "region_context.npy").is_file()
     loaded = ScEmbed.from_pretrained(folder)
+    assert loaded.config()["pool_context"] == want
     np.testing.assert_array_equal(loaded.encode(tokens), model.encode(tokens))
+
+
+def test_context_alone_rule_reads_the_cells_per_token():
+    """auto_context: no context from CONTEXT_MAX_CELLS cells on; below, the context alone exactly when the cells per
+    token are below CONTEXT_ALONE_CELLS_PER_TOKEN; the folder reader spells the same values."""
+    from fastembed.kernels.projection import (
+        CONTEXT_ALONE,
+        CONTEXT_ALONE_CELLS_PER_TOKEN,
+        CONTEXT_CELLS,
+        CONTEXT_MAX_CELLS,
+        CONTEXT_MODES,
+        auto_context,
+    )
+    from fastembed.model import modelfolder
+
+    assert modelfolder.CONTEXT_MODES == CONTEXT_MODES and modelfolder.CONTEXT_CELLS == CONTEXT_CELLS
+    below, at = np.nextafter(CONTEXT_ALONE_CELLS_PER_TOKEN, 0), CONTEXT_ALONE_CELLS_PER_TOKEN
+    assert auto_context(CONTEXT_MAX_CELLS - 1, below) == CONTEXT_ALONE
+    assert auto_context(CONTEXT_MAX_CELLS - 1, at) == CONTEXT_CELLS
+    assert auto_context(CONTEXT_MAX_CELLS, below) is None
+    assert auto_context(10, 1.0) == CONTEXT_ALONE
+
+
+def test_cells_per_token_counts_pooled_tokens_only():
+    """The training's count of cells per token against the naive one: tokens of weight 0 (untrained, special)
+    do not count, a token twice in one cell counts once per occurrence as the pooling does."""
+    from fastembed.model.training import _cells_per_token
+
+    indices = np.array([0, 1, 2, 0, 2, 2, 3], dtype=np.int32)  # cells [0,1,2], [0,2], [2,3]
+    weights = np.array([1, 1, 1, 0], dtype=np.float32)  # token 3 untrained
+    assert _cells_per_token(indices, weights, 3) == pytest.approx(6 / 3)
+    assert _cells_per_token(indices, np.zeros(4, np.float32), 3) == 3.0
 
 
 def test_large_training_set_and_explicit_axes_pool_no_context(monkeypatch):
