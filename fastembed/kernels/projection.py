@@ -29,6 +29,8 @@ __all__ = [
     "CONTEXT_ALONE_CELLS_PER_TOKEN",
     "CONTEXT_MODES",
     "auto_context",
+    "auto_axis_power",
+    "RARE_HIGH_COVERAGE_POWER",
 ]
 
 
@@ -98,6 +100,37 @@ variants on real cells over universes made finer (``+splitK``: each peak cut in 
 below 20 the context alone gained 10-NN accuracy (+0.07 on granja's merged cells cut in 8, +0.05 cut in 4,
 +0.02 on forebrain cut in 4, +0.017 on granja's 1,000-cell draws) with Leiden ARI within -0.012 and +0.04; at
 25 (forebrain cut in 2) and 50 (forebrain) it cost 0.05-0.09 ARI, so the vector is kept there."""
+
+
+RARE_HIGH_COVERAGE_POWER = 1.0
+"""The axis power (:data:`AXIS_POWER`) of ``n_components="auto"`` when the training cells are of high coverage
+(:data:`HIGH_COVERAGE_COMPONENTS` axes) and their regions rare (:data:`CONTEXT_ALONE`): plain principal-component
+scores. There the cell types sit in a few strong axes (SnapATAC2 keeps 6-7 eigenvectors of granja's merged cells
+over a universe cut in 4 or 8, where its weighting drops those below the noise) and the square-root weighting
+lifts the noisy later axes to them: plain scores gained 10-NN accuracy +0.038 and +0.016 and Leiden ARI +0.019
+and +0.029 on those two sets, and cost the low-coverage sets with rare regions (forebrain cut in 4: -0.093 ARI;
+granja's 400-cell draws: -0.029 accuracy), which keep :data:`AXIS_POWER`."""
+
+
+def auto_axis_power(n_components: int, context: str | None) -> float:
+    """The axis power ``n_components="auto"`` fits the projection with.
+
+    Parameters
+    ----------
+    n_components : int
+        The axes :func:`auto_components` chose.
+    context : str or None
+        The context :func:`auto_context` chose.
+
+    Returns
+    -------
+    float
+        :data:`RARE_HIGH_COVERAGE_POWER` with :data:`HIGH_COVERAGE_COMPONENTS` axes and :data:`CONTEXT_ALONE`,
+        else :data:`AXIS_POWER`.
+    """
+    if n_components == HIGH_COVERAGE_COMPONENTS and context == CONTEXT_ALONE:
+        return RARE_HIGH_COVERAGE_POWER
+    return AXIS_POWER
 
 
 def auto_context(n_cells: int, cells_per_token: float) -> str | None:

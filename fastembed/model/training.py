@@ -19,11 +19,13 @@ from fastembed.genome.tokens import TokenizedCells, footer_regions
 from fastembed.genome.universe import Universe
 from fastembed.kernels.pooling import pooled_vectors, region_context, weighted_mean_pool
 from fastembed.kernels.projection import (
+    AXIS_POWER,
     CELL_NORM,
     CONTEXT_ALONE,
     CONTEXT_MAX_CELLS,
     HIGH_COVERAGE_COMPONENTS,
     POOL_BOTH,
+    auto_axis_power,
     auto_components,
     auto_context,
     fit_projection,
@@ -208,6 +210,7 @@ def train_vectors(
             f"dataset {ds.source}: {err}", keywords=(Keyword("min_count", min_count),)
         ) from None
     projection = cell_norm = pool_vectors = context = context_mode = None
+    power = AXIS_POWER
     if n_components is not None:
         weights = (result.counts >= min_count).astype(np.float32)
         weights[len(ds.universe) :] = 0  # special tokens are never pooled
@@ -227,7 +230,8 @@ def train_vectors(
                 # Pooling is linear: the cells of vectors + context are the cells plus their pooled context.
                 pooled_context = weighted_mean_pool(ds.indptr, ds.indices, context, weights)[0]
                 cells = pooled_context if context_mode == CONTEXT_ALONE else cells + pooled_context
-        projection = fit_projection(cells[~empty], k)
+            power = auto_axis_power(k, context_mode)
+        projection = fit_projection(cells[~empty], k, power=power)
     info = {
         "epochs": int(epochs),
         "batch_size": int(batch_size),
@@ -243,6 +247,7 @@ def train_vectors(
         "kept_share": float(result.kept_share),
         "n_components": None if projection is None else int(projection.shape[0] - 1),
         "pool_context": context_mode,
+        "axis_power": None if projection is None else float(power),
         **ds.sample_info,  # what share of the data a sampled dataset (sample_cells=) trained on
     }
     if result.epochs_done < epochs:

@@ -158,10 +158,14 @@ def test_auto_components_follows_coverage(group, tmp_path):
     assert model.config()["n_components"] == want
     from naive import ref_weighted_projection
 
-    from fastembed.projection import AXIS_POWER
+    from fastembed.projection import AXIS_POWER, RARE_HIGH_COVERAGE_POWER
 
     pooled = _naive_pooled(model, tokens, both=group > 1, context=True)
-    oracle = ref_weighted_projection(pooled, pooled, want, AXIS_POWER)
+    # High coverage over rare regions (these 60 cells: the context alone) fits plain scores; else AXIS_POWER.
+    rare_high = group > 1 and model.config()["pool_context"] == "cells-alone"
+    power = RARE_HIGH_COVERAGE_POWER if rare_high else AXIS_POWER
+    assert model.training_info["axis_power"] == power
+    oracle = ref_weighted_projection(pooled, pooled, want, power)
     got = model.encode(tokens)
     assert got.shape == (60, 40)
     if group > 1:
@@ -384,6 +388,29 @@ def test_context_alone_rule_reads_the_cells_per_token():
     assert auto_context(CONTEXT_MAX_CELLS - 1, at) == CONTEXT_CELLS
     assert auto_context(CONTEXT_MAX_CELLS, below) is None
     assert auto_context(10, 1.0) == CONTEXT_ALONE
+
+
+def test_rare_high_coverage_cells_get_plain_scores():
+    """auto_axis_power: plain scores only with the high-coverage axes and the context alone."""
+    from fastembed.kernels.projection import (
+        AXIS_POWER,
+        CONTEXT_ALONE,
+        CONTEXT_CELLS,
+        HIGH_COVERAGE_COMPONENTS,
+        LOW_COVERAGE_COMPONENTS,
+        RARE_HIGH_COVERAGE_POWER,
+        auto_axis_power,
+    )
+
+    assert RARE_HIGH_COVERAGE_POWER != AXIS_POWER
+    assert auto_axis_power(HIGH_COVERAGE_COMPONENTS, CONTEXT_ALONE) == RARE_HIGH_COVERAGE_POWER
+    for k, context in [
+        (HIGH_COVERAGE_COMPONENTS, CONTEXT_CELLS),
+        (HIGH_COVERAGE_COMPONENTS, None),
+        (LOW_COVERAGE_COMPONENTS, CONTEXT_ALONE),
+        (LOW_COVERAGE_COMPONENTS, None),
+    ]:
+        assert auto_axis_power(k, context) == AXIS_POWER
 
 
 def test_cells_per_token_counts_pooled_tokens_only():
