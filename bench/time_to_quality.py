@@ -92,6 +92,7 @@ def fastembed_method(**params):
             tokens, progress=False, **train_kw
         )
         from fastembed.pooling import pooled_vectors
+        from fastembed.projection import CONTEXT_ALONE, CONTEXT_CELLS
 
         if "axis_power" in params:  # the same model with its projection's axes weighted otherwise
             pooled = pooled_vectors(
@@ -99,7 +100,7 @@ def fastembed_method(**params):
                 model._output_vectors,
                 model._pool_vectors,
                 model._region_context,
-                context_alone=model._pool_context == "cells-alone",
+                context_alone=model._pool_context == CONTEXT_ALONE,
             )
             _refit_projection(model, tokens, pooled, power=params["axis_power"])
         if params.get("input_only") and model._pool_vectors is not None:
@@ -115,7 +116,7 @@ def fastembed_method(**params):
                 pooled_vectors(model.region_vectors, model._output_vectors, model._pool_vectors),
             )
             model._region_context = model._pool_context = None
-        if params.get("vector_and_context") and model._pool_context == "cells-alone":
+        if params.get("vector_and_context") and model._pool_context == CONTEXT_ALONE:
             # The same model's cells as before ``cells-alone``: each token's vector plus its context.
             _refit_projection(
                 model,
@@ -124,7 +125,7 @@ def fastembed_method(**params):
                     model.region_vectors, model._output_vectors, model._pool_vectors, model._region_context
                 ),
             )
-            model._pool_context = "cells"
+            model._pool_context = CONTEXT_CELLS
         target = tokens if fit_mask is None else fe.tokenize_cells(adata, uni)
         return model.encode(target, **encode_kw)
 

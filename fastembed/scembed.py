@@ -145,10 +145,9 @@ class ScEmbed:
         self._projection: np.ndarray | None = None
         self._cell_norm: str | None = None  # CELL_NORM: projected cells scaled to unit length
         self._pool_vectors: str | None = None  # POOL_BOTH: cells pool input and output vectors side by side
-        self._region_context: np.ndarray | None = (
-            None  # what each token pools besides (or instead of) its vector
-        )
-        self._pool_context: str | None = None  # CONTEXT_CELLS or CONTEXT_ALONE with a region context
+        # What each token pools besides its vector (CONTEXT_CELLS) or instead of it (CONTEXT_ALONE): _pool_context.
+        self._region_context: np.ndarray | None = None
+        self._pool_context: str | None = None
         # Files this model was made from or read: save() and encode(out=...) may not replace them.
         self._training_files: list[Path] = []
         self._model_dir: Path | None = None
