@@ -95,7 +95,9 @@ class ScEmbed:
         and that average over the cells places sparse cells better. Where the regions are rare as well, held by
         fewer than 20 training cells each on average (a dataset's own large peak set), tokens pool that context
         alone (``pool_context: cells-alone``, :func:`fastembed.kernels.projection.auto_context`), and at high
-        coverage the axes keep their plain scores (:func:`fastembed.kernels.projection.auto_axis_power`). A
+        coverage the axes keep their plain scores (:func:`fastembed.kernels.projection.auto_axis_power`), one
+        per training cell holding a region, between 10 and 30
+        (:func:`fastembed.kernels.projection.auto_rare_components`). A
         trained model records what it chose (``training_info["n_components"]``, ``["pool_context"]`` and
         ``["axis_power"]``; ``n_components``, ``cell_norm``, ``pool_vectors`` and ``pool_context`` in a saved
         folder, the context as ``region_context.npy``).

@@ -30,7 +30,9 @@ __all__ = [
     "CONTEXT_MODES",
     "auto_context",
     "auto_axis_power",
+    "auto_rare_components",
     "RARE_HIGH_COVERAGE_POWER",
+    "RARE_MIN_COMPONENTS",
 ]
 
 
@@ -110,6 +112,43 @@ over a universe cut in 4 or 8, where its weighting drops those below the noise) 
 lifts the noisy later axes to them: plain scores gained 10-NN accuracy +0.038 and +0.016 and Leiden ARI +0.019
 and +0.029 on those two sets, and cost the low-coverage sets with rare regions (forebrain cut in 4: -0.093 ARI;
 granja's 400-cell draws: -0.029 accuracy), which keep :data:`AXIS_POWER`."""
+
+
+RARE_MIN_COMPONENTS = 10
+"""The fewest axes :func:`auto_rare_components` keeps for high-coverage cells over rare regions."""
+
+
+def auto_rare_components(n_components: int, context: str | None, cells_per_token: float) -> int:
+    """The axes ``n_components="auto"`` keeps once the context is chosen: for high-coverage cells
+    (:data:`HIGH_COVERAGE_COMPONENTS`) that pool their context alone (:data:`CONTEXT_ALONE`), one axis per
+    training cell holding a region on average, rounded, between :data:`RARE_MIN_COMPONENTS` and
+    :data:`HIGH_COVERAGE_COMPONENTS`; else ``n_components`` as it is.
+
+    Each token's context is a mean over the few cells that hold it, so the rarer the regions, the fewer axes of
+    the pooled contexts rise above their noise (SnapATAC2's spectral embedding, which drops the eigenvectors below
+    its noise floor, keeps 6-7 on granja's merged cells over a universe cut in 4 or 8). Measured with
+    bench/small_data_probe.py on granja's merged cells and forebrain's cells merged 3 at a time, their universes
+    cut in 3 to 12 (5.8 to 18.5 cells per region, 3 draws each): against 30 axes, 10 to 13 axes at 5.8 to 12.7
+    cells per region gained Leiden ARI +0.04 to +0.08 and 10-NN accuracy up to +0.06; at 15 to 18.5 the rule
+    keeps 15 to 18 axes, where the measured changes were within their noise.
+
+    Parameters
+    ----------
+    n_components : int
+        The axes :func:`auto_components` chose.
+    context : str or None
+        The context :func:`auto_context` chose.
+    cells_per_token : float
+        Mean training cells per pooled token (as :func:`auto_context` reads it).
+
+    Returns
+    -------
+    int
+    """
+    if n_components != HIGH_COVERAGE_COMPONENTS or context != CONTEXT_ALONE:
+        return n_components
+    per_region = int(np.floor(float(cells_per_token) + 0.5))
+    return int(min(HIGH_COVERAGE_COMPONENTS, max(RARE_MIN_COMPONENTS, per_region)))
 
 
 def auto_axis_power(n_components: int, context: str | None) -> float:

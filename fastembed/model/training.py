@@ -27,6 +27,7 @@ from fastembed.kernels.projection import (
     POOL_BOTH,
     auto_axis_power,
     auto_components,
+    auto_rare_components,
     auto_context,
     fit_projection,
 )
@@ -224,13 +225,16 @@ def train_vectors(
                 both = pooled_vectors(result.w_in, result.w_out, pool_vectors)
                 cells, empty = weighted_mean_pool(ds.indptr, ds.indices, both, weights)
             if held < CONTEXT_MAX_CELLS:  # the count is only needed (and cheap) there
-                context_mode = auto_context(held, _cells_per_token(ds.indices, weights, held))
+                per_token = _cells_per_token(ds.indices, weights, held)
+                context_mode = auto_context(held, per_token)
             if context_mode is not None:  # small training sets: each token also pools its cells' mean
                 context = region_context(ds.indptr, ds.indices, cells, empty, weights)
                 # Pooling is linear: the cells of vectors + context are the cells plus their pooled context.
                 pooled_context = weighted_mean_pool(ds.indptr, ds.indices, context, weights)[0]
                 cells = pooled_context if context_mode == CONTEXT_ALONE else cells + pooled_context
             power = auto_axis_power(k, context_mode)
+            if context_mode is not None:
+                k = auto_rare_components(k, context_mode, per_token)
         projection = fit_projection(cells[~empty], k, power=power)
     info = {
         "epochs": int(epochs),

@@ -143,14 +143,18 @@ def _pooled_demo(group: int, n: int, seed: int = 0):
 
 @pytest.mark.parametrize("group", [1, 8])
 def test_auto_components_follows_coverage(group, tmp_path):
-    """The default keeps 20 axes for demo cells (~190 peaks) and 30 for cells pooled 8 at a time (~1,000): the
-    count is the oracle's, recorded at training, written as a number to the folder and read back."""
+    """The default keeps 20 axes for demo cells (~190 peaks) and 30 for cells pooled 8 at a time (~1,000), fewer
+    when those 30 pool their context alone (one per cell holding a region, at least 10): the count is the
+    oracle's, recorded at training, written as a number to the folder and read back."""
     from naive import ref_auto_components
 
     tokens = fe.tokenize_cells(_pooled_demo(group, 60), demo_peaks_path())
     model = ScEmbed(embedding_dim=40, seed=0, threads=1).train(tokens, epochs=1, progress=False)
     want = ref_auto_components(tokens.indptr, tokens.indices, model.trained_tokens)
     assert want == (20 if group == 1 else 30)
+    if group > 1 and model.config()["pool_context"] == "cells-alone":
+        want = min(30, max(10, int(np.floor(_naive_cells_per_token(model, tokens) + 0.5))))
+        assert want < 30  # these 60 merged cells hold each region in a few of them: the rule does reduce
     assert model.n_components == "auto" and model.training_info["n_components"] == want
     # High coverage: cells pool input and output vectors side by side (80 wide), and the projected cells have unit
     # length (cell_norm: l2); low coverage: the input vectors, as projected.
@@ -326,6 +330,7 @@ def test_high_coverage_folder_from_before_pool_vectors_encodes_as_before(tmp_pat
     mean = _naive_pooled(model, tokens, both=False).astype(np.float32)
     model._projection = fit_projection(mean, 30, power=AXIS_POWER)  # what the previous version fitted
     model._pool_vectors = model._region_context = None
+    model.training_info.update(n_components=30, pool_context=None)
     folder = model.save(tmp_path / "m")
     cfg = yaml.safe_load((folder / "config.yaml").read_text())
     assert cfg.pop("pool_vectors", None) is None and cfg["cell_norm"] == "l2"
@@ -411,6 +416,29 @@ def test_rare_high_coverage_cells_get_plain_scores():
         (LOW_COVERAGE_COMPONENTS, None),
     ]:
         assert auto_axis_power(k, context) == AXIS_POWER
+
+
+@pytest.mark.parametrize(
+    "per_token, want", [(0.5, 10), (5.8, 10), (10.49, 10), (12.5, 13), (12.49, 12), (18.5, 19), (29.6, 30), (80.0, 30)]
+)
+def test_rare_high_coverage_axes_follow_the_cells_per_token(per_token, want):
+    """auto_rare_components: one axis per cell holding a region (rounded half up), between 10 and 30, for the
+    high-coverage axes with the context alone; every other choice keeps its axes."""
+    from fastembed.kernels.projection import (
+        CONTEXT_ALONE,
+        CONTEXT_CELLS,
+        HIGH_COVERAGE_COMPONENTS,
+        LOW_COVERAGE_COMPONENTS,
+        auto_rare_components,
+    )
+
+    assert auto_rare_components(HIGH_COVERAGE_COMPONENTS, CONTEXT_ALONE, per_token) == want
+    for k, context in [
+        (HIGH_COVERAGE_COMPONENTS, CONTEXT_CELLS),
+        (HIGH_COVERAGE_COMPONENTS, None),
+        (LOW_COVERAGE_COMPONENTS, CONTEXT_ALONE),
+    ]:
+        assert auto_rare_components(k, context, per_token) == k
 
 
 def test_cells_per_token_counts_pooled_tokens_only():
