@@ -402,7 +402,7 @@ def load(ds: str, draw: int, granja):
         return split_peaks(load(base, draw, granja), int(k), draw)
     if ds == "forebrain":
         return load_forebrain(draw)
-    if ds.startswith("granja-pool"):
+    if ds.startswith(("granja-pool", "forebrain-pool")):
         return load_pooled_name(ds, draw, granja)
     n = int(ds.rsplit("-", 1)[1])
     idx = np.sort(np.random.default_rng(1000 + draw).choice(granja.n_obs, size=n, replace=False))

@@ -17,6 +17,8 @@ Datasets
 - ``granja-pool-N``: N cells of a high-coverage variant of granja2019, 12 cells of one donor and type merged into
   one (~1,200 peaks per cell; ``_data.load_granja_pooled``), ``--draws`` draws; ``granja-poolP-N`` merges ``P``
   cells instead (``granja-pool24-400``: ~1,800 peaks per cell, of the 572 such cells there are).
+- ``forebrain-poolP``: forebrain's cells merged ``P`` at a time within each type (``forebrain-pool3``: 346 cells,
+  ~1,025 peaks per cell; ``_data.load_forebrain_pooled``); no donors, so 5-fold cross-validation as forebrain.
 - ``granja-boot-N`` (not in the default run): N cells drawn from granja2019 with replacement, each copy keeping a
   random 80% of its regions; a stand-in for an atlas, for what depends on region counts (see ``load_dataset``).
 
@@ -283,7 +285,8 @@ def load_dataset(name: str, seed: int):
     regions, depth and labels, and region counts that grow with N, so that what depends on counts (the
     subsampling of common regions, the data-derived epochs) acts as it would at that size. It holds no more
     information than granja2019 itself. Any name with a ``+splitK`` suffix (``granja-pool-600+split8``) is that
-    dataset over a universe ``K`` times finer (``_data.split_peaks``)."""
+    dataset over a universe ``K`` times finer (``_data.split_peaks``); ``forebrain-poolP`` is forebrain's cells
+    merged ``P`` at a time within each type (``_data.load_forebrain_pooled``)."""
     if "+split" in name:
         base, k = name.split("+split", 1)
         return split_peaks(load_dataset(base, seed), int(k), seed)
@@ -295,7 +298,7 @@ def load_dataset(name: str, seed: int):
         return a
     if name == "forebrain":
         return load_forebrain(seed)
-    if name.startswith("granja-pool"):
+    if name.startswith(("granja-pool", "forebrain-pool")):
         return load_pooled_name(name, seed)
     adata = load_granja()
     if name == "granja":
