@@ -27,8 +27,8 @@ from fastembed.kernels.projection import (
     POOL_BOTH,
     auto_axis_power,
     auto_components,
-    auto_rare_components,
     auto_context,
+    auto_rare_components,
     fit_projection,
 )
 from fastembed.model.trainmem import check_training_memory, parquet_counts

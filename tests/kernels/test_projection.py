@@ -419,7 +419,8 @@ def test_rare_high_coverage_cells_get_plain_scores():
 
 
 @pytest.mark.parametrize(
-    "per_token, want", [(0.5, 10), (5.8, 10), (10.49, 10), (12.5, 13), (12.49, 12), (18.5, 19), (29.6, 30), (80.0, 30)]
+    "per_token, want",
+    [(0.5, 10), (5.8, 10), (10.49, 10), (12.5, 13), (12.49, 12), (18.5, 19), (29.6, 30), (80.0, 30)],
 )
 def test_rare_high_coverage_axes_follow_the_cells_per_token(per_token, want):
     """auto_rare_components: one axis per cell holding a region (rounded half up), between 10 and 30, for the
