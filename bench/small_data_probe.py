@@ -37,6 +37,9 @@ cell, so its pooled vector is partly its own echo).
 - ``context-alone`` and ``wc-30-context-alone``: each region pooled as its cell context alone, without its
   vector, at low and high coverage (``fastembed.kernels.projection.CONTEXT_ALONE``, below 20 training cells per
   region; RESULTS-archive, "Small data, sixth round"). Any dataset takes a ``+splitK`` suffix (a finer universe).
+- ``wc-K-plain-alone`` (K 10, 15, 20, 30) and ``wc-auto-plain-alone``: the high-coverage context alone with plain
+  principal-component scores over K axes, or over the axes ``fastembed.kernels.projection.auto_rare_components``
+  keeps (one per training cell holding a region, between 10 and 30; RESULTS-archive, "Small data, seventh round").
 
 Quality is bench/snapatac2_ablation.py's (Leiden ARI, 10-NN accuracy centred and plain), paired draw by draw with
 the defaults (``fe``). Results: bench/RESULTS-archive.md, "Small data, fifth round".
@@ -53,6 +56,8 @@ import numpy as np
 import scipy.sparse as sp
 from _data import QUERY_DONOR, REFERENCE_DONOR, REPO, load_granja, machine
 from snapatac2_ablation import evaluate, fe_vectors, l2rows, load, pca, print_table, snap_package
+
+from fastembed.kernels.projection import CONTEXT_ALONE, HIGH_COVERAGE_COMPONENTS, auto_rare_components
 
 
 def knn_correct(emb: np.ndarray, labels: np.ndarray, donor: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -144,6 +149,13 @@ def pooled_variants(x, w, c, snap) -> dict:
     out["wc-30-context-alone"] = l2rows(
         pca(weighted_cells(x, region_context(x, both), np.ones_like(count)), 30, "sqrt")
     )
+    alone = weighted_cells(x, region_context(x, both), np.ones_like(count))
+    for k in (10, 15, 20, 30):  # the high-coverage context alone with plain scores: 30 was 0.12's default
+        out[f"wc-{k}-plain-alone"] = l2rows(pca(alone, k, "plain"))
+    k = auto_rare_components(
+        HIGH_COVERAGE_COMPONENTS, CONTEXT_ALONE, count.sum() / max(np.count_nonzero(count), 1)
+    )
+    out["wc-auto-plain-alone"] = l2rows(pca(alone, k, "plain"))
     out["wc-30"] = l2rows(pca(weighted_cells(x, both, np.ones_like(count)), 30, "sqrt"))
     both = both + region_context(x, both)
     out["wc-30-context"] = l2rows(pca(weighted_cells(x, both, np.ones_like(count)), 30, "sqrt"))
