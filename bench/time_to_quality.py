@@ -435,7 +435,7 @@ def main(argv=None):
     for ds in args.datasets.split(","):
         ds_seeds = (
             list(range(args.draws))
-            if ds.startswith("granja-") or ds.split("+split")[0] == "forebrain"
+            if ds.startswith(("granja-", "forebrain-pool")) or ds.split("+split")[0] == "forebrain"
             else seeds
         )
         for seed in ds_seeds:

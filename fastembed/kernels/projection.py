@@ -129,8 +129,8 @@ def auto_rare_components(n_components: int, context: str | None, cells_per_token
     its noise floor, keeps 6-7 on granja's merged cells over a universe cut in 4 or 8). Measured with
     bench/small_data_probe.py on granja's merged cells and forebrain's cells merged 3 at a time, their universes
     cut in 3 to 12 (5.8 to 18.5 cells per region, 3 draws each): against 30 axes, 10 to 13 axes at 5.8 to 12.7
-    cells per region gained Leiden ARI +0.04 to +0.08 and 10-NN accuracy up to +0.06; at 15 to 18.5 the rule
-    keeps 15 to 18 axes, where the measured changes were within their noise.
+    cells per region gained Leiden ARI +0.02 to +0.08 and 10-NN accuracy up to +0.06; at 15 to 18.5 cells per
+    region (15 to 19 axes) the changes were within about 0.015 either way.
 
     Parameters
     ----------
