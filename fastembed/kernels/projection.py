@@ -144,6 +144,8 @@ def auto_rare_components(n_components: int, context: str | None, cells_per_token
     Returns
     -------
     int
+        The number of axes to fit: in ``[RARE_MIN_COMPONENTS, HIGH_COVERAGE_COMPONENTS]`` for high-coverage cells
+        with the context alone, else ``n_components``.
     """
     if n_components != HIGH_COVERAGE_COMPONENTS or context != CONTEXT_ALONE:
         return n_components
