@@ -150,12 +150,8 @@ def pooled_variants(x, w, c, snap) -> dict:
         pca(weighted_cells(x, region_context(x, both), np.ones_like(count)), 30, "sqrt")
     )
     alone = weighted_cells(x, region_context(x, both), np.ones_like(count))
-    for k in (
-        10,
-        15,
-        20,
-        30,
-    ):  # the high-coverage context alone, plain scores: 30 axes was the default before the rule
+    # The high-coverage context alone with plain scores; 30 axes was the default before the rule.
+    for k in (10, 15, 20, 30):
         out[f"wc-{k}-plain-alone"] = l2rows(pca(alone, k, "plain"))
     k = auto_rare_components(
         HIGH_COVERAGE_COMPONENTS, CONTEXT_ALONE, count.sum() / max(np.count_nonzero(count), 1)
