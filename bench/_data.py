@@ -84,38 +84,50 @@ POOL_SIZE = 12
 """Cells of one donor and type merged into one cell of the high-coverage granja variant (~1,200 peaks per cell)."""
 
 
+def _disjoint_groups(key, pool_size: int, rng):
+    """Each key's rows (``key``: a Series over the cells) cut at random into disjoint groups of ``pool_size``,
+    keys in sorted order, the rest of each key left out; returns the groups (int arrays) and their keys."""
+    groups, keys = [], []
+    for k, idx in sorted(key.groupby(key).indices.items()):
+        idx = rng.permutation(idx)
+        for lo in range(0, idx.size - pool_size + 1, pool_size):
+            groups.append(idx[lo : lo + pool_size])
+            keys.append(k)
+    return groups, keys
+
+
+def _merged_cells(x, groups, n_cells: int):
+    """float32 CSR (len(groups), n_peaks): row ``i`` is 1 at every peak held by a cell of ``groups[i]``."""
+    import scipy.sparse as sp
+
+    rows = np.repeat(np.arange(len(groups)), [g.size for g in groups])
+    agg = sp.csr_matrix(
+        (np.ones(rows.size, np.float32), (rows, np.concatenate(groups))), shape=(len(groups), n_cells)
+    )
+    merged = (agg @ x).tocsr()
+    merged.data[:] = 1
+    merged.sort_indices()  # SnapATAC2 refuses a CSR matrix with unsorted indices (the product leaves them so)
+    return merged.astype(np.float32)
+
+
 def load_granja_pooled(n: int, seed: int, granja=None, pool_size: int = POOL_SIZE):
     """A high-coverage variant of granja2019: its cells split, within each (donor, cell type), into disjoint groups
     of ``pool_size`` at random; ``n`` groups drawn (``seed``); each becomes one cell holding the union of its
     members' peaks (about 1,200 of the 10,000 peaks at 12, against ~164 for one cell; ~1,800 at 24), with the
     group's donor and type. Disjoint groups keep one cell's reads from being in two pooled cells."""
     import anndata as ad
-    import scipy.sparse as sp
 
     g = load_granja() if granja is None else granja
     rng = np.random.default_rng(4000 + seed)
-    groups, meta = [], []
     key = g.obs["donor"].astype(str) + "|" + g.obs["cell_type"].astype(str)
-    for k, idx in sorted(key.groupby(key).indices.items()):
-        idx = rng.permutation(idx)
-        for lo in range(0, idx.size - pool_size + 1, pool_size):
-            groups.append(idx[lo : lo + pool_size])
-            meta.append(k.split("|", 1))
+    groups, keys = _disjoint_groups(key, pool_size, rng)
     pick = np.sort(rng.choice(len(groups), size=min(n, len(groups)), replace=False))
-    rows = np.concatenate([np.full(pool_size, i) for i in range(pick.size)])
-    members = np.concatenate([groups[p] for p in pick])
-    agg = sp.csr_matrix((np.ones(members.size, np.float32), (rows, members)), shape=(pick.size, g.n_obs))
-    x = (agg @ g.X).tocsr()
-    x.data[:] = 1
-    x.sort_indices()  # SnapATAC2 refuses a CSR matrix with unsorted indices (the product leaves them so)
+    meta = [keys[p].split("|", 1) for p in pick]
     obs = pd.DataFrame(
-        {
-            "donor": pd.Categorical([meta[p][0] for p in pick]),
-            "cell_type": pd.Categorical([meta[p][1] for p in pick]),
-        },
+        {"donor": pd.Categorical([m[0] for m in meta]), "cell_type": pd.Categorical([m[1] for m in meta])},
         index=[f"pool{p}" for p in pick],
     )
-    return ad.AnnData(X=x.astype(np.float32), obs=obs, var=g.var.copy())
+    return ad.AnnData(X=_merged_cells(g.X, [groups[p] for p in pick], g.n_obs), obs=obs, var=g.var.copy())
 
 
 def split_peaks(adata, k: int, seed: int):
@@ -151,28 +163,14 @@ def load_forebrain_pooled(pool_size: int, seed: int):
     1,000 of the 7,674 peaks at 3, against ~371 for one cell), with the group's type. All groups are kept (~347
     cells at 3)."""
     import anndata as ad
-    import scipy.sparse as sp
 
     f = load_forebrain(seed)
     rng = np.random.default_rng(6000 + seed)
-    groups, types = [], []
-    labels = f.obs["cell_type"].astype(str)
-    for t, idx in sorted(labels.groupby(labels).indices.items()):
-        idx = rng.permutation(idx)
-        for lo in range(0, idx.size - pool_size + 1, pool_size):
-            groups.append(idx[lo : lo + pool_size])
-            types.append(t)
+    groups, types = _disjoint_groups(f.obs["cell_type"].astype(str), pool_size, rng)
     order = rng.permutation(len(groups))  # the groups come out sorted by type; cells should not
     groups, types = [groups[i] for i in order], [types[i] for i in order]
-    rows = np.repeat(np.arange(len(groups)), pool_size)
-    agg = sp.csr_matrix(
-        (np.ones(rows.size, np.float32), (rows, np.concatenate(groups))), shape=(len(groups), f.n_obs)
-    )
-    x = (agg @ f.X).tocsr()
-    x.data[:] = 1
-    x.sort_indices()
     obs = pd.DataFrame({"cell_type": pd.Categorical(types)}, index=[f"pool{i}" for i in range(len(groups))])
-    return ad.AnnData(X=x.astype(np.float32), obs=obs, var=f.var.copy())
+    return ad.AnnData(X=_merged_cells(f.X, groups, f.n_obs), obs=obs, var=f.var.copy())
 
 
 def load_pooled_name(name: str, seed: int, granja=None):
